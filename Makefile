@@ -1,0 +1,41 @@
+# Makefile -- build, test, run and benchmark the resilience suite.
+#
+#   make            build the breaker library and the three services
+#   make test       every test suite (what CI runs); ends with "N passed, N failed"
+#   make run        the whole suite on this machine: FerretDB + order, payment, shipment
+#   make bench      the breaker library's benchmark
+#   make up / down  the same stack under docker-compose
+#
+# Each part keeps its rules in mk/*.mk; this file holds what they share.
+
+CC       ?= cc
+BUILD    ?= build
+WARN     := -Wall -Wextra -Werror
+CSTD     := -std=c11 -D_GNU_SOURCE
+OPT      ?= -O2 -g
+CFLAGS_BASE := $(CSTD) $(WARN) -pthread -Icommon/include -Icommon/svc
+CFLAGS   ?= $(OPT)
+PKGS     := libmongoc-1.0 libcjson libcurl
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# Sanitizer flavours: every object is built once per flavour under $(BUILD)/<flavour>.
+SAN_asan := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_tsan := -fsanitize=thread
+SAN_rel  :=
+
+.PHONY: all test run bench up down clean setup
+all:
+
+include mk/*.mk
+
+# Every suite, in order, each allowed to fail without stopping the others;
+# the script prints one summary line at the end and fails if any suite did.
+test:
+	@scripts/run-tests.sh $(TEST_SUITES)
+
+setup:
+	scripts/setup.sh
+
+clean:
+	rm -rf $(BUILD)

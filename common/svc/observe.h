@@ -1,0 +1,44 @@
+/* observe.h -- what a service shows about itself: /health, /metrics,
+ * /hystrix.stream, /breaker (and its admin routes) and /dashboard.
+ *
+ * The request runtime (svc.c) calls obs_init() once at start, obs_register()
+ * once the civetweb context exists, obs_record_request() after every request,
+ * and obs_shutdown() before stopping civetweb (it ends every open stream so
+ * that worker threads are free to stop).
+ */
+#ifndef OBSERVE_H
+#define OBSERVE_H
+
+#include <civetweb.h>
+#include "cb.h"
+
+typedef struct obs_source {
+    const char *service;          /* the service's ID ("order") */
+    cb_breaker *breaker;          /* its downstream breaker; NULL when it has none */
+    /* Returns 0 when the database answers a ping, non-zero otherwise. Called
+     * from request threads; must be thread-safe. */
+    int (*db_ping)(void *ctx);
+    void *db_ctx;
+    const char *db_name;          /* shown in /health ("orders-db" or the URL's db) */
+    const char *admin_token;      /* ADMIN_TOKEN; NULL or "" = admin routes answer 404 */
+    int hystrix_interval_ms;      /* 0 = 1000 */
+} obs_source;
+
+/* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */
+int obs_init(const obs_source *src);
+
+/* Registers the routes above on ctx. */
+void obs_register(struct mg_context *ctx);
+
+/* Counts one finished request for /metrics. route is the matched route
+ * ("/create", "/", "other"), status the HTTP status, seconds its latency.
+ * Thread-safe and cheap. */
+void obs_record_request(const char *route, int status, double seconds);
+
+/* Ends every open stream and refuses new ones. Idempotent. */
+void obs_shutdown(void);
+
+/* Frees what obs_init() took. After obs_shutdown() and civetweb stopped. */
+void obs_free(void);
+
+#endif
