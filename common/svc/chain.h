@@ -1,0 +1,44 @@
+/* chain.h -- POSTing to the next service: libcurl with one reused keep-alive handle per thread. */
+#ifndef SVC_CHAIN_H
+#define SVC_CHAIN_H
+
+#include <stddef.h>
+#include "cb.h"
+
+/* One downstream call: what to send and what came back. */
+typedef struct chain_call {
+    const char *url;       /* CHAIN_SVC?count=N */
+    const char *body;      /* JSON, sent as application/json */
+    long status;           /* the HTTP status, 0 when none arrived */
+    int curl_rc;           /* CURLcode of the transfer */
+    char *response;        /* the response body, NUL-terminated; free() it */
+    size_t response_len;
+} chain_call;
+
+/* Action codes other than HTTP statuses (which are >= 100). */
+#define CHAIN_ETIMEDOUT -1 /* no answer before the deadline */
+#define CHAIN_ECONNECT  -2 /* nobody listening, or the connection broke */
+#define CHAIN_ETRANSFER -3 /* any other transport failure */
+
+/* Initialises libcurl and the per-thread handle key. Call once, before any
+ * thread starts. Returns 0 or -1. */
+int chain_global_init(void);
+/* Releases what chain_global_init() took. Call after every worker thread ended. */
+void chain_global_cleanup(void);
+
+/* POSTs c->body to c->url, waiting at most timeout_ms (>= 1). Fills status,
+ * curl_rc and response. Returns 0 on a 2xx answer; the HTTP status for any
+ * other answer; CHAIN_ETIMEDOUT, CHAIN_ECONNECT or CHAIN_ETRANSFER when no
+ * answer came. Uses the calling thread's handle, so connections are reused. */
+int chain_post(chain_call *c, long timeout_ms);
+
+/* The breaker's action (a cb_action_fn): call->arg is a chain_call *. Gives
+ * chain_post() what is left until call->deadline_ns (the system monotonic
+ * clock, the breaker's default). Sets *result to the chain_call. */
+int chain_action(const cb_call *call, void **result);
+
+/* A short word for an action code: "failure(502)", "timeout", "connect". The
+ * buffer must hold 32 bytes; returns buf. */
+const char *chain_reason(int action_rc, char *buf, size_t len);
+
+#endif

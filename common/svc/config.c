@@ -1,0 +1,181 @@
+/* config.c -- reads a service's settings from the environment, refusing bad values by name. */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Returns the variable's value, or NULL when it is unset or empty. */
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+/* Reads an integer in [lo, hi] into *out (left alone when unset). Returns 0,
+ * or -1 with the reason in err. */
+static int env_int64(const char *name, int64_t lo, int64_t hi, int64_t *out,
+                     char *err, size_t errlen)
+{
+    const char *v = env(name);
+    if (!v)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
+        snprintf(err, errlen, "%s: expected an integer in %lld..%lld, got \"%s\"",
+                 name, (long long)lo, (long long)hi, v);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* As env_int64() for an int. */
+static int env_int(const char *name, int lo, int hi, int *out, char *err, size_t errlen)
+{
+    int64_t n = *out;
+    if (env_int64(name, lo, hi, &n, err, errlen))
+        return -1;
+    *out = (int)n;
+    return 0;
+}
+
+/* Reads a finite number in [lo, hi] into *out (left alone when unset). */
+static int env_double(const char *name, double lo, double hi, double *out,
+                      char *err, size_t errlen)
+{
+    const char *v = env(name);
+    if (!v)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !isfinite(d) || d < lo || d > hi) {
+        snprintf(err, errlen, "%s: expected a number in %g..%g, got \"%s\"", name, lo, hi, v);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Reads a 0/1 flag into *out (left alone when unset). */
+static int env_flag(const char *name, bool *out, char *err, size_t errlen)
+{
+    const char *v = env(name);
+    if (!v)
+        return 0;
+    if (strcmp(v, "0") && strcmp(v, "1")) {
+        snprintf(err, errlen, "%s: expected 0 or 1, got \"%s\"", name, v);
+        return -1;
+    }
+    *out = v[0] == '1';
+    return 0;
+}
+
+/* Returns 0 when url is an absolute http(s) URL with a host. */
+static int check_http_url(const char *url)
+{
+    CURLU *u = curl_url();
+    if (!u)
+        return -1;
+    int rc = -1;
+    char *scheme = NULL, *host = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        (!strcmp(scheme, "http") || !strcmp(scheme, "https")) && *host)
+        rc = 0;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* Fills the defaults: the original demo's, and the spec's. */
+static void config_defaults(svc_config *c, const svc_spec *spec)
+{
+    memset(c, 0, sizeof *c);
+    c->id = spec->name;
+    c->port = spec->default_port;
+    c->jumps = 6;
+    c->err_rate = 0.4;
+    c->mongo_url = "mongodb://127.0.0.1:27017";
+    c->mongo_timeout_ms = 1000;
+    c->threads = 32;
+    c->cb_timeout_ms = 300;
+    c->cb_reset_timeout_ms = 10000;
+    c->cb_error_threshold = 50;
+    c->cb_window_ms = 10000;
+    c->cb_buckets = 10;
+    c->cb_half_open_calls = 1;
+    c->cb_backoff = 1.0;
+}
+
+/* Reads the strings and their checks. */
+static int config_strings(svc_config *c, char *err, size_t errlen)
+{
+    if (env("ID"))
+        c->id = env("ID");
+    c->chain_svc = env("CHAIN_SVC");
+    if (c->chain_svc && check_http_url(c->chain_svc)) {
+        snprintf(err, errlen, "CHAIN_SVC: expected an http:// or https:// URL, got \"%s\"",
+                 c->chain_svc);
+        return -1;
+    }
+    if (env("MONGO_URL"))
+        c->mongo_url = env("MONGO_URL");
+    if (strncmp(c->mongo_url, "mongodb://", 10) && strncmp(c->mongo_url, "mongodb+srv://", 14)) {
+        snprintf(err, errlen, "MONGO_URL: expected a mongodb:// URL, got \"%s\"", c->mongo_url);
+        return -1;
+    }
+    c->mongo_db = env("MONGO_DB");
+    const char *fmt = env("LOG_FORMAT");
+    if (fmt && strcmp(fmt, "human") && strcmp(fmt, "json")) {
+        snprintf(err, errlen, "LOG_FORMAT: expected \"human\" or \"json\", got \"%s\"", fmt);
+        return -1;
+    }
+    c->log_json = fmt && !strcmp(fmt, "json");
+    c->admin_token = env("ADMIN_TOKEN");
+    return 0;
+}
+
+/* Reads the breaker's options. */
+static int config_breaker(svc_config *c, char *err, size_t errlen)
+{
+    if (env_int64("CB_TIMEOUT_MS", 0, 3600000, &c->cb_timeout_ms, err, errlen) ||
+        env_int64("CB_RESET_TIMEOUT_MS", 1, 86400000, &c->cb_reset_timeout_ms, err, errlen) ||
+        env_int("CB_ERROR_THRESHOLD", 0, 100, &c->cb_error_threshold, err, errlen) ||
+        env_int("CB_VOLUME_THRESHOLD", 0, 1000000, &c->cb_volume_threshold, err, errlen) ||
+        env_int64("CB_WINDOW_MS", 1, 86400000, &c->cb_window_ms, err, errlen) ||
+        env_int("CB_BUCKETS", 1, 10000, &c->cb_buckets, err, errlen) ||
+        env_int("CB_HALF_OPEN_CALLS", 1, 10000, &c->cb_half_open_calls, err, errlen) ||
+        env_double("CB_BACKOFF", 1.0, 100.0, &c->cb_backoff, err, errlen) ||
+        env_int64("CB_BACKOFF_MAX_MS", 0, 86400000, &c->cb_backoff_max_ms, err, errlen))
+        return -1;
+    if (c->cb_window_ms % c->cb_buckets) {
+        snprintf(err, errlen, "CB_BUCKETS: expected a divisor of CB_WINDOW_MS (%lld), got %d",
+                 (long long)c->cb_window_ms, c->cb_buckets);
+        return -1;
+    }
+    return 0;
+}
+
+int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
+{
+    config_defaults(c, spec);
+    if (config_strings(c, err, errlen) ||
+        env_int("PORT", 1, 65535, &c->port, err, errlen) ||
+        env_int("JUMPS", 1, 1000000, &c->jumps, err, errlen) ||
+        env_flag("INJECT_ERR", &c->inject_err, err, errlen) ||
+        env_double("ERR_RATE", 0.0, 1.0, &c->err_rate, err, errlen) ||
+        env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
+        env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
+        env_int("THREADS", 1, 1024, &c->threads, err, errlen))
+        return -1;
+    return config_breaker(c, err, errlen);
+}

@@ -1,0 +1,44 @@
+/* config.h -- a service's configuration, read once from the environment. */
+#ifndef SVC_CONFIG_H
+#define SVC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "svc.h"
+
+/* Every setting, after defaults. Strings point into the environment
+ * (getenv), which the services never modify. */
+typedef struct svc_config {
+    const char *id;              /* ID; the spec's name */
+    int port;                    /* PORT; the spec's default */
+    const char *chain_svc;       /* CHAIN_SVC; NULL = last service of the chain */
+    int jumps;                   /* JUMPS; 6 */
+    bool inject_err;             /* INJECT_ERR=1; off */
+    double err_rate;             /* ERR_RATE; 0.4 */
+    const char *mongo_url;       /* MONGO_URL; mongodb://127.0.0.1:27017 */
+    const char *mongo_db;        /* MONGO_DB; the URL's database, else "resilience" (NULL here) */
+    int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS; 1000: how long a request waits for the DB */
+    bool log_json;               /* LOG_FORMAT=json; human */
+    bool log_snapshots;          /* LOG_SNAPSHOTS=1; off (one breaker snapshot per bucket) */
+    int threads;                 /* THREADS; 32 worker threads */
+    const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
+
+    /* the breaker, by default the original demo's options */
+    int64_t cb_timeout_ms;       /* CB_TIMEOUT_MS; 300 */
+    int64_t cb_reset_timeout_ms; /* CB_RESET_TIMEOUT_MS; 10000 */
+    int cb_error_threshold;      /* CB_ERROR_THRESHOLD; 50 (percent) */
+    int cb_volume_threshold;     /* CB_VOLUME_THRESHOLD; 0 */
+    int64_t cb_window_ms;        /* CB_WINDOW_MS; 10000 */
+    int cb_buckets;              /* CB_BUCKETS; 10 */
+    int cb_half_open_calls;      /* CB_HALF_OPEN_CALLS; 1 */
+    double cb_backoff;           /* CB_BACKOFF; 1.0 = no back-off */
+    int64_t cb_backoff_max_ms;   /* CB_BACKOFF_MAX_MS; 0 = no cap */
+} svc_config;
+
+/* Fills c from the environment and spec's defaults. Returns 0, or -1 with a
+ * sentence in err naming the variable, what it expected and what it got
+ * ("PORT: expected an integer in 1..65535, got \"abc\""). */
+int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen);
+
+#endif

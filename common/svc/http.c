@@ -1,0 +1,143 @@
+/* http.c -- civetweb helpers: JSON responses with CORS headers, bounded body reads, content types. */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Sends one response: status, headers, body of len bytes. */
+static int http_send(struct mg_connection *conn, int status, const char *type,
+                     const char *body, size_t len, bool close)
+{
+    char length[32];
+    snprintf(length, sizeof length, "%zu", len);
+    if (close)
+        mg_disable_keep_alive(conn);
+    mg_response_header_start(conn, status);
+    mg_response_header_add(conn, "Content-Type", type, -1);
+    mg_response_header_add(conn, "Content-Length", length, -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    if (close)
+        mg_response_header_add(conn, "Connection", "close", -1);
+    mg_response_header_send(conn);
+    if (len)
+        mg_write(conn, body, len);
+    return status;
+}
+
+int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close)
+{
+    char *text = cJSON_PrintUnformatted(body);
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
+        http_send(conn, 500, "application/json", oom, sizeof oom - 1, true);
+        return 500;
+    }
+    http_send(conn, status, "application/json", text, strlen(text), close);
+    free(text);
+    return status;
+}
+
+int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
+                    const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddNumberToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "service", service);
+    }
+    http_send_json(conn, status, o, close);
+    cJSON_Delete(o);
+    return status;
+}
+
+int http_send_text(struct mg_connection *conn, int status, const char *text)
+{
+    return http_send(conn, status, "text/plain; charset=utf-8", text, strlen(text), false);
+}
+
+int http_send_preflight(struct mg_connection *conn, const char *allow)
+{
+    mg_response_header_start(conn, 204);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Methods", allow, -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Headers", "Content-Type, Authorization", -1);
+    mg_response_header_add(conn, "Access-Control-Max-Age", "600", -1);
+    mg_response_header_add(conn, "Allow", allow, -1);
+    mg_response_header_add(conn, "Content-Length", "0", -1);
+    mg_response_header_send(conn);
+    return 204;
+}
+
+/* Makes room for at least one more byte plus the NUL in *buf. Returns 0, 413
+ * when that would pass limit, 500 when out of memory. */
+static int http_grow(char **buf, size_t *cap, size_t used, size_t limit)
+{
+    if (used + 1 < *cap)
+        return 0;
+    if (*cap > limit + 1)
+        return 413;
+    char *grown = realloc(*buf, *cap * 2);
+    if (!grown)
+        return 500;
+    *buf = grown;
+    *cap *= 2;
+    return 0;
+}
+
+int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (ri->content_length > (long long)limit)
+        return 413;
+    size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 16384;
+    char *buf = malloc(cap);
+    if (!buf)
+        return 500;
+    size_t used = 0;
+    for (;;) {
+        int rc = http_grow(&buf, &cap, used, limit);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
+        int n = mg_read(conn, buf + used, cap - used - 1);
+        if (n < 0) {
+            free(buf);
+            return 400;
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+        if (used > limit) {
+            free(buf);
+            return 413;
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    *len = used;
+    return 0;
+}
+
+bool http_is_json(const char *content_type)
+{
+    if (!content_type)
+        return false;
+    while (*content_type == ' ')
+        content_type++;
+    size_t n = strcspn(content_type, "; ");
+    if (n == 16 && !strncasecmp(content_type, "application/json", 16))
+        return true;
+    return n > 17 && !strncasecmp(content_type, "application/", 12) &&
+           !strncasecmp(content_type + n - 5, "+json", 5);
+}

@@ -1,0 +1,37 @@
+/* http.h -- civetweb helpers: JSON responses with CORS, bounded body reads, content types. */
+#ifndef SVC_HTTP_H
+#define SVC_HTTP_H
+
+#include <cJSON.h>
+#include <civetweb.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_MAX_BODY (1024 * 1024)
+
+/* Sends status with body serialised as JSON, Content-Length and
+ * Access-Control-Allow-Origin: *. body is not freed. close drops the
+ * connection after the response. Returns status. */
+int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close);
+
+/* Sends status with {"error": <message>, "status": status, "service": service}.
+ * Returns status. */
+int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Sends text/plain text with status and CORS. Returns status. */
+int http_send_text(struct mg_connection *conn, int status, const char *text);
+
+/* Answers a CORS preflight (OPTIONS) for the methods in allow: 204. Returns 204. */
+int http_send_preflight(struct mg_connection *conn, const char *allow);
+
+/* Reads the request body, at most limit bytes, into a malloc'd NUL-terminated
+ * buffer. Returns 0 and sets *out and *len; 413 when the body is larger than
+ * limit; 400 when the connection broke; 500 when out of memory. */
+int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len);
+
+/* Returns true when content_type names JSON: application/json or
+ * application/(anything)+json, with any parameters. */
+bool http_is_json(const char *content_type);
+
+#endif

@@ -1,0 +1,25 @@
+/* log.h -- a service's log lines: human-readable or JSON lines, one line per event. */
+#ifndef SVC_LOG_H
+#define SVC_LOG_H
+
+#include <stdbool.h>
+#include "cb.h"
+
+/* Sets the service ID every line carries and the format. Call once, before
+ * any other log_ function. This function can't fail. */
+void log_init(const char *service, bool json);
+
+/* Writes one informational line (kind "info", or "error" when is_error).
+ * Thread-safe; each line is written whole. */
+void log_message(bool is_error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes one line for a finished request: method, path (with query), status
+ * and latency. Thread-safe. */
+void log_request(const char *method, const char *path, int status, double latency_ms);
+
+/* A cb_listener_fn: writes one line per breaker event with the time, service,
+ * breaker name, event, state, latency, error percentage and window counts.
+ * ctx is unused. Thread-safe. */
+void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
+
+#endif

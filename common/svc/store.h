@@ -1,0 +1,47 @@
+/* store.h -- persistence of received documents in MongoDB over one client pool. */
+#ifndef SVC_STORE_H
+#define SVC_STORE_H
+
+#include <stddef.h>
+
+typedef struct store store;
+
+#define STORE_OK            0
+#define STORE_EUNAVAILABLE -1  /* the database could not be reached in time */
+#define STORE_EREJECTED    -2  /* the database refused the document */
+#define STORE_ENOMEM       -3
+
+/* Opens a pool to url (a mongodb:// URL); documents go to db.collection,
+ * db being NULL for the URL's database or "resilience". Server selection
+ * gives up after timeout_ms, so an unreachable database fails requests fast
+ * and the pool reconnects by itself once it returns. Connects lazily: an
+ * unreachable database does not fail this call. Returns STORE_OK and sets
+ * *out, or -1 with a message naming MONGO_URL in err. */
+int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
+               store **out, char *err, size_t errlen);
+
+/* Inserts the request's JSON object (json, already validated) with the
+ * server's fields under "_meta": service, count, received (a date) and
+ * outcome "pending". Writes the new _id's hex (25 bytes) to id_hex. Returns
+ * STORE_OK, STORE_EUNAVAILABLE, STORE_EREJECTED or STORE_ENOMEM with a
+ * message in err. Thread-safe. */
+int store_insert(store *s, const char *json, const char *service, int count,
+                 char id_hex[25], char *err, size_t errlen);
+
+/* Sets _meta.outcome (and _meta.reason, _meta.status when given: NULL / 0
+ * to omit) on the document id_hex. Returns STORE_OK or an error as
+ * store_insert(). Thread-safe. */
+int store_record_outcome(store *s, const char *id_hex, const char *outcome,
+                         const char *reason, int status);
+
+/* Returns 0 when the database answers a ping, -1 otherwise. ctx is a store *.
+ * Thread-safe (an obs_source.db_ping). */
+int store_ping(void *ctx);
+
+/* The database's name, e.g. "resilience". */
+const char *store_db_name(const store *s);
+
+/* Closes the pool. No call may be in flight. NULL is a no-op. */
+void store_close(store *s);
+
+#endif

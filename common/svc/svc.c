@@ -1,0 +1,260 @@
+/* svc.c -- a service's lifecycle: configuration, database pool, breaker, civetweb, signals, shutdown.
+ *
+ * SIGTERM and SIGINT are blocked in every thread and taken by the main thread
+ * with sigwait(), so shutdown runs as ordinary code: streams end, civetweb
+ * stops accepting and lets the requests in flight finish, then the breaker,
+ * the pool and the libraries are released and the process exits 0.
+ */
+#include "svc.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <mongoc/mongoc.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "log.h"
+#include "observe.h"
+#include "runtime.h"
+
+/* Asks http://127.0.0.1:PORT/health. Returns 0 on 200, else 1. */
+static int svc_healthcheck(const svc_spec *spec)
+{
+    svc_config cfg;
+    char err[512];
+    if (config_load(&cfg, spec, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", spec->name, err);
+        return 1;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", cfg.port);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT))
+        return 1;
+    CURL *k = curl_easy_init();
+    long status = 0;
+    if (k) {
+        curl_easy_setopt(k, CURLOPT_URL, url);
+        curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, 3000L);
+        curl_easy_setopt(k, CURLOPT_NOBODY, 0L);
+        curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, NULL);
+        FILE *sink = fopen("/dev/null", "w");
+        curl_easy_setopt(k, CURLOPT_WRITEDATA, sink);
+        if (sink && curl_easy_perform(k) == CURLE_OK)
+            curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
+        if (sink)
+            fclose(sink);
+        curl_easy_cleanup(k);
+    }
+    curl_global_cleanup();
+    return status == 200 ? 0 : 1;
+}
+
+/* Returns 0 when port can be bound, -1 (errno set) when it cannot. */
+static int svc_port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY) };
+    int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* The breaker's name: "<ID>-><host:port of CHAIN_SVC>". */
+static void svc_breaker_name(const svc_config *cfg, char *buf, size_t len)
+{
+    const char *host = strstr(cfg->chain_svc, "://");
+    host = host ? host + 3 : cfg->chain_svc;
+    snprintf(buf, len, "%s->%.*s", cfg->id, (int)strcspn(host, "/?#"), host);
+}
+
+/* Creates rt->breaker for CHAIN_SVC from the configured options. Returns 0,
+ * or -1 after logging why. */
+static int svc_breaker_create(svc_runtime *rt)
+{
+    const svc_config *c = &rt->cfg;
+    if (!c->chain_svc)
+        return 0;
+    char name[256];
+    svc_breaker_name(c, name, sizeof name);
+    cb_options o;
+    cb_options_init(&o);
+    o.name = name;
+    o.action = chain_action;
+    o.user = rt;
+    o.fallback = request_fallback;
+    o.timeout_ms = c->cb_timeout_ms;
+    o.reset_timeout_ms = c->cb_reset_timeout_ms;
+    o.error_threshold_percentage = c->cb_error_threshold;
+    o.volume_threshold = c->cb_volume_threshold;
+    o.rolling_count_timeout_ms = c->cb_window_ms;
+    o.rolling_count_buckets = c->cb_buckets;
+    o.half_open_max_calls = c->cb_half_open_calls;
+    o.half_open_success_threshold = 1;
+    o.reset_backoff_multiplier = c->cb_backoff;
+    o.reset_timeout_max_ms = c->cb_backoff_max_ms;
+    o.ticker = true;
+    int rc = cb_create(&o, &rt->breaker);
+    if (rc) {
+        log_message(true, "cannot create the breaker: %s (%s)", cb_strerror(rc), cb_err_name(rc));
+        return -1;
+    }
+    uint32_t mask = CB_EV_ALL;
+    if (!c->log_snapshots)
+        mask &= ~CB_EV_MASK(CB_EV_SNAPSHOT);
+    cb_on(rt->breaker, mask, log_breaker_event, NULL);
+    return 0;
+}
+
+/* Forwards civetweb's own messages to the log. */
+static int svc_civetweb_log(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    log_message(true, "civetweb: %s", message);
+    return 1;
+}
+
+/* Starts civetweb on the configured port with the routes. NULL after logging why. */
+static struct mg_context *svc_http_start(svc_runtime *rt)
+{
+    char port[16], threads[16];
+    snprintf(port, sizeof port, "%d", rt->cfg.port);
+    snprintf(threads, sizeof threads, "%d", rt->cfg.threads);
+    const char *options[] = {
+        "listening_ports", port, "num_threads", threads,
+        "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000",
+        "request_timeout_ms", "30000", "access_control_allow_origin", "*",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = svc_civetweb_log;
+    struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
+                                 .configuration_options = options };
+    char text[256] = "";
+    unsigned code = 0;
+    struct mg_error_data error = { .code = &code, .text = text, .text_buffer_size = sizeof text };
+    struct mg_context *ctx = mg_start2(&init, &error);
+    if (!ctx) {
+        log_message(true, "PORT %d: cannot listen: %s", rt->cfg.port, text);
+        return NULL;
+    }
+    obs_register(ctx);
+    request_register(ctx, rt);
+    return ctx;
+}
+
+/* Hands the runtime to the observability module. Returns 0 or -1. */
+static int svc_observe(svc_runtime *rt)
+{
+    obs_source src = {
+        .service = rt->cfg.id,
+        .breaker = rt->breaker,
+        .db_ping = store_ping,
+        .db_ctx = rt->db,
+        .db_name = store_db_name(rt->db),
+        .admin_token = rt->cfg.admin_token,
+        .hystrix_interval_ms = 0,
+    };
+    return obs_init(&src);
+}
+
+/* Blocks until SIGTERM or SIGINT arrives (they are blocked in every thread). */
+static int svc_wait_signal(const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) != 0)
+        ;
+    return sig;
+}
+
+/* Serves until a signal, then stops in order. Returns the exit code. */
+static int svc_serve(svc_runtime *rt, const sigset_t *set)
+{
+    if (svc_port_free(rt->cfg.port)) {
+        log_message(true, "PORT %d is already in use (%s); stop what uses it or set PORT",
+                    rt->cfg.port, strerror(errno));
+        return 1;
+    }
+    struct mg_context *ctx = svc_http_start(rt);
+    if (!ctx)
+        return 1;
+    log_message(false, "listening on port %d; next hop %s; JUMPS=%d INJECT_ERR=%d ERR_RATE=%g; database %s",
+                rt->cfg.port, rt->cfg.chain_svc ? rt->cfg.chain_svc : "(none, last service)",
+                rt->cfg.jumps, rt->cfg.inject_err, rt->cfg.err_rate, store_db_name(rt->db));
+    int sig = svc_wait_signal(set);
+    log_message(false, "%s received: finishing requests in flight", strsignal(sig));
+    obs_shutdown();
+    mg_stop(ctx);
+    log_message(false, "stopped");
+    return 0;
+}
+
+/* Everything after configuration: libraries, pool, breaker, server. */
+static int svc_run(svc_runtime *rt, const sigset_t *set)
+{
+    char err[512];
+    int code = 1;
+    if (chain_global_init()) {
+        log_message(true, "cannot initialise libcurl");
+        return 1;
+    }
+    mongoc_init();
+    mg_init_library(0);
+    if (store_open(rt->cfg.mongo_url, rt->cfg.mongo_db, rt->spec->collection,
+                   rt->cfg.mongo_timeout_ms, &rt->db, err, sizeof err)) {
+        log_message(true, "%s", err);
+        code = 2;
+    } else if (svc_breaker_create(rt) == 0 && svc_observe(rt) == 0) {
+        code = svc_serve(rt, set);
+        obs_free();
+    }
+    if (rt->breaker) {
+        cb_shutdown(rt->breaker);
+        cb_destroy(rt->breaker);
+    }
+    store_close(rt->db);
+    mg_exit_library();
+    mongoc_cleanup();
+    chain_global_cleanup();
+    return code;
+}
+
+int svc_main(const svc_spec *spec, int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--healthcheck"))
+        return svc_healthcheck(spec);
+    if (argc > 1) {
+        fprintf(stderr, "usage: %s [--healthcheck]\n(configuration comes from the environment)\n",
+                argv[0]);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    svc_runtime rt = { .spec = spec };
+    char err[512];
+    if (config_load(&rt.cfg, spec, err, sizeof err)) {
+        fprintf(stderr, "%s: configuration error: %s\n", spec->name, err);
+        return 2;
+    }
+    log_init(rt.cfg.id, rt.cfg.log_json);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return svc_run(&rt, &set);
+}

@@ -1,0 +1,103 @@
+/* validate.c -- checks a request body's shape and keys against a service's spec. */
+#include "validate.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *svc_type_name(svc_type t)
+{
+    switch (t) {
+    case SVC_STRING: return "string";
+    case SVC_NUMBER: return "number";
+    case SVC_ARRAY:  return "array";
+    case SVC_OBJECT: return "object";
+    case SVC_BOOL:   return "boolean";
+    }
+    return "value";
+}
+
+/* Returns true when item has type t. */
+static bool validate_has_type(const cJSON *item, svc_type t)
+{
+    switch (t) {
+    case SVC_STRING: return cJSON_IsString(item);
+    case SVC_NUMBER: return cJSON_IsNumber(item);
+    case SVC_ARRAY:  return cJSON_IsArray(item);
+    case SVC_OBJECT: return cJSON_IsObject(item);
+    case SVC_BOOL:   return cJSON_IsBool(item);
+    }
+    return false;
+}
+
+/* Returns true when a database could misread key as an operator or a path. */
+static bool validate_key_is_bad(const char *key)
+{
+    return key[0] == '\0' || key[0] == '$' || strchr(key, '.') != NULL;
+}
+
+/* Checks every key under node (whose path is path) recursively. */
+static int validate_keys(const cJSON *node, const char *path, int depth, char *err, size_t errlen)
+{
+    if (depth > VALIDATE_MAX_DEPTH) {
+        snprintf(err, errlen, "the body is nested deeper than %d levels at \"%.200s\"",
+                 VALIDATE_MAX_DEPTH, path);
+        return -1;
+    }
+    const cJSON *child;
+    int index = 0;
+    cJSON_ArrayForEach(child, node) {
+        char sub[512];
+        if (cJSON_IsObject(node)) {
+            if (validate_key_is_bad(child->string)) {
+                snprintf(err, errlen, "key \"%.200s\" at \"%.200s\" is not allowed: keys must be "
+                         "non-empty, must not start with '$' and must not contain '.'",
+                         child->string, *path ? path : "(top level)");
+                return -1;
+            }
+            snprintf(sub, sizeof sub, "%s%s%.200s", path, *path ? "." : "", child->string);
+        } else {
+            snprintf(sub, sizeof sub, "%s[%d]", path, index);
+        }
+        index++;
+        if ((cJSON_IsObject(child) || cJSON_IsArray(child)) &&
+            validate_keys(child, sub, depth + 1, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* Checks the spec's required fields and their types. */
+static int validate_required(const cJSON *body, const svc_spec *spec, char *err, size_t errlen)
+{
+    for (const svc_field *f = spec->required; f < spec->required + SVC_MAX_FIELDS && f->name; f++) {
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, f->name);
+        if (!item) {
+            snprintf(err, errlen, "field \"%s\" is required (%s)", f->name, svc_type_name(f->type));
+            return -1;
+        }
+        if (!validate_has_type(item, f->type)) {
+            snprintf(err, errlen, "field \"%s\" must be a %s", f->name, svc_type_name(f->type));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int validate_body(const cJSON *body, const svc_spec *spec, char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(body)) {
+        snprintf(err, errlen, "the body must be a JSON object");
+        return -1;
+    }
+    static const char *const reserved[] = { "_id", "_meta" };
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(body, reserved[i])) {
+            snprintf(err, errlen, "key \"%s\" is reserved for the server's fields", reserved[i]);
+            return -1;
+        }
+    }
+    if (validate_keys(body, "", 1, err, errlen))
+        return -1;
+    return validate_required(body, spec, err, errlen);
+}

@@ -1,0 +1,72 @@
+# mk/svc.mk -- the services' shared runtime (libsvc.a), the three service binaries,
+# the database tool the tests use, `make run` and the integration suite.
+#
+# Every common/svc/*.c (observe*.c included) goes into $(BUILD)/<flavour>/libsvc.a;
+# objects depend on every header and on the dashboard's files, which observe*.c
+# may embed. Binaries: $(BUILD)/bin/{order,payment,shipment} (rel) and
+# $(BUILD)/<flavour>/bin/... for the sanitizer flavours.
+
+SVC_SRCS     := $(wildcard common/svc/*.c)
+SVC_HDRS     := $(wildcard common/svc/*.h) $(wildcard common/include/*.h)
+SVC_ASSETS   := $(shell find common/svc/dashboard -type f 2>/dev/null)
+SVC_NAMES    := order payment shipment
+SVC_FLAVOURS := rel asan tsan
+SVC_LIBS      = $(PKG_LIBS) -lcivetweb -pthread -lm
+SVC_BINDIR_rel  := $(BUILD)/bin
+SVC_BINDIR_asan := $(BUILD)/asan/bin
+SVC_BINDIR_tsan := $(BUILD)/tsan/bin
+# How long the whole integration suite may run per flavour before it is stopped.
+SVC_TEST_LIMIT_S ?= 900
+
+# $(1) = flavour: objects, libsvc.a, the service binaries.
+define svc_flavour
+$(BUILD)/$(1)/svc/%.o: common/svc/%.c $(SVC_HDRS) $(SVC_ASSETS)
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(PKG_CFLAGS) -c $$< -o $$@
+
+$(BUILD)/$(1)/libsvc.a: $(patsubst common/svc/%.c,$(BUILD)/$(1)/svc/%.o,$(SVC_SRCS))
+	@mkdir -p $$(@D)
+	rm -f $$@ && $(AR) rcs $$@ $$^
+
+$(BUILD)/$(1)/svcmain/%.o: %/main.c common/svc/svc.h
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -c $$< -o $$@
+
+$(SVC_BINDIR_$(1))/%: $(BUILD)/$(1)/svcmain/%.o $(BUILD)/$(1)/libsvc.a $(BUILD)/$(1)/libcb.a
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS) $(SAN_$(1)) -o $$@ $$< $(BUILD)/$(1)/libsvc.a $(BUILD)/$(1)/libcb.a $$(SVC_LIBS)
+
+.PHONY: services-$(1)
+services-$(1): $(addprefix $(SVC_BINDIR_$(1))/,$(SVC_NAMES))
+endef
+$(foreach f,$(SVC_FLAVOURS),$(eval $(call svc_flavour,$(f))))
+
+# The test tool: reads the database (ping, find) and prints JSON lines.
+$(BUILD)/bin/dbtool: tests/tools/dbtool.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS)
+
+.PHONY: services run test-integration test-integration-rel test-integration-asan
+services: services-rel $(BUILD)/bin/dbtool
+all: services
+
+run: services
+	scripts/run.sh
+
+TEST_SUITES += integration
+
+# The whole integration suite, once per flavour (rel, then ASan/UBSan with leak checks).
+test-integration: services-rel services-asan $(BUILD)/bin/dbtool
+	@scripts/ferretdb.sh build >/dev/null
+	@fail=0; for f in rel asan; do \
+		echo "---- integration ($$f)"; \
+		timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour $$f || fail=1; \
+	done; exit $$fail
+
+test-integration-rel: services-rel $(BUILD)/bin/dbtool
+	@scripts/ferretdb.sh build >/dev/null
+	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour rel
+
+test-integration-asan: services-asan $(BUILD)/bin/dbtool
+	@scripts/ferretdb.sh build >/dev/null
+	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour asan
