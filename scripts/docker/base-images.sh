@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# base-images.sh -- makes the images this project's containers need without a registry: debian:bookworm-slim and the FerretDB image.
+#
+#   scripts/docker/base-images.sh            both images, each only if missing
+#   scripts/docker/base-images.sh debian     debian:bookworm-slim only
+#   scripts/docker/base-images.sh ferretdb   resilience-ferretdb:1.24 only
+#   FORCE=1 scripts/docker/base-images.sh    rebuild even when present
+#
+# debian:bookworm-slim: debootstrap --variant=minbase of Debian 12 from
+# deb.debian.org, trimmed like the official slim image (no docs, man pages or
+# apt lists), with the same apt sources (bookworm, -updates, -security), then
+# `docker import`ed under the official name, so the project's Dockerfiles
+# build unchanged on a machine that reaches no registry. Needs root.
+#
+# resilience-ferretdb:1.24: the static FerretDB from scripts/ferretdb.sh in a
+# FROM-scratch image (scripts/docker/ferretdb.Dockerfile); the e2e test puts it
+# in place of the official mongo image through a compose override.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+DEBIAN_IMAGE=debian:bookworm-slim
+FERRETDB_IMAGE=resilience-ferretdb:1.24
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SCRATCH_DIRS=()
+trap 'rm -rf "${SCRATCH_DIRS[@]}"' EXIT
+
+# Returns 0 when the image exists locally (and FORCE is not set).
+have_image() {
+    [ -z "${FORCE:-}" ] && docker image inspect "$1" >/dev/null 2>&1
+}
+
+# Writes the official slim image's apt sources and size-saving dpkg/apt rules into the root dir $1.
+trim_like_slim() {
+    local dir="$1"
+    rm -f "$dir/etc/apt/sources.list"
+    cat > "$dir/etc/apt/sources.list.d/debian.sources" <<SOURCES
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    cat > "$dir/etc/dpkg/dpkg.cfg.d/docker" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+DPKG
+    cat > "$dir/etc/apt/apt.conf.d/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+APT
+    find "$dir/usr/share/doc" -mindepth 2 ! -name copyright -delete 2>/dev/null || true
+    rm -rf "$dir/usr/share/man/"* "$dir/usr/share/info/"* "$dir/usr/share/locale/"* \
+           "$dir/var/lib/apt/lists/"* "$dir/var/cache/apt/"*.bin "$dir/var/cache/apt/archives/"*.deb \
+           "$dir/var/log/"* "$dir/tmp/"*
+}
+
+# Builds debian:bookworm-slim with debootstrap + docker import, unless present.
+build_debian() {
+    if have_image "$DEBIAN_IMAGE"; then echo "base-images: $DEBIAN_IMAGE present"; return 0; fi
+    command -v debootstrap >/dev/null || { echo "base-images: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
+    [ "$(id -u)" -eq 0 ] || { echo "base-images: debootstrap needs root" >&2; exit 1; }
+    local dir; dir="$(mktemp -d /tmp/bookworm-slim.XXXXXX)"
+    SCRATCH_DIRS+=("$dir" "$dir.log")
+    echo "base-images: debootstrap --variant=minbase bookworm from $MIRROR (about a minute)..."
+    local start=$SECONDS
+    debootstrap --variant=minbase bookworm "$dir" "$MIRROR" > "$dir.log" 2>&1 \
+        || { tail -20 "$dir.log" >&2; exit 1; }
+    trim_like_slim "$dir"
+    tar --numeric-owner -C "$dir" -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' - "$DEBIAN_IMAGE" >/dev/null
+    echo "base-images: $DEBIAN_IMAGE imported in $((SECONDS - start))s"
+}
+
+# Builds the FerretDB image from the static binary, unless present.
+build_ferretdb() {
+    if have_image "$FERRETDB_IMAGE"; then echo "base-images: $FERRETDB_IMAGE present"; return 0; fi
+    local bin; bin="$("$ROOT/scripts/ferretdb.sh" build)"
+    local ctx; ctx="$(mktemp -d /tmp/ferretdb-image.XXXXXX)"
+    SCRATCH_DIRS+=("$ctx")
+    cp "$bin" "$ctx/ferretdb"
+    mkdir -p "$ctx/data/db"
+    docker build -q -t "$FERRETDB_IMAGE" -f "$ROOT/scripts/docker/ferretdb.Dockerfile" "$ctx" >/dev/null
+    echo "base-images: $FERRETDB_IMAGE built"
+}
+
+case "${1:-all}" in
+    debian)   build_debian ;;
+    ferretdb) build_ferretdb ;;
+    all)      build_debian; build_ferretdb ;;
+    *) echo "usage: $0 [all|debian|ferretdb]" >&2; exit 2 ;;
+esac
