@@ -1,0 +1,451 @@
+/* observe.c -- a service's self-report: /health, /breaker and its admin routes,
+ * the request counters behind /metrics, and the breaker listener that feeds
+ * the latency histogram and the recent-events ring.
+ *
+ * /metrics lives in observe_metrics.c, /hystrix.stream and /events.stream in
+ * observe_stream.c, the dashboard's files in observe_assets.c.
+ */
+#include "observe.h"
+#include "observe_priv.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+obs_global obs_g;
+
+const double obs_latency_bounds_s[OBS_LAT_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+};
+
+int64_t obs_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t obs_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double obs_uptime_s(void)
+{
+    return (double)(obs_now_ns() - obs_g.start_ns) / 1e9;
+}
+
+void obs_histogram_observe(obs_histogram *h, double seconds)
+{
+    int i = 0;
+    if (seconds < 0)
+        seconds = 0;
+    while (i < OBS_LAT_BUCKETS && seconds > obs_latency_bounds_s[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (uint_fast64_t)(seconds * 1e6 + 0.5),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+int obs_send(struct mg_connection *conn, int status, const char *content_type,
+             const char *body, size_t len)
+{
+    char length[32];
+    snprintf(length, sizeof length, "%zu", len);
+    mg_response_header_start(conn, status);
+    mg_response_header_add(conn, "Content-Type", content_type, -1);
+    mg_response_header_add(conn, "Content-Length", length, -1);
+    mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_send(conn);
+    if (len > 0 && strcmp(mg_get_request_info(conn)->request_method, "HEAD") != 0)
+        mg_write(conn, body, len);
+    return status;
+}
+
+int obs_send_json(struct mg_connection *conn, int status, const char *body)
+{
+    if (!body) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        return obs_send(conn, 500, "application/json", oom, sizeof oom - 1);
+    }
+    return obs_send(conn, status, "application/json", body, strlen(body));
+}
+
+/* Sends {"error": message, "status": status, "service": ...}. */
+static int send_error(struct mg_connection *conn, int status, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", message);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "service", obs_g.service ? obs_g.service : "");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    obs_send_json(conn, status, text);
+    free(text);
+    return status;
+}
+
+/* Answers a CORS preflight: 204 with the methods and headers we accept. */
+static int send_preflight(struct mg_connection *conn, const char *methods)
+{
+    mg_response_header_start(conn, 204);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Methods", methods, -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Headers",
+                           "Authorization, X-Admin-Token, Content-Type", -1);
+    mg_response_header_add(conn, "Access-Control-Max-Age", "600", -1);
+    mg_response_header_add(conn, "Content-Length", "0", -1);
+    mg_response_header_send(conn);
+    return 204;
+}
+
+/* ---- the breaker listener ------------------------------------------------ */
+
+/* Whether an event kind belongs in the recent-events feed: state changes and
+ * everything that went wrong; fires, successes and snapshots would drown them. */
+static bool event_is_feed_worthy(cb_event_kind k)
+{
+    switch (k) {
+    case CB_EV_FAILURE: case CB_EV_TIMEOUT: case CB_EV_REJECT: case CB_EV_OPEN:
+    case CB_EV_HALF_OPEN: case CB_EV_CLOSE: case CB_EV_FALLBACK:
+    case CB_EV_SEMAPHORE_LOCKED: case CB_EV_HEALTH_CHECK_FAILED: case CB_EV_SHUTDOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void ring_push(const cb_event *ev)
+{
+    obs_event e = {
+        .wall_ms = obs_wall_ms(),
+        .kind = ev->kind,
+        .state = ev->state,
+        .latency_ms = -1,
+        .error_percentage = ev->stats ? ev->stats->error_percentage : -1,
+        .error = ev->error,
+    };
+    if (ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
+        e.latency_ms = ev->latency_ms;
+    pthread_mutex_lock(&obs_g.ring_lock);
+    e.seq = obs_g.next_seq++;
+    obs_g.ring[e.seq % OBS_EVENT_RING] = e;
+    pthread_mutex_unlock(&obs_g.ring_lock);
+}
+
+/* cb_listener_fn: latency of every completed call into the histogram, and the
+ * feed-worthy events into the ring. */
+static void on_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
+{
+    (void)b;
+    (void)ctx;
+    if (ev->kind == CB_EV_SUCCESS || ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
+        obs_histogram_observe(&obs_g.breaker_latency, ev->latency_ms / 1000.0);
+    if (event_is_feed_worthy(ev->kind))
+        ring_push(ev);
+}
+
+size_t obs_events_since(uint64_t after, obs_event *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&obs_g.ring_lock);
+    uint64_t first = obs_g.next_seq > OBS_EVENT_RING ? obs_g.next_seq - OBS_EVENT_RING : 1;
+    if (after + 1 > first)
+        first = after + 1;
+    if (obs_g.next_seq - first > max)
+        first = obs_g.next_seq - max;
+    for (uint64_t s = first; s < obs_g.next_seq; s++)
+        out[n++] = obs_g.ring[s % OBS_EVENT_RING];
+    pthread_mutex_unlock(&obs_g.ring_lock);
+    return n;
+}
+
+/* ---- /health ------------------------------------------------------------- */
+
+static void add_counts(cJSON *parent, const char *name, const cb_counts *c)
+{
+    cJSON *o = cJSON_AddObjectToObject(parent, name);
+    cJSON_AddNumberToObject(o, "fires", (double)c->fires);
+    cJSON_AddNumberToObject(o, "successes", (double)c->successes);
+    cJSON_AddNumberToObject(o, "failures", (double)c->failures);
+    cJSON_AddNumberToObject(o, "timeouts", (double)c->timeouts);
+    cJSON_AddNumberToObject(o, "rejects", (double)c->rejects);
+    cJSON_AddNumberToObject(o, "fallbacks", (double)c->fallbacks);
+    cJSON_AddNumberToObject(o, "fallbackFailures", (double)c->fallback_failures);
+    cJSON_AddNumberToObject(o, "semaphoreRejections", (double)c->semaphore_rejections);
+    cJSON_AddNumberToObject(o, "slowCalls", (double)c->slow_calls);
+}
+
+/* The breaker part of /health: name, state and rolling stats; null without one. */
+static void add_breaker(cJSON *root)
+{
+    cb_stats st;
+    if (!obs_g.breaker || cb_get_stats(obs_g.breaker, &st) != CB_OK) {
+        cJSON_AddNullToObject(root, "breaker");
+        return;
+    }
+    cJSON *b = cJSON_AddObjectToObject(root, "breaker");
+    cJSON_AddStringToObject(b, "name", cb_name(obs_g.breaker));
+    cJSON_AddStringToObject(b, "state", cb_state_name(st.state));
+    cJSON_AddNumberToObject(b, "errorPercentage", st.error_percentage);
+    cJSON_AddNumberToObject(b, "latencyMeanMs", st.latency_mean_ms);
+    cJSON *p = cJSON_AddObjectToObject(b, "percentilesMs");
+    for (int i = 0; i < CB_PERCENTILES; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%g", cb_percentile_points[i] * 100);
+        cJSON_AddNumberToObject(p, key, st.percentiles_ms[i]);
+    }
+    cJSON_AddNumberToObject(b, "inFlight", st.in_flight);
+    cJSON_AddNumberToObject(b, "resetTimeoutMs", (double)st.current_reset_timeout_ms);
+    add_counts(b, "window", &st.window);
+    add_counts(b, "total", &st.total);
+}
+
+/* GET /health: 200 {"status":"ok",...} when the database answers, else 503. */
+static int handle_health(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const char *method = mg_get_request_info(conn)->request_method;
+    if (strcmp(method, "OPTIONS") == 0)
+        return send_preflight(conn, "GET, HEAD, OPTIONS");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error(conn, 405, "use GET");
+    bool reachable = obs_g.db_ping ? obs_g.db_ping(obs_g.db_ctx) == 0 : true;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "status", reachable ? "ok" : "unavailable");
+    cJSON_AddStringToObject(root, "service", obs_g.service);
+    cJSON_AddNumberToObject(root, "uptime_s", obs_uptime_s());
+    cJSON *db = cJSON_AddObjectToObject(root, "database");
+    cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");
+    cJSON_AddBoolToObject(db, "reachable", reachable);
+    add_breaker(root);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    int status = obs_send_json(conn, reachable ? 200 : 503, text);
+    free(text);
+    return status;
+}
+
+/* ---- /breaker and its admin routes -------------------------------------- */
+
+/* Compares a and b in time that depends only on their lengths' maximum, not
+ * on where they differ. Returns true when equal. */
+static bool equal_constant_time(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t n = la > lb ? la : lb;
+    unsigned diff = (unsigned)(la ^ lb);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ca = i < la ? (unsigned char)a[i] : 0;
+        unsigned char cb = i < lb ? (unsigned char)b[i] : 0;
+        diff |= (unsigned)(ca ^ cb);
+    }
+    return diff == 0;
+}
+
+/* The token the request carries (Authorization: Bearer, or X-Admin-Token), or NULL. */
+static const char *request_token(struct mg_connection *conn)
+{
+    const char *auth = mg_get_header(conn, "Authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        auth += 7;
+        while (*auth == ' ')
+            auth++;
+        return auth;
+    }
+    return mg_get_header(conn, "X-Admin-Token");
+}
+
+/* Sends the breaker's export with status. */
+static int send_export(struct mg_connection *conn, int status)
+{
+    char *text = cb_export_json(obs_g.breaker);
+    int rc = obs_send_json(conn, status, text);
+    free(text);
+    return rc;
+}
+
+/* POST /breaker/open or /breaker/close: forces the state by hand. */
+static int handle_admin(struct mg_connection *conn, const char *action)
+{
+    if (!obs_g.admin_token)
+        return send_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
+    const char *method = mg_get_request_info(conn)->request_method;
+    if (strcmp(method, "OPTIONS") == 0)
+        return send_preflight(conn, "POST, OPTIONS");
+    const char *token = request_token(conn);
+    if (!token || !equal_constant_time(token, obs_g.admin_token))
+        return send_error(conn, 401, "missing or wrong admin token");
+    if (strcmp(method, "POST") != 0)
+        return send_error(conn, 405, "use POST");
+    if (!obs_g.breaker)
+        return send_error(conn, 404, "this service has no breaker");
+    int rc;
+    if (strcmp(action, "open") == 0) {
+        rc = cb_force(obs_g.breaker, CB_FORCE_OPEN);
+    } else {
+        rc = cb_force(obs_g.breaker, CB_FORCE_NONE);
+        if (rc == CB_OK)
+            rc = cb_close(obs_g.breaker);
+    }
+    if (rc != CB_OK)
+        return send_error(conn, 409, cb_strerror(rc));
+    return send_export(conn, 200);
+}
+
+/* GET /breaker, POST /breaker/open, POST /breaker/close. */
+static int handle_breaker(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *uri = ri->local_uri ? ri->local_uri : "";
+    if (strcmp(uri, "/breaker/open") == 0)
+        return handle_admin(conn, "open");
+    if (strcmp(uri, "/breaker/close") == 0)
+        return handle_admin(conn, "close");
+    if (strcmp(uri, "/breaker") != 0 && strcmp(uri, "/breaker/") != 0)
+        return send_error(conn, 404, "no such route");
+    if (strcmp(ri->request_method, "OPTIONS") == 0)
+        return send_preflight(conn, "GET, HEAD, OPTIONS");
+    if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0)
+        return send_error(conn, 405, "use GET");
+    if (!obs_g.breaker)
+        return send_error(conn, 404, "this service has no breaker");
+    return send_export(conn, 200);
+}
+
+/* ---- the interface -------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int obs_init(const obs_source *src)
+{
+    if (!src || obs_g.initialised)
+        return -1;
+    memset(&obs_g, 0, sizeof obs_g);
+    obs_g.service = strdup(src->service ? src->service : "service");
+    obs_g.db_name = dup_or_null(src->db_name);
+    obs_g.admin_token = (src->admin_token && *src->admin_token) ? strdup(src->admin_token) : NULL;
+    if (!obs_g.service || (src->db_name && !obs_g.db_name) ||
+        (src->admin_token && *src->admin_token && !obs_g.admin_token)) {
+        obs_free();
+        return -1;
+    }
+    obs_g.breaker = src->breaker;
+    obs_g.db_ping = src->db_ping;
+    obs_g.db_ctx = src->db_ctx;
+    obs_g.interval_ms = src->hystrix_interval_ms > 0 ? src->hystrix_interval_ms : 1000;
+    obs_g.start_ns = obs_now_ns();
+    obs_g.next_seq = 1;
+    obs_g.stream_cap = 32;
+    pthread_mutex_init(&obs_g.ring_lock, NULL);
+    pthread_mutex_init(&obs_g.route_lock, NULL);
+    pthread_mutex_init(&obs_g.stream_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&obs_g.stream_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (obs_g.breaker) {
+        int id = cb_on(obs_g.breaker, CB_EV_ALL, on_breaker_event, NULL);
+        obs_g.listener_id = id > 0 ? id : 0;
+    }
+    obs_g.initialised = true;
+    return 0;
+}
+
+/* The stream cap: at most half the worker threads (so that ordinary requests
+ * are always served), and never more than 32. */
+static int stream_cap_for(struct mg_context *ctx)
+{
+    const char *threads = mg_get_option(ctx, "num_threads");
+    int n = threads ? atoi(threads) : 0;
+    int cap = n > 1 ? n / 2 : 1;
+    return cap > 32 ? 32 : cap;
+}
+
+void obs_register(struct mg_context *ctx)
+{
+    if (!ctx || !obs_g.initialised)
+        return;
+    obs_g.stream_cap = stream_cap_for(ctx);
+    mg_set_request_handler(ctx, "/health", handle_health, NULL);
+    mg_set_request_handler(ctx, "/metrics", obs_handle_metrics, NULL);
+    mg_set_request_handler(ctx, "/hystrix.stream", obs_handle_hystrix_stream, NULL);
+    mg_set_request_handler(ctx, "/events.stream", obs_handle_hystrix_stream, (void *)1);
+    mg_set_request_handler(ctx, "/breaker", handle_breaker, NULL);
+    mg_set_request_handler(ctx, "/dashboard", obs_handle_dashboard, NULL);
+}
+
+/* Finds or adds the (route, status) slot. NULL when the table is full. */
+static obs_route *route_slot(const char *route, int status)
+{
+    int n = atomic_load_explicit(&obs_g.nroutes, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (obs_g.routes[i].status == status && strcmp(obs_g.routes[i].route, route) == 0)
+            return &obs_g.routes[i];
+    obs_route *slot = NULL;
+    pthread_mutex_lock(&obs_g.route_lock);
+    n = atomic_load_explicit(&obs_g.nroutes, memory_order_relaxed);
+    for (int i = 0; i < n && !slot; i++)
+        if (obs_g.routes[i].status == status && strcmp(obs_g.routes[i].route, route) == 0)
+            slot = &obs_g.routes[i];
+    if (!slot && n < OBS_ROUTES) {
+        slot = &obs_g.routes[n];
+        snprintf(slot->route, sizeof slot->route, "%s", route);
+        slot->status = status;
+        atomic_store_explicit(&obs_g.nroutes, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&obs_g.route_lock);
+    return slot;
+}
+
+void obs_record_request(const char *route, int status, double seconds)
+{
+    if (!obs_g.initialised)
+        return;
+    obs_route *slot = route_slot(route ? route : "other", status);
+    if (!slot)
+        slot = route_slot("other", 0);
+    if (!slot)
+        return;
+    atomic_fetch_add_explicit(&slot->count, 1, memory_order_relaxed);
+    obs_histogram_observe(&slot->latency, seconds);
+}
+
+void obs_shutdown(void)
+{
+    if (!obs_g.initialised)
+        return;
+    pthread_mutex_lock(&obs_g.stream_lock);
+    atomic_store(&obs_g.shutting_down, true);
+    pthread_cond_broadcast(&obs_g.stream_wake);
+    pthread_mutex_unlock(&obs_g.stream_lock);
+}
+
+void obs_free(void)
+{
+    if (obs_g.breaker && obs_g.listener_id > 0)
+        cb_off(obs_g.breaker, obs_g.listener_id);
+    if (obs_g.initialised) {
+        pthread_mutex_destroy(&obs_g.ring_lock);
+        pthread_mutex_destroy(&obs_g.route_lock);
+        pthread_mutex_destroy(&obs_g.stream_lock);
+        pthread_cond_destroy(&obs_g.stream_wake);
+    }
+    free(obs_g.service);
+    free(obs_g.db_name);
+    free(obs_g.admin_token);
+    memset(&obs_g, 0, sizeof obs_g);
+}

@@ -1,0 +1,167 @@
+/* observe_metrics.c -- GET /metrics: the Prometheus text exposition format 0.0.4.
+ *
+ * Breaker series carry {service, breaker}; request series carry {service,
+ * route, status}. Counters come from cb_stats.total (monotonic since the
+ * breaker was created), the latency histograms from observe.c's listener and
+ * obs_record_request(). The page is built in a growing buffer (open_memstream).
+ */
+#include "observe.h"
+#include "observe_priv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes s as a label value: backslash, double quote and newline escaped. */
+static void put_label_value(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', f), fputc(*s, f);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void put_header(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* {service="...",breaker="..."} without the closing brace, so callers may add labels. */
+static void put_breaker_labels(FILE *f)
+{
+    fputs("{service=\"", f);
+    put_label_value(f, obs_g.service);
+    fputs("\",breaker=\"", f);
+    put_label_value(f, cb_name(obs_g.breaker));
+    fputc('"', f);
+}
+
+static void put_breaker_counter(FILE *f, const char *name, const char *help, uint64_t value)
+{
+    put_header(f, name, "counter", help);
+    fputs(name, f);
+    put_breaker_labels(f);
+    fprintf(f, "} %llu\n", (unsigned long long)value);
+}
+
+/* Writes the _bucket/_sum/_count series of h; labels is the inside of the
+ * braces (may be empty). */
+static void put_histogram(FILE *f, const char *name, const char *labels, obs_histogram *h)
+{
+    uint64_t cumulative = 0;
+    const char *sep = *labels ? "," : "";
+    for (int i = 0; i <= OBS_LAT_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < OBS_LAT_BUCKETS)
+            fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                    obs_latency_bounds_s[i], (unsigned long long)cumulative);
+        else
+            fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                    (unsigned long long)cumulative);
+    }
+    /* The count is the +Inf bucket so that the two always agree even while
+     * other threads are observing. */
+    double sum = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
+    fprintf(f, "%s_sum{%s} %.6f\n", name, labels, sum);
+    fprintf(f, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cumulative);
+}
+
+static void put_breaker_metrics(FILE *f)
+{
+    cb_stats st;
+    if (!obs_g.breaker || cb_get_stats(obs_g.breaker, &st) != CB_OK)
+        return;
+    const cb_counts *t = &st.total;
+    put_breaker_counter(f, "circuit_breaker_fires_total", "Calls made through the breaker.", t->fires);
+    put_breaker_counter(f, "circuit_breaker_successes_total", "Calls whose action succeeded.", t->successes);
+    put_breaker_counter(f, "circuit_breaker_failures_total", "Calls whose action failed (timeouts included).", t->failures);
+    put_breaker_counter(f, "circuit_breaker_timeouts_total", "Calls that did not finish before their deadline.", t->timeouts);
+    put_breaker_counter(f, "circuit_breaker_rejects_total", "Calls rejected because the circuit was open.", t->rejects);
+    put_breaker_counter(f, "circuit_breaker_fallbacks_total", "Calls answered by the fallback.", t->fallbacks);
+    put_breaker_counter(f, "circuit_breaker_fallback_failures_total", "Fallbacks that failed too.", t->fallback_failures);
+    put_breaker_counter(f, "circuit_breaker_semaphore_rejections_total", "Calls rejected because the capacity was reached.", t->semaphore_rejections);
+    put_breaker_counter(f, "circuit_breaker_slow_calls_total", "Calls slower than the slow-call threshold.", t->slow_calls);
+
+    put_header(f, "circuit_breaker_state", "gauge",
+               "1 for the breaker's current state, 0 for the others.");
+    for (int s = CB_CLOSED; s <= CB_SHUTDOWN; s++) {
+        fputs("circuit_breaker_state", f);
+        put_breaker_labels(f);
+        fprintf(f, ",state=\"%s\"} %d\n", cb_state_name((cb_state)s), st.state == (cb_state)s);
+    }
+    put_header(f, "circuit_breaker_error_ratio", "gauge",
+               "Failed calls over calls in the rolling window (0..1).");
+    fputs("circuit_breaker_error_ratio", f);
+    put_breaker_labels(f);
+    fprintf(f, "} %g\n", st.error_percentage / 100.0);
+    put_header(f, "circuit_breaker_in_flight_calls", "gauge", "Calls running now.");
+    fputs("circuit_breaker_in_flight_calls", f);
+    put_breaker_labels(f);
+    fprintf(f, "} %d\n", st.in_flight);
+
+    char labels[256];
+    snprintf(labels, sizeof labels, "service=\"%s\",breaker=\"%s\"", obs_g.service,
+             cb_name(obs_g.breaker));
+    put_header(f, "circuit_breaker_call_duration_seconds", "histogram",
+               "Latency of calls whose action ran (success, failure or timeout).");
+    put_histogram(f, "circuit_breaker_call_duration_seconds", labels, &obs_g.breaker_latency);
+}
+
+/* Writes the route label set for slot r into buf. */
+static void route_labels(char *buf, size_t len, const obs_route *r)
+{
+    snprintf(buf, len, "service=\"%s\",route=\"%s\",status=\"%d\"", obs_g.service, r->route,
+             r->status);
+}
+
+static void put_request_metrics(FILE *f)
+{
+    int n = atomic_load_explicit(&obs_g.nroutes, memory_order_acquire);
+    char labels[192];
+    put_header(f, "http_requests_total", "counter", "Finished HTTP requests by route and status.");
+    for (int i = 0; i < n; i++) {
+        route_labels(labels, sizeof labels, &obs_g.routes[i]);
+        fprintf(f, "http_requests_total{%s} %llu\n", labels,
+                (unsigned long long)atomic_load(&obs_g.routes[i].count));
+    }
+    put_header(f, "http_request_duration_seconds", "histogram",
+               "Latency of finished HTTP requests by route and status.");
+    for (int i = 0; i < n; i++) {
+        route_labels(labels, sizeof labels, &obs_g.routes[i]);
+        put_histogram(f, "http_request_duration_seconds", labels, &obs_g.routes[i].latency);
+    }
+}
+
+static void put_service_metrics(FILE *f)
+{
+    put_header(f, "service_uptime_seconds", "gauge", "Seconds since the service started.");
+    fprintf(f, "service_uptime_seconds{service=\"%s\"} %.3f\n", obs_g.service, obs_uptime_s());
+    put_header(f, "service_event_streams", "gauge", "Open /hystrix.stream and /events.stream clients.");
+    fprintf(f, "service_event_streams{service=\"%s\"} %d\n", obs_g.service,
+            atomic_load(&obs_g.streams_open));
+    put_header(f, "service_event_streams_served_total", "counter",
+               "Event-stream clients served since start.");
+    fprintf(f, "service_event_streams_served_total{service=\"%s\"} %llu\n", obs_g.service,
+            (unsigned long long)atomic_load(&obs_g.streams_served));
+}
+
+int obs_handle_metrics(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    char *page = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&page, &len);
+    if (!f)
+        return obs_send_json(conn, 500, NULL);
+    put_breaker_metrics(f);
+    put_request_metrics(f);
+    put_service_metrics(f);
+    fclose(f);
+    int status = obs_send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", page, len);
+    free(page);
+    return status;
+}

@@ -1,0 +1,117 @@
+/* observe_priv.h -- state shared by the observe_*.c files (private to them).
+ *
+ * One service process observes one breaker, so the state is a single static
+ * object (obs_g). Counters written on request threads are atomics; the event
+ * ring and the request table take a short mutex. Streams sleep on a condition
+ * variable so that obs_shutdown() wakes them at once.
+ */
+#ifndef OBSERVE_PRIV_H
+#define OBSERVE_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <civetweb.h>
+#include "cb.h"
+
+/* Upper bounds (seconds) of the latency histogram's buckets; +Inf is implied. */
+#define OBS_LAT_BUCKETS 12
+extern const double obs_latency_bounds_s[OBS_LAT_BUCKETS];
+
+/* A cumulative-friendly histogram: per-bucket counts (not cumulative), sum
+ * in microseconds, count. Lock-free. */
+typedef struct obs_histogram {
+    atomic_uint_fast64_t bucket[OBS_LAT_BUCKETS + 1]; /* last = +Inf */
+    atomic_uint_fast64_t sum_us;
+    atomic_uint_fast64_t count;
+} obs_histogram;
+
+/* One entry of the recent-events ring. */
+typedef struct obs_event {
+    uint64_t seq;            /* 1, 2, ... in arrival order */
+    int64_t wall_ms;         /* wall-clock time (ms since the epoch) */
+    cb_event_kind kind;
+    cb_state state;
+    double latency_ms;       /* -1 when the event has none */
+    double error_percentage; /* -1 when the event carries no stats */
+    int error;               /* CB_E* or 0 */
+} obs_event;
+
+#define OBS_EVENT_RING 128
+
+/* Requests counted by (route, status). */
+#define OBS_ROUTES 64
+#define OBS_ROUTE_LEN 32
+typedef struct obs_route {
+    char route[OBS_ROUTE_LEN];
+    int status;
+    atomic_uint_fast64_t count;
+    obs_histogram latency;
+} obs_route;
+
+typedef struct obs_global {
+    bool initialised;
+    char *service;
+    char *db_name;
+    char *admin_token;          /* NULL when admin routes are off */
+    cb_breaker *breaker;
+    int (*db_ping)(void *ctx);
+    void *db_ctx;
+    int interval_ms;
+    int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
+    int listener_id;            /* cb_on() id, 0 when none */
+
+    obs_histogram breaker_latency;
+
+    pthread_mutex_t ring_lock;
+    obs_event ring[OBS_EVENT_RING];
+    uint64_t next_seq;          /* seq the next event gets; starts at 1 */
+
+    pthread_mutex_t route_lock;
+    obs_route routes[OBS_ROUTES];
+    atomic_int nroutes;
+
+    /* streams */
+    pthread_mutex_t stream_lock;
+    pthread_cond_t stream_wake;  /* broadcast on shutdown and on new events */
+    atomic_bool shutting_down;
+    atomic_int streams_open;
+    atomic_uint_fast64_t streams_served;
+    int stream_cap;
+} obs_global;
+
+extern obs_global obs_g;
+
+/* Monotonic time in nanoseconds. This function can't fail. */
+int64_t obs_now_ns(void);
+/* Wall-clock time in milliseconds since the epoch. This function can't fail. */
+int64_t obs_wall_ms(void);
+/* Seconds since obs_init(). */
+double obs_uptime_s(void);
+
+/* Counts one observation of seconds in h. Thread-safe, lock-free. */
+void obs_histogram_observe(obs_histogram *h, double seconds);
+
+/* Sends a whole response: status, content type, CORS, Content-Length and
+ * body. Returns status (for civetweb's handler return). */
+int obs_send(struct mg_connection *conn, int status, const char *content_type,
+             const char *body, size_t len);
+/* As obs_send() with a NUL-terminated JSON body; body NULL sends a 500. */
+int obs_send_json(struct mg_connection *conn, int status, const char *body);
+
+/* Copies up to max events with seq > after into out (oldest first). Returns
+ * how many were copied. Thread-safe. */
+size_t obs_events_since(uint64_t after, obs_event *out, size_t max);
+
+/* Route handlers, one per file that serves them. Each returns the status. */
+int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
+int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
+int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);
+
+/* The HystrixCommand JSON for the breaker, malloc'd (free()); NULL when
+ * there is no breaker or out of memory. */
+char *obs_hystrix_json(void);
+
+#endif
