@@ -173,6 +173,7 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_int("JUMPS", 1, 1000000, &c->jumps, err, errlen) ||
         env_flag("INJECT_ERR", &c->inject_err, err, errlen) ||
         env_double("ERR_RATE", 0.0, 1.0, &c->err_rate, err, errlen) ||
+        env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
         env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
         env_int("THREADS", 1, 1024, &c->threads, err, errlen))

@@ -16,6 +16,7 @@ typedef struct svc_config {
     int jumps;                   /* JUMPS; 6 */
     bool inject_err;             /* INJECT_ERR=1; off */
     double err_rate;             /* ERR_RATE; 0.4 */
+    int delay_ms;                /* DELAY_MS; 0: every /create waits this long after storing (a slow service) */
     const char *mongo_url;       /* MONGO_URL; mongodb://127.0.0.1:27017 */
     const char *mongo_db;        /* MONGO_DB; the URL's database, else "resilience" (NULL here) */
     int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS; 1000: how long a request waits for the DB */

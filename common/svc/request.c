@@ -2,7 +2,7 @@
  *
  * POST /create?count=N, in order: size limit (413), content type (415), JSON
  * (400), the spec's fields and safe keys (400), store (503 when the database
- * is unreachable), error injection (502), jump counting (last hop), the call
+ * is unreachable), DELAY_MS (a slow service), error injection (502), jump counting (last hop), the call
  * to CHAIN_SVC through the breaker (degraded answer from its fallback), and
  * the outcome recorded on the stored document.
  */
@@ -292,6 +292,11 @@ static int create(create_req *r)
     if (status)
         return status;
     const svc_config *cfg = &r->rt->cfg;
+    if (cfg->delay_ms > 0) {
+        struct timespec d = { cfg->delay_ms / 1000, (long)(cfg->delay_ms % 1000) * 1000000 };
+        while (nanosleep(&d, &d) && errno == EINTR)
+            ;
+    }
     if (cfg->inject_err && random_unit() < cfg->err_rate)
         return create_injected(r);
     if (r->count >= cfg->jumps || !r->rt->breaker) {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# run.sh -- runs the whole suite on this machine (what `make run` calls): FerretDB and
+# order (3000) -> payment (3001) -> shipment (3002), wired as docker-compose wires them.
+#
+#   make run                      FerretDB on 127.0.0.1:27017, data in .data/ferretdb
+#   MONGO_URL=mongodb://h:p make run   use that database, start no FerretDB
+#
+# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT.
+# Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
+# passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+BIN="${BUILD:-build}/bin"
+ORDER_PORT="${ORDER_PORT:-3000}"
+PAYMENT_PORT="${PAYMENT_PORT:-3001}"
+SHIPMENT_PORT="${SHIPMENT_PORT:-3002}"
+FERRETDB_PORT="${FERRETDB_PORT:-27017}"
+PIDS=()
+
+# Prints a line from this script.
+say() { echo "[run] $*"; }
+
+# Fails when something already listens on port ($2 names who wanted it).
+need_free_port() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        say "port $1 ($2) is already in use: stop what uses it, or set ${3}=<another port>"
+        exit 1
+    fi
+}
+
+# Waits up to 30 s for an HTTP 200 (or a TCP accept, for FerretDB) on port.
+wait_ready() {
+    local port=$1 kind=$2 pid=$3 i
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || { say "$kind exited during start-up"; return 1; }
+        if [ "$kind" = ferretdb ]; then
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        else
+            curl -fs -o /dev/null "http://127.0.0.1:$port/" && return 0
+        fi
+        sleep 0.1
+    done
+    say "$kind did not become ready on port $port"; return 1
+}
+
+# Starts "$@" with its output prefixed by [name]; records the pid.
+start() {
+    local name=$1; shift
+    "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+    PIDS+=($!)
+}
+
+# Stops every process (SIGTERM, they finish what is in flight), then waits.
+stop_all() {
+    trap - INT TERM EXIT
+    say "stopping"
+    local p
+    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    say "stopped"
+}
+trap stop_all INT TERM EXIT
+
+for b in order payment shipment; do
+    [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }
+done
+need_free_port "$ORDER_PORT" order ORDER_PORT
+need_free_port "$PAYMENT_PORT" payment PAYMENT_PORT
+need_free_port "$SHIPMENT_PORT" shipment SHIPMENT_PORT
+
+if [ -z "${MONGO_URL:-}" ]; then
+    need_free_port "$FERRETDB_PORT" ferretdb FERRETDB_PORT
+    FERRETDB="$(scripts/ferretdb.sh build)"
+    mkdir -p "$ROOT/.data/ferretdb"
+    start ferretdb "$FERRETDB" --listen-addr="127.0.0.1:$FERRETDB_PORT" \
+        --sqlite-url="file:$ROOT/.data/ferretdb/"
+    wait_ready "$FERRETDB_PORT" ferretdb "${PIDS[-1]}"
+    export MONGO_URL="mongodb://127.0.0.1:$FERRETDB_PORT"
+    say "FerretDB on $MONGO_URL (data in .data/ferretdb)"
+fi
+export JUMPS="${JUMPS:-4}"
+
+start shipment env ID=shipment PORT="$SHIPMENT_PORT" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/shipment"
+wait_ready "$SHIPMENT_PORT" shipment "${PIDS[-1]}"
+start payment env ID=payment PORT="$PAYMENT_PORT" \
+    CHAIN_SVC="http://127.0.0.1:$SHIPMENT_PORT/create" "$BIN/payment"
+wait_ready "$PAYMENT_PORT" payment "${PIDS[-1]}"
+start order env ID=order PORT="$ORDER_PORT" \
+    CHAIN_SVC="http://127.0.0.1:$PAYMENT_PORT/create" "$BIN/order"
+wait_ready "$ORDER_PORT" order "${PIDS[-1]}"
+
+say "order     http://127.0.0.1:$ORDER_PORT/    (POST /create; dashboard at /dashboard)"
+say "payment   http://127.0.0.1:$PAYMENT_PORT/"
+say "shipment  http://127.0.0.1:$SHIPMENT_PORT/  (INJECT_ERR=${INJECT_ERR:-1})"
+say "send order/tests.http (VS Code REST Client or JetBrains HTTP client); Ctrl-C stops everything"
+wait -n "${PIDS[@]}" || true
+say "a process exited"

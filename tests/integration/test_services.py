@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""test_services.py -- the three services against a real FerretDB, as real processes over real HTTP.
+
+    python3 tests/integration/test_services.py [--flavour rel|asan] [-k substring]
+
+Each test starts the services it needs (tests/py/harness.py) on free ports
+with its own database name in one shared FerretDB (tests that stop the
+database get their own). Every service is stopped with SIGTERM at the end of
+its test and must exit 0 with no sanitizer report. Ends with the line
+"<flavour>: N passed, N failed, N skipped".
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "py"))
+import harness  # noqa: E402
+from harness import Skip, Stack, http, wait_until  # noqa: E402
+
+ROOT = harness.ROOT
+ORDER = {"id": "1", "items": [], "payment": {"amount": 0, "id": "1",
+                                              "shipment": {"id": "1", "directions": "home"}}}
+PAYMENT = ORDER["payment"]
+SHIPMENT = PAYMENT["shipment"]
+TESTS = []
+
+
+def test(fn):
+    """Registers a test; fn(ctx) gets a Ctx."""
+    TESTS.append(fn)
+    return fn
+
+
+class Ctx:
+    """What a test receives: the flavour, the shared database, a Stack factory."""
+
+    def __init__(self, flavour, shared_db, name):
+        self.flavour = flavour
+        self.logs = harness.BUILD / "results" / "integration-logs" / flavour / name
+        self.shared_db = shared_db
+        self.stacks = []
+
+    def stack(self, own_db=False) -> Stack:
+        st = Stack(self.flavour, None if own_db else self.shared_db, keep_logs=self.logs)
+        self.stacks.append(st)
+        return st
+
+    def close(self):
+        problems = []
+        for st in self.stacks:
+            st.close()
+            problems += st.problems
+        return problems
+
+
+def chain(st, order_env=None, payment_env=None, shipment_env=None):
+    """Starts shipment, payment, order wired as docker-compose wires them."""
+    ship = st.service("shipment", env=shipment_env or {})
+    pay = st.service("payment", env=payment_env or {}, chain=ship)
+    order = st.service("order", env=order_env or {}, chain=pay)
+    return order, pay, ship
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def meta(doc):
+    return doc.get("_meta", {})
+
+
+# ---- the chain ------------------------------------------------------------------------------
+
+@test
+def happy_path_three_hops_store_one_document_each(ctx):
+    st = ctx.stack()
+    order, pay, ship = chain(st)
+    r = http("POST", order.url("/create"), ORDER)
+    expect(r.status == 200, f"order answered {r}")
+    a = r.json()
+    expect(a["service"] == "order" and a["status"] == "ok" and a["count"] == 1, a)
+    expect(a["next"]["service"] == "payment" and a["next"]["status"] == "ok", a)
+    expect(a["next"]["next"]["service"] == "shipment" and a["next"]["next"]["status"] == "last", a)
+    expect(r.headers.get("access-control-allow-origin") == "*", "no CORS header")
+    for coll, outcome, count, body in (("orders", "ok", 1, ORDER), ("payments", "ok", 2, PAYMENT),
+                                       ("shipments", "last", 3, SHIPMENT)):
+        docs = st.find(coll)
+        expect(len(docs) == 1, f"{coll}: {len(docs)} documents")
+        d = docs[0]
+        expect(meta(d).get("outcome") == outcome, f"{coll} outcome {meta(d)}")
+        expect(meta(d).get("count") == count, f"{coll} count {meta(d)}")
+        for k, v in body.items():
+            expect(d.get(k) == v, f"{coll}.{k} stored as {d.get(k)!r}, sent {v!r}")
+    expect(http("GET", order.url("/")).text() == "hello from order\n", "GET / on order")
+
+
+@test
+def jumps_two_stops_at_payment(ctx):
+    st = ctx.stack()
+    env = {"JUMPS": "2"}
+    order, pay, ship = chain(st, env, env, env)
+    a = http("POST", order.url("/create"), ORDER).json()
+    expect(a["status"] == "ok" and a["next"]["status"] == "last" and a["next"]["count"] == 2, a)
+    expect("next" not in a["next"], a)
+    expect(len(st.find("payments", {"_meta.outcome": "last"})) == 1, "payment outcome last")
+    expect(st.find("shipments") == [], "shipment must not be called")
+
+
+@test
+def injected_errors_502_and_open_the_callers_breaker(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"INJECT_ERR": "1", "ERR_RATE": "1"})
+    r = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r.status == 502, f"shipment answered {r}")
+    expect(r.json()["service"] == "shipment" and "error" in r.json(), r)
+    expect(st.find("shipments", {"_meta.outcome": "injected"}), "injected outcome recorded")
+    pay = st.service("payment", chain=ship, env={"CB_VOLUME_THRESHOLD": "2"})
+    reasons = []
+    for _ in range(6):
+        a = http("POST", pay.url("/create"), PAYMENT).json()
+        expect(a["status"] == "degraded", a)
+        reasons.append(a["reason"])
+    expect(reasons[0] == "failure(502)", reasons)
+    expect("open" in reasons, f"breaker never rejected: {reasons}")
+    expect(a["breaker"] == "open", a)
+    pay.wait_log(r"event=open state=open", 5)
+    expect(re.search(r"event=reject state=open", pay.log()), "no reject line")
+    degraded = st.find("payments", {"_meta.outcome": "degraded"})
+    expect(len(degraded) == 6, f"{len(degraded)} degraded payments")
+    expect({meta(d)["reason"] for d in degraded} == {"failure(502)", "open"}, degraded)
+
+
+@test
+def every_tests_http_request_answers_2xx(ctx):
+    st = ctx.stack()
+    order, pay, ship = chain(st)
+    ports = {"3000": order.port, "3001": pay.port, "3002": ship.port}
+    sent = 0
+    for svc in ("order", "payment", "shipment"):
+        for method, url, headers, body in parse_http_file(ROOT / svc / "tests.http"):
+            url = re.sub(r"localhost:(300[012])", lambda m: f"127.0.0.1:{ports[m[1]]}", url)
+            r = http(method, url, body.encode() if body else None, headers)
+            expect(200 <= r.status < 300, f"{svc}: {method} {url} answered {r}")
+            sent += 1
+    expect(sent >= 6, f"only {sent} requests in the tests.http files")
+
+
+def parse_http_file(path):
+    """Yields (method, url, headers, body) for each request of a .http file."""
+    for block in re.split(r"^###.*$", path.read_text(), flags=re.M):
+        lines = [ln for ln in block.splitlines() if not ln.startswith("#")]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if not lines:
+            continue
+        parts = lines[0].split()
+        method, url = parts[0], parts[1]
+        headers, i = {}, 1
+        while i < len(lines) and lines[i].strip():
+            k, v = lines[i].split(":", 1)
+            headers[k.strip()] = v.strip()
+            i += 1
+        yield method, url, headers, "\n".join(lines[i:]).strip()
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+BAD_INPUTS = [
+    # (name, method, path, body bytes, content type, status, words the error must contain)
+    ("too large", "POST", "/create", b'{"id":"' + b"x" * (1024 * 1024) + b'"}', "application/json", 413, "larger"),
+    ("not JSON content type", "POST", "/create", json.dumps(ORDER).encode(), "text/plain", 415, "Content-Type"),
+    ("no content type", "POST", "/create", json.dumps(ORDER).encode(), None, 415, "Content-Type"),
+    ("not JSON", "POST", "/create", b'{"id": "1", items: ]', "application/json", 400, "not valid JSON"),
+    ("empty body", "POST", "/create", b"", "application/json", 400, "not valid JSON"),
+    ("array body", "POST", "/create", b"[1,2]", "application/json", 400, "JSON object"),
+    ("missing id", "POST", "/create", {k: v for k, v in ORDER.items() if k != "id"}, "application/json", 400, '"id"'),
+    ("id not a string", "POST", "/create", {**ORDER, "id": 1}, "application/json", 400, '"id" must be a string'),
+    ("missing items", "POST", "/create", {k: v for k, v in ORDER.items() if k != "items"}, "application/json", 400, '"items"'),
+    ("items not an array", "POST", "/create", {**ORDER, "items": {}}, "application/json", 400, '"items" must be a array'),
+    ("payment not an object", "POST", "/create", {**ORDER, "payment": "card"}, "application/json", 400, '"payment" must be a object'),
+    ("dollar key at depth", "POST", "/create", {**ORDER, "payment": {**PAYMENT, "shipment": {"$where": "1"}}}, "application/json", 400, "$where"),
+    ("dotted key in an array", "POST", "/create", {**ORDER, "items": [{"a.b": 1}]}, "application/json", 400, "a.b"),
+    ("top-level $set", "POST", "/create", {**ORDER, "$set": {}}, "application/json", 400, "$set"),
+    ("reserved _meta", "POST", "/create", {**ORDER, "_meta": {"outcome": "ok"}}, "application/json", 400, "_meta"),
+    ("reserved _id", "POST", "/create", {**ORDER, "_id": "x"}, "application/json", 400, "_id"),
+    ("count not a number", "POST", "/create?count=abc", ORDER, "application/json", 400, "count"),
+    ("unknown path", "GET", "/nope", None, None, 404, "/nope"),
+    ("unknown path under create", "POST", "/create/x", ORDER, "application/json", 404, "/create/x"),
+    ("GET /create", "GET", "/create", None, None, 405, "POST"),
+    ("DELETE /", "DELETE", "/", None, None, 405, "GET"),
+]
+
+
+@test
+def each_bad_input_gets_its_status_and_stores_nothing(ctx):
+    st = ctx.stack()
+    order = st.service("order", env={"JUMPS": "1"})
+    failures = []
+    for name, method, path, body, ctype, status, words in BAD_INPUTS:
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        headers = {"Content-Type": ctype} if ctype else {}
+        r = http(method, order.url(path), body, headers)
+        try:
+            err = r.json().get("error", "")
+        except ValueError:
+            err = None
+        if r.status != status or err is None or words not in err:
+            failures.append(f"{name}: {r.status} {r.body[:200]!r} (wanted {status} naming {words!r})")
+    expect(not failures, "\n".join(failures))
+    expect(st.find("orders") == [], f"documents stored: {st.find('orders')}")
+    r = http("POST", order.url("/create"), ORDER)
+    expect(r.status == 200 and len(st.find("orders")) == 1, f"good input after bad: {r}")
+    r = http("OPTIONS", order.url("/create"), headers={"Origin": "http://x",
+                                                        "Access-Control-Request-Method": "POST"})
+    expect(r.status == 204 and r.headers.get("access-control-allow-origin") == "*", f"preflight {r}")
+
+
+BAD_ENV = [
+    ({"PORT": "abc"}, "PORT"), ({"PORT": "70000"}, "PORT"), ({"ERR_RATE": "2"}, "ERR_RATE"),
+    ({"ERR_RATE": "x"}, "ERR_RATE"), ({"CHAIN_SVC": "not a url"}, "CHAIN_SVC"),
+    ({"CHAIN_SVC": "ftp://host/x"}, "CHAIN_SVC"), ({"JUMPS": "0"}, "JUMPS"),
+    ({"INJECT_ERR": "yes"}, "INJECT_ERR"), ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"MONGO_URL": "postgres://x"}, "MONGO_URL"), ({"CB_TIMEOUT_MS": "-1"}, "CB_TIMEOUT_MS"),
+    ({"CB_ERROR_THRESHOLD": "101"}, "CB_ERROR_THRESHOLD"), ({"THREADS": "0"}, "THREADS"),
+    ({"CB_BUCKETS": "7"}, "CB_BUCKETS"),
+]
+
+
+@test
+def bad_environment_values_stop_the_service_naming_the_variable(ctx):
+    env = dict(os.environ, **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}))
+    path = str(harness.binary("payment", ctx.flavour))
+    failures = []
+    for bad, name in BAD_ENV:
+        r = subprocess.run([path], env={**env, **bad}, capture_output=True, text=True, timeout=20)
+        out = r.stdout + r.stderr
+        if r.returncode != 2 or f"{name}:" not in out or "expected" not in out:
+            failures.append(f"{bad}: exit {r.returncode}, {out.strip()[:200]!r}")
+    expect(not failures, "\n".join(failures))
+    st = ctx.stack()
+    first = st.service("payment")
+    r = subprocess.run([path], env={**env, "PORT": str(first.port), "MONGO_URL": st.database().url},
+                       capture_output=True, text=True, timeout=20)
+    expect(r.returncode == 1 and f"PORT {first.port} is already in use" in r.stdout + r.stderr,
+           f"port in use: exit {r.returncode} {r.stdout + r.stderr!r}")
+
+
+@test
+def healthcheck_flag_reports_the_running_service(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    path = str(harness.binary("shipment", ctx.flavour))
+    env = {**ship.env}
+    r = subprocess.run([path, "--healthcheck"], env=env, timeout=20, capture_output=True)
+    expect(r.returncode == 0, f"--healthcheck on a running service: {r.returncode} {r.stderr!r}")
+    env["PORT"] = str(harness.free_port())
+    r = subprocess.run([path, "--healthcheck"], env=env, timeout=20, capture_output=True)
+    expect(r.returncode == 1, f"--healthcheck with nothing listening: {r.returncode}")
+
+
+# ---- failures of the neighbours ---------------------------------------------------------------
+
+@test
+def shipment_killed_degrades_and_opens_then_recovers_through_half_open(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    pay = st.service("payment", chain=ship, env={"CB_RESET_TIMEOUT_MS": "1000",
+                                                  "CB_VOLUME_THRESHOLD": "2"})
+    expect(http("POST", pay.url("/create"), PAYMENT).json()["status"] == "ok", "warm-up call")
+    ship.kill()
+    answers = []
+    for _ in range(5):
+        r = http("POST", pay.url("/create"), PAYMENT)
+        expect(r.status == 200, r)
+        expect(r.elapsed < 0.3 + 0.5, f"degraded answer took {r.elapsed:.3f}s")
+        answers.append(r.json())
+    expect(all(a["status"] == "degraded" for a in answers), answers)
+    expect(answers[0]["reason"].startswith("failure") or answers[0]["reason"] == "timeout", answers[0])
+    expect(answers[-1]["reason"] == "open" and answers[-1]["breaker"] == "open", answers[-1])
+    pay.wait_log(r"event=open state=open", 5)
+    mark = len(pay.log())
+    ship.start()
+    pay.wait_log(r"event=halfOpen state=half-open", 5, after=mark)
+    a = http("POST", pay.url("/create"), PAYMENT).json()
+    expect(a["status"] == "ok" and a["next"]["service"] == "shipment", a)
+    pay.wait_log(r"event=close state=closed", 5, after=mark)
+    expect(http("POST", pay.url("/create"), PAYMENT).json()["status"] == "ok", "after close")
+
+
+@test
+def slow_shipment_times_out_within_the_breaker_timeout(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"DELAY_MS": "1000"})
+    pay = st.service("payment", chain=ship, env={"CB_TIMEOUT_MS": "300"})
+    r = http("POST", pay.url("/create"), PAYMENT)
+    a = r.json()
+    expect(a["status"] == "degraded" and a["reason"] == "timeout", a)
+    expect(r.elapsed < 0.3 + 0.4, f"timeout answer took {r.elapsed:.3f}s")
+    pay.wait_log(r"event=timeout", 5)
+
+
+@test
+def database_stopped_503_then_back_with_no_restart(ctx):
+    st = ctx.stack(own_db=True)
+    db = st.database()
+    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "1000"})
+    pid = ship.pid
+    expect(http("POST", ship.url("/create"), SHIPMENT).status == 200, "before the stop")
+    db.stop()
+    r = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r.status == 503, f"with the database down: {r}")
+    expect(st.db_name in r.json()["error"], f"503 must name the database: {r.json()}")
+    expect(r.elapsed < 3.0, f"503 took {r.elapsed:.2f}s")
+    db.start()
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
+        http("POST", ship.url("/create"), SHIPMENT)), 20, "a 200 after the database returned", 0.2)
+    expect(ship.pid == pid and ship.alive(), "the service was restarted")
+    expect(r.json()["status"] == "last", r)
+    expect(len(st.find("shipments")) == 2, f"{len(st.find('shipments'))} shipments stored")
+
+
+@test
+def sigterm_with_requests_in_flight_loses_none_and_exits_0(ctx):
+    st = ctx.stack()
+    n = 12
+    order, pay, ship = chain(st, {"CB_TIMEOUT_MS": "10000"}, {"CB_TIMEOUT_MS": "10000"},
+                             {"DELAY_MS": "1500"})
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        futures = [ex.submit(http, "POST", order.url("/create"), {**ORDER, "id": str(i)}, None, 30)
+                   for i in range(n)]
+        wait_until(lambda: len(st.find("shipments")) == n, 10, f"{n} requests in flight at shipment")
+        for p in (order, pay, ship):
+            p.popen.send_signal(15)
+        codes = {p.name: p.wait_exit(30) for p in (order, pay, ship)}
+        answers = [f.result() for f in futures]
+    expect(codes == {"order": 0, "payment": 0, "shipment": 0}, f"exit codes {codes}")
+    bad = [a for a in answers if a.status != 200 or a.json()["next"]["next"]["status"] != "last"]
+    expect(not bad, f"{len(bad)} of {n} requests lost: {bad[:2]}")
+    expect(not harness.port_open(order.port), "order still accepts connections")
+
+
+@test
+def json_logs_carry_breaker_events_and_requests(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"INJECT_ERR": "1", "ERR_RATE": "1"})
+    pay = st.service("payment", chain=ship, env={"LOG_FORMAT": "json"})
+    http("POST", pay.url("/create"), PAYMENT)
+    pay.wait_log(r'"kind":"request"', 5)
+    lines = [json.loads(x) for x in pay.log().splitlines() if x.startswith("{")]
+    events = [x for x in lines if x.get("kind") == "breaker"]
+    expect(any(e["event"] == "failure" for e in events), events)
+    e = events[0]
+    for k in ("time", "service", "breaker", "event", "state", "latency_ms", "error_percentage", "counts"):
+        expect(k in e, f"breaker line without {k}: {e}")
+    req = [x for x in lines if x.get("kind") == "request"][0]
+    expect(req["method"] == "POST" and req["path"].startswith("/create") and req["status"] == 200, req)
+
+
+# ---- runner -----------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flavour", default="rel")
+    ap.add_argument("-k", default="")
+    args = ap.parse_args()
+    passed = failed = skipped = 0
+    tmp = Path(tempfile.mkdtemp(prefix="svc-db-"))
+    shared = None
+    try:
+        if not harness.DBTOOL.exists():
+            raise Skip(f"{harness.DBTOOL} is not built")
+        shared = harness.FerretDB(tmp, tmp / "data").start()
+    except Skip as e:
+        print(f"SKIP: every integration test: {e}", flush=True)
+        print(f"{args.flavour}: 0 passed, 0 failed, {len(TESTS)} skipped")
+        return 0
+    try:
+        for fn in TESTS:
+            if args.k not in fn.__name__:
+                continue
+            ctx = Ctx(args.flavour, shared, fn.__name__)
+            start = time.monotonic()
+            outcome, detail = "PASS", ""
+            try:
+                fn(ctx)
+            except Skip as e:
+                outcome, detail = "SKIP", str(e)
+            except Exception:
+                outcome, detail = "FAIL", traceback.format_exc()
+            problems = ctx.close()
+            if problems and outcome != "SKIP":
+                outcome, detail = "FAIL", detail + "\n".join(problems)
+            took = time.monotonic() - start
+            print(f"{outcome} [{args.flavour}] {fn.__name__} ({took:.1f}s)", flush=True)
+            if outcome == "FAIL":
+                failed += 1
+                print("    " + detail.replace("\n", "\n    "), flush=True)
+                print(f"    logs: {ctx.logs}", flush=True)
+            elif outcome == "SKIP":
+                skipped += 1
+                print(f"SKIP: {detail}", flush=True)
+            else:
+                passed += 1
+    finally:
+        shared.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{args.flavour}: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
