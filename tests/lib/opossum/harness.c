@@ -89,6 +89,11 @@ void op_start(op_fx *fx)
     if (rc != CB_OK)
         fail_msg("cb_create: %s", cb_err_name(rc));
     assert_non_null(fx->b);
+    op_listen(fx);
+}
+
+void op_listen(op_fx *fx)
+{
     assert_true(cb_on(fx->b, CB_EV_ALL, record_event, fx) > 0);
 }
 

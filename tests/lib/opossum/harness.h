@@ -100,6 +100,8 @@ int op_teardown(void **state);
 /* Creates the breaker from fx->opt and registers the event recorder for
  * every kind. Fails the test when cb_create does. */
 void op_start(op_fx *fx);
+/* Registers the event recorder on fx->b (op_start does it). */
+void op_listen(op_fx *fx);
 
 /* Fires with arg x (no key); returns cb_fire's code and fills *res if given. */
 int op_fire(op_fx *fx, intptr_t x, cb_result *res);
