@@ -1,0 +1,790 @@
+/* breaker.c -- the breaker's state machine and cb_fire(): admission, timing,
+ * outcome, transitions.
+ *
+ * The visible state is one atomic int, derived from the core state (closed,
+ * open, half-open) and the overrides (shutdown > disabled > forced). Every
+ * transition happens under b->lock and bumps b->generation; a half-open trial
+ * remembers the generation that admitted it, so a call admitted in another
+ * period can never close or re-open the circuit (the race behind opossum
+ * issue 385). Timers are lazy: b->next_due_ns is the earliest moment anything
+ * is due (bucket rotation, open -> half-open, health check); the first call or
+ * tick that sees it passed does the work under tick_lock.
+ *
+ *   from        event                                  to
+ *   closed      failure, window fires >= volume and
+ *               error % > threshold (or slow % >)      open
+ *   open        reset period passed (lazy or ticker)   half-open
+ *   half-open   success_threshold trial successes      closed
+ *   half-open   a trial fails / times out / is locked  open (period * back-off)
+ *   any         health check fails                     open
+ */
+#include "cb_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL, ADMIT_DISABLED };
+
+static _Thread_local bool in_tick;
+
+/* ---- transitions (b->lock held) ---------------------------------------- */
+
+static cb_state visible_state(const cb_breaker *b)
+{
+    if (atomic_load_explicit(&b->shut, memory_order_relaxed))
+        return CB_SHUTDOWN;
+    if (b->disabled)
+        return CB_DISABLED;
+    if (b->force == CB_FORCE_OPEN)
+        return CB_FORCED_OPEN;
+    if (b->force == CB_FORCE_CLOSED)
+        return CB_FORCED_CLOSED;
+    return b->core;
+}
+
+/* The visible state (b->lock held). */
+cb_state visible_state_of(const cb_breaker *b)
+{
+    return visible_state(b);
+}
+
+static void publish_state(cb_breaker *b)
+{
+    atomic_store_explicit(&b->state, (int)visible_state(b), memory_order_release);
+}
+
+/* Lowers next_due_ns to t if t is earlier. */
+void cb_lower_next_due(cb_breaker *b, int64_t t)
+{
+    int64_t cur = atomic_load_explicit(&b->next_due_ns, memory_order_relaxed);
+    while (t < cur && !atomic_compare_exchange_weak_explicit(&b->next_due_ns, &cur, t,
+                                                             memory_order_release,
+                                                             memory_order_relaxed)) {
+    }
+}
+
+/* Sets next_due_ns to the earliest pending deadline (b->lock held). */
+void cb_recompute_next_due(cb_breaker *b)
+{
+    int64_t t = atomic_load_explicit(&b->win.next_rotate_ns, memory_order_acquire);
+    if (b->o.health_check && b->next_health_ns < t)
+        t = b->next_health_ns;
+    if (b->core == CB_OPEN && b->open_until_ns < t)
+        t = b->open_until_ns;
+    atomic_store_explicit(&b->next_due_ns, t, memory_order_release);
+}
+
+static double next_random(cb_breaker *b)
+{
+    uint64_t x = b->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b->rng = x;
+    return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* The open period for the current back-off step: reset * mult^step, capped,
+ * then spread by +-jitter. */
+static int64_t open_period_ns(cb_breaker *b)
+{
+    double p = (double)b->o.reset_timeout_ms * 1e6;
+    double cap = (double)b->o.reset_timeout_max_ms * 1e6;
+    for (int i = 0; i < b->backoff_step && p < 9e18; i++)
+        p *= b->o.reset_backoff_multiplier;
+    if (b->o.reset_timeout_max_ms > 0 && p > cap)
+        p = cap;
+    if (b->o.reset_jitter > 0)
+        p *= 1.0 + b->o.reset_jitter * (2.0 * next_random(b) - 1.0);
+    return p > 9e18 ? INT64_MAX / 2 : (int64_t)p;
+}
+
+/* Opens the circuit and starts its timer (b->lock held). */
+void cb_open_locked(cb_breaker *b, int64_t now)
+{
+    int64_t period = open_period_ns(b);
+    if (b->backoff_step < 1000)
+        b->backoff_step++;
+    b->core = CB_OPEN;
+    b->generation++;
+    b->current_reset_ns = period;
+    b->open_until_ns = now + period;
+    b->ho_admitted = b->ho_successes = 0;
+    publish_state(b);
+    cb_lower_next_due(b, b->open_until_ns);
+}
+
+static void close_locked(cb_breaker *b)
+{
+    b->core = CB_CLOSED;
+    b->generation++;
+    b->backoff_step = 0;
+    b->open_until_ns = 0;
+    b->ho_admitted = b->ho_successes = 0;
+    publish_state(b);
+}
+
+static void half_open_locked(cb_breaker *b)
+{
+    b->core = CB_HALF_OPEN;
+    b->generation++;
+    b->open_until_ns = 0;
+    b->ho_admitted = b->ho_successes = 0;
+    publish_state(b);
+}
+
+static bool overridden(const cb_breaker *b)
+{
+    return b->disabled || b->force != CB_FORCE_NONE ||
+           atomic_load_explicit(&b->shut, memory_order_relaxed);
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+static void breaker_free_parts(cb_breaker *b)
+{
+    cb_cache_free(b->cache);
+    cb_coalescer_free(b->coalescer);
+    cb_window_free(&b->win);
+    free(b->name);
+    free(b);
+}
+
+/* Allocates a breaker from validated options; no thread is started. */
+int cb_breaker_new(const cb_options *o, cb_breaker **out)
+{
+    int rc = cb_options_validate(o);
+    if (rc != CB_OK)
+        return rc;
+    cb_breaker *b = calloc(1, sizeof *b);
+    if (!b)
+        return CB_ENOMEM;
+    b->o = *o;
+    b->name = strdup(o->name ? o->name : "breaker");
+    int64_t now = o->clock.now_ns(o->clock.ctx);
+    if (!b->name || cb_window_init(&b->win, o->rolling_count_buckets,
+                                   o->rolling_count_timeout_ms, now) != CB_OK) {
+        free(b->name);
+        free(b);
+        return CB_ENOMEM;
+    }
+    b->o.name = b->name;
+    if ((o->cache && cb_cache_new(o, &b->cache) != CB_OK) ||
+        (o->coalesce && cb_coalescer_new(o, &b->coalescer) != CB_OK)) {
+        breaker_free_parts(b);
+        return CB_ENOMEM;
+    }
+    b->timeout_ns = o->timeout_ms * 1000000LL;
+    b->slow_ns = o->slow_call_duration_ms * 1000000LL;
+    b->core = CB_CLOSED;
+    b->disabled = !o->enabled;
+    b->warm_up = o->allow_warm_up;
+    b->warm_until_ns = now + o->rolling_count_timeout_ms * 1000000LL;
+    b->current_reset_ns = o->reset_timeout_ms * 1000000LL;
+    b->rng = o->seed ? o->seed : (uint64_t)now ^ (uint64_t)(uintptr_t)b;
+    if (!b->rng)
+        b->rng = 0x9E3779B97F4A7C15ull;
+    b->next_health_ns = now;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->tick_lock, NULL);
+    pthread_mutex_init(&b->listeners_lock, NULL);
+    publish_state(b);
+    cb_recompute_next_due(b);
+    *out = b;
+    return CB_OK;
+}
+
+/* Starts the worker pool and the ticker when the options ask for them.
+ * Returns CB_OK or CB_ETHREAD/CB_ENOMEM (the caller then destroys b). */
+int cb_breaker_start(cb_breaker *b)
+{
+    if (b->o.timeout_mode == CB_TIMEOUT_POOL) {
+        int rc = cb_pool_new(b, b->o.pool_threads, &b->pool);
+        if (rc != CB_OK)
+            return rc;
+    }
+    if (b->o.ticker)
+        return cb_ticker_start(b);
+    return CB_OK;
+}
+
+/* Creates a breaker from o. See cb.h for the contract. */
+int cb_create(const cb_options *o, cb_breaker **out)
+{
+    if (!out)
+        return CB_EINVAL;
+    cb_breaker *b;
+    int rc = cb_breaker_new(o, &b);
+    if (rc != CB_OK)
+        return rc;
+    rc = cb_breaker_start(b);
+    if (rc != CB_OK) {
+        cb_destroy(b);
+        return rc;
+    }
+    *out = b;
+    return CB_OK;
+}
+
+/* Sets the state machine from an imported state. */
+void cb_breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
+                        bool warm_up, int64_t open_remaining_ns, int backoff_step,
+                        int64_t current_reset_ns)
+{
+    int64_t now = cb_now(b);
+    pthread_mutex_lock(&b->lock);
+    b->force = force;
+    b->disabled = disabled;
+    b->warm_up = warm_up;
+    b->backoff_step = backoff_step;
+    b->current_reset_ns = current_reset_ns;
+    b->core = core;
+    b->generation++;
+    if (core == CB_OPEN) {
+        b->open_until_ns = now + (open_remaining_ns > 0 ? open_remaining_ns : 0);
+        if (open_remaining_ns <= 0)
+            half_open_locked(b);
+    }
+    publish_state(b);
+    cb_recompute_next_due(b);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- shutdown and destroy ------------------------------------------------ */
+
+/* Shuts b down: see cb.h. Idempotent; returns CB_OK (CB_EINVAL for NULL). */
+int cb_shutdown(cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (atomic_exchange_explicit(&b->shut, 1, memory_order_acq_rel))
+        return CB_OK;
+    __atomic_store_n(&b->cancel_all, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&b->lock);
+    publish_state(b);
+    pthread_mutex_unlock(&b->lock);
+    cb_ticker_stop(b);
+    if (b->pool)
+        cb_pool_stop(b->pool);
+    cb_emit(b, CB_EV_SHUTDOWN, 0, CB_ESHUTDOWN, 0);
+    if (b->cache)
+        cb_cache_flush(b->cache);
+    if (b->coalescer)
+        cb_coalescer_flush(b->coalescer);
+    return CB_OK;
+}
+
+/* Shuts down and frees b. NULL is a no-op. */
+void cb_destroy(cb_breaker *b)
+{
+    if (!b)
+        return;
+    cb_shutdown(b);
+    cb_ticker_join(b);
+    cb_pool_free(b->pool);
+    cb_listeners_free(b);
+    pthread_mutex_destroy(&b->lock);
+    pthread_mutex_destroy(&b->tick_lock);
+    pthread_mutex_destroy(&b->listeners_lock);
+    breaker_free_parts(b);
+}
+
+/* ---- ticks --------------------------------------------------------------- */
+
+/* Runs the health check if due; returns true when it failed. */
+static bool run_health_check(cb_breaker *b, int64_t now)
+{
+    if (!b->o.health_check || now < b->next_health_ns)
+        return false;
+    b->next_health_ns = now + b->o.health_check_interval_ms * 1000000LL;
+    return b->o.health_check(b->o.user) != 0;
+}
+
+/* Moves an open circuit whose period passed to half-open and reschedules.
+ * Returns true when it moved (and the move is visible). */
+static bool due_half_open(cb_breaker *b, int64_t now)
+{
+    bool moved = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->core == CB_OPEN && now >= b->open_until_ns &&
+        !atomic_load_explicit(&b->shut, memory_order_relaxed)) {
+        half_open_locked(b);
+        moved = !overridden(b);
+    }
+    cb_recompute_next_due(b);
+    pthread_mutex_unlock(&b->lock);
+    return moved;
+}
+
+/* Opens the circuit after a failed health check (opossum's open()). */
+static void health_check_failed(cb_breaker *b, int64_t now)
+{
+    cb_emit(b, CB_EV_HEALTH_CHECK_FAILED, 0, CB_EFAILED, 0);
+    bool opened = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->core != CB_OPEN && !overridden(b)) {
+        cb_open_locked(b, now);
+        opened = true;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (opened)
+        cb_emit_with_stats(b, CB_EV_OPEN);
+}
+
+/* Does what is due at now: rotation (+ snapshot), half-open, health check.
+ * With wait false it gives way when another thread is ticking. */
+void cb_tick_due(cb_breaker *b, int64_t now, bool wait)
+{
+    if (in_tick)
+        return;
+    if (wait)
+        pthread_mutex_lock(&b->tick_lock);
+    else if (pthread_mutex_trylock(&b->tick_lock) != 0)
+        return;
+    in_tick = true;
+    bool rotated = cb_window_rotate(&b->win, now);
+    bool hc_failed = run_health_check(b, now);
+    bool half = due_half_open(b, now);
+    in_tick = false;
+    pthread_mutex_unlock(&b->tick_lock);
+    if (half)
+        cb_emit(b, CB_EV_HALF_OPEN, 0, 0, 0);
+    if (hc_failed)
+        health_check_failed(b, now);
+    if (rotated)
+        cb_emit_with_stats(b, CB_EV_SNAPSHOT);
+}
+
+/* Runs what is due now. Returns CB_OK (CB_EINVAL for NULL). */
+int cb_tick(cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_OK;
+    cb_tick_due(b, cb_now(b), true);
+    return CB_OK;
+}
+
+/* ---- outcomes ------------------------------------------------------------ */
+
+/* Opens a closed circuit when the window's error (or slow) rate says so. */
+static void check_open(cb_breaker *b, int64_t now)
+{
+    if (b->warm_up && now < b->warm_until_ns)
+        return;
+    uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
+    cb_window_raw(&b->win, win, total);
+    cb_counts c;
+    cb_raw_to_counts(win, &c);
+    uint64_t vol = (uint64_t)b->o.volume_threshold;
+    uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
+    bool trip = c.fires >= vol && c.fires > 0 &&
+                (double)c.failures / (double)c.fires * 100.0 > b->o.error_threshold_percentage;
+    if (b->slow_ns && completed >= vol && completed > 0 &&
+        (double)c.slow_calls / (double)completed * 100.0 > b->o.slow_call_rate_threshold)
+        trip = true;
+    if (!trip)
+        return;
+    bool opened = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->core == CB_CLOSED && !overridden(b)) {
+        cb_open_locked(b, now);
+        opened = true;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (opened)
+        cb_emit_with_stats(b, CB_EV_OPEN);
+}
+
+static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int64_t now)
+{
+    if (kind == ADMIT_TRIAL) {
+        bool closed = false;
+        pthread_mutex_lock(&b->lock);
+        if (gen == b->generation && b->core == CB_HALF_OPEN &&
+            ++b->ho_successes >= b->o.half_open_success_threshold) {
+            close_locked(b);
+            closed = !overridden(b);
+        }
+        pthread_mutex_unlock(&b->lock);
+        if (closed)
+            cb_emit_with_stats(b, CB_EV_CLOSE);
+    } else if (kind == ADMIT_NORMAL && slow) {
+        check_open(b, now);
+    }
+}
+
+static void after_failure(cb_breaker *b, int kind, uint64_t gen, int64_t now)
+{
+    if (kind == ADMIT_TRIAL) {
+        bool opened = false;
+        pthread_mutex_lock(&b->lock);
+        if (gen == b->generation && b->core == CB_HALF_OPEN) {
+            cb_open_locked(b, now);
+            opened = !overridden(b);
+        }
+        pthread_mutex_unlock(&b->lock);
+        if (opened)
+            cb_emit_with_stats(b, CB_EV_OPEN);
+    } else if (kind == ADMIT_NORMAL) {
+        check_open(b, now);
+    }
+}
+
+/* Runs the fallback for reason, if one is set. */
+static void run_fallback(cb_breaker *b, void *arg, cb_result *res, int reason, int action_rc)
+{
+    if (!b->o.fallback)
+        return;
+    void *value = NULL;
+    int frc = b->o.fallback(arg, reason, reason == CB_EFAILED ? action_rc : 0, &value, b->o.user);
+    cb_count(b, C_FALLBACKS, 1);
+    if (frc != 0) {
+        cb_count(b, C_FALLBACK_FAILURES, 1);
+    } else {
+        res->fallback = true;
+        res->value = value;
+    }
+    cb_emit(b, CB_EV_FALLBACK, 0, reason, action_rc);
+}
+
+static int reject(cb_breaker *b, void *arg, cb_result *res)
+{
+    cb_count(b, C_REJECTS, 1);
+    cb_emit(b, CB_EV_REJECT, 0, CB_EOPEN, 0);
+    run_fallback(b, arg, res, CB_EOPEN, 0);
+    return CB_EOPEN;
+}
+
+static int semaphore_locked(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t gen,
+                            int64_t now)
+{
+    cb_count(b, C_SEMAPHORE, 1);
+    cb_emit(b, CB_EV_SEMAPHORE_LOCKED, 0, CB_ESEMLOCKED, 0);
+    cb_emit(b, CB_EV_FAILURE, 0, CB_ESEMLOCKED, 0);
+    after_failure(b, kind, gen, now);
+    run_fallback(b, arg, res, CB_ESEMLOCKED, 0);
+    return CB_ESEMLOCKED;
+}
+
+typedef struct outcome {
+    int rc;
+    void *result;
+    bool timed_out;
+    int64_t start, end;
+} outcome;
+
+/* Counts a finished call, moves the state machine, runs the fallback. */
+static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t gen,
+                  const outcome *oc)
+{
+    int64_t lat = oc->end - oc->start;
+    double lat_ms = (double)lat / 1e6;
+    bool slow = b->slow_ns && lat >= b->slow_ns;
+    res->latency_ms = lat_ms;
+    if (CB_LIKELY(!oc->timed_out && oc->rc == 0)) {
+        cb_count_completion(b, C_SUCCESSES, lat, slow);
+        res->value = oc->result;
+        cb_emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
+        if (CB_UNLIKELY(kind != ADMIT_NORMAL || slow))
+            after_success(b, kind, gen, slow, oc->end);
+        return CB_OK;
+    }
+    if (oc->timed_out) {
+        cb_count_completion(b, C_TIMEOUTS, lat, slow);
+        cb_emit(b, CB_EV_TIMEOUT, lat_ms, CB_ETIMEDOUT, 0);
+        cb_emit(b, CB_EV_FAILURE, lat_ms, CB_ETIMEDOUT, 0);
+        after_failure(b, kind, gen, oc->end);
+        run_fallback(b, arg, res, CB_ETIMEDOUT, 0);
+        return CB_ETIMEDOUT;
+    }
+    res->action_rc = oc->rc;
+    if (b->o.error_filter && b->o.error_filter(oc->rc, arg, b->o.user)) {
+        cb_count_completion(b, C_SUCCESSES, lat, slow);
+        cb_emit(b, CB_EV_SUCCESS, lat_ms, CB_EFAILED, oc->rc);
+        after_success(b, kind, gen, slow, oc->end);
+        return CB_EFAILED;
+    }
+    cb_count_completion(b, C_FAILED, lat, slow);
+    cb_emit(b, CB_EV_FAILURE, lat_ms, CB_EFAILED, oc->rc);
+    after_failure(b, kind, gen, oc->end);
+    run_fallback(b, arg, res, CB_EFAILED, oc->rc);
+    return CB_EFAILED;
+}
+
+/* Runs the action of an admitted call and reports its outcome. */
+static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, int kind,
+                        uint64_t gen)
+{
+    int cap = b->o.capacity;
+    if (cap > 0 && atomic_fetch_add_explicit(&b->sem_used, 1, memory_order_acq_rel) >= cap) {
+        atomic_fetch_sub_explicit(&b->sem_used, 1, memory_order_acq_rel);
+        return semaphore_locked(b, arg, res, kind, gen, now);
+    }
+    cb_count(b, C_STARTED, 1);
+    cb_call call = {
+        .arg = arg,
+        .deadline_ns = b->timeout_ns ? now + b->timeout_ns : INT64_MAX,
+        .timeout_ms = b->o.timeout_ms,
+        .cancelled = &b->cancel_all,
+        .user = b->o.user,
+    };
+    outcome oc = { .start = now, .result = NULL };
+    if (CB_UNLIKELY(b->pool)) {
+        oc.timed_out = cb_pool_run(b->pool, &call, &oc.rc, &oc.result) == CB_ETIMEDOUT;
+        oc.end = cb_now(b);
+        if (oc.timed_out && b->timeout_ns && oc.end - now > b->timeout_ns)
+            oc.end = now + b->timeout_ns;
+    } else {
+        oc.rc = b->o.action(&call, &oc.result);
+        oc.end = cb_now(b);
+        if (CB_UNLIKELY(oc.end > call.deadline_ns)) {
+            oc.timed_out = true;
+            if (b->o.on_late)
+                b->o.on_late(arg, oc.rc, oc.result, b->o.user);
+            oc.result = NULL;
+        }
+    }
+    if (cap > 0)
+        atomic_fetch_sub_explicit(&b->sem_used, 1, memory_order_acq_rel);
+    return finish(b, arg, res, kind, gen, &oc);
+}
+
+/* Takes a half-open trial slot; returns false when they are all taken. */
+static bool admit_trial(cb_breaker *b, uint64_t *gen)
+{
+    bool ok = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->core == CB_HALF_OPEN && !overridden(b) &&
+        b->ho_admitted < b->o.half_open_max_calls) {
+        b->ho_admitted++;
+        *gen = b->generation;
+        ok = true;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+/* Admits (or rejects) a call according to state st, then runs it. */
+static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int st)
+{
+    uint64_t gen = 0;
+    switch (st) {
+    case CB_CLOSED:
+    case CB_FORCED_CLOSED:
+        return run_admitted(b, arg, res, now, ADMIT_NORMAL, 0);
+    case CB_DISABLED:
+        return run_admitted(b, arg, res, now, ADMIT_DISABLED, 0);
+    case CB_HALF_OPEN:
+        if (admit_trial(b, &gen))
+            return run_admitted(b, arg, res, now, ADMIT_TRIAL, gen);
+        return reject(b, arg, res);
+    case CB_SHUTDOWN:
+        return CB_ESHUTDOWN;
+    default:
+        return reject(b, arg, res);
+    }
+}
+
+/* The cache and coalescing in front of admission (opossum's order). */
+static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res, int64_t now,
+                      int st)
+{
+    if (b->cache) {
+        if (cb_cache_get(b->cache, key, now, &res->value)) {
+            cb_count(b, C_CACHE_HITS, 1);
+            res->cached = true;
+            cb_emit(b, CB_EV_CACHE_HIT, 0, 0, 0);
+            return CB_OK;
+        }
+        cb_count(b, C_CACHE_MISSES, 1);
+        cb_emit(b, CB_EV_CACHE_MISS, 0, 0, 0);
+    }
+    cb_shared_call *sc = NULL;
+    if (b->coalescer) {
+        bool leader = true;
+        sc = cb_coalesce_join(b->coalescer, key, now, &leader);
+        if (sc && !leader) {
+            cb_count(b, C_COALESCE_HITS, 1);
+            cb_emit(b, CB_EV_COALESCE_HIT, 0, 0, 0);
+            return cb_coalesce_wait(b->coalescer, sc, res);
+        }
+        cb_count(b, C_COALESCE_MISSES, 1);
+        cb_emit(b, CB_EV_COALESCE_MISS, 0, 0, 0);
+    }
+    int rc = fire_admit(b, arg, res, now, st);
+    if (b->cache && rc == CB_OK)
+        cb_cache_put(b->cache, key, res->value, cb_now(b));
+    if (sc)
+        cb_coalesce_publish(b->coalescer, sc, rc, res, cb_now(b));
+    return rc;
+}
+
+/* Fires b with a key for the cache and coalescing. See cb.h. */
+int cb_fire_key(cb_breaker *b, const char *key, void *arg, cb_result *res)
+{
+    cb_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    if (CB_UNLIKELY(!b))
+        return CB_EINVAL;
+    int st = atomic_load_explicit(&b->state, memory_order_acquire);
+    if (CB_UNLIKELY(st == CB_SHUTDOWN))
+        return CB_ESHUTDOWN;
+    int64_t now = cb_now(b);
+    if (CB_UNLIKELY(now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))) {
+        cb_tick_due(b, now, false);
+        st = atomic_load_explicit(&b->state, memory_order_acquire);
+        if (st == CB_SHUTDOWN)
+            return CB_ESHUTDOWN;
+    }
+    cb_emit(b, CB_EV_FIRE, 0, 0, 0);
+    if (CB_UNLIKELY(key && st != CB_DISABLED && (b->cache || b->coalescer)))
+        return fire_keyed(b, key, arg, res, now, st);
+    return fire_admit(b, arg, res, now, st);
+}
+
+/* Fires b with arg. See cb.h. */
+int cb_fire(cb_breaker *b, void *arg, cb_result *res)
+{
+    return cb_fire_key(b, NULL, arg, res);
+}
+
+/* ---- control ------------------------------------------------------------- */
+
+static int control_done(cb_breaker *b, cb_event_kind k, bool changed)
+{
+    if (changed)
+        cb_emit_with_stats(b, k);
+    return CB_OK;
+}
+
+/* Opens the circuit by hand and starts the reset timer. */
+int cb_open(cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_ESHUTDOWN;
+    bool changed = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->core != CB_OPEN) {
+        cb_open_locked(b, cb_now(b));
+        changed = !overridden(b);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return control_done(b, CB_EV_OPEN, changed);
+}
+
+/* Closes the circuit by hand and resets the back-off. */
+int cb_close(cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_ESHUTDOWN;
+    bool changed = false;
+    pthread_mutex_lock(&b->lock);
+    b->backoff_step = 0;
+    if (b->core != CB_CLOSED) {
+        close_locked(b);
+        changed = !overridden(b);
+    }
+    cb_recompute_next_due(b);
+    pthread_mutex_unlock(&b->lock);
+    return control_done(b, CB_EV_CLOSE, changed);
+}
+
+/* Holds the circuit open or closed, or releases it to closed. */
+int cb_force(cb_breaker *b, cb_force_mode mode)
+{
+    if (!b || (mode != CB_FORCE_NONE && mode != CB_FORCE_OPEN && mode != CB_FORCE_CLOSED))
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_ESHUTDOWN;
+    pthread_mutex_lock(&b->lock);
+    cb_state before = visible_state(b);
+    b->force = mode;
+    if (mode == CB_FORCE_NONE && b->core != CB_CLOSED)
+        close_locked(b);
+    publish_state(b);
+    cb_recompute_next_due(b);
+    cb_state after = visible_state(b);
+    pthread_mutex_unlock(&b->lock);
+    return control_done(b, mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE, before != after);
+}
+
+/* Enables or disables b. */
+int cb_enable(cb_breaker *b, bool enabled)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_ESHUTDOWN;
+    pthread_mutex_lock(&b->lock);
+    b->disabled = !enabled;
+    publish_state(b);
+    pthread_mutex_unlock(&b->lock);
+    return CB_OK;
+}
+
+/* Empties the result cache (and the coalescing table). */
+int cb_cache_clear(cb_breaker *b)
+{
+    if (!b)
+        return CB_EINVAL;
+    if (b->cache)
+        cb_cache_flush(b->cache);
+    if (b->coalescer)
+        cb_coalescer_flush(b->coalescer);
+    return CB_OK;
+}
+
+/* ---- introspection ------------------------------------------------------- */
+
+/* The visible state; CB_SHUTDOWN for NULL. */
+cb_state cb_get_state(cb_breaker *b)
+{
+    if (!b)
+        return CB_SHUTDOWN;
+    return (cb_state)atomic_load_explicit(&b->state, memory_order_acquire);
+}
+
+/* The breaker's name; NULL for NULL. */
+const char *cb_name(const cb_breaker *b)
+{
+    return b ? b->name : NULL;
+}
+
+/* The options the breaker runs with; NULL for NULL. */
+const cb_options *cb_get_options(const cb_breaker *b)
+{
+    return b ? &b->o : NULL;
+}
+
+/* Fills st with a snapshot of b's state and statistics. */
+int cb_get_stats(cb_breaker *b, cb_stats *st)
+{
+    if (!b || !st)
+        return CB_EINVAL;
+    memset(st, 0, sizeof *st);
+    uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
+    cb_window_raw(&b->win, win, total);
+    cb_raw_to_counts(win, &st->window);
+    cb_raw_to_counts(total, &st->total);
+    uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
+    st->error_percentage = st->window.fires
+        ? (double)st->window.failures / (double)st->window.fires * 100.0 : 0;
+    st->slow_percentage = completed ? (double)st->window.slow_calls / (double)completed * 100.0 : 0;
+    cb_window_latency(&b->win, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
+                      st->percentiles_ms);
+    pthread_mutex_lock(&b->lock);
+    st->state = visible_state(b);
+    st->open_until_ns = b->core == CB_OPEN ? b->open_until_ns : 0;
+    st->current_reset_timeout_ms = b->current_reset_ns / 1000000LL;
+    pthread_mutex_unlock(&b->lock);
+    st->in_flight = cb_in_flight(&b->win);
+    return CB_OK;
+}

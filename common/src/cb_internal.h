@@ -1,0 +1,222 @@
+/* cb_internal.h -- the breaker's private structures, shared by the files of common/src.
+ *
+ * Layout of the hot data. A call in the closed state touches: the state (one
+ * atomic load), the "next thing due" time (one atomic load), the clock twice,
+ * and the calling thread's own stripe of counters. Counters are cumulative and
+ * never reset: the rolling window is the difference between the counters now
+ * and a copy taken at the start of the oldest bucket in the window (see
+ * stats.c), so a rotation never races with an increment and no count is lost.
+ * A thread owns a stripe exclusively (it claimed one of CB_EXCL_STRIPES slots
+ * process-wide) and updates it with plain atomic load+store; threads beyond
+ * that share CB_SHARED_STRIPES stripes under a per-stripe mutex.
+ */
+#ifndef CB_INTERNAL_H
+#define CB_INTERNAL_H
+
+#include "cb.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define CB_EXCL_STRIPES   8
+#define CB_SHARED_STRIPES 4
+#define CB_BASE_STRIPE    (CB_EXCL_STRIPES + CB_SHARED_STRIPES) /* imported counts */
+#define CB_STRIPES        (CB_BASE_STRIPE + 1)
+#define CB_SAMPLES        256  /* latency samples kept per stripe per bucket */
+
+#define CB_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define CB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Raw counters; the public cb_counts are derived from them (stats.c). */
+enum {
+    C_STARTED,          /* admitted calls that ran (or were sent to run) the action */
+    C_SUCCESSES,        /* action succeeded, or its error was filtered */
+    C_FAILED,           /* action returned an error that counts */
+    C_TIMEOUTS,         /* action passed its deadline */
+    C_REJECTS,          /* refused: open, forced open, or half-open trials taken */
+    C_SEMAPHORE,        /* refused: capacity reached */
+    C_FALLBACKS,
+    C_FALLBACK_FAILURES,
+    C_CACHE_HITS, C_CACHE_MISSES, C_COALESCE_HITS, C_COALESCE_MISSES,
+    C_SLOW,
+    C_NCOUNTERS
+};
+
+typedef struct cb_stripe {
+    _Alignas(64) _Atomic uint64_t c[C_NCOUNTERS];
+    bool shared;                    /* true: take lock around updates */
+    pthread_mutex_t lock;
+    _Atomic int64_t *sample_epoch;  /* per bucket slot: the epoch its samples belong to */
+    _Atomic uint32_t *sample_n;     /* per bucket slot: samples written (may exceed CB_SAMPLES) */
+    _Atomic uint32_t *samples;      /* nbuckets * CB_SAMPLES latencies in microseconds */
+} cb_stripe;
+
+typedef struct cb_window {
+    int nbuckets;
+    int64_t interval_ns;
+    int64_t origin_ns;
+    _Atomic int64_t epoch;          /* bucket number now being filled */
+    _Atomic int64_t next_rotate_ns;
+    pthread_mutex_t lock;           /* guards start_cum */
+    uint64_t (*start_cum)[C_NCOUNTERS]; /* slot e % n: cumulative counts at start of epoch e */
+    cb_stripe *stripes;             /* CB_STRIPES, 64-byte aligned */
+} cb_window;
+
+typedef struct cb_listener {
+    int id;
+    uint32_t mask;
+    cb_listener_fn fn;
+    void *ctx;
+} cb_listener;
+
+typedef struct cb_listener_set {
+    _Atomic int refs;
+    int n;
+    cb_listener items[];
+} cb_listener_set;
+
+typedef struct cb_cache cb_cache;
+typedef struct cb_coalescer cb_coalescer;
+typedef struct cb_pool cb_pool;
+
+struct cb_breaker {
+    /* read on every call */
+    _Atomic int state;              /* cb_state */
+    _Atomic int64_t next_due_ns;    /* earliest of rotation, half-open, health check */
+    _Atomic uint32_t listen_mask;   /* kinds some listener wants */
+    cb_options o;                   /* own copy; o.name points at name */
+    int64_t timeout_ns;
+    int64_t slow_ns;
+    cb_window win;
+    int cancel_all;                 /* raised (atomically) at shutdown; TRUST mode's cancelled */
+
+    /* capacity */
+    _Atomic int sem_used;
+
+    /* state machine, guarded by lock */
+    pthread_mutex_t lock;
+    uint64_t generation;            /* bumped on every transition */
+    int64_t open_until_ns;          /* OPEN: when it may go half-open */
+    int64_t current_reset_ns;       /* the open period last used */
+    int backoff_step;               /* consecutive opens since the last close */
+    int ho_admitted, ho_successes;  /* half-open trials of this generation */
+    uint64_t rng;
+    cb_state core;                  /* CB_CLOSED, CB_OPEN or CB_HALF_OPEN */
+    cb_force_mode force;            /* cb_force() */
+    bool disabled;                  /* cb_enable(false) */
+    bool warm_up;                   /* allow_warm_up: no opening before warm_until_ns */
+    int64_t warm_until_ns;
+
+    /* ticks */
+    pthread_mutex_t tick_lock;
+    int64_t next_health_ns;
+    int64_t last_snapshot_epoch;
+
+    /* listeners */
+    pthread_mutex_t listeners_lock;
+    cb_listener_set *listeners;
+    int next_listener_id;
+
+    _Atomic int shut;
+    char *name;
+    cb_cache *cache;
+    cb_coalescer *coalescer;
+    cb_pool *pool;
+
+    /* ticker thread */
+    bool ticker_running;
+    pthread_t ticker;
+    pthread_mutex_t ticker_mx;
+    pthread_cond_t ticker_cv;
+    bool ticker_stop;
+};
+
+/* ---- clock.c ---- */
+static inline int64_t cb_now(const cb_breaker *b) { return b->o.clock.now_ns(b->o.clock.ctx); }
+
+/* ---- options.c ---- */
+int cb_options_validate(const cb_options *o);
+
+/* ---- stats.c ---- */
+int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns);
+void cb_window_free(cb_window *w);
+int cb_thread_stripe(void);
+/* Adds n to counter k on the calling thread's stripe. */
+void cb_count(cb_breaker *b, int k, uint64_t n);
+/* Counts one completed call: counter k, its latency sample, and slow when slow. */
+void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow);
+/* Moves the window to the bucket of now_ns; returns true when an epoch boundary was passed. */
+bool cb_window_rotate(cb_window *w, int64_t now_ns);
+void cb_window_sum_now(cb_window *w, uint64_t out[C_NCOUNTERS]);
+/* Window counts (raw) = now - start of window. */
+void cb_window_raw(cb_window *w, uint64_t win[C_NCOUNTERS], uint64_t total[C_NCOUNTERS]);
+void cb_raw_to_counts(const uint64_t raw[C_NCOUNTERS], cb_counts *c);
+void cb_counts_to_raw(const cb_counts *c, uint64_t raw[C_NCOUNTERS]);
+void cb_window_latency(cb_window *w, bool enabled, double *mean, double pct[CB_PERCENTILES]);
+/* Per-bucket raw counts, oldest first: out[nbuckets][C_NCOUNTERS]. */
+void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS]);
+/* Sets the imported totals and window buckets (oldest first, may be NULL). */
+void cb_window_import(cb_window *w, const uint64_t total[C_NCOUNTERS],
+                      uint64_t (*buckets)[C_NCOUNTERS], int nbuckets);
+int cb_in_flight(cb_window *w);
+
+/* ---- events.c ---- */
+void cb_emit_slow(cb_breaker *b, const cb_event *ev);
+static inline bool cb_wants(cb_breaker *b, cb_event_kind k) {
+    return (atomic_load_explicit(&b->listen_mask, memory_order_relaxed) & CB_EV_MASK(k)) != 0;
+}
+/* Emits kind with the given figures when some listener wants it. */
+void cb_emit(cb_breaker *b, cb_event_kind k, double latency_ms, int error, int action_rc);
+/* Emits kind with the window's stats attached. */
+void cb_emit_with_stats(cb_breaker *b, cb_event_kind k);
+void cb_listeners_free(cb_breaker *b);
+
+/* ---- breaker.c (state machine) ---- */
+/* Allocates a breaker from validated options without starting threads. */
+int cb_breaker_new(const cb_options *o, cb_breaker **out);
+/* Starts the pool and ticker threads the options ask for. */
+int cb_breaker_start(cb_breaker *b);
+/* The visible state (b->lock held). */
+cb_state visible_state_of(const cb_breaker *b);
+/* Sets the state machine from an import (lock taken inside). */
+void cb_breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
+                        bool warm_up, int64_t open_remaining_ns, int backoff_step,
+                        int64_t current_reset_ns);
+void cb_tick_due(cb_breaker *b, int64_t now, bool wait);
+void cb_open_locked(cb_breaker *b, int64_t now);
+void cb_lower_next_due(cb_breaker *b, int64_t t);
+void cb_recompute_next_due(cb_breaker *b);
+
+/* ---- cache.c ---- */
+int cb_cache_new(const cb_options *o, cb_cache **out);
+void cb_cache_free(cb_cache *c);
+/* Returns true and sets *value (dup'ed) when key is cached and fresh at now. */
+bool cb_cache_get(cb_cache *c, const char *key, int64_t now, void **value);
+void cb_cache_put(cb_cache *c, const char *key, void *value, int64_t now);
+void cb_cache_flush(cb_cache *c);
+
+typedef struct cb_shared_call cb_shared_call;
+int cb_coalescer_new(const cb_options *o, cb_coalescer **out);
+void cb_coalescer_free(cb_coalescer *c);
+/* Returns a call to share: *leader true when the caller must run it and
+ * publish with cb_coalesce_publish(); false when it must wait for it. NULL on ENOMEM. */
+cb_shared_call *cb_coalesce_join(cb_coalescer *c, const char *key, int64_t now, bool *leader);
+void cb_coalesce_publish(cb_coalescer *c, cb_shared_call *sc, int rc, const cb_result *res, int64_t now);
+/* Waits for sc's result and copies it; releases the caller's reference. */
+int cb_coalesce_wait(cb_coalescer *c, cb_shared_call *sc, cb_result *res);
+void cb_coalesce_release(cb_coalescer *c, cb_shared_call *sc);
+void cb_coalescer_flush(cb_coalescer *c);
+
+/* ---- pool.c ---- */
+int cb_pool_new(cb_breaker *b, int threads, cb_pool **out);
+/* Runs the action on the pool; returns CB_OK with *rc and *result when it finished
+ * before the deadline, CB_ETIMEDOUT otherwise (the late result goes to on_late). */
+int cb_pool_run(cb_pool *p, cb_call *call, int *rc, void **result);
+void cb_pool_stop(cb_pool *p);
+void cb_pool_free(cb_pool *p);
+
+/* ---- ticker.c ---- */
+int cb_ticker_start(cb_breaker *b);
+void cb_ticker_stop(cb_breaker *b);
+void cb_ticker_join(cb_breaker *b);
+
+#endif

@@ -1,0 +1,198 @@
+/* export.c -- the breaker's state as JSON (cJSON), and creating a breaker from
+ * it so a restarted process resumes: state, the open timer's remaining time,
+ * the back-off step, total counts and the window's buckets. Latency samples
+ * are not exported.
+ */
+#include "cb_internal.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const count_names[C_NCOUNTERS] = {
+    [C_STARTED] = "started", [C_SUCCESSES] = "successes", [C_FAILED] = "actionFailures",
+    [C_TIMEOUTS] = "timeouts", [C_REJECTS] = "rejects", [C_SEMAPHORE] = "semaphoreRejections",
+    [C_FALLBACKS] = "fallbacks", [C_FALLBACK_FAILURES] = "fallbackFailures",
+    [C_CACHE_HITS] = "cacheHits", [C_CACHE_MISSES] = "cacheMisses",
+    [C_COALESCE_HITS] = "coalesceCacheHits", [C_COALESCE_MISSES] = "coalesceCacheMisses",
+    [C_SLOW] = "slowCalls",
+};
+
+/* A JSON object of raw counts plus the derived fires and failures. */
+static cJSON *counts_json(const uint64_t raw[C_NCOUNTERS])
+{
+    cJSON *o = cJSON_CreateObject();
+    cb_counts c;
+    cb_raw_to_counts(raw, &c);
+    cJSON_AddNumberToObject(o, "fires", (double)c.fires);
+    cJSON_AddNumberToObject(o, "failures", (double)c.failures);
+    for (int k = 0; k < C_NCOUNTERS; k++)
+        cJSON_AddNumberToObject(o, count_names[k], (double)raw[k]);
+    return o;
+}
+
+static bool counts_parse(const cJSON *o, uint64_t raw[C_NCOUNTERS])
+{
+    if (!cJSON_IsObject(o))
+        return false;
+    for (int k = 0; k < C_NCOUNTERS; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, count_names[k]);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0)
+            return false;
+        raw[k] = (uint64_t)v->valuedouble;
+    }
+    return true;
+}
+
+static void add_state(cJSON *root, cb_breaker *b, int64_t now)
+{
+    pthread_mutex_lock(&b->lock);
+    cJSON_AddStringToObject(root, "state", cb_state_name(visible_state_of(b)));
+    cJSON_AddStringToObject(root, "core", cb_state_name(b->core));
+    cJSON_AddStringToObject(root, "force", b->force == CB_FORCE_OPEN ? "open"
+                                           : b->force == CB_FORCE_CLOSED ? "closed" : "none");
+    cJSON_AddBoolToObject(root, "enabled", !b->disabled);
+    cJSON_AddBoolToObject(root, "warmUp", b->warm_up && now < b->warm_until_ns);
+    cJSON_AddBoolToObject(root, "shutdown", atomic_load(&b->shut) != 0);
+    double remaining = b->core == CB_OPEN ? (double)(b->open_until_ns - now) / 1e6 : 0;
+    cJSON_AddNumberToObject(root, "openRemainingMs", remaining > 0 ? remaining : 0);
+    cJSON_AddNumberToObject(root, "backoffStep", b->backoff_step);
+    cJSON_AddNumberToObject(root, "currentResetTimeoutMs", (double)b->current_reset_ns / 1e6);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* The breaker's state as a malloc'd JSON string; NULL when out of memory. */
+char *cb_export_json(cb_breaker *b)
+{
+    if (!b)
+        return NULL;
+    int64_t now = cb_now(b);
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    cJSON_AddStringToObject(root, "format", "cb-state-1");
+    cJSON_AddStringToObject(root, "name", b->name);
+    add_state(root, b, now);
+    cJSON_AddNumberToObject(root, "rollingCountTimeout", (double)b->o.rolling_count_timeout_ms);
+    cJSON_AddNumberToObject(root, "rollingCountBuckets", b->o.rolling_count_buckets);
+    uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
+    cb_window_raw(&b->win, win, total);
+    cJSON_AddItemToObject(root, "total", counts_json(total));
+    cJSON_AddItemToObject(root, "window", counts_json(win));
+    int n = b->win.nbuckets;
+    uint64_t (*buckets)[C_NCOUNTERS] = calloc((size_t)n, sizeof *buckets);
+    cJSON *arr = cJSON_AddArrayToObject(root, "buckets");
+    if (buckets && arr) {
+        cb_window_buckets(&b->win, buckets);
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, counts_json(buckets[i]));
+    }
+    free(buckets);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static bool state_from_name(const char *s, cb_state *out)
+{
+    for (int i = CB_CLOSED; i <= CB_SHUTDOWN; i++)
+        if (strcmp(s, cb_state_name((cb_state)i)) == 0) {
+            *out = (cb_state)i;
+            return true;
+        }
+    return false;
+}
+
+typedef struct imported {
+    cb_state core;
+    cb_force_mode force;
+    bool enabled, warm_up, shutdown;
+    double remaining_ms, current_reset_ms;
+    int backoff_step;
+    uint64_t total[C_NCOUNTERS];
+    uint64_t (*buckets)[C_NCOUNTERS];
+    int nbuckets;
+} imported;
+
+static double num_or(const cJSON *root, const char *key, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static bool parse_import(const cJSON *root, imported *im)
+{
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *core = cJSON_GetObjectItemCaseSensitive(root, "core");
+    const cJSON *force = cJSON_GetObjectItemCaseSensitive(root, "force");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "cb-state-1") != 0 ||
+        !cJSON_IsString(core) || !state_from_name(core->valuestring, &im->core) ||
+        im->core > CB_HALF_OPEN || !cJSON_IsString(force))
+        return false;
+    im->force = strcmp(force->valuestring, "open") == 0     ? CB_FORCE_OPEN
+                : strcmp(force->valuestring, "closed") == 0 ? CB_FORCE_CLOSED : CB_FORCE_NONE;
+    im->enabled = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "enabled"));
+    im->warm_up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "warmUp"));
+    im->shutdown = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "shutdown"));
+    im->remaining_ms = num_or(root, "openRemainingMs", 0);
+    im->current_reset_ms = num_or(root, "currentResetTimeoutMs", 0);
+    im->backoff_step = (int)num_or(root, "backoffStep", 0);
+    if (im->backoff_step < 0 || im->backoff_step > 1000 || im->remaining_ms < 0)
+        return false;
+    if (!counts_parse(cJSON_GetObjectItemCaseSensitive(root, "total"), im->total))
+        return false;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "buckets");
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
+    if (n > 0 && !(im->buckets = calloc((size_t)n, sizeof *im->buckets)))
+        return false;
+    im->nbuckets = n;
+    for (int i = 0; i < n; i++)
+        if (!counts_parse(cJSON_GetArrayItem(arr, i), im->buckets[i]))
+            return false;
+    return true;
+}
+
+/* Creates a breaker from o resuming the exported json. See cb.h. */
+int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
+{
+    if (!out || !json)
+        return CB_EINVAL;
+    cJSON *root = cJSON_Parse(json);
+    imported im = { 0 };
+    bool ok = root && parse_import(root, &im);
+    cJSON_Delete(root);
+    if (!ok) {
+        free(im.buckets);
+        return CB_EPARSE;
+    }
+    cb_breaker *b;
+    int rc = cb_breaker_new(o, &b);
+    if (rc != CB_OK) {
+        free(im.buckets);
+        return rc;
+    }
+    /* buckets of another window shape are folded into the newest one */
+    uint64_t (*buckets)[C_NCOUNTERS] = im.buckets;
+    int nbuckets = im.nbuckets;
+    if (nbuckets != b->win.nbuckets && nbuckets > 0) {
+        for (int i = 0; i < nbuckets - 1; i++)
+            for (int k = 0; k < C_NCOUNTERS; k++)
+                im.buckets[nbuckets - 1][k] += im.buckets[i][k];
+        buckets = &im.buckets[nbuckets - 1];
+        nbuckets = 1;
+    }
+    cb_window_import(&b->win, im.total, buckets, nbuckets);
+    free(im.buckets);
+    cb_breaker_restore(b, im.core, im.force, !im.enabled, im.warm_up,
+                       (int64_t)(im.remaining_ms * 1e6), im.backoff_step,
+                       (int64_t)(im.current_reset_ms * 1e6));
+    rc = cb_breaker_start(b);
+    if (rc == CB_OK && im.shutdown)
+        cb_shutdown(b);
+    if (rc != CB_OK) {
+        cb_destroy(b);
+        return rc;
+    }
+    *out = b;
+    return CB_OK;
+}

@@ -1,0 +1,360 @@
+/* stats.c -- counting: per-thread stripes of cumulative counters, the rolling
+ * window of buckets, and latency samples for percentiles.
+ *
+ * Counters only ever grow. At each bucket boundary the sum of all stripes is
+ * copied into a ring slot (start_cum); the window's counts are "sum now" minus
+ * the copy taken at the start of the oldest bucket still in the window. A call
+ * that straddles a rotation is counted in one bucket or the next, never lost,
+ * and the fast path never writes a cache line another thread writes.
+ *
+ * Latency samples: each stripe keeps, per bucket slot, the last CB_SAMPLES
+ * latencies (microseconds) recorded by its thread in that bucket. Percentiles
+ * are exact while no thread records more than CB_SAMPLES calls in one bucket;
+ * beyond that they are computed over the most recent CB_SAMPLES per thread and
+ * bucket. Threads beyond CB_EXCL_STRIPES share CB_SHARED_STRIPES stripes.
+ */
+#include "cb_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic int stripe_claims[CB_EXCL_STRIPES];
+static _Atomic unsigned shared_next;
+static _Thread_local int my_stripe = -1;
+static pthread_key_t stripe_key;
+static pthread_once_t stripe_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: gives the exclusive stripe back for another thread. */
+static void stripe_release(void *v)
+{
+    int idx = (int)(intptr_t)v - 1;
+    if (idx >= 0 && idx < CB_EXCL_STRIPES)
+        atomic_store_explicit(&stripe_claims[idx], 0, memory_order_release);
+}
+
+static void stripe_key_create(void)
+{
+    pthread_key_create(&stripe_key, stripe_release);
+}
+
+/* Claims an exclusive stripe for this thread, or picks a shared one. */
+static int stripe_claim(void)
+{
+    pthread_once(&stripe_once, stripe_key_create);
+    for (int i = 0; i < CB_EXCL_STRIPES; i++) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong_explicit(&stripe_claims[i], &expected, 1,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            pthread_setspecific(stripe_key, (void *)(intptr_t)(i + 1));
+            return my_stripe = i;
+        }
+    }
+    unsigned n = atomic_fetch_add_explicit(&shared_next, 1, memory_order_relaxed);
+    return my_stripe = CB_EXCL_STRIPES + (int)(n % CB_SHARED_STRIPES);
+}
+
+/* The calling thread's stripe index (claimed on first use). Can't fail. */
+int cb_thread_stripe(void)
+{
+    int s = my_stripe;
+    return CB_LIKELY(s >= 0) ? s : stripe_claim();
+}
+
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Initialises w for nbuckets buckets over window_ms, starting at now_ns.
+ * Returns CB_OK or CB_ENOMEM (nothing left allocated). */
+int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns)
+{
+    memset(w, 0, sizeof *w);
+    w->nbuckets = nbuckets;
+    w->interval_ns = window_ms * 1000000LL / nbuckets;
+    w->origin_ns = now_ns;
+    atomic_init(&w->epoch, 0);
+    atomic_init(&w->next_rotate_ns, now_ns + w->interval_ns);
+    w->start_cum = calloc((size_t)nbuckets, sizeof *w->start_cum);
+    void *mem = NULL;
+    if (!w->start_cum || posix_memalign(&mem, 64, CB_STRIPES * sizeof(cb_stripe)) != 0) {
+        free(w->start_cum);
+        return CB_ENOMEM;
+    }
+    memset(mem, 0, CB_STRIPES * sizeof(cb_stripe));
+    w->stripes = mem;
+    for (int i = 0; i < CB_STRIPES; i++) {
+        cb_stripe *s = &w->stripes[i];
+        s->shared = i >= CB_EXCL_STRIPES;
+        pthread_mutex_init(&s->lock, NULL);
+        s->sample_epoch = calloc((size_t)nbuckets, sizeof *s->sample_epoch);
+        s->sample_n = calloc((size_t)nbuckets, sizeof *s->sample_n);
+        s->samples = calloc((size_t)nbuckets * CB_SAMPLES, sizeof *s->samples);
+        if (!s->sample_epoch || !s->sample_n || !s->samples) {
+            cb_window_free(w);
+            return CB_ENOMEM;
+        }
+        for (int k = 0; k < nbuckets; k++)
+            atomic_init(&s->sample_epoch[k], -1);
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    return CB_OK;
+}
+
+/* Frees what cb_window_init allocated. Safe on a partly built window. */
+void cb_window_free(cb_window *w)
+{
+    if (w->stripes) {
+        for (int i = 0; i < CB_STRIPES; i++) {
+            free(w->stripes[i].sample_epoch);
+            free(w->stripes[i].sample_n);
+            free(w->stripes[i].samples);
+        }
+        free(w->stripes);
+    }
+    free(w->start_cum);
+    w->stripes = NULL;
+    w->start_cum = NULL;
+}
+
+/* Adds n to counter k on the calling thread's stripe. Can't fail. */
+void cb_count(cb_breaker *b, int k, uint64_t n)
+{
+    cb_stripe *s = &b->win.stripes[cb_thread_stripe()];
+    if (CB_UNLIKELY(s->shared)) {
+        pthread_mutex_lock(&s->lock);
+        bump(&s->c[k], n);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    bump(&s->c[k], n);
+}
+
+static inline void record_sample(cb_stripe *s, int nbuckets, int64_t epoch, int64_t latency_ns)
+{
+    int slot = (int)(epoch % nbuckets);
+    if (atomic_load_explicit(&s->sample_epoch[slot], memory_order_relaxed) != epoch) {
+        atomic_store_explicit(&s->sample_n[slot], 0, memory_order_relaxed);
+        atomic_store_explicit(&s->sample_epoch[slot], epoch, memory_order_release);
+    }
+    uint32_t i = atomic_load_explicit(&s->sample_n[slot], memory_order_relaxed);
+    int64_t us = latency_ns / 1000;
+    uint32_t v = us < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    atomic_store_explicit(&s->samples[(size_t)slot * CB_SAMPLES + i % CB_SAMPLES], v,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->sample_n[slot], i + 1, memory_order_release);
+}
+
+/* Counts one finished call under counter k with its latency. Can't fail. */
+void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow)
+{
+    cb_stripe *s = &b->win.stripes[cb_thread_stripe()];
+    bool shared = s->shared;
+    if (CB_UNLIKELY(shared))
+        pthread_mutex_lock(&s->lock);
+    bump(&s->c[k], 1);
+    if (slow)
+        bump(&s->c[C_SLOW], 1);
+    if (b->o.rolling_percentiles_enabled)
+        record_sample(s, b->win.nbuckets,
+                      atomic_load_explicit(&b->win.epoch, memory_order_relaxed), latency_ns);
+    if (CB_UNLIKELY(shared))
+        pthread_mutex_unlock(&s->lock);
+}
+
+/* Sums every stripe's counters into out. */
+void cb_window_sum_now(cb_window *w, uint64_t out[C_NCOUNTERS])
+{
+    memset(out, 0, sizeof(uint64_t) * C_NCOUNTERS);
+    for (int i = 0; i < CB_STRIPES; i++)
+        for (int k = 0; k < C_NCOUNTERS; k++)
+            out[k] += atomic_load_explicit(&w->stripes[i].c[k], memory_order_relaxed);
+}
+
+static int slot_of(const cb_window *w, int64_t epoch)
+{
+    int64_t m = epoch % w->nbuckets;
+    return (int)(m < 0 ? m + w->nbuckets : m);
+}
+
+/* Moves the window to now_ns's bucket. Returns true when it moved. */
+bool cb_window_rotate(cb_window *w, int64_t now_ns)
+{
+    int64_t e = (now_ns - w->origin_ns) / w->interval_ns;
+    pthread_mutex_lock(&w->lock);
+    int64_t cur = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    if (e <= cur) {
+        pthread_mutex_unlock(&w->lock);
+        return false;
+    }
+    uint64_t cum[C_NCOUNTERS];
+    cb_window_sum_now(w, cum);
+    int64_t from = cur + 1 > e - w->nbuckets + 1 ? cur + 1 : e - w->nbuckets + 1;
+    for (int64_t k = from; k <= e; k++)
+        memcpy(w->start_cum[slot_of(w, k)], cum, sizeof cum);
+    atomic_store_explicit(&w->epoch, e, memory_order_release);
+    atomic_store_explicit(&w->next_rotate_ns, w->origin_ns + (e + 1) * w->interval_ns,
+                          memory_order_release);
+    pthread_mutex_unlock(&w->lock);
+    return true;
+}
+
+/* Raw counts over the window (win) and since creation (total). */
+void cb_window_raw(cb_window *w, uint64_t win[C_NCOUNTERS], uint64_t total[C_NCOUNTERS])
+{
+    pthread_mutex_lock(&w->lock);
+    cb_window_sum_now(w, total);
+    int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    const uint64_t *start = w->start_cum[slot_of(w, e - w->nbuckets + 1)];
+    for (int k = 0; k < C_NCOUNTERS; k++)
+        win[k] = total[k] > start[k] ? total[k] - start[k] : 0;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Public counts from raw ones. */
+void cb_raw_to_counts(const uint64_t r[C_NCOUNTERS], cb_counts *c)
+{
+    c->fires = r[C_STARTED] + r[C_REJECTS] + r[C_SEMAPHORE] + r[C_CACHE_HITS] + r[C_COALESCE_HITS];
+    c->successes = r[C_SUCCESSES];
+    c->failures = r[C_FAILED] + r[C_TIMEOUTS] + r[C_SEMAPHORE];
+    c->timeouts = r[C_TIMEOUTS];
+    c->rejects = r[C_REJECTS];
+    c->fallbacks = r[C_FALLBACKS];
+    c->fallback_failures = r[C_FALLBACK_FAILURES];
+    c->semaphore_rejections = r[C_SEMAPHORE];
+    c->cache_hits = r[C_CACHE_HITS];
+    c->cache_misses = r[C_CACHE_MISSES];
+    c->coalesce_hits = r[C_COALESCE_HITS];
+    c->coalesce_misses = r[C_COALESCE_MISSES];
+    c->slow_calls = r[C_SLOW];
+}
+
+static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* Raw counts from public ones (the inverse of cb_raw_to_counts, clamped at 0). */
+void cb_counts_to_raw(const cb_counts *c, uint64_t r[C_NCOUNTERS])
+{
+    r[C_SEMAPHORE] = c->semaphore_rejections;
+    r[C_REJECTS] = c->rejects;
+    r[C_CACHE_HITS] = c->cache_hits;
+    r[C_COALESCE_HITS] = c->coalesce_hits;
+    r[C_STARTED] = sub0(c->fires, c->rejects + c->semaphore_rejections + c->cache_hits +
+                                      c->coalesce_hits);
+    r[C_SUCCESSES] = c->successes;
+    r[C_TIMEOUTS] = c->timeouts;
+    r[C_FAILED] = sub0(c->failures, c->timeouts + c->semaphore_rejections);
+    r[C_FALLBACKS] = c->fallbacks;
+    r[C_FALLBACK_FAILURES] = c->fallback_failures;
+    r[C_CACHE_MISSES] = c->cache_misses;
+    r[C_COALESCE_MISSES] = c->coalesce_misses;
+    r[C_SLOW] = c->slow_calls;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Copies the window's samples into a malloc'd array; *n gets their number. */
+static uint32_t *collect_samples(cb_window *w, size_t *n)
+{
+    int64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);
+    uint32_t *all = malloc((size_t)CB_STRIPES * w->nbuckets * CB_SAMPLES * sizeof *all);
+    *n = 0;
+    if (!all)
+        return NULL;
+    for (int i = 0; i < CB_STRIPES; i++) {
+        cb_stripe *s = &w->stripes[i];
+        for (int slot = 0; slot < w->nbuckets; slot++) {
+            int64_t se = atomic_load_explicit(&s->sample_epoch[slot], memory_order_acquire);
+            if (se < 0 || se <= e - w->nbuckets || se > e)
+                continue;
+            uint32_t cnt = atomic_load_explicit(&s->sample_n[slot], memory_order_acquire);
+            if (cnt > CB_SAMPLES)
+                cnt = CB_SAMPLES;
+            for (uint32_t j = 0; j < cnt; j++)
+                all[(*n)++] = atomic_load_explicit(&s->samples[(size_t)slot * CB_SAMPLES + j],
+                                                   memory_order_relaxed);
+        }
+    }
+    return all;
+}
+
+/* Latency mean and percentiles (ms) over the window, with opossum's formula:
+ * sorted latencies; p = 0 -> the first, else element ceil(p * n) - 1; 0 when
+ * there are none; -1 everywhere when disabled. */
+void cb_window_latency(cb_window *w, bool enabled, double *mean, double pct[CB_PERCENTILES])
+{
+    if (!enabled) {
+        *mean = -1;
+        for (int i = 0; i < CB_PERCENTILES; i++)
+            pct[i] = -1;
+        return;
+    }
+    size_t n = 0;
+    uint32_t *all = collect_samples(w, &n);
+    qsort(all, n, sizeof *all, cmp_u32);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += all[i];
+    *mean = n ? sum / (double)n / 1000.0 : 0;
+    for (int i = 0; i < CB_PERCENTILES; i++) {
+        double p = cb_percentile_points[i];
+        size_t idx = p == 0 ? 1 : (size_t)__builtin_ceil(p * (double)n);
+        pct[i] = (n && idx >= 1 && idx <= n) ? all[idx - 1] / 1000.0 : 0;
+    }
+    free(all);
+}
+
+/* Raw counts per bucket, oldest first (the newest is the one being filled). */
+void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS])
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t now[C_NCOUNTERS];
+    cb_window_sum_now(w, now);
+    int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    for (int i = 0; i < w->nbuckets; i++) {
+        int64_t k = e - w->nbuckets + 1 + i;
+        const uint64_t *start = w->start_cum[slot_of(w, k)];
+        const uint64_t *end = i == w->nbuckets - 1 ? now : w->start_cum[slot_of(w, k + 1)];
+        for (int c = 0; c < C_NCOUNTERS; c++)
+            out[i][c] = sub0(end[c], start[c]);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Seeds a fresh window with imported totals and buckets (oldest first). */
+void cb_window_import(cb_window *w, const uint64_t total[C_NCOUNTERS],
+                      uint64_t (*buckets)[C_NCOUNTERS], int nbuckets)
+{
+    pthread_mutex_lock(&w->lock);
+    for (int k = 0; k < C_NCOUNTERS; k++)
+        atomic_store_explicit(&w->stripes[CB_BASE_STRIPE].c[k], total[k], memory_order_relaxed);
+    int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    uint64_t start[C_NCOUNTERS];
+    memcpy(start, total, sizeof start);
+    for (int i = 0; i < w->nbuckets; i++) {
+        int bi = nbuckets - 1 - i; /* newest first */
+        if (buckets && bi >= 0)
+            for (int k = 0; k < C_NCOUNTERS; k++)
+                start[k] = sub0(start[k], buckets[bi][k]);
+        memcpy(w->start_cum[slot_of(w, e - i)], start, sizeof start);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Calls admitted and not yet finished, summed over the threads' stripes. */
+int cb_in_flight(cb_window *w)
+{
+    int64_t n = 0;
+    for (int i = 0; i < CB_BASE_STRIPE; i++) {
+        cb_stripe *s = &w->stripes[i];
+        n += (int64_t)atomic_load_explicit(&s->c[C_STARTED], memory_order_relaxed);
+        n -= (int64_t)atomic_load_explicit(&s->c[C_SUCCESSES], memory_order_relaxed);
+        n -= (int64_t)atomic_load_explicit(&s->c[C_FAILED], memory_order_relaxed);
+        n -= (int64_t)atomic_load_explicit(&s->c[C_TIMEOUTS], memory_order_relaxed);
+    }
+    return n > 0 ? (int)n : 0;
+}

@@ -1,0 +1,60 @@
+# mk/lib.mk -- the circuit breaker library: libcb.a per flavour (rel, asan, tsan),
+# its unit tests (lib-unit), its stress test (lib-stress) and its benchmark (bench).
+#
+# Users link:  $(BUILD)/<flavour>/libcb.a $(LIBCB_LIBS)   (i.e. -lcb -lcjson -pthread)
+
+LIBCB_SRCS   := $(wildcard common/src/*.c)
+LIBCB_HDRS   := common/include/cb.h $(wildcard common/src/*.h)
+LIBCB_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
+LIBCB_LIBS   := -lcjson -pthread
+CMOCKA_LIBS  := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+# $(1) = flavour: objects under $(BUILD)/$(1)/libcb/, archive $(BUILD)/$(1)/libcb.a
+define LIBCB_FLAVOUR
+$(BUILD)/$(1)/libcb/%.o: common/src/%.c $(LIBCB_HDRS)
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(LIBCB_CFLAGS) -c $$< -o $$@
+
+$(BUILD)/$(1)/libcb.a: $(patsubst common/src/%.c,$(BUILD)/$(1)/libcb/%.o,$(LIBCB_SRCS))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+
+$(BUILD)/$(1)/tests/lib_core: $(wildcard tests/lib/core/*.c tests/lib/core/*.h) $(BUILD)/$(1)/libcb.a
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -Itests/lib/core $(filter %.c,$$^) \
+	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
+
+$(BUILD)/$(1)/tests/lib_stress: $(wildcard tests/lib/stress/*.c) $(BUILD)/$(1)/libcb.a
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(filter %.c,$$^) \
+	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) -o $$@
+endef
+$(foreach f,rel asan tsan,$(eval $(call LIBCB_FLAVOUR,$(f))))
+
+all: $(BUILD)/rel/libcb.a
+
+.PHONY: libcb test-lib-unit test-lib-stress bench
+libcb: $(BUILD)/rel/libcb.a $(BUILD)/asan/libcb.a $(BUILD)/tsan/libcb.a
+
+TEST_SUITES += lib-unit lib-stress
+
+# Unit tests, plain and under ASan+UBSan (with LeakSanitizer).
+test-lib-unit: $(BUILD)/rel/tests/lib_core $(BUILD)/asan/tests/lib_core
+	@echo "-- lib-unit (rel)"; $(BUILD)/rel/tests/lib_core; r1=$$?; \
+	echo "-- lib-unit (asan+ubsan)"; \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(BUILD)/asan/tests/lib_core; r2=$$?; \
+	test $$r1 -eq 0 -a $$r2 -eq 0
+
+# Concurrency stress test under ThreadSanitizer, then the plain build.
+test-lib-stress: $(BUILD)/tsan/tests/lib_stress $(BUILD)/rel/tests/lib_stress
+	@echo "-- lib-stress (tsan)"; TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/lib_stress; r1=$$?; \
+	echo "-- lib-stress (rel)"; $(BUILD)/rel/tests/lib_stress; r2=$$?; \
+	test $$r1 -eq 0 -a $$r2 -eq 0
+
+$(BUILD)/rel/bench/cb_bench: $(wildcard tests/bench/*.c) $(BUILD)/rel/libcb.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_BASE) -O2 -g $(filter %.c,$^) $(BUILD)/rel/libcb.a $(LIBCB_LIBS) -o $@
+
+bench: $(BUILD)/rel/bench/cb_bench
+	@$(BUILD)/rel/bench/cb_bench
