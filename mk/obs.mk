@@ -4,7 +4,8 @@
 # The observe*.c sources themselves are compiled into the services by mk/svc.mk
 # (every common/svc/*.c); this file only runs their tests against the real
 # services, FerretDB and a real browser. Screenshots and logs land in
-# build/results/.
+# build/results/. The services run in the ASan/UBSan flavour when it is built
+# (OBS_FLAVOUR=rel|asan overrides).
 
 OBS_TEST_DIR := tests/obs
 # A hung test must not hang the suite: the whole suite gets this many seconds.
@@ -13,6 +14,7 @@ OBS_LIMIT_S  ?= 600
 TEST_SUITES += obs
 
 .PHONY: test-obs
-test-obs: all
+test-obs: services-rel services-asan $(BUILD)/bin/dbtool
+	@scripts/ferretdb.sh build >/dev/null
 	@mkdir -p $(BUILD)/results
 	timeout $(OBS_LIMIT_S) python3 $(OBS_TEST_DIR)/run_obs_tests.py

@@ -118,7 +118,7 @@ function onBreakerEvent(svc, ev) {
   const li = el('li', `ev-${ev.event}`);
   const time = new Date(ev.time).toLocaleTimeString();
   li.append(el('span', 't', time));
-  let text = `${ev.event} → ${ev.state}`;
+  let text = `${ev.event} (now ${ev.state})`;
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
   if (ev.error) text += ` ${ev.error}`;

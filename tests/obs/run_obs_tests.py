@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""run_obs_tests.py -- the observability suite: /health, /metrics, /hystrix.stream,
+/events.stream, /breaker admin and the dashboard in headless Chromium, against
+real services, a real FerretDB and a real browser.
+
+One stack serves every test: shipment, payment (ADMIN_TOKEN set, chained to
+shipment) and order (no ADMIN_TOKEN, chained to payment, THREADS=8 so that the
+stream cap is 4). Tests run in order; the ones that stop a process restart it.
+Ends with "N passed, N failed, N skipped". Flavour: OBS_FLAVOUR (default asan
+when built, else rel); sanitizer reports and unclean exits count as a failure.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[0] / "py"))
+sys.path.insert(0, str(HERE))
+from harness import ROOT, BUILD, Skip, Stack, binary, http, wait_until  # noqa: E402
+from sse import SSEClient  # noqa: E402
+from webdriver import Browser  # noqa: E402
+
+RESULTS = BUILD / "results"
+ADMIN_TOKEN = "obs-test-token-5f1c"
+ORDER_THREADS = 8
+STREAM_CAP = ORDER_THREADS // 2
+
+HYSTRIX_FIELDS = [
+    "type", "name", "group", "currentTime", "isCircuitBreakerOpen", "errorPercentage",
+    "errorCount", "requestCount", "rollingCountBadRequests", "rollingCountCollapsedRequests",
+    "rollingCountEmit", "rollingCountExceptionsThrown", "rollingCountFailure",
+    "rollingCountFallbackEmit", "rollingCountFallbackFailure", "rollingCountFallbackMissing",
+    "rollingCountFallbackRejection", "rollingCountFallbackSuccess",
+    "rollingCountResponsesFromCache", "rollingCountSemaphoreRejected",
+    "rollingCountShortCircuited", "rollingCountSuccess", "rollingCountThreadPoolRejected",
+    "rollingCountTimeout", "currentConcurrentExecutionCount",
+    "rollingMaxConcurrentExecutionCount", "latencyExecute_mean", "latencyExecute",
+    "latencyTotal_mean", "latencyTotal",
+    "propertyValue_circuitBreakerRequestVolumeThreshold",
+    "propertyValue_circuitBreakerSleepWindowInMilliseconds",
+    "propertyValue_circuitBreakerErrorThresholdPercentage",
+    "propertyValue_circuitBreakerForceOpen", "propertyValue_circuitBreakerForceClosed",
+    "propertyValue_circuitBreakerEnabled", "propertyValue_executionIsolationStrategy",
+    "propertyValue_executionIsolationThreadTimeoutInMilliseconds",
+    "propertyValue_executionTimeoutInMilliseconds",
+    "propertyValue_executionIsolationThreadInterruptOnTimeout",
+    "propertyValue_executionIsolationSemaphoreMaxConcurrentRequests",
+    "propertyValue_fallbackIsolationSemaphoreMaxConcurrentRequests",
+    "propertyValue_metricsRollingStatisticalWindowInMilliseconds",
+    "propertyValue_requestCacheEnabled", "propertyValue_requestLogEnabled", "reportingHosts",
+]
+PERCENTILE_KEYS = ["0", "25", "50", "75", "90", "95", "99", "99.5", "100"]
+
+
+def order_body(n=0):
+    return {"id": f"o{n}", "items": ["book"], "payment": {
+        "id": f"p{n}", "amount": 12.5, "shipment": {"id": f"s{n}", "directions": "north"}}}
+
+
+class Suite:
+    """The shared stack and the helpers tests use."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.db = stack.database()
+        self.shipment = stack.service("shipment")
+        self.payment = stack.service("payment", chain=self.shipment,
+                                     env={"ADMIN_TOKEN": ADMIN_TOKEN})
+        self.order = stack.service("order", chain=self.payment,
+                                   env={"ADMIN_TOKEN": "", "THREADS": str(ORDER_THREADS)})
+        self.services = [self.order, self.payment, self.shipment]
+
+    def send_orders(self, n):
+        """Sends n valid orders through the chain; returns the statuses."""
+        return [http("POST", self.order.url("/create"), order_body(i)).status for i in range(n)]
+
+    def metrics(self, svc):
+        r = http("GET", svc.url("/metrics"))
+        assert r.status == 200, r
+        return r.text()
+
+    def ensure_running(self):
+        for svc in (self.shipment, self.payment, self.order):
+            if not svc.alive():
+                svc.start()
+
+
+def metric_value(text, name, **labels):
+    """The value of the series name{labels...} (labels matched as a subset); None if absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
+def promtool_check(text):
+    """Runs promtool check metrics on text; returns (ok, output). Skip when missing."""
+    if not shutil.which("promtool"):
+        raise Skip("promtool is not installed (apt-get install prometheus)")
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode == 0, (r.stdout + r.stderr).strip()
+
+
+# ---- /health --------------------------------------------------------------------
+
+def health_answers_200_with_database_and_breaker(s):
+    for svc in s.services:
+        r = http("GET", svc.url("/health"))
+        assert r.status == 200, (svc.name, r)
+        assert r.headers.get("access-control-allow-origin") == "*"
+        h = r.json()
+        assert h["status"] == "ok" and h["service"] == svc.name, h
+        assert h["uptime_s"] >= 0 and h["database"]["reachable"] is True, h
+        assert h["database"]["name"], h
+        if svc is s.shipment:
+            assert h["breaker"] is None, h
+        else:
+            assert h["breaker"]["state"] == "closed", h
+            for k in ("errorPercentage", "window", "total", "percentilesMs"):
+                assert k in h["breaker"], (k, h)
+
+
+def health_answers_503_while_database_is_down_and_recovers(s):
+    s.db.stop()
+    try:
+        r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(
+            http("GET", s.payment.url("/health"), timeout=15)), 20, "/health to answer 503")
+        h = r.json()
+        assert h["database"]["reachable"] is False and h["status"] != "ok", h
+    finally:
+        s.db.start()
+    wait_until(lambda: http("GET", s.payment.url("/health"), timeout=15).status == 200, 30,
+               "/health to answer 200 again after the database returned")
+
+
+# ---- /metrics -------------------------------------------------------------------
+
+def metrics_pass_promtool_on_every_service(s):
+    s.send_orders(2)
+    for svc in s.services:
+        ok, out = promtool_check(s.metrics(svc))
+        assert ok, f"{svc.name}: promtool check metrics failed:\n{out}"
+
+
+def metrics_count_requests_and_breaker_calls(s):
+    before_o = s.metrics(s.order)
+    before_p = s.metrics(s.payment)
+    statuses = s.send_orders(5)
+    assert statuses == [200] * 5, statuses
+    after_o = s.metrics(s.order)
+    after_p = s.metrics(s.payment)
+    label = dict(service="order", route="/create", status="200")
+    b = metric_value(before_o, "http_requests_total", **label) or 0
+    a = metric_value(after_o, "http_requests_total", **label)
+    assert a == b + 5, (b, a)
+    b = metric_value(before_o, "http_request_duration_seconds_count", **label) or 0
+    a = metric_value(after_o, "http_request_duration_seconds_count", **label)
+    assert a == b + 5, (b, a)
+    for text_b, text_a, svc in ((before_o, after_o, "order"), (before_p, after_p, "payment")):
+        for name in ("circuit_breaker_fires_total", "circuit_breaker_successes_total",
+                     "circuit_breaker_call_duration_seconds_count"):
+            vb = metric_value(text_b, name, service=svc) or 0
+            va = metric_value(text_a, name, service=svc)
+            assert va is not None and va >= vb + 5, (svc, name, vb, va)
+        assert metric_value(text_a, "circuit_breaker_state", service=svc, state="closed") == 1
+        assert metric_value(text_a, "circuit_breaker_state", service=svc, state="open") == 0
+        inf = metric_value(text_a, "circuit_breaker_call_duration_seconds_bucket", service=svc,
+                           le="+Inf")
+        count = metric_value(text_a, "circuit_breaker_call_duration_seconds_count", service=svc)
+        assert inf == count, (inf, count)
+    up = metric_value(after_o, "service_uptime_seconds", service="order")
+    assert up is not None and up > 0
+
+
+# ---- /hystrix.stream ------------------------------------------------------------
+
+def hystrix_stream_sends_every_dashboard_field(s):
+    with SSEClient(s.order.port, "/hystrix.stream") as c:
+        assert c.status == 200
+        assert c.headers["content-type"].startswith("text/event-stream"), c.headers
+        assert c.headers.get("access-control-allow-origin") == "*", c.headers
+        cmd = c.next_json(timeout=5)
+    missing = [f for f in HYSTRIX_FIELDS if f not in cmd]
+    assert not missing, f"missing fields: {missing}"
+    assert cmd["type"] == "HystrixCommand" and cmd["group"] == "order", cmd
+    assert cmd["isCircuitBreakerOpen"] is False
+    for k in ("latencyExecute", "latencyTotal"):
+        assert sorted(cmd[k]) == sorted(PERCENTILE_KEYS), cmd[k]
+
+
+def hystrix_stream_counts_move_after_requests(s):
+    with SSEClient(s.payment.port, "/hystrix.stream") as c:
+        first = c.next_json(timeout=5)
+        assert s.send_orders(4) == [200] * 4
+        deadline = time.monotonic() + 5
+        while True:
+            cmd = c.next_json(timeout=5)
+            if cmd["rollingCountSuccess"] >= first["rollingCountSuccess"] + 4:
+                break
+            assert time.monotonic() < deadline, (first, cmd)
+    assert cmd["requestCount"] >= first["requestCount"] + 4, (first, cmd)
+    assert cmd["currentTime"] > first["currentTime"]
+
+
+def hystrix_stream_interval_is_about_one_second(s):
+    with SSEClient(s.order.port, "/hystrix.stream") as c:
+        t = [c.next_json(timeout=5)["currentTime"] for _ in range(3)]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    assert all(800 <= g <= 1500 for g in gaps), gaps
+
+
+def events_stream_reports_service_and_breaker_events(s):
+    with SSEClient(s.order.port, "/events.stream") as c:
+        info = c.next_json("service", timeout=5)
+        assert info["service"] == "order" and info["state"] == "closed", info
+        assert c.next_json("message", timeout=5)["type"] == "HystrixCommand"
+        # force-open payment's breaker by hand: order's requests then see a
+        # degraded payment, and payment's stream reports open -> rejects
+    with SSEClient(s.payment.port, "/events.stream") as c:
+        c.next_json("service", timeout=5)
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        try:
+            assert http("POST", s.payment.url("/breaker/open"), b"", auth).status == 200
+            s.send_orders(2)
+            ev = c.next_json("breaker", timeout=5)
+            assert ev["service"] == "payment" and ev["event"] in ("reject", "fallback"), ev
+            assert ev["state"] == "forced-open", ev
+        finally:
+            assert http("POST", s.payment.url("/breaker/close"), b"", auth).status == 200
+
+
+def stream_cap_answers_503_and_dropped_clients_are_freed(s):
+    wait_until(lambda: metric_value(s.metrics(s.order), "service_event_streams") == 0, 10,
+               "streams of earlier tests to be freed")
+    pid = s.order.pid
+    threads_before = len(os.listdir(f"/proc/{pid}/task"))
+    clients, refused = [], 0
+    try:
+        for _ in range(50):
+            c = SSEClient(s.order.port, "/hystrix.stream", timeout=10)
+            if c.status == 200:
+                c.next_json(timeout=5)
+                clients.append(c)
+            else:
+                assert c.status == 503, c.status
+                refused += 1
+                c.close()
+        assert len(clients) == STREAM_CAP and refused == 50 - STREAM_CAP, (len(clients), refused)
+        # ordinary requests are still served while the cap is reached
+        assert http("GET", s.order.url("/health"), timeout=5).status == 200
+    finally:
+        for c in clients:
+            c.close()
+    wait_until(lambda: metric_value(s.metrics(s.order), "service_event_streams") == 0, 10,
+               "every dropped stream to be freed")
+    threads_after = len(os.listdir(f"/proc/{pid}/task"))
+    assert threads_after <= threads_before + 1, (threads_before, threads_after)
+    # and 50 more open-read-drop cycles in a row leave nothing behind
+    for _ in range(50):
+        wait_until(lambda: metric_value(s.metrics(s.order), "service_event_streams") < STREAM_CAP,
+                   10, "a free stream slot")
+        with SSEClient(s.order.port, "/hystrix.stream", timeout=10) as c:
+            assert c.status == 200, c.status
+            c.next_json(timeout=5)
+    wait_until(lambda: metric_value(s.metrics(s.order), "service_event_streams") == 0, 10,
+               "every dropped stream to be freed")
+    assert http("GET", s.order.url("/"), timeout=5).status == 200
+
+
+def shutdown_ends_open_streams_at_once(s):
+    clients = [SSEClient(s.order.port, "/events.stream") for _ in range(3)]
+    try:
+        for c in clients:
+            assert c.status == 200
+            c.next_json("message", timeout=5)
+        start = time.monotonic()
+        rc = s.order.stop(timeout=20)
+        took = time.monotonic() - start
+        assert rc == 0, f"order exited with {rc}"
+        assert took < 5, f"shutdown took {took:.1f}s with open streams"
+        for c in clients:
+            try:
+                while True:
+                    c.next_event(timeout=5)
+            except ConnectionError:
+                pass
+    finally:
+        for c in clients:
+            c.close()
+        s.ensure_running()
+
+
+# ---- /breaker admin ---------------------------------------------------------------
+
+def breaker_get_returns_the_library_export(s):
+    r = http("GET", s.payment.url("/breaker"))
+    assert r.status == 200 and r.headers.get("access-control-allow-origin") == "*", r
+    e = r.json()
+    assert e["state"] == "closed" and "payment" in e["name"], e
+    assert http("GET", s.shipment.url("/breaker")).status == 404
+
+
+def breaker_admin_is_404_without_admin_token(s):
+    for path in ("/breaker/open", "/breaker/close"):
+        r = http("POST", s.order.url(path), b"", {"Authorization": "Bearer anything"})
+        assert r.status == 404, (path, r)
+    assert http("GET", s.order.url("/breaker")).json()["state"] == "closed"
+
+
+def breaker_admin_is_401_without_the_right_token(s):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"},
+                    {"Authorization": f"Basic {ADMIN_TOKEN}"},
+                    {"X-Admin-Token": ADMIN_TOKEN[:-1]}, {"X-Admin-Token": ADMIN_TOKEN + "x"}):
+        r = http("POST", s.payment.url("/breaker/open"), b"", headers)
+        assert r.status == 401, (headers, r)
+    assert http("GET", s.payment.url("/breaker")).json()["state"] == "closed"
+
+
+def breaker_admin_opens_and_closes_with_the_token(s):
+    try:
+        r = http("POST", s.payment.url("/breaker/open"), b"",
+                 {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status == 200, r
+        assert http("GET", s.payment.url("/breaker")).json()["state"] == "forced-open"
+        m = s.metrics(s.payment)
+        assert metric_value(m, "circuit_breaker_state", service="payment", state="forced-open") == 1
+        body = http("POST", s.order.url("/create"), order_body(99)).json()
+        assert body["next"]["status"] == "degraded", body
+    finally:
+        r = http("POST", s.payment.url("/breaker/close"), b"", {"X-Admin-Token": ADMIN_TOKEN})
+    assert r.status == 200, r
+    assert http("GET", s.payment.url("/breaker")).json()["state"] == "closed"
+    assert http("POST", s.order.url("/create"), order_body(100)).json()["next"]["status"] == "ok"
+
+
+def cors_preflight_is_answered(s):
+    r = http("OPTIONS", s.payment.url("/breaker/open"), None, {
+        "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert r.status in (200, 204), r
+    assert r.headers.get("access-control-allow-origin") == "*", r.headers
+
+
+# ---- the dashboard ------------------------------------------------------------------
+
+def dashboard_files_are_served(s):
+    for path, ctype in (("/dashboard", "text/html"), ("/dashboard/dashboard.js", "text/javascript"),
+                        ("/dashboard/dashboard.css", "text/css")):
+        r = http("GET", s.shipment.url(path))
+        assert r.status == 200 and r.headers["content-type"].startswith(ctype), (path, r)
+        assert len(r.body) > 500, path
+        local = (ROOT / "common/svc/dashboard" / (Path(path).name if "." in path else "index.html"))
+        assert r.body == local.read_bytes(), f"{path} differs from {local}"
+    assert http("GET", s.order.url("/dashboard/nope.js")).status == 404
+
+
+CARDS_JS = """
+return Array.from(document.querySelectorAll('section.card')).map(c => ({
+  service: c.dataset.service, state: c.dataset.state, connected: c.dataset.connected,
+  text: c.innerText}));
+"""
+
+
+def dashboard_shows_breakers_live_in_chromium(s):
+    services = ",".join(f"{svc.name}@http://127.0.0.1:{svc.port}" for svc in s.services)
+    url = f"http://127.0.0.1:{s.order.port}/dashboard?services={services}"
+    shot = RESULTS / "dashboard.png"
+    with Browser() as b:
+        b.get(url)
+
+        def ready():
+            cards = b.script(CARDS_JS)
+            by = {c["service"]: c for c in cards}
+            ok = (len(cards) == 3 and all(c["connected"] == "true" for c in cards)
+                  and by["order"]["state"] == "closed" and by["payment"]["state"] == "closed"
+                  and by["shipment"]["state"] == "none")
+            return by if ok else None
+        by = wait_until(ready, 15, "three connected cards: order and payment closed, shipment "
+                        "without a breaker")
+        errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+        assert not errors, f"console errors: {errors}"
+        # payment's breaker opens when shipment is gone and requests arrive:
+        # send orders until payment's own /breaker says open (bounded), then
+        # the card must follow within 2 seconds
+        s.shipment.stop()
+        try:
+            for i in range(40):
+                body = http("POST", s.order.url("/create"), order_body(200 + i)).json()
+                assert body["next"]["status"] == "degraded", body
+                if http("GET", s.payment.url("/breaker")).json()["state"] == "open":
+                    break
+            else:
+                raise AssertionError("payment's breaker did not open after 40 failing calls")
+            sent_at = time.monotonic()
+
+            def payment_open():
+                c = {c["service"]: c for c in b.script(CARDS_JS)}
+                return c if c["payment"]["state"] == "open" else None
+            by = wait_until(payment_open, 2.0, "payment's card to show open", interval=0.05)
+            took = time.monotonic() - sent_at
+            assert by["order"]["state"] == "closed", by
+            assert by["shipment"]["state"] == "offline", by
+            feed = b.script("return document.querySelector('section.card[data-service=payment]"
+                            " ul.feed').innerText")
+            assert "open" in feed, feed
+            # keep the picture: a couple more samples on the chart
+            time.sleep(1.5)
+            b.screenshot(shot)
+            print(f"payment's card showed open {took:.2f}s after its breaker opened; screenshot {shot}")
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"
+                      and "ERR_CONNECTION_REFUSED" not in e.get("message", "")]
+            assert not errors, f"console errors: {errors}"
+        finally:
+            s.ensure_running()
+
+
+TESTS = [
+    health_answers_200_with_database_and_breaker,
+    metrics_pass_promtool_on_every_service,
+    metrics_count_requests_and_breaker_calls,
+    hystrix_stream_sends_every_dashboard_field,
+    hystrix_stream_counts_move_after_requests,
+    hystrix_stream_interval_is_about_one_second,
+    events_stream_reports_service_and_breaker_events,
+    breaker_get_returns_the_library_export,
+    breaker_admin_is_404_without_admin_token,
+    breaker_admin_is_401_without_the_right_token,
+    breaker_admin_opens_and_closes_with_the_token,
+    cors_preflight_is_answered,
+    dashboard_files_are_served,
+    stream_cap_answers_503_and_dropped_clients_are_freed,
+    dashboard_shows_breakers_live_in_chromium,
+    health_answers_503_while_database_is_down_and_recovers,
+    shutdown_ends_open_streams_at_once,
+]
+
+
+def pick_flavour():
+    want = os.environ.get("OBS_FLAVOUR")
+    if want:
+        return want
+    return "asan" if binary("order", "asan").exists() else "rel"
+
+
+def main():
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])
+    passed = failed = skipped = 0
+    flavour = pick_flavour()
+    print(f"obs: services flavour {flavour}")
+    try:
+        with Stack(flavour=flavour, keep_logs=RESULTS / "obs-logs") as stack:
+            suite = Suite(stack)
+            for test in TESTS:
+                if only and test.__name__ not in only:
+                    continue
+                start = time.monotonic()
+                try:
+                    test(suite)
+                    passed += 1
+                    print(f"PASS {test.__name__} ({time.monotonic() - start:.1f}s)", flush=True)
+                except Skip as e:
+                    skipped += 1
+                    print(f"SKIP: {test.__name__}: {e}", flush=True)
+                except Exception:
+                    failed += 1
+                    print(f"FAIL {test.__name__}\n{traceback.format_exc()}", flush=True)
+                    suite.ensure_running()
+        if stack.problems:
+            failed += 1
+            print("FAIL services_exit_cleanly_and_sanitizer_clean\n" + "\n".join(stack.problems))
+        else:
+            passed += 1
+            print("PASS services_exit_cleanly_and_sanitizer_clean")
+    except Skip as e:
+        skipped += 1
+        print(f"SKIP: the observability stack: {e}")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
