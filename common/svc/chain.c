@@ -143,8 +143,11 @@ int chain_action(const cb_call *call, void **result)
     chain_call *c = call->arg;
     long timeout_ms = 24L * 3600 * 1000;
     if (call->deadline_ns != INT64_MAX) {
+        /* Rounded up and one more millisecond: a transfer that runs out of
+         * time returns just after the deadline, so the breaker counts a
+         * timeout rather than a failure. */
         int64_t left_ns = call->deadline_ns - chain_now_ns();
-        timeout_ms = left_ns <= 1000000 ? 1 : (long)(left_ns / 1000000);
+        timeout_ms = left_ns <= 0 ? 1 : (long)((left_ns + 999999) / 1000000) + 1;
     }
     *result = c;
     return chain_post(c, timeout_ms);

@@ -129,6 +129,19 @@ int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t 
     return 0;
 }
 
+bool http_discard_body(struct mg_connection *conn, size_t max)
+{
+    char sink[16384];
+    size_t total = 0;
+    while (total <= max) {
+        int n = mg_read(conn, sink, sizeof sink);
+        if (n <= 0)
+            return n == 0;
+        total += (size_t)n;
+    }
+    return false;
+}
+
 bool http_is_json(const char *content_type)
 {
     if (!content_type)

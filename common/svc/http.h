@@ -30,6 +30,11 @@ int http_send_preflight(struct mg_connection *conn, const char *allow);
  * limit; 400 when the connection broke; 500 when out of memory. */
 int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len);
 
+/* Reads and drops what is left of the request body, up to max bytes, so
+ * that an early error answer reaches a client still sending. Returns true
+ * when the whole body was consumed (the connection can be kept). */
+bool http_discard_body(struct mg_connection *conn, size_t max);
+
 /* Returns true when content_type names JSON: application/json or
  * application/(anything)+json, with any parameters. */
 bool http_is_json(const char *content_type);

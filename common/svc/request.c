@@ -246,6 +246,15 @@ static int create_store(create_req *r)
                            "the database refused the document: %s", err);
 }
 
+/* Answers 413, after draining a body of reasonable size so that a client
+ * still sending it reads the answer instead of a reset. */
+static int create_too_large(create_req *r)
+{
+    bool kept = http_discard_body(r->conn, 16 * HTTP_MAX_BODY);
+    return http_send_error(r->conn, 413, r->rt->cfg.id, !kept, "the body is larger than %d bytes",
+                           HTTP_MAX_BODY);
+}
+
 /* Reads, parses and checks the body into r->body. Returns 0 or the error
  * status already sent. */
 static int create_parse(create_req *r)
@@ -253,7 +262,7 @@ static int create_parse(create_req *r)
     const struct mg_request_info *ri = mg_get_request_info(r->conn);
     const char *id = r->rt->cfg.id;
     if (ri->content_length > HTTP_MAX_BODY)
-        return http_send_error(r->conn, 413, id, true, "the body is larger than %d bytes", HTTP_MAX_BODY);
+        return create_too_large(r);
     const char *type = mg_get_header(r->conn, "Content-Type");
     if (!http_is_json(type))
         return http_send_error(r->conn, 415, id, false,
@@ -268,7 +277,7 @@ static int create_parse(create_req *r)
     size_t len = 0;
     int rc = http_read_body(r->conn, HTTP_MAX_BODY, &text, &len);
     if (rc == 413)
-        return http_send_error(r->conn, 413, id, true, "the body is larger than %d bytes", HTTP_MAX_BODY);
+        return create_too_large(r);
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     const char *end = NULL;
@@ -308,6 +317,24 @@ static int create(create_req *r)
     return create_chain(r);
 }
 
+/* Counts a request in; when the service is shutting down, answers 503 and
+ * returns false. Every request_enter() is paired with request_leave(). */
+static bool request_enter(svc_runtime *rt, struct mg_connection *conn, int *status)
+{
+    atomic_fetch_add(&rt->in_flight, 1);
+    if (!atomic_load(&rt->draining))
+        return true;
+    *status = http_send_error(conn, 503, rt->cfg.id, true, "%s is shutting down; try again",
+                              rt->cfg.id);
+    return false;
+}
+
+/* Counts a request out. */
+static void request_leave(svc_runtime *rt)
+{
+    atomic_fetch_sub(&rt->in_flight, 1);
+}
+
 /* Handler for /create (and anything under it). */
 static int handle_create(struct mg_connection *conn, void *cbdata)
 {
@@ -315,7 +342,9 @@ static int handle_create(struct mg_connection *conn, void *cbdata)
     svc_runtime *rt = cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     int status;
-    if (strcmp(ri->local_uri, "/create"))
+    if (!request_enter(rt, conn, &status))
+        ;
+    else if (strcmp(ri->local_uri, "/create"))
         status = http_send_error(conn, 404, rt->cfg.id, false, "no route %.200s; try POST /create",
                                  ri->local_uri);
     else if (!strcmp(ri->request_method, "OPTIONS"))
@@ -328,6 +357,7 @@ static int handle_create(struct mg_connection *conn, void *cbdata)
         status = create(&r);
         cJSON_Delete(r.body);
     }
+    request_leave(rt);
     request_done(conn, "/create", status, t0);
     return status;
 }
@@ -340,7 +370,9 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *route = "/";
     int status;
-    if (strcmp(ri->local_uri, "/")) {
+    if (!request_enter(rt, conn, &status)) {
+        ;
+    } else if (strcmp(ri->local_uri, "/")) {
         route = "other";
         status = http_send_error(conn, 404, rt->cfg.id, false,
                                  "no route %.200s; try GET / or POST /create", ri->local_uri);
@@ -354,6 +386,7 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
         snprintf(hello, sizeof hello, "hello from %s\n", rt->cfg.id);
         status = http_send_text(conn, 200, hello);
     }
+    request_leave(rt);
     request_done(conn, route, status, t0);
     return status;
 }

@@ -3,6 +3,7 @@
 #define SVC_RUNTIME_H
 
 #include <civetweb.h>
+#include <stdatomic.h>
 #include "cb.h"
 #include "config.h"
 #include "store.h"
@@ -13,6 +14,8 @@ typedef struct svc_runtime {
     svc_config cfg;
     store *db;
     cb_breaker *breaker;   /* guards the call to CHAIN_SVC; NULL without one */
+    atomic_int in_flight;  /* requests inside a handler now */
+    atomic_bool draining;  /* shutting down: new requests answer 503 */
 } svc_runtime;
 
 /* Registers GET /, POST /create and the catch-all 404 on ctx. Call after

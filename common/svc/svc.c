@@ -17,12 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
+
+/* How long shutdown waits for the requests in flight. */
+#define SVC_DRAIN_MS 30000
 
 /* Asks http://127.0.0.1:PORT/health. Returns 0 on 200, else 1. */
 static int svc_healthcheck(const svc_spec *spec)
@@ -181,6 +185,20 @@ static int svc_wait_signal(const sigset_t *set)
     return sig;
 }
 
+/* Refuses new requests (503) and waits, at most SVC_DRAIN_MS, until the
+ * requests in flight are answered: civetweb stops writing once mg_stop()
+ * begins, so answers must be out before it is called. */
+static void svc_drain(svc_runtime *rt)
+{
+    atomic_store(&rt->draining, true);
+    struct timespec tick = { 0, 10 * 1000000 };
+    for (int waited = 0; atomic_load(&rt->in_flight) > 0 && waited < SVC_DRAIN_MS; waited += 10)
+        nanosleep(&tick, NULL);
+    int left = atomic_load(&rt->in_flight);
+    if (left > 0)
+        log_message(true, "%d request(s) still running after %d ms; stopping anyway", left, SVC_DRAIN_MS);
+}
+
 /* Serves until a signal, then stops in order. Returns the exit code. */
 static int svc_serve(svc_runtime *rt, const sigset_t *set)
 {
@@ -196,7 +214,9 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
                 rt->cfg.port, rt->cfg.chain_svc ? rt->cfg.chain_svc : "(none, last service)",
                 rt->cfg.jumps, rt->cfg.inject_err, rt->cfg.err_rate, store_db_name(rt->db));
     int sig = svc_wait_signal(set);
-    log_message(false, "%s received: finishing requests in flight", strsignal(sig));
+    log_message(false, "%s received: finishing %d request(s) in flight", strsignal(sig),
+                atomic_load(&rt->in_flight));
+    svc_drain(rt);
     obs_shutdown();
     mg_stop(ctx);
     log_message(false, "stopped");
