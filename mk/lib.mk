@@ -21,12 +21,12 @@ $(BUILD)/$(1)/libcb.a: $(patsubst common/src/%.c,$(BUILD)/$(1)/libcb/%.o,$(LIBCB
 
 $(BUILD)/$(1)/tests/lib_core: $(wildcard tests/lib/core/*.c tests/lib/core/*.h) $(BUILD)/$(1)/libcb.a
 	@mkdir -p $$(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -Itests/lib/core $(filter %.c,$$^) \
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -Itests/lib/core $$(filter %.c,$$^) \
 	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
 
 $(BUILD)/$(1)/tests/lib_stress: $(wildcard tests/lib/stress/*.c) $(BUILD)/$(1)/libcb.a
 	@mkdir -p $$(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(filter %.c,$$^) \
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
 	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) -o $$@
 endef
 $(foreach f,rel asan tsan,$(eval $(call LIBCB_FLAVOUR,$(f))))

@@ -1,0 +1,145 @@
+/* cb_bench.c -- the breaker library's benchmark: cost per call of cb_fire()
+ * in each state, next to a bare call of the same action. Prints one line per
+ * case: "bench <case> <ns> ns/call" (best of several rounds).
+ */
+#include "cb.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define CALLS  2000000
+#define ROUNDS 5
+
+static int noop_action(const cb_call *call, void **result)
+{
+    *result = call->arg;
+    return 0;
+}
+
+/* Kept in a volatile so the baseline call is a real indirect call, like cb_fire's. */
+static cb_action_fn volatile baseline_fn = noop_action;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, cb_strerror(rc));
+    exit(1);
+}
+
+static cb_breaker *make(int64_t timeout_ms, int64_t reset_ms, int trials)
+{
+    cb_options o;
+    cb_options_init(&o);
+    o.name = "bench";
+    o.action = noop_action;
+    o.timeout_ms = timeout_ms;
+    o.reset_timeout_ms = reset_ms;
+    o.half_open_max_calls = trials;
+    o.half_open_success_threshold = trials;
+    cb_breaker *b;
+    int rc = cb_create(&o, &b);
+    if (rc != CB_OK)
+        die("cb_create", rc);
+    return b;
+}
+
+static double run_fires(cb_breaker *b, int expect)
+{
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++)
+        if (cb_fire(b, &i, NULL) != expect)
+            die("unexpected result", expect);
+    return (now_s() - t0) * 1e9 / CALLS;
+}
+
+static double run_baseline(void)
+{
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++) {
+        cb_call call = { .arg = &i };
+        void *r;
+        if (baseline_fn(&call, &r) != 0)
+            die("baseline", -1);
+    }
+    return (now_s() - t0) * 1e9 / CALLS;
+}
+
+static void *thread_fires(void *b)
+{
+    for (int i = 0; i < CALLS; i++)
+        if (cb_fire(b, &i, NULL) != CB_OK)
+            die("2threads", CB_EFAILED);
+    return NULL;
+}
+
+static double run_two_threads(cb_breaker *b)
+{
+    pthread_t t[2];
+    double t0 = now_s();
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, thread_fires, b) != 0)
+            die("pthread_create", CB_ETHREAD);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    return (now_s() - t0) * 1e9 / (2.0 * CALLS);
+}
+
+typedef enum { CASE_BASELINE, CASE_CLOSED, CASE_CLOSED_NO_TIMEOUT, CASE_OPEN, CASE_HALF_OPEN,
+               CASE_TWO_THREADS, CASE_COUNT } bench_case;
+
+static const char *const case_names[CASE_COUNT] = {
+    "baseline_call", "closed_success", "closed_success_no_timeout", "open_reject",
+    "half_open_trial", "closed_success_2threads",
+};
+
+static double run_case(bench_case c)
+{
+    cb_breaker *b = NULL;
+    double ns = 0;
+    switch (c) {
+    case CASE_BASELINE: return run_baseline();
+    case CASE_CLOSED: b = make(10000, 30000, 1); ns = run_fires(b, CB_OK); break;
+    case CASE_CLOSED_NO_TIMEOUT: b = make(0, 30000, 1); ns = run_fires(b, CB_OK); break;
+    case CASE_OPEN:
+        b = make(10000, 3600 * 1000, 1);
+        cb_open(b);
+        ns = run_fires(b, CB_EOPEN);
+        break;
+    case CASE_HALF_OPEN:
+        b = make(10000, 0, 1 << 30);
+        cb_open(b);
+        cb_tick(b);
+        if (cb_get_state(b) != CB_HALF_OPEN)
+            die("half-open setup", CB_EINVAL);
+        ns = run_fires(b, CB_OK);
+        break;
+    case CASE_TWO_THREADS: b = make(10000, 30000, 1); ns = run_two_threads(b); break;
+    default: break;
+    }
+    cb_destroy(b);
+    return ns;
+}
+
+int main(void)
+{
+    cb_clock_system(); /* calibrate before timing */
+    for (int c = 0; c < CASE_COUNT; c++) {
+        double best = 1e30;
+        for (int r = 0; r < ROUNDS; r++) {
+            double ns = run_case((bench_case)c);
+            if (ns < best)
+                best = ns;
+        }
+        printf("bench %s %.1f ns/call\n", case_names[c], best);
+        fflush(stdout);
+    }
+    return 0;
+}
