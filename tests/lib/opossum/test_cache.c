@@ -144,6 +144,31 @@ static void clearing_the_cache_forgets_every_entry(void **state)
     assert_int_equal(fx->action_calls, 11);
 }
 
+/* opossum call() looks in the cache before it looks at the state: an open
+ * circuit still answers from the cache. */
+static void open_circuit_still_answers_from_the_cache(void **state)
+{
+    op_fx *fx = *state;
+    start_cache(fx, 0, 0);
+    fire_expect(fx, "k", 3, 3, false);
+    assert_int_equal(cb_open(fx->b), CB_OK);
+    fire_expect(fx, "k", 3, 3, true);
+    assert_int_equal(op_fire_key(fx, "other", 4, NULL), CB_EOPEN);
+    assert_int_equal(fx->action_calls, 1);
+}
+
+/* opossum call(): "Protection, caches and coalesce disabled" when disabled. */
+static void disabled_breaker_bypasses_the_cache(void **state)
+{
+    op_fx *fx = *state;
+    fx->opt.enabled = false;
+    start_cache(fx, 0, 0);
+    fire_expect(fx, "k", 3, 3, false);
+    fire_expect(fx, "k", 3, 3, false);
+    assert_int_equal(fx->action_calls, 2);
+    assert_int_equal(op_count(fx, CB_EV_CACHE_HIT), 0);
+}
+
 /* ---- ownership: dup and free (opossum's custom transport has no C twin) -- */
 
 static int g_live; /* values allocated and not yet freed */
@@ -392,6 +417,8 @@ int main(void)
         OP_TEST(cache_size_defaults_to_1024),
         OP_TEST(cache_evicts_the_least_recently_used_entry_at_its_size),
         OP_TEST(clearing_the_cache_forgets_every_entry),
+        OP_TEST(open_circuit_still_answers_from_the_cache),
+        OP_TEST(disabled_breaker_bypasses_the_cache),
         OP_TEST(cached_values_are_duplicated_for_callers_and_freed_by_the_breaker),
         OP_TEST(concurrent_calls_share_one_action_then_the_cache_answers),
         OP_TEST(coalesced_result_is_shared_for_its_ttl_only),

@@ -31,6 +31,8 @@ static void half_open_admits_only_one_trial_call(void **state)
     cb_result res;
     assert_int_equal(op_fire(fx, -1, &res), CB_EFAILED);
     assert_int_equal(fx->nested_rc, CB_EOPEN);
+    assert_int_equal(op_count(fx, CB_EV_REJECT), 1);
+    assert_int_equal(op_last(fx, CB_EV_REJECT)->error, CB_EOPEN);
     assert_int_equal(fx->action_calls, 2); /* the first failure and the trial */
     assert_int_equal(op_state(fx), CB_OPEN);
     assert_int_equal(op_fire(fx, 1, NULL), CB_EOPEN);

@@ -59,6 +59,26 @@ static void failing_health_check_opens_the_circuit(void **state)
     assert_int_equal(fx->action_calls, 0);
 }
 
+/* opossum open() does nothing on an open circuit: a check that keeps
+ * failing opens it once and does not restart its timer. */
+static void repeated_health_check_failures_open_once(void **state)
+{
+    op_fx *fx = *state;
+    fx->opt.reset_timeout_ms = 25000;
+    start_with_health_check(fx, 1);
+    op_advance(fx, 10000);
+    op_advance(fx, 10000);
+    assert_true(fx->health_calls >= 2);
+    assert_int_equal(op_count(fx, CB_EV_OPEN), 1);
+    assert_true(op_count(fx, CB_EV_HEALTH_CHECK_FAILED) >= 2);
+    fx->health_rc = 0;
+    op_advance(fx, 10000);
+    op_advance(fx, 4999); /* 24.999 s after the first failure */
+    assert_int_equal(op_state(fx), CB_OPEN);
+    op_advance(fx, 1);    /* 25 s: the timer started by the first failure */
+    assert_int_equal(op_state(fx), CB_HALF_OPEN);
+}
+
 /* opossum "Health check function executes in the circuit breaker context":
  * the check receives cb_options.user. */
 static void health_check_receives_the_user_context(void **state)
@@ -92,6 +112,7 @@ int main(void)
         OP_TEST(passing_health_check_keeps_the_circuit_closed),
         OP_TEST(failing_health_check_emits_health_check_failed),
         OP_TEST(failing_health_check_opens_the_circuit),
+        OP_TEST(repeated_health_check_failures_open_once),
         OP_TEST(health_check_receives_the_user_context),
         OP_TEST(circuit_opened_by_health_check_recovers),
     };

@@ -69,6 +69,7 @@ static void shutdown_stops_the_reset_timer(void **state)
     op_advance(fx, 1000);
     assert_int_equal(op_state(fx), CB_SHUTDOWN);
     assert_int_equal(op_count(fx, CB_EV_HALF_OPEN), 0);
+    assert_int_equal(op_count(fx, CB_EV_SNAPSHOT), 0); /* status.shutdown() stops them */
     assert_int_equal(op_fire(fx, 1, NULL), CB_ESHUTDOWN);
 }
 
