@@ -102,6 +102,7 @@ typedef struct cb_call {
     const volatile int *cancelled; /* becomes non-zero once the deadline passed or the
                                       breaker shut down: poll it and give up */
     void *user;                /* cb_options.user */
+    bool trial;                /* added: the call is a half-open trial */
 } cb_call;
 
 /* The protected action. Returns 0 on success and stores its result (may be

@@ -402,6 +402,7 @@ static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int6
     if (kind == ADMIT_TRIAL) {
         bool closed = false;
         pthread_mutex_lock(&b->lock);
+        b->trials_in_flight--;
         if (gen == b->generation && b->core == CB_HALF_OPEN &&
             ++b->ho_successes >= b->o.half_open_success_threshold) {
             close_locked(b);
@@ -420,6 +421,7 @@ static void after_failure(cb_breaker *b, int kind, uint64_t gen, int64_t now)
     if (kind == ADMIT_TRIAL) {
         bool opened = false;
         pthread_mutex_lock(&b->lock);
+        b->trials_in_flight--;
         if (gen == b->generation && b->core == CB_HALF_OPEN) {
             cb_open_locked(b, now);
             opened = !overridden(b);
@@ -529,6 +531,7 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
         .timeout_ms = b->o.timeout_ms,
         .cancelled = &b->cancel_all,
         .user = b->o.user,
+        .trial = kind == ADMIT_TRIAL,
     };
     outcome oc = { .start = now, .result = NULL };
     if (CB_UNLIKELY(b->pool)) {
@@ -551,14 +554,19 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     return finish(b, arg, res, kind, gen, &oc);
 }
 
-/* Takes a half-open trial slot; returns false when they are all taken. */
+/* Takes a half-open trial slot; returns false when this period's trials are
+ * all taken, or when half_open_max_calls trials (some perhaps from an earlier
+ * period, still running) are in flight: the protected service never sees more
+ * than half_open_max_calls probes at once. */
 static bool admit_trial(cb_breaker *b, uint64_t *gen)
 {
     bool ok = false;
     pthread_mutex_lock(&b->lock);
     if (b->core == CB_HALF_OPEN && !overridden(b) &&
-        b->ho_admitted < b->o.half_open_max_calls) {
+        b->ho_admitted < b->o.half_open_max_calls &&
+        b->trials_in_flight < b->o.half_open_max_calls) {
         b->ho_admitted++;
+        b->trials_in_flight++;
         *gen = b->generation;
         ok = true;
     }

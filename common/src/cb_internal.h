@@ -99,6 +99,7 @@ struct cb_breaker {
     int64_t current_reset_ns;       /* the open period last used */
     int backoff_step;               /* consecutive opens since the last close */
     int ho_admitted, ho_successes;  /* half-open trials of this generation */
+    int trials_in_flight;           /* trials running, of any generation */
     uint64_t rng;
     cb_state core;                  /* CB_CLOSED, CB_OPEN or CB_HALF_OPEN */
     cb_force_mode force;            /* cb_force() */
