@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <cjson/cJSON.h>
 
 /* Builds a breaker with 1 success and 1 failure, exports it, and makes
  * fx's breaker the one created from that export with fx->opt. */
@@ -72,6 +73,56 @@ static void imported_counts_keep_counting(void **state)
     assert_int_equal(st.window.fallbacks, 2);
 }
 
+/* Deletes every member named name anywhere under item; returns how many. */
+static int delete_everywhere(cJSON *item, const char *name)
+{
+    int n = 0;
+    while (cJSON_IsObject(item) && cJSON_GetObjectItemCaseSensitive(item, name)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(item, name);
+        n++;
+    }
+    for (cJSON *c = item ? item->child : NULL; c; c = c->next)
+        n += delete_everywhere(c, name);
+    return n;
+}
+
+/* opossum "import stats, but leave some out": counters missing from an
+ * export start at zero and the others are kept (opossum status.js builds the
+ * imported bucket as { ...bucket(), ...stats }). The export names these two
+ * counters as opossum's stats do. */
+static void counts_missing_from_an_export_start_at_zero(void **state)
+{
+    op_fx *fx = *state;
+    fx->opt.error_threshold_percentage = 99;
+    fx->opt.fallback = op_fallback_echo;
+    op_start(fx);
+    assert_int_equal(op_fire(fx, 1, NULL), CB_OK);
+    assert_int_equal(op_fire(fx, -1, NULL), CB_EFAILED);
+    char *json = cb_export_json(fx->b);
+    assert_non_null(json);
+    cJSON *doc = cJSON_Parse(json);
+    free(json);
+    assert_non_null(doc);
+    int removed = delete_everywhere(doc, "successes") + delete_everywhere(doc, "fallbacks");
+    char *trimmed = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    assert_non_null(trimmed);
+    cb_breaker *restored = NULL;
+    int rc = cb_create_from_json(&fx->opt, trimmed, &restored);
+    free(trimmed);
+    assert_true(removed >= 2);
+    if (rc != CB_OK)
+        fail_msg("import of an export without successes/fallbacks: %s, want CB_OK", cb_err_name(rc));
+    cb_destroy(fx->b);
+    fx->b = restored;
+    cb_stats st;
+    op_stats(fx, &st);
+    assert_int_equal(st.total.successes, 0);
+    assert_int_equal(st.total.fallbacks, 0);
+    assert_int_equal(st.total.failures, 1);
+    assert_int_equal(st.window.failures, 1);
+}
+
 /* opossum "enableSnapshots defaults to true": a listener for every kind gets
  * a snapshot each bucket interval without asking for anything else. */
 static void snapshots_are_emitted_by_default(void **state)
@@ -130,6 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         OP_TEST(imported_counts_are_reported),
         OP_TEST(imported_counts_keep_counting),
+        OP_TEST(counts_missing_from_an_export_start_at_zero),
         OP_TEST(snapshots_are_emitted_by_default),
         OP_TEST(listener_without_snapshot_in_its_mask_gets_none),
         OP_TEST(stats_reset_when_the_window_passes),
