@@ -6,41 +6,63 @@
 #include "cb_internal.h"
 
 #include <cJSON.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const count_names[C_NCOUNTERS] = {
-    [C_STARTED] = "started", [C_SUCCESSES] = "successes", [C_FAILED] = "actionFailures",
-    [C_TIMEOUTS] = "timeouts", [C_REJECTS] = "rejects", [C_SEMAPHORE] = "semaphoreRejections",
-    [C_FALLBACKS] = "fallbacks", [C_FALLBACK_FAILURES] = "fallbackFailures",
-    [C_CACHE_HITS] = "cacheHits", [C_CACHE_MISSES] = "cacheMisses",
-    [C_COALESCE_HITS] = "coalesceCacheHits", [C_COALESCE_MISSES] = "coalesceCacheMisses",
-    [C_SLOW] = "slowCalls",
+/* Exported counters, by opossum's names where it has them. */
+static const struct {
+    const char *name;
+    size_t offset;
+} count_fields[] = {
+    { "fires", offsetof(cb_counts, fires) },
+    { "successes", offsetof(cb_counts, successes) },
+    { "failures", offsetof(cb_counts, failures) },
+    { "timeouts", offsetof(cb_counts, timeouts) },
+    { "rejects", offsetof(cb_counts, rejects) },
+    { "fallbacks", offsetof(cb_counts, fallbacks) },
+    { "fallbackFailures", offsetof(cb_counts, fallback_failures) },
+    { "semaphoreRejections", offsetof(cb_counts, semaphore_rejections) },
+    { "cacheHits", offsetof(cb_counts, cache_hits) },
+    { "cacheMisses", offsetof(cb_counts, cache_misses) },
+    { "coalesceCacheHits", offsetof(cb_counts, coalesce_hits) },
+    { "coalesceCacheMisses", offsetof(cb_counts, coalesce_misses) },
+    { "slowCalls", offsetof(cb_counts, slow_calls) },
 };
+#define NFIELDS (sizeof count_fields / sizeof count_fields[0])
 
-/* A JSON object of raw counts plus the derived fires and failures. */
+static uint64_t *field(cb_counts *c, size_t i)
+{
+    return (uint64_t *)((char *)c + count_fields[i].offset);
+}
+
+/* A JSON object of the counts derived from raw ones. */
 static cJSON *counts_json(const uint64_t raw[C_NCOUNTERS])
 {
     cJSON *o = cJSON_CreateObject();
     cb_counts c;
     cb_raw_to_counts(raw, &c);
-    cJSON_AddNumberToObject(o, "fires", (double)c.fires);
-    cJSON_AddNumberToObject(o, "failures", (double)c.failures);
-    for (int k = 0; k < C_NCOUNTERS; k++)
-        cJSON_AddNumberToObject(o, count_names[k], (double)raw[k]);
+    for (size_t i = 0; i < NFIELDS; i++)
+        cJSON_AddNumberToObject(o, count_fields[i].name, (double)*field(&c, i));
     return o;
 }
 
+/* Raw counts from an exported object; a missing counter is 0 (as opossum's
+ * import); a present one must be a number >= 0. */
 static bool counts_parse(const cJSON *o, uint64_t raw[C_NCOUNTERS])
 {
     if (!cJSON_IsObject(o))
         return false;
-    for (int k = 0; k < C_NCOUNTERS; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, count_names[k]);
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0)
+    cb_counts c = { 0 };
+    for (size_t i = 0; i < NFIELDS; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, count_fields[i].name);
+        if (!v)
+            continue;
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 1.8e19)
             return false;
-        raw[k] = (uint64_t)v->valuedouble;
+        *field(&c, i) = (uint64_t)v->valuedouble;
     }
+    cb_counts_to_raw(&c, raw);
     return true;
 }
 
@@ -139,7 +161,8 @@ static bool parse_import(const cJSON *root, imported *im)
     im->backoff_step = (int)num_or(root, "backoffStep", 0);
     if (im->backoff_step < 0 || im->backoff_step > 1000 || im->remaining_ms < 0)
         return false;
-    if (!counts_parse(cJSON_GetObjectItemCaseSensitive(root, "total"), im->total))
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(root, "total");
+    if (total && !counts_parse(total, im->total))
         return false;
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "buckets");
     int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
@@ -172,6 +195,14 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
         return rc;
     }
     /* buckets of another window shape are folded into the newest one */
+    /* the totals hold at least what the window holds */
+    for (int k = 0; k < C_NCOUNTERS; k++) {
+        uint64_t in_window = 0;
+        for (int i = 0; i < im.nbuckets; i++)
+            in_window += im.buckets[i][k];
+        if (im.total[k] < in_window)
+            im.total[k] = in_window;
+    }
     uint64_t (*buckets)[C_NCOUNTERS] = im.buckets;
     int nbuckets = im.nbuckets;
     if (nbuckets != b->win.nbuckets && nbuckets > 0) {
