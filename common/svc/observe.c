@@ -157,15 +157,20 @@ size_t obs_events_since(uint64_t after, obs_event *out, size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&obs_g.ring_lock);
-    uint64_t first = obs_g.next_seq > OBS_EVENT_RING ? obs_g.next_seq - OBS_EVENT_RING : 1;
-    if (after + 1 > first)
-        first = after + 1;
-    if (obs_g.next_seq - first > max)
-        first = obs_g.next_seq - max;
-    for (uint64_t s = first; s < obs_g.next_seq; s++)
+    uint64_t oldest = obs_g.next_seq > OBS_EVENT_RING ? obs_g.next_seq - OBS_EVENT_RING : 1;
+    uint64_t s = after + 1 > oldest ? after + 1 : oldest;
+    for (; s < obs_g.next_seq && n < max; s++)
         out[n++] = obs_g.ring[s % OBS_EVENT_RING];
     pthread_mutex_unlock(&obs_g.ring_lock);
     return n;
+}
+
+uint64_t obs_events_newest_seq(void)
+{
+    pthread_mutex_lock(&obs_g.ring_lock);
+    uint64_t newest = obs_g.next_seq - 1;
+    pthread_mutex_unlock(&obs_g.ring_lock);
+    return newest;
 }
 
 /* ---- /health ------------------------------------------------------------- */

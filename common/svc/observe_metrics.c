@@ -12,17 +12,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes s as a label value: backslash, double quote and newline escaped. */
-static void put_label_value(FILE *f, const char *s)
+/* Copies s into buf (of len bytes) as a label value: backslash, double quote
+ * and newline escaped; truncated when it does not fit. Returns buf. */
+static const char *label_value(char *buf, size_t len, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', f), fputc(*s, f);
-        else if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
+    size_t o = 0;
+    for (; *s && o + 3 < len; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        } else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *s;
+        }
     }
+    buf[o] = '\0';
+    return buf;
 }
 
 static void put_header(FILE *f, const char *name, const char *type, const char *help)
@@ -33,11 +40,10 @@ static void put_header(FILE *f, const char *name, const char *type, const char *
 /* {service="...",breaker="..."} without the closing brace, so callers may add labels. */
 static void put_breaker_labels(FILE *f)
 {
-    fputs("{service=\"", f);
-    put_label_value(f, obs_g.service);
-    fputs("\",breaker=\"", f);
-    put_label_value(f, cb_name(obs_g.breaker));
-    fputc('"', f);
+    char service[128], breaker[256];
+    fprintf(f, "{service=\"%s\",breaker=\"%s\"",
+            label_value(service, sizeof service, obs_g.service),
+            label_value(breaker, sizeof breaker, cb_name(obs_g.breaker)));
 }
 
 static void put_breaker_counter(FILE *f, const char *name, const char *help, uint64_t value)
@@ -103,9 +109,10 @@ static void put_breaker_metrics(FILE *f)
     put_breaker_labels(f);
     fprintf(f, "} %d\n", st.in_flight);
 
-    char labels[256];
-    snprintf(labels, sizeof labels, "service=\"%s\",breaker=\"%s\"", obs_g.service,
-             cb_name(obs_g.breaker));
+    char labels[512], service[128], breaker[256];
+    snprintf(labels, sizeof labels, "service=\"%s\",breaker=\"%s\"",
+             label_value(service, sizeof service, obs_g.service),
+             label_value(breaker, sizeof breaker, cb_name(obs_g.breaker)));
     put_header(f, "circuit_breaker_call_duration_seconds", "histogram",
                "Latency of calls whose action ran (success, failure or timeout).");
     put_histogram(f, "circuit_breaker_call_duration_seconds", labels, &obs_g.breaker_latency);
@@ -114,14 +121,16 @@ static void put_breaker_metrics(FILE *f)
 /* Writes the route label set for slot r into buf. */
 static void route_labels(char *buf, size_t len, const obs_route *r)
 {
-    snprintf(buf, len, "service=\"%s\",route=\"%s\",status=\"%d\"", obs_g.service, r->route,
-             r->status);
+    char service[128], route[2 * OBS_ROUTE_LEN];
+    snprintf(buf, len, "service=\"%s\",route=\"%s\",status=\"%d\"",
+             label_value(service, sizeof service, obs_g.service),
+             label_value(route, sizeof route, r->route), r->status);
 }
 
 static void put_request_metrics(FILE *f)
 {
     int n = atomic_load_explicit(&obs_g.nroutes, memory_order_acquire);
-    char labels[192];
+    char labels[384];
     put_header(f, "http_requests_total", "counter", "Finished HTTP requests by route and status.");
     for (int i = 0; i < n; i++) {
         route_labels(labels, sizeof labels, &obs_g.routes[i]);
@@ -138,14 +147,16 @@ static void put_request_metrics(FILE *f)
 
 static void put_service_metrics(FILE *f)
 {
+    char buf[128];
+    const char *service = label_value(buf, sizeof buf, obs_g.service);
     put_header(f, "service_uptime_seconds", "gauge", "Seconds since the service started.");
-    fprintf(f, "service_uptime_seconds{service=\"%s\"} %.3f\n", obs_g.service, obs_uptime_s());
+    fprintf(f, "service_uptime_seconds{service=\"%s\"} %.3f\n", service, obs_uptime_s());
     put_header(f, "service_event_streams", "gauge", "Open /hystrix.stream and /events.stream clients.");
-    fprintf(f, "service_event_streams{service=\"%s\"} %d\n", obs_g.service,
+    fprintf(f, "service_event_streams{service=\"%s\"} %d\n", service,
             atomic_load(&obs_g.streams_open));
     put_header(f, "service_event_streams_served_total", "counter",
                "Event-stream clients served since start.");
-    fprintf(f, "service_event_streams_served_total{service=\"%s\"} %llu\n", obs_g.service,
+    fprintf(f, "service_event_streams_served_total{service=\"%s\"} %llu\n", service,
             (unsigned long long)atomic_load(&obs_g.streams_served));
 }
 

@@ -101,9 +101,12 @@ int obs_send(struct mg_connection *conn, int status, const char *content_type,
 /* As obs_send() with a NUL-terminated JSON body; body NULL sends a 500. */
 int obs_send_json(struct mg_connection *conn, int status, const char *body);
 
-/* Copies up to max events with seq > after into out (oldest first). Returns
- * how many were copied. Thread-safe. */
+/* Copies the oldest max events still in the ring with seq > after into out,
+ * oldest first (events pushed out of the ring are skipped). Returns how many
+ * were copied. Thread-safe. */
 size_t obs_events_since(uint64_t after, obs_event *out, size_t max);
+/* The seq of the newest event, 0 when there was none. Thread-safe. */
+uint64_t obs_events_newest_seq(void);
 
 /* Route handlers, one per file that serves them. Each returns the status. */
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata);

@@ -223,10 +223,7 @@ static void stream_run(stream *s)
     const int64_t interval_ns = (int64_t)obs_g.interval_ms * 1000000;
     int64_t next_data = obs_now_ns();
     if (s->with_events) {
-        uint64_t newest = 0;
-        obs_event last;
-        if (obs_events_since(0, &last, 1) == 1)
-            newest = last.seq;
+        uint64_t newest = obs_events_newest_seq();
         s->last_seq = newest > EVENTS_ON_CONNECT ? newest - EVENTS_ON_CONNECT : 0;
     }
     while (!s->broken && !atomic_load(&obs_g.shutting_down)) {
