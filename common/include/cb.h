@@ -77,7 +77,11 @@ typedef struct cb_clock {
     void *ctx;
 } cb_clock;
 
-/* The system's monotonic clock (CLOCK_MONOTONIC). The default. */
+/* The system's monotonic clock (CLOCK_MONOTONIC). The default. Where the CPU
+ * has an invariant TSC it is read through the TSC, calibrated against
+ * CLOCK_MONOTONIC once per process (~10 ms on first use), because
+ * clock_gettime costs ~30 ns under a hypervisor; CB_NO_TSC=1 in the
+ * environment forces clock_gettime. */
 cb_clock cb_clock_system(void);
 
 /* A clock that moves only when told: for tests and simulations. */
@@ -99,8 +103,10 @@ typedef struct cb_call {
     void *arg;                 /* the caller's argument to cb_fire() */
     int64_t deadline_ns;       /* on the breaker's clock; INT64_MAX when timeout_ms is 0 */
     int64_t timeout_ms;        /* the whole budget (cb_options.timeout_ms), 0 = none */
-    const volatile int *cancelled; /* becomes non-zero once the deadline passed or the
-                                      breaker shut down: poll it and give up */
+    const volatile int *cancelled; /* becomes non-zero when the breaker shuts down and,
+                                      in CB_TIMEOUT_POOL mode, once the deadline passed:
+                                      poll it (__atomic_load_n) and give up. In TRUST mode
+                                      compare the clock with deadline_ns yourself. */
     void *user;                /* cb_options.user */
     bool trial;                /* added: the call is a half-open trial */
 } cb_call;

@@ -1,5 +1,6 @@
-/* ticker.c -- the optional ticker thread: calls cb_tick() every
- * ticker_interval_ms (default: the bucket interval) of real time, so the
+/* ticker.c -- the optional ticker thread: calls cb_tick() when the next thing
+ * is due (bucket rotation, end of the open period, health check) and at least
+ * every ticker_interval_ms (default: the bucket interval) of real time, so the
  * circuit goes half-open on time, health checks run and snapshots are emitted
  * with no traffic. It waits on a condition variable so shutdown wakes it.
  */
@@ -10,10 +11,17 @@
 static void *ticker_main(void *v)
 {
     cb_breaker *b = v;
-    int64_t step = b->o.ticker_interval_ms ? b->o.ticker_interval_ms * 1000000LL
-                                           : b->win.interval_ns;
+    int64_t interval = b->o.ticker_interval_ms ? b->o.ticker_interval_ms * 1000000LL
+                                               : b->win.interval_ns;
     pthread_mutex_lock(&b->ticker_mx);
     while (!b->ticker_stop) {
+        /* wake at the next thing due (e.g. the end of the open period), at
+         * the latest after one interval, at the earliest after 1 ms */
+        int64_t step = atomic_load(&b->next_due_ns) - cb_now(b);
+        if (step > interval)
+            step = interval;
+        if (step < 1000000)
+            step = 1000000;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t abs = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + step;

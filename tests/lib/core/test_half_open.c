@@ -241,6 +241,13 @@ static void manual_clock_moves_only_when_advanced(void **state)
 
 /* ---- real time, bounded ----------------------------------------------------- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 typedef struct waiter {
     pthread_mutex_t mx;
     pthread_cond_t cv;
@@ -284,12 +291,6 @@ static void ticker_moves_open_to_half_open_with_no_traffic(void **state)
     fixture_free(f);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 typedef struct late_box {
     pthread_mutex_t mx;
@@ -323,6 +324,35 @@ static int stubborn_action(const cb_call *call, void **result)
     }
     *result = (void *)"late result";
     return 0;
+}
+
+
+static void ticker_goes_half_open_on_time_not_at_the_next_bucket(void **state)
+{
+    (void)state;
+    cb_options o;
+    cb_options_init(&o);
+    o.action = stubborn_action;
+    o.reset_timeout_ms = 50; /* the bucket interval is 1000 ms */
+    o.ticker = true;
+    cb_breaker *b;
+    assert_int_equal(cb_create(&o, &b), CB_OK);
+    waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    assert_true(cb_on(b, CB_EV_MASK(CB_EV_HALF_OPEN), on_half_open, &w) > 0);
+    int64_t t0 = mono_ms();
+    cb_open(b);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&w.mx);
+    while (w.half_opens == 0)
+        if (pthread_cond_timedwait(&w.cv, &w.mx, &until) != 0)
+            break;
+    pthread_mutex_unlock(&w.mx);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(cb_get_state(b), CB_HALF_OPEN);
+    assert_true(took >= 45 && took < 500);
+    cb_destroy(b);
 }
 
 static void pool_mode_returns_at_the_deadline_and_hands_late_result_to_on_late(void **state)
@@ -374,6 +404,7 @@ const struct CMUnitTest half_open_tests[] = {
     cmocka_unit_test(slow_calls_open_circuit_when_slow_percentage_exceeds_threshold),
     cmocka_unit_test(manual_clock_moves_only_when_advanced),
     cmocka_unit_test(ticker_moves_open_to_half_open_with_no_traffic),
+    cmocka_unit_test(ticker_goes_half_open_on_time_not_at_the_next_bucket),
     cmocka_unit_test(pool_mode_returns_at_the_deadline_and_hands_late_result_to_on_late),
 };
 const size_t half_open_tests_count = sizeof half_open_tests / sizeof half_open_tests[0];
