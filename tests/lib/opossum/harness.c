@@ -9,6 +9,14 @@
 
 static op_fx *fx_of(const cb_call *call) { return (op_fx *)call->user; }
 
+/* Reads the call's cancelled flag. The breaker raises it from another thread
+ * (the pool's waiter, cb_shutdown), so it is read atomically, not as a plain
+ * volatile load, which ThreadSanitizer rightly reports as a race. */
+static int cancelled_now(const cb_call *call)
+{
+    return __atomic_load_n(call->cancelled, __ATOMIC_ACQUIRE);
+}
+
 /* An absolute CLOCK_REALTIME time ms from now, for bounded condvar waits. */
 static struct timespec deadline_in(int ms)
 {
@@ -249,7 +257,7 @@ int op_timed(const cb_call *call, void **result)
 {
     op_fx *fx = enter_action(call);
     cb_manual_clock_advance_ms(fx->clock, OP_VAL(call->arg));
-    fx->cancelled_seen = *call->cancelled;
+    fx->cancelled_seen = cancelled_now(call);
     *result = call->arg;
     return 0;
 }
@@ -285,7 +293,7 @@ int op_ignores_deadline(const cb_call *call, void **result)
     pthread_mutex_lock(&fx->lock);
     fx->gate_entered++;
     pthread_cond_broadcast(&fx->changed);
-    while (!*call->cancelled && !fx->gate_open) {
+    while (!cancelled_now(call) && !fx->gate_open) {
         /* the breaker raises *cancelled without signalling us: poll */
         struct timespec step = deadline_in(5);
         pthread_cond_timedwait(&fx->changed, &fx->lock, &step);
@@ -295,7 +303,7 @@ int op_ignores_deadline(const cb_call *call, void **result)
             (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
             break;
     }
-    fx->cancelled_seen = *call->cancelled;
+    fx->cancelled_seen = cancelled_now(call);
     pthread_mutex_unlock(&fx->lock);
     *result = call->arg;
     return 0;
