@@ -65,9 +65,11 @@ static void failed_trial_reopens_and_restarts_the_timer(void **state)
     fx->opt.reset_timeout_ms = 100;
     op_start(fx);
     assert_int_equal(op_fire(fx, -1, NULL), CB_EFAILED);
+    assert_false(fx->last_call.trial);
     op_advance(fx, 130);
     assert_int_equal(op_state(fx), CB_HALF_OPEN);
     assert_int_equal(op_fire(fx, -1, NULL), CB_EFAILED);
+    assert_true(fx->last_call.trial);
     assert_int_equal(op_state(fx), CB_OPEN);
     op_advance(fx, 99);
     assert_int_equal(op_state(fx), CB_OPEN); /* timer restarted at the re-open */
@@ -99,6 +101,23 @@ static void half_open_happens_on_time_without_traffic(void **state)
     op_advance(fx, 1000);
     assert_int_equal(op_count(fx, CB_EV_HALF_OPEN), 1);
     assert_int_equal(op_last(fx, CB_EV_HALF_OPEN)->state, CB_HALF_OPEN);
+}
+
+/* opossum's open period is a timer: with the ticker thread the circuit goes
+ * half-open with no call and no cb_tick() at all (opossum issue 719). */
+static void ticker_moves_to_half_open_without_any_call(void **state)
+{
+    op_fx *fx = *state;
+    fx->opt.error_threshold_percentage = 1;
+    fx->opt.reset_timeout_ms = 100;
+    fx->opt.ticker = true;
+    fx->opt.ticker_interval_ms = 5;
+    op_start(fx);
+    assert_int_equal(op_fire(fx, -1, NULL), CB_EFAILED);
+    cb_manual_clock_advance_ms(fx->clock, 100);
+    assert_true(op_wait_event(fx, CB_EV_HALF_OPEN, 1, 3000));
+    assert_int_equal(op_state(fx), CB_HALF_OPEN);
+    assert_int_equal(fx->action_calls, 1);
 }
 
 /* A timed-out trial counts as a failure: the circuit opens again. */
@@ -153,6 +172,7 @@ int main(void)
         OP_TEST(filtered_error_in_half_open_closes_the_circuit),
         OP_TEST(failed_trial_reopens_and_restarts_the_timer),
         OP_TEST(half_open_happens_on_time_without_traffic),
+        OP_TEST(ticker_moves_to_half_open_without_any_call),
         OP_TEST(timed_out_trial_reopens_the_circuit),
         OP_TEST(open_and_close_by_hand),
         OP_TEST(closing_a_closed_circuit_emits_nothing),
