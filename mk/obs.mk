@@ -4,17 +4,21 @@
 # The observe*.c sources themselves are compiled into the services by mk/svc.mk
 # (every common/svc/*.c); this file only runs their tests against the real
 # services, FerretDB and a real browser. Screenshots and logs land in
-# build/results/. The services run in the ASan/UBSan flavour when it is built
-# (OBS_FLAVOUR=rel|asan overrides).
+# build/results/. The suite runs once per flavour in OBS_FLAVOURS: ASan/UBSan
+# (memory errors, leaks) and TSan (races between streams and request threads).
 
 OBS_TEST_DIR := tests/obs
 # A hung test must not hang the suite: the whole suite gets this many seconds.
 OBS_LIMIT_S  ?= 600
+OBS_FLAVOURS ?= asan tsan
 
 TEST_SUITES += obs
 
 .PHONY: test-obs
-test-obs: services-rel services-asan $(BUILD)/bin/dbtool
+test-obs: $(addprefix services-,$(OBS_FLAVOURS)) $(BUILD)/bin/dbtool
 	@scripts/ferretdb.sh build >/dev/null
 	@mkdir -p $(BUILD)/results
-	timeout $(OBS_LIMIT_S) python3 $(OBS_TEST_DIR)/run_obs_tests.py
+	@fail=0; for f in $(OBS_FLAVOURS); do \
+		echo "---- obs ($$f)"; \
+		OBS_FLAVOUR=$$f timeout $(OBS_LIMIT_S) python3 $(OBS_TEST_DIR)/run_obs_tests.py || fail=1; \
+	done; exit $$fail

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -462,11 +463,13 @@ def pick_flavour():
 
 
 def main():
+    # a suite stopped by timeout(1) still runs its clean-up (finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     RESULTS.mkdir(parents=True, exist_ok=True)
     only = set(sys.argv[1:])
     passed = failed = skipped = 0
     flavour = pick_flavour()
-    print(f"obs: services flavour {flavour}")
+    print(f"obs: services flavour {flavour}", flush=True)
     try:
         with Stack(flavour=flavour, keep_logs=RESULTS / "obs-logs") as stack:
             suite = Suite(stack)
