@@ -46,7 +46,7 @@ $(BUILD)/bin/dbtool: tests/tools/dbtool.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS)
 
-.PHONY: services run test-integration test-integration-rel test-integration-asan
+.PHONY: services run test-integration test-integration-rel test-integration-asan test-integration-tsan
 services: services-rel $(BUILD)/bin/dbtool
 all: services
 
@@ -55,10 +55,10 @@ run: services
 
 TEST_SUITES += integration
 
-# The whole integration suite, once per flavour (rel, then ASan/UBSan with leak checks).
-test-integration: services-rel services-asan $(BUILD)/bin/dbtool
+# The whole integration suite, once per flavour: rel, ASan/UBSan with leak checks, TSan.
+test-integration: services-rel services-asan services-tsan $(BUILD)/bin/dbtool
 	@scripts/ferretdb.sh build >/dev/null
-	@fail=0; for f in rel asan; do \
+	@fail=0; for f in rel asan tsan; do \
 		echo "---- integration ($$f)"; \
 		timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour $$f || fail=1; \
 	done; exit $$fail
@@ -70,3 +70,7 @@ test-integration-rel: services-rel $(BUILD)/bin/dbtool
 test-integration-asan: services-asan $(BUILD)/bin/dbtool
 	@scripts/ferretdb.sh build >/dev/null
 	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour asan
+
+test-integration-tsan: services-tsan $(BUILD)/bin/dbtool
+	@scripts/ferretdb.sh build >/dev/null
+	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour tsan

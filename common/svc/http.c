@@ -6,23 +6,42 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
-/* Sends one response: status, headers, body of len bytes. */
+/* Returns true when the connection should close after this answer: asked
+ * by the caller, or by the client (Connection: close, or HTTP/1.0 without
+ * keep-alive). */
+static bool http_must_close(struct mg_connection *conn, bool close)
+{
+    if (close)
+        return true;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *c = mg_get_header(conn, "Connection");
+    if (c && !strcasecmp(c, "close"))
+        return true;
+    return ri->http_version && !strcmp(ri->http_version, "1.0") &&
+           !(c && !strcasecmp(c, "keep-alive"));
+}
+
+/* Sends one response: status, headers, body of len bytes. The header is
+ * written by hand (not mg_response_header_send(), which formats its Date
+ * with the non-reentrant gmtime() and races between worker threads). */
 static int http_send(struct mg_connection *conn, int status, const char *type,
                      const char *body, size_t len, bool close)
 {
-    char length[32];
-    snprintf(length, sizeof length, "%zu", len);
+    close = http_must_close(conn, close);
     if (close)
         mg_disable_keep_alive(conn);
-    mg_response_header_start(conn, status);
-    mg_response_header_add(conn, "Content-Type", type, -1);
-    mg_response_header_add(conn, "Content-Length", length, -1);
-    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
-    mg_response_header_add(conn, "Cache-Control", "no-store", -1);
-    if (close)
-        mg_response_header_add(conn, "Connection", "close", -1);
-    mg_response_header_send(conn);
+    char date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+              "Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\nConnection: %s\r\n\r\n",
+              status, mg_get_response_code_text(conn, status), date, type, len,
+              close ? "close" : "keep-alive");
     if (len)
         mg_write(conn, body, len);
     return status;
@@ -67,14 +86,11 @@ int http_send_text(struct mg_connection *conn, int status, const char *text)
 
 int http_send_preflight(struct mg_connection *conn, const char *allow)
 {
-    mg_response_header_start(conn, 204);
-    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
-    mg_response_header_add(conn, "Access-Control-Allow-Methods", allow, -1);
-    mg_response_header_add(conn, "Access-Control-Allow-Headers", "Content-Type, Authorization", -1);
-    mg_response_header_add(conn, "Access-Control-Max-Age", "600", -1);
-    mg_response_header_add(conn, "Allow", allow, -1);
-    mg_response_header_add(conn, "Content-Length", "0", -1);
-    mg_response_header_send(conn);
+    mg_printf(conn,
+              "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\n"
+              "Access-Control-Allow-Methods: %s\r\nAccess-Control-Allow-Headers: Content-Type, Authorization\r\n"
+              "Access-Control-Max-Age: 600\r\nAllow: %s\r\nContent-Length: 0\r\n\r\n",
+              allow, allow);
     return 204;
 }
 

@@ -8,6 +8,8 @@
  */
 #include "store.h"
 
+#include "log.h"
+
 #include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +41,21 @@ static mongoc_uri_t *store_uri(const char *url, int timeout_ms, char *err, size_
     return uri;
 }
 
+/* Routes libmongoc's own messages into the service's log: warnings and
+ * errors only (its debug lines repeat every heartbeat while the database is
+ * down). */
+static void store_mongoc_log(mongoc_log_level_t level, const char *domain, const char *message,
+                             void *ctx)
+{
+    (void)ctx;
+    if (level <= MONGOC_LOG_LEVEL_WARNING)
+        log_message(level <= MONGOC_LOG_LEVEL_ERROR, "mongoc %s: %s", domain, message);
+}
+
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
                store **out, char *err, size_t errlen)
 {
+    mongoc_log_set_handler(store_mongoc_log, NULL);
     mongoc_uri_t *uri = store_uri(url, timeout_ms, err, errlen);
     if (!uri)
         return -1;

@@ -5,7 +5,7 @@ what is documented here is kept stable:
 
     from harness import Stack, http
 
-    with Stack(flavour="asan") as st:           # "rel" (build/bin) or "asan" (build/asan/bin)
+    with Stack(flavour="asan") as st:           # "rel" (build/bin), "asan" or "tsan" (build/<flavour>/bin)
         db = st.database()                      # FerretDB on a free port, data in a temp dir
         ship = st.service("shipment", env={"INJECT_ERR": "0"})
         pay = st.service("payment", chain=ship)
@@ -47,6 +47,9 @@ SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=23:halt_on_error=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
     "LSAN_OPTIONS": "exitcode=23",
+}
+TSAN_ENV = {
+    "TSAN_OPTIONS": f"suppressions={ROOT / 'tests' / 'integration' / 'tsan.supp'}:exitcode=66",
 }
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer")
@@ -277,6 +280,7 @@ class Service(Proc):
             raise Skip(f"{path} is not built (make services-{flavour})")
         full_env = dict(os.environ)
         full_env.update(SANITIZER_ENV if flavour != "rel" else {})
+        full_env.update(TSAN_ENV if flavour == "tsan" else {})
         full_env.update({"ID": name, "PORT": str(self.port)})
         full_env.update(env)
         super().__init__(name, [path], full_env, log_dir)
