@@ -66,6 +66,25 @@ static inline void bump(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* One 64-byte aligned block per stripe for its samples, so the sample
+ * counters two threads write never share a cache line. */
+static int stripe_samples_alloc(cb_stripe *s, int nbuckets)
+{
+    size_t epochs = round64((size_t)nbuckets * sizeof *s->sample_epoch);
+    size_t counts = round64((size_t)nbuckets * sizeof *s->sample_n);
+    size_t samples = round64((size_t)nbuckets * CB_SAMPLES * sizeof *s->samples);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, epochs + counts + samples) != 0)
+        return CB_ENOMEM;
+    memset(mem, 0, epochs + counts + samples);
+    s->sample_epoch = mem;
+    s->sample_n = (void *)((char *)mem + epochs);
+    s->samples = (void *)((char *)mem + epochs + counts);
+    return CB_OK;
+}
+
 /* Initialises w for nbuckets buckets over window_ms, starting at now_ns.
  * Returns CB_OK or CB_ENOMEM (nothing left allocated). */
 int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns)
@@ -88,10 +107,7 @@ int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns
         cb_stripe *s = &w->stripes[i];
         s->shared = i >= CB_EXCL_STRIPES;
         pthread_mutex_init(&s->lock, NULL);
-        s->sample_epoch = calloc((size_t)nbuckets, sizeof *s->sample_epoch);
-        s->sample_n = calloc((size_t)nbuckets, sizeof *s->sample_n);
-        s->samples = calloc((size_t)nbuckets * CB_SAMPLES, sizeof *s->samples);
-        if (!s->sample_epoch || !s->sample_n || !s->samples) {
+        if (stripe_samples_alloc(s, nbuckets) != CB_OK) {
             cb_window_free(w);
             return CB_ENOMEM;
         }
@@ -107,9 +123,7 @@ void cb_window_free(cb_window *w)
 {
     if (w->stripes) {
         for (int i = 0; i < CB_STRIPES; i++) {
-            free(w->stripes[i].sample_epoch);
-            free(w->stripes[i].sample_n);
-            free(w->stripes[i].samples);
+            free(w->stripes[i].sample_epoch); /* one block, see stripe_samples_alloc */
         }
         free(w->stripes);
     }

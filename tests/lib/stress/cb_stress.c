@@ -20,7 +20,7 @@
 #define CALLS          20000
 #define MAX_TRIALS     3
 #define TIME_LIMIT_S   120
-#define TIMEOUT_MS     20
+#define TIMEOUT_MS     1000
 
 enum outcome { O_OK, O_FAIL, O_FILTERED, O_TIMEOUT, O_NOUTCOMES };
 
@@ -98,7 +98,7 @@ static void count_events(cb_breaker *b, const cb_event *ev, void *ctx)
 static int pick_outcome(unsigned *seed, int i)
 {
     int r = (int)(rand_r(seed) % 100);
-    bool stormy = (i / 500) % 2 == 0;
+    bool stormy = (i / 1000) % 4 == 0;
     if (r < (stormy ? 55 : 5))
         return O_FAIL;
     if (r < (stormy ? 60 : 10))
@@ -128,7 +128,7 @@ static void *firing_thread(void *arg)
     unsigned seed = 1234u + (unsigned)me;
     for (int i = 0; i < CALLS && now_s() - started_s < TIME_LIMIT_S; i++) {
         cb_result r;
-        cb_manual_clock_advance_ns(clock_mc, 50000); /* time passes with the traffic */
+        cb_manual_clock_advance_ns(clock_mc, 200000); /* time passes with the traffic */
         int rc = cb_fire(breaker, (void *)(intptr_t)pick_outcome(&seed, i), &r);
         observe(&per_thread[me], rc, &r);
     }
