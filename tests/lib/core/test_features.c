@@ -447,6 +447,102 @@ static void import_refuses_what_is_not_an_export(void **state)
     fixture_free(f);
 }
 
+
+/* ---- ownership of shared results --------------------------------------------------- */
+
+static int copies, frees;
+static void *dup_string(const void *v, void *user)
+{
+    (void)user;
+    copies++;
+    return strdup(v);
+}
+static void free_string(void *v, void *user)
+{
+    (void)user;
+    frees++;
+    free(v);
+}
+static int malloc_action(const cb_call *call, void **result)
+{
+    (void)call;
+    *result = strdup("fresh");
+    return 0;
+}
+
+static void cache_hands_out_copies_and_frees_its_own_with_free_value(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.action = malloc_action;
+    f->o.cache = true;
+    f->o.cache_size = 1;
+    f->o.dup = dup_string;
+    f->o.free_value = free_string;
+    fixture_start(f);
+    copies = frees = 0;
+    cb_result r;
+    assert_int_equal(cb_fire_key(f->b, "a", NULL, &r), CB_OK);
+    free(r.value);                        /* the caller owns what it got */
+    assert_int_equal(cb_fire_key(f->b, "a", NULL, &r), CB_OK);
+    assert_true(r.cached);
+    assert_string_equal((char *)r.value, "fresh");
+    free(r.value);
+    assert_int_equal(cb_fire_key(f->b, "b", NULL, &r), CB_OK); /* evicts a */
+    free(r.value);
+    assert_int_equal(frees, 1);
+    fixture_free(f);                      /* frees b's copy; LeakSanitizer checks */
+    assert_int_equal(frees, 2);
+    assert_int_equal(copies, 3);
+}
+
+/* ---- many threads failing at once (opossum issue 385) ------------------------------- */
+
+static pthread_barrier_t storm_barrier;
+static cb_breaker *storm_breaker;
+
+static int storm_action(const cb_call *call, void **result)
+{
+    (void)call;
+    (void)result;
+    pthread_barrier_wait(&storm_barrier); /* all eight fail at the same moment */
+    return 1;
+}
+
+static void *storm_thread(void *arg)
+{
+    (void)arg;
+    cb_fire(storm_breaker, NULL, NULL);
+    return NULL;
+}
+
+static void many_threads_failing_at_once_still_reach_half_open_after_reset_timeout(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.action = storm_action;
+    f->o.reset_timeout_ms = 1000;
+    f->o.volume_threshold = 8;
+    fixture_start(f);
+    storm_breaker = f->b;
+    pthread_barrier_init(&storm_barrier, NULL, 8);
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, storm_thread, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&storm_barrier);
+    assert_int_equal(cb_get_state(f->b), CB_OPEN);
+    assert_int_equal(f->kinds[CB_EV_OPEN], 1);
+    cb_stats st = stats_of(f);
+    assert_int_equal(st.total.failures, 8);
+    assert_int_equal(st.current_reset_timeout_ms, 1000);
+    cb_manual_clock_advance_ms(f->mc, 1000);
+    cb_tick(f->b);
+    assert_int_equal(cb_get_state(f->b), CB_HALF_OPEN);
+    fixture_free(f);
+}
+
 const struct CMUnitTest feature_tests[] = {
     cmocka_unit_test(capacity_rejects_concurrent_calls_with_semaphore_locked),
     cmocka_unit_test(failing_health_check_opens_circuit_and_emits_health_check_failed),
@@ -463,5 +559,7 @@ const struct CMUnitTest feature_tests[] = {
     cmocka_unit_test(export_import_round_trip_resumes_open_timer_backoff_and_counts),
     cmocka_unit_test(import_of_open_state_whose_timer_expired_is_half_open),
     cmocka_unit_test(import_refuses_what_is_not_an_export),
+    cmocka_unit_test(cache_hands_out_copies_and_frees_its_own_with_free_value),
+    cmocka_unit_test(many_threads_failing_at_once_still_reach_half_open_after_reset_timeout),
 };
 const size_t feature_tests_count = sizeof feature_tests / sizeof feature_tests[0];

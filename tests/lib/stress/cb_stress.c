@@ -4,7 +4,9 @@
  * goes half-open and closes over and over. Afterwards the counts must add up
  * exactly to what the threads observed, no more than half_open_max_calls
  * trials may ever have run at once, and the circuit must close again once
- * failures stop. Bounded in calls and in time; ends with "N passed, N failed".
+ * failures stop. A second phase fires a CB_TIMEOUT_POOL breaker in real time
+ * and checks that calls return at their deadline and late results reach
+ * on_late. Bounded in calls and in time; ends with "N passed, N failed".
  */
 #include "cb.h"
 
@@ -151,6 +153,89 @@ static void *driver_thread(void *arg)
     return NULL;
 }
 
+
+/* ---- pool mode, real time ------------------------------------------------------ */
+
+#define POOL_THREADS 4
+#define POOL_CALLS   150
+#define POOL_TIMEOUT_MS 3
+
+static atomic_int late_results, pool_calls_late_returned;
+
+static void sleep_us(long us)
+{
+    struct timespec ts = { 0, us * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+/* Sleeps 0..5 ms, ignoring its deadline half the time. */
+static int pool_action(const cb_call *call, void **result)
+{
+    long us = (long)(intptr_t)call->arg;
+    for (long slept = 0; slept < us; slept += 500) {
+        if (us % 2 == 0 && __atomic_load_n(call->cancelled, __ATOMIC_ACQUIRE))
+            break;
+        sleep_us(500);
+    }
+    *result = NULL;
+    return 0;
+}
+
+static void pool_late(void *arg, int rc, void *result, void *user)
+{
+    (void)arg;
+    (void)rc;
+    (void)result;
+    (void)user;
+    atomic_fetch_add(&late_results, 1);
+}
+
+static cb_breaker *pool_breaker;
+static observed pool_seen[POOL_THREADS];
+
+static void *pool_firing_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    unsigned seed = 99u + (unsigned)me;
+    for (int i = 0; i < POOL_CALLS && now_s() - started_s < TIME_LIMIT_S; i++) {
+        cb_result r;
+        double t0 = now_s();
+        long us = (long)(rand_r(&seed) % 5000);
+        int rc = cb_fire(pool_breaker, (void *)(intptr_t)us, &r);
+        if ((now_s() - t0) * 1000.0 > POOL_TIMEOUT_MS + 250)
+            atomic_fetch_add(&pool_calls_late_returned, 1);
+        observe(&pool_seen[me], rc, &r);
+    }
+    return NULL;
+}
+
+/* Fires a pool-mode breaker from several threads; returns the calls made. */
+static uint64_t run_pool_phase(cb_stats *st)
+{
+    cb_options o;
+    cb_options_init(&o);
+    o.name = "stress-pool";
+    o.action = pool_action;
+    o.timeout_mode = CB_TIMEOUT_POOL;
+    o.pool_threads = 3;
+    o.timeout_ms = POOL_TIMEOUT_MS;
+    o.on_late = pool_late;
+    o.error_threshold_percentage = 100; /* never opens: every call reaches the pool */
+    if (cb_create(&o, &pool_breaker) != CB_OK)
+        exit(1);
+    pthread_t t[POOL_THREADS];
+    for (int i = 0; i < POOL_THREADS; i++)
+        pthread_create(&t[i], NULL, pool_firing_thread, (void *)(intptr_t)i);
+    for (int i = 0; i < POOL_THREADS; i++)
+        pthread_join(t[i], NULL);
+    cb_get_stats(pool_breaker, st);
+    cb_destroy(pool_breaker); /* joins the workers: every late result has been delivered */
+    uint64_t calls = 0;
+    for (int i = 0; i < POOL_THREADS; i++)
+        calls += pool_seen[i].ok + pool_seen[i].timed_out;
+    return calls;
+}
+
 static int passed, failed;
 
 static void check(bool ok, const char *what)
@@ -260,6 +345,22 @@ int main(void)
 
     cb_destroy(breaker);
     cb_manual_clock_free(clock_mc);
+
+    cb_stats pst;
+    uint64_t pool_calls = run_pool_phase(&pst);
+    uint64_t pool_timeouts = 0;
+    for (int i = 0; i < POOL_THREADS; i++)
+        pool_timeouts += pool_seen[i].timed_out;
+    printf("pool: calls %llu, timeouts %llu, late results %d, calls returning >250 ms late %d\n",
+           (unsigned long long)pool_calls, (unsigned long long)pool_timeouts,
+           atomic_load(&late_results), atomic_load(&pool_calls_late_returned));
+    check(pool_calls == POOL_THREADS * POOL_CALLS, "pool mode: every call returned ok or timed out");
+    check(pst.total.timeouts == pool_timeouts && pst.total.successes == pool_calls - pool_timeouts,
+          "pool mode: counts equal what the callers saw");
+    check(pool_timeouts > 0 && (uint64_t)atomic_load(&late_results) <= pool_timeouts,
+          "pool mode: late results go to on_late, never more than the timeouts");
+    check(atomic_load(&pool_calls_late_returned) == 0,
+          "pool mode: no call returned more than 250 ms (scheduling slack) after its deadline");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
