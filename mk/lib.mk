@@ -38,13 +38,15 @@ libcb: $(BUILD)/rel/libcb.a $(BUILD)/asan/libcb.a $(BUILD)/tsan/libcb.a
 
 TEST_SUITES += lib-unit lib-stress
 
-# Unit tests, plain and under ASan+UBSan (with LeakSanitizer).
-test-lib-unit: $(BUILD)/rel/tests/lib_core $(BUILD)/asan/tests/lib_core
+# Unit tests, plain, under ASan+UBSan (with LeakSanitizer) and under TSan
+# (several tests run real threads: coalescing, the issue-385 storm, ticker, pool).
+test-lib-unit: $(BUILD)/rel/tests/lib_core $(BUILD)/asan/tests/lib_core $(BUILD)/tsan/tests/lib_core
 	@echo "-- lib-unit (rel)"; $(BUILD)/rel/tests/lib_core; r1=$$?; \
 	echo "-- lib-unit (asan+ubsan)"; \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(BUILD)/asan/tests/lib_core; r2=$$?; \
-	test $$r1 -eq 0 -a $$r2 -eq 0
+	echo "-- lib-unit (tsan)"; TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/lib_core; r3=$$?; \
+	test $$r1 -eq 0 -a $$r2 -eq 0 -a $$r3 -eq 0
 
 # Concurrency stress test under ThreadSanitizer, then the plain build.
 test-lib-stress: $(BUILD)/tsan/tests/lib_stress $(BUILD)/rel/tests/lib_stress

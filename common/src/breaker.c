@@ -112,6 +112,7 @@ void cb_open_locked(cb_breaker *b, int64_t now)
     b->ho_admitted = b->ho_successes = 0;
     publish_state(b);
     cb_lower_next_due(b, b->open_until_ns);
+    cb_ticker_wake(b);
 }
 
 static void close_locked(cb_breaker *b)

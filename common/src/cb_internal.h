@@ -219,5 +219,6 @@ void cb_pool_free(cb_pool *p);
 int cb_ticker_start(cb_breaker *b);
 void cb_ticker_stop(cb_breaker *b);
 void cb_ticker_join(cb_breaker *b);
+void cb_ticker_wake(cb_breaker *b);
 
 #endif

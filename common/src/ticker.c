@@ -74,3 +74,14 @@ void cb_ticker_join(cb_breaker *b)
     pthread_mutex_destroy(&b->ticker_mx);
     pthread_cond_destroy(&b->ticker_cv);
 }
+
+/* Wakes the ticker so it recomputes when to tick (something became due
+ * earlier, e.g. the circuit opened). No-op without a ticker. */
+void cb_ticker_wake(cb_breaker *b)
+{
+    if (!b->ticker_running)
+        return;
+    pthread_mutex_lock(&b->ticker_mx);
+    pthread_cond_broadcast(&b->ticker_cv);
+    pthread_mutex_unlock(&b->ticker_mx);
+}

@@ -51,10 +51,13 @@ static inline int scripted_action(const cb_call *call, void **result)
 static inline void recorder(cb_breaker *b, const cb_event *ev, void *ctx)
 {
     (void)b;
-    fixture *f = ctx;
-    f->kinds[ev->kind]++;
-    if (f->nseq < 256)
-        f->seq[f->nseq++] = ev->kind;
+    fixture *f = ctx; /* listeners may run on several threads at once */
+    __atomic_fetch_add(&f->kinds[ev->kind], 1, __ATOMIC_RELAXED);
+    int at = __atomic_fetch_add(&f->nseq, 1, __ATOMIC_RELAXED);
+    if (at < 256)
+        f->seq[at] = ev->kind;
+    else
+        __atomic_store_n(&f->nseq, 256, __ATOMIC_RELAXED);
 }
 
 static inline int fallback_value(void *arg, int reason, int action_rc, void **result, void *user)
