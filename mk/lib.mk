@@ -54,9 +54,11 @@ test-lib-stress: $(BUILD)/tsan/tests/lib_stress $(BUILD)/rel/tests/lib_stress
 	echo "-- lib-stress (rel)"; $(BUILD)/rel/tests/lib_stress; r2=$$?; \
 	test $$r1 -eq 0 -a $$r2 -eq 0
 
+# Built quietly so that `make bench` prints only its "bench <case> <ns> ns/call" lines.
 $(BUILD)/rel/bench/cb_bench: $(wildcard tests/bench/*.c) $(BUILD)/rel/libcb.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_BASE) -O2 -g $(filter %.c,$^) $(BUILD)/rel/libcb.a $(LIBCB_LIBS) -o $@
+	@$(CC) $(CFLAGS_BASE) -O2 -g $(filter %.c,$^) $(BUILD)/rel/libcb.a $(LIBCB_LIBS) -o $@
 
-bench: $(BUILD)/rel/bench/cb_bench
+bench:
+	@$(MAKE) --no-print-directory -s $(BUILD)/rel/bench/cb_bench >/dev/null
 	@$(BUILD)/rel/bench/cb_bench
