@@ -28,6 +28,9 @@ static pthread_once_t stripe_once = PTHREAD_ONCE_INIT;
 static void stripe_release(void *v)
 {
     int idx = (int)(intptr_t)v - 1;
+    /* a later destructor on this thread that fires a breaker must not touch
+     * the stripe it just gave away: fall back to a shared one */
+    my_stripe = CB_EXCL_STRIPES;
     if (idx >= 0 && idx < CB_EXCL_STRIPES)
         atomic_store_explicit(&stripe_claims[idx], 0, memory_order_release);
 }
