@@ -380,17 +380,51 @@ static int stream_cap_for(struct mg_context *ctx)
     return cap > 32 ? 32 : cap;
 }
 
+/* One route of ours: the URI registered, the route label /metrics counts it
+ * under, the handler and its cbdata. */
+typedef struct obs_handler {
+    const char *uri;
+    const char *route;
+    mg_request_handler fn;
+    void *cbdata;
+} obs_handler;
+
+static const obs_handler obs_handlers[] = {
+    { "/health", "/health", handle_health, NULL },
+    { "/metrics", "/metrics", obs_handle_metrics, NULL },
+    { "/hystrix.stream", "/hystrix.stream", obs_handle_hystrix_stream, NULL },
+    { "/events.stream", "/events.stream", obs_handle_hystrix_stream, (void *)1 },
+    { "/breaker", "/breaker", handle_breaker, NULL },
+    { "/dashboard", "/dashboard", obs_handle_dashboard, NULL },
+};
+
+/* The route label of a request to h: the admin routes are told apart. */
+static const char *route_label(const obs_handler *h, struct mg_connection *conn)
+{
+    const char *uri = mg_get_request_info(conn)->local_uri;
+    if (h->fn == handle_breaker && uri &&
+        (strcmp(uri, "/breaker/open") == 0 || strcmp(uri, "/breaker/close") == 0))
+        return uri;
+    return h->route;
+}
+
+/* Runs the handler in cbdata and counts the request like the service's own. */
+static int observed(struct mg_connection *conn, void *cbdata)
+{
+    const obs_handler *h = cbdata;
+    int64_t start = obs_now_ns();
+    int status = h->fn(conn, h->cbdata);
+    obs_record_request(route_label(h, conn), status, (double)(obs_now_ns() - start) / 1e9);
+    return status;
+}
+
 void obs_register(struct mg_context *ctx)
 {
     if (!ctx || !obs_g.initialised)
         return;
     obs_g.stream_cap = stream_cap_for(ctx);
-    mg_set_request_handler(ctx, "/health", handle_health, NULL);
-    mg_set_request_handler(ctx, "/metrics", obs_handle_metrics, NULL);
-    mg_set_request_handler(ctx, "/hystrix.stream", obs_handle_hystrix_stream, NULL);
-    mg_set_request_handler(ctx, "/events.stream", obs_handle_hystrix_stream, (void *)1);
-    mg_set_request_handler(ctx, "/breaker", handle_breaker, NULL);
-    mg_set_request_handler(ctx, "/dashboard", obs_handle_dashboard, NULL);
+    for (size_t i = 0; i < sizeof obs_handlers / sizeof obs_handlers[0]; i++)
+        mg_set_request_handler(ctx, obs_handlers[i].uri, observed, (void *)&obs_handlers[i]);
 }
 
 /* Finds or adds the (route, status) slot. NULL when the table is full. */

@@ -187,6 +187,17 @@ def metrics_count_requests_and_breaker_calls(s):
     assert up is not None and up > 0
 
 
+def metrics_count_the_observability_routes_too(s):
+    first = s.metrics(s.payment)
+    http("POST", s.payment.url("/breaker/open"), b"", {"X-Admin-Token": "wrong"})
+    second = s.metrics(s.payment)
+    scrapes = [metric_value(t, "http_requests_total", service="payment", route="/metrics",
+                            status="200") or 0 for t in (first, second)]
+    assert scrapes[1] == scrapes[0] + 1, scrapes
+    assert (metric_value(second, "http_requests_total", service="payment",
+                         route="/breaker/open", status="401") or 0) >= 1, second
+
+
 # ---- /hystrix.stream ------------------------------------------------------------
 
 def hystrix_stream_sends_every_dashboard_field(s):
@@ -247,6 +258,21 @@ def events_stream_reports_service_and_breaker_events(s):
             assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen), seen
         finally:
             assert http("POST", s.payment.url("/breaker/close"), b"", auth).status == 200
+
+
+def many_stream_clients_are_served_at_once(s):
+    clients = [SSEClient(s.payment.port, "/hystrix.stream") for _ in range(10)]
+    try:
+        assert [c.status for c in clients] == [200] * 10
+        firsts = [c.next_json(timeout=5) for c in clients]
+        assert s.send_orders(2) == [200] * 2
+        for c, first in zip(clients, firsts):
+            deadline = time.monotonic() + 5
+            while c.next_json(timeout=5)["rollingCountSuccess"] < first["rollingCountSuccess"] + 2:
+                assert time.monotonic() < deadline
+    finally:
+        for c in clients:
+            c.close()
 
 
 def stream_cap_answers_503_and_dropped_clients_are_freed(s):
@@ -438,6 +464,7 @@ TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
     metrics_count_requests_and_breaker_calls,
+    metrics_count_the_observability_routes_too,
     hystrix_stream_sends_every_dashboard_field,
     hystrix_stream_counts_move_after_requests,
     hystrix_stream_interval_is_about_one_second,
@@ -448,6 +475,7 @@ TESTS = [
     breaker_admin_opens_and_closes_with_the_token,
     cors_preflight_is_answered,
     dashboard_files_are_served,
+    many_stream_clients_are_served_at_once,
     stream_cap_answers_503_and_dropped_clients_are_freed,
     dashboard_shows_breakers_live_in_chromium,
     health_answers_503_while_database_is_down_and_recovers,
