@@ -543,6 +543,58 @@ static void many_threads_failing_at_once_still_reach_half_open_after_reset_timeo
     fixture_free(f);
 }
 
+static void coalesce_ttl_reuses_a_success_but_not_a_failure(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.coalesce = true;
+    f->o.coalesce_ttl_ms = 100;
+    f->o.volume_threshold = 100;
+    fixture_start(f);
+    step ok = { 0, 0, (void *)"one" };
+    cb_result r;
+    assert_int_equal(cb_fire_key(f->b, "k", &ok, &r), CB_OK);
+    assert_false(r.coalesced);
+    assert_int_equal(cb_fire_key(f->b, "k", &ok, &r), CB_OK);
+    assert_true(r.coalesced); /* finished, but within coalesce_ttl_ms */
+    assert_string_equal((char *)r.value, "one");
+    assert_int_equal(f->calls, 1);
+    cb_manual_clock_advance_ms(f->mc, 100);
+    assert_int_equal(cb_fire_key(f->b, "k", &ok, &r), CB_OK);
+    assert_false(r.coalesced);
+    assert_int_equal(f->calls, 2);
+    assert_int_equal(cb_fire_key(f->b, "bad", (void *)&FAIL_STEP, &r), CB_EFAILED);
+    assert_int_equal(cb_fire_key(f->b, "bad", (void *)&FAIL_STEP, &r), CB_EFAILED);
+    assert_false(r.coalesced); /* coalesce_reset_on_error: a failure is not shared */
+    assert_int_equal(f->calls, 4);
+    assert_int_equal(f->kinds[CB_EV_COALESCE_HIT], 1);
+    assert_int_equal(f->kinds[CB_EV_COALESCE_MISS], 4);
+    fixture_free(f);
+}
+
+static int cancelled_seen = -1;
+static int shutting_action(const cb_call *call, void **result)
+{
+    (void)result;
+    fixture *f = call->user;
+    int before = __atomic_load_n(call->cancelled, __ATOMIC_ACQUIRE);
+    cb_shutdown(f->b);
+    cancelled_seen = before * 10 + __atomic_load_n(call->cancelled, __ATOMIC_ACQUIRE);
+    return 0;
+}
+
+static void shutdown_raises_the_cancelled_flag_of_calls_in_flight(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.action = shutting_action;
+    fixture_start(f);
+    assert_int_equal(cb_fire(f->b, NULL, NULL), CB_OK); /* it was admitted before */
+    assert_int_equal(cancelled_seen, 1);                 /* 0 before, 1 after */
+    assert_int_equal(cb_fire(f->b, NULL, NULL), CB_ESHUTDOWN);
+    fixture_free(f);
+}
+
 const struct CMUnitTest feature_tests[] = {
     cmocka_unit_test(capacity_rejects_concurrent_calls_with_semaphore_locked),
     cmocka_unit_test(failing_health_check_opens_circuit_and_emits_health_check_failed),
@@ -560,6 +612,8 @@ const struct CMUnitTest feature_tests[] = {
     cmocka_unit_test(import_of_open_state_whose_timer_expired_is_half_open),
     cmocka_unit_test(import_refuses_what_is_not_an_export),
     cmocka_unit_test(cache_hands_out_copies_and_frees_its_own_with_free_value),
+    cmocka_unit_test(coalesce_ttl_reuses_a_success_but_not_a_failure),
+    cmocka_unit_test(shutdown_raises_the_cancelled_flag_of_calls_in_flight),
     cmocka_unit_test(many_threads_failing_at_once_still_reach_half_open_after_reset_timeout),
 };
 const size_t feature_tests_count = sizeof feature_tests / sizeof feature_tests[0];
