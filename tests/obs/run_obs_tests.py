@@ -460,6 +460,25 @@ def dashboard_shows_breakers_live_in_chromium(s):
             s.ensure_running()
 
 
+def dashboard_defaults_to_ports_3000_to_3002_as_make_run(s):
+    from harness import port_open
+    busy = [p for p in (3000, 3001, 3002) if port_open(p)]
+    if busy:
+        raise Skip(f"ports {busy} are in use here (make run or compose?); cannot check the defaults")
+    with Stack(flavour=s.stack.flavour, shared_db=s.db) as st:
+        ship = st.service("shipment", port=3002)
+        pay = st.service("payment", chain=ship, port=3001)
+        st.service("order", chain=pay, port=3000)
+        with Browser() as b:
+            b.get("http://localhost:3000/dashboard")
+            wait_until(lambda: [c["state"] for c in b.script(CARDS_JS)
+                                if c["connected"] == "true"] == ["closed", "closed", "none"],
+                       15, "the default three services, connected")
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+            assert not errors, f"console errors: {errors}"
+    assert not st.problems, st.problems
+
+
 TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
@@ -478,6 +497,7 @@ TESTS = [
     many_stream_clients_are_served_at_once,
     stream_cap_answers_503_and_dropped_clients_are_freed,
     dashboard_shows_breakers_live_in_chromium,
+    dashboard_defaults_to_ports_3000_to_3002_as_make_run,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,
 ]
