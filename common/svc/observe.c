@@ -54,12 +54,23 @@ void obs_histogram_observe(obs_histogram *h, double seconds)
 
 /* ---- responses ----------------------------------------------------------- */
 
+void obs_add_date_header(struct mg_connection *conn)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    mg_response_header_add(conn, "Date", date, -1);
+}
+
 int obs_send(struct mg_connection *conn, int status, const char *content_type,
              const char *body, size_t len)
 {
     char length[32];
     snprintf(length, sizeof length, "%zu", len);
     mg_response_header_start(conn, status);
+    obs_add_date_header(conn);
     mg_response_header_add(conn, "Content-Type", content_type, -1);
     mg_response_header_add(conn, "Content-Length", length, -1);
     mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
@@ -97,6 +108,7 @@ static int send_error(struct mg_connection *conn, int status, const char *messag
 static int send_preflight(struct mg_connection *conn, const char *methods)
 {
     mg_response_header_start(conn, 204);
+    obs_add_date_header(conn);
     mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
     mg_response_header_add(conn, "Access-Control-Allow-Methods", methods, -1);
     mg_response_header_add(conn, "Access-Control-Allow-Headers",

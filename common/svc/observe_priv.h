@@ -94,6 +94,11 @@ double obs_uptime_s(void);
 /* Counts one observation of seconds in h. Thread-safe, lock-free. */
 void obs_histogram_observe(obs_histogram *h, double seconds);
 
+/* Adds a Date header written with gmtime_r(): civetweb's own uses gmtime(),
+ * whose static buffer races between worker threads (TSan reports it). Call
+ * between mg_response_header_start() and mg_response_header_send(). */
+void obs_add_date_header(struct mg_connection *conn);
+
 /* Sends a whole response: status, content type, CORS, Content-Length and
  * body. Returns status (for civetweb's handler return). */
 int obs_send(struct mg_connection *conn, int status, const char *content_type,

@@ -248,6 +248,7 @@ static int stream_start(struct mg_connection *conn)
 {
     mg_disable_connection_keep_alive(conn);
     mg_response_header_start(conn, 200);
+    obs_add_date_header(conn);
     mg_response_header_add(conn, "Content-Type", "text/event-stream; charset=utf-8", -1);
     mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
     mg_response_header_add(conn, "Connection", "close", -1);
