@@ -47,20 +47,26 @@ wait_ready() {
 # Starts "$@" with its output prefixed by [name]; records the pid.
 start() {
     local name=$1; shift
-    "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+    # The prefixer ignores Ctrl-C so that the last lines of a stopping process still show.
+    "$@" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
     PIDS+=($!)
 }
 
-# Stops every process (SIGTERM, they finish what is in flight), then waits.
+# Stops every process (SIGTERM, they finish what is in flight), waits, and
+# exits with $1 (0 after Ctrl-C, the script's status otherwise).
 stop_all() {
+    local code=$1
     trap - INT TERM EXIT
+    [ ${#PIDS[@]} -gt 0 ] || exit "$code"
     say "stopping"
     local p
     for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     say "stopped"
+    exit "$code"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all 0' INT TERM
+trap 'stop_all $?' EXIT
 
 for b in order payment shipment; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }
@@ -95,4 +101,4 @@ say "payment   http://127.0.0.1:$PAYMENT_PORT/"
 say "shipment  http://127.0.0.1:$SHIPMENT_PORT/  (INJECT_ERR=${INJECT_ERR:-1})"
 say "send order/tests.http (VS Code REST Client or JetBrains HTTP client); Ctrl-C stops everything"
 wait -n "${PIDS[@]}" || true
-say "a process exited"
+say "a process exited; stopping the others"
