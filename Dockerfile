@@ -12,13 +12,20 @@
 ARG BASE=debian:bookworm-slim
 
 FROM ${BASE} AS build
+LABEL org.resilience-suite.stage=build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc libc6-dev make pkg-config \
         libcivetweb-dev libmongoc-dev libbson-dev libcjson-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY . .
+# Only what the services are built from, so edits elsewhere keep the cache.
+COPY Makefile ./
+COPY mk/ mk/
+COPY common/ common/
+COPY order/main.c order/
+COPY payment/main.c payment/
+COPY shipment/main.c shipment/
 RUN make -j2 services-rel
 
 FROM ${BASE} AS runtime
