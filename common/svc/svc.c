@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +200,34 @@ static void svc_drain(svc_runtime *rt)
         log_message(true, "%d request(s) still running after %d ms; stopping anyway", left, SVC_DRAIN_MS);
 }
 
+/* Connects once to the service's own port: civetweb's accept loop polls
+ * for 2 s at a time and notices mg_stop() only when it wakes, so a
+ * connection right after the stop flag is set cuts shutdown by that much. */
+static void *svc_waker(void *arg)
+{
+    int port = *(int *)arg;
+    struct timespec pause = { 0, 50 * 1000000 };
+    nanosleep(&pause, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Stops civetweb, waking its accept loop so that it does not sleep out its poll. */
+static void svc_http_stop(struct mg_context *ctx, int port)
+{
+    pthread_t waker;
+    bool woken = pthread_create(&waker, NULL, svc_waker, &port) == 0;
+    mg_stop(ctx);
+    if (woken)
+        pthread_join(waker, NULL);
+}
+
 /* Serves until a signal, then stops in order. Returns the exit code. */
 static int svc_serve(svc_runtime *rt, const sigset_t *set)
 {
@@ -218,7 +247,7 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
                 atomic_load(&rt->in_flight));
     svc_drain(rt);
     obs_shutdown();
-    mg_stop(ctx);
+    svc_http_stop(ctx, rt->cfg.port);
     log_message(false, "stopped");
     return 0;
 }
