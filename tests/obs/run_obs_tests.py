@@ -162,12 +162,13 @@ def metrics_count_requests_and_breaker_calls(s):
     before_p = s.metrics(s.payment)
     statuses = s.send_orders(5)
     assert statuses == [200] * 5, statuses
-    after_o = s.metrics(s.order)
-    after_p = s.metrics(s.payment)
     label = dict(service="order", route="/create", status="200")
     b = metric_value(before_o, "http_requests_total", **label) or 0
-    a = metric_value(after_o, "http_requests_total", **label)
-    assert a == b + 5, (b, a)
+    # counted once the response is written: wait for the last one (bounded)
+    after_o = wait_until(lambda: (lambda t: t if metric_value(
+        t, "http_requests_total", **label) == b + 5 else None)(s.metrics(s.order)), 5,
+        "five more /create requests counted")
+    after_p = s.metrics(s.payment)
     b = metric_value(before_o, "http_request_duration_seconds_count", **label) or 0
     a = metric_value(after_o, "http_request_duration_seconds_count", **label)
     assert a == b + 5, (b, a)
@@ -188,14 +189,18 @@ def metrics_count_requests_and_breaker_calls(s):
 
 
 def metrics_count_the_observability_routes_too(s):
-    first = s.metrics(s.payment)
-    http("POST", s.payment.url("/breaker/open"), b"", {"X-Admin-Token": "wrong"})
-    second = s.metrics(s.payment)
-    scrapes = [metric_value(t, "http_requests_total", service="payment", route="/metrics",
-                            status="200") or 0 for t in (first, second)]
-    assert scrapes[1] == scrapes[0] + 1, scrapes
-    assert (metric_value(second, "http_requests_total", service="payment",
-                         route="/breaker/open", status="401") or 0) >= 1, second
+    # a request is counted once its response is written, so the client may see
+    # the answer a moment before the count: wait for it (bounded)
+    def count(route, status):
+        return metric_value(s.metrics(s.payment), "http_requests_total", service="payment",
+                            route=route, status=status) or 0
+    before = count("/breaker/open", 401)
+    assert http("POST", s.payment.url("/breaker/open"), b"",
+                {"X-Admin-Token": "wrong"}).status == 401
+    wait_until(lambda: count("/breaker/open", 401) == before + 1, 5,
+               "the refused admin request to be counted")
+    scrapes = count("/metrics", 200)
+    wait_until(lambda: count("/metrics", 200) > scrapes, 5, "scrapes of /metrics to be counted")
 
 
 # ---- /hystrix.stream ------------------------------------------------------------
