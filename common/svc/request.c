@@ -280,13 +280,17 @@ static int create_parse(create_req *r)
         return create_too_large(r);
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
+    char err[600];
+    if (validate_depth(text, len, err, sizeof err)) {
+        free(text);
+        return http_send_error(r->conn, 400, id, false, "%s", err);
+    }
     const char *end = NULL;
     r->body = cJSON_ParseWithLengthOpts(text, len, &end, false);
     size_t at = end ? (size_t)(end - text) : 0;
     free(text);
     if (!r->body)
         return http_send_error(r->conn, 400, id, false, "the body is not valid JSON (at byte %zu)", at);
-    char err[600];
     if (validate_body(r->body, r->rt->spec, err, sizeof err))
         return http_send_error(r->conn, 400, id, false, "%s", err);
     return 0;

@@ -84,6 +84,34 @@ static int validate_required(const cJSON *body, const svc_spec *spec, char *err,
     return 0;
 }
 
+int validate_depth(const char *text, size_t len, char *err, size_t errlen)
+{
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > VALIDATE_MAX_DEPTH) {
+                snprintf(err, errlen, "the body is nested deeper than %d levels (at byte %zu)",
+                         VALIDATE_MAX_DEPTH, i);
+                return -1;
+            }
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 int validate_body(const cJSON *body, const svc_spec *spec, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(body)) {

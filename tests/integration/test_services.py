@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -366,6 +367,84 @@ def json_logs_carry_breaker_events_and_requests(ctx):
         expect(k in e, f"breaker line without {k}: {e}")
     req = [x for x in lines if x.get("kind") == "request" and x["method"] == "POST"][0]
     expect(req["method"] == "POST" and req["path"].startswith("/create") and req["status"] == 200, req)
+
+
+# ---- load and hostile clients -----------------------------------------------------------------
+
+@test
+def concurrent_requests_all_answered_and_stored_once(ctx):
+    st = ctx.stack()
+    order, pay, ship = chain(st, {"CB_TIMEOUT_MS": "5000"}, {"CB_TIMEOUT_MS": "5000"})
+    n, workers = 150, 12
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        answers = list(ex.map(lambda i: http("POST", order.url("/create"), {**ORDER, "id": str(i)}, None, 30),
+                              range(n)))
+    took = time.monotonic() - start
+    bad = [a for a in answers if a.status != 200 or a.json()["next"]["next"]["status"] != "last"]
+    expect(not bad, f"{len(bad)} of {n} not ok: {bad[:2]}")
+    for coll in ("orders", "payments", "shipments"):
+        docs = st.find(coll)
+        expect(len(docs) == n and len({d["_id"]["$oid"] for d in docs}) == n, f"{coll}: {len(docs)}")
+    ids = sorted(int(d["id"]) for d in st.find("orders"))
+    expect(ids == list(range(n)), "each order stored once")
+    print(f"    {n} chained requests, {workers} clients: {took:.2f}s, {n / took:.0f} req/s", flush=True)
+
+
+def raw_exchange(port, data: bytes, timeout=5.0) -> bytes:
+    """Sends raw bytes, half-closes, returns whatever comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            pass
+        return out
+
+
+@test
+def malformed_http_and_hostile_bodies_never_crash_a_service(ctx):
+    st = ctx.stack()
+    order = st.service("order", env={"JUMPS": "1"})
+    body = json.dumps(ORDER).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    big_chunks = b"".join(b"10000\r\n" + b"x" * 0x10000 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
+    cases = [
+        ("garbage", b"\x00\xff\x13garbage\r\n\r\n", None),
+        ("no version", b"POST /create\r\n\r\n", None),
+        ("short body", b"POST /create HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"id\"", None),
+        ("negative length", b"POST /create HTTP/1.1\r\nContent-Length: -5\r\n\r\n", None),
+        ("chunked JSON", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked, b" 200 "),
+        ("chunked too large", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + big_chunks, b" 413 "),
+        ("huge header", b"GET / HTTP/1.1\r\nX: " + b"a" * 100000 + b"\r\n\r\n", None),
+    ]
+    failures = []
+    for name, data, want in cases:
+        out = raw_exchange(order.port, data)
+        if want and want not in out.split(b"\r\n", 1)[0] + b" ":
+            failures.append(f"{name}: {out[:120]!r}")
+        if not order.alive():
+            failures.append(f"{name}: the service died")
+            break
+    deep = "[" * 33 + "]" * 33
+    for name, text, status in (("nested 33 deep", '{"id":"1","items":%s,"payment":{}}' % deep, 400),
+                               ("nested 5000 deep", "[" * 5000 + "]" * 5000, 400),
+                               ("bad UTF-8", b'{"id":"\xff\xfe","items":[],"payment":{}}', 400),
+                               ("NUL in key", '{"id":"1","items":[],"payment":{},"a\\u0000b":1}', None)):
+        r = http("POST", order.url("/create"), text if isinstance(text, bytes) else text.encode(),
+                 {"Content-Type": "application/json"})
+        if status and r.status != status:
+            failures.append(f"{name}: {r}")
+    expect(not failures, "\n".join(failures))
+    expect(order.ready(), "the service no longer answers")
+    stored = st.find("orders")
+    expect(all(meta(d).get("outcome") == "last" for d in stored), f"half-written documents: {stored}")
 
 
 # ---- runner -----------------------------------------------------------------------------------
