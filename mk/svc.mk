@@ -40,6 +40,9 @@ $(SVC_BINDIR_$(1))/%: $(BUILD)/$(1)/svcmain/%.o $(BUILD)/$(1)/libsvc.a $(BUILD)/
 services-$(1): $(addprefix $(SVC_BINDIR_$(1))/,$(SVC_NAMES))
 endef
 $(foreach f,$(SVC_FLAVOURS),$(eval $(call svc_flavour,$(f))))
+# Objects reached only through pattern rules are intermediate; keep them so
+# that a second make does not rebuild them.
+.PRECIOUS: $(foreach f,$(SVC_FLAVOURS),$(BUILD)/$(f)/svc/%.o $(BUILD)/$(f)/svcmain/%.o)
 
 # The test tool: reads the database (ping, find) and prints JSON lines.
 $(BUILD)/bin/dbtool: tests/tools/dbtool.c

@@ -339,30 +339,56 @@ static void request_leave(svc_runtime *rt)
     atomic_fetch_sub(&rt->in_flight, 1);
 }
 
+/* Routes a request under /create; sets *route for /metrics. Returns the status sent. */
+static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char **route)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->local_uri, "/create")) {
+        *route = "other";
+        return http_send_error(conn, 404, rt->cfg.id, false, "no route %.200s; try POST /create",
+                               ri->local_uri);
+    }
+    if (!strcmp(ri->request_method, "OPTIONS"))
+        return http_send_preflight(conn, "POST, OPTIONS");
+    if (strcmp(ri->request_method, "POST"))
+        return http_send_error(conn, 405, rt->cfg.id, false,
+                               "method %.20s is not allowed on /create; use POST", ri->request_method);
+    create_req r = { .rt = rt, .conn = conn };
+    int status = create(&r);
+    cJSON_Delete(r.body);
+    return status;
+}
+
+/* Routes a request for / or any unknown path; sets *route. Returns the status sent. */
+static int serve_root(svc_runtime *rt, struct mg_connection *conn, const char **route)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->local_uri, "/")) {
+        *route = "other";
+        return http_send_error(conn, 404, rt->cfg.id, false,
+                               "no route %.200s; try GET / or POST /create", ri->local_uri);
+    }
+    if (!strcmp(ri->request_method, "OPTIONS"))
+        return http_send_preflight(conn, "GET, OPTIONS");
+    if (strcmp(ri->request_method, "GET") && strcmp(ri->request_method, "HEAD"))
+        return http_send_error(conn, 405, rt->cfg.id, false,
+                               "method %.20s is not allowed on /; use GET", ri->request_method);
+    char hello[200];
+    snprintf(hello, sizeof hello, "hello from %s\n", rt->cfg.id);
+    return http_send_text(conn, 200, hello);
+}
+
 /* Handler for /create (and anything under it). */
 static int handle_create(struct mg_connection *conn, void *cbdata)
 {
     double t0 = now_s();
     svc_runtime *rt = cbdata;
-    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *route = "/create";
     int status;
-    if (!request_enter(rt, conn, &status))
-        ;
-    else if (strcmp(ri->local_uri, "/create"))
-        status = http_send_error(conn, 404, rt->cfg.id, false, "no route %.200s; try POST /create",
-                                 ri->local_uri);
-    else if (!strcmp(ri->request_method, "OPTIONS"))
-        status = http_send_preflight(conn, "POST, OPTIONS");
-    else if (strcmp(ri->request_method, "POST"))
-        status = http_send_error(conn, 405, rt->cfg.id, false,
-                                 "method %.20s is not allowed on /create; use POST", ri->request_method);
-    else {
-        create_req r = { .rt = rt, .conn = conn };
-        status = create(&r);
-        cJSON_Delete(r.body);
-    }
+    if (request_enter(rt, conn, &status))
+        status = serve_create(rt, conn, &route);
     request_leave(rt);
-    request_done(conn, "/create", status, t0);
+    request_done(conn, route, status, t0);
     return status;
 }
 
@@ -371,25 +397,10 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
 {
     double t0 = now_s();
     svc_runtime *rt = cbdata;
-    const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *route = "/";
     int status;
-    if (!request_enter(rt, conn, &status)) {
-        ;
-    } else if (strcmp(ri->local_uri, "/")) {
-        route = "other";
-        status = http_send_error(conn, 404, rt->cfg.id, false,
-                                 "no route %.200s; try GET / or POST /create", ri->local_uri);
-    } else if (!strcmp(ri->request_method, "OPTIONS")) {
-        status = http_send_preflight(conn, "GET, OPTIONS");
-    } else if (strcmp(ri->request_method, "GET") && strcmp(ri->request_method, "HEAD")) {
-        status = http_send_error(conn, 405, rt->cfg.id, false,
-                                 "method %.20s is not allowed on /; use GET", ri->request_method);
-    } else {
-        char hello[200];
-        snprintf(hello, sizeof hello, "hello from %s\n", rt->cfg.id);
-        status = http_send_text(conn, 200, hello);
-    }
+    if (request_enter(rt, conn, &status))
+        status = serve_root(rt, conn, &route);
     request_leave(rt);
     request_done(conn, route, status, t0);
     return status;

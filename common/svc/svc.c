@@ -47,8 +47,6 @@ static int svc_healthcheck(const svc_spec *spec)
     if (k) {
         curl_easy_setopt(k, CURLOPT_URL, url);
         curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, 3000L);
-        curl_easy_setopt(k, CURLOPT_NOBODY, 0L);
-        curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, NULL);
         FILE *sink = fopen("/dev/null", "w");
         curl_easy_setopt(k, CURLOPT_WRITEDATA, sink);
         if (sink && curl_easy_perform(k) == CURLE_OK)
