@@ -53,7 +53,10 @@ $(BUILD)/bin/dbtool: tests/tools/dbtool.c
 services: services-rel $(BUILD)/bin/dbtool
 all: services
 
-run: services
+# Installs what is missing (scripts/setup.sh skips what is there), builds, runs.
+run:
+	scripts/setup.sh
+	$(MAKE) --no-print-directory services
 	scripts/run.sh
 
 TEST_SUITES += integration
