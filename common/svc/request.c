@@ -110,10 +110,19 @@ static cJSON *answer_new(const create_req *r, const char *status)
     return o;
 }
 
+/* Writes the outcome on the stored document; a failure (the database went
+ * away since the insert) is logged, and the document keeps "pending". */
+static void record_outcome(create_req *r, const char *outcome, const char *reason, int status)
+{
+    if (store_record_outcome(r->rt->db, r->doc_id, outcome, reason, status) != STORE_OK)
+        log_message(true, "could not record outcome \"%s\" on document %s; it stays \"pending\"",
+                    outcome, r->doc_id);
+}
+
 /* Records the outcome and sends answer (freed) with status 200. */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
-    store_record_outcome(r->rt->db, r->doc_id, outcome, reason, 200);
+    record_outcome(r, outcome, reason, 200);
     if (!answer)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
     int status = http_send_json(r->conn, 200, answer, false);
@@ -209,7 +218,7 @@ static int create_chain(create_req *r)
 /* Answers 502 for an injected error, as the demo: "<ID> @mm:ss -> unavailable". */
 static int create_injected(create_req *r)
 {
-    store_record_outcome(r->rt->db, r->doc_id, "injected", NULL, 502);
+    record_outcome(r, "injected", NULL, 502);
     time_t t = time(NULL);
     struct tm tm;
     localtime_r(&t, &tm);
