@@ -29,6 +29,7 @@ COPY shipment/main.c shipment/
 RUN make -j2 services-rel
 
 FROM ${BASE} AS runtime
+LABEL org.resilience-suite.stage=runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libcivetweb1 libmongoc-1.0-0 libbson-1.0-0 libcjson1 libcurl4 \

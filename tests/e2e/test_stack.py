@@ -277,6 +277,22 @@ def breaker_events(logs, event):
 # ---- the steps ---------------------------------------------------------------
 
 
+def base_image_problem():
+    """None when the base images exist or can be made here, else the reason."""
+    def have(image):
+        return run(["docker", "image", "inspect", image], 30).returncode == 0
+
+    if not have("debian:bookworm-slim"):
+        if os.geteuid() != 0:
+            return "debian:bookworm-slim is missing and debootstrap needs root (run scripts/docker/base-images.sh as root)"
+        if not any(os.access(os.path.join(d, "debootstrap"), os.X_OK) for d in ("/usr/sbin", "/sbin", "/usr/bin")):
+            return "debian:bookworm-slim is missing and debootstrap is not installed (scripts/setup.sh installs it)"
+    if not have("resilience-ferretdb:1.24") and run(["sh", "-c", "command -v go"], 30).returncode != 0 \
+            and run(["scripts/ferretdb.sh", "path"], 30).returncode != 0:
+        return "resilience-ferretdb:1.24 is missing and Go is not installed to build FerretDB"
+    return None
+
+
 def step_base_images(c):
     """Makes debian:bookworm-slim and the FerretDB image when missing."""
     start = time.monotonic()
@@ -511,11 +527,14 @@ def step_sigterm_stop(c, stack, metrics):
                 p.returncode == 0 and took < 1.0 and code == "0", p.stderr[-300:])
 
 
-def prune_old_build_stages():
-    """Removes this project's build-stage images older than the newest (the newest stays as build cache)."""
-    p = run(["docker", "images", "-q", "--no-trunc", "-f", "dangling=true",
-             "-f", "label=org.resilience-suite.stage=build"], 30)
-    old = p.stdout.split()[1:]
+def prune_old_images():
+    """Removes untagged images this Dockerfile left: runtime images replaced by a
+    newer build, and build stages but the newest (kept as build cache)."""
+    def untagged(stage):
+        return run(["docker", "images", "-q", "--no-trunc", "-f", "dangling=true",
+                    "-f", f"label=org.resilience-suite.stage={stage}"], 30).stdout.split()
+
+    old = untagged("runtime") + untagged("build")[1:]
     if old:
         run(["docker", "rmi"] + old, 120)
 
@@ -552,6 +571,11 @@ def main():
         c.skip("e2e docker stack", problem)
         print(c.summary())
         return 0
+    problem = base_image_problem()
+    if problem:
+        c.skip("e2e docker stack", problem)
+        print(c.summary())
+        return 0
     os.makedirs(os.path.join(ROOT, "build", "results"), exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("e2e: stopped by SIGTERM"))
     started = time.monotonic()
@@ -574,7 +598,7 @@ def main():
             teardown(c, stack)
     except StepFailed as e:
         print(f"e2e: stopped at step '{e}'", flush=True)
-    prune_old_build_stages()
+    prune_old_images()
     metrics["test_duration_s"] = round(time.monotonic() - started, 1)
     with open(os.path.join(ROOT, "build", "results", "e2e-metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
