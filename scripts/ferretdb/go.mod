@@ -1,3 +1,4 @@
+// go.mod -- the FerretDB server wrapper (main.go) and the one module it needs, FerretDB 1.24 with its SQLite backend.
 module resilience-suite/scripts/ferretdb
 
 go 1.22
