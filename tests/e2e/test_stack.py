@@ -8,6 +8,7 @@ that reset after 2 s, and host ports picked free at start. Steps, each one or mo
 
   1. base images (debian:bookworm-slim by debootstrap, FerretDB), only if missing;
   2. build the three service images, `up -d`, wait for every healthcheck;
+     each service runs as a non-root user and its image holds no build tools;
   3. send every request of order/, payment/, shipment/tests.http to the
      published ports and check the answers;
   4. read the documents from the database container (tests/tools/dbtool);
@@ -330,6 +331,17 @@ def step_build_and_up(c, stack, metrics):
         raise StepFailed("health")
 
 
+def step_image_contents(c, stack):
+    """Checks each running service: unprivileged user, no build tools in its image."""
+    for service in SERVICES:
+        cid = stack.container(service)
+        uid = run(["docker", "exec", cid, "id", "-u"], 30).stdout.strip()
+        c.check(f"{service} runs as a non-root user (uid {uid})", uid not in ("", "0"), uid)
+        p = run(["docker", "exec", cid, "sh", "-c", "command -v gcc cc make pkg-config"], 30)
+        c.check(f"{service}'s image holds no build tools", p.returncode != 0 and not p.stdout.strip(),
+                p.stdout.strip())
+
+
 def expect_answer(c, service, req, status, text, ms):
     """Checks one tests.http answer: GET / says hello, POST /create answers a whole chain."""
     name = f"{service}/tests.http '{req['title']}' -> {status} in {ms:.0f}ms"
@@ -594,6 +606,7 @@ def main():
         try:
             step_build_and_up(c, stack, metrics)
             metrics["image_sizes_mb"] = image_sizes()
+            step_image_contents(c, stack)
             documents = step_tests_http(c, stack)
             step_documents(c, stack, documents)
             step_stop_shipment(c, stack, metrics)
