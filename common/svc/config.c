@@ -114,6 +114,9 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->cb_buckets = 10;
     c->cb_half_open_calls = 1;
     c->cb_backoff = 1.0;
+    c->db_cb_reset_timeout_ms = 5000;
+    c->db_cb_error_threshold = 50;
+    c->db_cb_volume_threshold = 3;
 }
 
 /* Reads the strings and their checks. */
@@ -144,7 +147,7 @@ static int config_strings(svc_config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads the breaker's options. */
+/* Reads the breakers' options. */
 static int config_breaker(svc_config *c, char *err, size_t errlen)
 {
     if (env_int64("CB_TIMEOUT_MS", 0, 3600000, &c->cb_timeout_ms, err, errlen) ||
@@ -155,7 +158,10 @@ static int config_breaker(svc_config *c, char *err, size_t errlen)
         env_int("CB_BUCKETS", 1, 10000, &c->cb_buckets, err, errlen) ||
         env_int("CB_HALF_OPEN_CALLS", 1, 10000, &c->cb_half_open_calls, err, errlen) ||
         env_double("CB_BACKOFF", 1.0, 100.0, &c->cb_backoff, err, errlen) ||
-        env_int64("CB_BACKOFF_MAX_MS", 0, 86400000, &c->cb_backoff_max_ms, err, errlen))
+        env_int64("CB_BACKOFF_MAX_MS", 0, 86400000, &c->cb_backoff_max_ms, err, errlen) ||
+        env_int64("DB_CB_RESET_TIMEOUT_MS", 1, 86400000, &c->db_cb_reset_timeout_ms, err, errlen) ||
+        env_int("DB_CB_ERROR_THRESHOLD", 0, 100, &c->db_cb_error_threshold, err, errlen) ||
+        env_int("DB_CB_VOLUME_THRESHOLD", 0, 1000000, &c->db_cb_volume_threshold, err, errlen))
         return -1;
     if (c->cb_window_ms % c->cb_buckets) {
         snprintf(err, errlen, "CB_BUCKETS: expected a divisor of CB_WINDOW_MS (%lld), got %d",

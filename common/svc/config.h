@@ -35,6 +35,11 @@ typedef struct svc_config {
     int cb_half_open_calls;      /* CB_HALF_OPEN_CALLS; 1 */
     double cb_backoff;           /* CB_BACKOFF; 1.0 = no back-off */
     int64_t cb_backoff_max_ms;   /* CB_BACKOFF_MAX_MS; 0 = no cap */
+
+    /* the database breaker, around every write of a received document */
+    int64_t db_cb_reset_timeout_ms; /* DB_CB_RESET_TIMEOUT_MS; 5000 */
+    int db_cb_error_threshold;      /* DB_CB_ERROR_THRESHOLD; 50 (percent) */
+    int db_cb_volume_threshold;     /* DB_CB_VOLUME_THRESHOLD; 3 */
 } svc_config;
 
 /* Fills c from the environment and spec's defaults. Returns 0, or -1 with a

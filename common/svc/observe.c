@@ -135,9 +135,10 @@ static bool event_is_feed_worthy(cb_event_kind k)
     }
 }
 
-static void ring_push(const cb_event *ev)
+static void ring_push(const obs_breaker *ob, const cb_event *ev)
 {
     obs_event e = {
+        .breaker = ob->index,
         .wall_ms = obs_wall_ms(),
         .kind = ev->kind,
         .state = ev->state,
@@ -153,16 +154,28 @@ static void ring_push(const cb_event *ev)
     pthread_mutex_unlock(&obs_g.ring_lock);
 }
 
-/* cb_listener_fn: latency of every completed call into the histogram, and the
- * feed-worthy events into the ring. */
+/* cb_listener_fn: latency of every completed call into the breaker's
+ * histogram, and the feed-worthy events into the ring. ctx is the obs_breaker. */
 static void on_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
 {
     (void)b;
-    (void)ctx;
+    obs_breaker *ob = ctx;
     if (ev->kind == CB_EV_SUCCESS || ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
-        obs_histogram_observe(&obs_g.breaker_latency, ev->latency_ms / 1000.0);
+        obs_histogram_observe(&ob->latency, ev->latency_ms / 1000.0);
     if (event_is_feed_worthy(ev->kind))
-        ring_push(ev);
+        ring_push(ob, ev);
+}
+
+obs_breaker *obs_breaker_named(const char *name)
+{
+    if (obs_g.nbreakers == 0)
+        return NULL;
+    if (!name || !*name)
+        return &obs_g.breakers[0];
+    for (int i = 0; i < obs_g.nbreakers; i++)
+        if (strcmp(cb_name(obs_g.breakers[i].cb), name) == 0)
+            return &obs_g.breakers[i];
+    return NULL;
 }
 
 size_t obs_events_since(uint64_t after, obs_event *out, size_t max)
@@ -201,16 +214,15 @@ static void add_counts(cJSON *parent, const char *name, const cb_counts *c)
     cJSON_AddNumberToObject(o, "slowCalls", (double)c->slow_calls);
 }
 
-/* The breaker part of /health: name, state and rolling stats; null without one. */
-static void add_breaker(cJSON *root)
+/* One breaker's part of /health: name, state and rolling stats; NULL when
+ * its stats cannot be read. */
+static cJSON *breaker_health(cb_breaker *cb)
 {
     cb_stats st;
-    if (!obs_g.breaker || cb_get_stats(obs_g.breaker, &st) != CB_OK) {
-        cJSON_AddNullToObject(root, "breaker");
-        return;
-    }
-    cJSON *b = cJSON_AddObjectToObject(root, "breaker");
-    cJSON_AddStringToObject(b, "name", cb_name(obs_g.breaker));
+    if (cb_get_stats(cb, &st) != CB_OK)
+        return NULL;
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "name", cb_name(cb));
     cJSON_AddStringToObject(b, "state", cb_state_name(st.state));
     cJSON_AddNumberToObject(b, "errorPercentage", st.error_percentage);
     cJSON_AddNumberToObject(b, "latencyMeanMs", st.latency_mean_ms);
@@ -224,6 +236,24 @@ static void add_breaker(cJSON *root)
     cJSON_AddNumberToObject(b, "resetTimeoutMs", (double)st.current_reset_timeout_ms);
     add_counts(b, "window", &st.window);
     add_counts(b, "total", &st.total);
+    return b;
+}
+
+/* /health's "breaker" (the first breaker, null without one) and "breakers"
+ * (every breaker of the service). */
+static void add_breakers(cJSON *root)
+{
+    cJSON *first = obs_g.nbreakers ? breaker_health(obs_g.breakers[0].cb) : NULL;
+    if (first)
+        cJSON_AddItemToObject(root, "breaker", first);
+    else
+        cJSON_AddNullToObject(root, "breaker");
+    cJSON *all = cJSON_AddArrayToObject(root, "breakers");
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        cJSON *b = breaker_health(obs_g.breakers[i].cb);
+        if (b)
+            cJSON_AddItemToArray(all, b);
+    }
 }
 
 /* GET /health: 200 {"status":"ok",...} when the database answers, else 503. */
@@ -243,7 +273,7 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *db = cJSON_AddObjectToObject(root, "database");
     cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");
     cJSON_AddBoolToObject(db, "reachable", reachable);
-    add_breaker(root);
+    add_breakers(root);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     int status = obs_send_json(conn, reachable ? 200 : 503, text);
@@ -281,10 +311,28 @@ static const char *request_token(struct mg_connection *conn)
     return mg_get_header(conn, "X-Admin-Token");
 }
 
-/* Sends the breaker's export with status. */
-static int send_export(struct mg_connection *conn, int status)
+/* The breaker a /breaker request names with ?name= (the first without one),
+ * or NULL after answering 400 or 404 (the status sent goes to *status). */
+static obs_breaker *requested_breaker(struct mg_connection *conn, int *status)
 {
-    char *text = cb_export_json(obs_g.breaker);
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char name[256] = "";
+    if (qs && mg_get_var(qs, strlen(qs), "name", name, sizeof name) < -1) {
+        *status = send_error(conn, 400, "the name parameter is too long");
+        return NULL;
+    }
+    obs_breaker *ob = obs_breaker_named(name);
+    if (!ob)
+        *status = send_error(conn, 404, obs_g.nbreakers
+                                 ? "no breaker of that name; GET /health lists them"
+                                 : "this service has no breaker");
+    return ob;
+}
+
+/* Sends the breaker's export with status. */
+static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
+{
+    char *text = cb_export_json(cb);
     int rc = obs_send_json(conn, status, text);
     free(text);
     return rc;
@@ -303,19 +351,21 @@ static int handle_admin(struct mg_connection *conn, const char *action)
         return send_error(conn, 401, "missing or wrong admin token");
     if (strcmp(method, "POST") != 0)
         return send_error(conn, 405, "use POST");
-    if (!obs_g.breaker)
-        return send_error(conn, 404, "this service has no breaker");
+    int status;
+    obs_breaker *ob = requested_breaker(conn, &status);
+    if (!ob)
+        return status;
     int rc;
     if (strcmp(action, "open") == 0) {
-        rc = cb_force(obs_g.breaker, CB_FORCE_OPEN);
+        rc = cb_force(ob->cb, CB_FORCE_OPEN);
     } else {
-        rc = cb_force(obs_g.breaker, CB_FORCE_NONE);
+        rc = cb_force(ob->cb, CB_FORCE_NONE);
         if (rc == CB_OK)
-            rc = cb_close(obs_g.breaker);
+            rc = cb_close(ob->cb);
     }
     if (rc != CB_OK)
         return send_error(conn, 409, cb_strerror(rc));
-    return send_export(conn, 200);
+    return send_export(conn, ob->cb, 200);
 }
 
 /* GET /breaker, POST /breaker/open, POST /breaker/close. */
@@ -334,9 +384,9 @@ static int handle_breaker(struct mg_connection *conn, void *cbdata)
         return send_preflight(conn, "GET, HEAD, OPTIONS");
     if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0)
         return send_error(conn, 405, "use GET");
-    if (!obs_g.breaker)
-        return send_error(conn, 404, "this service has no breaker");
-    return send_export(conn, 200);
+    int status;
+    obs_breaker *ob = requested_breaker(conn, &status);
+    return ob ? send_export(conn, ob->cb, 200) : status;
 }
 
 /* ---- the interface -------------------------------------------------------- */
@@ -359,7 +409,11 @@ int obs_init(const obs_source *src)
         obs_free();
         return -1;
     }
-    obs_g.breaker = src->breaker;
+    for (int i = 0; i < OBS_MAX_BREAKERS && src->breakers[i]; i++) {
+        obs_breaker *ob = &obs_g.breakers[obs_g.nbreakers];
+        ob->cb = src->breakers[i];
+        ob->index = obs_g.nbreakers++;
+    }
     obs_g.db_ping = src->db_ping;
     obs_g.db_ctx = src->db_ctx;
     obs_g.interval_ms = src->hystrix_interval_ms > 0 ? src->hystrix_interval_ms : 1000;
@@ -374,9 +428,10 @@ int obs_init(const obs_source *src)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&obs_g.stream_wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (obs_g.breaker) {
-        int id = cb_on(obs_g.breaker, CB_EV_ALL, on_breaker_event, NULL);
-        obs_g.listener_id = id > 0 ? id : 0;
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        obs_breaker *ob = &obs_g.breakers[i];
+        int id = cb_on(ob->cb, CB_EV_ALL, on_breaker_event, ob);
+        ob->listener_id = id > 0 ? id : 0;
     }
     obs_g.initialised = true;
     return 0;
@@ -487,8 +542,9 @@ void obs_shutdown(void)
 
 void obs_free(void)
 {
-    if (obs_g.breaker && obs_g.listener_id > 0)
-        cb_off(obs_g.breaker, obs_g.listener_id);
+    for (int i = 0; i < obs_g.nbreakers; i++)
+        if (obs_g.breakers[i].listener_id > 0)
+            cb_off(obs_g.breakers[i].cb, obs_g.breakers[i].listener_id);
     if (obs_g.initialised) {
         pthread_mutex_destroy(&obs_g.ring_lock);
         pthread_mutex_destroy(&obs_g.route_lock);

@@ -12,9 +12,13 @@
 #include <civetweb.h>
 #include "cb.h"
 
+#define OBS_MAX_BREAKERS 4
+
 typedef struct obs_source {
     const char *service;          /* the service's ID ("order") */
-    cb_breaker *breaker;          /* its downstream breaker; NULL when it has none */
+    /* the service's breakers, the next hop's first, then the database's; the
+     * list ends at the first NULL. The first is what /breaker shows by default. */
+    cb_breaker *breakers[OBS_MAX_BREAKERS];
     /* Returns 0 when the database answers a ping, non-zero otherwise. Called
      * from request threads; must be thread-safe. */
     int (*db_ping)(void *ctx);

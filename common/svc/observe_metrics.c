@@ -8,6 +8,7 @@
 #include "observe.h"
 #include "observe_priv.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,20 +39,26 @@ static void put_header(FILE *f, const char *name, const char *type, const char *
 }
 
 /* {service="...",breaker="..."} without the closing brace, so callers may add labels. */
-static void put_breaker_labels(FILE *f)
+static void put_breaker_labels(FILE *f, cb_breaker *cb)
 {
     char service[128], breaker[256];
     fprintf(f, "{service=\"%s\",breaker=\"%s\"",
             label_value(service, sizeof service, obs_g.service),
-            label_value(breaker, sizeof breaker, cb_name(obs_g.breaker)));
+            label_value(breaker, sizeof breaker, cb_name(cb)));
 }
 
-static void put_breaker_counter(FILE *f, const char *name, const char *help, uint64_t value)
+/* One counter family: its header, then one series per breaker. which picks
+ * the counter out of a breaker's totals. */
+static void put_breaker_counter(FILE *f, const cb_stats *st, const char *name, const char *help,
+                                size_t which)
 {
     put_header(f, name, "counter", help);
-    fputs(name, f);
-    put_breaker_labels(f);
-    fprintf(f, "} %llu\n", (unsigned long long)value);
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        uint64_t value = *(const uint64_t *)((const char *)&st[i].total + which);
+        fputs(name, f);
+        put_breaker_labels(f, obs_g.breakers[i].cb);
+        fprintf(f, "} %llu\n", (unsigned long long)value);
+    }
 }
 
 /* Writes the _bucket/_sum/_count series of h; labels is the inside of the
@@ -78,44 +85,55 @@ static void put_histogram(FILE *f, const char *name, const char *labels, obs_his
 
 static void put_breaker_metrics(FILE *f)
 {
-    cb_stats st;
-    if (!obs_g.breaker || cb_get_stats(obs_g.breaker, &st) != CB_OK)
+    cb_stats st[OBS_MAX_BREAKERS];
+    for (int i = 0; i < obs_g.nbreakers; i++)
+        if (cb_get_stats(obs_g.breakers[i].cb, &st[i]) != CB_OK)
+            memset(&st[i], 0, sizeof st[i]);
+    if (obs_g.nbreakers == 0)
         return;
-    const cb_counts *t = &st.total;
-    put_breaker_counter(f, "circuit_breaker_fires_total", "Calls made through the breaker.", t->fires);
-    put_breaker_counter(f, "circuit_breaker_successes_total", "Calls whose action succeeded.", t->successes);
-    put_breaker_counter(f, "circuit_breaker_failures_total", "Calls whose action failed (timeouts included).", t->failures);
-    put_breaker_counter(f, "circuit_breaker_timeouts_total", "Calls that did not finish before their deadline.", t->timeouts);
-    put_breaker_counter(f, "circuit_breaker_rejects_total", "Calls rejected because the circuit was open.", t->rejects);
-    put_breaker_counter(f, "circuit_breaker_fallbacks_total", "Calls answered by the fallback.", t->fallbacks);
-    put_breaker_counter(f, "circuit_breaker_fallback_failures_total", "Fallbacks that failed too.", t->fallback_failures);
-    put_breaker_counter(f, "circuit_breaker_semaphore_rejections_total", "Calls rejected because the capacity was reached.", t->semaphore_rejections);
-    put_breaker_counter(f, "circuit_breaker_slow_calls_total", "Calls slower than the slow-call threshold.", t->slow_calls);
+#define COUNTER(name, help, field) put_breaker_counter(f, st, name, help, offsetof(cb_counts, field))
+    COUNTER("circuit_breaker_fires_total", "Calls made through the breaker.", fires);
+    COUNTER("circuit_breaker_successes_total", "Calls whose action succeeded.", successes);
+    COUNTER("circuit_breaker_failures_total", "Calls whose action failed (timeouts included).", failures);
+    COUNTER("circuit_breaker_timeouts_total", "Calls that did not finish before their deadline.", timeouts);
+    COUNTER("circuit_breaker_rejects_total", "Calls rejected because the circuit was open.", rejects);
+    COUNTER("circuit_breaker_fallbacks_total", "Calls answered by the fallback.", fallbacks);
+    COUNTER("circuit_breaker_fallback_failures_total", "Fallbacks that failed too.", fallback_failures);
+    COUNTER("circuit_breaker_semaphore_rejections_total", "Calls rejected because the capacity was reached.", semaphore_rejections);
+    COUNTER("circuit_breaker_slow_calls_total", "Calls slower than the slow-call threshold.", slow_calls);
+#undef COUNTER
 
     put_header(f, "circuit_breaker_state", "gauge",
                "1 for the breaker's current state, 0 for the others.");
-    for (int s = CB_CLOSED; s <= CB_SHUTDOWN; s++) {
-        fputs("circuit_breaker_state", f);
-        put_breaker_labels(f);
-        fprintf(f, ",state=\"%s\"} %d\n", cb_state_name((cb_state)s), st.state == (cb_state)s);
-    }
+    for (int i = 0; i < obs_g.nbreakers; i++)
+        for (int s = CB_CLOSED; s <= CB_SHUTDOWN; s++) {
+            fputs("circuit_breaker_state", f);
+            put_breaker_labels(f, obs_g.breakers[i].cb);
+            fprintf(f, ",state=\"%s\"} %d\n", cb_state_name((cb_state)s), st[i].state == (cb_state)s);
+        }
     put_header(f, "circuit_breaker_error_ratio", "gauge",
                "Failed calls over calls in the rolling window (0..1).");
-    fputs("circuit_breaker_error_ratio", f);
-    put_breaker_labels(f);
-    fprintf(f, "} %g\n", st.error_percentage / 100.0);
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        fputs("circuit_breaker_error_ratio", f);
+        put_breaker_labels(f, obs_g.breakers[i].cb);
+        fprintf(f, "} %g\n", st[i].error_percentage / 100.0);
+    }
     put_header(f, "circuit_breaker_in_flight_calls", "gauge", "Calls running now.");
-    fputs("circuit_breaker_in_flight_calls", f);
-    put_breaker_labels(f);
-    fprintf(f, "} %d\n", st.in_flight);
-
-    char labels[512], service[128], breaker[256];
-    snprintf(labels, sizeof labels, "service=\"%s\",breaker=\"%s\"",
-             label_value(service, sizeof service, obs_g.service),
-             label_value(breaker, sizeof breaker, cb_name(obs_g.breaker)));
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        fputs("circuit_breaker_in_flight_calls", f);
+        put_breaker_labels(f, obs_g.breakers[i].cb);
+        fprintf(f, "} %d\n", st[i].in_flight);
+    }
     put_header(f, "circuit_breaker_call_duration_seconds", "histogram",
                "Latency of calls whose action ran (success, failure or timeout).");
-    put_histogram(f, "circuit_breaker_call_duration_seconds", labels, &obs_g.breaker_latency);
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        char labels[512], service[128], breaker[256];
+        snprintf(labels, sizeof labels, "service=\"%s\",breaker=\"%s\"",
+                 label_value(service, sizeof service, obs_g.service),
+                 label_value(breaker, sizeof breaker, cb_name(obs_g.breakers[i].cb)));
+        put_histogram(f, "circuit_breaker_call_duration_seconds", labels,
+                      &obs_g.breakers[i].latency);
+    }
 }
 
 /* Writes the route label set for slot r into buf. */

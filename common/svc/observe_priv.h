@@ -1,7 +1,7 @@
 /* observe_priv.h -- state shared by the observe_*.c files (private to them).
  *
- * One service process observes one breaker, so the state is a single static
- * object (obs_g). Counters written on request threads are atomics; the event
+ * One service process observes a few breakers (OBS_MAX_BREAKERS), so the
+ * state is a single static object (obs_g). Counters written on request threads are atomics; the event
  * ring and the request table take a short mutex. Streams sleep on a condition
  * variable so that obs_shutdown() wakes them at once.
  */
@@ -31,6 +31,7 @@ typedef struct obs_histogram {
 /* One entry of the recent-events ring. */
 typedef struct obs_event {
     uint64_t seq;            /* 1, 2, ... in arrival order */
+    int breaker;             /* index in obs_g.breakers */
     int64_t wall_ms;         /* wall-clock time (ms since the epoch) */
     cb_event_kind kind;
     cb_state state;
@@ -51,19 +52,25 @@ typedef struct obs_route {
     obs_histogram latency;
 } obs_route;
 
+/* One observed breaker: its latency histogram and our listener on it. */
+typedef struct obs_breaker {
+    cb_breaker *cb;
+    int index;                  /* in obs_g.breakers */
+    int listener_id;            /* cb_on() id, 0 when none */
+    obs_histogram latency;
+} obs_breaker;
+
 typedef struct obs_global {
     bool initialised;
     char *service;
     char *db_name;
     char *admin_token;          /* NULL when admin routes are off */
-    cb_breaker *breaker;
+    obs_breaker breakers[OBS_MAX_BREAKERS];
+    int nbreakers;
     int (*db_ping)(void *ctx);
     void *db_ctx;
     int interval_ms;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
-    int listener_id;            /* cb_on() id, 0 when none */
-
-    obs_histogram breaker_latency;
 
     pthread_mutex_t ring_lock;
     obs_event ring[OBS_EVENT_RING];
@@ -118,8 +125,12 @@ int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
 int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
 int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);
 
-/* The HystrixCommand JSON for the breaker, malloc'd (free()); NULL when
- * there is no breaker or out of memory. */
-char *obs_hystrix_json(void);
+/* The HystrixCommand JSON for obs_g.breakers[i], malloc'd (free()); NULL
+ * when there is no such breaker or out of memory. */
+char *obs_hystrix_json(int i);
+
+/* The observed breaker named name, or the first when name is NULL or empty;
+ * NULL when there is none. */
+obs_breaker *obs_breaker_named(const char *name);
 
 #endif

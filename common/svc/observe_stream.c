@@ -4,7 +4,7 @@
  * interval, the format the Hystrix dashboard, Turbine and opossum-hystrix
  * use. /events.stream sends the same objects plus named events for the live
  * dashboard: "event: breaker" (one per entry of the recent-events ring) and
- * "event: service" (name, uptime, whether it has a breaker).
+ * "event: service" (name, uptime, its breakers and their states).
  *
  * Each client holds one civetweb worker thread for as long as it stays, so
  * the number of open streams is capped (obs_g.stream_cap; 503 past it), a
@@ -92,16 +92,19 @@ static void add_properties(cJSON *o, const cb_options *op, const cb_stats *st)
     cJSON_AddBoolToObject(o, "propertyValue_requestLogEnabled", true);
 }
 
-char *obs_hystrix_json(void)
+char *obs_hystrix_json(int i)
 {
     cb_stats st;
-    if (!obs_g.breaker || cb_get_stats(obs_g.breaker, &st) != CB_OK)
+    if (i < 0 || i >= obs_g.nbreakers)
         return NULL;
-    const cb_options *op = cb_get_options(obs_g.breaker);
+    cb_breaker *cb = obs_g.breakers[i].cb;
+    if (cb_get_stats(cb, &st) != CB_OK)
+        return NULL;
+    const cb_options *op = cb_get_options(cb);
     bool open = st.state == CB_OPEN || st.state == CB_FORCED_OPEN || st.state == CB_HALF_OPEN;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "HystrixCommand");
-    cJSON_AddStringToObject(o, "name", cb_name(obs_g.breaker));
+    cJSON_AddStringToObject(o, "name", cb_name(cb));
     cJSON_AddStringToObject(o, "group", obs_g.service);
     add_num(o, "currentTime", (double)obs_wall_ms());
     cJSON_AddBoolToObject(o, "isCircuitBreakerOpen", open);
@@ -128,11 +131,19 @@ static char *service_json(void)
     cJSON_AddStringToObject(o, "service", obs_g.service);
     cJSON_AddNumberToObject(o, "uptime_s", obs_uptime_s());
     cJSON_AddNumberToObject(o, "currentTime", (double)obs_wall_ms());
-    if (obs_g.breaker) {
-        cJSON_AddStringToObject(o, "breaker", cb_name(obs_g.breaker));
-        cJSON_AddStringToObject(o, "state", cb_state_name(cb_get_state(obs_g.breaker)));
+    if (obs_g.nbreakers) {
+        cb_breaker *first = obs_g.breakers[0].cb;
+        cJSON_AddStringToObject(o, "breaker", cb_name(first));
+        cJSON_AddStringToObject(o, "state", cb_state_name(cb_get_state(first)));
     } else {
         cJSON_AddNullToObject(o, "breaker");
+    }
+    cJSON *all = cJSON_AddArrayToObject(o, "breakers");
+    for (int i = 0; i < obs_g.nbreakers; i++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "name", cb_name(obs_g.breakers[i].cb));
+        cJSON_AddStringToObject(b, "state", cb_state_name(cb_get_state(obs_g.breakers[i].cb)));
+        cJSON_AddItemToArray(all, b);
     }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -144,7 +155,8 @@ static char *event_json(const obs_event *e)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "seq", (double)e->seq);
     cJSON_AddStringToObject(o, "service", obs_g.service);
-    cJSON_AddStringToObject(o, "breaker", obs_g.breaker ? cb_name(obs_g.breaker) : "");
+    bool known = e->breaker >= 0 && e->breaker < obs_g.nbreakers;
+    cJSON_AddStringToObject(o, "breaker", known ? cb_name(obs_g.breakers[e->breaker].cb) : "");
     cJSON_AddStringToObject(o, "event", cb_event_name(e->kind));
     cJSON_AddStringToObject(o, "state", cb_state_name(e->state));
     cJSON_AddNumberToObject(o, "time", (double)e->wall_ms);
@@ -231,7 +243,8 @@ static void stream_run(stream *s)
         if (now >= next_data) {
             if (s->with_events)
                 stream_send_owned(s, "service", service_json());
-            stream_send_owned(s, NULL, obs_hystrix_json());
+            for (int i = 0; i < obs_g.nbreakers && !s->broken; i++)
+                stream_send_owned(s, NULL, obs_hystrix_json(i));
             next_data = now + interval_ns;
         }
         if (s->with_events)

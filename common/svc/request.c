@@ -1,8 +1,8 @@
 /* request.c -- the request pipeline every service shares: GET /, POST /create, 404, 405 and CORS.
  *
  * POST /create?count=N, in order: size limit (413), content type (415), JSON
- * (400), the spec's fields and safe keys (400), store (503 when the database
- * is unreachable), DELAY_MS (a slow service), error injection (502), jump counting (last hop), the call
+ * (400), the spec's fields and safe keys (400), store through the database
+ * breaker (503 when the database is unreachable or its circuit open), DELAY_MS (a slow service), error injection (502), jump counting (last hop), the call
  * to CHAIN_SVC through the breaker (degraded answer from its fallback), and
  * the outcome recorded on the stored document.
  */
@@ -235,24 +235,65 @@ static int create_injected(create_req *r)
     return status;
 }
 
-/* Stores the body. Returns 0, or the error status already sent. */
+/* One write of a received document: the database breaker's arg. */
+typedef struct store_call {
+    svc_runtime *rt;
+    const char *json;
+    int count;
+    char *doc_id;          /* 25 bytes */
+    char err[512];
+} store_call;
+
+int request_store_action(const cb_call *call, void **result)
+{
+    store_call *sc = call->arg;
+    *result = NULL;
+    return store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, sc->doc_id, sc->err,
+                        sizeof sc->err);
+}
+
+bool request_store_error_filter(int action_rc, void *arg, void *user)
+{
+    (void)arg;
+    (void)user;
+    return action_rc != STORE_EUNAVAILABLE;
+}
+
+/* Stores the body through the database breaker. Returns 0, or the error
+ * status already sent: 503 when the database is unreachable or its circuit
+ * open (nothing is written then), 400 when it refused the document. */
 static int create_store(create_req *r)
 {
+    svc_runtime *rt = r->rt;
     char *json = cJSON_PrintUnformatted(r->body);
     if (!json)
-        return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
-    char err[512];
-    int rc = store_insert(r->rt->db, json, r->rt->cfg.id, r->count, r->doc_id, err, sizeof err);
+        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
+    store_call sc = { .rt = rt, .json = json, .count = r->count, .doc_id = r->doc_id };
+    cb_result res = { 0 };
+    int rc = cb_fire(rt->db_breaker, &sc, &res);
     free(json);
-    if (rc == STORE_OK)
+    if (rc == CB_OK)
         return 0;
     r->doc_id[0] = '\0';
-    if (rc == STORE_EUNAVAILABLE)
-        return http_send_error(r->conn, 503, r->rt->cfg.id, false,
-                               "database \"%s\" is unavailable: %s; try again shortly",
-                               store_db_name(r->rt->db), err);
-    return http_send_error(r->conn, 400, r->rt->cfg.id, false,
-                           "the database refused the document: %s", err);
+    const char *db = store_db_name(rt->db);
+    if (rc == CB_EOPEN) {
+        cb_stats st;
+        cb_get_stats(rt->db_breaker, &st);
+        return http_send_error(r->conn, 503, rt->cfg.id, false,
+                               "database \"%s\" is unavailable: its circuit is open after repeated "
+                               "failures and is tried again every %lld ms",
+                               db, (long long)st.current_reset_timeout_ms);
+    }
+    if (rc != CB_EFAILED)
+        return http_send_error(r->conn, 503, rt->cfg.id, false, "database \"%s\" is unavailable: %s",
+                               db, cb_strerror(rc));
+    if (res.action_rc == STORE_EUNAVAILABLE)
+        return http_send_error(r->conn, 503, rt->cfg.id, false,
+                               "database \"%s\" is unavailable: %s; try again shortly", db, sc.err);
+    if (res.action_rc == STORE_ENOMEM)
+        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
+    return http_send_error(r->conn, 400, rt->cfg.id, false,
+                           "the database refused the document: %s", sc.err);
 }
 
 /* Answers 413, after draining a body of reasonable size so that a client

@@ -14,6 +14,7 @@ typedef struct svc_runtime {
     svc_config cfg;
     store *db;
     cb_breaker *breaker;   /* guards the call to CHAIN_SVC; NULL without one */
+    cb_breaker *db_breaker; /* guards the writes of received documents */
     atomic_int in_flight;  /* requests inside a handler now */
     atomic_bool draining;  /* shutting down: new requests answer 503 */
 } svc_runtime;
@@ -26,5 +27,13 @@ void request_register(struct mg_context *ctx, svc_runtime *rt);
  * cJSON object {"service","count","status":"degraded","reason","breaker"},
  * into *result. user is the svc_runtime. Returns 0, or -1 when out of memory. */
 int request_fallback(void *arg, int reason, int action_rc, void **result, void *user);
+
+/* The database breaker's action (a cb_action_fn): stores a received
+ * document; call->arg is a store_call. Returns 0, or the STORE_E* code. */
+int request_store_action(const cb_call *call, void **result);
+
+/* The database breaker's error filter: only an unreachable database counts
+ * as a failure; a refused document is the request's fault, not the database's. */
+bool request_store_error_filter(int action_rc, void *arg, void *user);
 
 #endif

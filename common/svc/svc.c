@@ -84,6 +84,24 @@ static void svc_breaker_name(const svc_config *cfg, char *buf, size_t len)
     snprintf(buf, len, "%s->%.*s", cfg->id, (int)strcspn(host, "/?#"), host);
 }
 
+/* Creates a breaker from o into *out and logs its events. Returns 0, or -1
+ * after logging why. */
+static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **out)
+{
+    o->ticker = true;
+    int rc = cb_create(o, out);
+    if (rc) {
+        log_message(true, "cannot create the breaker %s: %s (%s)", o->name, cb_strerror(rc),
+                    cb_err_name(rc));
+        return -1;
+    }
+    uint32_t mask = CB_EV_ALL;
+    if (!c->log_snapshots)
+        mask &= ~CB_EV_MASK(CB_EV_SNAPSHOT);
+    cb_on(*out, mask, log_breaker_event, NULL);
+    return 0;
+}
+
 /* Creates rt->breaker for CHAIN_SVC from the configured options. Returns 0,
  * or -1 after logging why. */
 static int svc_breaker_create(svc_runtime *rt)
@@ -109,17 +127,29 @@ static int svc_breaker_create(svc_runtime *rt)
     o.half_open_success_threshold = 1;
     o.reset_backoff_multiplier = c->cb_backoff;
     o.reset_timeout_max_ms = c->cb_backoff_max_ms;
-    o.ticker = true;
-    int rc = cb_create(&o, &rt->breaker);
-    if (rc) {
-        log_message(true, "cannot create the breaker: %s (%s)", cb_strerror(rc), cb_err_name(rc));
-        return -1;
-    }
-    uint32_t mask = CB_EV_ALL;
-    if (!c->log_snapshots)
-        mask &= ~CB_EV_MASK(CB_EV_SNAPSHOT);
-    cb_on(rt->breaker, mask, log_breaker_event, NULL);
-    return 0;
+    return svc_breaker_start(c, &o, &rt->breaker);
+}
+
+/* Creates rt->db_breaker, "<ID>->mongodb", around document writes. It has no
+ * timeout of its own: libmongoc's server selection (MONGO_TIMEOUT_MS) and
+ * socket timeouts bound every write, and a write that succeeded late must
+ * not be answered as a failure. Returns 0, or -1 after logging why. */
+static int svc_db_breaker_create(svc_runtime *rt)
+{
+    const svc_config *c = &rt->cfg;
+    char name[256];
+    snprintf(name, sizeof name, "%s->mongodb", c->id);
+    cb_options o;
+    cb_options_init(&o);
+    o.name = name;
+    o.action = request_store_action;
+    o.error_filter = request_store_error_filter;
+    o.user = rt;
+    o.timeout_ms = 0;
+    o.reset_timeout_ms = c->db_cb_reset_timeout_ms;
+    o.error_threshold_percentage = c->db_cb_error_threshold;
+    o.volume_threshold = c->db_cb_volume_threshold;
+    return svc_breaker_start(c, &o, &rt->db_breaker);
 }
 
 /* Forwards civetweb's own messages to the log. */
@@ -165,7 +195,8 @@ static int svc_observe(svc_runtime *rt)
 {
     obs_source src = {
         .service = rt->cfg.id,
-        .breaker = rt->breaker,
+        .breakers = { rt->breaker ? rt->breaker : rt->db_breaker,
+                      rt->breaker ? rt->db_breaker : NULL },
         .db_ping = store_ping,
         .db_ctx = rt->db,
         .db_name = store_db_name(rt->db),
@@ -250,7 +281,7 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     return 0;
 }
 
-/* Everything after configuration: libraries, pool, breaker, server. */
+/* Everything after configuration: libraries, pool, breakers, server. */
 static int svc_run(svc_runtime *rt, const sigset_t *set)
 {
     char err[512];
@@ -265,14 +296,13 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
                    rt->cfg.mongo_timeout_ms, &rt->db, err, sizeof err)) {
         log_message(true, "%s", err);
         code = 2;
-    } else if (svc_breaker_create(rt) == 0 && svc_observe(rt) == 0) {
+    } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
+               svc_observe(rt) == 0) {
         code = svc_serve(rt, set);
         obs_free();
     }
-    if (rt->breaker) {
-        cb_shutdown(rt->breaker);
-        cb_destroy(rt->breaker);
-    }
+    cb_destroy(rt->breaker);
+    cb_destroy(rt->db_breaker);
     store_close(rt->db);
     mg_exit_library();
     mongoc_cleanup();

@@ -235,7 +235,9 @@ BAD_ENV = [
     ({"INJECT_ERR": "yes"}, "INJECT_ERR"), ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ({"MONGO_URL": "postgres://x"}, "MONGO_URL"), ({"CB_TIMEOUT_MS": "-1"}, "CB_TIMEOUT_MS"),
     ({"CB_ERROR_THRESHOLD": "101"}, "CB_ERROR_THRESHOLD"), ({"THREADS": "0"}, "THREADS"),
-    ({"CB_BUCKETS": "7"}, "CB_BUCKETS"),
+    ({"CB_BUCKETS": "7"}, "CB_BUCKETS"), ({"DB_CB_RESET_TIMEOUT_MS": "0"}, "DB_CB_RESET_TIMEOUT_MS"),
+    ({"DB_CB_ERROR_THRESHOLD": "-1"}, "DB_CB_ERROR_THRESHOLD"),
+    ({"DB_CB_VOLUME_THRESHOLD": "many"}, "DB_CB_VOLUME_THRESHOLD"),
 ]
 
 
@@ -313,22 +315,34 @@ def slow_shipment_times_out_within_the_breaker_timeout(ctx):
 
 
 @test
-def database_stopped_503_then_back_with_no_restart(ctx):
+def database_stopped_503_opens_its_breaker_then_back_with_no_restart(ctx):
     st = ctx.stack(own_db=True)
     db = st.database()
-    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "1000"})
+    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "1000", "DB_CB_VOLUME_THRESHOLD": "2",
+                                       "DB_CB_RESET_TIMEOUT_MS": "1000"})
     pid = ship.pid
     expect(http("POST", ship.url("/create"), SHIPMENT).status == 200, "before the stop")
     db.stop()
+    for i in range(2):
+        r = http("POST", ship.url("/create"), SHIPMENT)
+        expect(r.status == 503, f"with the database down (request {i}): {r}")
+        expect(st.db_name in r.json()["error"], f"503 must name the database: {r.json()}")
+        expect(r.elapsed < 3.0, f"503 took {r.elapsed:.2f}s")
+    ship.wait_log(r"breaker shipment->mongodb event=open state=open", 5)
     r = http("POST", ship.url("/create"), SHIPMENT)
-    expect(r.status == 503, f"with the database down: {r}")
-    expect(st.db_name in r.json()["error"], f"503 must name the database: {r.json()}")
-    expect(r.elapsed < 3.0, f"503 took {r.elapsed:.2f}s")
+    expect(r.status == 503 and "circuit is open" in r.json()["error"], f"while open: {r.json()}")
+    expect(r.elapsed < 0.5, f"an open database circuit must answer at once, took {r.elapsed:.2f}s")
+    h = http("GET", ship.url("/health"))
+    names = {b["name"]: b["state"] for b in h.json()["breakers"]}
+    expect(h.status == 503 and names.get("shipment->mongodb") in ("open", "half-open"),
+           f"/health with the database down: {h.status} {names}")
+    mark = len(ship.log())
     db.start()
     r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
         http("POST", ship.url("/create"), SHIPMENT)), 20, "a 200 after the database returned", 0.2)
     expect(ship.pid == pid and ship.alive(), "the service was restarted")
     expect(r.json()["status"] == "last", r)
+    ship.wait_log(r"breaker shipment->mongodb event=close state=closed", 5, after=mark)
     expect(len(st.find("shipments")) == 2, f"{len(st.find('shipments'))} shipments stored")
 
 

@@ -127,12 +127,13 @@ def health_answers_200_with_database_and_breaker(s):
         assert h["status"] == "ok" and h["service"] == svc.name, h
         assert h["uptime_s"] >= 0 and h["database"]["reachable"] is True, h
         assert h["database"]["name"], h
-        if svc is s.shipment:
-            assert h["breaker"] is None, h
-        else:
-            assert h["breaker"]["state"] == "closed", h
+        names = [b["name"] for b in h["breakers"]]
+        want = [f"{svc.name}->mongodb"] if svc is s.shipment else [names[0], f"{svc.name}->mongodb"]
+        assert names == want and h["breaker"]["name"] == names[0], (svc.name, names)
+        for b in h["breakers"]:
+            assert b["state"] == "closed", h
             for k in ("errorPercentage", "window", "total", "percentilesMs"):
-                assert k in h["breaker"], (k, h)
+                assert k in b, (k, h)
 
 
 def health_answers_503_while_database_is_down_and_recovers(s):
@@ -188,6 +189,18 @@ def metrics_count_requests_and_breaker_calls(s):
     assert up is not None and up > 0
 
 
+def metrics_label_every_breaker_of_a_service(s):
+    for svc, n in ((s.order, 2), (s.payment, 2), (s.shipment, 1)):
+        text = s.metrics(svc)
+        names = set(re.findall(r'^circuit_breaker_fires_total\{service="%s",breaker="([^"]+)"\}'
+                               % svc.name, text, re.M))
+        assert len(names) == n and f"{svc.name}->mongodb" in names, (svc.name, names)
+        for name in names:
+            assert metric_value(text, "circuit_breaker_state", service=svc.name, breaker=name,
+                                state="closed") == 1, (svc.name, name)
+        assert text.count("# TYPE circuit_breaker_fires_total ") == 1, "one family, several series"
+
+
 def metrics_count_the_observability_routes_too(s):
     # a request is counted once its response is written, so the client may see
     # the answer a moment before the count: wait for it (bounded)
@@ -205,12 +218,23 @@ def metrics_count_the_observability_routes_too(s):
 
 # ---- /hystrix.stream ------------------------------------------------------------
 
+def next_chain_command(c, timeout=5):
+    """The next HystrixCommand of the service's next-hop breaker (not its database's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cmd = c.next_json(timeout=max(0.01, deadline - time.monotonic()))
+        if not cmd["name"].endswith("->mongodb"):
+            return cmd
+
+
 def hystrix_stream_sends_every_dashboard_field(s):
     with SSEClient(s.order.port, "/hystrix.stream") as c:
         assert c.status == 200
         assert c.headers["content-type"].startswith("text/event-stream"), c.headers
         assert c.headers.get("access-control-allow-origin") == "*", c.headers
-        cmd = c.next_json(timeout=5)
+        first, second = c.next_json(timeout=5), c.next_json(timeout=5)
+        cmd = next_chain_command(c)
+    assert {first["name"], second["name"]} == {cmd["name"], "order->mongodb"}, (first, second)
     missing = [f for f in HYSTRIX_FIELDS if f not in cmd]
     assert not missing, f"missing fields: {missing}"
     assert cmd["type"] == "HystrixCommand" and cmd["group"] == "order", cmd
@@ -221,11 +245,11 @@ def hystrix_stream_sends_every_dashboard_field(s):
 
 def hystrix_stream_counts_move_after_requests(s):
     with SSEClient(s.payment.port, "/hystrix.stream") as c:
-        first = c.next_json(timeout=5)
+        first = next_chain_command(c)
         assert s.send_orders(4) == [200] * 4
         deadline = time.monotonic() + 5
         while True:
-            cmd = c.next_json(timeout=5)
+            cmd = next_chain_command(c)
             if cmd["rollingCountSuccess"] >= first["rollingCountSuccess"] + 4:
                 break
             assert time.monotonic() < deadline, (first, cmd)
@@ -235,7 +259,7 @@ def hystrix_stream_counts_move_after_requests(s):
 
 def hystrix_stream_interval_is_about_one_second(s):
     with SSEClient(s.order.port, "/hystrix.stream") as c:
-        t = [c.next_json(timeout=5)["currentTime"] for _ in range(3)]
+        t = [next_chain_command(c)["currentTime"] for _ in range(3)]
     gaps = [b - a for a, b in zip(t, t[1:])]
     assert all(800 <= g <= 1500 for g in gaps), gaps
 
@@ -269,11 +293,11 @@ def many_stream_clients_are_served_at_once(s):
     clients = [SSEClient(s.payment.port, "/hystrix.stream") for _ in range(10)]
     try:
         assert [c.status for c in clients] == [200] * 10
-        firsts = [c.next_json(timeout=5) for c in clients]
+        firsts = [next_chain_command(c) for c in clients]
         assert s.send_orders(2) == [200] * 2
         for c, first in zip(clients, firsts):
             deadline = time.monotonic() + 5
-            while c.next_json(timeout=5)["rollingCountSuccess"] < first["rollingCountSuccess"] + 2:
+            while next_chain_command(c)["rollingCountSuccess"] < first["rollingCountSuccess"] + 2:
                 assert time.monotonic() < deadline
     finally:
         for c in clients:
@@ -348,7 +372,11 @@ def breaker_get_returns_the_library_export(s):
     assert r.status == 200 and r.headers.get("access-control-allow-origin") == "*", r
     e = r.json()
     assert e["state"] == "closed" and "payment" in e["name"], e
-    assert http("GET", s.shipment.url("/breaker")).status == 404
+    assert e["name"] != "payment->mongodb", "the next hop's breaker comes first"
+    d = http("GET", s.payment.url("/breaker?name=payment-%3Emongodb")).json()
+    assert d["name"] == "payment->mongodb" and d["state"] == "closed", d
+    assert http("GET", s.shipment.url("/breaker")).json()["name"] == "shipment->mongodb"
+    assert http("GET", s.payment.url("/breaker?name=nope")).status == 404
 
 
 def breaker_admin_is_404_without_admin_token(s):
@@ -408,8 +436,16 @@ def dashboard_files_are_served(s):
 CARDS_JS = """
 return Array.from(document.querySelectorAll('section.card')).map(c => ({
   service: c.dataset.service, state: c.dataset.state, connected: c.dataset.connected,
-  text: c.innerText}));
+  text: c.innerText,
+  panels: Array.from(c.querySelectorAll('div.panel')).map(p => ({
+    name: p.dataset.breaker, state: p.dataset.state}))}));
 """
+
+
+def all_closed(card, n):
+    """True when card is connected and shows n breaker panels, every one closed."""
+    return (card["connected"] == "true" and card["state"] == "closed"
+            and len(card["panels"]) == n and all(p["state"] == "closed" for p in card["panels"]))
 
 
 def dashboard_shows_breakers_live_in_chromium(s):
@@ -422,12 +458,11 @@ def dashboard_shows_breakers_live_in_chromium(s):
         def ready():
             cards = b.script(CARDS_JS)
             by = {c["service"]: c for c in cards}
-            ok = (len(cards) == 3 and all(c["connected"] == "true" for c in cards)
-                  and by["order"]["state"] == "closed" and by["payment"]["state"] == "closed"
-                  and by["shipment"]["state"] == "none")
+            ok = (len(cards) == 3 and all_closed(by["order"], 2) and all_closed(by["payment"], 2)
+                  and all_closed(by["shipment"], 1))
             return by if ok else None
-        by = wait_until(ready, 15, "three connected cards: order and payment closed, shipment "
-                        "without a breaker")
+        by = wait_until(ready, 15, "three connected cards showing five closed breakers: order's "
+                        "and payment's next hop and database, shipment's database")
         errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
         assert not errors, f"console errors: {errors}"
         # payment's breaker opens when shipment is gone and requests arrive:
@@ -446,7 +481,9 @@ def dashboard_shows_breakers_live_in_chromium(s):
 
             def payment_open():
                 c = {c["service"]: c for c in b.script(CARDS_JS)}
-                return c if c["payment"]["state"] == "open" else None
+                hop = [p for p in c["payment"]["panels"] if not p["name"].endswith("->mongodb")]
+                return c if hop and hop[0]["state"] == "open" and c["payment"]["state"] == "open" \
+                    else None
             by = wait_until(payment_open, 2.0, "payment's card to show open", interval=0.05)
             took = time.monotonic() - sent_at
             assert by["order"]["state"] == "closed", by
@@ -476,9 +513,9 @@ def dashboard_defaults_to_ports_3000_to_3002_as_make_run(s):
         st.service("order", chain=pay, port=3000)
         with Browser() as b:
             b.get("http://localhost:3000/dashboard")
-            wait_until(lambda: [c["state"] for c in b.script(CARDS_JS)
-                                if c["connected"] == "true"] == ["closed", "closed", "none"],
-                       15, "the default three services, connected")
+            wait_until(lambda: [len(c["panels"]) for c in b.script(CARDS_JS)
+                                if all_closed(c, len(c["panels"]))] == [2, 2, 1],
+                       15, "the default three services, connected, five breakers closed")
             errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
             assert not errors, f"console errors: {errors}"
     assert not st.problems, st.problems
@@ -488,6 +525,7 @@ TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
     metrics_count_requests_and_breaker_calls,
+    metrics_label_every_breaker_of_a_service,
     metrics_count_the_observability_routes_too,
     hystrix_stream_sends_every_dashboard_field,
     hystrix_stream_counts_move_after_requests,

@@ -77,7 +77,7 @@ static fixture *fixture_new(const char *breaker_name)
     o.timeout_ms = 0;
     o.clock = cb_manual_clock_get(f->clock);
     assert_int_equal(cb_create(&o, &f->breaker), CB_OK);
-    obs_source src = { .service = "unit", .breaker = f->breaker, .db_ping = db_ping,
+    obs_source src = { .service = "unit", .breakers = { f->breaker }, .db_ping = db_ping,
                        .db_ctx = f, .db_name = "unitdb", .admin_token = "t0k" };
     assert_int_equal(obs_init(&src), 0);
     char port[16];
@@ -201,7 +201,7 @@ static void hystrix_command_reports_exact_window_figures(void **state)
     fire_us(f, 20000);
     fire_us(f, 30000);
     fire_us(f, -40000);
-    char *text = obs_hystrix_json();
+    char *text = obs_hystrix_json(0);
     cJSON *o = cJSON_Parse(text);
     assert_non_null(o);
     assert_string_equal(cJSON_GetObjectItem(o, "type")->valuestring, "HystrixCommand");

@@ -1,9 +1,11 @@
-// dashboard.js -- the live dashboard: one EventSource per service, one card per breaker.
+// dashboard.js -- the live dashboard: one EventSource and one card per service,
+// one panel per breaker of that service.
 //
 // Each service's /events.stream sends unnamed messages (HystrixCommand objects,
-// once per interval), "service" events (name, uptime, breaker) and "breaker"
-// events (open, close, failure, ...). The page keeps the last HISTORY_MS of
-// samples per service and redraws its canvas chart on every sample.
+// one per breaker per interval), "service" events (name, uptime, its breakers
+// and their states) and "breaker" events (open, close, failure, ...). The page
+// keeps the last HISTORY_MS of samples per breaker and redraws its canvas
+// chart on every sample. A card takes the colour of its most troubled breaker.
 'use strict';
 
 const HISTORY_MS = 5 * 60 * 1000;
@@ -42,7 +44,8 @@ function figure(parent, key) {
   return v;
 }
 
-// Builds the card's DOM and returns the handles the updates need.
+// Builds a service's card: a header, a panel per breaker (added as the
+// service reports them) and the feed of its breakers' latest events.
 function buildCard(svc) {
   const card = el('section', 'card state-offline');
   card.dataset.service = svc.name;
@@ -51,10 +54,26 @@ function buildCard(svc) {
   const h2 = el('h2');
   const badge = el('span', 'badge state-offline', 'connecting');
   h2.append(el('span', 'name', svc.name), badge);
-  const breaker = el('div', 'breaker', svc.base);
+  const info = el('div', 'breaker', svc.base);
+  const panels = el('div', 'panels');
+  const feed = el('ul', 'feed');
+  card.append(h2, info, panels, feed);
+  document.getElementById('cards').append(card);
+  return { card, badge, info, panels, feed };
+}
+
+// Builds the panel of one breaker: state, figures, percentiles, chart.
+function buildPanel(svc, name) {
+  const panel = el('div', 'panel state-closed');
+  panel.dataset.breaker = name;
+  panel.dataset.state = 'closed';
+  const h3 = el('h3');
+  const badge = el('span', 'badge state-closed', 'closed');
+  h3.append(el('span', 'bname', name), badge);
+  const settings = el('div', 'breaker');
   const figs = el('div', 'figures');
-  const ui = {
-    card, badge, breaker,
+  const p = {
+    name, panel, badge, settings, samples: [],
     errPct: figure(figs, 'error % (window)'),
     rate: figure(figs, 'requests/s (window)'),
     mean: figure(figs, 'mean latency ms'),
@@ -62,25 +81,49 @@ function buildCard(svc) {
   const table = el('table', 'pct');
   const head = el('tr');
   const row = el('tr');
-  ui.pct = {};
+  p.pct = {};
   for (const k of PCT_KEYS) {
     head.append(el('th', null, `p${k}`));
-    ui.pct[k] = el('td', null, '-');
-    row.append(ui.pct[k]);
+    p.pct[k] = el('td', null, '-');
+    row.append(p.pct[k]);
   }
   table.append(head, row);
-  ui.canvas = el('canvas', 'chart');
-  ui.feed = el('ul', 'feed');
-  card.append(h2, breaker, figs, table, ui.canvas, ui.feed);
-  document.getElementById('cards').append(card);
-  return ui;
+  p.canvas = el('canvas', 'chart');
+  panel.append(h3, settings, figs, table, p.canvas);
+  svc.ui.panels.append(panel);
+  svc.panels.set(name, p);
+  return p;
 }
 
-function setState(ui, state, label) {
-  ui.card.className = `card state-${state}`;
-  ui.card.dataset.state = state;
-  ui.badge.className = `badge state-${state}`;
-  ui.badge.textContent = label || state;
+function panelFor(svc, name) {
+  return svc.panels.get(name) || buildPanel(svc, name);
+}
+
+function setBadge(node, badge, state, label) {
+  node.className = `${node.classList[0]} state-${state}`;
+  node.dataset.state = state;
+  badge.className = `badge state-${state}`;
+  badge.textContent = label || state;
+}
+
+// The card shows its most troubled breaker: open before half-open before the rest.
+const SEVERITY = { open: 5, 'forced-open': 4, 'half-open': 3, 'forced-closed': 2, disabled: 2,
+                   shutdown: 2, closed: 1 };
+
+function setPanelState(svc, p, state) {
+  setBadge(p.panel, p.badge, state);
+  refreshCard(svc);
+}
+
+function refreshCard(svc) {
+  if (svc.ui.card.dataset.connected !== 'true') return;
+  let worst = null;
+  for (const p of svc.panels.values()) {
+    const st = p.panel.dataset.state;
+    if (!worst || (SEVERITY[st] || 0) > (SEVERITY[worst] || 0)) worst = st;
+  }
+  if (worst) setBadge(svc.ui.card, svc.ui.badge, worst);
+  else setBadge(svc.ui.card, svc.ui.badge, 'none', 'no breaker');
 }
 
 function fmt(n, digits) {
@@ -88,57 +131,59 @@ function fmt(n, digits) {
 }
 
 function onCommand(svc, cmd) {
-  const ui = svc.ui;
+  const p = panelFor(svc, cmd.name);
   const windowS = (cmd.propertyValue_metricsRollingStatisticalWindowInMilliseconds || 10000) / 1000;
   const rate = cmd.requestCount / windowS;
-  svc.hasBreaker = true;
-  ui.breaker.textContent = `breaker "${cmd.name}" · threshold ${cmd.propertyValue_circuitBreakerErrorThresholdPercentage}% · ` +
-    `timeout ${cmd.propertyValue_executionTimeoutInMilliseconds} ms · reset ${cmd.propertyValue_circuitBreakerSleepWindowInMilliseconds} ms`;
+  const timeout = cmd.propertyValue_executionTimeoutInMilliseconds;
+  p.settings.textContent = `threshold ${cmd.propertyValue_circuitBreakerErrorThresholdPercentage}% · ` +
+    `timeout ${timeout ? `${timeout} ms` : 'none'} · reset ${cmd.propertyValue_circuitBreakerSleepWindowInMilliseconds} ms`;
   const state = cmd.state || (cmd.isCircuitBreakerOpen ? 'open' : 'closed');
-  setState(ui, state);
-  ui.errPct.textContent = fmt(cmd.errorPercentage, 0);
-  ui.rate.textContent = fmt(rate, 1);
-  ui.mean.textContent = fmt(cmd.latencyExecute_mean, 0);
-  for (const k of PCT_KEYS) ui.pct[k].textContent = fmt(cmd.latencyExecute[k], 0);
-  svc.samples.push({ t: Date.now(), rate, err: cmd.errorPercentage, state });
-  trimSamples(svc);
-  drawChart(svc);
+  setPanelState(svc, p, state);
+  p.errPct.textContent = fmt(cmd.errorPercentage, 0);
+  p.rate.textContent = fmt(rate, 1);
+  p.mean.textContent = fmt(cmd.latencyExecute_mean, 0);
+  for (const k of PCT_KEYS) p.pct[k].textContent = fmt(cmd.latencyExecute[k], 0);
+  p.samples.push({ t: Date.now(), rate, err: cmd.errorPercentage, state });
+  trimSamples(p);
+  drawChart(p);
 }
 
 function onService(svc, info) {
-  if (info.breaker === null && !svc.hasBreaker) {
-    setState(svc.ui, 'none', 'no breaker');
-    svc.ui.breaker.textContent = `last hop: no downstream breaker · up ${fmt(info.uptime_s, 0)} s`;
-  } else if (info.state && svc.ui.card.dataset.state !== info.state) {
-    setState(svc.ui, info.state);
+  for (const b of info.breakers || []) {
+    const p = panelFor(svc, b.name);
+    if (p.panel.dataset.state !== b.state) setPanelState(svc, p, b.state);
   }
+  svc.ui.info.textContent = `${svc.panels.size} breaker(s) · up ${fmt(info.uptime_s, 0)} s`;
+  refreshCard(svc);
 }
 
 function onBreakerEvent(svc, ev) {
   const li = el('li', `ev-${ev.event}`);
   const time = new Date(ev.time).toLocaleTimeString();
   li.append(el('span', 't', time));
-  let text = `${ev.event} (now ${ev.state})`;
+  const target = ev.breaker.includes('->') ? ev.breaker.slice(ev.breaker.indexOf('->') + 2) : ev.breaker;
+  let text = `→${target} ${ev.event} (now ${ev.state})`;
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
   if (ev.error) text += ` ${ev.error}`;
   li.append(document.createTextNode(text));
   svc.ui.feed.prepend(li);
   while (svc.ui.feed.children.length > FEED_MAX) svc.ui.feed.lastChild.remove();
-  if (['open', 'halfOpen', 'close'].includes(ev.event)) setState(svc.ui, ev.state);
+  if (ev.breaker && ['open', 'halfOpen', 'close'].includes(ev.event))
+    setPanelState(svc, panelFor(svc, ev.breaker), ev.state);
 }
 
-function trimSamples(svc) {
+function trimSamples(p) {
   const cutoff = Date.now() - HISTORY_MS;
-  while (svc.samples.length && svc.samples[0].t < cutoff) svc.samples.shift();
+  while (p.samples.length && p.samples[0].t < cutoff) p.samples.shift();
 }
 
 const STATE_COLOURS = { open: '#e5484d', 'forced-open': '#9b1c1f', 'half-open': '#e6a23c' };
 
 // Draws requests/s (blue, left scale) and error % (red, 0..100) over HISTORY_MS;
 // periods when the circuit was not closed are shaded in the state's colour.
-function drawChart(svc) {
-  const c = svc.ui.canvas;
+function drawChart(p) {
+  const c = p.canvas;
   const dpr = window.devicePixelRatio || 1;
   const w = Math.max(1, Math.round(c.clientWidth * dpr));
   const h = Math.max(1, Math.round(c.clientHeight * dpr));
@@ -148,7 +193,7 @@ function drawChart(svc) {
   const now = Date.now();
   const x = (t) => w - ((now - t) / HISTORY_MS) * w;
   const pad = 4 * dpr;
-  const s = svc.samples;
+  const s = p.samples;
   for (let i = 0; i < s.length; i++) {
     const colour = STATE_COLOURS[s[i].state];
     if (!colour) continue;
@@ -191,10 +236,10 @@ function parse(svc, text) {
 
 function connect(svc) {
   const es = new EventSource(`${svc.base}/events.stream`);
-  es.onopen = () => { svc.ui.card.dataset.connected = 'true'; };
+  es.onopen = () => { svc.ui.card.dataset.connected = 'true'; refreshCard(svc); };
   es.onerror = () => {
     svc.ui.card.dataset.connected = 'false';
-    setState(svc.ui, 'offline', 'unreachable');
+    setBadge(svc.ui.card, svc.ui.badge, 'offline', 'unreachable');
   };
   es.onmessage = (m) => {
     const cmd = parse(svc, m.data);
@@ -207,13 +252,13 @@ function connect(svc) {
 
 function main() {
   document.getElementById('minutes').textContent = String(HISTORY_MS / 60000);
-  const services = serviceList().map((s) => ({ ...s, samples: [], hasBreaker: false }));
+  const services = serviceList().map((s) => ({ ...s, panels: new Map() }));
   for (const svc of services) {
     svc.ui = buildCard(svc);
     connect(svc);
   }
   window.dashboardServices = services;
-  setInterval(() => services.forEach((svc) => { trimSamples(svc); drawChart(svc); }), 5000);
+  setInterval(() => services.forEach((svc) => svc.panels.forEach((p) => { trimSamples(p); drawChart(p); })), 5000);
 }
 
 main();
