@@ -47,15 +47,43 @@ static void put_breaker_labels(FILE *f, cb_breaker *cb)
             label_value(breaker, sizeof breaker, cb_name(cb)));
 }
 
-/* One counter family: its header, then one series per breaker. which picks
- * the counter out of a breaker's totals. */
-static void put_breaker_counter(FILE *f, const cb_stats *st, const char *name, const char *help,
-                                size_t which)
+/* A breaker counter family: its name, help, and where it sits in cb_counts. */
+typedef struct breaker_counter {
+    const char *name;
+    const char *help;
+    size_t offset;
+} breaker_counter;
+
+static const breaker_counter breaker_counters[] = {
+    { "circuit_breaker_fires_total", "Calls made through the breaker.",
+      offsetof(cb_counts, fires) },
+    { "circuit_breaker_successes_total", "Calls whose action succeeded.",
+      offsetof(cb_counts, successes) },
+    { "circuit_breaker_failures_total", "Calls whose action failed (timeouts included).",
+      offsetof(cb_counts, failures) },
+    { "circuit_breaker_timeouts_total", "Calls that did not finish before their deadline.",
+      offsetof(cb_counts, timeouts) },
+    { "circuit_breaker_rejects_total", "Calls rejected because the circuit was open.",
+      offsetof(cb_counts, rejects) },
+    { "circuit_breaker_fallbacks_total", "Calls answered by the fallback.",
+      offsetof(cb_counts, fallbacks) },
+    { "circuit_breaker_fallback_failures_total", "Fallbacks that failed too.",
+      offsetof(cb_counts, fallback_failures) },
+    { "circuit_breaker_semaphore_rejections_total", "Calls rejected because the capacity was reached.",
+      offsetof(cb_counts, semaphore_rejections) },
+    { "circuit_breaker_slow_calls_total", "Calls slower than the slow-call threshold.",
+      offsetof(cb_counts, slow_calls) },
+};
+
+/* One counter family: its header, then one series per breaker (st[i] holds
+ * breaker i's stats). */
+static void put_breaker_counter(FILE *f, const cb_stats *st, const breaker_counter *c)
 {
-    put_header(f, name, "counter", help);
+    put_header(f, c->name, "counter", c->help);
     for (int i = 0; i < obs_g.nbreakers; i++) {
-        uint64_t value = *(const uint64_t *)((const char *)&st[i].total + which);
-        fputs(name, f);
+        uint64_t value;
+        memcpy(&value, (const char *)&st[i].total + c->offset, sizeof value);
+        fputs(c->name, f);
         put_breaker_labels(f, obs_g.breakers[i].cb);
         fprintf(f, "} %llu\n", (unsigned long long)value);
     }
@@ -91,17 +119,8 @@ static void put_breaker_metrics(FILE *f)
             memset(&st[i], 0, sizeof st[i]);
     if (obs_g.nbreakers == 0)
         return;
-#define COUNTER(name, help, field) put_breaker_counter(f, st, name, help, offsetof(cb_counts, field))
-    COUNTER("circuit_breaker_fires_total", "Calls made through the breaker.", fires);
-    COUNTER("circuit_breaker_successes_total", "Calls whose action succeeded.", successes);
-    COUNTER("circuit_breaker_failures_total", "Calls whose action failed (timeouts included).", failures);
-    COUNTER("circuit_breaker_timeouts_total", "Calls that did not finish before their deadline.", timeouts);
-    COUNTER("circuit_breaker_rejects_total", "Calls rejected because the circuit was open.", rejects);
-    COUNTER("circuit_breaker_fallbacks_total", "Calls answered by the fallback.", fallbacks);
-    COUNTER("circuit_breaker_fallback_failures_total", "Fallbacks that failed too.", fallback_failures);
-    COUNTER("circuit_breaker_semaphore_rejections_total", "Calls rejected because the capacity was reached.", semaphore_rejections);
-    COUNTER("circuit_breaker_slow_calls_total", "Calls slower than the slow-call threshold.", slow_calls);
-#undef COUNTER
+    for (size_t c = 0; c < sizeof breaker_counters / sizeof breaker_counters[0]; c++)
+        put_breaker_counter(f, st, &breaker_counters[c]);
 
     put_header(f, "circuit_breaker_state", "gauge",
                "1 for the breaker's current state, 0 for the others.");
