@@ -5,7 +5,8 @@
 #   make run                      FerretDB on 127.0.0.1:27017, data in .data/ferretdb
 #   MONGO_URL=mongodb://h:p make run   use that database, start no FerretDB
 #
-# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT.
+# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT;
+# FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
 set -euo pipefail
@@ -80,7 +81,7 @@ if [ -z "${MONGO_URL:-}" ]; then
     FERRETDB="$(scripts/ferretdb.sh build)"
     mkdir -p "$ROOT/.data/ferretdb"
     start ferretdb "$FERRETDB" --listen-addr="127.0.0.1:$FERRETDB_PORT" \
-        --sqlite-url="file:$ROOT/.data/ferretdb/"
+        --sqlite-url="file:$ROOT/.data/ferretdb/" --log-level="${FERRETDB_LOG_LEVEL:-error}"
     wait_ready "$FERRETDB_PORT" ferretdb "${PIDS[-1]}"
     export MONGO_URL="mongodb://127.0.0.1:$FERRETDB_PORT"
     say "FerretDB on $MONGO_URL (data in .data/ferretdb)"
