@@ -2,10 +2,18 @@
  * the invariant TSC where the CPU has one, because clock_gettime costs ~30 ns
  * under a hypervisor and a call reads the clock twice) and a manual clock for tests.
  *
- * The TSC clock is anchored to CLOCK_MONOTONIC once per process and its rate
- * calibrated against it over ~10 ms; it then reads as CLOCK_MONOTONIC with a
- * rate error of a few parts per million. Where the CPU does not advertise an
- * invariant TSC (constant_tsc and nonstop_tsc), clock_gettime is used.
+ * The TSC's rate is calibrated against CLOCK_MONOTONIC once per process (over
+ * ~10 ms). Each thread keeps its own anchor, a (TSC, CLOCK_MONOTONIC) pair,
+ * and reads the time as anchor + ticks since it. A thread re-anchors with one
+ * clock_gettime whenever more than TSC_RESYNC_NS of ticks passed since its
+ * anchor, or the TSC went backwards. So a TSC that jumps (a virtual machine
+ * restored from a snapshot or migrated, a kernel that marked the TSC
+ * unstable) misleads the breaker by at most TSC_RESYNC_NS, never for longer:
+ * an open timer can never be pushed out of reach. A busy thread pays one
+ * clock_gettime per millisecond; an idle one pays it on every read, when it
+ * does not matter. Readings never go backwards within a thread. Where the CPU
+ * does not advertise an invariant TSC (constant_tsc and nonstop_tsc),
+ * clock_gettime is used.
  */
 #include "cb_internal.h"
 
@@ -32,12 +40,22 @@ static int64_t clock_gettime_now(void *ctx)
 }
 
 #ifdef CB_HAVE_TSC
+/* How long a thread trusts its anchor before it reads CLOCK_MONOTONIC again. */
+#define TSC_RESYNC_NS 1000000LL
+
 static struct {
-    int64_t mono0;
-    uint64_t tsc0;
     double ns_per_tick;
+    uint64_t resync_ticks;      /* TSC_RESYNC_NS in ticks */
     bool usable;
 } tsc;
+
+/* A thread's anchor: the TSC and CLOCK_MONOTONIC read together, and the last
+ * time it returned (readings never go backwards). ticks == 0: not anchored. */
+static _Thread_local struct {
+    uint64_t ticks;
+    int64_t mono;
+    int64_t last;
+} anchor;
 static pthread_once_t tsc_once = PTHREAD_ONCE_INIT;
 
 /* True when /proc/cpuinfo advertises an invariant TSC. */
@@ -87,16 +105,31 @@ static void tsc_calibrate(void)
     paired_read(&m1, &t1);
     if (t1 <= t0 || m1 <= m0)
         return;
-    tsc.mono0 = m0;
-    tsc.tsc0 = t0;
     tsc.ns_per_tick = (double)(m1 - m0) / (double)(t1 - t0);
-    tsc.usable = true;
+    tsc.resync_ticks = (uint64_t)((double)TSC_RESYNC_NS / tsc.ns_per_tick);
+    tsc.usable = tsc.resync_ticks > 0;
 }
 
+/* CLOCK_MONOTONIC in ns, from the thread's anchor and the TSC; re-anchors when
+ * the anchor is older than TSC_RESYNC_NS of ticks or the TSC went backwards
+ * (the unsigned difference then wraps past resync_ticks). */
 static int64_t tsc_now(void *ctx)
 {
     (void)ctx;
-    return tsc.mono0 + (int64_t)((double)(__rdtsc() - tsc.tsc0) * tsc.ns_per_tick);
+    uint64_t t = __rdtsc();
+    uint64_t since = t - anchor.ticks;
+    int64_t now;
+    if (anchor.ticks == 0 || since > tsc.resync_ticks) {
+        now = mono_ns();
+        anchor.ticks = t;
+        anchor.mono = now;
+    } else {
+        now = anchor.mono + (int64_t)((double)since * tsc.ns_per_tick);
+    }
+    if (now < anchor.last)
+        now = anchor.last;
+    anchor.last = now;
+    return now;
 }
 #endif
 

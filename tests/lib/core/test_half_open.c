@@ -249,6 +249,37 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_ns_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The system clock may read the TSC, but it must read as CLOCK_MONOTONIC
+ * within the re-anchoring bound (1 ms) and never go backwards, here over a
+ * bounded 30 ms of busy reads and again after sleeping past the bound. */
+static void system_clock_tracks_clock_monotonic_within_a_millisecond(void **state)
+{
+    (void)state;
+    const int64_t bound = 1000000 + 200000; /* re-anchor period + slack for the read itself */
+    cb_clock sys = cb_clock_system();
+    int64_t prev = 0, start = mono_ns_now();
+    for (int round = 0; round < 2; round++) {
+        for (long i = 0; i < 5000000 && mono_ns_now() - start < 30000000LL; i++) {
+            int64_t a = mono_ns_now();
+            int64_t c = sys.now_ns(sys.ctx);
+            int64_t b = mono_ns_now();
+            assert_true(c >= prev);
+            assert_true(c >= a - bound && c <= b + bound);
+            prev = c;
+        }
+        struct timespec nap = { 0, 5 * 1000000 }; /* past the bound: the next read re-anchors */
+        nanosleep(&nap, NULL);
+        start = mono_ns_now();
+    }
+}
+
 typedef struct waiter {
     pthread_mutex_t mx;
     pthread_cond_t cv;
@@ -406,6 +437,7 @@ const struct CMUnitTest half_open_tests[] = {
     cmocka_unit_test(backoff_jitter_stays_within_bounds_and_varies),
     cmocka_unit_test(slow_calls_open_circuit_when_slow_percentage_exceeds_threshold),
     cmocka_unit_test(manual_clock_moves_only_when_advanced),
+    cmocka_unit_test(system_clock_tracks_clock_monotonic_within_a_millisecond),
     cmocka_unit_test(ticker_moves_open_to_half_open_with_no_traffic),
     cmocka_unit_test(ticker_goes_half_open_on_time_not_at_the_next_bucket),
     cmocka_unit_test(pool_mode_returns_at_the_deadline_and_hands_late_result_to_on_late),
