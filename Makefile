@@ -1,7 +1,8 @@
 # Makefile -- build, test, run and benchmark the resilience suite.
 #
 #   make            build the breaker library and the three services
-#   make test       every test suite (what CI runs); ends with "N passed, N failed"
+#   make test       installs what is missing, then every test suite (what CI runs);
+#                   ends with "N passed, N failed, N skipped"
 #   make run        the whole suite on this machine: FerretDB + order, payment, shipment
 #   make bench      the breaker library's benchmark
 #   make up / down  the same stack under docker-compose
@@ -34,6 +35,7 @@ include mk/*.mk
 # Foundations first: the library, then the services, then what builds on them.
 SUITE_ORDER := lib-unit lib-stress lib-opossum integration obs e2e
 test:
+	@scripts/setup.sh
 	@scripts/run-tests.sh $(filter $(TEST_SUITES),$(SUITE_ORDER)) $(filter-out $(SUITE_ORDER),$(TEST_SUITES))
 
 setup:
