@@ -2,9 +2,11 @@
  *
  * POST /create?count=N, in order: size limit (413), content type (415), JSON
  * (400), the spec's fields and safe keys (400), store through the database
- * breaker (503 when the database is unreachable or its circuit open), DELAY_MS (a slow service), error injection (502), jump counting (last hop), the call
- * to CHAIN_SVC through the breaker (degraded answer from its fallback), and
- * the outcome recorded on the stored document.
+ * breaker (503 when the database is unreachable or its circuit open),
+ * DELAY_MS (a slow service), error injection (502), jump counting (last hop),
+ * the call to CHAIN_SVC through its breaker (degraded answer from its
+ * fallback), and the outcome recorded on the stored document, again through
+ * the database breaker.
  */
 #include "runtime.h"
 
@@ -110,13 +112,31 @@ static cJSON *answer_new(const create_req *r, const char *status)
     return o;
 }
 
-/* Writes the outcome on the stored document; a failure (the database went
- * away since the insert) is logged, and the document keeps "pending". */
+/* One write through the database breaker, its arg: the insert of a received
+ * document (outcome NULL) or the outcome update of the stored one. */
+typedef struct store_call {
+    svc_runtime *rt;
+    const char *json;      /* insert: the document */
+    int count;             /* insert: the jump count */
+    char *doc_id;          /* 25 bytes; filled by the insert, read by the update */
+    const char *outcome;   /* update: the outcome; NULL for the insert */
+    const char *reason;    /* update: its reason, or NULL */
+    int status;            /* update: the HTTP status answered */
+    char err[512];
+} store_call;
+
+/* Writes the outcome on the stored document through the database breaker; a
+ * failure (the database went away since the insert, or its circuit opened) is
+ * logged, and the document keeps "pending". */
 static void record_outcome(create_req *r, const char *outcome, const char *reason, int status)
 {
-    if (store_record_outcome(r->rt->db, r->doc_id, outcome, reason, status) != STORE_OK)
-        log_message(true, "could not record outcome \"%s\" on document %s; it stays \"pending\"",
-                    outcome, r->doc_id);
+    store_call sc = { .rt = r->rt, .doc_id = r->doc_id, .outcome = outcome, .reason = reason,
+                      .status = status };
+    cb_result res = { 0 };
+    int rc = cb_fire(r->rt->db_breaker, &sc, &res);
+    if (rc != CB_OK)
+        log_message(true, "could not record outcome \"%s\" on document %s (%s); it stays \"pending\"",
+                    outcome, r->doc_id, rc == CB_EOPEN ? "database circuit open" : cb_strerror(rc));
 }
 
 /* Records the outcome and sends answer (freed) with status 200. */
@@ -235,19 +255,12 @@ static int create_injected(create_req *r)
     return status;
 }
 
-/* One write of a received document: the database breaker's arg. */
-typedef struct store_call {
-    svc_runtime *rt;
-    const char *json;
-    int count;
-    char *doc_id;          /* 25 bytes */
-    char err[512];
-} store_call;
-
 int request_store_action(const cb_call *call, void **result)
 {
     store_call *sc = call->arg;
     *result = NULL;
+    if (sc->outcome)
+        return store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
     return store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, sc->doc_id, sc->err,
                         sizeof sc->err);
 }

@@ -29,7 +29,8 @@ void request_register(struct mg_context *ctx, svc_runtime *rt);
 int request_fallback(void *arg, int reason, int action_rc, void **result, void *user);
 
 /* The database breaker's action (a cb_action_fn): stores a received
- * document; call->arg is a store_call. Returns 0, or the STORE_E* code. */
+ * document, or records the outcome on the stored one; call->arg is a
+ * store_call (request.c). Returns 0, or the STORE_E* code. */
 int request_store_action(const cb_call *call, void **result);
 
 /* The database breaker's error filter: only an unreachable database counts

@@ -412,6 +412,25 @@ def breaker_admin_opens_and_closes_with_the_token(s):
     assert http("POST", s.order.url("/create"), order_body(100)).json()["next"]["status"] == "ok"
 
 
+def breaker_admin_name_selects_the_database_breaker(s):
+    auth = {"X-Admin-Token": ADMIN_TOKEN}
+    assert http("POST", s.payment.url("/breaker/open?name=nope"), b"", auth).status == 404
+    try:
+        r = http("POST", s.payment.url("/breaker/open?name=payment-%3Emongodb"), b"", auth)
+        assert r.status == 200 and r.json()["name"] == "payment->mongodb", r
+        assert r.json()["state"] == "forced-open", r.json()
+        assert http("GET", s.payment.url("/breaker")).json()["state"] == "closed", \
+            "the next hop's breaker must stay closed"
+        body = order_body(101)["payment"]
+        r = http("POST", s.payment.url("/create"), body)
+        assert r.status == 503 and "circuit is open" in r.json()["error"], r
+        assert r.elapsed < 0.5, f"an open database circuit must answer at once: {r.elapsed:.2f}s"
+    finally:
+        r = http("POST", s.payment.url("/breaker/close?name=payment-%3Emongodb"), b"", auth)
+    assert r.status == 200 and r.json()["state"] == "closed", r
+    assert http("POST", s.payment.url("/create"), order_body(102)["payment"]).status == 200
+
+
 def cors_preflight_is_answered(s):
     r = http("OPTIONS", s.payment.url("/breaker/open"), None, {
         "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST",
@@ -535,6 +554,7 @@ TESTS = [
     breaker_admin_is_404_without_admin_token,
     breaker_admin_is_401_without_the_right_token,
     breaker_admin_opens_and_closes_with_the_token,
+    breaker_admin_name_selects_the_database_breaker,
     cors_preflight_is_answered,
     dashboard_files_are_served,
     many_stream_clients_are_served_at_once,
