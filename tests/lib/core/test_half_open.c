@@ -109,16 +109,24 @@ static void half_open_admits_exactly_max_calls_trials(void **state)
     fixture_free(f);
 }
 
-static void half_open_closes_after_success_threshold_successes(void **state)
+/* A breaker whose circuit opened and whose 100 ms reset timeout just passed:
+ * the next call is a half-open trial. */
+static fixture *half_open_fixture(int max_calls, int success_threshold)
 {
-    (void)state;
     fixture *f = fixture_new();
-    f->o.half_open_max_calls = 3;
-    f->o.half_open_success_threshold = 2;
+    f->o.half_open_max_calls = max_calls;
+    f->o.half_open_success_threshold = success_threshold;
     f->o.reset_timeout_ms = 100;
     fixture_start(f);
     open_now(f);
     cb_manual_clock_advance_ms(f->mc, 100);
+    return f;
+}
+
+static void half_open_closes_after_success_threshold_successes(void **state)
+{
+    (void)state;
+    fixture *f = half_open_fixture(3, 2);
     assert_int_equal(fire_step(f, &OK_STEP), CB_OK);
     assert_int_equal(cb_get_state(f->b), CB_HALF_OPEN);
     assert_int_equal(fire_step(f, &OK_STEP), CB_OK);
@@ -129,13 +137,7 @@ static void half_open_closes_after_success_threshold_successes(void **state)
 static void half_open_failure_after_successes_reopens(void **state)
 {
     (void)state;
-    fixture *f = fixture_new();
-    f->o.half_open_max_calls = 3;
-    f->o.half_open_success_threshold = 3;
-    f->o.reset_timeout_ms = 100;
-    fixture_start(f);
-    open_now(f);
-    cb_manual_clock_advance_ms(f->mc, 100);
+    fixture *f = half_open_fixture(3, 3);
     fire_n(f, &OK_STEP, 2, CB_OK);
     assert_int_equal(cb_get_state(f->b), CB_HALF_OPEN);
     assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);
