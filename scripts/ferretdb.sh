@@ -6,20 +6,23 @@
 #
 # The server is scripts/ferretdb/main.go, a small main around FerretDB's
 # embeddable package (the upstream cmd/ferretdb panics when built from the
-# module proxy). It is built with CGO_ENABLED=0 into .cache/ferretdb/ferretdb,
-# so the same binary runs on the host and in a scratch container image.
-# Usage of the binary: ferretdb --listen-addr=127.0.0.1:PORT --sqlite-url=file:/abs/dir/
+# module proxy). It is built with CGO_ENABLED=0 into .cache/ferretdb/<checksum>/ferretdb,
+# so the same binary runs on the host and in a scratch container image. Each
+# version of the sources gets its own folder, .cache/ferretdb/<checksum>/, so
+# checkouts of different versions on one machine never rebuild over each other.
+# Usage of the binary:
+#   ferretdb --listen-addr=127.0.0.1:PORT --postgresql-url=URL   (scripts/postgres.sh start prints URL)
+#   ferretdb --listen-addr=127.0.0.1:PORT --sqlite-url=file:/abs/dir/
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SRC="$ROOT/scripts/ferretdb"
-OUT_DIR="$ROOT/.cache/ferretdb"
-BIN="$OUT_DIR/ferretdb"
-STAMP="$OUT_DIR/source.sha256"
-
 # Prints a checksum of the sources the binary is built from.
 source_sum() {
     cat "$SRC/go.mod" "$SRC/go.sum" "$SRC/main.go" | sha256sum | cut -d' ' -f1
 }
+OUT_DIR="$ROOT/.cache/ferretdb/$(source_sum | cut -c1-16)"
+BIN="$OUT_DIR/ferretdb"
+STAMP="$OUT_DIR/source.sha256"
 
 # Builds the binary unless it exists and was built from the current sources.
 build() {

@@ -23,28 +23,56 @@ static bool http_must_close(struct mg_connection *conn, bool close)
            !(c && !strcasecmp(c, "keep-alive"));
 }
 
-/* Sends one response: status, headers, body of len bytes. The header is
- * written by hand (not mg_response_header_send(), which formats its Date
- * with the non-reentrant gmtime() and races between worker threads). */
-static int http_send(struct mg_connection *conn, int status, const char *type,
-                     const char *body, size_t len, bool close)
+/* Largest head http_send_raw() writes: the fixed lines plus the status text
+ * and the content type, both short. */
+#define HTTP_HEAD_MAX 512
+
+int http_send_raw(struct mg_connection *conn, int status, const char *type,
+                  const char *cache, const char *body, size_t len, bool close)
 {
     close = http_must_close(conn, close);
     if (close)
         mg_disable_keep_alive(conn);
+    const char *method = mg_get_request_info(conn)->request_method;
+    size_t send_len = method && !strcmp(method, "HEAD") ? 0 : len;
     char date[64];
     struct tm tm;
     time_t now = time(NULL);
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    mg_printf(conn,
-              "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-              "Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\nConnection: %s\r\n\r\n",
-              status, mg_get_response_code_text(conn, status), date, type, len,
-              close ? "close" : "keep-alive");
-    if (len)
-        mg_write(conn, body, len);
+    char stack[HTTP_HEAD_MAX + 4096];
+    char *out = stack;
+    if (send_len > sizeof stack - HTTP_HEAD_MAX && !(out = malloc(HTTP_HEAD_MAX + send_len)))
+        out = stack; /* out of memory: the head alone, then the body */
+    int head = snprintf(out, HTTP_HEAD_MAX,
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %.100s\r\n"
+                        "Content-Length: %zu\r\nAccess-Control-Allow-Origin: *\r\n"
+                        "Cache-Control: %s\r\nConnection: %s\r\n\r\n",
+                        status, mg_get_response_code_text(conn, status), date, type, len,
+                        cache ? cache : "no-store", close ? "close" : "keep-alive");
+    if (head < 0 || head >= HTTP_HEAD_MAX) {
+        if (out != stack)
+            free(out);
+        return -1;
+    }
+    if (out == stack && send_len > sizeof stack - HTTP_HEAD_MAX) {
+        mg_write(conn, out, (size_t)head);
+        mg_write(conn, body, send_len);
+        return status;
+    }
+    if (send_len)
+        memcpy(out + head, body, send_len);
+    mg_write(conn, out, (size_t)head + send_len);
+    if (out != stack)
+        free(out);
     return status;
+}
+
+/* Sends one response with the default cache policy (no-store). */
+static int http_send(struct mg_connection *conn, int status, const char *type,
+                     const char *body, size_t len, bool close)
+{
+    return http_send_raw(conn, status, type, NULL, body, len, close);
 }
 
 int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close)

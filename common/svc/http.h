@@ -9,6 +9,15 @@
 
 #define HTTP_MAX_BODY (1024 * 1024)
 
+/* Sends one whole response in a single write (head and body together, so
+ * that a kept-alive connection never waits on the client's delayed ACK):
+ * status, Date, Content-Type type, Content-Length len, CORS, Cache-Control
+ * cache (NULL = "no-store") and Connection. The body is left out for HEAD.
+ * close drops the connection after the response; so does a client that asked
+ * for it. Returns status, or -1 when type is too long for the head. */
+int http_send_raw(struct mg_connection *conn, int status, const char *type,
+                  const char *cache, const char *body, size_t len, bool close);
+
 /* Sends status with body serialised as JSON, Content-Length and
  * Access-Control-Allow-Origin: *. body is not freed. close drops the
  * connection after the response. Returns status. */

@@ -7,6 +7,7 @@
  */
 #include "observe.h"
 #include "observe_priv.h"
+#include "http.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
@@ -67,17 +68,7 @@ void obs_add_date_header(struct mg_connection *conn)
 int obs_send(struct mg_connection *conn, int status, const char *content_type,
              const char *body, size_t len)
 {
-    char length[32];
-    snprintf(length, sizeof length, "%zu", len);
-    mg_response_header_start(conn, status);
-    obs_add_date_header(conn);
-    mg_response_header_add(conn, "Content-Type", content_type, -1);
-    mg_response_header_add(conn, "Content-Length", length, -1);
-    mg_response_header_add(conn, "Cache-Control", "no-cache", -1);
-    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
-    mg_response_header_send(conn);
-    if (len > 0 && strcmp(mg_get_request_info(conn)->request_method, "HEAD") != 0)
-        mg_write(conn, body, len);
+    http_send_raw(conn, status, content_type, "no-cache", body, len, false);
     return status;
 }
 

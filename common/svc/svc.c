@@ -170,6 +170,8 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
         "listening_ports", port, "num_threads", threads,
         "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000",
         "request_timeout_ms", "30000", "access_control_allow_origin", "*",
+        /* Answers leave in one write; never hold a small one back (Nagle). */
+        "tcp_nodelay", "1",
         NULL
     };
     struct mg_callbacks callbacks;

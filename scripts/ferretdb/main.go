@@ -29,6 +29,7 @@ import (
 type options struct {
 	listenAddr  string
 	sqliteURL   string
+	postgresURL string
 	logLevel    string
 	healthcheck bool
 }
@@ -38,6 +39,7 @@ func parseOptions() options {
 	var o options
 	flag.StringVar(&o.listenAddr, "listen-addr", "127.0.0.1:27017", "listen TCP address")
 	flag.StringVar(&o.sqliteURL, "sqlite-url", "file:data/", "SQLite URI (a directory, ending in /)")
+	flag.StringVar(&o.postgresURL, "postgresql-url", "", "PostgreSQL URL; when set, the PostgreSQL backend is used instead of SQLite")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	flag.BoolVar(&o.healthcheck, "healthcheck", false, "exit 0 if a server accepts connections on --listen-addr, 1 otherwise")
 	flag.Parse()
@@ -79,16 +81,19 @@ func ensureDir(sqliteURL string) error {
 
 // serve runs FerretDB until SIGINT or SIGTERM; returns the process exit status.
 func serve(o options, logger *slog.Logger) int {
-	if err := ensureDir(o.sqliteURL); err != nil {
-		logger.Error("cannot create data directory", "error", err)
-		return 1
-	}
-	f, err := ferretdb.New(&ferretdb.Config{
+	cfg := &ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: o.listenAddr},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: o.sqliteURL,
-	})
+	}
+	if o.postgresURL != "" {
+		cfg.Handler, cfg.SQLiteURL, cfg.PostgreSQLURL = "postgresql", "", o.postgresURL
+	} else if err := ensureDir(o.sqliteURL); err != nil {
+		logger.Error("cannot create data directory", "error", err)
+		return 1
+	}
+	f, err := ferretdb.New(cfg)
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# postgres.sh -- a private PostgreSQL cluster in a folder, FerretDB's default backend for `make run` and the tests.
+#
+#   scripts/postgres.sh start DIR   create the cluster in DIR if it is not there, start it,
+#                                   print the URL FerretDB connects with (--postgresql-url)
+#   scripts/postgres.sh stop DIR    stop it (fast shutdown: committed data is kept)
+#   scripts/postgres.sh url DIR     print the URL only
+#
+# The server is Debian's PostgreSQL 15 (package postgresql-15, installed by
+# scripts/setup.sh). It listens on a Unix socket inside DIR and on no TCP port,
+# so clusters never collide and nothing outside this machine can reach them.
+# Durability is PostgreSQL's default: fsync on, synchronous_commit on, so a
+# transaction that FerretDB reports committed is on disk. PostgreSQL refuses
+# to run as root: as root the cluster belongs to the "postgres" user that the
+# package creates.
+set -euo pipefail
+
+usage() { echo "usage: $0 start|stop|url DIR" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+cmd=$1
+DIR=$(mkdir -p "$2" && cd "$2" && pwd)
+PGBIN=""
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PGBIN=$d; done
+[ -n "$PGBIN" ] || { echo "postgres.sh: PostgreSQL is not installed (scripts/setup.sh installs postgresql-15)" >&2; exit 1; }
+
+# Runs "$@" as the cluster's owner: the caller, or postgres when the caller is root.
+as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+url() { echo "postgres:///ferretdb?host=$DIR&user=postgres"; }
+
+start() {
+    [ "$(id -u)" -ne 0 ] || chown postgres: "$DIR"
+    chmod 700 "$DIR"
+    if [ ! -f "$DIR/data/PG_VERSION" ]; then
+        as_owner "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust -E UTF8 --no-locale \
+            > "$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; exit 1; }
+    fi
+    if ! as_owner "$PGBIN/pg_ctl" -D "$DIR/data" status > /dev/null 2>&1; then
+        # The socket's path is DIR/.s.PGSQL.5432; a Unix socket path has at most 107 bytes.
+        [ ${#DIR} -le 90 ] || { echo "postgres.sh: $DIR is too long for a Unix socket path" >&2; exit 1; }
+        as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+            -o "-c listen_addresses='' -k $DIR -c max_connections=200 -c max_wal_size=1GB" \
+            start > /dev/null || { tail -20 "$DIR/server.log" >&2; exit 1; }
+    fi
+    if ! as_owner "$PGBIN/psql" -h "$DIR" -U postgres -d postgres -Atqc \
+            "select 1 from pg_database where datname = 'ferretdb'" | grep -q 1; then
+        as_owner "$PGBIN/createdb" -h "$DIR" -U postgres ferretdb
+    fi
+    url
+}
+
+stop() {
+    [ -f "$DIR/data/PG_VERSION" ] || return 0
+    as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w stop > /dev/null 2>&1 || true
+}
+
+case "$cmd" in
+    start) start ;;
+    stop)  stop ;;
+    url)   url ;;
+    *)     usage ;;
+esac
