@@ -9,6 +9,11 @@
 # The server is Debian's PostgreSQL 15 (package postgresql-15, installed by
 # scripts/setup.sh). It listens on a Unix socket inside DIR and on no TCP port,
 # so clusters never collide and nothing outside this machine can reach them.
+# FerretDB 1.24 finds a document by _id with `_jsonb->'_id' @> $1`, which its
+# own B-tree index on `_jsonb->'_id'` cannot serve, so every update by _id
+# would scan the whole collection. An event trigger gives every collection
+# table FerretDB creates a GIN index on that expression, which serves `@>`;
+# start also adds it to tables made before the trigger existed.
 # Durability is PostgreSQL's default: fsync on, synchronous_commit on, so a
 # transaction that FerretDB reports committed is on disk. PostgreSQL refuses
 # to run as root: as root the cluster belongs to the "postgres" user that the
@@ -27,6 +32,41 @@ for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PGBIN=$d; done
 as_owner() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# The event trigger, its function and the indexes of existing tables. Idempotent.
+ID_INDEX_SQL=$(cat <<'SQL'
+CREATE OR REPLACE FUNCTION public.ferretdb_id_index(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = '_jsonb')
+       AND (SELECT relname FROM pg_class WHERE oid = tbl) NOT LIKE '\_ferretdb\_%'
+       AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                       JOIN pg_am a ON a.oid = c.relam
+                       WHERE i.indrelid = tbl AND a.amname = 'gin') THEN
+        EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''_id'') jsonb_path_ops)', tbl);
+    END IF;
+END $$;
+CREATE OR REPLACE FUNCTION public.ferretdb_id_index_trigger() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT objid FROM pg_event_trigger_ddl_commands()
+             WHERE command_tag = 'CREATE TABLE' AND object_type = 'table' LOOP
+        PERFORM public.ferretdb_id_index(r.objid::regclass);
+    END LOOP;
+END $$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'ferretdb_id_index') THEN
+        CREATE EVENT TRIGGER ferretdb_id_index ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+            EXECUTE FUNCTION public.ferretdb_id_index_trigger();
+    END IF;
+END $$;
+SELECT count(public.ferretdb_id_index(c.oid::regclass)) FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'public');
+SQL
+)
 
 url() { echo "postgres:///ferretdb?host=$DIR&user=postgres"; }
 
@@ -48,6 +88,8 @@ start() {
             "select 1 from pg_database where datname = 'ferretdb'" | grep -q 1; then
         as_owner "$PGBIN/createdb" -h "$DIR" -U postgres ferretdb
     fi
+    as_owner "$PGBIN/psql" -h "$DIR" -U postgres -d ferretdb -qAt -v ON_ERROR_STOP=1 \
+        -c "$ID_INDEX_SQL" > /dev/null || { echo "postgres.sh: cannot install the _id index trigger" >&2; exit 1; }
     url
 }
 
