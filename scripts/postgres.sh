@@ -71,7 +71,11 @@ SQL
 url() { echo "postgres:///ferretdb?host=$DIR&user=postgres"; }
 
 start() {
-    [ "$(id -u)" -ne 0 ] || chown postgres: "$DIR"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres: "$DIR"
+        runuser -u postgres -- test -x "$DIR" ||
+            { echo "postgres.sh: user postgres cannot reach $DIR (a parent folder is not searchable)" >&2; exit 1; }
+    fi
     chmod 700 "$DIR"
     if [ ! -f "$DIR/data/PG_VERSION" ]; then
         as_owner "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust -E UTF8 --no-locale \

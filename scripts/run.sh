@@ -11,7 +11,8 @@
 # outcome update slows as a collection grows, and its writers wait in SQLite's
 # sleeping busy handler; see "Performance" in the README for the figures.
 #
-# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT;
+# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT,
+# the data with DATA_DIR (default .data; `make bench-services` uses a temporary one);
 # FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
@@ -25,6 +26,7 @@ SHIPMENT_PORT="${SHIPMENT_PORT:-3002}"
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 PIDS=()
 STOP_PG=""
+DATA_DIR="$(mkdir -p "${DATA_DIR:-.data}" && cd "${DATA_DIR:-.data}" && pwd)"
 
 # Prints a line from this script.
 say() { echo "[run] $*"; }
@@ -52,14 +54,17 @@ wait_ready() {
     say "$kind did not become ready on port $port"; return 1
 }
 
-# Starts "$@" with its output prefixed by [name]; records the pid.
+# Starts "$@" with its output prefixed by [name]; records the pid. The
+# services write the prefix themselves (LOG_PREFIX) straight to this
+# terminal; anything else goes through awk, which ignores Ctrl-C so that the
+# last lines of a stopping process still show, and reads what the pipe holds
+# in one go (sed -u would read it a byte at a time).
 start() {
     local name=$1; shift
-    # The prefixer ignores Ctrl-C so that the last lines of a stopping process
-    # still show. awk reads what the pipe holds in one go and writes a line at
-    # a time; sed -u would read it a byte at a time (a third of a core at
-    # 100 requests a second).
-    "$@" > >(trap '' INT; exec awk -v p="[$name] " '{ print p $0; fflush() }') 2>&1 &
+    case "$name" in
+    order|payment|shipment) LOG_PREFIX="[$name] " "$@" 2>&1 & ;;
+    *) "$@" > >(trap '' INT; exec awk -v p="[$name] " '{ print p $0; fflush() }') 2>&1 & ;;
+    esac
     PIDS+=($!)
 }
 
@@ -73,7 +78,7 @@ stop_all() {
     local p
     for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -z "$STOP_PG" ] || scripts/postgres.sh stop "$ROOT/.data/postgres"
+    [ -z "$STOP_PG" ] || scripts/postgres.sh stop "$DATA_DIR/postgres"
     say "stopped"
     exit "$code"
 }
@@ -92,13 +97,13 @@ if [ -z "${MONGO_URL:-}" ]; then
     FERRETDB="$(scripts/ferretdb.sh build)"
     case "${FERRETDB_BACKEND:-postgresql}" in
     postgresql)
-        say "starting PostgreSQL (data in .data/postgres)"
-        PG_URL="$(scripts/postgres.sh start "$ROOT/.data/postgres")"
+        say "starting PostgreSQL (data in $DATA_DIR/postgres)"
+        PG_URL="$(scripts/postgres.sh start "$DATA_DIR/postgres")"
         STOP_PG=1
-        BACKEND_ARG="--postgresql-url=$PG_URL"; DATA=.data/postgres ;;
+        BACKEND_ARG="--postgresql-url=$PG_URL"; DATA="$DATA_DIR/postgres" ;;
     sqlite)
-        mkdir -p "$ROOT/.data/ferretdb"
-        BACKEND_ARG="--sqlite-url=file:$ROOT/.data/ferretdb/"; DATA=.data/ferretdb ;;
+        mkdir -p "$DATA_DIR/ferretdb"
+        BACKEND_ARG="--sqlite-url=file:$DATA_DIR/ferretdb/"; DATA="$DATA_DIR/ferretdb" ;;
     *)  say "FERRETDB_BACKEND: expected postgresql or sqlite, got \"$FERRETDB_BACKEND\""; exit 1 ;;
     esac
     start ferretdb "$FERRETDB" --listen-addr="127.0.0.1:$FERRETDB_PORT" "$BACKEND_ARG" \

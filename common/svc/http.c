@@ -23,6 +23,22 @@ static bool http_must_close(struct mg_connection *conn, bool close)
            !(c && !strcasecmp(c, "keep-alive"));
 }
 
+/* Writes the current time as an HTTP date into buf (at least 30 bytes). Each
+ * thread formats it once a second and copies it the rest of the time. */
+static void http_date(char *buf, size_t len)
+{
+    static _Thread_local time_t cached_at = -1;
+    static _Thread_local char cached[32];
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    snprintf(buf, len, "%s", cached);
+}
+
 /* Largest head http_send_raw() writes: the fixed lines plus the status text
  * and the content type, both short. */
 #define HTTP_HEAD_MAX 512
@@ -36,10 +52,7 @@ int http_send_raw(struct mg_connection *conn, int status, const char *type,
     const char *method = mg_get_request_info(conn)->request_method;
     size_t send_len = method && !strcmp(method, "HEAD") ? 0 : len;
     char date[64];
-    struct tm tm;
-    time_t now = time(NULL);
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    http_date(date, sizeof date);
     char stack[HTTP_HEAD_MAX + 4096];
     char *out = stack;
     if (send_len > sizeof stack - HTTP_HEAD_MAX && !(out = malloc(HTTP_HEAD_MAX + send_len)))

@@ -1,0 +1,48 @@
+/* civetweb_hello.c -- the yardstick for `make bench-services`: the smallest civetweb server answering GET /.
+ *
+ *   civetweb_hello PORT
+ *
+ * Same civetweb, same options as a service (32 workers, keep-alive,
+ * TCP_NODELAY), one write per answer, no logging: what the hardware and the
+ * HTTP library allow, so that a service's GET / can be compared to it.
+ */
+#include <civetweb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static int hello(struct mg_connection *conn, void *data)
+{
+    (void)data;
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                 "Content-Length: 19\r\nConnection: keep-alive\r\n\r\n"
+                                 "hello from civetweb";
+    mg_write(conn, answer, sizeof answer - 1);
+    return 200;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+        return 2;
+    }
+    const char *options[] = { "listening_ports", argv[1], "num_threads", "32",
+                              "enable_keep_alive", "yes", "tcp_nodelay", "1", NULL };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct mg_callbacks callbacks = { 0 };
+    struct mg_context *ctx = mg_start(&callbacks, NULL, options);
+    if (!ctx) {
+        fprintf(stderr, "civetweb_hello: cannot listen on %s\n", argv[1]);
+        return 1;
+    }
+    mg_set_request_handler(ctx, "/$", hello, NULL);
+    int sig;
+    sigwait(&set, &sig);
+    mg_stop(ctx);
+    return 0;
+}
