@@ -5,6 +5,7 @@
 #                   ends with "N passed, N failed, N skipped"
 #   make run        the whole suite on this machine: FerretDB + order, payment, shipment
 #   make bench      the breaker library's benchmark
+#   make bench-services  the services under keep-alive load (wrk), beside a bare civetweb and the database alone
 #   make up / down  the same stack under docker-compose
 #
 # Each part keeps its rules in mk/*.mk; this file holds what they share.

@@ -80,3 +80,18 @@ test-integration-asan: services-asan $(BUILD)/bin/dbtool
 test-integration-tsan: services-tsan $(BUILD)/bin/dbtool
 	@scripts/ferretdb.sh build >/dev/null
 	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour tsan
+
+# The services under keep-alive load (wrk), side by side with a bare civetweb
+# server and with the database alone: tests/bench/bench_services.py.
+$(BUILD)/rel/bench/civetweb_hello: tests/bench/civetweb_hello.c
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS_BASE) -O2 -g $< -o $@ -lcivetweb -pthread
+
+$(BUILD)/rel/bench/db_bench: tests/bench/db_bench.c
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS_BASE) -O2 -g $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
+
+.PHONY: bench-services
+bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench
+	@scripts/setup.sh >/dev/null
+	@python3 tests/bench/bench_services.py $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))

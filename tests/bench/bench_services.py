@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""bench_services.py -- the services under keep-alive load, as a user runs them (`make bench-services`).
+
+Starts the suite exactly as `make run` does (scripts/run.sh: FerretDB over a
+private PostgreSQL, order -> payment -> shipment, logging on) on free ports
+with its data in a temporary folder, plus a minimal civetweb hello server as
+the yardstick, then drives each case with wrk side by side in one run and
+prints one line per figure:
+
+    bench-services <case> <value> <unit>
+
+followed by one line per goal, `bench-services goal <name> <value> <op> <goal> met|MISSED`.
+Every chain answer must be 2xx and not degraded, and the documents of every
+answered request must be in the database; a failed check ends the run with
+exit 1. Standard library only; wrk is Debian's package.
+
+    tests/bench/bench_services.py [--seconds S] [--keep]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / os.environ.get("BUILD", "build")
+TOKEN = "bench-services-token"
+CHAIN_BODY = ('{"id":"1","items":[],"payment":{"amount":0,"id":"1",'
+              '"shipment":{"id":"1","directions":"home"}}}')
+SHIPMENT_BODY = '{"id":"1","directions":"home"}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def say(line: str):
+    print(line, flush=True)
+
+
+def fail(msg: str):
+    say(f"bench-services: FAILED: {msg}")
+    raise SystemExit(1)
+
+
+def http(method: str, url: str, body: bytes = None, headers=None, timeout=10.0):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_until(check, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.05)
+    fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def lua_post(path: Path, body: str) -> Path:
+    """A wrk script that POSTs body as JSON."""
+    path.write_text('wrk.method = "POST"\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = '{body}'\n")
+    return path
+
+
+def parse_ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not m:
+        return float("nan")
+    v = float(m.group(1))
+    return {"us": v / 1000.0, "ms": v, "s": v * 1000.0}[m.group(2)]
+
+
+def wrk(url: str, conns: int, seconds: float, script: Path = None) -> dict:
+    """Runs wrk with --latency; returns requests, rps, p50/p99 (ms), non2xx, errors."""
+    threads = min(2, conns)
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
+    if script:
+        argv += ["-s", str(script)]
+    out = subprocess.run(argv + [url], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    r = {"requests": 0, "rps": 0.0, "p50": float("nan"), "p99": float("nan"),
+         "non2xx": 0, "errors": 0, "text": out}
+    if m := re.search(r"(\d+) requests in", out):
+        r["requests"] = int(m.group(1))
+    if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
+        r["rps"] = float(m.group(1))
+    if m := re.search(r"^\s+50%\s+(\S+)", out, re.M):
+        r["p50"] = parse_ms(m.group(1))
+    if m := re.search(r"^\s+99%\s+(\S+)", out, re.M):
+        r["p99"] = parse_ms(m.group(1))
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        r["non2xx"] = int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        r["errors"] = sum(int(x) for x in m.groups())
+    return r
+
+
+def pid_of(binary: str, port: int) -> int:
+    """The pid of the process running binary with PORT=port in its environment."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv0 = (d / "cmdline").read_bytes().split(b"\0")[0].decode()
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv0.endswith("/" + binary) and f"PORT={port}".encode() in env:
+            return int(d.name)
+    return 0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, seconds: float, keep: bool):
+        self.seconds = seconds
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-services-", dir="/tmp"))
+        self.tmp.chmod(0o755)   # PostgreSQL runs as its own user and must reach its folder
+        self.ports = {n: free_port() for n in ("order", "payment", "shipment", "ferretdb", "hello")}
+        self.procs = []
+        self.figures = {}
+        self.chain_lua = lua_post(self.tmp / "chain.lua", CHAIN_BODY)
+        self.ship_lua = lua_post(self.tmp / "shipment.lua", SHIPMENT_BODY)
+
+    def url(self, name: str, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def figure(self, case: str, value: float, unit: str):
+        self.figures[case] = value
+        say(f"bench-services {case} {value:.2f} {unit}" if isinstance(value, float)
+            else f"bench-services {case} {value} {unit}")
+
+    def start(self):
+        env = dict(os.environ, ORDER_PORT=str(self.ports["order"]),
+                   PAYMENT_PORT=str(self.ports["payment"]),
+                   SHIPMENT_PORT=str(self.ports["shipment"]),
+                   FERRETDB_PORT=str(self.ports["ferretdb"]), DATA_DIR=str(self.tmp / "data"),
+                   INJECT_ERR="0", ADMIN_TOKEN=TOKEN)
+        env.pop("MONGO_URL", None)
+        log = open(self.tmp / "run.log", "wb")
+        self.run = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(self.run)
+        wait_until(lambda: self.run.poll() is not None or http("GET", self.url("order"))[0] == 200,
+                   120, "make run's stack (scripts/run.sh) to answer")
+        if self.run.poll() is not None:
+            fail(f"scripts/run.sh exited:\n{(self.tmp / 'run.log').read_text()[-3000:]}")
+        hello = BUILD / "rel" / "bench" / "civetweb_hello"
+        self.hello = subprocess.Popen([str(hello), str(self.ports["hello"])],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.procs.append(self.hello)
+        wait_until(lambda: http("GET", self.url("hello"))[0] == 200, 20, "the civetweb hello server")
+        self.pids = {n: pid_of(n, self.ports[n]) for n in ("order", "payment", "shipment")}
+        if not all(self.pids.values()):
+            fail(f"cannot find the services' processes: {self.pids}")
+        self.mongo = f"mongodb://127.0.0.1:{self.ports['ferretdb']}"
+
+    def count(self, collection: str, filt=None) -> int:
+        r = subprocess.run([str(BUILD / "bin" / "dbtool"), "count", self.mongo, "resilience",
+                            collection, json.dumps(filt or {})],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            fail(f"dbtool count {collection}: {r.stderr.strip()}")
+        return int(r.stdout.strip())
+
+    def breaker(self, action: str):
+        name = f"order->127.0.0.1:{self.ports['payment']}"
+        status, body = http("POST", self.url("order", f"/breaker/{action}?name={name}"), b"",
+                            {"Authorization": f"Bearer {TOKEN}"})
+        if status != 200:
+            fail(f"POST /breaker/{action} answered {status}: {body[:200]!r}")
+
+    def case_hello(self):
+        rounds = {"hello_rps": [], "civetweb_hello_rps": []}
+        wrk(self.url("order"), 32, 1)            # warm-up: threads, connections
+        wrk(self.url("hello"), 32, 1)
+        for _ in range(3):   # interleaved, so both meet the same machine
+            rounds["hello_rps"].append(wrk(self.url("order"), 32, self.seconds / 2)["rps"])
+            rounds["civetweb_hello_rps"].append(wrk(self.url("hello"), 32, self.seconds / 2)["rps"])
+        for k, v in rounds.items():
+            self.figure(k, statistics.median(v), "req/s")
+
+    def case_chain(self):
+        url = self.url("order", "/create?count=0")
+        wrk(url, 16, 3, self.chain_lua)          # warm-up: connections, tables, pools
+        self.breaker("close")                    # whatever the warm-up did to the circuit
+        before = {c: self.count(c) for c in ("orders", "payments", "shipments")}
+        degraded_before = self.count("orders", {"_meta.outcome": "degraded"})
+        total = 0
+        for conns in (1, 16):
+            r = wrk(url, conns, self.seconds, self.chain_lua)
+            if r["requests"] == 0 or r["non2xx"] or r["errors"]:
+                fail(f"chain at {conns} connection(s): {r['requests']} requests, "
+                     f"{r['non2xx']} not 2xx, {r['errors']} socket errors\n{r['text']}")
+            total += r["requests"]
+            self.figure(f"chain_rps_c{conns}", r["rps"], "req/s")
+            if conns == 16:
+                self.figure("chain_p50_ms_c16", r["p50"], "ms")
+                self.figure("chain_p99_ms_c16", r["p99"], "ms")
+        wait_until(lambda: self.count("shipments") - before["shipments"] >= total, 30,
+                   "every answered request's shipment document")
+        for c in ("orders", "payments", "shipments"):
+            stored = self.count(c) - before[c]
+            # Requests still in flight when wrk stopped may be stored and not counted.
+            if not total <= stored <= total + 17:
+                fail(f"{c}: {stored} documents stored for {total} answered requests")
+        degraded = self.count("orders", {"_meta.outcome": "degraded"}) - degraded_before
+        if degraded:
+            fail(f"{degraded} answers were degraded (the chain must answer whole)")
+        self.figure("chain_documents_checked", 3 * total, "documents")
+
+    def case_shipment(self):
+        url = self.url("shipment", "/create?count=0")
+        for conns in (1, 4, 16):
+            r = wrk(url, conns, self.seconds / 2, self.ship_lua)
+            if r["non2xx"] or r["errors"]:
+                fail(f"shipment at {conns}: {r['non2xx']} not 2xx, {r['errors']} socket errors")
+            self.figure(f"shipment_rps_c{conns}", r["rps"], "req/s")
+
+    def case_open_circuit(self):
+        self.breaker("open")
+        last, opened = [], []
+        for _ in range(3):
+            r = wrk(self.url("shipment", "/create?count=0"), 1, self.seconds / 3, self.ship_lua)
+            last.append(1000.0 / r["rps"] if r["rps"] else float("nan"))
+            r = wrk(self.url("order", "/create?count=0"), 1, self.seconds / 3, self.chain_lua)
+            opened.append(1000.0 / r["rps"] if r["rps"] else float("nan"))
+        self.breaker("close")
+        self.figure("last_hop_ms", statistics.median(last), "ms")
+        self.figure("open_circuit_ms", statistics.median(opened), "ms")
+
+    def case_database(self):
+        tool = BUILD / "rel" / "bench" / "db_bench"
+        for mode, case in (("insert", "db_insert_rps_c16"), ("insert+update", "db_request_writes_rps_c16")):
+            r = subprocess.run([str(tool), self.mongo, "bench", "writes", "16", f"{self.seconds:g}", mode],
+                               capture_output=True, text=True, timeout=self.seconds + 60)
+            m = re.search(r"rps=([\d.]+)", r.stdout)
+            if r.returncode != 0 or not m:
+                fail(f"db_bench {mode}: {r.stdout} {r.stderr[-500:]}")
+            self.figure(case, float(m.group(1)), "ops/s")
+
+    def rss(self, when: str):
+        for name, pid in self.pids.items():
+            self.figure(f"rss_{when}_mb_{name}", rss_mb(pid), "MB")
+
+    def goals(self):
+        f = self.figures
+        goals = [
+            ("hello_vs_civetweb", f["hello_rps"] / f["civetweb_hello_rps"], ">=", 0.9),
+            ("chain_c16_vs_c1", f["chain_rps_c16"] / f["chain_rps_c1"], ">=", 1.5),
+            ("chain_p99_ms_c16", f["chain_p99_ms_c16"], "<=", 200.0),
+            ("shipment_c16_vs_c1", f["shipment_rps_c16"] / f["shipment_rps_c1"], ">=", 0.9),
+            ("open_circuit_vs_last_hop", f["open_circuit_ms"] / f["last_hop_ms"], "<=", 1.10),
+        ]
+        missed = 0
+        for name, value, op, goal in goals:
+            ok = value >= goal if op == ">=" else value <= goal
+            missed += not ok
+            say(f"bench-services goal {name} {value:.2f} {op} {goal:g} {'met' if ok else 'MISSED'}")
+        return missed
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM) if p is self.run else p.terminate()
+                    p.wait(timeout=30)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    p.kill()
+        if self.keep:
+            say(f"bench-services: logs and data kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 6)),
+                    help="length of each measured load (default 6)")
+    ap.add_argument("--keep", action="store_true", help="keep the logs and data")
+    args = ap.parse_args()
+    if not 1 <= args.seconds <= 120:
+        ap.error("--seconds must be 1..120")
+    if not shutil.which("wrk"):
+        fail("wrk is not installed (scripts/setup.sh installs it)")
+    b = Bench(args.seconds, args.keep)
+    try:
+        b.start()
+        say(f"bench-services machine {os.cpu_count()} cores; {b.seconds:g} s per load; "
+            f"logs in {b.tmp / 'run.log'}")
+        b.rss("idle")
+        b.case_hello()
+        b.case_chain()
+        b.case_shipment()
+        b.case_open_circuit()
+        b.case_database()
+        b.rss("loaded")
+        b.goals()
+    finally:
+        b.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
