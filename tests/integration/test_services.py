@@ -477,6 +477,90 @@ def malformed_http_and_hostile_bodies_never_crash_a_service(ctx):
     expect(all(meta(d).get("outcome") == "last" for d in stored), f"half-written documents: {stored}")
 
 
+# ---- the wire ---------------------------------------------------------------------------------
+
+def strace_writes(pid: int, port: int, out: Path, action):
+    """Runs action() while strace records the sends, writes and socket options
+    of every thread of pid; returns strace's lines. Readiness: GET / on port
+    until its answer shows in strace's output. Raises Skip when strace is
+    missing or may not attach."""
+    if not shutil.which("strace"):
+        raise Skip("strace is not installed (scripts/setup.sh installs it)")
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-s", "65536", "-xx", "-o", str(out),
+                               "-e", "trace=sendto,sendmsg,write,writev,setsockopt,accept,accept4",
+                               "-p", str(pid)], stderr=subprocess.PIPE)
+
+    def attached():
+        if tracer.poll() is not None:
+            return True
+        http("GET", f"http://127.0.0.1:{port}/")
+        return out.exists() and "sendto(" in out.read_text(errors="replace")
+
+    try:
+        wait_until(attached, 15, "strace to attach")
+        if tracer.poll() is not None:
+            raise Skip(f"strace cannot attach: {tracer.stderr.read().decode(errors='replace')[:300]}")
+        action()
+    finally:
+        if tracer.poll() is None:
+            tracer.terminate()
+        tracer.wait(timeout=10)
+    return out.read_text(errors="replace").splitlines()
+
+
+def unhex(s: str) -> bytes:
+    """The bytes of a strace -xx string ("\\x48\\x54...")."""
+    return bytes.fromhex(s.replace("\\x", ""))
+
+
+@test
+def every_answer_leaves_in_one_write_on_a_socket_without_nagle(ctx):
+    """A head and body sent in two writes wait ~40 ms for the client's delayed
+    ACK on a kept-alive connection (Nagle). Every answer, on every kind of
+    route and status, must be one send with the whole body, and accepted
+    sockets must have TCP_NODELAY."""
+    st = ctx.stack()
+    order, pay, ship = chain(st)
+    big = dict(ORDER, items=["x" * 100] * 200)   # an answer larger than a small buffer
+    requests = [("GET", "/", None), ("POST", "/create", ORDER), ("POST", "/create", big),
+                ("POST", "/create", {"id": 1}), ("GET", "/nowhere", None), ("DELETE", "/create", None),
+                ("GET", "/health", None), ("GET", "/metrics", None), ("GET", "/breaker", None),
+                ("GET", "/dashboard", None)]
+    answers = []
+    lines = strace_writes(order.pid, order.port, st.tmp / "strace.txt",
+                          lambda: answers.extend(http(m, order.url(p), b) for m, p, b in requests))
+    expect(all(a.status for a in answers), f"unanswered: {answers}")
+    sends = []
+    for line in lines:
+        m = re.search(r'(?:sendto|write)\(\d+, "((?:\\x[0-9a-f]{2})*)"', line)
+        if m:
+            data = unhex(m.group(1))
+            if data.startswith(b"HTTP/1.1 "):
+                sends.append(data)
+    # order's own answers (not its calls to payment, which libcurl sends as POST).
+    expect(len(sends) >= len(requests), f"{len(sends)} answers seen in strace for {len(requests)} "
+           f"requests:\n" + "\n".join(lines[:40]))
+    for data in sends:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        expect(sep, f"an answer's head was sent without its end: {data[:200]!r}")
+        m = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+        expect(m, f"no Content-Length: {head!r}")
+        expect(len(body) == int(m.group(1)),
+               f"head and body in separate writes: {len(body)} of {m.group(1)} body bytes "
+               f"went with the head {head[:80]!r}")
+    # The sockets civetweb accepted (not libcurl's or libmongoc's own) get TCP_NODELAY.
+    accepted, nodelay = set(), set()
+    for line in lines:
+        if m := re.search(r"accept4?\(\d+, .*\) = (\d+)", line):
+            accepted.add(m.group(1))
+        elif m := re.search(r"setsockopt\((\d+), SOL_TCP, TCP_NODELAY, \[1\]", line):
+            if m.group(1) in accepted:
+                nodelay.add(m.group(1))
+    expect(accepted and nodelay == accepted,
+           f"accepted sockets {sorted(accepted)}, with TCP_NODELAY {sorted(nodelay)}:\n" +
+           "\n".join(l for l in lines if "accept" in l or "setsockopt" in l))
+
+
 # ---- runner -----------------------------------------------------------------------------------
 
 def main():
@@ -523,7 +607,7 @@ def main():
             else:
                 passed += 1
     finally:
-        shared.stop()
+        shared.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.flavour}: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0

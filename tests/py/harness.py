@@ -224,16 +224,47 @@ class Proc:
 
 
 class FerretDB(Proc):
-    """FerretDB with its SQLite data in a directory; url is its mongodb:// URL."""
+    """FerretDB on a free port; url is its mongodb:// URL.
+
+    Its backend is FERRETDB_BACKEND from the environment: "sqlite" (the
+    default here: data in data_dir) or "postgresql" (what `make run` uses: a
+    private cluster from scripts/postgres.sh in its own folder, kept across
+    stop()/start() so a test can take the database away and bring it back).
+    close() stops the cluster and removes it."""
 
     def __init__(self, log_dir: Path, data_dir: Path, port=None):
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.backend = os.environ.get("FERRETDB_BACKEND", "sqlite")
+        self.pg_dir = None
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [ferretdb_path(), f"--listen-addr=127.0.0.1:{self.port}",
-                f"--sqlite-url=file:{data_dir}/"]
+        argv = [ferretdb_path(), f"--listen-addr=127.0.0.1:{self.port}"]
+        if self.backend == "postgresql":
+            # Its own folder under /tmp: PostgreSQL runs as its own user and
+            # must reach it, and a Unix socket path is short.
+            self.pg_dir = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+            self.pg_dir.chmod(0o755)
+            r = subprocess.run([str(ROOT / "scripts" / "postgres.sh"), "start", str(self.pg_dir)],
+                               capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                shutil.rmtree(self.pg_dir, ignore_errors=True)
+                raise RuntimeError(f"scripts/postgres.sh start failed: {r.stderr}")
+            argv.append(f"--postgresql-url={r.stdout.strip()}")
+        elif self.backend == "sqlite":
+            argv.append(f"--sqlite-url=file:{data_dir}/")
+        else:
+            raise RuntimeError(f"FERRETDB_BACKEND: expected sqlite or postgresql, got {self.backend!r}")
         super().__init__("ferretdb", argv, dict(os.environ), log_dir)
         self.url = f"mongodb://127.0.0.1:{self.port}/"
+
+    def close(self):
+        """Stops FerretDB and, with the postgresql backend, the cluster (and removes it)."""
+        self.stop()
+        if self.pg_dir:
+            subprocess.run([str(ROOT / "scripts" / "postgres.sh"), "stop", str(self.pg_dir)],
+                           capture_output=True, timeout=60)
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
+            self.pg_dir = None
 
     def ping(self) -> bool:
         """True when the server answers a ping."""
@@ -372,7 +403,9 @@ class Stack:
                 if report:
                     self.problems.append(f"{p.name} sanitizer report:\n{report}")
         for p in self.procs:
-            if not isinstance(p, Service):
+            if isinstance(p, FerretDB):
+                p.close()
+            elif not isinstance(p, Service):
                 p.stop()
         if self.keep_logs:
             dest = Path(self.keep_logs)
