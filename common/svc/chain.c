@@ -71,6 +71,18 @@ static chain_handle *chain_handle_get(void)
     return h;
 }
 
+/* Appends the n-byte header line at p to list. NULL when out of memory
+ * (list is freed then). */
+static struct curl_slist *chain_append(struct curl_slist *list, const char *p, size_t n)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%.*s", (int)n, p);
+    struct curl_slist *grown = curl_slist_append(list, line);
+    if (!grown)
+        curl_slist_free_all(list);
+    return grown;
+}
+
 /* Appends received bytes to the call's response, refusing over 1 MiB. */
 static size_t chain_write(char *data, size_t size, size_t n, void *userp)
 {
@@ -115,8 +127,24 @@ int chain_post(chain_call *c, long timeout_ms)
         return CHAIN_ETRANSFER;
     }
     CURL *k = h->curl;
+    struct curl_slist *extra = NULL;
+    if (c->headers && *c->headers) {
+        /* The thread's fixed headers, then this call's (trace, deadline). */
+        for (const struct curl_slist *x = h->headers; x; x = x->next)
+            if (!(extra = chain_append(extra, x->data, strlen(x->data))))
+                break;
+        for (const char *p = c->headers; extra && *p;) {
+            size_t n = strcspn(p, "\n");
+            extra = chain_append(extra, p, n);
+            p += n + (p[n] == '\n');
+        }
+        if (!extra) {
+            c->curl_rc = CURLE_OUT_OF_MEMORY;
+            return CHAIN_ETRANSFER;
+        }
+    }
     curl_easy_setopt(k, CURLOPT_URL, c->url);
-    curl_easy_setopt(k, CURLOPT_HTTPHEADER, h->headers);
+    curl_easy_setopt(k, CURLOPT_HTTPHEADER, extra ? extra : h->headers);
     curl_easy_setopt(k, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
     curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
@@ -127,6 +155,10 @@ int chain_post(chain_call *c, long timeout_ms)
     c->curl_rc = curl_easy_perform(k);
     c->status = 0;
     curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &c->status);
+    if (extra) {
+        curl_easy_setopt(k, CURLOPT_HTTPHEADER, h->headers);
+        curl_slist_free_all(extra);
+    }
     return chain_code(c);
 }
 
@@ -142,11 +174,14 @@ int chain_action(const cb_call *call, void **result)
 {
     chain_call *c = call->arg;
     long timeout_ms = 24L * 3600 * 1000;
-    if (call->deadline_ns != INT64_MAX) {
+    int64_t deadline = call->deadline_ns;
+    if (c->deadline_ns > 0 && c->deadline_ns < deadline)
+        deadline = c->deadline_ns;
+    if (deadline != INT64_MAX) {
         /* Rounded up and one more millisecond: a transfer that runs out of
          * time returns just after the deadline, so the breaker counts a
          * timeout rather than a failure. */
-        int64_t left_ns = call->deadline_ns - chain_now_ns();
+        int64_t left_ns = deadline - chain_now_ns();
         timeout_ms = left_ns <= 0 ? 1 : (long)((left_ns + 999999) / 1000000) + 1;
     }
     *result = c;

@@ -3,12 +3,15 @@
 #define SVC_CHAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "cb.h"
 
 /* One downstream call: what to send and what came back. */
 typedef struct chain_call {
     const char *url;       /* CHAIN_SVC?count=N */
     const char *body;      /* JSON, sent as application/json */
+    const char *headers;   /* more header lines, each ending in '\n'; NULL = none */
+    int64_t deadline_ns;   /* CLOCK_MONOTONIC; the call ends by then; 0 = none */
     long status;           /* the HTTP status, 0 when none arrived */
     int curl_rc;           /* CURLcode of the transfer */
     char *response;        /* the response body, NUL-terminated; free() it */
@@ -34,7 +37,8 @@ int chain_post(chain_call *c, long timeout_ms);
 
 /* The breaker's action (a cb_action_fn): call->arg is a chain_call *. Gives
  * chain_post() what is left until call->deadline_ns (the system monotonic
- * clock, the breaker's default). Sets *result to the chain_call. */
+ * clock, the breaker's default), or until the chain_call's own deadline_ns
+ * when that comes first. Sets *result to the chain_call. */
 int chain_action(const cb_call *call, void **result);
 
 /* A short word for an action code: "failure(502)", "timeout", "connect". The

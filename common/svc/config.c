@@ -107,6 +107,8 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->mongo_url = "mongodb://127.0.0.1:27017";
     c->mongo_timeout_ms = 1000;
     c->threads = 32;
+    c->deadlines = true;
+    c->deadline_margin_ms = 25;
     c->cb_timeout_ms = 300;
     c->cb_reset_timeout_ms = 10000;
     c->cb_error_threshold = 50;
@@ -143,6 +145,19 @@ static int config_strings(svc_config *c, char *err, size_t errlen)
         return -1;
     }
     c->log_json = fmt && !strcmp(fmt, "json");
+    const char *level = env("LOG_LEVEL");
+    static const char *const levels[] = { "transitions", "requests", "events" };
+    if (level) {
+        int i = 0;
+        while (i < 3 && strcmp(level, levels[i]))
+            i++;
+        if (i == 3) {
+            snprintf(err, errlen, "LOG_LEVEL: expected \"transitions\", \"requests\" or "
+                                  "\"events\", got \"%s\"", level);
+            return -1;
+        }
+        c->log_level = i;
+    }
     c->admin_token = env("ADMIN_TOKEN");
     return 0;
 }
@@ -182,7 +197,9 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
         env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
-        env_int("THREADS", 1, 1024, &c->threads, err, errlen))
+        env_int("THREADS", 1, 1024, &c->threads, err, errlen) ||
+        env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
+        env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen))
         return -1;
     return config_breaker(c, err, errlen);
 }

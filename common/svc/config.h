@@ -21,6 +21,9 @@ typedef struct svc_config {
     const char *mongo_db;        /* MONGO_DB; the URL's database, else "resilience" (NULL here) */
     int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS; 1000: how long a request waits for the DB */
     bool log_json;               /* LOG_FORMAT=json; human */
+    int log_level;               /* LOG_LEVEL; 0 transitions (default), 1 requests, 2 events */
+    bool deadlines;              /* DEADLINE_PROPAGATION; on: honour and pass on X-Deadline-Ms */
+    int deadline_margin_ms;      /* DEADLINE_MARGIN_MS; 25: kept back to answer in */
     bool log_snapshots;          /* LOG_SNAPSHOTS=1; off (one breaker snapshot per bucket) */
     int threads;                 /* THREADS; 32 worker threads */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */

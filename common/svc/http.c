@@ -1,6 +1,8 @@
 /* http.c -- civetweb helpers: JSON responses with CORS headers, bounded body reads, content types. */
 #include "http.h"
 
+#include "trace.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,7 @@ static void http_date(char *buf, size_t len)
 
 /* Largest head http_send_raw() writes: the fixed lines plus the status text
  * and the content type, both short. */
-#define HTTP_HEAD_MAX 512
+#define HTTP_HEAD_MAX 768
 
 int http_send_raw(struct mg_connection *conn, int status, const char *type,
                   const char *cache, const char *body, size_t len, bool close)
@@ -57,11 +59,14 @@ int http_send_raw(struct mg_connection *conn, int status, const char *type,
     char *out = stack;
     if (send_len > sizeof stack - HTTP_HEAD_MAX && !(out = malloc(HTTP_HEAD_MAX + send_len)))
         out = stack; /* out of memory: the head alone, then the body */
+    const trace_ctx *t = trace_current();
     int head = snprintf(out, HTTP_HEAD_MAX,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %.100s\r\n"
                         "Content-Length: %zu\r\nAccess-Control-Allow-Origin: *\r\n"
+                        "Access-Control-Expose-Headers: X-Request-Id\r\n%s%s%s"
                         "Cache-Control: %s\r\nConnection: %s\r\n\r\n",
                         status, mg_get_response_code_text(conn, status), date, type, len,
+                        t ? "X-Request-Id: " : "", t ? t->id : "", t ? "\r\n" : "",
                         cache ? cache : "no-store", close ? "close" : "keep-alive");
     if (head < 0 || head >= HTTP_HEAD_MAX) {
         if (out != stack)

@@ -12,6 +12,8 @@
  */
 #include "log.h"
 
+#include "trace.h"
+
 #include <cJSON.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -27,6 +29,7 @@
 static const char *log_service = "service";
 static bool log_json;
 static const char *log_prefix = "";
+static int log_level = LOG_TRANSITIONS;
 
 /* Bytes the queue holds before a logging thread waits for the writer. */
 #define LOG_QUEUE_BYTES (256 * 1024)
@@ -141,6 +144,23 @@ static void log_start(void)
         atexit(log_stop);
 }
 
+void log_set_level(int level)
+{
+    log_level = level;
+}
+
+uint32_t log_breaker_mask(int level, bool snapshots)
+{
+    uint32_t transitions = CB_EV_MASK(CB_EV_OPEN) | CB_EV_MASK(CB_EV_HALF_OPEN) |
+                           CB_EV_MASK(CB_EV_CLOSE) | CB_EV_MASK(CB_EV_SHUTDOWN) |
+                           CB_EV_MASK(CB_EV_HEALTH_CHECK_FAILED);
+    uint32_t wrong = CB_EV_MASK(CB_EV_FAILURE) | CB_EV_MASK(CB_EV_TIMEOUT) |
+                     CB_EV_MASK(CB_EV_REJECT) | CB_EV_MASK(CB_EV_SEMAPHORE_LOCKED);
+    uint32_t mask = level >= LOG_EVENTS ? CB_EV_ALL & ~CB_EV_MASK(CB_EV_SNAPSHOT)
+                  : level >= LOG_REQUESTS ? transitions | wrong : transitions;
+    return snapshots ? mask | CB_EV_MASK(CB_EV_SNAPSHOT) : mask;
+}
+
 void log_init(const char *service, bool json)
 {
     log_service = service;
@@ -199,6 +219,16 @@ static void log_write(const char *line)
     pthread_mutex_unlock(&log_q.lock);
 }
 
+/* " trace=<id>" for a line written while a request is served, else "". */
+static const char *trace_words(char *buf, size_t len)
+{
+    const trace_ctx *t = trace_current();
+    if (!t)
+        return "";
+    snprintf(buf, len, " trace=%s", t->id);
+    return buf;
+}
+
 /* Starts a JSON line with time, service and kind. NULL when out of memory. */
 static cJSON *log_json_start(const char *kind)
 {
@@ -210,6 +240,9 @@ static cJSON *log_json_start(const char *kind)
     cJSON_AddStringToObject(o, "time", now);
     cJSON_AddStringToObject(o, "service", log_service);
     cJSON_AddStringToObject(o, "kind", kind);
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
     return o;
 }
 
@@ -239,14 +272,17 @@ void log_message(bool is_error, const char *fmt, ...)
         log_json_emit(o);
         return;
     }
-    char now[40], line[1200];
+    char now[40], line[1300], tw[TRACE_ID_MAX + 8];
     log_time(now, sizeof now);
-    snprintf(line, sizeof line, "%s %s %s %s", now, log_service, is_error ? "ERROR" : "info", msg);
+    snprintf(line, sizeof line, "%s %s %s %s%s", now, log_service, is_error ? "ERROR" : "info", msg,
+             trace_words(tw, sizeof tw));
     log_write(line);
 }
 
 void log_request(const char *method, const char *path, int status, double latency_ms)
 {
+    if (log_level < LOG_REQUESTS)
+        return;
     if (log_json) {
         cJSON *o = log_json_start("request");
         if (o) {
@@ -258,10 +294,10 @@ void log_request(const char *method, const char *path, int status, double latenc
         log_json_emit(o);
         return;
     }
-    char now[40], line[1200];
+    char now[40], line[1300], tw[TRACE_ID_MAX + 8];
     log_time(now, sizeof now);
-    snprintf(line, sizeof line, "%s %s request %s %.400s %d %.1fms", now, log_service, method,
-             path, status, latency_ms);
+    snprintf(line, sizeof line, "%s %s request %s %.400s %d %.1fms%s", now, log_service, method,
+             path, status, latency_ms, trace_words(tw, sizeof tw));
     log_write(line);
 }
 
@@ -301,7 +337,7 @@ static void log_breaker_json(cb_breaker *b, const cb_event *ev, const cb_stats *
 /* Writes a breaker event as a human line. */
 static void log_breaker_human(cb_breaker *b, const cb_event *ev, const cb_stats *st)
 {
-    char now[40], line[1024], extra[64] = "";
+    char now[40], line[1200], extra[64] = "", tw[TRACE_ID_MAX + 8];
     log_time(now, sizeof now);
     if (ev->error)
         snprintf(extra, sizeof extra, " error=%s", cb_err_name(ev->error));
@@ -310,12 +346,12 @@ static void log_breaker_human(cb_breaker *b, const cb_event *ev, const cb_stats 
     const cb_counts *c = &st->window;
     snprintf(line, sizeof line,
              "%s %s breaker %s event=%s state=%s latency=%.1fms err=%.1f%%%s "
-             "fires=%llu successes=%llu failures=%llu timeouts=%llu rejects=%llu fallbacks=%llu",
+             "fires=%llu successes=%llu failures=%llu timeouts=%llu rejects=%llu fallbacks=%llu%s",
              now, log_service, cb_name(b), cb_event_name(ev->kind), cb_state_name(ev->state),
              ev->latency_ms, st->error_percentage, extra, (unsigned long long)c->fires,
              (unsigned long long)c->successes, (unsigned long long)c->failures,
              (unsigned long long)c->timeouts, (unsigned long long)c->rejects,
-             (unsigned long long)c->fallbacks);
+             (unsigned long long)c->fallbacks, trace_words(tw, sizeof tw));
     log_write(line);
 }
 

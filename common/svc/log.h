@@ -3,18 +3,32 @@
 #define SVC_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "cb.h"
 
 /* Sets the service ID every line carries and the format. Call once, before
  * any other log_ function. This function can't fail. */
 void log_init(const char *service, bool json);
 
+/* How much is logged (LOG_LEVEL): state changes and messages; also one line
+ * per request and the breaker events where something went wrong; also every
+ * breaker event. */
+enum { LOG_TRANSITIONS = 0, LOG_REQUESTS = 1, LOG_EVENTS = 2 };
+
+/* Sets the level; LOG_TRANSITIONS until called. */
+void log_set_level(int level);
+
+/* The breaker events a level logs (for cb_on()), snapshots added when
+ * snapshots is true. */
+uint32_t log_breaker_mask(int level, bool snapshots);
+
 /* Writes one informational line (kind "info", or "error" when is_error).
  * Thread-safe; each line is written whole. */
 void log_message(bool is_error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Writes one line for a finished request: method, path (with query), status
- * and latency. Thread-safe. */
+ * and latency; nothing below LOG_REQUESTS. Thread-safe. Every line written
+ * while a request is served carries its trace id. */
 void log_request(const char *method, const char *path, int status, double latency_ms);
 
 /* A cb_listener_fn: writes one line per breaker event with the time, service,

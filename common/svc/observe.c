@@ -7,6 +7,7 @@
  */
 #include "observe.h"
 #include "observe_priv.h"
+#include "chaos.h"
 #include "http.h"
 
 #include <cJSON.h>
@@ -265,6 +266,9 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");
     cJSON_AddBoolToObject(db, "reachable", reachable);
     add_breakers(root);
+    cJSON *chaos = chaos_to_json();
+    if (chaos)
+        cJSON_AddItemToObject(root, "chaos", chaos);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     int status = obs_send_json(conn, reachable ? 200 : 503, text);
@@ -329,17 +333,29 @@ static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
     return rc;
 }
 
-/* POST /breaker/open or /breaker/close: forces the state by hand. */
-static int handle_admin(struct mg_connection *conn, const char *action)
+/* The gate of every admin route: 404 when ADMIN_TOKEN is not set, the
+ * preflight for OPTIONS, 401 without the right token. Returns 0 when the
+ * request may go on, else the status sent. */
+static int admin_gate(struct mg_connection *conn, const char *methods)
 {
     if (!obs_g.admin_token)
         return send_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
     const char *method = mg_get_request_info(conn)->request_method;
     if (strcmp(method, "OPTIONS") == 0)
-        return send_preflight(conn, "POST, OPTIONS");
+        return send_preflight(conn, methods);
     const char *token = request_token(conn);
     if (!token || !equal_constant_time(token, obs_g.admin_token))
         return send_error(conn, 401, "missing or wrong admin token");
+    return 0;
+}
+
+/* POST /breaker/open or /breaker/close: forces the state by hand. */
+static int handle_admin(struct mg_connection *conn, const char *action)
+{
+    int gate = admin_gate(conn, "POST, OPTIONS");
+    if (gate)
+        return gate;
+    const char *method = mg_get_request_info(conn)->request_method;
     if (strcmp(method, "POST") != 0)
         return send_error(conn, 405, "use POST");
     int status;
@@ -378,6 +394,23 @@ static int handle_breaker(struct mg_connection *conn, void *cbdata)
     int status;
     obs_breaker *ob = requested_breaker(conn, &status);
     return ob ? send_export(conn, ob->cb, 200) : status;
+}
+
+/* GET /chaos (open to all, like GET /breaker); PUT and DELETE behind the
+ * admin token. */
+static int handle_chaos(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->local_uri ? ri->local_uri : "", "/chaos") != 0)
+        return send_error(conn, 404, "no such route; try /chaos");
+    const char *method = ri->request_method;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        int gate = admin_gate(conn, "GET, PUT, DELETE, OPTIONS");
+        if (gate)
+            return gate;
+    }
+    return chaos_serve(conn, obs_g.service);
 }
 
 /* ---- the interface -------------------------------------------------------- */
@@ -454,6 +487,7 @@ static const obs_handler obs_handlers[] = {
     { "/events.stream", "/events.stream", obs_handle_hystrix_stream, (void *)1 },
     { "/breaker", "/breaker", handle_breaker, NULL },
     { "/dashboard", "/dashboard", obs_handle_dashboard, NULL },
+    { "/chaos", "/chaos", handle_chaos, NULL },
 };
 
 /* The route label of a request to h: the admin routes are told apart. */
@@ -463,6 +497,10 @@ static const char *route_label(const obs_handler *h, struct mg_connection *conn)
     if (h->fn == handle_breaker && uri &&
         (strcmp(uri, "/breaker/open") == 0 || strcmp(uri, "/breaker/close") == 0))
         return uri;
+    if (h->fn == handle_chaos) {
+        const char *m = mg_get_request_info(conn)->request_method;
+        return !strcmp(m, "PUT") ? "/chaos PUT" : !strcmp(m, "DELETE") ? "/chaos DELETE" : "/chaos";
+    }
     return h->route;
 }
 

@@ -7,6 +7,7 @@
  */
 #include "observe.h"
 #include "observe_priv.h"
+#include "chaos.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -195,6 +196,7 @@ static void put_service_metrics(FILE *f)
                "Event-stream clients served since start.");
     fprintf(f, "service_event_streams_served_total{service=\"%s\"} %llu\n", service,
             (unsigned long long)atomic_load(&obs_g.streams_served));
+    chaos_put_metrics(f, service);
 }
 
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata)

@@ -1,12 +1,18 @@
 /* request.c -- the request pipeline every service shares: GET /, POST /create, 404, 405 and CORS.
  *
  * POST /create?count=N, in order: size limit (413), content type (415), JSON
- * (400), the spec's fields and safe keys (400), store through the database
- * breaker (503 when the database is unreachable or its circuit open),
- * DELAY_MS (a slow service), error injection (502), jump counting (last hop),
- * the call to CHAIN_SVC through its breaker (degraded answer from its
- * fallback), and the outcome recorded on the stored document, again through
- * the database breaker.
+ * (400), the spec's fields and safe keys (400), the runtime faults drawn
+ * (chaos.h: a reset drops the connection here, before anything is stored),
+ * store through the database breaker (503 when the database is unreachable,
+ * its circuit open or the database fault on), the latency and hang faults,
+ * the error fault (502), jump counting (last hop), the call to CHAIN_SVC
+ * through its breaker (degraded answer from its fallback), and the outcome
+ * recorded on the stored document, again through the database breaker.
+ *
+ * Every request runs in its trace context (trace.h): its trace id goes on
+ * the answer, the document, the log lines and the call to the next hop; its
+ * deadline (X-Deadline-Ms) bounds every wait, and what is left of it, less
+ * DEADLINE_MARGIN_MS, is what the next hop is given.
  */
 #include "runtime.h"
 
@@ -20,9 +26,11 @@
 #include <time.h>
 
 #include "chain.h"
+#include "chaos.h"
 #include "http.h"
 #include "log.h"
 #include "observe.h"
+#include "trace.h"
 #include "validate.h"
 
 /* One hop to the next service: the breaker's arg. http must stay first, the
@@ -40,6 +48,7 @@ typedef struct create_req {
     int count;             /* N + 1 */
     cJSON *body;
     char doc_id[25];       /* the stored document, "" before it is stored */
+    chaos_draw chaos;      /* the runtime faults drawn for this request */
 } create_req;
 
 /* Seconds on the monotonic clock. */
@@ -50,20 +59,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A uniform number in [0, 1) from a per-thread xorshift generator. */
-static double random_unit(void)
+/* Nanoseconds on the monotonic clock. */
+static int64_t now_ns(void)
 {
-    static _Thread_local uint64_t state;
-    if (!state) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&ts ^ (uint64_t)ts.tv_sec;
-        state |= 1;
-    }
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return (double)((state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Logs a finished request and counts it for /metrics. */
@@ -109,6 +110,9 @@ static cJSON *answer_new(const create_req *r, const char *status)
     cJSON_AddStringToObject(o, "status", status);
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
     return o;
 }
 
@@ -122,6 +126,7 @@ typedef struct store_call {
     const char *outcome;   /* update: the outcome; NULL for the insert */
     const char *reason;    /* update: its reason, or NULL */
     int status;            /* update: the HTTP status answered */
+    bool fault;            /* the database fault: fail as an unreachable database */
     char err[512];
 } store_call;
 
@@ -131,7 +136,7 @@ typedef struct store_call {
 static void record_outcome(create_req *r, const char *outcome, const char *reason, int status)
 {
     store_call sc = { .rt = r->rt, .doc_id = r->doc_id, .outcome = outcome, .reason = reason,
-                      .status = status };
+                      .status = status, .fault = r->chaos.database };
     cb_result res = { 0 };
     int rc = cb_fire(r->rt->db_breaker, &sc, &res);
     if (rc != CB_OK)
@@ -191,10 +196,31 @@ static int answer_degraded(create_req *r, hop_call *hop, int rc, cb_result *res)
                               cJSON_CreateString(cb_state_name(cb_get_state(r->rt->breaker))));
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
     char reason[32];
     snprintf(reason, sizeof reason, "%s", cJSON_IsString(why) ? why->valuestring : "unknown");
     return answer_send(r, o, "degraded", reason);
+}
+
+/* Answers degraded without calling the next hop: our caller's deadline
+ * leaves no time for the call. */
+static int answer_spent(create_req *r, hop_call *hop)
+{
+    cJSON *o = NULL;
+    if (request_fallback(hop, CB_ETIMEDOUT, 0, (void **)&o, r->rt))
+        return answer_send(r, NULL, "degraded", NULL);
+    cJSON_ReplaceItemInObject(o, "reason", cJSON_CreateString("deadline"));
+    cJSON_ReplaceItemInObject(o, "message", cJSON_CreateString(
+        "the caller's deadline left no time to call the next service; this is the fallback"));
+    if (r->doc_id[0])
+        cJSON_AddStringToObject(o, "document", r->doc_id);
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
+    return answer_send(r, o, "degraded", "deadline");
 }
 
 /* Calls the next service through the breaker and answers. */
@@ -213,6 +239,25 @@ static int create_chain(create_req *r)
     }
     snprintf(url, url_len, "%s%ccount=%d", base, strchr(base, '?') ? '&' : '?', r->count);
     hop_call hop = { .http = { .url = url, .body = payload }, .rt = r->rt, .count = r->count };
+    const svc_config *cfg = &r->rt->cfg;
+    int64_t budget = -1;    /* what the next hop is told it has; -1 = nothing said */
+    int64_t left = trace_left_ms();
+    if (cfg->deadlines) {
+        budget = cfg->cb_timeout_ms > 0 ? cfg->cb_timeout_ms : -1;
+        if (left != INT64_MAX) {
+            /* Our caller waits left ms; keep a margin to answer it in. */
+            int64_t ours = left - cfg->deadline_margin_ms;
+            if (ours <= 0) {
+                free(payload);
+                free(url);
+                return answer_spent(r, &hop);
+            }
+            budget = budget < 0 || ours < budget ? ours : budget;
+            hop.http.deadline_ns = now_ns() + ours * 1000000;
+        }
+    }
+    char headers[256];
+    hop.http.headers = trace_next_headers(headers, sizeof headers, budget);
     cb_result res = { 0 };
     int rc = cb_fire(r->rt->breaker, &hop, &res);
     int status;
@@ -250,6 +295,9 @@ static int create_injected(create_req *r)
     cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
+    const trace_ctx *tc = trace_current();
+    if (tc)
+        cJSON_AddStringToObject(o, "trace", tc->id);
     int status = http_send_json(r->conn, 502, o, false);
     cJSON_Delete(o);
     return status;
@@ -259,9 +307,15 @@ int request_store_action(const cb_call *call, void **result)
 {
     store_call *sc = call->arg;
     *result = NULL;
+    if (sc->fault) {
+        snprintf(sc->err, sizeof sc->err, "unreachable (the database fault is on: DELETE /chaos)");
+        return STORE_EUNAVAILABLE;
+    }
     if (sc->outcome)
         return store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
-    return store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, sc->doc_id, sc->err,
+    const trace_ctx *t = trace_current();
+    return store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
+                        sc->doc_id, sc->err,
                         sizeof sc->err);
 }
 
@@ -281,7 +335,8 @@ static int create_store(create_req *r)
     char *json = cJSON_PrintUnformatted(r->body);
     if (!json)
         return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
-    store_call sc = { .rt = rt, .json = json, .count = r->count, .doc_id = r->doc_id };
+    store_call sc = { .rt = rt, .json = json, .count = r->count, .doc_id = r->doc_id,
+                      .fault = r->chaos.database };
     cb_result res = { 0 };
     int rc = cb_fire(rt->db_breaker, &sc, &res);
     free(json);
@@ -359,23 +414,60 @@ static int create_parse(create_req *r)
     return 0;
 }
 
-/* POST /create, from the body to the answer. Returns the status sent. */
+/* Answers 504 because the caller's deadline passed while we worked; the
+ * document (when stored) records it. */
+static int create_late(create_req *r, const char *what)
+{
+    if (r->doc_id[0])
+        record_outcome(r, "deadline", what, 504);
+    return http_send_error(r->conn, 504, r->rt->cfg.id, false,
+                           "the caller's deadline (X-Deadline-Ms) passed %s", what);
+}
+
+/* Waits ms, or until the caller's deadline when that comes first. Returns
+ * true when the deadline cut the wait short. */
+static bool wait_within_deadline(int ms)
+{
+    int64_t left = trace_left_ms();
+    bool cut = left != INT64_MAX && left < ms;
+    int64_t wait = cut ? (left > 0 ? left : 0) : ms;
+    struct timespec d = { (time_t)(wait / 1000), (long)(wait % 1000) * 1000000 };
+    while (nanosleep(&d, &d) && errno == EINTR)
+        ;
+    return cut;
+}
+
+/* POST /create, from the body to the answer. Returns the status sent. The
+ * runtime faults act in the order a request meets them: reset (nothing
+ * stored), database (the write fails), latency, hang, error (after storing). */
 static int create(create_req *r)
 {
     int status = create_parse(r);
-    if (!status)
-        status = create_store(r);
     if (status)
         return status;
-    const svc_config *cfg = &r->rt->cfg;
-    if (cfg->delay_ms > 0) {
-        struct timespec d = { cfg->delay_ms / 1000, (long)(cfg->delay_ms % 1000) * 1000000 };
-        while (nanosleep(&d, &d) && errno == EINTR)
-            ;
+    chaos_draw_request(&r->chaos);
+    if (r->chaos.reset && chaos_reset(r->conn) == 0)
+        return 444;   /* nothing was sent: the connection was reset */
+    status = create_store(r);
+    if (status)
+        return status;
+    if (trace_left_ms() <= 0)
+        return create_late(r, "while the document was stored");
+    if (r->chaos.latency_ms > 0 && wait_within_deadline(r->chaos.latency_ms))
+        return create_late(r, "during the latency fault");
+    if (r->chaos.hang) {
+        int64_t left = trace_left_ms();
+        int max = r->chaos.hang_max_ms;
+        if (left != INT64_MAX && left < max)
+            max = left > 0 ? (int)left : 0;
+        int held = chaos_hang(r->conn, max, &r->rt->draining);
+        record_outcome(r, "hang", NULL, 504);
+        return http_send_error(r->conn, 504, r->rt->cfg.id, false,
+                               "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
     }
-    if (cfg->inject_err && random_unit() < cfg->err_rate)
+    if (r->chaos.error)
         return create_injected(r);
-    if (r->count >= cfg->jumps || !r->rt->breaker) {
+    if (r->count >= r->rt->cfg.jumps || !r->rt->breaker) {
         cJSON *answer = answer_new(r, "last");
         if (answer)
             cJSON_AddStringToObject(answer, "message", "this is the last hop");
@@ -416,6 +508,9 @@ static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char 
     if (strcmp(ri->request_method, "POST"))
         return http_send_error(conn, 405, rt->cfg.id, false,
                                "method %.20s is not allowed on /create; use POST", ri->request_method);
+    if (trace_left_ms() <= 0)
+        return http_send_error(conn, 504, rt->cfg.id, false,
+                               "the caller's deadline (X-Deadline-Ms) has already passed");
     create_req r = { .rt = rt, .conn = conn };
     int status = create(&r);
     cJSON_Delete(r.body);
@@ -448,10 +543,15 @@ static int handle_create(struct mg_connection *conn, void *cbdata)
     svc_runtime *rt = cbdata;
     const char *route = "/create";
     int status;
+    bool bad_deadline = trace_begin(conn, rt->cfg.deadlines) != 0;
     if (request_enter(rt, conn, &status))
-        status = serve_create(rt, conn, &route);
+        status = bad_deadline
+            ? http_send_error(conn, 400, rt->cfg.id, false,
+                              "X-Deadline-Ms must be whole milliseconds in 0..86400000")
+            : serve_create(rt, conn, &route);
     request_leave(rt);
     request_done(conn, route, status, t0);
+    trace_end();
     return status;
 }
 
@@ -462,10 +562,12 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
     svc_runtime *rt = cbdata;
     const char *route = "/";
     int status;
+    trace_begin(conn, false);
     if (request_enter(rt, conn, &status))
         status = serve_root(rt, conn, &route);
     request_leave(rt);
     request_done(conn, route, status, t0);
+    trace_end();
     return status;
 }
 

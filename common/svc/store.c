@@ -101,8 +101,8 @@ static int64_t store_now_ms(void)
 }
 
 /* Builds the document: the request's fields, an _id and _meta. */
-static bson_t *store_document(const char *json, const char *service, int count, bson_oid_t *oid,
-                              char *err, size_t errlen)
+static bson_t *store_document(const char *json, const char *service, int count, const char *trace,
+                              bson_oid_t *oid, char *err, size_t errlen)
 {
     bson_error_t e;
     bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &e);
@@ -118,15 +118,17 @@ static bson_t *store_document(const char *json, const char *service, int count, 
     BSON_APPEND_INT32(&meta, "count", count);
     BSON_APPEND_DATE_TIME(&meta, "received", store_now_ms());
     BSON_APPEND_UTF8(&meta, "outcome", "pending");
+    if (trace && *trace)
+        BSON_APPEND_UTF8(&meta, "trace", trace);
     bson_append_document_end(doc, &meta);
     return doc;
 }
 
-int store_insert(store *s, const char *json, const char *service, int count,
+int store_insert(store *s, const char *json, const char *service, int count, const char *trace,
                  char id_hex[25], char *err, size_t errlen)
 {
     bson_oid_t oid;
-    bson_t *doc = store_document(json, service, count, &oid, err, errlen);
+    bson_t *doc = store_document(json, service, count, trace, &oid, err, errlen);
     if (!doc)
         return STORE_EREJECTED;
     mongoc_client_t *client = mongoc_client_pool_pop(s->pool);

@@ -21,11 +21,11 @@ int store_open(const char *url, const char *db, const char *collection, int time
                store **out, char *err, size_t errlen);
 
 /* Inserts the request's JSON object (json, already validated) with the
- * server's fields under "_meta": service, count, received (a date) and
- * outcome "pending". Writes the new _id's hex (25 bytes) to id_hex. Returns
+ * server's fields under "_meta": service, count, received (a date),
+ * outcome "pending" and trace (the request's trace id; NULL or "" = none). Writes the new _id's hex (25 bytes) to id_hex. Returns
  * STORE_OK, STORE_EUNAVAILABLE, STORE_EREJECTED or STORE_ENOMEM with a
  * message in err. Thread-safe. */
-int store_insert(store *s, const char *json, const char *service, int count,
+int store_insert(store *s, const char *json, const char *service, int count, const char *trace,
                  char id_hex[25], char *err, size_t errlen);
 
 /* Sets _meta.outcome (and _meta.reason, _meta.status when given: NULL / 0

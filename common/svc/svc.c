@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "chaos.h"
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
@@ -95,10 +96,7 @@ static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **ou
                     cb_err_name(rc));
         return -1;
     }
-    uint32_t mask = CB_EV_ALL;
-    if (!c->log_snapshots)
-        mask &= ~CB_EV_MASK(CB_EV_SNAPSHOT);
-    cb_on(*out, mask, log_breaker_event, NULL);
+    cb_on(*out, log_breaker_mask(c->log_level, c->log_snapshots), log_breaker_event, NULL);
     return 0;
 }
 
@@ -192,6 +190,13 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     return ctx;
 }
 
+/* /health's database check: a database fault covering every request
+ * makes the database look down, as it does to the requests. */
+static int svc_db_ping(void *ctx)
+{
+    return chaos_database_down() ? 1 : store_ping(ctx);
+}
+
 /* Hands the runtime to the observability module. Returns 0 or -1. */
 static int svc_observe(svc_runtime *rt)
 {
@@ -199,7 +204,7 @@ static int svc_observe(svc_runtime *rt)
         .service = rt->cfg.id,
         .breakers = { rt->breaker ? rt->breaker : rt->db_breaker,
                       rt->breaker ? rt->db_breaker : NULL },
-        .db_ping = store_ping,
+        .db_ping = svc_db_ping,
         .db_ctx = rt->db,
         .db_name = store_db_name(rt->db),
         .admin_token = rt->cfg.admin_token,
@@ -270,9 +275,12 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     struct mg_context *ctx = svc_http_start(rt);
     if (!ctx)
         return 1;
-    log_message(false, "listening on port %d; next hop %s; JUMPS=%d INJECT_ERR=%d ERR_RATE=%g; database %s",
+    log_message(false, "listening on port %d; next hop %s; JUMPS=%d INJECT_ERR=%d ERR_RATE=%g "
+                "DELAY_MS=%d; database %s; deadlines %s; admin routes %s",
                 rt->cfg.port, rt->cfg.chain_svc ? rt->cfg.chain_svc : "(none, last service)",
-                rt->cfg.jumps, rt->cfg.inject_err, rt->cfg.err_rate, store_db_name(rt->db));
+                rt->cfg.jumps, rt->cfg.inject_err, rt->cfg.err_rate, rt->cfg.delay_ms,
+                store_db_name(rt->db), rt->cfg.deadlines ? "propagated" : "off",
+                rt->cfg.admin_token && *rt->cfg.admin_token ? "on" : "off (no ADMIN_TOKEN)");
     int sig = svc_wait_signal(set);
     log_message(false, "%s received: finishing %d request(s) in flight", strsignal(sig),
                 atomic_load(&rt->in_flight));
@@ -329,6 +337,8 @@ int svc_main(const svc_spec *spec, int argc, char **argv)
         return 2;
     }
     log_init(rt.cfg.id, rt.cfg.log_json);
+    log_set_level(rt.cfg.log_level);
+    chaos_init(&rt.cfg);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

@@ -309,9 +309,11 @@ def slow_shipment_times_out_within_the_breaker_timeout(ctx):
     pay = st.service("payment", chain=ship, env={"CB_TIMEOUT_MS": "300"})
     r = http("POST", pay.url("/create"), PAYMENT)
     a = r.json()
-    expect(a["status"] == "degraded" and a["reason"] == "timeout", a)
+    # shipment is told it has 300 ms (X-Deadline-Ms) and answers 504 when
+    # they run out; payment has given up by then, or reads that 504 first
+    expect(a["status"] == "degraded" and a["reason"] in ("timeout", "failure(504)"), a)
     expect(r.elapsed < 0.3 + 0.5, f"timeout answer took {r.elapsed:.3f}s (breaker timeout 0.3s)")
-    pay.wait_log(r"event=timeout", 5)
+    pay.wait_log(r"event=(timeout|failure)", 5)
 
 
 @test
@@ -385,7 +387,7 @@ def json_logs_carry_breaker_events_and_requests(ctx):
     ship = st.service("shipment", env={"INJECT_ERR": "1", "ERR_RATE": "1"})
     pay = st.service("payment", chain=ship, env={"LOG_FORMAT": "json"})
     http("POST", pay.url("/create"), PAYMENT)
-    pay.wait_log(r'"kind":"request","method":"POST"', 5)
+    pay.wait_log(r'"kind":"request",.*"method":"POST"', 5)
     lines = [json.loads(x) for x in pay.log().splitlines() if x.startswith("{")]
     events = [x for x in lines if x.get("kind") == "breaker"]
     expect(any(e["event"] == "failure" for e in events), events)
@@ -394,6 +396,8 @@ def json_logs_carry_breaker_events_and_requests(ctx):
         expect(k in e, f"breaker line without {k}: {e}")
     req = [x for x in lines if x.get("kind") == "request" and x["method"] == "POST"][0]
     expect(req["method"] == "POST" and req["path"].startswith("/create") and req["status"] == 200, req)
+    expect(re.fullmatch(r"[0-9a-f]{32}", req.get("trace", "")), f"request line without its trace: {req}")
+    expect(all(re.fullmatch(r"[0-9a-f]{32}", e.get("trace", "")) for e in events), events)
 
 
 # ---- load and hostile clients -----------------------------------------------------------------
@@ -559,6 +563,198 @@ def every_answer_leaves_in_one_write_on_a_socket_without_nagle(ctx):
     expect(accepted and nodelay == accepted,
            f"accepted sockets {sorted(accepted)}, with TCP_NODELAY {sorted(nodelay)}:\n" +
            "\n".join(l for l in lines if "accept" in l or "setsockopt" in l))
+
+# ---- the lab: runtime faults, traces, deadlines, log levels -----------------------------------
+
+TOKEN = "lab-token"
+
+
+def chaos(svc, method, body=None, token=TOKEN, headers=None):
+    """One request to /chaos with the admin token (None = without one)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    return http(method, svc.url("/chaos"), body, headers=h)
+
+
+@test
+def chaos_admin_api_checks_token_and_every_field_and_never_half_applies(ctx):
+    st = ctx.stack()
+    off = st.service("shipment")
+    expect(http("GET", off.url("/chaos")).status == 200, "GET /chaos is open to read")
+    r = chaos(off, "PUT", {"error": {"fraction": 1}})
+    expect(r.status == 404 and "ADMIN_TOKEN" in r.json()["error"], f"no ADMIN_TOKEN: {r}")
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    expect(chaos(ship, "PUT", {}, token=None).status == 401, "PUT without a token")
+    expect(chaos(ship, "PUT", {}, token="wrong").status == 401, "PUT with a wrong token")
+    expect(chaos(ship, "DELETE", token="wrong").status == 401, "DELETE with a wrong token")
+    good = chaos(ship, "PUT", {"latency": {"ms": 50, "jitter_ms": 10, "fraction": 0.5,
+                                           "expires_s": 600}})
+    expect(good.status == 200 and good.json()["faults"]["latency"]["ms"] == 50, good)
+    bad = [
+        (b"{not json", "not valid JSON"),
+        ([1, 2], "must be a JSON object"),
+        ({"latencyx": {}}, "unknown fault \"latencyx\""),
+        ({"error": {"fraction": 2}}, "error.fraction"),
+        ({"error": {"fraction": "half"}}, "error.fraction"),
+        ({"latency": {"jitter_ms": 5}}, "latency.ms is required"),
+        ({"latency": {"ms": 1.5}}, "latency.ms must be an integer"),
+        ({"hang": {"max_ms": 0}}, "hang.max_ms"),
+        ({"reset": {"ms": 5}}, "reset has no field \"ms\""),
+        ({"database": {"expires_s": -1}}, "database.expires_s"),
+        ({"database": 1}, "database must be an object"),
+        # a good fault beside a bad one: nothing of it may be applied
+        ({"error": {"fraction": 1}, "hang": {"max_ms": "x"}}, "hang.max_ms"),
+    ]
+    for body, words in bad:
+        r = chaos(ship, "PUT", body, headers={"Content-Type": "application/json"})
+        expect(r.status == 400 and words in r.json().get("error", ""), f"{body!r}: {r}")
+    faults = http("GET", ship.url("/chaos")).json()["faults"]
+    expect(list(faults) == ["latency"], f"a refused PUT changed the faults: {faults}")
+    r = http("PUT", ship.url("/chaos"), b"{}", headers={"Authorization": f"Bearer {TOKEN}",
+                                                       "Content-Type": "text/plain"})
+    expect(r.status == 415, f"PUT as text/plain: {r}")
+    expect(chaos(ship, "POST", {}).status == 405, "POST /chaos")
+    expect(chaos(ship, "DELETE").json()["faults"] == {}, "DELETE clears every fault")
+    metrics = http("GET", ship.url("/metrics")).text()
+    expect(re.search(r'chaos_changes_total\{service="shipment"\} 2\b', metrics),
+           "chaos_changes_total after a PUT and a DELETE")
+    expect('chaos_fault_fraction{service="shipment",fault="latency"} 0' in metrics, "gauge")
+    ship.wait_log(r"chaos: PUT /chaos: latency 50±10 ms on 50% of requests for 600 s", 5)
+    ship.wait_log(r"chaos: DELETE /chaos: latency \(cleared\)", 5)
+    expect(TOKEN not in ship.log(), "the admin token appears in the log")
+
+
+@test
+def runtime_faults_act_expire_and_clear_without_a_restart(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "DB_CB_VOLUME_THRESHOLD": "100"})
+    pay = st.service("payment", chain=ship, env={"CB_VOLUME_THRESHOLD": "2",
+                                                  "CB_RESET_TIMEOUT_MS": "60000"})
+    pid = ship.pid
+    # error: 502 on every request, seen by payment's breaker, which opens
+    chaos(ship, "PUT", {"error": {"fraction": 1}})
+    expect(http("POST", ship.url("/create"), SHIPMENT).status == 502, "error fault: 502")
+    reasons = [http("POST", pay.url("/create"), PAYMENT).json().get("reason") for _ in range(4)]
+    expect(reasons[0] == "failure(502)" and reasons[-1] == "open", f"payment saw {reasons}")
+    pay.wait_log(r"event=open state=open", 5)
+    # latency: the added time is in the answer's latency
+    chaos(ship, "PUT", {"latency": {"ms": 300}})
+    r = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r.status == 200 and r.elapsed >= 0.3, f"latency fault: {r.status} in {r.elapsed:.3f}s")
+    # expiry: the fault ends by itself, with a log line
+    chaos(ship, "PUT", {"latency": {"ms": 300, "expires_s": 0.5}})
+    wait_until(lambda: http("GET", ship.url("/chaos")).json()["faults"] == {}, 5,
+               "the latency fault to expire")
+    ship.wait_log(r"chaos: expired latency 300±0 ms", 5)
+    r = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r.status == 200 and r.elapsed < 0.3, f"after expiry: {r.status} in {r.elapsed:.3f}s")
+    # reset: the client reads no answer; nothing is stored
+    before = len(st.find("shipments"))
+    chaos(ship, "PUT", {"reset": {"fraction": 1}})
+    try:
+        r = http("POST", ship.url("/create"), SHIPMENT, timeout=5)
+        raise AssertionError(f"reset fault: an answer came: {r}")
+    except (ConnectionError, OSError) as e:
+        expect(not isinstance(e, TimeoutError) and "timed out" not in str(e),
+               f"reset fault: the client timed out instead of reading a reset: {e!r}")
+    expect(len(st.find("shipments")) == before, "reset fault stored a document")
+    # hang: held until the client gives up; the service then answers others
+    chaos(ship, "PUT", {"hang": {"max_ms": 20000}})
+    t0 = time.monotonic()
+    try:
+        http("POST", ship.url("/create"), SHIPMENT, timeout=0.5)
+        raise AssertionError("hang fault: an answer came")
+    except OSError:
+        pass
+    expect(time.monotonic() - t0 < 2, "the client's own timeout ended the hang for it")
+    ship.wait_log(r"request POST /create 504", 5)  # the service let go when the client left
+    # database: 503 and /health says the database is unreachable
+    chaos(ship, "PUT", {"database": {"fraction": 1}})
+    r = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r.status == 503 and "database fault" in r.json()["error"], f"database fault: {r}")
+    h = http("GET", ship.url("/health"))
+    expect(h.status == 503 and h.json()["database"]["reachable"] is False and
+           "database" in h.json()["chaos"]["faults"], f"/health under the database fault: {h}")
+    chaos(ship, "DELETE")
+    expect(http("GET", ship.url("/health")).status == 200, "/health after DELETE")
+    expect(http("POST", ship.url("/create"), SHIPMENT).status == 200, "after DELETE")
+    expect(ship.pid == pid and ship.alive(), "the service was restarted")
+    n = http("GET", ship.url("/chaos")).json()["injected"]
+    expect(all(n[k] >= 1 for k in ("error", "latency", "reset", "hang", "database")), n)
+
+
+@test
+def trace_id_given_or_made_is_on_every_hop_document_and_log_line(ctx):
+    st = ctx.stack()
+    env = {"LOG_LEVEL": "requests"}
+    order, pay, ship = chain(st, env, env, env)
+    for headers, want in (({"X-Request-Id": "lesson-7.trace"}, "lesson-7.trace"),
+                          ({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+                           "4bf92f3577b34da6a3ce929d0e0e4736"),
+                          ({}, None)):
+        r = http("POST", order.url("/create"), ORDER, headers=headers)
+        a = r.json()
+        trace = want or a.get("trace", "")
+        if want is None:
+            expect(re.fullmatch(r"[0-9a-f]{32}", trace), f"order made no W3C trace id: {a}")
+        expect(r.headers.get("x-request-id") == trace, f"answer header {r.headers}")
+        expect(a["trace"] == trace and a["next"]["trace"] == trace and
+               a["next"]["next"]["trace"] == trace, f"answers' trace ids: {a}")
+        for coll in ("orders", "payments", "shipments"):
+            docs = st.find(coll, {"_meta.trace": trace})
+            expect(len(docs) == 1, f"{coll}: {len(docs)} documents with trace {trace}")
+        for svc in (order, pay, ship):
+            svc.wait_log(rf"request POST /create\S* 200 \S+ trace={re.escape(trace)}$", 5)
+    bad = http("POST", order.url("/create"), ORDER, headers={"traceparent": "00-zz-bad",
+                                                            "X-Request-Id": "has space"})
+    expect(re.fullmatch(r"[0-9a-f]{32}", bad.json().get("trace", "")), f"malformed ids: {bad}")
+
+
+@test
+def deadline_propagation_keeps_order_whole_when_shipment_is_slow(ctx):
+    for propagate in ("1", "0"):
+        st = ctx.stack()
+        env = {"DEADLINE_PROPAGATION": propagate, "CB_TIMEOUT_MS": "300"}
+        order, pay, ship = chain(st, env, env, dict(env, ADMIN_TOKEN=TOKEN))
+        chaos(ship, "PUT", {"latency": {"ms": 1000}})
+        r = http("POST", order.url("/create"), ORDER)
+        a = r.json()
+        if propagate == "1":
+            expect(a["status"] == "ok" and a["next"]["status"] == "degraded",
+                   f"with propagation, order should stay whole: {a}")
+            expect(r.elapsed < 0.3 + 0.3, f"answer took {r.elapsed:.3f}s")
+        else:
+            expect(a["status"] == "degraded" and a["reason"] == "timeout",
+                   f"without propagation, the cascade: order times out too: {a}")
+    st = ctx.stack()
+    ship = st.service("shipment")
+    r = http("POST", ship.url("/create"), SHIPMENT, headers={"X-Deadline-Ms": "0"})
+    expect(r.status == 504 and "deadline" in r.json()["error"], f"spent deadline: {r}")
+    r = http("POST", ship.url("/create"), SHIPMENT, headers={"X-Deadline-Ms": "soon"})
+    expect(r.status == 400 and "X-Deadline-Ms" in r.json()["error"], f"bad deadline: {r}")
+    expect(st.find("shipments") == [], "a refused deadline stored a document")
+    r = http("POST", ship.url("/create"), SHIPMENT, headers={"X-Deadline-Ms": "5000"})
+    expect(r.status == 200, f"a deadline with time left: {r}")
+
+
+@test
+def log_level_transitions_shows_state_changes_not_every_call(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"INJECT_ERR": "1", "ERR_RATE": "1"})
+    pay = st.service("payment", chain=ship, env={"LOG_LEVEL": "transitions",
+                                                  "CB_VOLUME_THRESHOLD": "2"})
+    for _ in range(4):
+        http("POST", pay.url("/create"), PAYMENT)
+    pay.wait_log(r"event=open state=open", 5)
+    log = pay.log()
+    expect(not re.search(r" request POST | event=(fire|success|failure|reject|fallback) ", log),
+           f"LOG_LEVEL=transitions logged calls:\n{log[-1500:]}")
+    r = subprocess.run([str(harness.binary("payment", ctx.flavour))],
+                       env=dict(os.environ, LOG_LEVEL="loud",
+                                **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {})),
+                       capture_output=True, text=True, timeout=20)
+    expect(r.returncode == 2 and "LOG_LEVEL:" in r.stdout + r.stderr, f"LOG_LEVEL=loud: {r}")
 
 
 # ---- runner -----------------------------------------------------------------------------------

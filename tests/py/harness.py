@@ -379,7 +379,8 @@ class Stack:
         MONGO_URL/MONGO_DB of the stack's database and, when chain is given,
         CHAIN_SVC=<chain>/create."""
         db = self.database()
-        full = {"MONGO_URL": db.url, "MONGO_DB": self.db_name}
+        # every breaker event and request line, so that tests can wait for them
+        full = {"MONGO_URL": db.url, "MONGO_DB": self.db_name, "LOG_LEVEL": "events"}
         if chain is not None:
             full["CHAIN_SVC"] = chain.url("/create")
         full.update(env or {})

@@ -1,0 +1,517 @@
+/* chaos.c -- runtime faults: their state, the /chaos admin API, and the means
+ * to hang or reset a connection (see chaos.h).
+ *
+ * The faults are one process-wide table under a mutex. A request that meets
+ * no fault reads one atomic flag and takes no lock. A PUT is checked whole
+ * before anything changes, then swapped in under the lock: nothing is ever
+ * half-applied. Expiry is lazy: a fault past its time is switched off (and
+ * logged) by the next request or read that looks at the table.
+ */
+#include "chaos.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "http.h"
+#include "log.h"
+
+#define CHAOS_MAX_BODY 16384
+#define CHAOS_MAX_MS 600000         /* latency, jitter, hang: at most 10 minutes */
+#define CHAOS_MAX_EXPIRES_S 86400   /* a fault lasts at most a day */
+#define CHAOS_HANG_DEFAULT_MS 60000
+
+static const char *const chaos_names[CHAOS_KINDS] = {
+    "error", "latency", "hang", "reset", "database"
+};
+
+typedef struct chaos_fault {
+    bool on;
+    double fraction;      /* share of requests it applies to, 0..1 */
+    int ms;               /* latency: added milliseconds */
+    int jitter_ms;        /* latency: +- this much, uniformly */
+    int max_ms;           /* hang: the longest hold */
+    int64_t expires_ns;   /* monotonic; 0 = never */
+    int64_t expires_wall_ms;
+    int64_t set_wall_ms;
+} chaos_fault;
+
+static struct {
+    pthread_mutex_t lock;
+    chaos_fault faults[CHAOS_KINDS];
+    atomic_bool any;                    /* some fault is on */
+    atomic_bool database_down;          /* a database fault with fraction 1 */
+    atomic_uint hang_generation;        /* bumped on every change of the hang fault */
+    atomic_uint_fast64_t changes;       /* PUT, DELETE and expiries */
+    atomic_uint_fast64_t injected[CHAOS_KINDS];
+} chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double chaos_random_unit(void)
+{
+    static _Thread_local uint64_t state;
+    if (!state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&ts ^ (uint64_t)ts.tv_sec;
+        state |= 1;
+    }
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return (double)((state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+/* One fault as words for the log: "latency 200±50 ms on 50% for 60 s". */
+static void fault_words(chaos_kind k, const chaos_fault *f, char *buf, size_t len)
+{
+    char what[96] = "";
+    if (k == CHAOS_LATENCY)
+        snprintf(what, sizeof what, " %d±%d ms", f->ms, f->jitter_ms);
+    else if (k == CHAOS_HANG)
+        snprintf(what, sizeof what, " up to %d ms", f->max_ms);
+    char until[48] = " until cleared";
+    if (f->expires_ns)
+        snprintf(until, sizeof until, " for %.0f s",
+                 (double)(f->expires_wall_ms - f->set_wall_ms) / 1000.0);
+    snprintf(buf, len, "%s%s on %g%% of requests%s", chaos_names[k], what, f->fraction * 100.0,
+             until);
+}
+
+/* Recomputes the summary flags. Call with the lock held. */
+static void summarise_locked(void)
+{
+    bool any = false;
+    for (int k = 0; k < CHAOS_KINDS; k++)
+        any |= chaos_g.faults[k].on;
+    atomic_store(&chaos_g.any, any);
+    const chaos_fault *db = &chaos_g.faults[CHAOS_DATABASE];
+    atomic_store(&chaos_g.database_down, db->on && db->fraction >= 1.0);
+}
+
+/* Switches off the faults past their time. Call with the lock held. */
+static void expire_locked(int64_t now)
+{
+    bool changed = false;
+    for (int k = 0; k < CHAOS_KINDS; k++) {
+        chaos_fault *f = &chaos_g.faults[k];
+        if (!f->on || !f->expires_ns || now < f->expires_ns)
+            continue;
+        char words[200];
+        fault_words((chaos_kind)k, f, words, sizeof words);
+        log_message(false, "chaos: expired %s", words);
+        memset(f, 0, sizeof *f);
+        atomic_fetch_add(&chaos_g.changes, 1);
+        if (k == CHAOS_HANG)
+            atomic_fetch_add(&chaos_g.hang_generation, 1);
+        changed = true;
+    }
+    if (changed)
+        summarise_locked();
+}
+
+void chaos_init(const svc_config *cfg)
+{
+    pthread_mutex_lock(&chaos_g.lock);
+    memset(chaos_g.faults, 0, sizeof chaos_g.faults);
+    int64_t now = wall_ms();
+    if (cfg->inject_err && cfg->err_rate > 0)
+        chaos_g.faults[CHAOS_ERROR] = (chaos_fault){ .on = true, .fraction = cfg->err_rate,
+                                                     .set_wall_ms = now };
+    if (cfg->delay_ms > 0)
+        chaos_g.faults[CHAOS_LATENCY] = (chaos_fault){ .on = true, .fraction = 1.0,
+                                                       .ms = cfg->delay_ms, .set_wall_ms = now };
+    summarise_locked();
+    pthread_mutex_unlock(&chaos_g.lock);
+}
+
+/* Whether a fault applying to fraction f hits this request. */
+static bool hits(const chaos_fault *f)
+{
+    return f->on && (f->fraction >= 1.0 || chaos_random_unit() < f->fraction);
+}
+
+void chaos_draw_request(chaos_draw *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!atomic_load_explicit(&chaos_g.any, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&chaos_g.lock);
+    expire_locked(mono_ns());
+    const chaos_fault *f = chaos_g.faults;
+    d->reset = hits(&f[CHAOS_RESET]);
+    d->database = hits(&f[CHAOS_DATABASE]);
+    if (hits(&f[CHAOS_LATENCY])) {
+        int j = f[CHAOS_LATENCY].jitter_ms;
+        int ms = f[CHAOS_LATENCY].ms + (j ? (int)((chaos_random_unit() * 2.0 - 1.0) * j) : 0);
+        d->latency_ms = ms > 0 ? ms : 0;
+    }
+    d->hang = hits(&f[CHAOS_HANG]);
+    d->hang_max_ms = f[CHAOS_HANG].max_ms;
+    d->error = hits(&f[CHAOS_ERROR]);
+    pthread_mutex_unlock(&chaos_g.lock);
+    /* Counted here, whether or not the request gets as far as the fault. */
+    bool drawn[CHAOS_KINDS] = { d->error, d->latency_ms > 0, d->hang, d->reset, d->database };
+    for (int k = 0; k < CHAOS_KINDS; k++)
+        if (drawn[k])
+            atomic_fetch_add(&chaos_g.injected[k], 1);
+}
+
+bool chaos_database_down(void)
+{
+    if (!atomic_load(&chaos_g.any))
+        return false;
+    pthread_mutex_lock(&chaos_g.lock);
+    expire_locked(mono_ns());
+    pthread_mutex_unlock(&chaos_g.lock);
+    return atomic_load(&chaos_g.database_down);
+}
+
+/* ---- the connection's socket ---------------------------------------------- */
+
+/* The socket civetweb serves conn on: the descriptor whose peer is the
+ * request's remote address and port and whose local port is the server's.
+ * civetweb does not hand it out; this is only for the reset and hang faults.
+ * Returns the descriptor or -1. */
+static int conn_socket(struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    struct rlimit rl;
+    int limit = 4096;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)limit)
+        limit = (int)rl.rlim_cur;
+    for (int fd = 3; fd < limit; fd++) {
+        struct sockaddr_storage peer, local;
+        socklen_t pl = sizeof peer, ll = sizeof local;
+        if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+            continue;
+        if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0)
+            continue;
+        char addr[INET6_ADDRSTRLEN] = "";
+        int pport, lport;
+        if (peer.ss_family == AF_INET) {
+            const struct sockaddr_in *p = (const struct sockaddr_in *)&peer;
+            inet_ntop(AF_INET, &p->sin_addr, addr, sizeof addr);
+            pport = ntohs(p->sin_port);
+            lport = ntohs(((const struct sockaddr_in *)&local)->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)&peer;
+            inet_ntop(AF_INET6, &p->sin6_addr, addr, sizeof addr);
+            pport = ntohs(p->sin6_port);
+            lport = ntohs(((const struct sockaddr_in6 *)&local)->sin6_port);
+        } else {
+            continue;
+        }
+        if (pport == ri->remote_port && lport == ri->server_port && !strcmp(addr, ri->remote_addr))
+            return fd;
+    }
+    return -1;
+}
+
+int chaos_reset(struct mg_connection *conn)
+{
+    int fd = conn_socket(conn);
+    if (fd < 0)
+        return -1;
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul < 0)
+        return -1;
+    /* A zero linger makes the last close send RST instead of FIN. dup2()
+     * closes the socket and puts /dev/null in its place in one step, so the
+     * descriptor civetweb holds stays valid (and is not reused by another
+     * connection) until civetweb closes it. */
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    int rc = dup2(nul, fd) < 0 ? -1 : 0;
+    close(nul);
+    mg_disable_keep_alive(conn);
+    return rc;
+}
+
+int chaos_hang(struct mg_connection *conn, int max_ms, const _Atomic bool *stop)
+{
+    int64_t start = mono_ns();
+    int64_t end = start + (int64_t)max_ms * 1000000;
+    unsigned gen = atomic_load(&chaos_g.hang_generation);
+    int fd = conn_socket(conn);
+    for (;;) {
+        int64_t now = mono_ns();
+        if (now >= end || (stop && atomic_load(stop)))
+            break;
+        if (atomic_load(&chaos_g.hang_generation) != gen) {
+            pthread_mutex_lock(&chaos_g.lock);
+            bool on = chaos_g.faults[CHAOS_HANG].on;
+            pthread_mutex_unlock(&chaos_g.lock);
+            if (!on)
+                break;
+            gen = atomic_load(&chaos_g.hang_generation);
+        }
+        int wait = (int)((end - now) / 1000000);
+        wait = wait > 100 ? 100 : wait < 1 ? 1 : wait;
+        if (fd >= 0) {
+            struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+            if (poll(&p, 1, wait) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                break;   /* the caller gave up */
+        } else {
+            struct timespec d = { 0, (long)wait * 1000000 };
+            nanosleep(&d, NULL);
+        }
+    }
+    return (int)((mono_ns() - start) / 1000000);
+}
+
+/* ---- GET, PUT, DELETE /chaos ---------------------------------------------- */
+
+cJSON *chaos_to_json(void)
+{
+    pthread_mutex_lock(&chaos_g.lock);
+    expire_locked(mono_ns());
+    chaos_fault f[CHAOS_KINDS];
+    memcpy(f, chaos_g.faults, sizeof f);
+    pthread_mutex_unlock(&chaos_g.lock);
+    int64_t now = wall_ms();
+    cJSON *o = cJSON_CreateObject();
+    cJSON *faults = cJSON_AddObjectToObject(o, "faults");
+    if (!faults) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    for (int k = 0; k < CHAOS_KINDS; k++) {
+        if (!f[k].on)
+            continue;
+        cJSON *x = cJSON_AddObjectToObject(faults, chaos_names[k]);
+        cJSON_AddNumberToObject(x, "fraction", f[k].fraction);
+        if (k == CHAOS_LATENCY) {
+            cJSON_AddNumberToObject(x, "ms", f[k].ms);
+            cJSON_AddNumberToObject(x, "jitter_ms", f[k].jitter_ms);
+        }
+        if (k == CHAOS_HANG)
+            cJSON_AddNumberToObject(x, "max_ms", f[k].max_ms);
+        if (f[k].expires_ns)
+            cJSON_AddNumberToObject(x, "expires_in_s",
+                                    (double)(f[k].expires_wall_ms - now) / 1000.0);
+        else
+            cJSON_AddNullToObject(x, "expires_in_s");
+        cJSON_AddNumberToObject(x, "set_at_ms", (double)f[k].set_wall_ms);
+    }
+    cJSON *n = cJSON_AddObjectToObject(o, "injected");
+    for (int k = 0; k < CHAOS_KINDS; k++)
+        cJSON_AddNumberToObject(n, chaos_names[k], (double)atomic_load(&chaos_g.injected[k]));
+    cJSON_AddNumberToObject(o, "changes", (double)atomic_load(&chaos_g.changes));
+    return o;
+}
+
+/* Reads an optional number field of fault object x into *out, checking
+ * [lo, hi] and, when integer, that it is whole. Returns 0, or -1 with err set. */
+static int read_number(const cJSON *x, const char *fault, const char *field, double lo, double hi,
+                       bool integer, double *out, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, field);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi || (integer && v->valuedouble != floor(v->valuedouble))) {
+        snprintf(err, errlen, "%s.%s must be %s in %g..%g", fault, field,
+                 integer ? "an integer" : "a number", lo, hi);
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* The fields each fault accepts beyond fraction and expires_s. */
+static bool field_known(chaos_kind k, const char *name)
+{
+    if (!strcmp(name, "fraction") || !strcmp(name, "expires_s"))
+        return true;
+    if (k == CHAOS_LATENCY)
+        return !strcmp(name, "ms") || !strcmp(name, "jitter_ms");
+    if (k == CHAOS_HANG)
+        return !strcmp(name, "max_ms");
+    return false;
+}
+
+/* Checks the PUT body into out (every fault, on or off). Returns 0, or -1
+ * with a sentence naming the field in err. */
+static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(chaos_fault) * CHAOS_KINDS);
+    if (!cJSON_IsObject(body)) {
+        snprintf(err, errlen, "the body must be a JSON object of faults: error, latency, hang, "
+                              "reset, database");
+        return -1;
+    }
+    int64_t now_mono = mono_ns(), now_wall = wall_ms();
+    for (const cJSON *x = body->child; x; x = x->next) {
+        int k = 0;
+        while (k < CHAOS_KINDS && strcmp(x->string, chaos_names[k]))
+            k++;
+        if (k == CHAOS_KINDS) {
+            snprintf(err, errlen, "unknown fault \"%.64s\"; the faults are error, latency, hang, "
+                                  "reset, database", x->string);
+            return -1;
+        }
+        if (cJSON_IsNull(x))
+            continue;   /* "latency": null says "none", like leaving it out */
+        if (!cJSON_IsObject(x)) {
+            snprintf(err, errlen, "%s must be an object, e.g. {\"fraction\": 0.5}", chaos_names[k]);
+            return -1;
+        }
+        for (const cJSON *f = x->child; f; f = f->next)
+            if (!field_known((chaos_kind)k, f->string)) {
+                snprintf(err, errlen, "%s has no field \"%.64s\"", chaos_names[k], f->string);
+                return -1;
+            }
+        double fraction = 1.0, expires = 0, ms = 0, jitter = 0, max_ms = CHAOS_HANG_DEFAULT_MS;
+        const char *name = chaos_names[k];
+        if (read_number(x, name, "fraction", 0, 1, false, &fraction, err, errlen) ||
+            read_number(x, name, "expires_s", 0, CHAOS_MAX_EXPIRES_S, false, &expires, err, errlen) ||
+            read_number(x, name, "ms", 0, CHAOS_MAX_MS, true, &ms, err, errlen) ||
+            read_number(x, name, "jitter_ms", 0, CHAOS_MAX_MS, true, &jitter, err, errlen) ||
+            read_number(x, name, "max_ms", 1, CHAOS_MAX_MS, true, &max_ms, err, errlen))
+            return -1;
+        if (k == CHAOS_LATENCY && !cJSON_GetObjectItemCaseSensitive(x, "ms")) {
+            snprintf(err, errlen, "latency.ms is required (the added milliseconds)");
+            return -1;
+        }
+        chaos_fault *f = &out[k];
+        f->on = fraction > 0;
+        f->fraction = fraction;
+        f->ms = (int)ms;
+        f->jitter_ms = (int)jitter;
+        f->max_ms = k == CHAOS_HANG ? (int)max_ms : 0;
+        f->set_wall_ms = now_wall;
+        if (expires > 0) {
+            f->expires_ns = now_mono + (int64_t)(expires * 1e9);
+            f->expires_wall_ms = now_wall + (int64_t)(expires * 1000.0);
+        }
+        if (!f->on)
+            memset(f, 0, sizeof *f);
+    }
+    return 0;
+}
+
+/* Puts next in force, logging each fault that changed. */
+static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
+{
+    pthread_mutex_lock(&chaos_g.lock);
+    int changed = 0;
+    for (int k = 0; k < CHAOS_KINDS; k++) {
+        chaos_fault *cur = &chaos_g.faults[k];
+        if (!cur->on && !next[k].on)
+            continue;
+        char words[200];
+        if (next[k].on) {
+            fault_words((chaos_kind)k, &next[k], words, sizeof words);
+            log_message(false, "chaos: %s %s", how, words);
+        } else {
+            log_message(false, "chaos: %s %s (cleared)", how, chaos_names[k]);
+        }
+        *cur = next[k];
+        if (k == CHAOS_HANG)
+            atomic_fetch_add(&chaos_g.hang_generation, 1);
+        changed++;
+    }
+    if (!changed)
+        log_message(false, "chaos: %s: no faults before or after", how);
+    atomic_fetch_add(&chaos_g.changes, 1);
+    summarise_locked();
+    pthread_mutex_unlock(&chaos_g.lock);
+}
+
+/* Sends the faults in force with status. */
+static int send_state(struct mg_connection *conn, const char *service, int status)
+{
+    cJSON *o = chaos_to_json();
+    if (!o)
+        return http_send_error(conn, 500, service, true, "out of memory");
+    cJSON_AddStringToObject(o, "service", service);
+    int rc = http_send_json(conn, status, o, false);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int chaos_serve(struct mg_connection *conn, const char *service)
+{
+    const char *method = mg_get_request_info(conn)->request_method;
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+        return send_state(conn, service, 200);
+    if (!strcmp(method, "DELETE")) {
+        chaos_fault none[CHAOS_KINDS];
+        memset(none, 0, sizeof none);
+        chaos_apply(none, "DELETE /chaos:");
+        return send_state(conn, service, 200);
+    }
+    if (strcmp(method, "PUT"))
+        return http_send_error(conn, 405, service, false,
+                               "method %.20s is not allowed on /chaos; use GET, PUT or DELETE",
+                               method);
+    if (!http_is_json(mg_get_header(conn, "Content-Type")))
+        return http_send_error(conn, 415, service, false, "Content-Type must be application/json");
+    char *text = NULL;
+    size_t len = 0;
+    int rc = http_read_body(conn, CHAOS_MAX_BODY, &text, &len);
+    if (rc == 413)
+        return http_send_error(conn, 413, service, true, "the body is larger than %d bytes",
+                               CHAOS_MAX_BODY);
+    if (rc)
+        return http_send_error(conn, rc, service, true, "the body could not be read");
+    cJSON *body = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!body)
+        return http_send_error(conn, 400, service, false, "the body is not valid JSON");
+    chaos_fault next[CHAOS_KINDS];
+    char err[300];
+    rc = chaos_parse(body, next, err, sizeof err);
+    cJSON_Delete(body);
+    if (rc)
+        return http_send_error(conn, 400, service, false, "%s", err);
+    chaos_apply(next, "PUT /chaos:");
+    return send_state(conn, service, 200);
+}
+
+void chaos_put_metrics(FILE *f, const char *service)
+{
+    chaos_fault faults[CHAOS_KINDS];
+    pthread_mutex_lock(&chaos_g.lock);
+    expire_locked(mono_ns());
+    memcpy(faults, chaos_g.faults, sizeof faults);
+    pthread_mutex_unlock(&chaos_g.lock);
+    fprintf(f, "# HELP chaos_fault_fraction Share of requests a runtime fault applies to (0 = off).\n"
+               "# TYPE chaos_fault_fraction gauge\n");
+    for (int k = 0; k < CHAOS_KINDS; k++)
+        fprintf(f, "chaos_fault_fraction{service=\"%s\",fault=\"%s\"} %g\n", service,
+                chaos_names[k], faults[k].on ? faults[k].fraction : 0.0);
+    fprintf(f, "# HELP chaos_injected_total Requests a runtime fault was drawn for.\n"
+               "# TYPE chaos_injected_total counter\n");
+    for (int k = 0; k < CHAOS_KINDS; k++)
+        fprintf(f, "chaos_injected_total{service=\"%s\",fault=\"%s\"} %llu\n", service,
+                chaos_names[k], (unsigned long long)atomic_load(&chaos_g.injected[k]));
+    fprintf(f, "# HELP chaos_changes_total Changes of the runtime faults (PUT, DELETE, expiry).\n"
+               "# TYPE chaos_changes_total counter\nchaos_changes_total{service=\"%s\"} %llu\n",
+            service, (unsigned long long)atomic_load(&chaos_g.changes));
+}

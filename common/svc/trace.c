@@ -1,0 +1,151 @@
+/* trace.c -- the request context across hops (see trace.h). */
+#include "trace.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "chaos.h"
+
+static _Thread_local trace_ctx trace_tls;
+static _Thread_local bool trace_active;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static bool all_zero(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '0')
+            return false;
+    return true;
+}
+
+bool trace_parse_traceparent(const char *v, char id[33])
+{
+    /* 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>, 55 characters */
+    if (!v || strlen(v) != 55 || strncmp(v, "00-", 3) || v[35] != '-' || v[52] != '-')
+        return false;
+    if (!is_lower_hex(v + 3, 32) || !is_lower_hex(v + 36, 16) || !is_lower_hex(v + 53, 2) ||
+        all_zero(v + 3, 32) || all_zero(v + 36, 16))
+        return false;
+    memcpy(id, v + 3, 32);
+    id[32] = '\0';
+    return true;
+}
+
+bool trace_valid_request_id(const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n < 1 || n > TRACE_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+bool trace_parse_deadline(const char *v, int64_t *ms)
+{
+    if (!v || !*v || strlen(v) > 8)
+        return false;
+    int64_t n = 0;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        n = n * 10 + (*p - '0');
+    }
+    if (n > 86400000)
+        return false;
+    *ms = n;
+    return true;
+}
+
+/* 2n random lowercase hex digits into out (2n + 1 bytes). */
+static void random_hex(char *out, int n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 2 * n; i++)
+        out[i] = hex[(int)(chaos_random_unit() * 16.0) & 15];
+    out[2 * n] = '\0';
+    if (all_zero(out, (size_t)(2 * n)))
+        out[2 * n - 1] = '1';
+}
+
+int trace_begin(struct mg_connection *conn, bool deadlines)
+{
+    trace_ctx *t = &trace_tls;
+    memset(t, 0, sizeof *t);
+    trace_active = true;
+    char id[33];
+    const char *rid = mg_get_header(conn, "X-Request-Id");
+    if (trace_parse_traceparent(mg_get_header(conn, "traceparent"), id)) {
+        memcpy(t->id, id, sizeof id);
+        t->w3c = true;
+    } else if (trace_valid_request_id(rid)) {
+        snprintf(t->id, sizeof t->id, "%s", rid);
+        t->w3c = strlen(rid) == 32 && is_lower_hex(rid, 32) && !all_zero(rid, 32);
+    } else {
+        random_hex(t->id, 16);
+        t->w3c = true;
+    }
+    const char *d = mg_get_header(conn, "X-Deadline-Ms");
+    if (!deadlines || !d)
+        return 0;
+    int64_t ms;
+    if (!trace_parse_deadline(d, &ms))
+        return -1;
+    t->deadline_ns = mono_ns() + ms * 1000000;
+    t->deadline_given = true;
+    return 0;
+}
+
+void trace_end(void)
+{
+    trace_active = false;
+}
+
+const trace_ctx *trace_current(void)
+{
+    return trace_active ? &trace_tls : NULL;
+}
+
+int64_t trace_left_ms(void)
+{
+    if (!trace_active || !trace_tls.deadline_given)
+        return INT64_MAX;
+    return (trace_tls.deadline_ns - mono_ns()) / 1000000;
+}
+
+char *trace_next_headers(char *buf, size_t len, int64_t budget_ms)
+{
+    const trace_ctx *t = trace_current();
+    size_t o = 0;
+    buf[0] = '\0';
+    if (t) {
+        o += (size_t)snprintf(buf + o, len - o, "X-Request-Id: %s\n", t->id);
+        if (t->w3c && o < len) {
+            char span[17];
+            random_hex(span, 8);
+            o += (size_t)snprintf(buf + o, len - o, "traceparent: 00-%s-%s-01\n", t->id, span);
+        }
+    }
+    if (budget_ms >= 0 && o < len)
+        snprintf(buf + o, len - o, "X-Deadline-Ms: %lld\n", (long long)budget_ms);
+    return buf;
+}

@@ -1,0 +1,65 @@
+/* trace.h -- what a request carries across hops: its trace id and its deadline.
+ *
+ * The trace id comes from the caller's W3C `traceparent` header, else its
+ * `X-Request-Id` (1..64 of A-Z a-z 0-9 - _ . :), else is made here (32 random
+ * hex digits, as W3C Trace Context). It is passed to the next hop, returned
+ * in the answer's headers and JSON, stored on the document and written on
+ * every log line the request causes.
+ *
+ * The deadline comes from the caller's `X-Deadline-Ms` header: the
+ * milliseconds the caller will wait for the answer (gRPC's timeout, relative
+ * so that hosts need not share a clock). A hop never works past it and passes
+ * the next hop what is left of its own call, less a margin to answer in.
+ *
+ * The context is the calling thread's: trace_begin() at the start of a
+ * request's handler, trace_end() at its end.
+ */
+#ifndef SVC_TRACE_H
+#define SVC_TRACE_H
+
+#include <civetweb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TRACE_ID_MAX 64
+
+typedef struct trace_ctx {
+    char id[TRACE_ID_MAX + 1];
+    bool w3c;              /* id is 32 lowercase hex digits (a W3C trace-id) */
+    int64_t deadline_ns;   /* CLOCK_MONOTONIC; 0 = none */
+    bool deadline_given;   /* the caller sent X-Deadline-Ms */
+} trace_ctx;
+
+/* Reads a trace id from a traceparent header value into id (33 bytes).
+ * Returns true when it is a valid version-00 traceparent with a non-zero
+ * trace-id. */
+bool trace_parse_traceparent(const char *value, char id[33]);
+
+/* Returns true when value is usable as an X-Request-Id. */
+bool trace_valid_request_id(const char *value);
+
+/* Reads X-Deadline-Ms: 0..86400000 (decimal digits only). Returns true and
+ * sets *ms, or false when value is not such a number. */
+bool trace_parse_deadline(const char *value, int64_t *ms);
+
+/* Starts the calling thread's request context from conn's headers. Returns
+ * 0, or -1 when X-Deadline-Ms is present but malformed (the context is
+ * still set, without a deadline). */
+int trace_begin(struct mg_connection *conn, bool deadlines);
+
+/* Ends it. */
+void trace_end(void);
+
+/* The calling thread's context, or NULL outside a request. */
+const trace_ctx *trace_current(void);
+
+/* Milliseconds left before the current request's deadline (may be <= 0);
+ * INT64_MAX when it has none. */
+int64_t trace_left_ms(void);
+
+/* Writes the headers for a call to the next hop into buf (CRLF-free lines
+ * separated by '\n'): X-Request-Id, traceparent when the id is W3C, and
+ * X-Deadline-Ms when budget_ms >= 0. Returns buf. */
+char *trace_next_headers(char *buf, size_t len, int64_t budget_ms);
+
+#endif
