@@ -14,6 +14,8 @@
 # Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT,
 # the data with DATA_DIR (default .data; `make bench-services` uses a temporary one);
 # FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
+# PROFILE=classroom applies scripts/profiles/classroom.env (a calm baseline,
+# admin routes on with ADMIN_TOKEN=classroom); any variable set by hand wins.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
 set -euo pipefail
@@ -84,6 +86,21 @@ stop_all() {
 }
 trap 'stop_all 0' INT TERM
 trap 'stop_all $?' EXIT
+
+# PROFILE=classroom (make run PROFILE=classroom): the settings in
+# scripts/profiles/<name>.env, each unless the environment already sets it.
+if [ -n "${PROFILE:-}" ]; then
+    PROFILE_FILE="scripts/profiles/$PROFILE.env"
+    if [ ! -f "$PROFILE_FILE" ]; then
+        say "PROFILE: no profile \"$PROFILE\"; the profiles are: $(ls scripts/profiles | sed 's/\.env$//' | tr '\n' ' ')"
+        exit 1
+    fi
+    while IFS='=' read -r key value; do
+        case "$key" in ''|'#'*) continue ;; esac
+        if [ -z "${!key+x}" ]; then export "$key=$value"; fi
+    done < "$PROFILE_FILE"
+    say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR ADMIN_TOKEN=$ADMIN_TOKEN CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
+fi
 
 for b in order payment shipment; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }

@@ -163,7 +163,7 @@ class Bench:
                    PAYMENT_PORT=str(self.ports["payment"]),
                    SHIPMENT_PORT=str(self.ports["shipment"]),
                    FERRETDB_PORT=str(self.ports["ferretdb"]), DATA_DIR=str(self.tmp / "data"),
-                   INJECT_ERR="0", ADMIN_TOKEN=TOKEN)
+                   INJECT_ERR="0", ADMIN_TOKEN=TOKEN, LOG_LEVEL="requests")
         env.pop("MONGO_URL", None)
         log = open(self.tmp / "run.log", "wb")
         self.run = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, stdout=log,

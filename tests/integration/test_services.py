@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -755,6 +756,56 @@ def log_level_transitions_shows_state_changes_not_every_call(ctx):
                                 **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {})),
                        capture_output=True, text=True, timeout=20)
     expect(r.returncode == 2 and "LOG_LEVEL:" in r.stdout + r.stderr, f"LOG_LEVEL=loud: {r}")
+
+
+@test
+def classroom_profile_starts_calm_with_admin_routes_on(ctx):
+    if ctx.flavour != "rel":
+        raise Skip("make run's script starts the rel build; the profile is checked in the rel flavour")
+    tmp = Path(tempfile.mkdtemp(prefix="classroom-", dir="/tmp"))
+    tmp.chmod(0o755)   # PostgreSQL runs as its own user and must reach its folder
+    ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb")}
+    env = dict(os.environ, PROFILE="classroom", DATA_DIR=str(tmp / "data"),
+               ORDER_PORT=str(ports["order"]), PAYMENT_PORT=str(ports["payment"]),
+               SHIPMENT_PORT=str(ports["shipment"]), FERRETDB_PORT=str(ports["ferretdb"]))
+    for k in ("MONGO_URL", "INJECT_ERR", "ADMIN_TOKEN", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
+              "CB_RESET_TIMEOUT_MS"):
+        env.pop(k, None)
+    log_path = tmp / "run.log"
+    proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+    try:
+        wait_until(lambda: proc.poll() is not None or harness.port_open(ports["order"]), 120,
+                   "make run's stack with PROFILE=classroom")
+        expect(proc.poll() is None, f"run.sh exited:\n{log_path.read_text()[-2000:]}")
+        expect(http("GET", url["shipment"] + "/chaos").json()["faults"] == {},
+               "the classroom starts with no injected errors")
+        results = [http("POST", url["order"] + "/create", ORDER).json() for _ in range(3)]
+        expect(all(a["status"] == "ok" and a["next"]["status"] == "ok" for a in results), results)
+        r = http("PUT", url["shipment"] + "/chaos", {"error": {"fraction": 1}},
+                 headers={"Authorization": "Bearer classroom"})
+        expect(r.status == 200, f"ADMIN_TOKEN=classroom opens the admin routes: {r}")
+        reasons = [http("POST", url["payment"] + "/create", PAYMENT).json()["reason"]
+                   for _ in range(6)]
+        # three good calls and two failures are in payment's window: with a volume
+        # threshold of 5 the circuit opens at the fifth call, not the first error
+        expect(reasons[0] == "failure(502)" and "open" in reasons, reasons)
+        b = http("GET", url["payment"] + "/breaker").json()
+        expect(b["currentResetTimeoutMs"] == 3000, f"reset timeout: {b['currentResetTimeoutMs']}")
+        log = log_path.read_text()
+        expect("profile classroom" in log and not re.search(r" request POST ", log),
+               f"classroom log (transitions only):\n{log[-1500:]}")
+        expect(re.search(r"\[payment\] .* event=open state=open", log), "the open line")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+    expect(proc.returncode == 0, f"run.sh exited {proc.returncode} on SIGTERM")
 
 
 # ---- runner -----------------------------------------------------------------------------------
