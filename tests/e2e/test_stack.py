@@ -12,7 +12,9 @@ that reset after 2 s, and host ports picked free at start. Steps, each one or mo
   3. send every request of order/, payment/, shipment/tests.http to the
      published ports and check the answers;
   4. read the documents from the database container (tests/tools/dbtool);
-  5. chaos: stop shipment (payment's breaker opens, seen
+  5. a runtime fault: PUT /chaos on shipment (every call fails), payment's
+     breaker opens, DELETE /chaos, it closes: no container recreated;
+     chaos: stop shipment (payment's breaker opens, seen
      in `docker-compose logs payment`; order's answers degrade within the breaker
      timeout), start shipment (payment's breaker closes), crash payment (SIGKILL
      of its process: the restart policy brings it back), `docker-compose kill
@@ -478,6 +480,40 @@ def step_start_shipment(c, stack, metrics):
             breaker_events(stack.logs("payment"), "close") > closes_before)
 
 
+def step_runtime_fault(c, stack, metrics):
+    """Switches shipment's error fault on and off over /chaos: payment's breaker opens and closes, and no container is recreated."""
+    before = {s: (stack.inspect(s, "{{.Id}}"), stack.inspect(s, "{{.State.StartedAt}}")) for s in SERVICES}
+    opens_before = breaker_events(stack.logs("payment"), "open")
+    closes_before = breaker_events(stack.logs("payment"), "close")
+    admin = {"Authorization": "Bearer e2e-admin", "Content-Type": "application/json"}
+    status, text, _ = http("PUT", stack.url("shipment", "/chaos"),
+                           json.dumps({"error": {"fraction": 1, "expires_s": 120}}), admin)
+    c.check("PUT /chaos on shipment sets the error fault", status == 200 and '"error"' in text, text[:300])
+    sent = []
+
+    def opened():
+        sent.append(post_order(stack, f"fault-{len(sent)}"))
+        return breaker_events(stack.logs("payment"), "open") > opens_before
+
+    seen, waited = wait_until("payment's breaker to open under the error fault", opened, 30)
+    metrics["runtime_fault_open_s"] = round(waited, 1)
+    c.check(f"payment's breaker opens under shipment's runtime fault ({len(sent)} orders, {waited:.1f}s)", seen)
+    degraded = [a for a in sent if a[0] == 200 and chain_degraded(a[1])]
+    c.check(f"order's answers degrade at payment ({len(degraded)}/{len(sent)})",
+            sent and len(degraded) == len(sent), str([a[1] for a in sent if a not in degraded][:2]))
+    c.check("the change is a line in docker-compose logs shipment",
+            "chaos: PUT /chaos: error on 100% of requests for 120 s" in stack.logs("shipment"))
+    status, text, _ = http("DELETE", stack.url("shipment", "/chaos"), None, admin)
+    c.check("DELETE /chaos clears it", status == 200 and '"faults":{}' in text, text[:300])
+    waited, n = wait_chain_whole(stack, "fault-cleared", 30)
+    metrics["runtime_fault_recover_s"] = round(waited, 1) if waited is not None else None
+    c.check(f"the chain answers whole again after DELETE /chaos ({n} orders)", waited is not None)
+    c.check("payment's breaker closes", breaker_events(stack.logs("payment"), "close") > closes_before)
+    after = {s: (stack.inspect(s, "{{.Id}}"), stack.inspect(s, "{{.State.StartedAt}}")) for s in SERVICES}
+    c.check("no container was recreated or restarted by the experiment", before == after,
+            f"{before} -> {after}")
+
+
 def step_crash_payment(c, stack, metrics):
     """Kills payment's process with SIGKILL, as a crash: the restart policy brings it back."""
     if os.geteuid() != 0:
@@ -611,6 +647,7 @@ def main():
             step_documents(c, stack, documents)
             step_stop_shipment(c, stack, metrics)
             step_start_shipment(c, stack, metrics)
+            step_runtime_fault(c, stack, metrics)
             step_crash_payment(c, stack, metrics)
             step_compose_kill_payment(c, stack, metrics)
             step_sigterm_stop(c, stack, metrics)
