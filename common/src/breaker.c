@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL, ADMIT_DISABLED };
+enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL };
 
 static _Thread_local bool in_tick;
 
@@ -375,13 +375,16 @@ static void check_open(cb_breaker *b, int64_t now)
     if (b->warm_up && now < b->warm_until_ns)
         return;
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    cb_window_raw(&b->win, win, total);
+    cb_window_raw(&b->win, now, win, total);
     cb_counts c;
     cb_raw_to_counts(win, &c);
     uint64_t vol = (uint64_t)b->o.volume_threshold;
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
-    bool trip = c.fires >= vol && c.fires > 0 &&
-                (double)c.failures / (double)c.fires * 100.0 > b->o.error_threshold_percentage;
+    /* failures with no fire left in the window (the calls started before it):
+     * an infinite error rate, which opens as in opossum (failures / 0) */
+    bool trip = c.fires >= vol && c.failures > 0 &&
+                (c.fires == 0 ||
+                 (double)c.failures / (double)c.fires * 100.0 > b->o.error_threshold_percentage);
     if (b->slow_ns && completed >= vol && completed > 0 &&
         (double)c.slow_calls / (double)completed * 100.0 > b->o.slow_call_rate_threshold)
         trip = true;
@@ -516,9 +519,59 @@ static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t g
     return CB_EFAILED;
 }
 
-/* Runs the action of an admitted call and reports its outcome. */
+/* Brings the window (and whatever else fell due) up to end, the moment a
+ * call completed, so that its outcome is counted in end's bucket and judged
+ * against the window as it stands at end. Only a call that ran past the
+ * next due moment seen at its start gets here. */
+static void catch_up(cb_breaker *b, int64_t end)
+{
+    cb_tick_due(b, end, false);
+    /* another thread may hold tick_lock: the rotation itself must not wait for it */
+    cb_window_rotate(&b->win, end);
+}
+
+/* A disabled breaker protects nothing: the action runs on the caller's thread
+ * with no deadline, no capacity slot and no fallback, and its outcome never
+ * moves the state machine. The call is still counted (fire, success or
+ * failure, latency), so the window shows the traffic once enabled again. */
+static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now, int64_t due)
+{
+    cb_count(b, C_STARTED, 1);
+    cb_call call = {
+        .arg = arg,
+        .deadline_ns = INT64_MAX,
+        .timeout_ms = 0,
+        .cancelled = &b->cancel_all,
+        .user = b->o.user,
+    };
+    void *result = NULL;
+    int rc = b->o.action(&call, &result);
+    int64_t end = cb_now(b);
+    if (end >= due)
+        catch_up(b, end);
+    int64_t lat = end - now;
+    double lat_ms = (double)lat / 1e6;
+    bool slow = b->slow_ns && lat >= b->slow_ns;
+    res->latency_ms = lat_ms;
+    if (rc == 0) {
+        cb_count_completion(b, C_SUCCESSES, lat, slow);
+        res->value = result;
+        cb_emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
+        return CB_OK;
+    }
+    res->action_rc = rc;
+    bool filtered = b->o.error_filter && b->o.error_filter(rc, arg, b->o.user);
+    cb_count_completion(b, filtered ? C_SUCCESSES : C_FAILED, lat, slow);
+    cb_emit(b, filtered ? CB_EV_SUCCESS : CB_EV_FAILURE, lat_ms, CB_EFAILED, rc);
+    return CB_EFAILED;
+}
+
+/* Runs the action of an admitted call and reports its outcome. due is the
+ * breaker's next due moment as the call started: a call that ends before it
+ * (every call shorter than a bucket, but for the one that crosses a
+ * boundary) has nothing to catch up. */
 static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, int kind,
-                        uint64_t gen)
+                        uint64_t gen, int64_t due)
 {
     int cap = b->o.capacity;
     if (cap > 0 && atomic_fetch_add_explicit(&b->sem_used, 1, memory_order_acq_rel) >= cap) {
@@ -543,8 +596,12 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     } else {
         oc.rc = b->o.action(&call, &oc.result);
         oc.end = cb_now(b);
-        if (CB_UNLIKELY(oc.end > call.deadline_ns)) {
+        /* a call lasting exactly timeout_ms has reached its deadline: it timed
+         * out (as opossum, whose timer fires before the late answer); it is
+         * reported at the deadline, as in pool mode */
+        if (CB_UNLIKELY(oc.end >= call.deadline_ns)) {
             oc.timed_out = true;
+            oc.end = call.deadline_ns;
             if (b->o.on_late)
                 b->o.on_late(arg, oc.rc, oc.result, b->o.user);
             oc.result = NULL;
@@ -552,6 +609,8 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     }
     if (cap > 0)
         atomic_fetch_sub_explicit(&b->sem_used, 1, memory_order_acq_rel);
+    if (CB_UNLIKELY(oc.end >= due))
+        catch_up(b, oc.end);
     return finish(b, arg, res, kind, gen, &oc);
 }
 
@@ -576,18 +635,18 @@ static bool admit_trial(cb_breaker *b, uint64_t *gen)
 }
 
 /* Admits (or rejects) a call according to state st, then runs it. */
-static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int st)
+static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int st, int64_t due)
 {
     uint64_t gen = 0;
     switch (st) {
     case CB_CLOSED:
     case CB_FORCED_CLOSED:
-        return run_admitted(b, arg, res, now, ADMIT_NORMAL, 0);
+        return run_admitted(b, arg, res, now, ADMIT_NORMAL, 0, due);
     case CB_DISABLED:
-        return run_admitted(b, arg, res, now, ADMIT_DISABLED, 0);
+        return run_disabled(b, arg, res, now, due);
     case CB_HALF_OPEN:
         if (admit_trial(b, &gen))
-            return run_admitted(b, arg, res, now, ADMIT_TRIAL, gen);
+            return run_admitted(b, arg, res, now, ADMIT_TRIAL, gen, due);
         return reject(b, arg, res);
     case CB_SHUTDOWN:
         return CB_ESHUTDOWN;
@@ -598,7 +657,7 @@ static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int
 
 /* The cache and coalescing in front of admission (opossum's order). */
 static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res, int64_t now,
-                      int st)
+                      int st, int64_t due)
 {
     if (b->cache) {
         if (cb_cache_get(b->cache, key, now, &res->value)) {
@@ -622,7 +681,7 @@ static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res,
         cb_count(b, C_COALESCE_MISSES, 1);
         cb_emit(b, CB_EV_COALESCE_MISS, 0, 0, 0);
     }
-    int rc = fire_admit(b, arg, res, now, st);
+    int rc = fire_admit(b, arg, res, now, st, due);
     if (b->cache && rc == CB_OK)
         cb_cache_put(b->cache, key, res->value, cb_now(b));
     if (sc)
@@ -643,16 +702,21 @@ int cb_fire_key(cb_breaker *b, const char *key, void *arg, cb_result *res)
     if (CB_UNLIKELY(st == CB_SHUTDOWN))
         return CB_ESHUTDOWN;
     int64_t now = cb_now(b);
-    if (CB_UNLIKELY(now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))) {
+    int64_t due = atomic_load_explicit(&b->next_due_ns, memory_order_acquire);
+    if (CB_UNLIKELY(now >= due)) {
         cb_tick_due(b, now, false);
+        /* the rotation is what a finishing call needs up to date; when
+         * another thread holds tick_lock, rotate here rather than wait */
+        cb_window_rotate(&b->win, now);
+        due = atomic_load_explicit(&b->next_due_ns, memory_order_acquire);
         st = atomic_load_explicit(&b->state, memory_order_acquire);
         if (st == CB_SHUTDOWN)
             return CB_ESHUTDOWN;
     }
     cb_emit(b, CB_EV_FIRE, 0, 0, 0);
     if (CB_UNLIKELY(key && st != CB_DISABLED && (b->cache || b->coalescer)))
-        return fire_keyed(b, key, arg, res, now, st);
-    return fire_admit(b, arg, res, now, st);
+        return fire_keyed(b, key, arg, res, now, st, due);
+    return fire_admit(b, arg, res, now, st, due);
 }
 
 /* Fires b with arg. See cb.h. */
@@ -780,14 +844,15 @@ int cb_get_stats(cb_breaker *b, cb_stats *st)
         return CB_EINVAL;
     memset(st, 0, sizeof *st);
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    cb_window_raw(&b->win, win, total);
+    int64_t now = cb_now(b);
+    cb_window_raw(&b->win, now, win, total);
     cb_raw_to_counts(win, &st->window);
     cb_raw_to_counts(total, &st->total);
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
     st->error_percentage = st->window.fires
         ? (double)st->window.failures / (double)st->window.fires * 100.0 : 0;
     st->slow_percentage = completed ? (double)st->window.slow_calls / (double)completed * 100.0 : 0;
-    cb_window_latency(&b->win, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
+    cb_window_latency(&b->win, now, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
                       st->percentiles_ms);
     pthread_mutex_lock(&b->lock);
     st->state = visible_state(b);

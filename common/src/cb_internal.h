@@ -148,11 +148,14 @@ void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow);
 /* Moves the window to the bucket of now_ns; returns true when an epoch boundary was passed. */
 bool cb_window_rotate(cb_window *w, int64_t now_ns);
 void cb_window_sum_now(cb_window *w, uint64_t out[C_NCOUNTERS]);
-/* Window counts (raw) = now - start of window. */
-void cb_window_raw(cb_window *w, uint64_t win[C_NCOUNTERS], uint64_t total[C_NCOUNTERS]);
+/* Window counts (raw) = now - start of the window as it stands at now_ns
+ * (0: as last rotated). */
+void cb_window_raw(cb_window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
+                   uint64_t total[C_NCOUNTERS]);
 void cb_raw_to_counts(const uint64_t raw[C_NCOUNTERS], cb_counts *c);
 void cb_counts_to_raw(const cb_counts *c, uint64_t raw[C_NCOUNTERS]);
-void cb_window_latency(cb_window *w, bool enabled, double *mean, double pct[CB_PERCENTILES]);
+void cb_window_latency(cb_window *w, int64_t now_ns, bool enabled, double *mean,
+                       double pct[CB_PERCENTILES]);
 /* Per-bucket raw counts, oldest first: out[nbuckets][C_NCOUNTERS]. */
 void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS]);
 /* Sets the imported totals and window buckets (oldest first, may be NULL). */

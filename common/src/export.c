@@ -98,7 +98,7 @@ char *cb_export_json(cb_breaker *b)
     cJSON_AddNumberToObject(root, "rollingCountTimeout", (double)b->o.rolling_count_timeout_ms);
     cJSON_AddNumberToObject(root, "rollingCountBuckets", b->o.rolling_count_buckets);
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    cb_window_raw(&b->win, win, total);
+    cb_window_raw(&b->win, 0, win, total); /* as last rotated, like the buckets below */
     cJSON_AddItemToObject(root, "total", counts_json(total));
     cJSON_AddItemToObject(root, "window", counts_json(win));
     int n = b->win.nbuckets;

@@ -4,8 +4,12 @@
  * Counters only ever grow. At each bucket boundary the sum of all stripes is
  * copied into a ring slot (start_cum); the window's counts are "sum now" minus
  * the copy taken at the start of the oldest bucket still in the window. A call
- * that straddles a rotation is counted in one bucket or the next, never lost,
- * and the fast path never writes a cache line another thread writes.
+ * is counted as it happens: its fire in the bucket where it started, its
+ * outcome in the bucket where it ended (cb_fire() rotates what fell due
+ * during a call before counting it, as opossum's timer would have). Nothing
+ * is lost to a concurrent rotation, and the fast path never writes a cache
+ * line another thread writes. Reading the window at a time it was not rotated
+ * to yet sees it as if it had been (view_epoch).
  *
  * Latency samples: each stripe keeps, per bucket slot, the last CB_SAMPLES
  * latencies (microseconds) recorded by its thread in that bucket. Percentiles
@@ -217,13 +221,28 @@ bool cb_window_rotate(cb_window *w, int64_t now_ns)
     return true;
 }
 
-/* Raw counts over the window (win) and since creation (total). */
-void cb_window_raw(cb_window *w, uint64_t win[C_NCOUNTERS], uint64_t total[C_NCOUNTERS])
+/* The epoch the window is viewed at: now_ns's, or the window's own epoch cur
+ * when now_ns is not past it (a window not yet rotated to now is seen as it
+ * will be once rotated, without rotating it). */
+static int64_t view_epoch(const cb_window *w, int64_t cur, int64_t now_ns)
+{
+    if (now_ns <= w->origin_ns)
+        return cur;
+    int64_t e = (now_ns - w->origin_ns) / w->interval_ns;
+    return e > cur ? e : cur;
+}
+
+/* Raw counts over the window as it stands at now_ns (win) and since creation
+ * (total). Buckets that fell due but were not rotated yet count as empty, so
+ * a breaker nobody ticks reads as one that was ticked. Rotates nothing. */
+void cb_window_raw(cb_window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
+                   uint64_t total[C_NCOUNTERS])
 {
     pthread_mutex_lock(&w->lock);
     cb_window_sum_now(w, total);
-    int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
-    const uint64_t *start = w->start_cum[slot_of(w, e - w->nbuckets + 1)];
+    int64_t cur = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    int64_t oldest = view_epoch(w, cur, now_ns) - w->nbuckets + 1;
+    const uint64_t *start = oldest <= cur ? w->start_cum[slot_of(w, oldest)] : total;
     for (int k = 0; k < C_NCOUNTERS; k++)
         win[k] = total[k] > start[k] ? total[k] - start[k] : 0;
     pthread_mutex_unlock(&w->lock);
@@ -274,10 +293,11 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Copies the window's samples into a malloc'd array; *n gets their number. */
-static uint32_t *collect_samples(cb_window *w, size_t *n)
+/* Copies the samples of the window viewed at now_ns into a malloc'd array;
+ * *n gets their number. */
+static uint32_t *collect_samples(cb_window *w, int64_t now_ns, size_t *n)
 {
-    int64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);
+    int64_t e = view_epoch(w, atomic_load_explicit(&w->epoch, memory_order_acquire), now_ns);
     uint32_t *all = malloc((size_t)CB_STRIPES * w->nbuckets * CB_SAMPLES * sizeof *all);
     *n = 0;
     if (!all)
@@ -302,7 +322,8 @@ static uint32_t *collect_samples(cb_window *w, size_t *n)
 /* Latency mean and percentiles (ms) over the window, with opossum's formula:
  * sorted latencies; p = 0 -> the first, else element ceil(p * n) - 1; 0 when
  * there are none; -1 everywhere when disabled. */
-void cb_window_latency(cb_window *w, bool enabled, double *mean, double pct[CB_PERCENTILES])
+void cb_window_latency(cb_window *w, int64_t now_ns, bool enabled, double *mean,
+                       double pct[CB_PERCENTILES])
 {
     if (!enabled) {
         *mean = -1;
@@ -311,7 +332,7 @@ void cb_window_latency(cb_window *w, bool enabled, double *mean, double pct[CB_P
         return;
     }
     size_t n = 0;
-    uint32_t *all = collect_samples(w, &n);
+    uint32_t *all = collect_samples(w, now_ns, &n);
     qsort(all, n, sizeof *all, cmp_u32);
     double sum = 0;
     for (size_t i = 0; i < n; i++)
