@@ -486,6 +486,10 @@ static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t g
                   const outcome *oc)
 {
     int64_t lat = oc->end - oc->start;
+    /* a timeout's latency is the timeout, as in pool mode and opossum; in
+     * trust mode the call is counted when it returns, which may be later */
+    if (CB_UNLIKELY(oc->timed_out) && b->timeout_ns && lat > b->timeout_ns)
+        lat = b->timeout_ns;
     double lat_ms = (double)lat / 1e6;
     bool slow = b->slow_ns && lat >= b->slow_ns;
     res->latency_ms = lat_ms;
@@ -597,11 +601,9 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
         oc.rc = b->o.action(&call, &oc.result);
         oc.end = cb_now(b);
         /* a call lasting exactly timeout_ms has reached its deadline: it timed
-         * out (as opossum, whose timer fires before the late answer); it is
-         * reported at the deadline, as in pool mode */
+         * out (as in opossum, whose timer fires before the late answer) */
         if (CB_UNLIKELY(oc.end >= call.deadline_ns)) {
             oc.timed_out = true;
-            oc.end = call.deadline_ns;
             if (b->o.on_late)
                 b->o.on_late(arg, oc.rc, oc.result, b->o.user);
             oc.result = NULL;
@@ -742,9 +744,14 @@ int cb_open(cb_breaker *b)
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_ESHUTDOWN;
     bool changed = false;
+    int64_t now = cb_now(b);
+    /* an open period that is over but not yet acted on (no ticker) is
+     * half-open: opening it again restarts its timer */
+    if (now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))
+        cb_tick_due(b, now, true);
     pthread_mutex_lock(&b->lock);
     if (b->core != CB_OPEN) {
-        cb_open_locked(b, cb_now(b));
+        cb_open_locked(b, now);
         changed = !overridden(b);
     }
     pthread_mutex_unlock(&b->lock);
