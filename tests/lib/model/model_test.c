@@ -840,14 +840,16 @@ int main(void)
            base, seqs);
     fflush(stdout);
     uint64_t n = 0;
-    for (; n < seqs && failed < 3; n++) {
+    int mismatches = 0;
+    for (; n < seqs && mismatches < 3; n++) {
         uint64_t seed = base + n * 0x9E3779B97F4A7C15ull;
         gen_scenario(&sc, seed);
         if (!check(&sc, "sequence", seed))
-            failed++;
+            mismatches++;
     }
-    printf("model: %" PRIu64 " sequences, %d mismatches (MODEL_SEED=%" PRIu64 ")\n", n, failed,
-           base);
+    failed += mismatches;
+    printf("model: %" PRIu64 " sequences, %d mismatches (MODEL_SEED=%" PRIu64 ")\n", n,
+           mismatches, base);
     printf("model: exercised %ld steps, %ld calls (%ld crossing a bucket boundary, %ld while "
            "disabled), %ld opens, %ld half-opens, %ld closes by a trial, %ld timeouts, %ld "
            "capacity rejections, %ld open rejections, %ld cache hits\n",
