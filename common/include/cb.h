@@ -61,7 +61,8 @@ typedef enum cb_state {
     CB_HALF_OPEN,        /* a limited number of trial calls pass */
     CB_FORCED_OPEN,      /* held open by cb_force(); no timer, every call rejected */
     CB_FORCED_CLOSED,    /* held closed by cb_force(); failures never open it */
-    CB_DISABLED,         /* enabled=false: every call passes, stats still count */
+    CB_DISABLED,         /* enabled=false: the action just runs (no fallback, capacity,
+                            deadline or cache); stats still count */
     CB_SHUTDOWN          /* cb_shutdown() was called: every call refused */
 } cb_state;
 
@@ -101,7 +102,8 @@ void cb_manual_clock_free(cb_manual_clock *mc);
 /* What the action is given. */
 typedef struct cb_call {
     void *arg;                 /* the caller's argument to cb_fire() */
-    int64_t deadline_ns;       /* on the breaker's clock; INT64_MAX when timeout_ms is 0 */
+    int64_t deadline_ns;       /* on the breaker's clock; INT64_MAX when timeout_ms is 0
+                                  (or the breaker is disabled). Reaching it is a timeout. */
     int64_t timeout_ms;        /* the whole budget (cb_options.timeout_ms), 0 = none */
     const volatile int *cancelled; /* becomes non-zero when the breaker shuts down and,
                                       in CB_TIMEOUT_POOL mode, once the deadline passed:
@@ -287,7 +289,10 @@ typedef enum cb_force_mode { CB_FORCE_NONE = 0, CB_FORCE_OPEN, CB_FORCE_CLOSED }
  * returns it to closed. */
 int cb_force(cb_breaker *b, cb_force_mode mode);
 
-/* Enables or disables the breaker (CB_DISABLED: calls pass, stats count). */
+/* Enables or disables the breaker. Disabled (CB_DISABLED), cb_fire() runs
+ * the action on the caller's thread with no fallback, no capacity limit, no
+ * deadline (call->deadline_ns is INT64_MAX) and no cache; the call is still
+ * counted (fire, success or failure, latency) but never moves the state. */
 int cb_enable(cb_breaker *b, bool enabled);
 
 /* Runs what is due at the clock's current time: open -> half-open, health
