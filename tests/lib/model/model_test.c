@@ -821,8 +821,9 @@ int main(void)
     uint64_t base = env_u64("MODEL_SEED", (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20), NULL);
     uint64_t seqs = env_u64("MODEL_SEQS", 3000, NULL);
     int failed = 0;
+    size_t nreg = sizeof regressions / sizeof regressions[0];
 
-    for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++)
+    for (size_t i = 0; i < nreg; i++)
         if (!check(&regressions[i], "regression", 0))
             failed++;
     printf("model: %zu regression scenarios, %d failed\n",
@@ -856,5 +857,8 @@ int main(void)
            seen.steps, seen.calls, seen.long_calls, seen.disabled_calls, seen.opens,
            seen.half_opens, seen.trial_closes, seen.timeouts, seen.semaphore, seen.rejects,
            seen.hits);
+    /* the line scripts/summarize.py counts: scenarios and sequences */
+    printf("model: %" PRIu64 " passed, %d failed\n", (uint64_t)nreg + n - (uint64_t)failed,
+           failed);
     return failed ? 1 : 0;
 }
