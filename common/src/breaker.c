@@ -25,6 +25,9 @@
 
 enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL };
 
+/* Kept out of line so that the paths every call takes stay small. */
+#define CB_COLD __attribute__((noinline, cold))
+
 static _Thread_local bool in_tick;
 
 /* ---- transitions (b->lock held) ---------------------------------------- */
@@ -526,8 +529,8 @@ static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t g
 /* Brings the window (and whatever else fell due) up to end, the moment a
  * call completed, so that its outcome is counted in end's bucket and judged
  * against the window as it stands at end. Only a call that ran past the
- * next due moment seen at its start gets here. */
-static void catch_up(cb_breaker *b, int64_t end)
+ * next due moment gets here. */
+CB_COLD static void catch_up(cb_breaker *b, int64_t end)
 {
     cb_tick_due(b, end, false);
     /* another thread may hold tick_lock: the rotation itself must not wait for it */
@@ -538,7 +541,7 @@ static void catch_up(cb_breaker *b, int64_t end)
  * with no deadline, no capacity slot and no fallback, and its outcome never
  * moves the state machine. The call is still counted (fire, success or
  * failure, latency), so the window shows the traffic once enabled again. */
-static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now, int64_t due)
+CB_COLD static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now)
 {
     cb_count(b, C_STARTED, 1);
     cb_call call = {
@@ -551,7 +554,7 @@ static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     void *result = NULL;
     int rc = b->o.action(&call, &result);
     int64_t end = cb_now(b);
-    if (end >= due)
+    if (end >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))
         catch_up(b, end);
     int64_t lat = end - now;
     double lat_ms = (double)lat / 1e6;
@@ -570,12 +573,9 @@ static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     return CB_EFAILED;
 }
 
-/* Runs the action of an admitted call and reports its outcome. due is the
- * breaker's next due moment as the call started: a call that ends before it
- * (every call shorter than a bucket, but for the one that crosses a
- * boundary) has nothing to catch up. */
+/* Runs the action of an admitted call and reports its outcome. */
 static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, int kind,
-                        uint64_t gen, int64_t due)
+                        uint64_t gen)
 {
     int cap = b->o.capacity;
     if (cap > 0 && atomic_fetch_add_explicit(&b->sem_used, 1, memory_order_acq_rel) >= cap) {
@@ -611,7 +611,10 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     }
     if (cap > 0)
         atomic_fetch_sub_explicit(&b->sem_used, 1, memory_order_acq_rel);
-    if (CB_UNLIKELY(oc.end >= due))
+    /* next_due_ns is the earliest moment something is due (a rotation, the
+     * open timer): a call that ends before it, as nearly every call does,
+     * has nothing to catch up; one that ran past it rotates first */
+    if (CB_UNLIKELY(oc.end >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire)))
         catch_up(b, oc.end);
     return finish(b, arg, res, kind, gen, &oc);
 }
@@ -620,7 +623,7 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
  * all taken, or when half_open_max_calls trials (some perhaps from an earlier
  * period, still running) are in flight: the protected service never sees more
  * than half_open_max_calls probes at once. */
-static bool admit_trial(cb_breaker *b, uint64_t *gen)
+CB_COLD static bool admit_trial(cb_breaker *b, uint64_t *gen)
 {
     bool ok = false;
     pthread_mutex_lock(&b->lock);
@@ -637,18 +640,18 @@ static bool admit_trial(cb_breaker *b, uint64_t *gen)
 }
 
 /* Admits (or rejects) a call according to state st, then runs it. */
-static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int st, int64_t due)
+static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int st)
 {
     uint64_t gen = 0;
     switch (st) {
     case CB_CLOSED:
     case CB_FORCED_CLOSED:
-        return run_admitted(b, arg, res, now, ADMIT_NORMAL, 0, due);
+        return run_admitted(b, arg, res, now, ADMIT_NORMAL, 0);
     case CB_DISABLED:
-        return run_disabled(b, arg, res, now, due);
+        return run_disabled(b, arg, res, now);
     case CB_HALF_OPEN:
         if (admit_trial(b, &gen))
-            return run_admitted(b, arg, res, now, ADMIT_TRIAL, gen, due);
+            return run_admitted(b, arg, res, now, ADMIT_TRIAL, gen);
         return reject(b, arg, res);
     case CB_SHUTDOWN:
         return CB_ESHUTDOWN;
@@ -659,7 +662,7 @@ static int fire_admit(cb_breaker *b, void *arg, cb_result *res, int64_t now, int
 
 /* The cache and coalescing in front of admission (opossum's order). */
 static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res, int64_t now,
-                      int st, int64_t due)
+                      int st)
 {
     if (b->cache) {
         if (cb_cache_get(b->cache, key, now, &res->value)) {
@@ -683,7 +686,7 @@ static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res,
         cb_count(b, C_COALESCE_MISSES, 1);
         cb_emit(b, CB_EV_COALESCE_MISS, 0, 0, 0);
     }
-    int rc = fire_admit(b, arg, res, now, st, due);
+    int rc = fire_admit(b, arg, res, now, st);
     if (b->cache && rc == CB_OK)
         cb_cache_put(b->cache, key, res->value, cb_now(b));
     if (sc)
@@ -704,21 +707,19 @@ int cb_fire_key(cb_breaker *b, const char *key, void *arg, cb_result *res)
     if (CB_UNLIKELY(st == CB_SHUTDOWN))
         return CB_ESHUTDOWN;
     int64_t now = cb_now(b);
-    int64_t due = atomic_load_explicit(&b->next_due_ns, memory_order_acquire);
-    if (CB_UNLIKELY(now >= due)) {
+    if (CB_UNLIKELY(now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))) {
         cb_tick_due(b, now, false);
-        /* the rotation is what a finishing call needs up to date; when
-         * another thread holds tick_lock, rotate here rather than wait */
+        /* the rotation is what a call needs up to date; when another thread
+         * holds tick_lock, rotate here rather than wait */
         cb_window_rotate(&b->win, now);
-        due = atomic_load_explicit(&b->next_due_ns, memory_order_acquire);
         st = atomic_load_explicit(&b->state, memory_order_acquire);
         if (st == CB_SHUTDOWN)
             return CB_ESHUTDOWN;
     }
     cb_emit(b, CB_EV_FIRE, 0, 0, 0);
     if (CB_UNLIKELY(key && st != CB_DISABLED && (b->cache || b->coalescer)))
-        return fire_keyed(b, key, arg, res, now, st, due);
-    return fire_admit(b, arg, res, now, st, due);
+        return fire_keyed(b, key, arg, res, now, st);
+    return fire_admit(b, arg, res, now, st);
 }
 
 /* Fires b with arg. See cb.h. */
