@@ -1,7 +1,8 @@
 /* cb_internal.h -- the breaker's private structures, shared by the files of common/src.
  *
  * Layout of the hot data. A call in the closed state touches: the state (one
- * atomic load), the "next thing due" time (one atomic load), the clock twice,
+ * atomic load), the "next thing due" time (one atomic load before the action,
+ * one after it: a call that ran past it catches up first), the clock twice,
  * and the calling thread's own stripe of counters. Counters are cumulative and
  * never reset: the rolling window is the difference between the counters now
  * and a copy taken at the start of the oldest bucket in the window (see
