@@ -54,9 +54,14 @@ typedef struct config {
     int capacity;
     bool warm_up, enabled, cache, fallback;
     int64_t cache_ttl_ms;
+    /* beyond opossum: several trials, back-off (0 = none, else doubling up to
+     * this cap) */
+    int trials, successes_to_close;
+    int64_t backoff_cap_ms;
 } config;
 
-enum { S_ADVANCE, S_FIRE, S_OPEN, S_CLOSE, S_ENABLE, S_DISABLE };
+enum { S_ADVANCE, S_FIRE, S_OPEN, S_CLOSE, S_ENABLE, S_DISABLE, S_FORCE_OPEN, S_FORCE_CLOSED,
+       S_FORCE_NONE };
 
 /* One call of a chain: it lasts before_ms, fires the next call of the chain
  * (if any) from inside, lasts after_ms more, then returns rc. */
@@ -106,6 +111,9 @@ typedef struct model {
     uint64_t gen;
     int64_t open_until;
     int trial_admitted;      /* trials admitted in this half-open period */
+    int trial_successes;     /* and how many of them succeeded */
+    int backoff_step;        /* opens since the last close */
+    int force;               /* 0, S_FORCE_OPEN, S_FORCE_CLOSED */
     int trials_in_flight;    /* of any period */
     int in_flight;           /* capacity slots taken */
     int64_t warm_until;
@@ -123,7 +131,7 @@ static void m_advance_to(model *m, int64_t t)
         seen.half_opens++;
         m->core = M_HALF_OPEN;
         m->gen++;
-        m->trial_admitted = 0;
+        m->trial_admitted = m->trial_successes = 0;
     }
     int64_t e = (t - m->origin) / m->c.interval_ms;
     for (int i = 0; m->epoch < e; i++) {
@@ -133,20 +141,33 @@ static void m_advance_to(model *m, int64_t t)
     }
 }
 
+/* The open period: reset_ms, doubled per open since the last close, capped. */
+static int64_t m_period(const model *m)
+{
+    int64_t p = m->c.reset_ms;
+    if (!m->c.backoff_cap_ms)
+        return p;
+    for (int i = 0; i < m->backoff_step && p < m->c.backoff_cap_ms; i++)
+        p *= 2;
+    return p < m->c.backoff_cap_ms ? p : m->c.backoff_cap_ms;
+}
+
 static void m_open(model *m)
 {
     seen.opens++;
     m->core = M_OPEN;
     m->gen++;
-    m->open_until = m->now + m->c.reset_ms;
-    m->trial_admitted = 0;
+    m->open_until = m->now + m_period(m);
+    m->backoff_step++;
+    m->trial_admitted = m->trial_successes = 0;
 }
 
 static void m_close(model *m)
 {
     m->core = M_CLOSED;
     m->gen++;
-    m->trial_admitted = 0;
+    m->backoff_step = 0;
+    m->trial_admitted = m->trial_successes = 0;
 }
 
 static mbucket m_window(const model *m)
@@ -178,7 +199,7 @@ static void m_judge(model *m)
     mbucket w = m_window(m);
     bool trip = w.fires >= m->c.volume && w.failures > 0 &&
                 (w.fires == 0 || (double)w.failures / (double)w.fires * 100.0 > m->c.threshold);
-    if (trip && m->core == M_CLOSED && !m->disabled)
+    if (trip && m->core == M_CLOSED && !m->disabled && !m->force)
         m_open(m);
 }
 
@@ -230,15 +251,18 @@ static int m_fire(model *m, const link *chain, int i, int n, int *rcs, int *nrcs
     }
     bool trial = false;
     uint64_t gen = 0;
-    if (m->core == M_OPEN ||
-        (m->core == M_HALF_OPEN && (m->trial_admitted >= 1 || m->trials_in_flight >= 1))) {
+    int visible = m->force == S_FORCE_OPEN ? M_OPEN : m->force == S_FORCE_CLOSED ? M_CLOSED
+                                                                               : m->core;
+    if (visible == M_OPEN ||
+        (visible == M_HALF_OPEN &&
+         (m->trial_admitted >= m->c.trials || m->trials_in_flight >= m->c.trials))) {
         cur(m)->fires++;
         cur(m)->rejects++;
         seen.rejects++;
         m_fallback(m);
         return rcs[slot] = CB_EOPEN;
     }
-    if (m->core == M_HALF_OPEN) {
+    if (visible == M_HALF_OPEN) {
         trial = true;
         gen = m->gen;
         m->trial_admitted++;
@@ -293,8 +317,10 @@ static int m_fire(model *m, const link *chain, int i, int n, int *rcs, int *nrcs
         m->trials_in_flight--;
         if (gen == m->gen && m->core == M_HALF_OPEN) {
             if (ok) {
-                seen.trial_closes++;
-                m_close(m);
+                if (++m->trial_successes >= m->c.successes_to_close) {
+                    seen.trial_closes++;
+                    m_close(m);
+                }
             }
             else
                 m_open(m);
@@ -404,6 +430,12 @@ static bool r_start(runner *r, const config *c, bool ticked)
     o.error_filter = filter;
     o.fallback = c->fallback ? fallback : NULL;
     o.seed = 1;
+    o.half_open_max_calls = c->trials;
+    o.half_open_success_threshold = c->successes_to_close;
+    if (c->backoff_cap_ms) {
+        o.reset_backoff_multiplier = 2.0;
+        o.reset_timeout_max_ms = c->backoff_cap_ms;
+    }
     int rc = cb_create(&o, &r->b);
     if (rc != CB_OK) {
         fprintf(stderr, "model: cb_create: %s\n", cb_strerror(rc));
@@ -441,6 +473,8 @@ static const char *m_state_name(const model *m)
 {
     if (m->disabled)
         return "disabled";
+    if (m->force)
+        return m->force == S_FORCE_OPEN ? "forced-open" : "forced-closed";
     return m->core == M_CLOSED ? "closed" : m->core == M_OPEN ? "open" : "half-open";
 }
 
@@ -450,6 +484,8 @@ static bool agree(runner *r, model *m)
     if (cb_get_stats(r->b, &st) != CB_OK)
         return differ("cb_get_stats failed");
     cb_state want = m->disabled ? CB_DISABLED
+                  : m->force == S_FORCE_OPEN ? CB_FORCED_OPEN
+                  : m->force == S_FORCE_CLOSED ? CB_FORCED_CLOSED
                   : m->core == M_CLOSED ? CB_CLOSED
                   : m->core == M_OPEN ? CB_OPEN : CB_HALF_OPEN;
     int64_t now_ns = START_NS + (m->now - m->origin) * 1000000LL;
@@ -457,6 +493,10 @@ static bool agree(runner *r, model *m)
                    st.open_until_ns <= now_ns; /* lazy: moves at the next call */
     if (st.state != want && !pending)
         return differ("state: libcb %s, model %s", cb_state_name(st.state), m_state_name(m));
+    int64_t until_ns = START_NS + (m->open_until - m->origin) * 1000000LL;
+    if (want == CB_OPEN && st.open_until_ns != until_ns)
+        return differ("open timer: libcb ends at %" PRId64 " ms, model at %" PRId64 " ms",
+                      (st.open_until_ns - START_NS) / 1000000LL, m->open_until - m->origin);
     mbucket w = m_window(m);
     struct { const char *name; uint64_t lib; long mod; } f[] = {
         { "fires", st.window.fires, w.fires },
@@ -540,6 +580,7 @@ static int run(const scenario *sc, bool ticked)
             cb_close(r.b);
             if (m.core != M_CLOSED)
                 m_close(&m);
+            m.backoff_step = 0;
             break;
         case S_ENABLE:
             cb_enable(r.b, true);
@@ -548,6 +589,17 @@ static int run(const scenario *sc, bool ticked)
         case S_DISABLE:
             cb_enable(r.b, false);
             m.disabled = true;
+            break;
+        case S_FORCE_OPEN:
+        case S_FORCE_CLOSED:
+            cb_force(r.b, s->kind == S_FORCE_OPEN ? CB_FORCE_OPEN : CB_FORCE_CLOSED);
+            m.force = s->kind;
+            break;
+        case S_FORCE_NONE:
+            cb_force(r.b, CB_FORCE_NONE);
+            m.force = 0;
+            if (m.core != M_CLOSED)
+                m_close(&m);
             break;
         }
         seen.steps++;
@@ -610,6 +662,9 @@ static void gen_config(config *c)
     c->cache = chance(15);
     c->cache_ttl_ms = chance(30) ? 0 : 1 + below(win);
     c->fallback = chance(60);
+    c->trials = chance(70) ? 1 : 2 + (int)below(2);
+    c->successes_to_close = 1 + (int)below(c->trials);
+    c->backoff_cap_ms = chance(70) ? 0 : c->reset_ms * (1 + below(8));
 }
 
 static void gen_scenario(scenario *sc, uint64_t seed)
@@ -637,12 +692,14 @@ static void gen_scenario(scenario *sc, uint64_t seed)
             }
         } else if (k < 95) {
             s->kind = S_OPEN;
-        } else if (k < 98) {
+        } else if (k < 97) {
             s->kind = S_CLOSE;
-        } else if (k < 99) {
-            s->kind = S_DISABLE;
+        } else if (k < 98) {
+            s->kind = chance(50) ? S_DISABLE : S_ENABLE;
         } else {
-            s->kind = S_ENABLE;
+            static const int64_t forces[] = { S_FORCE_OPEN, S_FORCE_CLOSED, S_FORCE_NONE,
+                                              S_FORCE_NONE };
+            s->kind = (int)pick(forces, 4);
         }
     }
 }
@@ -704,15 +761,18 @@ static void print_scenario(const scenario *sc, const char *name)
 {
     const config *c = &sc->cfg;
     static const char *kinds[] = { "S_ADVANCE", "S_FIRE", "S_OPEN", "S_CLOSE", "S_ENABLE",
-                                   "S_DISABLE" };
+                                   "S_DISABLE", "S_FORCE_OPEN", "S_FORCE_CLOSED",
+                                   "S_FORCE_NONE" };
     printf("    SCENARIO(\"%s\",\n", name);
     printf("             { .buckets = %d, .interval_ms = %" PRId64 ", .timeout_ms = %" PRId64
            ", .reset_ms = %" PRId64 ", .threshold = %d,\n"
            "               .volume = %d, .capacity = %d, .warm_up = %s, .enabled = %s,"
-           " .cache = %s,\n               .cache_ttl_ms = %" PRId64 ", .fallback = %s }",
+           " .cache = %s,\n               .cache_ttl_ms = %" PRId64 ", .fallback = %s,"
+           " .trials = %d, .successes_to_close = %d, .backoff_cap_ms = %" PRId64 " }",
            c->buckets, c->interval_ms, c->timeout_ms, c->reset_ms, c->threshold, c->volume,
            c->capacity, c->warm_up ? "true" : "false", c->enabled ? "true" : "false",
-           c->cache ? "true" : "false", c->cache_ttl_ms, c->fallback ? "true" : "false");
+           c->cache ? "true" : "false", c->cache_ttl_ms, c->fallback ? "true" : "false",
+           c->trials, c->successes_to_close, c->backoff_cap_ms);
     for (int i = 0; i < sc->nsteps; i++) {
         const step *s = &sc->s[i];
         printf(",\n             ");
@@ -737,7 +797,7 @@ static void print_scenario(const scenario *sc, const char *name)
 #define CFG_1S(tmo, rst, thr, vol, cap, on, fb)                                        \
     { .buckets = 10, .interval_ms = 100, .timeout_ms = (tmo), .reset_ms = (rst),        \
       .threshold = (thr), .volume = (vol), .capacity = (cap), .enabled = (on),          \
-      .fallback = (fb) }
+      .fallback = (fb), .trials = 1, .successes_to_close = 1 }
 #define SCENARIO(nm, cf, ...)                                                           \
     { .name = (nm), .cfg = cf,                                                          \
       .nsteps = (int)(sizeof((step[]){ __VA_ARGS__ }) / sizeof(step)), .s = { __VA_ARGS__ } }
