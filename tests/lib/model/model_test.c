@@ -4,16 +4,19 @@
  * The model below is written from the documented behaviour, not from
  * common/src: a state (closed, open, half-open), a window of buckets rotated
  * by time alone, opossum's arithmetic (failures / fires * 100 > threshold once
- * fires >= volume, failures / 0 fires opening), warm-up, the reset timer, one
- * half-open trial tied to the period that admitted it, capacity, a one-key
- * cache, enable/disable, timeouts and latency samples. A seeded generator
- * draws a configuration and a sequence of steps (clock moves of every size,
- * calls of random duration and outcome, calls fired from inside a running
- * call so that several are in flight, manual open/close, enable/disable),
+ * fires >= volume, failures / 0 fires opening), warm-up, the reset timer and
+ * its back-off, half-open trials tied to the period that admitted them (one,
+ * as opossum, or several with a success threshold), capacity, a one-key
+ * cache, enable/disable, forced open/closed, timeouts and latency samples. A
+ * seeded generator draws a configuration and a sequence of steps (clock moves
+ * of every size, calls of random duration and outcome, calls fired from
+ * inside a running call so that several are in flight, manual open/close,
+ * enable/disable, force),
  * and runs it on a manual clock against libcb twice: with cb_tick() after
  * every clock move (also inside calls, as a ticker would) and with no tick at
- * all (lazy). After every step it compares the state, the window's counts,
- * the latency mean and percentiles, and each call's return code.
+ * all (lazy). After every step it compares the state, the open timer, the
+ * window's counts, the latency mean and percentiles, and each call's return
+ * code.
  *
  * A mismatch is shrunk (steps dropped, nesting cut, durations shortened while
  * it still fails) and printed as an entry for regressions[] below, ready to
