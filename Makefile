@@ -6,6 +6,7 @@
 #   make run        the whole suite on this machine: FerretDB + order, payment, shipment
 #   make bench      the breaker library's benchmark
 #   make bench-services  the services under keep-alive load (wrk), beside a bare civetweb and the database alone
+#   make soak       a steady load while faults play, then every acknowledged write accounted for
 #   make up / down  the same stack under docker-compose
 #
 # Each part keeps its rules in mk/*.mk; this file holds what they share.
@@ -34,7 +35,7 @@ include mk/*.mk
 # Every suite, in order, each allowed to fail without stopping the others;
 # the script prints one summary line at the end and fails if any suite did.
 # Foundations first: the library, then the services, then what builds on them.
-SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model integration obs e2e
+SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model integration soak obs e2e
 test:
 	@scripts/setup.sh
 	@scripts/run-tests.sh $(filter $(TEST_SUITES),$(SUITE_ORDER)) $(filter-out $(SUITE_ORDER),$(TEST_SUITES))

@@ -130,10 +130,11 @@ typedef struct store_call {
     char err[512];
 } store_call;
 
-/* Writes the outcome on the stored document through the database breaker; a
- * failure (the database went away since the insert, or its circuit opened) is
- * logged, and the document keeps "pending". */
-static void record_outcome(create_req *r, const char *outcome, const char *reason, int status)
+/* Writes the outcome on the stored document through the database breaker.
+ * Returns true when it is stored; a failure (the database went away since
+ * the insert, or its circuit opened) is logged, and the document keeps
+ * "pending". */
+static bool record_outcome(create_req *r, const char *outcome, const char *reason, int status)
 {
     store_call sc = { .rt = r->rt, .doc_id = r->doc_id, .outcome = outcome, .reason = reason,
                       .status = status, .fault = r->chaos.database };
@@ -142,12 +143,21 @@ static void record_outcome(create_req *r, const char *outcome, const char *reaso
     if (rc != CB_OK)
         log_message(true, "could not record outcome \"%s\" on document %s (%s); it stays \"pending\"",
                     outcome, r->doc_id, rc == CB_EOPEN ? "database circuit open" : cb_strerror(rc));
+    return rc == CB_OK;
 }
 
-/* Records the outcome and sends answer (freed) with status 200. */
+/* Records the outcome and sends answer (freed) with status 200. A 2xx means
+ * the outcome is stored: when it cannot be, the answer is 503 instead, and
+ * the document stays "pending" (the one rule under which it may). */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
-    record_outcome(r, outcome, reason, 200);
+    if (!record_outcome(r, outcome, reason, 200)) {
+        cJSON_Delete(answer);
+        return http_send_error(r->conn, 503, r->rt->cfg.id, false,
+                               "database \"%s\" went away before the outcome of document %s "
+                               "was recorded; it stays \"pending\"; try again",
+                               store_db_name(r->rt->db), r->doc_id);
+    }
     if (!answer)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
     int status = http_send_json(r->conn, 200, answer, false);
