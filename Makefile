@@ -7,6 +7,7 @@
 #   make bench      the breaker library's benchmark
 #   make bench-services  the services under keep-alive load (wrk), beside a bare civetweb and the database alone
 #   make soak       a steady load while faults play, then every acknowledged write accounted for
+#   make chaos EXP=experiments/<name>.json   one chaos experiment against a running stack
 #   make up / down  the same stack under docker-compose
 #
 # Each part keeps its rules in mk/*.mk; this file holds what they share.
@@ -35,7 +36,7 @@ include mk/*.mk
 # Every suite, in order, each allowed to fail without stopping the others;
 # the script prints one summary line at the end and fails if any suite did.
 # Foundations first: the library, then the services, then what builds on them.
-SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model integration soak obs e2e
+SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model integration soak chaos obs e2e
 test:
 	@scripts/setup.sh
 	@scripts/run-tests.sh $(filter $(TEST_SUITES),$(SUITE_ORDER)) $(filter-out $(SUITE_ORDER),$(TEST_SUITES))

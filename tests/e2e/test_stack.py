@@ -13,7 +13,8 @@ that reset after 2 s, and host ports picked free at start. Steps, each one or mo
      published ports and check the answers;
   4. read the documents from the database container (tests/tools/dbtool);
   5. a runtime fault: PUT /chaos on shipment (every call fails), payment's
-     breaker opens, DELETE /chaos, it closes: no container recreated;
+     breaker opens, DELETE /chaos, it closes: no container recreated; two of
+     the shipped chaos experiments (scripts/chaos.py) with their verdicts;
      chaos: stop shipment (payment's breaker opens, seen
      in `docker-compose logs payment`; order's answers degrade within the breaker
      timeout), start shipment (payment's breaker closes), crash payment (SIGKILL
@@ -514,6 +515,26 @@ def step_runtime_fault(c, stack, metrics):
             f"{before} -> {after}")
 
 
+def step_chaos_experiments(c, stack, metrics):
+    """Two shipped chaos experiments (experiments/*.json) against the compose stack, with scripts/chaos.py."""
+    for name in ("2-fallback", "6-forced"):
+        admin = {"Authorization": "Bearer e2e-admin"}
+        for svc in SERVICES:
+            http("DELETE", stack.url(svc, "/chaos"), None, admin)
+        http("POST", stack.url("payment", "/breaker/close"), None, admin)
+        out = os.path.join(ROOT, "build", "chaos", f"e2e-{name}")
+        argv = [sys.executable, os.path.join(ROOT, "scripts", "chaos.py"),
+                os.path.join(ROOT, "experiments", f"{name}.json"), "--token", "e2e-admin", "--out", out]
+        argv += [f"--{svc}={stack.url(svc, '').rstrip('/')}" for svc in SERVICES]
+        start = time.monotonic()
+        p = run(argv, 300)
+        metrics[f"chaos_{name}_s"] = round(time.monotonic() - start, 1)
+        c.check(f"chaos experiment {name} passes against docker-compose (exit {p.returncode})",
+                p.returncode == 0 and "verdict: PASSED" in p.stdout, (p.stdout + p.stderr)[-1500:])
+        c.check(f"chaos experiment {name}: timeline picture written",
+                os.path.exists(os.path.join(out, "timeline.svg")))
+
+
 def step_crash_payment(c, stack, metrics):
     """Kills payment's process with SIGKILL, as a crash: the restart policy brings it back."""
     if os.geteuid() != 0:
@@ -648,6 +669,7 @@ def main():
             step_stop_shipment(c, stack, metrics)
             step_start_shipment(c, stack, metrics)
             step_runtime_fault(c, stack, metrics)
+            step_chaos_experiments(c, stack, metrics)
             step_crash_payment(c, stack, metrics)
             step_compose_kill_payment(c, stack, metrics)
             step_sigterm_stop(c, stack, metrics)
