@@ -33,7 +33,7 @@
 #define CHAOS_HANG_DEFAULT_MS 60000
 
 static const char *const chaos_names[CHAOS_KINDS] = {
-    "error", "latency", "hang", "reset", "database"
+    "error", "latency", "hang", "reset", "database", "no_deadlines"
 };
 
 typedef struct chaos_fault {
@@ -165,6 +165,7 @@ void chaos_draw_request(chaos_draw *d)
     const chaos_fault *f = chaos_g.faults;
     d->reset = hits(&f[CHAOS_RESET]);
     d->database = hits(&f[CHAOS_DATABASE]);
+    d->no_deadlines = hits(&f[CHAOS_NO_DEADLINES]);
     if (hits(&f[CHAOS_LATENCY])) {
         int j = f[CHAOS_LATENCY].jitter_ms;
         int ms = f[CHAOS_LATENCY].ms + (j ? (int)((chaos_random_unit() * 2.0 - 1.0) * j) : 0);
@@ -175,7 +176,8 @@ void chaos_draw_request(chaos_draw *d)
     d->error = hits(&f[CHAOS_ERROR]);
     pthread_mutex_unlock(&chaos_g.lock);
     /* Counted here, whether or not the request gets as far as the fault. */
-    bool drawn[CHAOS_KINDS] = { d->error, d->latency_ms > 0, d->hang, d->reset, d->database };
+    bool drawn[CHAOS_KINDS] = { d->error, d->latency_ms > 0, d->hang, d->reset, d->database,
+                                d->no_deadlines };
     for (int k = 0; k < CHAOS_KINDS; k++)
         if (drawn[k])
             atomic_fetch_add(&chaos_g.injected[k], 1);
@@ -362,7 +364,7 @@ static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *er
     memset(out, 0, sizeof(chaos_fault) * CHAOS_KINDS);
     if (!cJSON_IsObject(body)) {
         snprintf(err, errlen, "the body must be a JSON object of faults: error, latency, hang, "
-                              "reset, database");
+                              "reset, database, no_deadlines");
         return -1;
     }
     int64_t now_mono = mono_ns(), now_wall = wall_ms();
@@ -372,7 +374,7 @@ static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *er
             k++;
         if (k == CHAOS_KINDS) {
             snprintf(err, errlen, "unknown fault \"%.64s\"; the faults are error, latency, hang, "
-                                  "reset, database", x->string);
+                                  "reset, database, no_deadlines", x->string);
             return -1;
         }
         if (cJSON_IsNull(x))

@@ -10,6 +10,8 @@
  *   reset     drop the connection with a TCP reset before anything is stored
  *   database  treat the database as unreachable: the write fails as if it
  *             were down, through the database breaker, and /health says so
+ *   no_deadlines  ignore the caller's X-Deadline-Ms and pass none on, as with
+ *             DEADLINE_PROPAGATION=0: the timeout cascade, switched at runtime
  *
  * GET /chaos shows them; PUT /chaos (admin token) replaces them all with the
  * JSON body's; DELETE /chaos (admin token) clears them. INJECT_ERR/ERR_RATE
@@ -27,7 +29,7 @@
 #include "config.h"
 
 typedef enum chaos_kind {
-    CHAOS_ERROR = 0, CHAOS_LATENCY, CHAOS_HANG, CHAOS_RESET, CHAOS_DATABASE,
+    CHAOS_ERROR = 0, CHAOS_LATENCY, CHAOS_HANG, CHAOS_RESET, CHAOS_DATABASE, CHAOS_NO_DEADLINES,
     CHAOS_KINDS
 } chaos_kind;
 
@@ -37,6 +39,7 @@ typedef struct chaos_draw {
     bool reset;          /* reset the connection */
     bool hang;           /* hold until the caller gives up or hang_max_ms */
     bool database;       /* the database is "unreachable" for this request */
+    bool no_deadlines;   /* deadlines neither honoured nor passed on */
     int latency_ms;      /* wait this long after storing; 0 = none */
     int hang_max_ms;
 } chaos_draw;

@@ -252,7 +252,7 @@ static int create_chain(create_req *r)
     const svc_config *cfg = &r->rt->cfg;
     int64_t budget = -1;    /* what the next hop is told it has; -1 = nothing said */
     int64_t left = trace_left_ms();
-    if (cfg->deadlines) {
+    if (cfg->deadlines && !r->chaos.no_deadlines) {
         budget = cfg->cb_timeout_ms > 0 ? cfg->cb_timeout_ms : -1;
         if (left != INT64_MAX) {
             /* Our caller waits left ms; keep a margin to answer it in. */
@@ -456,6 +456,8 @@ static int create(create_req *r)
     if (status)
         return status;
     chaos_draw_request(&r->chaos);
+    if (r->chaos.no_deadlines)
+        trace_drop_deadline();
     if (r->chaos.reset && chaos_reset(r->conn) == 0)
         return 444;   /* nothing was sent: the connection was reset */
     status = create_store(r);

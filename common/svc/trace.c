@@ -115,6 +115,12 @@ int trace_begin(struct mg_connection *conn, bool deadlines)
     return 0;
 }
 
+void trace_drop_deadline(void)
+{
+    trace_tls.deadline_given = false;
+    trace_tls.deadline_ns = 0;
+}
+
 void trace_end(void)
 {
     trace_active = false;

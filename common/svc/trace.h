@@ -47,6 +47,9 @@ bool trace_parse_deadline(const char *value, int64_t *ms);
  * still set, without a deadline). */
 int trace_begin(struct mg_connection *conn, bool deadlines);
 
+/* Forgets the current request's deadline (the no_deadlines fault). */
+void trace_drop_deadline(void);
+
 /* Ends it. */
 void trace_end(void);
 

@@ -716,8 +716,9 @@ def trace_id_given_or_made_is_on_every_hop_document_and_log_line(ctx):
 def deadline_propagation_keeps_order_whole_when_shipment_is_slow(ctx):
     for propagate in ("1", "0"):
         st = ctx.stack()
-        env = {"DEADLINE_PROPAGATION": propagate, "CB_TIMEOUT_MS": "300"}
-        order, pay, ship = chain(st, env, env, dict(env, ADMIN_TOKEN=TOKEN))
+        env = {"DEADLINE_PROPAGATION": propagate, "CB_TIMEOUT_MS": "300", "ADMIN_TOKEN": TOKEN,
+               "CB_VOLUME_THRESHOLD": "100"}   # keep calling: the test is about timeouts
+        order, pay, ship = chain(st, env, env, env)
         chaos(ship, "PUT", {"latency": {"ms": 1000}})
         r = http("POST", order.url("/create"), ORDER)
         a = r.json()
@@ -725,6 +726,16 @@ def deadline_propagation_keeps_order_whole_when_shipment_is_slow(ctx):
             expect(a["status"] == "ok" and a["next"]["status"] == "degraded",
                    f"with propagation, order should stay whole: {a}")
             expect(r.elapsed < 0.3 + 0.3, f"answer took {r.elapsed:.3f}s")
+            # the no_deadlines fault switches propagation off at runtime: the cascade is back
+            for svc in (order, pay):
+                expect(chaos(svc, "PUT", {"no_deadlines": {}}).status == 200, "no_deadlines fault")
+            a = http("POST", order.url("/create"), ORDER).json()
+            expect(a["status"] == "degraded" and a["reason"] == "timeout",
+                   f"with the no_deadlines fault, order times out too: {a}")
+            for svc in (order, pay):
+                chaos(svc, "DELETE")
+            a = http("POST", order.url("/create"), ORDER).json()
+            expect(a["status"] == "ok", f"after DELETE /chaos, order whole again: {a}")
         else:
             expect(a["status"] == "degraded" and a["reason"] == "timeout",
                    f"without propagation, the cascade: order times out too: {a}")
