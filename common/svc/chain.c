@@ -1,8 +1,14 @@
-/* chain.c -- POSTs to the next service with libcurl, one reused keep-alive handle per thread.
+/* chain.c -- POSTs to the next service with libcurl, over a bounded pool of keep-alive handles.
  *
- * civetweb's worker threads live as long as the server, so a handle kept in
- * thread-specific storage keeps its connection to the next hop open between
- * requests; it is cleaned up when its thread exits.
+ * A handle keeps its connection to the next hop open between calls. The pool
+ * holds at most `connections` handles (CHAIN_CONNECTIONS, half the worker
+ * threads by default): the next hop serves each kept-alive connection with
+ * one of its worker threads for as long as the connection lives, so a hop
+ * that opened one connection per worker thread could hold every thread of
+ * the next one, and its /health, admin routes and streams would wait
+ * seconds for a thread. A call that finds every handle busy waits for one
+ * within its own time (the pool is a bulkhead); the wait counts against the
+ * call's timeout.
  */
 #include "chain.h"
 
@@ -16,18 +22,25 @@
 
 #define CHAIN_MAX_RESPONSE (1024 * 1024)
 
-/* A thread's handle and the headers it sends. */
+/* A handle and the headers it sends. */
 typedef struct chain_handle {
     CURL *curl;
     struct curl_slist *headers;
 } chain_handle;
 
-static pthread_key_t chain_key;
+/* The pool: handles made so far (at most size), the idle ones on a stack. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    chain_handle **idle;
+    int nidle;
+    int made;
+    int size;
+} chain_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Frees a thread's handle (the key's destructor). */
-static void chain_handle_free(void *p)
+/* Frees a handle. */
+static void chain_handle_free(chain_handle *h)
 {
-    chain_handle *h = p;
     if (!h)
         return;
     curl_easy_cleanup(h->curl);
@@ -35,28 +48,40 @@ static void chain_handle_free(void *p)
     free(h);
 }
 
-int chain_global_init(void)
+int chain_global_init(int connections)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    if (connections < 1 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return -1;
-    return pthread_key_create(&chain_key, chain_handle_free) ? -1 : 0;
+    chain_pool.idle = calloc((size_t)connections, sizeof *chain_pool.idle);
+    if (!chain_pool.idle) {
+        curl_global_cleanup();
+        return -1;
+    }
+    chain_pool.size = connections;
+    chain_pool.nidle = chain_pool.made = 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&chain_pool.freed, &ca);
+    pthread_condattr_destroy(&ca);
+    return 0;
 }
 
 void chain_global_cleanup(void)
 {
-    chain_handle_free(pthread_getspecific(chain_key));
-    pthread_setspecific(chain_key, NULL);
-    pthread_key_delete(chain_key);
+    for (int i = 0; i < chain_pool.nidle; i++)
+        chain_handle_free(chain_pool.idle[i]);
+    free(chain_pool.idle);
+    chain_pool.idle = NULL;
+    chain_pool.nidle = chain_pool.made = chain_pool.size = 0;
+    pthread_cond_destroy(&chain_pool.freed);
     curl_global_cleanup();
 }
 
-/* Returns the calling thread's handle, creating it. NULL when out of memory. */
-static chain_handle *chain_handle_get(void)
+/* Makes a handle. NULL when out of memory. */
+static chain_handle *chain_handle_new(void)
 {
-    chain_handle *h = pthread_getspecific(chain_key);
-    if (h)
-        return h;
-    h = calloc(1, sizeof *h);
+    chain_handle *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->curl = curl_easy_init();
@@ -67,8 +92,49 @@ static chain_handle *chain_handle_get(void)
         return NULL;
     }
     h->headers = more;
-    pthread_setspecific(chain_key, h);
     return h;
+}
+
+/* Takes an idle handle, makes one while the pool has room, else waits until
+ * one is put back or deadline (CLOCK_MONOTONIC) passes. NULL when none came
+ * in time (*timed_out set) or out of memory. */
+static chain_handle *chain_handle_take(const struct timespec *deadline, int *timed_out)
+{
+    *timed_out = 0;
+    pthread_mutex_lock(&chain_pool.lock);
+    while (chain_pool.nidle == 0 && chain_pool.made >= chain_pool.size) {
+        if (pthread_cond_timedwait(&chain_pool.freed, &chain_pool.lock, deadline)) {
+            if (chain_pool.nidle == 0 && chain_pool.made >= chain_pool.size) {
+                pthread_mutex_unlock(&chain_pool.lock);
+                *timed_out = 1;
+                return NULL;
+            }
+        }
+    }
+    chain_handle *h = NULL;
+    if (chain_pool.nidle > 0) {
+        h = chain_pool.idle[--chain_pool.nidle];
+    } else {
+        chain_pool.made++;
+        pthread_mutex_unlock(&chain_pool.lock);
+        h = chain_handle_new();
+        if (h)
+            return h;
+        pthread_mutex_lock(&chain_pool.lock);
+        chain_pool.made--;
+        pthread_cond_signal(&chain_pool.freed);
+    }
+    pthread_mutex_unlock(&chain_pool.lock);
+    return h;
+}
+
+/* Puts h back for the next call. */
+static void chain_handle_put(chain_handle *h)
+{
+    pthread_mutex_lock(&chain_pool.lock);
+    chain_pool.idle[chain_pool.nidle++] = h;
+    pthread_cond_signal(&chain_pool.freed);
+    pthread_mutex_unlock(&chain_pool.lock);
 }
 
 /* Appends the n-byte header line at p to list. NULL when out of memory
@@ -121,11 +187,27 @@ static int chain_code(const chain_call *c)
 
 int chain_post(chain_call *c, long timeout_ms)
 {
-    chain_handle *h = chain_handle_get();
-    if (!h) {
-        c->curl_rc = CURLE_OUT_OF_MEMORY;
-        return CHAIN_ETRANSFER;
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    struct timespec start, deadline;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    deadline.tv_sec = start.tv_sec + timeout_ms / 1000;
+    deadline.tv_nsec = start.tv_nsec + (timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
     }
+    int timed_out;
+    chain_handle *h = chain_handle_take(&deadline, &timed_out);
+    c->status = 0;
+    if (!h) {
+        c->curl_rc = timed_out ? CURLE_OPERATION_TIMEDOUT : CURLE_OUT_OF_MEMORY;
+        return timed_out ? CHAIN_ETIMEDOUT : CHAIN_ETRANSFER;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long waited_ms = (long)((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+    timeout_ms -= waited_ms;
     CURL *k = h->curl;
     struct curl_slist *extra = NULL;
     if (c->headers && *c->headers) {
@@ -139,6 +221,7 @@ int chain_post(chain_call *c, long timeout_ms)
             p += n + (p[n] == '\n');
         }
         if (!extra) {
+            chain_handle_put(h);
             c->curl_rc = CURLE_OUT_OF_MEMORY;
             return CHAIN_ETRANSFER;
         }
@@ -159,6 +242,8 @@ int chain_post(chain_call *c, long timeout_ms)
         curl_easy_setopt(k, CURLOPT_HTTPHEADER, h->headers);
         curl_slist_free_all(extra);
     }
+    curl_easy_setopt(k, CURLOPT_WRITEDATA, NULL);
+    chain_handle_put(h);
     return chain_code(c);
 }
 

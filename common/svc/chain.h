@@ -1,4 +1,4 @@
-/* chain.h -- POSTing to the next service: libcurl with one reused keep-alive handle per thread. */
+/* chain.h -- POSTing to the next service: libcurl over a bounded pool of keep-alive handles. */
 #ifndef SVC_CHAIN_H
 #define SVC_CHAIN_H
 
@@ -23,16 +23,18 @@ typedef struct chain_call {
 #define CHAIN_ECONNECT  -2 /* nobody listening, or the connection broke */
 #define CHAIN_ETRANSFER -3 /* any other transport failure */
 
-/* Initialises libcurl and the per-thread handle key. Call once, before any
+/* Initialises libcurl and the pool of at most connections (>= 1) handles,
+ * so at most that many connections to the next hop. Call once, before any
  * thread starts. Returns 0 or -1. */
-int chain_global_init(void);
+int chain_global_init(int connections);
 /* Releases what chain_global_init() took. Call after every worker thread ended. */
 void chain_global_cleanup(void);
 
 /* POSTs c->body to c->url, waiting at most timeout_ms (>= 1). Fills status,
  * curl_rc and response. Returns 0 on a 2xx answer; the HTTP status for any
  * other answer; CHAIN_ETIMEDOUT, CHAIN_ECONNECT or CHAIN_ETRANSFER when no
- * answer came. Uses the calling thread's handle, so connections are reused. */
+ * answer came. Takes a handle from the pool (its kept-alive connection is
+ * reused), waiting for one within timeout_ms when all are busy. */
 int chain_post(chain_call *c, long timeout_ms);
 
 /* The breaker's action (a cb_action_fn): call->arg is a chain_call *. Gives

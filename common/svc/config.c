@@ -199,7 +199,10 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
         env_int("THREADS", 1, 1024, &c->threads, err, errlen) ||
         env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
-        env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen))
+        env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen) ||
+        env_int("CHAIN_CONNECTIONS", 1, 1024, &c->chain_connections, err, errlen))
         return -1;
+    if (!c->chain_connections)
+        c->chain_connections = c->threads > 1 ? c->threads / 2 : 1;
     return config_breaker(c, err, errlen);
 }

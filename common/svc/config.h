@@ -26,6 +26,7 @@ typedef struct svc_config {
     int deadline_margin_ms;      /* DEADLINE_MARGIN_MS; 25: kept back to answer in */
     bool log_snapshots;          /* LOG_SNAPSHOTS=1; off (one breaker snapshot per bucket) */
     int threads;                 /* THREADS; 32 worker threads */
+    int chain_connections;       /* CHAIN_CONNECTIONS; THREADS / 2: connections to the next hop */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
 
     /* the breaker, by default the original demo's options */

@@ -296,7 +296,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
 {
     char err[512];
     int code = 1;
-    if (chain_global_init()) {
+    if (chain_global_init(rt->cfg.chain_connections)) {
         log_message(true, "cannot initialise libcurl");
         return 1;
     }

@@ -517,7 +517,7 @@ def step_runtime_fault(c, stack, metrics):
 
 def step_chaos_experiments(c, stack, metrics):
     """Two shipped chaos experiments (experiments/*.json) against the compose stack, with scripts/chaos.py."""
-    for name in ("2-fallback", "3-half-open"):
+    for name in ("2-fallback", "6-forced"):
         admin = {"Authorization": "Bearer e2e-admin"}
         for svc in SERVICES:
             http("DELETE", stack.url(svc, "/chaos"), None, admin)

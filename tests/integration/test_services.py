@@ -819,6 +819,44 @@ def classroom_profile_starts_calm_with_admin_routes_on(ctx):
     expect(proc.returncode == 0, f"run.sh exited {proc.returncode} on SIGTERM")
 
 
+@test
+def a_busy_upstream_never_holds_every_worker_of_the_next_hop(ctx):
+    """Each kept-alive connection holds one of the next hop's worker threads;
+    the pool of connections to the next hop (CHAIN_CONNECTIONS, half the
+    threads) leaves the others free for /health, the admin routes and streams."""
+    st = ctx.stack()
+    env = {"THREADS": "8", "INJECT_ERR": "0"}
+    order, pay, ship = chain(st, env, env, env)
+    import threading
+    stop = threading.Event()
+    answers = []
+
+    def client():
+        while not stop.is_set():
+            answers.append(http("POST", order.url("/create"), ORDER, timeout=10).status)
+
+    clients = [threading.Thread(target=client) for _ in range(12)]
+    for c in clients:
+        c.start()
+    try:
+        wait_until(lambda: len(answers) >= 40, 30, "40 chain answers under load")
+        slowest = 0.0
+        for _ in range(5):
+            for svc in (pay, ship):
+                r = http("GET", svc.url("/health"), timeout=10)
+                expect(r.status == 200, f"{svc.name} /health under load: {r}")
+                slowest = max(slowest, r.elapsed)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(timeout=30)
+    expect(slowest < 1.0, f"/health of a hop whose upstream is busy took {slowest:.2f}s")
+    for svc in (pay, ship):   # and once the load stops, with the connections idle
+        r = http("GET", svc.url("/health"), timeout=10)
+        expect(r.status == 200 and r.elapsed < 1.0, f"{svc.name} /health after the load: {r.elapsed:.2f}s")
+    expect(set(answers) == {200}, f"statuses under load: {sorted(set(answers))}")
+
+
 # ---- runner -----------------------------------------------------------------------------------
 
 def main():
