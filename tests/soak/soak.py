@@ -28,7 +28,8 @@ Then it reads every document from the database and checks:
   - each service's RSS and open file descriptors, sampled every 2 s, stop
     growing after the warm-up: a process that lived two fault cycles or more
     (order, never killed) is judged on its last cycle against its second; in
-    the one-cycle short run, on its last third against its middle third.
+    the one-cycle short run, on its last third against its middle third
+    (RSS more than 25% + 2 MB, or 16 descriptors more, fails).
 Prints a summary table and PASS/FAIL lines, ending with "N passed, N failed,
 N skipped"; exits 1 on any failure.
 """
@@ -296,7 +297,9 @@ class Soak:
             return ""
         rss_mid, rss_last = max(x[1] for x in mid), max(x[1] for x in last)
         fd_mid, fd_last = max(x[2] for x in mid), max(x[2] for x in last)
-        if rss_last > rss_mid * 1.25 + 2 or fd_last > fd_mid + 8:
+        # Slack: a pool grows to its bound when a fault piles calls up (16
+        # connections to the next hop at 32 threads, libmongoc's pool), once.
+        if rss_last > rss_mid * 1.25 + 2 or fd_last > fd_mid + 16:
             return f"{svc} pid {pid}: RSS {rss_mid:.1f}->{rss_last:.1f} MB, fds {fd_mid}->{fd_last}"
         return ""
 
