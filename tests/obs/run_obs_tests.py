@@ -467,6 +467,27 @@ def all_closed(card, n):
             and len(card["panels"]) == n and all(p["state"] == "closed" for p in card["panels"]))
 
 
+FAULT_FIELDS = {"error": [], "latency": ["ms", "jitter_ms"], "hang": ["max_ms"], "reset": [],
+                "database": []}
+
+
+def set_fault_from_dashboard(b, service, faults, expires_s=None):
+    """Types faults ({kind: {field: text}}) and expires_s into service's card
+    as a person would (every other fault field emptied), clicks Apply and
+    waits for the answer; returns the message shown next to the controls."""
+    card = f"section.card[data-service={service}]"
+    for kind, fields in FAULT_FIELDS.items():
+        for field in ["fraction"] + fields:
+            b.type(f"{card} input[data-fault={kind}][data-field={field}]",
+                   str(faults.get(kind, {}).get(field, "")))
+    b.type(f"{card} input[data-field=expires_s]", "" if expires_s is None else str(expires_s))
+    b.click(f"{card} button[data-action=apply]")
+    return wait_until(lambda: (lambda m: m if m and not m["text"].endswith("…") else None)(
+        b.script("const m = document.querySelector(arguments[0]);"
+                 "return m.textContent ? {text: m.textContent, ok: m.classList.contains('ok')}"
+                 " : null", f"{card} .msg[data-for=chaos]")), 10, "the answer to Apply")
+
+
 def dashboard_shows_breakers_live_in_chromium(s):
     services = ",".join(f"{svc.name}@http://127.0.0.1:{svc.port}" for svc in s.services)
     url = f"http://127.0.0.1:{s.order.port}/dashboard?services={services}"
