@@ -108,6 +108,15 @@ class Browser:
         """Clicks the element as a pointer would (scrolled into view, must be visible)."""
         self._call("POST", self._s(f"/element/{self.find(css)}/click"), {})
 
+    def set_viewport(self, width, height):
+        """Resizes the window so that the page itself gets width x height CSS
+        pixels (window.innerWidth/innerHeight); returns what the page reports."""
+        extra = self.script("return [window.outerWidth - window.innerWidth,"
+                            " window.outerHeight - window.innerHeight]")
+        self._call("POST", self._s("/window/rect"),
+                   {"width": width + extra[0], "height": height + extra[1]})
+        return self.script("return [window.innerWidth, window.innerHeight]")
+
     def logs(self):
         """Browser console entries since the last call (level, message)."""
         for path in ("/se/log", "/log"):
