@@ -2,7 +2,7 @@
 """docs_screenshot.py -- takes the dashboard picture for docs/dashboard.png.
 
 Not a test: starts the stack (rel flavour, ADMIN_TOKEN on every service),
-opens the dashboard in headless Chromium at 1400x1000, types the admin token,
+opens the dashboard in headless Chromium (a 1400x1000 page), types the admin token,
 sends orders, and steers the faults from the dashboard's own controls: every
 shipment call fails for 15 s (payment's breaker opens, its half-open trials
 fail, the fault expires, the circuit closes), then a latency fault with
@@ -47,7 +47,8 @@ def main():
         services = ",".join(f"{s.name}@http://127.0.0.1:{s.port}" for s in (order, pay, ship))
         stop = threading.Event()
         sender = threading.Thread(target=traffic, args=(order, stop))
-        with Browser(width=1400, height=1000) as b:
+        with Browser() as b:
+            b.set_viewport(1400, 1000)
             b.get(f"http://127.0.0.1:{order.port}/dashboard?services={services}")
             b.type("#token", TOKEN)
             sender.start()
