@@ -3,8 +3,8 @@
 /events.stream, /breaker admin and the dashboard in headless Chromium, against
 real services, a real FerretDB and a real browser.
 
-One stack serves every test: shipment, payment (ADMIN_TOKEN set, chained to
-shipment) and order (no ADMIN_TOKEN, chained to payment, THREADS=8 so that the
+One stack serves every test: shipment (ADMIN_TOKEN set), payment (ADMIN_TOKEN
+set, chained to shipment) and order (no ADMIN_TOKEN, chained to payment, THREADS=8 so that the
 stream cap is 4). Tests run in order; the ones that stop a process restart it.
 Ends with "N passed, N failed, N skipped". Flavour: OBS_FLAVOUR (default asan
 when built, else rel); sanitizer reports and unclean exits count as a failure.
@@ -71,7 +71,7 @@ class Suite:
     def __init__(self, stack):
         self.stack = stack
         self.db = stack.database()
-        self.shipment = stack.service("shipment")
+        self.shipment = stack.service("shipment", env={"ADMIN_TOKEN": ADMIN_TOKEN})
         self.payment = stack.service("payment", chain=self.shipment,
                                      env={"ADMIN_TOKEN": ADMIN_TOKEN})
         self.order = stack.service("order", chain=self.payment,
@@ -455,6 +455,7 @@ def dashboard_files_are_served(s):
 CARDS_JS = """
 return Array.from(document.querySelectorAll('section.card')).map(c => ({
   service: c.dataset.service, state: c.dataset.state, connected: c.dataset.connected,
+  db: c.querySelector('.db') ? c.querySelector('.db').dataset.db : null,
   text: c.innerText,
   panels: Array.from(c.querySelectorAll('div.panel')).map(p => ({
     name: p.dataset.breaker, state: p.dataset.state}))}));
@@ -465,6 +466,27 @@ def all_closed(card, n):
     """True when card is connected and shows n breaker panels, every one closed."""
     return (card["connected"] == "true" and card["state"] == "closed"
             and len(card["panels"]) == n and all(p["state"] == "closed" for p in card["panels"]))
+
+
+FAULT_FIELDS = {"error": [], "latency": ["ms", "jitter_ms"], "hang": ["max_ms"], "reset": [],
+                "database": []}
+
+
+def set_fault_from_dashboard(b, service, faults, expires_s=None):
+    """Types faults ({kind: {field: text}}) and expires_s into service's card
+    as a person would (every other fault field emptied), clicks Apply and
+    waits for the answer; returns the message shown next to the controls."""
+    card = f"section.card[data-service={service}]"
+    for kind, fields in FAULT_FIELDS.items():
+        for field in ["fraction"] + fields:
+            b.type(f"{card} input[data-fault={kind}][data-field={field}]",
+                   str(faults.get(kind, {}).get(field, "")))
+    b.type(f"{card} input[data-field=expires_s]", "" if expires_s is None else str(expires_s))
+    b.click(f"{card} button[data-action=apply]")
+    return wait_until(lambda: (lambda m: m if m and not m["text"].endswith("…") else None)(
+        b.script("const m = document.querySelector(arguments[0]);"
+                 "return m.textContent ? {text: m.textContent, ok: m.classList.contains('ok')}"
+                 " : null", f"{card} .msg[data-for=chaos]")), 10, "the answer to Apply")
 
 
 def dashboard_shows_breakers_live_in_chromium(s):
@@ -507,6 +529,10 @@ def dashboard_shows_breakers_live_in_chromium(s):
             took = time.monotonic() - sent_at
             assert by["order"]["state"] == "closed", by
             assert by["shipment"]["state"] == "offline", by
+            # the chart of an unreachable service breaks its lines there
+            assert b.script("return Array.from(dashboardServices.find(v => v.name === 'shipment')"
+                            ".panels.values()).every(p => p.samples.some(v => v.gap))"), \
+                "shipment's chart has no gap while it is unreachable"
             feed = b.script("return document.querySelector('section.card[data-service=payment]"
                             " ul.feed').innerText")
             assert "open" in feed, feed
@@ -519,6 +545,168 @@ def dashboard_shows_breakers_live_in_chromium(s):
             assert not errors, f"console errors: {errors}"
         finally:
             s.ensure_running()
+
+
+def open_dashboard(s, b):
+    """Opens the dashboard on the suite's three services and waits for the
+    five breakers, connected and closed, and the database shown up on each card."""
+    s.ensure_running()
+    close_payment_and_clear_faults(s)   # an earlier test may have left it open
+    services = ",".join(f"{svc.name}@http://127.0.0.1:{svc.port}" for svc in s.services)
+    b.get(f"http://127.0.0.1:{s.order.port}/dashboard?services={services}")
+    seen = []
+
+    def ready():
+        by = {c["service"]: c for c in b.script(CARDS_JS)}
+        seen[:] = [{k: v for k, v in c.items() if k != "text"} for c in by.values()]
+        ok = (len(by) == 3 and all_closed(by["order"], 2) and all_closed(by["payment"], 2)
+              and all_closed(by["shipment"], 1) and all(c["db"] == "up" for c in by.values()))
+        return by if ok else None
+    try:
+        return wait_until(ready, 15, "three connected cards, five closed breakers, databases up")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; the cards: {seen}")
+
+
+def card_value(b, service, css, what="textContent"):
+    return b.script(f"const e = document.querySelector(arguments[0]); return e ? e.{what} : null",
+                    f"section.card[data-service={service}] {css}")
+
+
+def payment_hop_state(b):
+    return next(p["state"] for p in {c["service"]: c for c in b.script(CARDS_JS)}["payment"]["panels"]
+                if not p["name"].endswith("->mongodb"))
+
+
+def send_until_payment_opens(s, start):
+    """Sends orders until payment's next-hop breaker says open (bounded); returns the count."""
+    for i in range(40):
+        body = http("POST", s.order.url("/create"), order_body(start + i)).json()
+        assert body["next"]["status"] == "degraded", body
+        if http("GET", s.payment.url("/breaker")).json()["state"] == "open":
+            return i + 1
+    raise AssertionError("payment's breaker did not open after 40 failing calls")
+
+
+def close_payment_and_clear_faults(s):
+    auth = {"X-Admin-Token": ADMIN_TOKEN}
+    for svc in (s.shipment, s.payment):
+        assert http("DELETE", svc.url("/chaos"), None, auth).status == 200
+    assert http("POST", s.payment.url("/breaker/close"), b"", auth).status == 200
+    assert http("GET", s.payment.url("/breaker")).json()["state"] == "closed"
+
+
+def dashboard_controls_set_a_fault_and_the_breaker_opens(s):
+    with Browser() as b:
+        open_dashboard(s, b)
+        try:
+            # without a token, with a wrong one, on a service without ADMIN_TOKEN
+            # and with a bad value: each refused, in words, next to the control
+            m = set_fault_from_dashboard(b, "shipment", {"error": {"fraction": "1"}})
+            assert not m["ok"] and "admin token" in m["text"], m
+            b.type("#token", "wrong-token")
+            m = set_fault_from_dashboard(b, "shipment", {"error": {"fraction": "1"}})
+            assert not m["ok"] and "401" in m["text"] and "token" in m["text"], m
+            b.type("#token", ADMIN_TOKEN)
+            assert b.script("return sessionStorage.getItem('dashboard.adminToken')") == ADMIN_TOKEN
+            m = set_fault_from_dashboard(b, "order", {"error": {"fraction": "1"}})
+            assert not m["ok"] and "404" in m["text"] and "ADMIN_TOKEN" in m["text"], m
+            m = set_fault_from_dashboard(b, "shipment", {"error": {"fraction": "2"}})
+            assert not m["ok"] and "400" in m["text"] and "error.fraction" in m["text"], m
+            assert http("GET", s.shipment.url("/chaos")).json()["faults"] == {}, "nothing applied"
+            # the fault, typed into shipment's card: in force on the service and on the page
+            m = set_fault_from_dashboard(b, "shipment", {"error": {"fraction": "1"}}, 120)
+            assert m["ok"], m
+            faults = http("GET", s.shipment.url("/chaos")).json()["faults"]
+            assert list(faults) == ["error"] and faults["error"]["fraction"] == 1, faults
+            assert 100 < faults["error"]["expires_in_s"] <= 120, faults
+            shown = card_value(b, "shipment", ".inforce")
+            assert "error 100%" in shown and "ends in" in shown, shown
+            # payment's calls to shipment now fail: its breaker opens, and the page shows it
+            send_until_payment_opens(s, 300)
+            sent_at = time.monotonic()
+            wait_until(lambda: payment_hop_state(b) == "open", 2.0,
+                       "payment's panel to show open", interval=0.05)
+            print(f"payment's panel showed open {time.monotonic() - sent_at:.2f}s after its "
+                  "breaker opened (fault set from the dashboard)")
+            states = card_value(b, "payment", "ul.states", "innerText")
+            assert " open (now open)" in states, states
+            # Clear: the fault ends on the service and on the page
+            b.click("section.card[data-service=shipment] button[data-action=clear]")
+            wait_until(lambda: http("GET", s.shipment.url("/chaos")).json()["faults"] == {}, 5,
+                       "Clear to delete the faults")
+            wait_until(lambda: card_value(b, "shipment", ".inforce") == "faults in force: none", 5,
+                       "the page to show no faults")
+            # a database fault on every request: the card's indicator says down, then up
+            m = set_fault_from_dashboard(b, "shipment", {"database": {"fraction": "1"}}, 60)
+            assert m["ok"], m
+            wait_until(lambda: card_value(b, "shipment", ".db", "dataset.db") == "down", 6,
+                       "shipment's database indicator to say down")
+            b.click("section.card[data-service=shipment] button[data-action=clear]")
+            wait_until(lambda: card_value(b, "shipment", ".db", "dataset.db") == "up", 6,
+                       "shipment's database indicator to say up again")
+            # the force buttons of a breaker's panel
+            panel = "section.card[data-service=payment] div.panel[data-breaker='payment->mongodb']"
+            b.click(f"{panel} button[data-action=open]")
+            wait_until(lambda: http("GET", s.payment.url("/breaker?name=payment-%3Emongodb")).json()[
+                "state"] == "forced-open", 5, "force open to reach payment's database breaker")
+            wait_until(lambda: b.script("return document.querySelector(arguments[0]).dataset.state",
+                                        panel) == "forced-open", 3, "the panel to show forced-open")
+            b.click(f"{panel} button[data-action=close]")
+            wait_until(lambda: http("GET", s.payment.url("/breaker?name=payment-%3Emongodb")).json()[
+                "state"] == "closed", 5, "close to reach payment's database breaker")
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"
+                      and not re.search(r"/chaos|/breaker/|/health - .* 503", e.get("message", ""))]
+            assert not errors, f"console errors: {errors}"
+        finally:
+            close_payment_and_clear_faults(s)
+
+
+def dashboard_fits_1400x1000_and_pins_state_changes(s):
+    with Browser() as b:
+        assert b.set_viewport(1400, 1000) == [1400, 1000]
+        open_dashboard(s, b)
+        fit_js = """
+const se = document.scrollingElement;
+const cards = Array.from(document.querySelectorAll('section.card'));
+return {height: se.scrollHeight, inner: innerHeight, width: se.scrollWidth, innerW: innerWidth,
+  cards: cards.map(c => ({service: c.dataset.service, bottom: c.getBoundingClientRect().bottom,
+    overflowX: c.scrollWidth - c.clientWidth, overflowY: c.scrollHeight - c.clientHeight}))};
+"""
+
+        def check_fit(when):
+            f = b.script(fit_js)
+            assert f["height"] <= f["inner"] and f["width"] <= f["innerW"], (when, f)
+            for c in f["cards"]:
+                assert c["bottom"] <= f["inner"] and c["overflowX"] <= 0 and c["overflowY"] <= 0, \
+                    (when, c)
+            return f
+        f = check_fit("at start")
+        print(f"page {f['width']}x{f['height']} in a {f['innerW']}x{f['inner']} window")
+        try:
+            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            r = http("PUT", s.shipment.url("/chaos"), {"error": {"fraction": 1, "expires_s": 120}},
+                     auth)
+            assert r.status == 200, r
+            send_until_payment_opens(s, 400)
+            wait_until(lambda: payment_hop_state(b) == "open", 2.0, "payment's panel to show open")
+            # every order now costs payment a reject and a fallback: enough to push
+            # the open line out of the event feed, not out of the pinned list
+            for i in range(40):
+                http("POST", s.order.url("/create"), order_body(500 + i))
+            feed_max = b.script("return FEED_MAX")
+            wait_until(lambda: " open (now open)" not in card_value(b, "payment", "ul.feed",
+                                                                     "innerText"),
+                       5, f"the open line to leave the event feed ({feed_max} lines)")
+            states = card_value(b, "payment", "ul.states", "innerText")
+            assert " open (now open)" in states, states
+            # full lines: wrapped, none cut
+            lines = b.script("""return Array.from(document.querySelectorAll('ul.log li')).map(li =>
+                ({ws: getComputedStyle(li).whiteSpace, cut: li.scrollWidth - li.clientWidth}))""")
+            assert lines and all(li["ws"] == "normal" and li["cut"] <= 0 for li in lines), lines
+            check_fit("with the feeds full")
+        finally:
+            close_payment_and_clear_faults(s)
 
 
 def dashboard_defaults_to_ports_3000_to_3002_as_make_run(s):
@@ -560,6 +748,8 @@ TESTS = [
     many_stream_clients_are_served_at_once,
     stream_cap_answers_503_and_dropped_clients_are_freed,
     dashboard_shows_breakers_live_in_chromium,
+    dashboard_controls_set_a_fault_and_the_breaker_opens,
+    dashboard_fits_1400x1000_and_pins_state_changes,
     dashboard_defaults_to_ports_3000_to_3002_as_make_run,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,

@@ -4,6 +4,8 @@
         b.get("http://127.0.0.1:3000/dashboard")
         b.script("return document.title")
         b.console_errors()            # SEVERE browser log entries
+        b.type("#token", "secret")    # keystrokes into an element, as a person types
+        b.click("button[data-action=apply]")
         b.screenshot("out.png")
 """
 import base64
@@ -87,6 +89,33 @@ class Browser:
     def script(self, source, *args):
         """Runs source (a function body) in the page; returns its value."""
         return self._call("POST", self._s("/execute/sync"), {"script": source, "args": list(args)})
+
+    ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+    def find(self, css):
+        """The WebDriver id of the first element matching the CSS selector."""
+        return self._call("POST", self._s("/element"),
+                          {"using": "css selector", "value": css})[self.ELEMENT]
+
+    def type(self, css, text, clear=True):
+        """Clears the element (unless clear is False) and sends text as keystrokes."""
+        e = self.find(css)
+        if clear:
+            self._call("POST", self._s(f"/element/{e}/clear"), {})
+        self._call("POST", self._s(f"/element/{e}/value"), {"text": text})
+
+    def click(self, css):
+        """Clicks the element as a pointer would (scrolled into view, must be visible)."""
+        self._call("POST", self._s(f"/element/{self.find(css)}/click"), {})
+
+    def set_viewport(self, width, height):
+        """Resizes the window so that the page itself gets width x height CSS
+        pixels (window.innerWidth/innerHeight); returns what the page reports."""
+        extra = self.script("return [window.outerWidth - window.innerWidth,"
+                            " window.outerHeight - window.innerHeight]")
+        self._call("POST", self._s("/window/rect"),
+                   {"width": width + extra[0], "height": height + extra[1]})
+        return self.script("return [window.innerWidth, window.innerHeight]")
 
     def logs(self):
         """Browser console entries since the last call (level, message)."""

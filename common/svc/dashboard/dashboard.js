@@ -1,16 +1,44 @@
 // dashboard.js -- the live dashboard: one EventSource and one card per service,
-// one panel per breaker of that service.
+// one panel per breaker of that service, and the controls of the lab.
 //
 // Each service's /events.stream sends unnamed messages (HystrixCommand objects,
 // one per breaker per interval), "service" events (name, uptime, its breakers
 // and their states) and "breaker" events (open, close, failure, ...). The page
 // keeps the last HISTORY_MS of samples per breaker and redraws its canvas
-// chart on every sample. A card takes the colour of its most troubled breaker.
+// chart every second. A card takes the colour of its most troubled breaker.
+//
+// Every POLL_MS the page also reads each service's /health: whether its
+// database is reachable and the runtime faults in force ("chaos"). The
+// controls change those faults (PUT and DELETE /chaos) and force breakers
+// (POST /breaker/open|close?name=...) with the admin token typed once at the
+// top of the page and kept in this tab's sessionStorage.
 'use strict';
 
 const HISTORY_MS = 5 * 60 * 1000;
-const FEED_MAX = 30;
-const PCT_KEYS = ['50', '90', '99', '99.5', '100'];
+const FEED_MAX = 60;
+const STATES_MAX = 40;
+const POLL_MS = 2000;
+const HEALTH_TIMEOUT_MS = 5000;
+// Samples arrive every second; a longer silence is a gap the chart does not bridge.
+const GAP_MS = 3500;
+const TOKEN_KEY = 'dashboard.adminToken';
+const STATE_EVENTS = ['open', 'halfOpen', 'close'];
+
+// The faults of PUT /chaos, and the fields each takes beyond fraction and expires_s.
+const FAULTS = [
+  { kind: 'error', label: 'error 502', fields: [] },
+  { kind: 'reset', label: 'reset', fields: [] },
+  { kind: 'database', label: 'database', fields: [] },
+  { kind: 'hang', label: 'hang', fields: [['max_ms', 'max ms', '60000']] },
+  { kind: 'latency', label: 'latency', fields: [['ms', 'ms', '300'], ['jitter_ms', '± jitter ms', '0']] },
+];
+
+const ERR_TIP = "opossum's error %: failures ÷ every call in the window, rejected calls " +
+  'included. While the circuit is open, each rejected call counts as a call but not as a ' +
+  'failure, so this figure falls though nothing got better.';
+const FAIL_TIP = 'Failed % of the calls that ran: (failures + timeouts) ÷ (calls that ran to an ' +
+  'end), rejected and short-circuited calls left out. It does not fall while the circuit is ' +
+  'open; it shows what the calls that reached the next hop met.';
 
 // Reads ?services=name@url,name@url; defaults to this host's ports 3000..3002.
 function serviceList() {
@@ -36,16 +64,85 @@ function el(tag, cls, text) {
   return e;
 }
 
-function figure(parent, key) {
+function figure(parent, key, tip) {
   const f = el('div', 'figure');
   const v = el('div', 'v', '-');
   f.append(v, el('div', 'k', key));
+  if (tip) { f.title = tip; f.classList.add('tip'); }
   parent.append(f);
   return v;
 }
 
+function fmt(n, digits) {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+function clock(t) {
+  return new Date(t).toLocaleTimeString([], { hour12: false });
+}
+
+// ---- the admin token and the admin calls ----------------------------------------
+
+function token() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+}
+
+function setupToken() {
+  const input = document.getElementById('token');
+  const state = document.getElementById('token-state');
+  input.value = token();
+  const show = () => {
+    state.textContent = input.value ? 'kept for this tab' : '';
+    state.className = 'msg ok';
+  };
+  input.addEventListener('input', () => {
+    try { sessionStorage.setItem(TOKEN_KEY, input.value.trim()); } catch (e) { /* private mode */ }
+    show();
+  });
+  show();
+}
+
+// Sends an admin request; resolves to the JSON answer or rejects with a sentence.
+async function admin(svc, method, path, body) {
+  const t = token();
+  if (!t) {
+    document.getElementById('token').focus();
+    throw new Error('type the admin token in the box at the top first');
+  }
+  const headers = { Authorization: `Bearer ${t}` };
+  const init = { method, headers, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let r;
+  try {
+    r = await fetch(svc.base + path, init);
+  } catch (e) {
+    throw new Error(`${svc.name} could not be reached`);
+  }
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (r.ok) return data;
+  const why = data && data.error ? data.error : r.statusText;
+  if (r.status === 401) throw new Error(`refused (401): wrong or missing admin token; retype it at the top (${why})`);
+  if (r.status === 404 && /ADMIN_TOKEN/.test(why))
+    throw new Error(`not available (404): ${svc.name} runs without ADMIN_TOKEN, so its admin routes are off`);
+  if (r.status === 400) throw new Error(`rejected (400): ${why}`);
+  throw new Error(`failed (${r.status}): ${why}`);
+}
+
+function say(node, text, ok) {
+  node.textContent = text;
+  node.className = `msg ${ok ? 'ok' : 'bad'}`;
+  node.title = text;
+}
+
+// ---- the card ---------------------------------------------------------------------
+
 // Builds a service's card: a header, a panel per breaker (added as the
-// service reports them) and the feed of its breakers' latest events.
+// service reports them), the fault controls, the pinned feed of state changes
+// and the feed of its breakers' latest events.
 function buildCard(svc) {
   const card = el('section', 'card state-offline');
   card.dataset.service = svc.name;
@@ -53,43 +150,218 @@ function buildCard(svc) {
   card.dataset.connected = 'false';
   const h2 = el('h2');
   const badge = el('span', 'badge state-offline', 'connecting');
-  h2.append(el('span', 'name', svc.name), badge);
+  const db = el('span', 'db', 'db ?');
+  db.dataset.db = 'unknown';
+  db.title = "Whether the service reaches its database (/health's database.reachable)";
+  const right = el('span', 'right');
+  right.append(db, badge);
+  h2.append(el('span', 'name', svc.name), right);
   const info = el('div', 'breaker', svc.base);
   const panels = el('div', 'panels');
-  const feed = el('ul', 'feed');
-  card.append(h2, info, panels, feed);
+  const chaos = buildChaos(svc);
+  const statesHead = el('div', 'feedhead', 'state changes');
+  const states = el('ul', 'log states');
+  const feedHead = el('div', 'feedhead', 'events');
+  const feed = el('ul', 'log feed');
+  card.append(h2, info, panels, chaos.box, statesHead, states, feedHead, feed);
   document.getElementById('cards').append(card);
-  return { card, badge, info, panels, feed };
+  return { card, badge, db, info, panels, chaos, states, feed };
 }
 
-// Builds the panel of one breaker: state, figures, percentiles, chart.
+// The fault controls: a row per fault (fraction and its fields), an expiry,
+// Apply (PUT /chaos with every row that has a fraction) and Clear (DELETE).
+function buildChaos(svc) {
+  const box = el('div', 'chaos');
+  const inForce = el('div', 'inforce', 'faults: -');
+  inForce.dataset.faults = '';
+  const grid = el('div', 'faults');
+  const inputs = {};
+  const mark = (i) => ['input', 'change'].forEach((t) => i.addEventListener(t, () => { ui.dirty = true; }));
+  for (const f of FAULTS) {
+    const row = el('div', 'fault');
+    row.dataset.fault = f.kind;
+    row.append(el('span', 'fname', f.label));
+    const frac = input(f.kind, 'fraction', 'off', 'fraction of requests, 0..1 (empty: off)');
+    mark(frac);
+    row.append(frac);
+    inputs[f.kind] = { fraction: frac };
+    for (const [field, label, dflt] of f.fields) {
+      const i = input(f.kind, field, dflt, `${f.kind}.${field}`);
+      mark(i);
+      row.append(el('span', 'flabel', label), i);
+      inputs[f.kind][field] = i;
+    }
+    grid.append(row);
+  }
+  const actions = el('div', 'actions');
+  const expires = input('', 'expires_s', 'never', 'the faults end by themselves after this many seconds');
+  mark(expires);
+  const apply = el('button', 'apply', 'Apply');
+  apply.dataset.action = 'apply';
+  apply.title = 'PUT /chaos: these faults replace the ones in force';
+  const clear = el('button', 'clear', 'Clear');
+  clear.dataset.action = 'clear';
+  clear.title = 'DELETE /chaos: no faults';
+  const msg = el('span', 'msg');
+  msg.dataset.for = 'chaos';
+  actions.append(el('span', 'flabel', 'expires in'), expires, el('span', 'flabel', 's'), apply, clear, msg);
+  box.append(inForce, grid, actions);
+  const ui = { box, inForce, inputs, expires, msg, dirty: false, faults: null, at: 0 };
+  apply.addEventListener('click', () => applyChaos(svc, ui));
+  clear.addEventListener('click', () => clearChaos(svc, ui));
+  return ui;
+}
+
+function input(fault, field, placeholder, title) {
+  const i = el('input', 'num');
+  i.type = 'text';
+  i.inputMode = 'decimal';
+  i.placeholder = placeholder;
+  i.title = title;
+  if (fault) i.dataset.fault = fault;
+  i.dataset.field = field;
+  return i;
+}
+
+// A typed value as a number when it reads as one, else as typed (the
+// service answers 400 naming the field); undefined when empty.
+function typed(node) {
+  const v = node.value.trim();
+  if (v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : v;
+}
+
+function chaosBody(ui) {
+  const body = {};
+  const expires = typed(ui.expires);
+  for (const f of FAULTS) {
+    const fraction = typed(ui.inputs[f.kind].fraction);
+    if (fraction === undefined) continue;
+    const o = { fraction };
+    for (const [field] of f.fields) {
+      const v = typed(ui.inputs[f.kind][field]);
+      if (v !== undefined) o[field] = v;
+    }
+    if (expires !== undefined) o.expires_s = expires;
+    body[f.kind] = o;
+  }
+  return body;
+}
+
+async function applyChaos(svc, ui) {
+  const body = chaosBody(ui);
+  say(ui.msg, 'applying…', true);
+  try {
+    const state = await admin(svc, 'PUT', '/chaos', body);
+    const n = Object.keys(body).length;
+    say(ui.msg, n ? `applied ${Object.keys(body).join(', ')}` : 'applied: no faults', true);
+    ui.dirty = false;
+    showChaos(svc, state, true);
+  } catch (e) {
+    say(ui.msg, e.message, false);
+  }
+}
+
+async function clearChaos(svc, ui) {
+  say(ui.msg, 'clearing…', true);
+  try {
+    const state = await admin(svc, 'DELETE', '/chaos');
+    say(ui.msg, 'cleared', true);
+    ui.dirty = false;
+    showChaos(svc, state, true);
+  } catch (e) {
+    say(ui.msg, e.message, false);
+  }
+}
+
+function describeFault(kind, f) {
+  const pct = `${fmt(f.fraction * 100, 0)}%`;
+  if (kind === 'latency') return `latency ${f.ms}${f.jitter_ms ? `±${f.jitter_ms}` : ''} ms ${pct}`;
+  if (kind === 'hang') return `hang ≤${f.max_ms} ms ${pct}`;
+  return `${kind} ${pct}`;
+}
+
+// Shows the faults in force (a GET /chaos object) and, when the form has no
+// unsent edits (or force is set), puts them in the form too.
+function showChaos(svc, state, force) {
+  const ui = svc.ui.chaos;
+  ui.faults = state && state.faults ? state.faults : {};
+  ui.at = Date.now();
+  renderInForce(ui);
+  if (ui.dirty && !force) return;
+  if (ui.box.contains(document.activeElement) && document.activeElement.tagName === 'INPUT' && !force)
+    return;
+  let expires;
+  for (const f of FAULTS) {
+    const cur = ui.faults[f.kind];
+    ui.inputs[f.kind].fraction.value = cur ? String(cur.fraction) : '';
+    for (const [field] of f.fields)
+      ui.inputs[f.kind][field].value = cur && cur[field] !== undefined ? String(cur[field]) : '';
+    if (cur && Number.isFinite(cur.expires_in_s)) expires = Math.max(expires || 0, cur.expires_in_s);
+  }
+  ui.expires.value = expires === undefined ? '' : String(Math.ceil(expires));
+}
+
+// The "faults in force" line, with the time left to each expiry counted down locally.
+function renderInForce(ui) {
+  if (!ui.faults) return;
+  const kinds = Object.keys(ui.faults);
+  const elapsed = (Date.now() - ui.at) / 1000;
+  const parts = kinds.map((k) => {
+    const f = ui.faults[k];
+    let s = describeFault(k, f);
+    if (Number.isFinite(f.expires_in_s)) s += `, ends in ${Math.max(0, Math.ceil(f.expires_in_s - elapsed))} s`;
+    return s;
+  });
+  ui.inForce.textContent = kinds.length ? `faults in force: ${parts.join(' · ')}` : 'faults in force: none';
+  ui.inForce.dataset.faults = kinds.join(',');
+  ui.inForce.classList.toggle('active', kinds.length > 0);
+}
+
+// Builds the panel of one breaker: state, force buttons, figures, chart.
 function buildPanel(svc, name) {
   const panel = el('div', 'panel state-closed');
   panel.dataset.breaker = name;
   panel.dataset.state = 'closed';
   const h3 = el('h3');
   const badge = el('span', 'badge state-closed', 'closed');
-  h3.append(el('span', 'bname', name), badge);
+  const open = el('button', 'force', 'force open');
+  open.dataset.action = 'open';
+  open.title = `POST /breaker/open?name=${name}: hold it open`;
+  const close = el('button', 'force', 'close');
+  close.dataset.action = 'close';
+  close.title = `POST /breaker/close?name=${name}: end a forced state and close it`;
+  const msg = el('span', 'msg');
+  msg.dataset.for = 'breaker';
+  const right = el('span', 'right');
+  right.append(msg, open, close, badge);
+  h3.append(el('span', 'bname', name), right);
   const settings = el('div', 'breaker');
   const figs = el('div', 'figures');
   const p = {
     name, panel, badge, settings, samples: [],
-    errPct: figure(figs, 'error % (window)'),
-    rate: figure(figs, 'requests/s (window)'),
-    mean: figure(figs, 'mean latency ms'),
+    errPct: figure(figs, 'error % (opossum)', ERR_TIP),
+    failPct: figure(figs, 'failed % of run', FAIL_TIP),
+    rate: figure(figs, 'calls/s'),
+    rejects: figure(figs, 'rejected'),
+    mean: figure(figs, 'mean ms'),
   };
-  const table = el('table', 'pct');
-  const head = el('tr');
-  const row = el('tr');
-  p.pct = {};
-  for (const k of PCT_KEYS) {
-    head.append(el('th', null, `p${k}`));
-    p.pct[k] = el('td', null, '-');
-    row.append(p.pct[k]);
-  }
-  table.append(head, row);
+  p.pct = el('div', 'pct', 'latency p50 - · p90 - · p99 - · max - ms');
   p.canvas = el('canvas', 'chart');
-  panel.append(h3, settings, figs, table, p.canvas);
+  panel.append(h3, settings, figs, p.pct, p.canvas);
+  for (const b of [open, close]) {
+    b.addEventListener('click', async () => {
+      say(msg, '…', true);
+      try {
+        const r = await admin(svc, 'POST', `/breaker/${b.dataset.action}?name=${encodeURIComponent(name)}`);
+        say(msg, r && r.state ? `now ${r.state}` : 'done', true);
+        if (r && r.state) setPanelState(svc, p, r.state);
+      } catch (e) {
+        say(msg, e.message, false);
+      }
+    });
+  }
   svc.ui.panels.append(panel);
   svc.panels.set(name, p);
   return p;
@@ -126,8 +398,13 @@ function refreshCard(svc) {
   else setBadge(svc.ui.card, svc.ui.badge, 'none', 'no breaker');
 }
 
-function fmt(n, digits) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+// The failed % of the calls that ran: failures (timeouts and semaphore
+// rejections included, as libcb counts them) less semaphore rejections, over
+// the calls that ended: successes plus those failures. Rejects are left out.
+function failedOfRun(cmd) {
+  const failed = Math.max(0, (cmd.rollingCountFailure || 0) - (cmd.rollingCountSemaphoreRejected || 0));
+  const ran = (cmd.rollingCountSuccess || 0) + failed;
+  return ran ? (failed / ran) * 100 : NaN;
 }
 
 function onCommand(svc, cmd) {
@@ -136,14 +413,21 @@ function onCommand(svc, cmd) {
   const rate = cmd.requestCount / windowS;
   const timeout = cmd.propertyValue_executionTimeoutInMilliseconds;
   p.settings.textContent = `threshold ${cmd.propertyValue_circuitBreakerErrorThresholdPercentage}% · ` +
-    `timeout ${timeout ? `${timeout} ms` : 'none'} · reset ${cmd.propertyValue_circuitBreakerSleepWindowInMilliseconds} ms`;
+    `volume ${cmd.propertyValue_circuitBreakerRequestVolumeThreshold} · ` +
+    `timeout ${timeout ? `${timeout} ms` : 'none'} · reset ${cmd.propertyValue_circuitBreakerSleepWindowInMilliseconds} ms · ` +
+    `window ${fmt(windowS, 0)} s`;
   const state = cmd.state || (cmd.isCircuitBreakerOpen ? 'open' : 'closed');
   setPanelState(svc, p, state);
+  const fail = failedOfRun(cmd);
   p.errPct.textContent = fmt(cmd.errorPercentage, 0);
+  p.failPct.textContent = fmt(fail, 0);
   p.rate.textContent = fmt(rate, 1);
+  p.rejects.textContent = fmt(cmd.rollingCountShortCircuited, 0);
   p.mean.textContent = fmt(cmd.latencyExecute_mean, 0);
-  for (const k of PCT_KEYS) p.pct[k].textContent = fmt(cmd.latencyExecute[k], 0);
-  p.samples.push({ t: Date.now(), rate, err: cmd.errorPercentage, state });
+  const l = cmd.latencyExecute || {};
+  p.pct.textContent = `latency p50 ${fmt(l['50'], 0)} · p90 ${fmt(l['90'], 0)} · ` +
+    `p99 ${fmt(l['99'], 0)} · max ${fmt(l['100'], 0)} ms`;
+  p.samples.push({ t: Date.now(), rate, err: cmd.errorPercentage, fail, state });
   trimSamples(p);
   drawChart(p);
 }
@@ -153,24 +437,36 @@ function onService(svc, info) {
     const p = panelFor(svc, b.name);
     if (p.panel.dataset.state !== b.state) setPanelState(svc, p, b.state);
   }
-  svc.ui.info.textContent = `${svc.panels.size} breaker(s) · up ${fmt(info.uptime_s, 0)} s`;
+  svc.ui.info.textContent = `${svc.base} · ${svc.panels.size} breaker(s) · up ${fmt(info.uptime_s, 0)} s`;
   refreshCard(svc);
 }
 
-function onBreakerEvent(svc, ev) {
+function eventLine(ev) {
   const li = el('li', `ev-${ev.event}`);
-  const time = new Date(ev.time).toLocaleTimeString();
-  li.append(el('span', 't', time));
+  li.dataset.event = ev.event;
+  li.append(el('span', 't', clock(ev.time)));
   const target = ev.breaker.includes('->') ? ev.breaker.slice(ev.breaker.indexOf('->') + 2) : ev.breaker;
   let text = `→${target} ${ev.event} (now ${ev.state})`;
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
   if (ev.error) text += ` ${ev.error}`;
   li.append(document.createTextNode(text));
-  svc.ui.feed.prepend(li);
-  while (svc.ui.feed.children.length > FEED_MAX) svc.ui.feed.lastChild.remove();
-  if (ev.breaker && ['open', 'halfOpen', 'close'].includes(ev.event))
+  return li;
+}
+
+function push(list, li, max) {
+  list.prepend(li);
+  while (list.children.length > max) list.lastChild.remove();
+}
+
+// Every event goes to the feed; state changes are also pinned in their own
+// list, so a flood of reject/fallback pairs cannot push them out.
+function onBreakerEvent(svc, ev) {
+  push(svc.ui.feed, eventLine(ev), FEED_MAX);
+  if (ev.breaker && STATE_EVENTS.includes(ev.event)) {
+    push(svc.ui.states, eventLine(ev), STATES_MAX);
     setPanelState(svc, panelFor(svc, ev.breaker), ev.state);
+  }
 }
 
 function trimSamples(p) {
@@ -178,10 +474,22 @@ function trimSamples(p) {
   while (p.samples.length && p.samples[0].t < cutoff) p.samples.shift();
 }
 
-const STATE_COLOURS = { open: '#e5484d', 'forced-open': '#9b1c1f', 'half-open': '#e6a23c' };
+// Marks a break in every chart of svc: the stream is down from now on.
+function markGap(svc) {
+  const t = Date.now();
+  for (const p of svc.panels.values()) {
+    const last = p.samples[p.samples.length - 1];
+    if (last && !last.gap) p.samples.push({ t, gap: true });
+  }
+}
 
-// Draws requests/s (blue, left scale) and error % (red, 0..100) over HISTORY_MS;
-// periods when the circuit was not closed are shaded in the state's colour.
+const STATE_COLOURS = { open: '#e5484d', 'forced-open': '#9b1c1f', 'half-open': '#e6a23c' };
+const AXIS_PX = 13;
+
+// Draws calls/s (blue, own scale), error % (red) and failed % of run (orange,
+// dashed; both 0..100) over HISTORY_MS with a clock axis below; periods when
+// the circuit was not closed are shaded in the state's colour. A line breaks
+// where a sample is missing (the service was unreachable).
 function drawChart(p) {
   const c = p.canvas;
   const dpr = window.devicePixelRatio || 1;
@@ -193,36 +501,66 @@ function drawChart(p) {
   const now = Date.now();
   const x = (t) => w - ((now - t) / HISTORY_MS) * w;
   const pad = 4 * dpr;
+  const axis = AXIS_PX * dpr;
+  const ph = h - axis;   // plot height
   const s = p.samples;
+  const next = (i) => (i + 1 < s.length && !s[i + 1].gap && s[i + 1].t - s[i].t <= GAP_MS ? s[i + 1] : null);
   for (let i = 0; i < s.length; i++) {
     const colour = STATE_COLOURS[s[i].state];
-    if (!colour) continue;
+    if (!colour || s[i].gap) continue;
     const x0 = x(s[i].t);
-    const x1 = i + 1 < s.length ? x(s[i + 1].t) : w;
+    const n = next(i);
+    const x1 = n ? x(n.t) : (i + 1 === s.length ? w : x0 + (1000 / HISTORY_MS) * w);
     g.fillStyle = colour + '33';
-    g.fillRect(x0, 0, Math.max(1, x1 - x0), h);
+    g.fillRect(x0, 0, Math.max(1, x1 - x0), ph);
   }
+  // the clock axis: a tick and a label at every minute
   g.strokeStyle = '#2b3540';
   g.lineWidth = 1;
-  for (let m = 1; m < HISTORY_MS / 60000; m++) {
-    const gx = x(now - m * 60000);
-    g.beginPath(); g.moveTo(gx, 0); g.lineTo(gx, h); g.stroke();
-  }
-  const maxRate = Math.max(1, ...s.map((p) => p.rate));
-  line(g, s, x, (p) => h - pad - (p.rate / maxRate) * (h - 2 * pad), '#4ea1ff', dpr);
-  line(g, s, x, (p) => h - pad - (p.err / 100) * (h - 2 * pad), '#e5484d', dpr);
   g.fillStyle = '#8a96a3';
   g.font = `${10 * dpr}px system-ui, sans-serif`;
-  g.fillText(`max ${maxRate.toFixed(1)} req/s`, 4 * dpr, 12 * dpr);
+  g.textAlign = 'center';
+  g.textBaseline = 'bottom';
+  const first = Math.ceil((now - HISTORY_MS) / 60000) * 60000;
+  for (let t = first; t <= now; t += 60000) {
+    const gx = x(t);
+    g.beginPath(); g.moveTo(gx, 0); g.lineTo(gx, ph); g.stroke();
+    const d = new Date(t);
+    const label = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+    if (gx > 16 * dpr && gx < w - 26 * dpr) g.fillText(label, gx, h);
+  }
+  g.textAlign = 'right';
+  g.fillText('now', w - 2 * dpr, h);
+  g.beginPath(); g.moveTo(0, ph + 0.5); g.lineTo(w, ph + 0.5); g.stroke();
+  const live = s.filter((v) => !v.gap);
+  const maxRate = Math.max(1, ...live.map((v) => v.rate));
+  const yPct = (v) => ph - pad - (v / 100) * (ph - 2 * pad);
+  line(g, s, x, (v) => ph - pad - (v.rate / maxRate) * (ph - 2 * pad), '#4ea1ff', dpr, false);
+  line(g, s, x, (v) => (Number.isFinite(v.fail) ? yPct(v.fail) : NaN), '#f59e0b', dpr, true);
+  line(g, s, x, (v) => yPct(v.err), '#e5484d', dpr, false);
+  g.textAlign = 'left';
+  g.textBaseline = 'alphabetic';
+  g.fillStyle = '#8a96a3';
+  g.fillText(`max ${maxRate.toFixed(1)} calls/s`, 4 * dpr, 11 * dpr);
 }
 
-function line(g, samples, x, y, colour, dpr) {
-  if (samples.length < 2) return;
+// Strokes one series, lifting the pen at gaps and at points with no value.
+function line(g, samples, x, y, colour, dpr, dashed) {
   g.strokeStyle = colour;
   g.lineWidth = 1.5 * dpr;
+  g.setLineDash(dashed ? [4 * dpr, 3 * dpr] : []);
   g.beginPath();
-  samples.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p)) : g.moveTo(x(p.t), y(p))));
+  let prev = null;
+  for (const v of samples) {
+    const yy = v.gap ? NaN : y(v);
+    if (!Number.isFinite(yy)) { prev = null; continue; }
+    const xx = x(v.t);
+    if (prev && v.t - prev.t <= GAP_MS) g.lineTo(xx, yy);
+    else g.moveTo(xx, yy);
+    prev = v;
+  }
   g.stroke();
+  g.setLineDash([]);
 }
 
 function parse(svc, text) {
@@ -238,6 +576,7 @@ function connect(svc) {
   const es = new EventSource(`${svc.base}/events.stream`);
   es.onopen = () => { svc.ui.card.dataset.connected = 'true'; refreshCard(svc); };
   es.onerror = () => {
+    if (svc.ui.card.dataset.connected !== 'false') markGap(svc);
     svc.ui.card.dataset.connected = 'false';
     setBadge(svc.ui.card, svc.ui.badge, 'offline', 'unreachable');
   };
@@ -250,15 +589,52 @@ function connect(svc) {
   svc.source = es;
 }
 
+function setDb(svc, state, title) {
+  const db = svc.ui.db;
+  db.dataset.db = state;
+  db.textContent = state === 'up' ? 'db up' : state === 'down' ? 'db down' : 'db ?';
+  db.className = `db db-${state}`;
+  db.title = title;
+}
+
+// Reads /health: the database indicator and the faults in force. One read
+// at a time per service, each bounded by HEALTH_TIMEOUT_MS.
+async function poll(svc) {
+  if (svc.polling) return;
+  svc.polling = true;
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
+  try {
+    const r = await fetch(`${svc.base}/health`, { cache: 'no-store', signal: ctl.signal });
+    const h = await r.json();
+    const reachable = h.database && h.database.reachable;
+    const name = h.database && h.database.name ? ` (${h.database.name})` : '';
+    setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
+      : `the database${name} is unreachable, or a database fault covers every request`);
+    if (h.chaos) showChaos(svc, h.chaos, false);
+  } catch (e) {
+    setDb(svc, 'unknown', `${svc.name}'s /health did not answer`);
+  } finally {
+    clearTimeout(timer);
+    svc.polling = false;
+  }
+}
+
 function main() {
   document.getElementById('minutes').textContent = String(HISTORY_MS / 60000);
+  setupToken();
   const services = serviceList().map((s) => ({ ...s, panels: new Map() }));
   for (const svc of services) {
     svc.ui = buildCard(svc);
     connect(svc);
+    poll(svc);
   }
   window.dashboardServices = services;
-  setInterval(() => services.forEach((svc) => svc.panels.forEach((p) => { trimSamples(p); drawChart(p); })), 5000);
+  setInterval(() => services.forEach((svc) => {
+    svc.panels.forEach((p) => { trimSamples(p); drawChart(p); });
+    renderInForce(svc.ui.chaos);
+  }), 1000);
+  setInterval(() => services.forEach(poll), POLL_MS);
 }
 
 main();
