@@ -136,6 +136,10 @@ typedef struct imported {
     int nbuckets;
 } imported;
 
+/* The longest open period or reset timeout an import may carry: ten years,
+ * far below where milliseconds * 1e6 + the clock would overflow int64_t. */
+#define IMPORT_MAX_MS (10.0 * 365 * 86400 * 1000)
+
 static double num_or(const cJSON *root, const char *key, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -156,11 +160,16 @@ static bool parse_import(const cJSON *root, imported *im)
     im->enabled = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "enabled"));
     im->warm_up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "warmUp"));
     im->shutdown = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "shutdown"));
+    /* bounded before any conversion: a double out of int64_t's (or int's)
+     * range does not convert, and the open timer is added to the clock */
     im->remaining_ms = num_or(root, "openRemainingMs", 0);
     im->current_reset_ms = num_or(root, "currentResetTimeoutMs", 0);
-    im->backoff_step = (int)num_or(root, "backoffStep", 0);
-    if (im->backoff_step < 0 || im->backoff_step > 1000 || im->remaining_ms < 0)
+    double step = num_or(root, "backoffStep", 0);
+    if (!(step >= 0 && step <= 1000) || !(im->remaining_ms >= 0) ||
+        im->remaining_ms > IMPORT_MAX_MS || !(im->current_reset_ms >= 0) ||
+        im->current_reset_ms > IMPORT_MAX_MS)
         return false;
+    im->backoff_step = (int)step;
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(root, "total");
     if (total && !counts_parse(total, im->total))
         return false;
