@@ -49,8 +49,9 @@ $(FUZZ_DIR)/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_specs.h $(FUZZ_DIR)/
 fuzz-build: $(addprefix $(FUZZ_DIR)/bin/fuzz_,$(FUZZ_ALL))
 
 # Each harness in turn: new inputs land in $(FUZZ_DIR)/work/<harness>, then
-# only those that add coverage are merged into the repository's corpus, so it
-# stays small. Stops at the first harness that finds a crash.
+# tests/fuzz/merge.sh keeps the hand-written seeds and the fewest found inputs
+# that add coverage, so the repository's corpus stays small. Stops at the
+# first harness that finds a crash.
 fuzz: fuzz-build
 	@for h in $(FUZZ_HARNESSES); do \
 		mkdir -p $(FUZZ_DIR)/work/$$h $(FUZZ_DIR)/artifacts/$$h tests/fuzz/corpus/$$h; \
@@ -60,15 +61,14 @@ fuzz: fuzz-build
 			-artifact_prefix=$(FUZZ_DIR)/artifacts/$$h/ \
 			$(FUZZ_DIR)/work/$$h tests/fuzz/corpus/$$h $$(ls -d tests/fuzz/regress/$$h 2>/dev/null) \
 			2>$(FUZZ_DIR)/$$h.log; rc=$$?; \
-		grep -E '^#[0-9]+.*DONE|^stat::|SUMMARY|ERROR' $(FUZZ_DIR)/$$h.log; \
+		grep -aE '^#[0-9]+.*DONE|^stat::|SUMMARY|ERROR' $(FUZZ_DIR)/$$h.log; \
 		if [ $$rc -ne 0 ]; then \
 			echo "fuzz $$h: FOUND A CRASH (exit $$rc); input in $(FUZZ_DIR)/artifacts/$$h/, log in $(FUZZ_DIR)/$$h.log"; \
 			exit 1; \
 		fi; \
-		before=$$(ls tests/fuzz/corpus/$$h | wc -l); \
-		$(FUZZ_DIR)/bin/fuzz_$$h -merge=1 -timeout=10 tests/fuzz/corpus/$$h $(FUZZ_DIR)/work/$$h \
-			>$(FUZZ_DIR)/$$h.merge.log 2>&1 || { echo "fuzz $$h: merge failed, see $(FUZZ_DIR)/$$h.merge.log"; exit 1; }; \
-		echo "fuzz $$h: corpus $$before -> $$(ls tests/fuzz/corpus/$$h | wc -l) inputs"; \
+		echo -n "fuzz $$h: "; \
+		tests/fuzz/merge.sh $$h $(FUZZ_DIR)/bin/fuzz_$$h $(FUZZ_DIR)/work/$$h || { \
+			echo "fuzz $$h: merge failed"; exit 1; }; \
 	done
 
 TEST_SUITES += fuzz-replay
