@@ -61,9 +61,9 @@ fuzz: fuzz-build
 			-artifact_prefix=$(FUZZ_DIR)/artifacts/$$h/ \
 			$(FUZZ_DIR)/work/$$h tests/fuzz/corpus/$$h $$(ls -d tests/fuzz/regress/$$h 2>/dev/null) \
 			2>$(FUZZ_DIR)/$$h.log; rc=$$?; \
-		grep -aE '^#[0-9]+.*DONE|^stat::|SUMMARY|ERROR' $(FUZZ_DIR)/$$h.log; \
+		grep -aE '^#[0-9]+.*DONE|^stat::|^SUMMARY|^==[0-9]+== ERROR|check failed' $(FUZZ_DIR)/$$h.log; \
 		if [ $$rc -ne 0 ]; then \
-			echo "fuzz $$h: FOUND A CRASH (exit $$rc); input in $(FUZZ_DIR)/artifacts/$$h/, log in $(FUZZ_DIR)/$$h.log"; \
+			echo "fuzz $$h: STOPPED (exit $$rc): a crash or a failed check leaves its input in $(FUZZ_DIR)/artifacts/$$h/; the log is $(FUZZ_DIR)/$$h.log"; \
 			exit 1; \
 		fi; \
 		echo -n "fuzz $$h: "; \
