@@ -79,10 +79,10 @@ TEST_SUITES += fuzz-replay
 test-fuzz-replay:
 	@if ! tests/fuzz/have-libfuzzer.sh $(FUZZ_CC); then \
 		echo "SKIP fuzz-replay: $(FUZZ_CC) cannot build libFuzzer harnesses (install clang and libclang-rt-14-dev: scripts/setup.sh)"; \
-		echo "fuzz-replay: 0 passed, 0 failed, $(words $(FUZZ_ALL)) skipped"; \
+		echo "0 passed, 0 failed, $(words $(FUZZ_ALL)) skipped"; \
 		exit 0; \
 	fi; \
 	mkdir -p $(BUILD); \
 	$(MAKE) --no-print-directory fuzz-build >$(BUILD)/fuzz-build.log 2>&1 || { \
-		cat $(BUILD)/fuzz-build.log; echo "fuzz-replay: 0 passed, $(words $(FUZZ_ALL)) failed, 0 skipped"; exit 1; }; \
+		cat $(BUILD)/fuzz-build.log; echo "0 passed, $(words $(FUZZ_ALL)) failed, 0 skipped"; exit 1; }; \
 	tests/fuzz/replay.sh $(FUZZ_DIR)/bin $(FUZZ_ALL)
