@@ -243,7 +243,9 @@ int cb_create(const cb_options *o, cb_breaker **out);
 /* Creates a breaker from o and a state exported by cb_export_json(), so that a
  * restarted process resumes where it stood: state, open timer (its remaining
  * time), back-off step and the window's counts. Returns as cb_create(), or
- * CB_EPARSE when json is not an export. */
+ * CB_EPARSE when json is not an export or holds a value out of range (a
+ * count negative or above 2^53, a back-off step outside 0..1000, an open
+ * period or reset timeout negative or longer than ten years). */
 int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out);
 
 /* Shuts the breaker down: every later cb_fire() returns CB_ESHUTDOWN, the

@@ -31,6 +31,18 @@ static const struct {
 };
 #define NFIELDS (sizeof count_fields / sizeof count_fields[0])
 
+/* The largest count exported or imported: 2^53, the largest integer a JSON
+ * number carries exactly. Exported counts saturate there, imported ones above
+ * it are refused and sums of imported ones saturate, so that nothing wraps
+ * and a breaker's own export always imports again. */
+#define COUNT_MAX 9007199254740992ULL
+
+/* a + b, at most COUNT_MAX; a and b are at most COUNT_MAX. */
+static uint64_t count_add(uint64_t a, uint64_t b)
+{
+    return a + b > COUNT_MAX ? COUNT_MAX : a + b;
+}
+
 static uint64_t *field(cb_counts *c, size_t i)
 {
     return (uint64_t *)((char *)c + count_fields[i].offset);
@@ -43,12 +55,13 @@ static cJSON *counts_json(const uint64_t raw[C_NCOUNTERS])
     cb_counts c;
     cb_raw_to_counts(raw, &c);
     for (size_t i = 0; i < NFIELDS; i++)
-        cJSON_AddNumberToObject(o, count_fields[i].name, (double)*field(&c, i));
+        cJSON_AddNumberToObject(o, count_fields[i].name,
+                                (double)(*field(&c, i) > COUNT_MAX ? COUNT_MAX : *field(&c, i)));
     return o;
 }
 
 /* Raw counts from an exported object; a missing counter is 0 (as opossum's
- * import); a present one must be a number >= 0. */
+ * import); a present one must be a number in 0..COUNT_MAX. */
 static bool counts_parse(const cJSON *o, uint64_t raw[C_NCOUNTERS])
 {
     if (!cJSON_IsObject(o))
@@ -58,11 +71,11 @@ static bool counts_parse(const cJSON *o, uint64_t raw[C_NCOUNTERS])
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, count_fields[i].name);
         if (!v)
             continue;
-        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 1.8e19)
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > (double)COUNT_MAX)
             return false;
         *field(&c, i) = (uint64_t)v->valuedouble;
     }
-    cb_counts_to_raw(&c, raw);
+    cb_counts_to_raw(&c, raw); /* each raw count is at most one of c's */
     return true;
 }
 
@@ -136,6 +149,10 @@ typedef struct imported {
     int nbuckets;
 } imported;
 
+/* The longest open period or reset timeout an import may carry: ten years,
+ * far below where milliseconds * 1e6 + the clock would overflow int64_t. */
+#define IMPORT_MAX_MS (10.0 * 365 * 86400 * 1000)
+
 static double num_or(const cJSON *root, const char *key, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -156,11 +173,16 @@ static bool parse_import(const cJSON *root, imported *im)
     im->enabled = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "enabled"));
     im->warm_up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "warmUp"));
     im->shutdown = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "shutdown"));
+    /* bounded before any conversion: a double out of int64_t's (or int's)
+     * range does not convert, and the open timer is added to the clock */
     im->remaining_ms = num_or(root, "openRemainingMs", 0);
     im->current_reset_ms = num_or(root, "currentResetTimeoutMs", 0);
-    im->backoff_step = (int)num_or(root, "backoffStep", 0);
-    if (im->backoff_step < 0 || im->backoff_step > 1000 || im->remaining_ms < 0)
+    double step = num_or(root, "backoffStep", 0);
+    if (!(step >= 0 && step <= 1000) || !(im->remaining_ms >= 0) ||
+        im->remaining_ms > IMPORT_MAX_MS || !(im->current_reset_ms >= 0) ||
+        im->current_reset_ms > IMPORT_MAX_MS)
         return false;
+    im->backoff_step = (int)step;
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(root, "total");
     if (total && !counts_parse(total, im->total))
         return false;
@@ -199,7 +221,7 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
     for (int k = 0; k < C_NCOUNTERS; k++) {
         uint64_t in_window = 0;
         for (int i = 0; i < im.nbuckets; i++)
-            in_window += im.buckets[i][k];
+            in_window = count_add(in_window, im.buckets[i][k]);
         if (im.total[k] < in_window)
             im.total[k] = in_window;
     }
@@ -208,7 +230,8 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
     if (nbuckets != b->win.nbuckets && nbuckets > 0) {
         for (int i = 0; i < nbuckets - 1; i++)
             for (int k = 0; k < C_NCOUNTERS; k++)
-                im.buckets[nbuckets - 1][k] += im.buckets[i][k];
+                im.buckets[nbuckets - 1][k] = count_add(im.buckets[nbuckets - 1][k],
+                                                        im.buckets[i][k]);
         buckets = &im.buckets[nbuckets - 1];
         nbuckets = 1;
     }

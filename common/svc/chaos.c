@@ -368,6 +368,7 @@ static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *er
         return -1;
     }
     int64_t now_mono = mono_ns(), now_wall = wall_ms();
+    bool seen[CHAOS_KINDS] = { false };
     for (const cJSON *x = body->child; x; x = x->next) {
         int k = 0;
         while (k < CHAOS_KINDS && strcmp(x->string, chaos_names[k]))
@@ -377,6 +378,11 @@ static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *er
                                   "reset, database, no_deadlines", x->string);
             return -1;
         }
+        if (seen[k]) {
+            snprintf(err, errlen, "fault \"%s\" is given twice; give each fault once", chaos_names[k]);
+            return -1;
+        }
+        seen[k] = true;
         if (cJSON_IsNull(x))
             continue;   /* "latency": null says "none", like leaving it out */
         if (!cJSON_IsObject(x)) {

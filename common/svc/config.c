@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Returns the variable's value, or NULL when it is unset or empty. */
 static const char *env(const char *name)
@@ -77,9 +78,25 @@ static int env_flag(const char *name, bool *out, char *err, size_t errlen)
     return 0;
 }
 
-/* Returns 0 when url is an absolute http(s) URL with a host. */
+/* Returns true when host is a name or address a connection can be made to:
+ * letters, digits, '-', '_' and '.', or a bracketed IPv6 address (curl has
+ * checked its inside). curl's parser also takes hosts such as "%" or "%zz". */
+static bool host_is_plausible(const char *host)
+{
+    if (host[0] == '[')
+        return true;
+    return *host && strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789-_.") == strlen(host);
+}
+
+/* Returns 0 when url is an absolute http(s) URL with a host, written out in
+ * full ("http://host..."): curl's parser also takes "http:/host" and
+ * "http:///host", which the breaker's name and the logs would misread. */
 static int check_http_url(const char *url)
 {
+    size_t prefix = !strncasecmp(url, "http://", 7) ? 7 : !strncasecmp(url, "https://", 8) ? 8 : 0;
+    if (!prefix || url[prefix] == '/')
+        return -1;
     CURLU *u = curl_url();
     if (!u)
         return -1;
@@ -88,7 +105,7 @@ static int check_http_url(const char *url)
     if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        (!strcmp(scheme, "http") || !strcmp(scheme, "https")) && *host)
+        (!strcmp(scheme, "http") || !strcmp(scheme, "https")) && host_is_plausible(host))
         rc = 0;
     curl_free(scheme);
     curl_free(host);

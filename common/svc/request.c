@@ -30,6 +30,7 @@
 #include "http.h"
 #include "log.h"
 #include "observe.h"
+#include "request_parse.h"
 #include "trace.h"
 #include "validate.h"
 
@@ -79,23 +80,42 @@ static void request_done(struct mg_connection *conn, const char *route, int stat
     obs_record_request(route, status, seconds);
 }
 
-/* Reads ?count=N into *n (0 when absent). Returns 0, or -1 when it is not a
- * non-negative integer. */
-static int request_count(const struct mg_request_info *ri, int *n)
+int request_parse_count(const char *query, size_t len, int *n)
 {
     *n = 0;
-    if (!ri->query_string)
+    if (!query)
         return 0;
     char buf[32];
-    int len = mg_get_var(ri->query_string, strlen(ri->query_string), "count", buf, sizeof buf);
-    if (len == -1)
+    int got = mg_get_var(query, len, "count", buf, sizeof buf);
+    if (got == -1)
         return 0;
     char *end = NULL;
     errno = 0;
     long v = strtol(buf, &end, 10);
-    if (len < 0 || errno || end == buf || *end || v < 0 || v >= INT_MAX)
+    if (got < 0 || errno || end == buf || *end || v < 0 || v >= INT_MAX)
         return -1;
     *n = (int)v;
+    return 0;
+}
+
+int request_parse_body(const char *text, size_t len, const svc_spec *spec, cJSON **body,
+                       char *err, size_t errlen)
+{
+    *body = NULL;
+    if (validate_depth(text, len, err, errlen))
+        return -1;
+    const char *end = NULL;
+    cJSON *b = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (!b) {
+        snprintf(err, errlen, "the body is not valid JSON (at byte %zu)",
+                 end ? (size_t)(end - text) : (size_t)0);
+        return -1;
+    }
+    if (validate_body(b, spec, err, errlen)) {
+        cJSON_Delete(b);
+        return -1;
+    }
+    *body = b;
     return 0;
 }
 
@@ -397,7 +417,8 @@ static int create_parse(create_req *r)
                                "Content-Type must be application/json, got \"%.100s\"",
                                type ? type : "(none)");
     int n;
-    if (request_count(ri, &n))
+    if (request_parse_count(ri->query_string,
+                            ri->query_string ? strlen(ri->query_string) : 0, &n))
         return http_send_error(r->conn, 400, id, false,
                                "query parameter \"count\" must be a non-negative integer");
     r->count = n + 1;
@@ -409,17 +430,9 @@ static int create_parse(create_req *r)
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     char err[600];
-    if (validate_depth(text, len, err, sizeof err)) {
-        free(text);
-        return http_send_error(r->conn, 400, id, false, "%s", err);
-    }
-    const char *end = NULL;
-    r->body = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    size_t at = end ? (size_t)(end - text) : 0;
+    rc = request_parse_body(text, len, r->rt->spec, &r->body, err, sizeof err);
     free(text);
-    if (!r->body)
-        return http_send_error(r->conn, 400, id, false, "the body is not valid JSON (at byte %zu)", at);
-    if (validate_body(r->body, r->rt->spec, err, sizeof err))
+    if (rc)
         return http_send_error(r->conn, 400, id, false, "%s", err);
     return 0;
 }

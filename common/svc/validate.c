@@ -1,6 +1,7 @@
 /* validate.c -- checks a request body's shape and keys against a service's spec. */
 #include "validate.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,7 +37,63 @@ static bool validate_key_is_bad(const char *key)
     return key[0] == '\0' || key[0] == '$' || strchr(key, '.') != NULL;
 }
 
-/* Checks every key under node (whose path is path) recursively. */
+/* Returns true when s is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). cJSON passes a body's bytes through
+ * unchecked; the database would refuse the document, so refuse it here by
+ * name instead. */
+static bool validate_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        int n;
+        unsigned lo = 0x80, hi = 0xBF; /* the range of the second byte */
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;          /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F;          /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;          /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F;          /* above U+10FFFF */
+        } else {
+            return false;
+        }
+        if (p[1] < lo || p[1] > hi)
+            return false;
+        for (int i = 2; i <= n; i++)
+            if (p[i] < 0x80 || p[i] > 0xBF)
+                return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+/* Checks one value under a container: a string must be UTF-8, a number
+ * finite (cJSON reads 1e400 as infinity, which prints as null). */
+static int validate_scalar(const cJSON *item, const char *path, char *err, size_t errlen)
+{
+    if (cJSON_IsString(item) && !validate_utf8(item->valuestring)) {
+        snprintf(err, errlen, "the string at \"%.200s\" is not valid UTF-8", path);
+        return -1;
+    }
+    if (cJSON_IsNumber(item) && !isfinite(item->valuedouble)) {
+        snprintf(err, errlen, "the number at \"%.200s\" is out of range", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks every key and value under node (whose path is path) recursively. */
 static int validate_keys(const cJSON *node, const char *path, int depth, char *err, size_t errlen)
 {
     if (depth > VALIDATE_MAX_DEPTH) {
@@ -49,6 +106,11 @@ static int validate_keys(const cJSON *node, const char *path, int depth, char *e
     cJSON_ArrayForEach(child, node) {
         char sub[512];
         if (cJSON_IsObject(node)) {
+            if (!validate_utf8(child->string)) {
+                snprintf(err, errlen, "a key at \"%.200s\" is not valid UTF-8",
+                         *path ? path : "(top level)");
+                return -1;
+            }
             if (validate_key_is_bad(child->string)) {
                 snprintf(err, errlen, "key \"%.200s\" at \"%.200s\" is not allowed: keys must be "
                          "non-empty, must not start with '$' and must not contain '.'",
@@ -60,6 +122,8 @@ static int validate_keys(const cJSON *node, const char *path, int depth, char *e
             snprintf(sub, sizeof sub, "%s[%d]", path, index);
         }
         index++;
+        if (validate_scalar(child, sub, err, errlen))
+            return -1;
         if ((cJSON_IsObject(child) || cJSON_IsArray(child)) &&
             validate_keys(child, sub, depth + 1, err, errlen))
             return -1;

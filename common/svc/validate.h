@@ -17,8 +17,9 @@ int validate_depth(const char *text, size_t len, char *err, size_t errlen);
 
 /* Returns 0 when body is a JSON object carrying every field spec requires
  * with its type, and no key (at any depth) that is empty, starts with '$',
- * contains '.', or is a reserved top-level key ("_id", "_meta"), and is no
- * deeper than VALIDATE_MAX_DEPTH. Otherwise returns -1 with a sentence in err
+ * contains '.', or is a reserved top-level key ("_id", "_meta"), whose keys
+ * and strings are valid UTF-8 and numbers finite, and that is no deeper than
+ * VALIDATE_MAX_DEPTH. Otherwise returns -1 with a sentence in err
  * naming the field or key and where it is ("payment.shipment.$where"). */
 int validate_body(const cJSON *body, const svc_spec *spec, char *err, size_t errlen);
 

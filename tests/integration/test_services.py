@@ -604,6 +604,7 @@ def chaos_admin_api_checks_token_and_every_field_and_never_half_applies(ctx):
         ({"reset": {"ms": 5}}, "reset has no field \"ms\""),
         ({"database": {"expires_s": -1}}, "database.expires_s"),
         ({"database": 1}, "database must be an object"),
+        (b'{"latency": {"ms": 5, "expires_s": 9}, "latency": {"ms": 6}}', 'fault "latency" is given twice'),
         # a good fault beside a bad one: nothing of it may be applied
         ({"error": {"fraction": 1}, "hang": {"max_ms": "x"}}, "hang.max_ms"),
     ]
