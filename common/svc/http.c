@@ -211,3 +211,102 @@ bool http_is_json(const char *content_type)
     return n > 17 && !strncasecmp(content_type, "application/", 12) &&
            !strncasecmp(content_type + n - 5, "+json", 5);
 }
+
+/* Returns true when s is 1*DIGIT with at most 18 digits (no sign, no list,
+ * no whitespace: a value strtoll() would read differently is refused). */
+static bool http_is_length(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n <= 18 && s[n] == '\0';
+}
+
+/* civetweb 1.15 parses a header line in place: it writes a NUL over the
+ * colon and over every space it skipped before the colon, and the value
+ * starts after the spaces that follow the colon. So more than one NUL
+ * between the end of the name and the value means "Name : value". */
+static bool http_space_before_colon(const struct mg_header *h)
+{
+    const char *p = h->name + strlen(h->name);
+    int nuls = 0;
+    while (p < h->value && *p == '\0') {
+        nuls++;
+        p++;
+    }
+    return nuls > 1;
+}
+
+/* The same in-place parse turns a line's CRLF into two NULs, so the next
+ * header's name starts two bytes after the end of this value; one byte
+ * means a bare LF, anything else a NUL inside the value or a folded line
+ * (obs-fold) that civetweb swallowed. After the last header the byte after
+ * the first NUL must be a NUL too (the LF of CRLF, or the last byte of the
+ * block): anything else is a line civetweb stopped at after a bare LF. A
+ * folded line right after a CRLF-ended last header cannot be seen: telling
+ * it from the end of the block would read the byte after it, which may lie
+ * past civetweb's buffer; civetweb ignores that line and all after it. */
+static bool http_line_ends_ok(const struct mg_request_info *ri, int i)
+{
+    const char *end = ri->http_headers[i].value + strlen(ri->http_headers[i].value);
+    if (i + 1 < ri->num_headers)
+        return ri->http_headers[i + 1].name == end + 2 && end[1] == '\0';
+    return end[1] == '\0';
+}
+
+int http_check_framing(const struct mg_request_info *ri, char *why, size_t len)
+{
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        snprintf(why, len, "too many header lines: at most %d are read", MG_MAX_HEADERS - 1);
+        return 431;
+    }
+    const char *cl = NULL, *te = NULL;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const struct mg_header *h = &ri->http_headers[i];
+        if (http_space_before_colon(h)) {
+            snprintf(why, len, "whitespace between the header name \"%.60s\" and its colon", h->name);
+            return 400;
+        }
+        if (!http_line_ends_ok(ri, i)) {
+            snprintf(why, len, "the header line \"%.60s\" does not end with CRLF "
+                     "(a bare LF, a NUL or a folded line)", h->name);
+            return 400;
+        }
+        if (!strcasecmp(h->name, "Content-Length")) {
+            if (cl) {
+                snprintf(why, len, "more than one Content-Length header (\"%.30s\" and \"%.30s\")",
+                         cl, h->value);
+                return 400;
+            }
+            cl = h->value;
+            if (!http_is_length(cl)) {
+                snprintf(why, len, "Content-Length must be digits only, got \"%.40s\"", cl);
+                return 400;
+            }
+        } else if (!strcasecmp(h->name, "Transfer-Encoding")) {
+            if (te) {
+                snprintf(why, len, "more than one Transfer-Encoding header");
+                return 400;
+            }
+            te = h->value;
+            if (strcasecmp(te, "chunked")) {
+                snprintf(why, len, "Transfer-Encoding must be \"chunked\" alone, got \"%.40s\"", te);
+                return 400;
+            }
+        }
+    }
+    if (cl && te) {
+        snprintf(why, len, "both Transfer-Encoding and Content-Length: the body's length is ambiguous");
+        return 400;
+    }
+    if (!cl && !te && ri->request_method &&
+        (!strcmp(ri->request_method, "POST") || !strcmp(ri->request_method, "PUT") ||
+         !strcmp(ri->request_method, "PATCH"))) {
+        snprintf(why, len, "a %s needs a Content-Length or Transfer-Encoding: chunked",
+                 ri->request_method);
+        return 411;
+    }
+    if (te && ri->http_version && strcmp(ri->http_version, "1.1")) {
+        snprintf(why, len, "Transfer-Encoding in an HTTP/%.8s request", ri->http_version);
+        return 400;
+    }
+    return 0;
+}

@@ -44,6 +44,21 @@ int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t 
  * when the whole body was consumed (the connection can be kept). */
 bool http_discard_body(struct mg_connection *conn, size_t max);
 
+/* Checks that the request's framing is unambiguous, before anything reads
+ * its body (RFC 9112 sections 5.1 and 6.3), on what civetweb 1.15 hands
+ * over: at most one Content-Length, made of digits only; at most one
+ * Transfer-Encoding, exactly "chunked", never beside a Content-Length nor
+ * in HTTP/1.0; no whitespace between a header's name and its colon
+ * (civetweb drops it silently: found from the NUL bytes it leaves in its
+ * buffer); every header line ended by CRLF; fewer header lines than
+ * civetweb keeps (MG_MAX_HEADERS; it ignores the rest without a word); a
+ * POST, PUT or PATCH states its length (a Content-Length hidden after a line
+ * civetweb stopped at must not turn the body into a second request).
+ * Returns 0 when the request may be served, else the status to answer: 400,
+ * 411 (no length), 431 (too many header lines), with a sentence naming the
+ * problem in why. This function can't fail. */
+int http_check_framing(const struct mg_request_info *ri, char *why, size_t len);
+
 /* Returns true when content_type names JSON: application/json or
  * application/(anything)+json, with any parameters. */
 bool http_is_json(const char *content_type);

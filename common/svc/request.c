@@ -79,16 +79,21 @@ static void request_done(struct mg_connection *conn, const char *route, int stat
 }
 
 /* Reads ?count=N into *n (0 when absent). Returns 0, or -1 when it is not a
- * non-negative integer. */
+ * non-negative integer or is given more than once (?count=1&count=-1 has no
+ * single meaning: a proxy may read the last where civetweb reads the first). */
 static int request_count(const struct mg_request_info *ri, int *n)
 {
     *n = 0;
     if (!ri->query_string)
         return 0;
     char buf[32];
-    int len = mg_get_var(ri->query_string, strlen(ri->query_string), "count", buf, sizeof buf);
+    size_t qlen = strlen(ri->query_string);
+    int len = mg_get_var(ri->query_string, qlen, "count", buf, sizeof buf);
     if (len == -1)
         return 0;
+    char second[32];
+    if (mg_get_var2(ri->query_string, qlen, "count", second, sizeof second, 1) != -1)
+        return -1;
     char *end = NULL;
     errno = 0;
     long v = strtol(buf, &end, 10);
@@ -334,7 +339,7 @@ static int create_parse(create_req *r)
     int n;
     if (request_count(ri, &n))
         return http_send_error(r->conn, 400, id, false,
-                               "query parameter \"count\" must be a non-negative integer");
+                               "query parameter \"count\" must be one non-negative integer");
     r->count = n + 1;
     char *text = NULL;
     size_t len = 0;
@@ -466,6 +471,20 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
         status = serve_root(rt, conn, &route);
     request_leave(rt);
     request_done(conn, route, status, t0);
+    return status;
+}
+
+int request_begin(struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char why[200];
+    int status = http_check_framing(ri, why, sizeof why);
+    if (!status)
+        return 0;
+    double t0 = now_s();
+    svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
+    http_send_error(conn, status, rt->cfg.id, true, "request framing refused: %s", why);
+    request_done(conn, "rejected", status, t0);
     return status;
 }
 

@@ -23,6 +23,13 @@ typedef struct svc_runtime {
  * obs_register(), so that its routes are in place first. rt must outlive ctx. */
 void request_register(struct mg_context *ctx, svc_runtime *rt);
 
+/* civetweb's begin_request callback, before any route's handler and before
+ * any body is read: a request whose framing is ambiguous
+ * (http_check_framing()) gets its 400 with a JSON error, the connection is
+ * closed after it, and nothing else runs. Returns the status sent, or 0 to
+ * let civetweb route the request. */
+int request_begin(struct mg_connection *conn);
+
 /* The breaker's fallback (a cb_fallback_fn): builds the degraded answer, a
  * cJSON object {"service","count","status":"degraded","reason","breaker"},
  * into *result. user is the svc_runtime. Returns 0, or -1 when out of memory. */

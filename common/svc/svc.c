@@ -177,6 +177,7 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     struct mg_callbacks callbacks;
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = svc_civetweb_log;
+    callbacks.begin_request = request_begin;
     struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
                                  .configuration_options = options };
     char text[256] = "";

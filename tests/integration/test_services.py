@@ -477,6 +477,138 @@ def malformed_http_and_hostile_bodies_never_crash_a_service(ctx):
     expect(all(meta(d).get("outcome") == "last" for d in stored), f"half-written documents: {stored}")
 
 
+# ---- request framing (RFC 9112 5.1, 6.3: the shapes behind request smuggling) ----------------
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def framing_shapes(body: bytes):
+    """(name, head lines after the request line, what follows the head, status) for every
+    ambiguous framing; each is followed on the same connection by SMUGGLED, which must
+    never be answered."""
+    n = len(body)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (n, body)
+    cl = b"Content-Length: %d" % n
+    te = b"Transfer-Encoding: chunked"
+    return [
+        ("two different Content-Length", [cl, b"Content-Length: %d" % (n + 5)], body + b"12345", 400),
+        ("the same Content-Length twice", [cl, cl], body, 400),
+        ("Content-Length list", [b"Content-Length: %d, %d" % (n, n)], body, 400),
+        ("Content-Length +N", [b"Content-Length: +%d" % n], body, 400),
+        ("Content-Length Njunk", [b"Content-Length: %djunk" % n], body, 400),
+        ("Content-Length with a space before the colon", [b"Content-Length : %d" % n], body, 400),
+        ("TE then CL, chunked body", [te, cl], chunked, 400),
+        ("TE then CL, plain body", [te, cl], body, 400),
+        ("CL then TE, chunked body", [cl, te], chunked, 400),
+        ("CL then TE, plain body", [cl, te], body, 400),
+        ("Transfer-Encoding with a space before the colon", [b"Transfer-Encoding : chunked"], chunked, 400),
+        ("TE with a space before the colon, then CL", [b"Transfer-Encoding : chunked", cl], chunked, 400),
+        ("TE identity and CL", [b"Transfer-Encoding: identity", cl], body, 400),
+        ("TE twice", [te, te], chunked, 400),
+        ("folded line hiding a Content-Length", [b"X-A: 1", b" folded", cl], body, 411),
+        ("64 header lines", [b"X-%d: 1" % i for i in range(63)] + [cl], body, 431),
+        ("bare LF between header lines", [b"X-A: 1\nX-B: 2", cl], body, 400),
+        ("POST with no length at all", [b"X-A: 1"], body, 411),
+    ]
+
+
+def framing_exchange(port, data: bytes, timeout=5.0):
+    """Sends data without half-closing; returns (bytes received, closed by the server)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        out, closed = b"", False
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True  # reset after the answer: closed all the same
+        return out, closed
+
+
+@test
+def ambiguous_framing_gets_400_closes_and_stores_nothing_on_every_route(ctx):
+    st = ctx.stack()
+    bodies = {"order": ORDER, "payment": PAYMENT, "shipment": SHIPMENT}
+    failures, started = [], []
+    for name, doc in bodies.items():
+        svc = st.service(name, env={"JUMPS": "1"})
+        started.append(svc)
+        body = json.dumps(doc).encode()
+        for route in ("/create", "/", "/health"):
+            for shape, lines, rest, want in framing_shapes(body):
+                method = b"POST" if route == "/create" else b"GET"
+                head = b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % (
+                    method, route.encode())
+                if want == 411 and route != "/create":
+                    continue  # only a body-carrying method can be told apart (docs/security.md)
+                data = head + b"\r\n".join(lines) + b"\r\n\r\n" + rest + SMUGGLED
+                out, closed = framing_exchange(svc.port, data)
+                where = f"{name} {route} {shape}"
+                status_line = out.split(b"\r\n", 1)[0]
+                if not status_line.startswith(b"HTTP/1.1 %d " % want):
+                    failures.append(f"{where}: answered {out[:200]!r}")
+                    continue
+                if out.count(b"HTTP/1.1 ") != 1:
+                    failures.append(f"{where}: a second answer was parsed from the leftovers: {out!r}")
+                if not closed:
+                    failures.append(f"{where}: the connection stayed open")
+                try:
+                    err = json.loads(out.partition(b"\r\n\r\n")[2])
+                    if "framing" not in err.get("error", "") or err.get("status") != want:
+                        failures.append(f"{where}: the error does not name the problem: {err}")
+                except ValueError:
+                    failures.append(f"{where}: not a JSON error: {out[:300]!r}")
+        expect(svc.ready(), f"{name} no longer answers")
+        # The service still serves a well-framed request afterwards.
+        r = http("POST", svc.url("/create"), doc)
+        expect(r.status == 200, f"{name}: a well-framed request after the refusals: {r}")
+    expect(not failures, f"{len(failures)} problems:\n" + "\n".join(failures[:30]))
+    for coll in ("orders", "payments", "shipments"):
+        docs = st.find(coll)
+        expect(len(docs) == 1, f"{coll}: {len(docs)} documents stored, only the well-framed one expected")
+    expect(not any("/smuggled" in svc.log() for svc in started), "a smuggled request reached a handler")
+
+
+@test
+def well_framed_chunked_and_length_requests_still_pass(ctx):
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    body = json.dumps(SHIPMENT).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for name, data in (
+            ("Content-Length", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)),
+            ("chunked", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked),
+            ("63 header lines", b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(62)) +
+             b"Connection: close\r\n\r\n")):
+        out, closed = framing_exchange(svc.port, data)
+        expect(out.startswith(b"HTTP/1.1 200 "), f"{name}: {out[:200]!r}")
+    expect(len(st.find("shipments")) == 2, "both well-framed bodies stored")
+
+
+@test
+def count_given_twice_is_refused(ctx):
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    for q in ("count=1&count=-1", "count=1&count=1", "count=2&x=1&count=3"):
+        r = http("POST", svc.url("/create?" + q), SHIPMENT)
+        expect(r.status == 400 and "count" in r.json()["error"], f"?{q}: {r}")
+    r = http("POST", svc.url("/create?count=2&other=1"), SHIPMENT)
+    expect(r.status == 200 and r.json()["count"] == 3, f"one count: {r}")
+    expect(len(st.find("shipments")) == 1, "only the request with one count stored")
+
+
 # ---- the wire ---------------------------------------------------------------------------------
 
 def strace_writes(pid: int, port: int, out: Path, action):
