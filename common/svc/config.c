@@ -106,7 +106,15 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->err_rate = 0.4;
     c->mongo_url = "mongodb://127.0.0.1:27017";
     c->mongo_timeout_ms = 1000;
-    c->threads = 32;
+    c->threads = 1024;
+    c->connection_queue = 64;
+    c->listen_backlog = 1024;
+    c->header_timeout_ms = 5000;
+    c->body_timeout_ms = 10000;
+    c->keep_alive_timeout_ms = 5000;
+    c->max_header_bytes = 16384;
+    c->max_body_bytes = 1024 * 1024;
+    c->thread_stack_kb = 512;
     c->cb_timeout_ms = 300;
     c->cb_reset_timeout_ms = 10000;
     c->cb_error_threshold = 50;
@@ -171,6 +179,23 @@ static int config_breaker(svc_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Reads the limits against slow and greedy clients. */
+static int config_limits(svc_config *c, char *err, size_t errlen)
+{
+    if (env_int("THREADS", 1, 8192, &c->threads, err, errlen) ||
+        env_int("CONNECTION_QUEUE", 1, 65536, &c->connection_queue, err, errlen) ||
+        env_int("LISTEN_BACKLOG", 1, 65535, &c->listen_backlog, err, errlen) ||
+        env_int("HEADER_TIMEOUT_MS", 100, 600000, &c->header_timeout_ms, err, errlen) ||
+        env_int("BODY_TIMEOUT_MS", 100, 600000, &c->body_timeout_ms, err, errlen) ||
+        env_int("KEEP_ALIVE_TIMEOUT_MS", 0, 600000, &c->keep_alive_timeout_ms, err, errlen) ||
+        env_int("MAX_HEADER_BYTES", 1024, 1024 * 1024, &c->max_header_bytes, err, errlen) ||
+        env_int("MAX_BODY_BYTES", 1, 256 * 1024 * 1024, &c->max_body_bytes, err, errlen) ||
+        env_int("THREAD_STACK_KB", 128, 65536, &c->thread_stack_kb, err, errlen))
+        return -1;
+    c->max_connections = c->threads + c->connection_queue;
+    return env_int("MAX_CONNECTIONS", 1, 1000000, &c->max_connections, err, errlen);
+}
+
 int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
 {
     config_defaults(c, spec);
@@ -182,7 +207,7 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
         env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
-        env_int("THREADS", 1, 1024, &c->threads, err, errlen))
+        config_limits(c, err, errlen))
         return -1;
     return config_breaker(c, err, errlen);
 }

@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,23 +152,60 @@ static int http_grow(char **buf, size_t *cap, size_t used, size_t limit)
     return 0;
 }
 
-int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len)
+/* Milliseconds on the monotonic clock. */
+static int64_t http_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* civetweb's mg_read() returns only when it has every byte asked for, or
+ * when the client has been silent for request_timeout_ms: a client sending
+ * a byte a second would hold it for as many seconds as bytes are asked. So
+ * the body is asked for in steps that start at one byte and double while a
+ * read comes back within HTTP_STEP_MS, and fall back to one byte when one
+ * does not: a fast or already buffered body costs a few calls more (about
+ * log2 of its size, no extra system call), and a slow one is seen at least
+ * every 2 * HTTP_STEP_MS, so that the deadline holds. */
+#define HTTP_STEP_MS 100
+
+/* Reads at most want bytes, in a step of *step bytes (adjusted as above).
+ * Returns mg_read()'s result. */
+static int http_read_step(struct mg_connection *conn, char *buf, size_t want, size_t *step)
+{
+    size_t ask = want < *step ? want : *step;
+    int64_t t0 = http_now_ms();
+    int n = mg_read(conn, buf, ask);
+    if (http_now_ms() - t0 < HTTP_STEP_MS) {
+        if (*step < (size_t)1 << 20)
+            *step *= 2;
+    } else {
+        *step = 1;
+    }
+    return n;
+}
+
+int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, char **out, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length > (long long)limit)
         return 413;
+    int64_t deadline = http_now_ms() + timeout_ms;
     size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 16384;
     char *buf = malloc(cap);
     if (!buf)
         return 500;
-    size_t used = 0;
+    size_t used = 0, step = 1;
     for (;;) {
         int rc = http_grow(&buf, &cap, used, limit);
+        if (!rc && http_now_ms() > deadline)
+            rc = 408;
         if (rc) {
             free(buf);
             return rc;
         }
-        int n = mg_read(conn, buf + used, cap - used - 1);
+        int n = http_read_step(conn, buf + used, cap - used - 1, &step);
         if (n < 0) {
             free(buf);
             return 400;
@@ -186,12 +224,13 @@ int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t 
     return 0;
 }
 
-bool http_discard_body(struct mg_connection *conn, size_t max)
+bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms)
 {
     char sink[16384];
-    size_t total = 0;
-    while (total <= max) {
-        int n = mg_read(conn, sink, sizeof sink);
+    size_t total = 0, step = 1;
+    int64_t deadline = http_now_ms() + timeout_ms;
+    while (total <= max && http_now_ms() <= deadline) {
+        int n = http_read_step(conn, sink, sizeof sink, &step);
         if (n <= 0)
             return n == 0;
         total += (size_t)n;

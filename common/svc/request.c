@@ -318,9 +318,10 @@ static int create_store(create_req *r)
  * still sending it reads the answer instead of a reset. */
 static int create_too_large(create_req *r)
 {
-    bool kept = http_discard_body(r->conn, 16 * HTTP_MAX_BODY);
-    return http_send_error(r->conn, 413, r->rt->cfg.id, !kept, "the body is larger than %d bytes",
-                           HTTP_MAX_BODY);
+    const svc_config *cfg = &r->rt->cfg;
+    bool kept = http_discard_body(r->conn, 16 * (size_t)cfg->max_body_bytes, cfg->body_timeout_ms);
+    return http_send_error(r->conn, 413, cfg->id, !kept, "the body is larger than %d bytes",
+                           cfg->max_body_bytes);
 }
 
 /* Reads, parses and checks the body into r->body. Returns 0 or the error
@@ -328,8 +329,9 @@ static int create_too_large(create_req *r)
 static int create_parse(create_req *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(r->conn);
-    const char *id = r->rt->cfg.id;
-    if (ri->content_length > HTTP_MAX_BODY)
+    const svc_config *cfg = &r->rt->cfg;
+    const char *id = cfg->id;
+    if (ri->content_length > cfg->max_body_bytes)
         return create_too_large(r);
     const char *type = mg_get_header(r->conn, "Content-Type");
     if (!http_is_json(type))
@@ -343,9 +345,12 @@ static int create_parse(create_req *r)
     r->count = n + 1;
     char *text = NULL;
     size_t len = 0;
-    int rc = http_read_body(r->conn, HTTP_MAX_BODY, &text, &len);
+    int rc = http_read_body(r->conn, (size_t)cfg->max_body_bytes, cfg->body_timeout_ms, &text, &len);
     if (rc == 413)
         return create_too_large(r);
+    if (rc == 408)
+        return http_send_error(r->conn, 408, id, true, "the body did not arrive within %d ms",
+                               cfg->body_timeout_ms);
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     char err[600];

@@ -609,6 +609,152 @@ def count_given_twice_is_refused(ctx):
     expect(len(st.find("shipments")) == 1, "only the request with one count stored")
 
 
+# ---- slow and greedy clients ----------------------------------------------------------------
+
+def raise_fd_limit(need: int):
+    """Raises this process's soft descriptor limit to need (at most the hard
+    limit); raises Skip when the hard limit is lower."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise Skip(f"ulimit -n: hard limit {hard} < {need}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def open_clients(port, n, first: bytes):
+    """n connections to port, each having sent first; the list of sockets."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        if first:
+            s.send(first)
+        socks.append(s)
+    return socks
+
+
+def trickle(socks, data: bytes):
+    """Sends data on every socket still open; returns how many took it."""
+    alive = 0
+    for s in socks:
+        try:
+            s.send(data)
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def dropped(s) -> bool:
+    """True when the server has closed s (EOF or reset, possibly after an answer)."""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def timed_get(port, path="/", timeout=5.0):
+    """(status or None, seconds) for one GET on a fresh connection."""
+    t0 = time.monotonic()
+    try:
+        r = http("GET", f"http://127.0.0.1:{port}{path}", timeout=timeout)
+        return r.status, time.monotonic() - t0
+    except OSError:
+        return None, time.monotonic() - t0
+
+
+@test
+def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
+    """200 clients trickling header lines and 200 sending a body a byte a
+    second hold no answer to a normal client past 1 s; the header tricklers
+    are dropped after HEADER_TIMEOUT_MS, the body tricklers after
+    BODY_TIMEOUT_MS."""
+    raise_fd_limit(4096)
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    header_timeout = 5.0   # the defaults, as README documents them
+    body_timeout = 10.0
+    heads = open_clients(svc.port, 200, b"GET / HTTP/1.1\r\nHost: x\r\n")
+    bodies = open_clients(svc.port, 200, b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                          b"application/json\r\nContent-Length: 1000\r\n\r\n{")
+    start = time.monotonic()
+    worst, samples, i = 0.0, 0, 0
+    try:
+        while time.monotonic() - start < header_timeout + 1:
+            trickle(heads, b"X-%d: 1\r\n" % i)
+            trickle(bodies, b" ")
+            i += 1
+            for _ in range(4):
+                status, took = timed_get(svc.port)
+                expect(status == 200, f"GET / with 400 slow clients: {status} after {took:.2f}s")
+                worst, samples = max(worst, took), samples + 1
+                r = http("POST", svc.url("/create"), SHIPMENT, timeout=5)
+                expect(r.status == 200 and r.elapsed < 1.0, f"POST /create with slow clients: {r}")
+                worst = max(worst, r.elapsed)
+                time.sleep(0.05)  # pacing of the trickle, not a readiness wait
+        print(f"    {samples} GET / and POST /create beside 400 slow clients: worst {worst * 1000:.0f} ms",
+              flush=True)
+        expect(worst < 1.0, f"a normal client waited {worst:.2f}s")
+        # The header tricklers kept sending but never finished: dropped by now.
+        wait_until(lambda: all(dropped(s) for s in heads), 3.0, "every header trickler dropped")
+        took = time.monotonic() - start
+        expect(took < header_timeout + 4, f"header tricklers dropped after {took:.1f}s")
+        wait_until(lambda: trickle(bodies, b" ") == 0 or all(dropped(s) for s in bodies),
+                   body_timeout + 5 - (time.monotonic() - start), "every body trickler dropped")
+        print(f"    header tricklers dropped within {took:.1f}s, body tricklers within "
+              f"{time.monotonic() - start:.1f}s", flush=True)
+    finally:
+        for s in heads + bodies:
+            s.close()
+    expect(svc.ready(), "the service answers after the slow clients")
+    docs = st.find("shipments")
+    expect(all(d.get("id") == "1" for d in docs), "a trickled body was stored")
+
+
+@test
+def a_connection_flood_is_answered_or_refused_quickly_and_recovers(ctx):
+    """1000 idle connections at once: a normal client is answered or refused
+    (503 with Retry-After, or a closed connection) within 2 s, never left
+    hanging; once the flood leaves, the service answers 200 again. With a
+    small MAX_CONNECTIONS, the connections over it get 503 at once."""
+    raise_fd_limit(4096)
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    flood = open_clients(svc.port, 1000, b"")
+    try:
+        outcomes = []
+        for _ in range(5):
+            status, took = timed_get(svc.port, timeout=5)
+            outcomes.append((status, took))
+            expect(took < 2.0 and status in (200, 503, None), f"during the flood: {status} after {took:.2f}s")
+        print(f"    during a flood of 1000: {[(s, round(t * 1000)) for s, t in outcomes]} (status, ms)",
+              flush=True)
+    finally:
+        for s in flood:
+            s.close()
+    wait_until(lambda: timed_get(svc.port)[0] == 200, 10, "200 again after the flood")
+    # The cap itself: 16 served, 4 waiting, the rest refused at once.
+    capped = st.service("payment", env={"JUMPS": "1", "THREADS": "16", "CONNECTION_QUEUE": "4"})
+    idle = open_clients(capped.port, 20, b"")
+    try:
+        t0 = time.monotonic()
+        out = raw_exchange(capped.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+        took = time.monotonic() - t0
+        expect(out.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: " in out and took < 1.0,
+               f"over MAX_CONNECTIONS: {out[:200]!r} after {took:.2f}s")
+        expect(b'"error"' in out, f"the 503 names the problem: {out!r}")
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: timed_get(capped.port)[0] == 200, 10, "200 again under the cap")
+
+
 # ---- the wire ---------------------------------------------------------------------------------
 
 def strace_writes(pid: int, port: int, out: Path, action):
