@@ -493,6 +493,13 @@ int request_begin(struct mg_connection *conn)
     return status;
 }
 
+int request_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+    svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
+    http_send_error(conn, status, rt->cfg.id, true, "%s", msg && *msg ? msg : "bad request");
+    return 0;
+}
+
 void request_register(struct mg_context *ctx, svc_runtime *rt)
 {
     mg_set_request_handler(ctx, "/create", handle_create, rt);

@@ -677,7 +677,7 @@ def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
     BODY_TIMEOUT_MS."""
     raise_fd_limit(4096)
     st = ctx.stack()
-    svc = st.service("shipment", env={"JUMPS": "1"})
+    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
     header_timeout = 5.0   # the defaults, as README documents them
     body_timeout = 10.0
     heads = open_clients(svc.port, 200, b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -725,7 +725,7 @@ def a_connection_flood_is_answered_or_refused_quickly_and_recovers(ctx):
     small MAX_CONNECTIONS, the connections over it get 503 at once."""
     raise_fd_limit(4096)
     st = ctx.stack()
-    svc = st.service("shipment", env={"JUMPS": "1"})
+    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
     flood = open_clients(svc.port, 1000, b"")
     try:
         outcomes = []
