@@ -28,6 +28,7 @@
 #include "log.h"
 
 #define CHAOS_MAX_BODY 16384
+#define CHAOS_BODY_TIMEOUT_MS 10000  /* a PUT's small body must arrive within this */
 #define CHAOS_MAX_MS 600000         /* latency, jitter, hang: at most 10 minutes */
 #define CHAOS_MAX_EXPIRES_S 86400   /* a fault lasts at most a day */
 #define CHAOS_HANG_DEFAULT_MS 60000
@@ -482,10 +483,13 @@ int chaos_serve(struct mg_connection *conn, const char *service)
         return http_send_error(conn, 415, service, false, "Content-Type must be application/json");
     char *text = NULL;
     size_t len = 0;
-    int rc = http_read_body(conn, CHAOS_MAX_BODY, &text, &len);
+    int rc = http_read_body(conn, CHAOS_MAX_BODY, CHAOS_BODY_TIMEOUT_MS, &text, &len);
     if (rc == 413)
         return http_send_error(conn, 413, service, true, "the body is larger than %d bytes",
                                CHAOS_MAX_BODY);
+    if (rc == 408)
+        return http_send_error(conn, 408, service, true, "the body did not arrive within %d ms",
+                               CHAOS_BODY_TIMEOUT_MS);
     if (rc)
         return http_send_error(conn, rc, service, true, "the body could not be read");
     cJSON *body = cJSON_ParseWithLength(text, len);

@@ -123,9 +123,17 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->err_rate = 0.4;
     c->mongo_url = "mongodb://127.0.0.1:27017";
     c->mongo_timeout_ms = 1000;
-    c->threads = 32;
     c->deadlines = true;
     c->deadline_margin_ms = 25;
+    c->threads = 1024;
+    c->connection_queue = 64;
+    c->listen_backlog = 1024;
+    c->header_timeout_ms = 5000;
+    c->body_timeout_ms = 10000;
+    c->keep_alive_timeout_ms = 5000;
+    c->max_header_bytes = 16384;
+    c->max_body_bytes = 1024 * 1024;
+    c->thread_stack_kb = 512;
     c->cb_timeout_ms = 300;
     c->cb_reset_timeout_ms = 10000;
     c->cb_error_threshold = 50;
@@ -203,6 +211,23 @@ static int config_breaker(svc_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Reads the limits against slow and greedy clients. */
+static int config_limits(svc_config *c, char *err, size_t errlen)
+{
+    if (env_int("THREADS", 1, 8192, &c->threads, err, errlen) ||
+        env_int("CONNECTION_QUEUE", 1, 65536, &c->connection_queue, err, errlen) ||
+        env_int("LISTEN_BACKLOG", 1, 65535, &c->listen_backlog, err, errlen) ||
+        env_int("HEADER_TIMEOUT_MS", 100, 600000, &c->header_timeout_ms, err, errlen) ||
+        env_int("BODY_TIMEOUT_MS", 100, 600000, &c->body_timeout_ms, err, errlen) ||
+        env_int("KEEP_ALIVE_TIMEOUT_MS", 0, 600000, &c->keep_alive_timeout_ms, err, errlen) ||
+        env_int("MAX_HEADER_BYTES", 1024, 1024 * 1024, &c->max_header_bytes, err, errlen) ||
+        env_int("MAX_BODY_BYTES", 1, 256 * 1024 * 1024, &c->max_body_bytes, err, errlen) ||
+        env_int("THREAD_STACK_KB", 128, 65536, &c->thread_stack_kb, err, errlen))
+        return -1;
+    c->max_connections = c->threads + c->connection_queue;
+    return env_int("MAX_CONNECTIONS", 1, 1000000, &c->max_connections, err, errlen);
+}
+
 int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
 {
     config_defaults(c, spec);
@@ -214,12 +239,15 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
         env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
-        env_int("THREADS", 1, 1024, &c->threads, err, errlen) ||
         env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
         env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen) ||
-        env_int("CHAIN_CONNECTIONS", 1, 1024, &c->chain_connections, err, errlen))
+        env_int("CHAIN_CONNECTIONS", 1, 1024, &c->chain_connections, err, errlen) ||
+        config_limits(c, err, errlen))
         return -1;
-    if (!c->chain_connections)
-        c->chain_connections = c->threads > 1 ? c->threads / 2 : 1;
+    if (!c->chain_connections) {
+        /* fewer than the next hop's threads, so it keeps threads for others */
+        int half = c->threads > 1 ? c->threads / 2 : 1;
+        c->chain_connections = half < 64 ? half : 64;
+    }
     return config_breaker(c, err, errlen);
 }

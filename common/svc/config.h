@@ -25,8 +25,19 @@ typedef struct svc_config {
     bool deadlines;              /* DEADLINE_PROPAGATION; on: honour and pass on X-Deadline-Ms */
     int deadline_margin_ms;      /* DEADLINE_MARGIN_MS; 25: kept back to answer in */
     bool log_snapshots;          /* LOG_SNAPSHOTS=1; off (one breaker snapshot per bucket) */
-    int threads;                 /* THREADS; 32 worker threads */
-    int chain_connections;       /* CHAIN_CONNECTIONS; THREADS / 2: connections to the next hop */
+    int chain_connections;       /* CHAIN_CONNECTIONS; THREADS / 2, at most 64: connections to the next hop */
+    /* limits against slow and greedy clients (docs/security.md) */
+    int threads;                 /* THREADS; 1024 worker threads: connections served at once */
+    int connection_queue;        /* CONNECTION_QUEUE; 64 accepted connections waiting for a worker */
+    int max_connections;         /* MAX_CONNECTIONS; THREADS + CONNECTION_QUEUE: more get 503 at accept */
+    int listen_backlog;          /* LISTEN_BACKLOG; 1024 connections the kernel holds before accept */
+    int header_timeout_ms;       /* HEADER_TIMEOUT_MS; 5000: a request's head must arrive within this
+                                    (also the longest wait for one read of a body) */
+    int body_timeout_ms;         /* BODY_TIMEOUT_MS; 10000: a request's body must arrive within this */
+    int keep_alive_timeout_ms;   /* KEEP_ALIVE_TIMEOUT_MS; 5000: an idle kept-alive connection is closed */
+    int max_header_bytes;        /* MAX_HEADER_BYTES; 16384: request line and headers */
+    int max_body_bytes;          /* MAX_BODY_BYTES; 1048576 */
+    int thread_stack_kb;         /* THREAD_STACK_KB; 512: stack of every thread the service starts */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
 
     /* the breaker, by default the original demo's options */

@@ -4,6 +4,7 @@
 #include "trace.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,23 +157,60 @@ static int http_grow(char **buf, size_t *cap, size_t used, size_t limit)
     return 0;
 }
 
-int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len)
+/* Milliseconds on the monotonic clock. */
+static int64_t http_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* civetweb's mg_read() returns only when it has every byte asked for, or
+ * when the client has been silent for request_timeout_ms: a client sending
+ * a byte a second would hold it for as many seconds as bytes are asked. So
+ * the body is asked for in steps that start at one byte and double while a
+ * read comes back within HTTP_STEP_MS, and fall back to one byte when one
+ * does not: a fast or already buffered body costs a few calls more (about
+ * log2 of its size, no extra system call), and a slow one is seen at least
+ * every 2 * HTTP_STEP_MS, so that the deadline holds. */
+#define HTTP_STEP_MS 100
+
+/* Reads at most want bytes, in a step of *step bytes (adjusted as above).
+ * Returns mg_read()'s result. */
+static int http_read_step(struct mg_connection *conn, char *buf, size_t want, size_t *step)
+{
+    size_t ask = want < *step ? want : *step;
+    int64_t t0 = http_now_ms();
+    int n = mg_read(conn, buf, ask);
+    if (http_now_ms() - t0 < HTTP_STEP_MS) {
+        if (*step < (size_t)1 << 20)
+            *step *= 2;
+    } else {
+        *step = 1;
+    }
+    return n;
+}
+
+int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, char **out, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length > (long long)limit)
         return 413;
+    int64_t deadline = http_now_ms() + timeout_ms;
     size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 16384;
     char *buf = malloc(cap);
     if (!buf)
         return 500;
-    size_t used = 0;
+    size_t used = 0, step = 1;
     for (;;) {
         int rc = http_grow(&buf, &cap, used, limit);
+        if (!rc && http_now_ms() > deadline)
+            rc = 408;
         if (rc) {
             free(buf);
             return rc;
         }
-        int n = mg_read(conn, buf + used, cap - used - 1);
+        int n = http_read_step(conn, buf + used, cap - used - 1, &step);
         if (n < 0) {
             free(buf);
             return 400;
@@ -191,12 +229,13 @@ int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t 
     return 0;
 }
 
-bool http_discard_body(struct mg_connection *conn, size_t max)
+bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms)
 {
     char sink[16384];
-    size_t total = 0;
-    while (total <= max) {
-        int n = mg_read(conn, sink, sizeof sink);
+    size_t total = 0, step = 1;
+    int64_t deadline = http_now_ms() + timeout_ms;
+    while (total <= max && http_now_ms() <= deadline) {
+        int n = http_read_step(conn, sink, sizeof sink, &step);
         if (n <= 0)
             return n == 0;
         total += (size_t)n;
@@ -215,4 +254,103 @@ bool http_is_json(const char *content_type)
         return true;
     return n > 17 && !strncasecmp(content_type, "application/", 12) &&
            !strncasecmp(content_type + n - 5, "+json", 5);
+}
+
+/* Returns true when s is 1*DIGIT with at most 18 digits (no sign, no list,
+ * no whitespace: a value strtoll() would read differently is refused). */
+static bool http_is_length(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n <= 18 && s[n] == '\0';
+}
+
+/* civetweb 1.15 parses a header line in place: it writes a NUL over the
+ * colon and over every space it skipped before the colon, and the value
+ * starts after the spaces that follow the colon. So more than one NUL
+ * between the end of the name and the value means "Name : value". */
+static bool http_space_before_colon(const struct mg_header *h)
+{
+    const char *p = h->name + strlen(h->name);
+    int nuls = 0;
+    while (p < h->value && *p == '\0') {
+        nuls++;
+        p++;
+    }
+    return nuls > 1;
+}
+
+/* The same in-place parse turns a line's CRLF into two NULs, so the next
+ * header's name starts two bytes after the end of this value; one byte
+ * means a bare LF, anything else a NUL inside the value or a folded line
+ * (obs-fold) that civetweb swallowed. After the last header the byte after
+ * the first NUL must be a NUL too (the LF of CRLF, or the last byte of the
+ * block): anything else is a line civetweb stopped at after a bare LF. A
+ * folded line right after a CRLF-ended last header cannot be seen: telling
+ * it from the end of the block would read the byte after it, which may lie
+ * past civetweb's buffer; civetweb ignores that line and all after it. */
+static bool http_line_ends_ok(const struct mg_request_info *ri, int i)
+{
+    const char *end = ri->http_headers[i].value + strlen(ri->http_headers[i].value);
+    if (i + 1 < ri->num_headers)
+        return ri->http_headers[i + 1].name == end + 2 && end[1] == '\0';
+    return end[1] == '\0';
+}
+
+int http_check_framing(const struct mg_request_info *ri, char *why, size_t len)
+{
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        snprintf(why, len, "too many header lines: at most %d are read", MG_MAX_HEADERS - 1);
+        return 431;
+    }
+    const char *cl = NULL, *te = NULL;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const struct mg_header *h = &ri->http_headers[i];
+        if (http_space_before_colon(h)) {
+            snprintf(why, len, "whitespace between the header name \"%.60s\" and its colon", h->name);
+            return 400;
+        }
+        if (!http_line_ends_ok(ri, i)) {
+            snprintf(why, len, "the header line \"%.60s\" does not end with CRLF "
+                     "(a bare LF, a NUL or a folded line)", h->name);
+            return 400;
+        }
+        if (!strcasecmp(h->name, "Content-Length")) {
+            if (cl) {
+                snprintf(why, len, "more than one Content-Length header (\"%.30s\" and \"%.30s\")",
+                         cl, h->value);
+                return 400;
+            }
+            cl = h->value;
+            if (!http_is_length(cl)) {
+                snprintf(why, len, "Content-Length must be digits only, got \"%.40s\"", cl);
+                return 400;
+            }
+        } else if (!strcasecmp(h->name, "Transfer-Encoding")) {
+            if (te) {
+                snprintf(why, len, "more than one Transfer-Encoding header");
+                return 400;
+            }
+            te = h->value;
+            if (strcasecmp(te, "chunked")) {
+                snprintf(why, len, "Transfer-Encoding must be \"chunked\" alone, got \"%.40s\"", te);
+                return 400;
+            }
+        }
+    }
+    if (cl && te) {
+        snprintf(why, len, "both Transfer-Encoding and Content-Length: the body's length is ambiguous");
+        return 400;
+    }
+    if (!cl && !te && ri->request_method &&
+        (!strcmp(ri->request_method, "POST") || !strcmp(ri->request_method, "PUT") ||
+         !strcmp(ri->request_method, "PATCH"))) {
+        snprintf(why, len, "a %s needs a Content-Length or Transfer-Encoding: chunked",
+                 ri->request_method);
+        return 411;
+    }
+    if (te && ri->http_version && strcmp(ri->http_version, "1.1")) {
+        snprintf(why, len, "Transfer-Encoding in an HTTP/%.8s request", ri->http_version);
+        return 400;
+    }
+    return 0;
 }

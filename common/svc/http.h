@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define HTTP_MAX_BODY (1024 * 1024)
-
 /* Sends one whole response in a single write (head and body together, so
  * that a kept-alive connection never waits on the client's delayed ACK):
  * status, Date, Content-Type type, Content-Length len, CORS, Cache-Control
@@ -34,15 +32,33 @@ int http_send_text(struct mg_connection *conn, int status, const char *text);
 /* Answers a CORS preflight (OPTIONS) for the methods in allow: 204. Returns 204. */
 int http_send_preflight(struct mg_connection *conn, const char *allow);
 
-/* Reads the request body, at most limit bytes, into a malloc'd NUL-terminated
- * buffer. Returns 0 and sets *out and *len; 413 when the body is larger than
- * limit; 400 when the connection broke; 500 when out of memory. */
-int http_read_body(struct mg_connection *conn, size_t limit, char **out, size_t *len);
+/* Reads the request body, at most limit bytes and for at most timeout_ms
+ * in all (a client sending a byte a second is cut off), into a malloc'd
+ * NUL-terminated buffer. Returns 0 and sets *out and *len; 413 when the body
+ * is larger than limit; 408 when it did not arrive in time; 400 when the
+ * connection broke; 500 when out of memory. */
+int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, char **out, size_t *len);
 
-/* Reads and drops what is left of the request body, up to max bytes, so
- * that an early error answer reaches a client still sending. Returns true
- * when the whole body was consumed (the connection can be kept). */
-bool http_discard_body(struct mg_connection *conn, size_t max);
+/* Reads and drops what is left of the request body, up to max bytes and for
+ * at most timeout_ms, so that an early error answer reaches a client still
+ * sending. Returns true when the whole body was consumed (the connection can
+ * be kept). */
+bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms);
+
+/* Checks that the request's framing is unambiguous, before anything reads
+ * its body (RFC 9112 sections 5.1 and 6.3), on what civetweb 1.15 hands
+ * over: at most one Content-Length, made of digits only; at most one
+ * Transfer-Encoding, exactly "chunked", never beside a Content-Length nor
+ * in HTTP/1.0; no whitespace between a header's name and its colon
+ * (civetweb drops it silently: found from the NUL bytes it leaves in its
+ * buffer); every header line ended by CRLF; fewer header lines than
+ * civetweb keeps (MG_MAX_HEADERS; it ignores the rest without a word); a
+ * POST, PUT or PATCH states its length (a Content-Length hidden after a line
+ * civetweb stopped at must not turn the body into a second request).
+ * Returns 0 when the request may be served, else the status to answer: 400,
+ * 411 (no length), 431 (too many header lines), with a sentence naming the
+ * problem in why. This function can't fail. */
+int http_check_framing(const struct mg_request_info *ri, char *why, size_t len);
 
 /* Returns true when content_type names JSON: application/json or
  * application/(anything)+json, with any parameters. */

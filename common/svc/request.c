@@ -80,6 +80,8 @@ static void request_done(struct mg_connection *conn, const char *route, int stat
     obs_record_request(route, status, seconds);
 }
 
+/* A count given more than once (?count=1&count=-1) has no single meaning:
+ * a proxy may read the last where civetweb reads the first, so it is refused. */
 int request_parse_count(const char *query, size_t len, int *n)
 {
     *n = 0;
@@ -89,6 +91,9 @@ int request_parse_count(const char *query, size_t len, int *n)
     int got = mg_get_var(query, len, "count", buf, sizeof buf);
     if (got == -1)
         return 0;
+    char second[32];
+    if (mg_get_var2(query, len, "count", second, sizeof second, 1) != -1)
+        return -1;
     char *end = NULL;
     errno = 0;
     long v = strtol(buf, &end, 10);
@@ -398,9 +403,10 @@ static int create_store(create_req *r)
  * still sending it reads the answer instead of a reset. */
 static int create_too_large(create_req *r)
 {
-    bool kept = http_discard_body(r->conn, 16 * HTTP_MAX_BODY);
-    return http_send_error(r->conn, 413, r->rt->cfg.id, !kept, "the body is larger than %d bytes",
-                           HTTP_MAX_BODY);
+    const svc_config *cfg = &r->rt->cfg;
+    bool kept = http_discard_body(r->conn, 16 * (size_t)cfg->max_body_bytes, cfg->body_timeout_ms);
+    return http_send_error(r->conn, 413, cfg->id, !kept, "the body is larger than %d bytes",
+                           cfg->max_body_bytes);
 }
 
 /* Reads, parses and checks the body into r->body. Returns 0 or the error
@@ -408,8 +414,9 @@ static int create_too_large(create_req *r)
 static int create_parse(create_req *r)
 {
     const struct mg_request_info *ri = mg_get_request_info(r->conn);
-    const char *id = r->rt->cfg.id;
-    if (ri->content_length > HTTP_MAX_BODY)
+    const svc_config *cfg = &r->rt->cfg;
+    const char *id = cfg->id;
+    if (ri->content_length > cfg->max_body_bytes)
         return create_too_large(r);
     const char *type = mg_get_header(r->conn, "Content-Type");
     if (!http_is_json(type))
@@ -420,13 +427,16 @@ static int create_parse(create_req *r)
     if (request_parse_count(ri->query_string,
                             ri->query_string ? strlen(ri->query_string) : 0, &n))
         return http_send_error(r->conn, 400, id, false,
-                               "query parameter \"count\" must be a non-negative integer");
+                               "query parameter \"count\" must be one non-negative integer");
     r->count = n + 1;
     char *text = NULL;
     size_t len = 0;
-    int rc = http_read_body(r->conn, HTTP_MAX_BODY, &text, &len);
+    int rc = http_read_body(r->conn, (size_t)cfg->max_body_bytes, cfg->body_timeout_ms, &text, &len);
     if (rc == 413)
         return create_too_large(r);
+    if (rc == 408)
+        return http_send_error(r->conn, 408, id, true, "the body did not arrive within %d ms",
+                               cfg->body_timeout_ms);
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     char err[600];
@@ -594,6 +604,27 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
     request_done(conn, route, status, t0);
     trace_end();
     return status;
+}
+
+int request_begin(struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char why[200];
+    int status = http_check_framing(ri, why, sizeof why);
+    if (!status)
+        return 0;
+    double t0 = now_s();
+    svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
+    http_send_error(conn, status, rt->cfg.id, true, "request framing refused: %s", why);
+    request_done(conn, "rejected", status, t0);
+    return status;
+}
+
+int request_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+    svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
+    http_send_error(conn, status, rt->cfg.id, true, "%s", msg && *msg ? msg : "bad request");
+    return 0;
 }
 
 void request_register(struct mg_context *ctx, svc_runtime *rt)

@@ -11,7 +11,8 @@
 
 /* Reads "count" from the query string (len bytes, not necessarily
  * NUL-terminated; NULL = no query string) into *n, 0 when absent. Returns 0,
- * or -1 when it is present and not an integer in 0..INT_MAX-1. */
+ * or -1 when it is present and not an integer in 0..INT_MAX-1, or given
+ * more than once. */
 int request_parse_count(const char *query, size_t len, int *n);
 
 /* Parses a body of len bytes (not necessarily NUL-terminated) and checks it

@@ -23,6 +23,20 @@ typedef struct svc_runtime {
  * obs_register(), so that its routes are in place first. rt must outlive ctx. */
 void request_register(struct mg_context *ctx, svc_runtime *rt);
 
+/* civetweb's begin_request callback, before any route's handler and before
+ * any body is read: a request whose framing is ambiguous
+ * (http_check_framing()) gets its 400 with a JSON error, the connection is
+ * closed after it, and nothing else runs. Returns the status sent, or 0 to
+ * let civetweb route the request. */
+int request_begin(struct mg_connection *conn);
+
+/* civetweb's http_error callback: the errors civetweb finds itself (a
+ * request line or header it cannot parse, a head larger than
+ * MAX_HEADER_BYTES, a Transfer-Encoding it does not know, a head cut off by
+ * HEADER_TIMEOUT_MS) are answered like ours, a JSON error, and the
+ * connection is closed. Returns 0 (handled). */
+int request_http_error(struct mg_connection *conn, int status, const char *msg);
+
 /* The breaker's fallback (a cb_fallback_fn): builds the degraded answer, a
  * cJSON object {"service","count","status":"degraded","reason","breaker"},
  * into *result. user is the svc_runtime. Returns 0, or -1 when out of memory. */

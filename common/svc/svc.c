@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "chaos.h"
+#include "guard.h"
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
@@ -158,16 +160,25 @@ static int svc_civetweb_log(const struct mg_connection *conn, const char *messag
     return 1;
 }
 
-/* Starts civetweb on the configured port with the routes. NULL after logging why. */
+/* Starts civetweb on the configured port with the routes, its limits from
+ * the configuration, and the accept-time cap (guard.c). NULL after logging why. */
 static struct mg_context *svc_http_start(svc_runtime *rt)
 {
-    char port[16], threads[16];
-    snprintf(port, sizeof port, "%d", rt->cfg.port);
-    snprintf(threads, sizeof threads, "%d", rt->cfg.threads);
+    const svc_config *c = &rt->cfg;
+    char port[16], threads[16], queue[16], backlog[16], header_ms[16], keep_ms[16], head_max[16];
+    snprintf(port, sizeof port, "%d", c->port);
+    snprintf(threads, sizeof threads, "%d", c->threads);
+    snprintf(queue, sizeof queue, "%d", c->connection_queue);
+    snprintf(backlog, sizeof backlog, "%d", c->listen_backlog);
+    snprintf(header_ms, sizeof header_ms, "%d", c->header_timeout_ms);
+    snprintf(keep_ms, sizeof keep_ms, "%d", c->keep_alive_timeout_ms);
+    snprintf(head_max, sizeof head_max, "%d", c->max_header_bytes);
     const char *options[] = {
         "listening_ports", port, "num_threads", threads,
-        "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000",
-        "request_timeout_ms", "30000", "access_control_allow_origin", "*",
+        "connection_queue", queue, "listen_backlog", backlog,
+        "enable_keep_alive", "yes", "keep_alive_timeout_ms", keep_ms,
+        "request_timeout_ms", header_ms, "max_request_size", head_max,
+        "access_control_allow_origin", "*",
         /* Answers leave in one write; never hold a small one back (Nagle). */
         "tcp_nodelay", "1",
         NULL
@@ -175,6 +186,10 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     struct mg_callbacks callbacks;
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = svc_civetweb_log;
+    callbacks.begin_request = request_begin;
+    callbacks.http_error = request_http_error;
+    callbacks.connection_closed = guard_closed;
+    guard_init(c->max_connections, 1, c->id);
     struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
                                  .configuration_options = options };
     char text[256] = "";
@@ -182,7 +197,8 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     struct mg_error_data error = { .code = &code, .text = text, .text_buffer_size = sizeof text };
     struct mg_context *ctx = mg_start2(&init, &error);
     if (!ctx) {
-        log_message(true, "PORT %d: cannot listen: %s", rt->cfg.port, text);
+        guard_init(0, 0, c->id);
+        log_message(true, "PORT %d: cannot listen: %s", c->port, text);
         return NULL;
     }
     obs_register(ctx);
@@ -291,11 +307,44 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     return 0;
 }
 
+/* Gives every thread started from now on (civetweb's workers above all) a
+ * stack of THREAD_STACK_KB (not under ThreadSanitizer), and raises the soft limit on descriptors to what
+ * MAX_CONNECTIONS needs (one per connection, plus the database pool, the
+ * next hop and the log), at most to the hard limit; says so when that is
+ * short. */
+static void svc_prepare_limits(const svc_config *c)
+{
+    pthread_attr_t attr;
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer cannot start threads on small stacks: keep the default. */
+    if (0) {
+#else
+    if (pthread_attr_init(&attr) == 0) {
+#endif
+        if (pthread_attr_setstacksize(&attr, (size_t)c->thread_stack_kb * 1024) ||
+            pthread_setattr_default_np(&attr))
+            log_message(true, "THREAD_STACK_KB=%d: cannot set the default stack size",
+                        c->thread_stack_kb);
+        pthread_attr_destroy(&attr);
+    }
+    struct rlimit rl;
+    rlim_t need = (rlim_t)c->max_connections + (rlim_t)c->threads + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        log_message(true, "open files limited to %llu (hard limit), MAX_CONNECTIONS=%d needs %llu; "
+                    "raise ulimit -n", (unsigned long long)rl.rlim_cur, c->max_connections,
+                    (unsigned long long)need);
+}
+
 /* Everything after configuration: libraries, pool, breakers, server. */
 static int svc_run(svc_runtime *rt, const sigset_t *set)
 {
     char err[512];
     int code = 1;
+    svc_prepare_limits(&rt->cfg);
     if (chain_global_init(rt->cfg.chain_connections)) {
         log_message(true, "cannot initialise libcurl");
         return 1;

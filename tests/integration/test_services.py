@@ -482,6 +482,284 @@ def malformed_http_and_hostile_bodies_never_crash_a_service(ctx):
     expect(all(meta(d).get("outcome") == "last" for d in stored), f"half-written documents: {stored}")
 
 
+# ---- request framing (RFC 9112 5.1, 6.3: the shapes behind request smuggling) ----------------
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def framing_shapes(body: bytes):
+    """(name, head lines after the request line, what follows the head, status) for every
+    ambiguous framing; each is followed on the same connection by SMUGGLED, which must
+    never be answered."""
+    n = len(body)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (n, body)
+    cl = b"Content-Length: %d" % n
+    te = b"Transfer-Encoding: chunked"
+    return [
+        ("two different Content-Length", [cl, b"Content-Length: %d" % (n + 5)], body + b"12345", 400),
+        ("the same Content-Length twice", [cl, cl], body, 400),
+        ("Content-Length list", [b"Content-Length: %d, %d" % (n, n)], body, 400),
+        ("Content-Length +N", [b"Content-Length: +%d" % n], body, 400),
+        ("Content-Length Njunk", [b"Content-Length: %djunk" % n], body, 400),
+        ("Content-Length with a space before the colon", [b"Content-Length : %d" % n], body, 400),
+        ("TE then CL, chunked body", [te, cl], chunked, 400),
+        ("TE then CL, plain body", [te, cl], body, 400),
+        ("CL then TE, chunked body", [cl, te], chunked, 400),
+        ("CL then TE, plain body", [cl, te], body, 400),
+        ("Transfer-Encoding with a space before the colon", [b"Transfer-Encoding : chunked"], chunked, 400),
+        ("TE with a space before the colon, then CL", [b"Transfer-Encoding : chunked", cl], chunked, 400),
+        ("TE identity and CL", [b"Transfer-Encoding: identity", cl], body, 400),
+        ("TE twice", [te, te], chunked, 400),
+        ("folded line hiding a Content-Length", [b"X-A: 1", b" folded", cl], body, 411),
+        ("64 header lines", [b"X-%d: 1" % i for i in range(63)] + [cl], body, 431),
+        ("bare LF between header lines", [b"X-A: 1\nX-B: 2", cl], body, 400),
+        ("POST with no length at all", [b"X-A: 1"], body, 411),
+    ]
+
+
+def framing_exchange(port, data: bytes, timeout=5.0):
+    """Sends data without half-closing; returns (bytes received, closed by the server)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        out, closed = b"", False
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True  # reset after the answer: closed all the same
+        return out, closed
+
+
+@test
+def ambiguous_framing_gets_400_closes_and_stores_nothing_on_every_route(ctx):
+    st = ctx.stack()
+    bodies = {"order": ORDER, "payment": PAYMENT, "shipment": SHIPMENT}
+    failures, started = [], []
+    for name, doc in bodies.items():
+        svc = st.service(name, env={"JUMPS": "1"})
+        started.append(svc)
+        body = json.dumps(doc).encode()
+        for route in ("/create", "/", "/health"):
+            for shape, lines, rest, want in framing_shapes(body):
+                method = b"POST" if route == "/create" else b"GET"
+                head = b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % (
+                    method, route.encode())
+                if want == 411 and route != "/create":
+                    continue  # only a body-carrying method can be told apart (docs/security.md)
+                data = head + b"\r\n".join(lines) + b"\r\n\r\n" + rest + SMUGGLED
+                out, closed = framing_exchange(svc.port, data)
+                where = f"{name} {route} {shape}"
+                status_line = out.split(b"\r\n", 1)[0]
+                if not status_line.startswith(b"HTTP/1.1 %d " % want):
+                    failures.append(f"{where}: answered {out[:200]!r}")
+                    continue
+                if out.count(b"HTTP/1.1 ") != 1:
+                    failures.append(f"{where}: a second answer was parsed from the leftovers: {out!r}")
+                if not closed:
+                    failures.append(f"{where}: the connection stayed open")
+                try:
+                    err = json.loads(out.partition(b"\r\n\r\n")[2])
+                    if "framing" not in err.get("error", "") or err.get("status") != want:
+                        failures.append(f"{where}: the error does not name the problem: {err}")
+                except ValueError:
+                    failures.append(f"{where}: not a JSON error: {out[:300]!r}")
+        expect(svc.ready(), f"{name} no longer answers")
+        # The service still serves a well-framed request afterwards.
+        r = http("POST", svc.url("/create"), doc)
+        expect(r.status == 200, f"{name}: a well-framed request after the refusals: {r}")
+    expect(not failures, f"{len(failures)} problems:\n" + "\n".join(failures[:30]))
+    for coll in ("orders", "payments", "shipments"):
+        docs = st.find(coll)
+        expect(len(docs) == 1, f"{coll}: {len(docs)} documents stored, only the well-framed one expected")
+    expect(not any("/smuggled" in svc.log() for svc in started), "a smuggled request reached a handler")
+
+
+@test
+def well_framed_chunked_and_length_requests_still_pass(ctx):
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    body = json.dumps(SHIPMENT).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for name, data in (
+            ("Content-Length", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)),
+            ("chunked", b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked),
+            ("63 header lines", b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(62)) +
+             b"Connection: close\r\n\r\n")):
+        out, closed = framing_exchange(svc.port, data)
+        expect(out.startswith(b"HTTP/1.1 200 "), f"{name}: {out[:200]!r}")
+    expect(len(st.find("shipments")) == 2, "both well-framed bodies stored")
+
+
+@test
+def count_given_twice_is_refused(ctx):
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1"})
+    for q in ("count=1&count=-1", "count=1&count=1", "count=2&x=1&count=3"):
+        r = http("POST", svc.url("/create?" + q), SHIPMENT)
+        expect(r.status == 400 and "count" in r.json()["error"], f"?{q}: {r}")
+    r = http("POST", svc.url("/create?count=2&other=1"), SHIPMENT)
+    expect(r.status == 200 and r.json()["count"] == 3, f"one count: {r}")
+    expect(len(st.find("shipments")) == 1, "only the request with one count stored")
+
+
+# ---- slow and greedy clients ----------------------------------------------------------------
+
+def raise_fd_limit(need: int):
+    """Raises this process's soft descriptor limit to need (at most the hard
+    limit); raises Skip when the hard limit is lower."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise Skip(f"ulimit -n: hard limit {hard} < {need}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def open_clients(port, n, first: bytes):
+    """n connections to port, each having sent first; the list of sockets."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        if first:
+            s.send(first)
+        socks.append(s)
+    return socks
+
+
+def trickle(socks, data: bytes):
+    """Sends data on every socket still open; returns how many took it."""
+    alive = 0
+    for s in socks:
+        try:
+            s.send(data)
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def dropped(s) -> bool:
+    """True when the server has closed s (EOF or reset, possibly after an answer)."""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def timed_get(port, path="/", timeout=5.0):
+    """(status or None, seconds) for one GET on a fresh connection."""
+    t0 = time.monotonic()
+    try:
+        r = http("GET", f"http://127.0.0.1:{port}{path}", timeout=timeout)
+        return r.status, time.monotonic() - t0
+    except OSError:
+        return None, time.monotonic() - t0
+
+
+@test
+def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
+    """200 clients trickling header lines and 200 sending a body a byte a
+    second hold no answer to a normal client past 1 s; the header tricklers
+    are dropped after HEADER_TIMEOUT_MS, the body tricklers after
+    BODY_TIMEOUT_MS."""
+    raise_fd_limit(4096)
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
+    header_timeout = 5.0   # the defaults, as README documents them
+    body_timeout = 10.0
+    heads = open_clients(svc.port, 200, b"GET / HTTP/1.1\r\nHost: x\r\n")
+    bodies = open_clients(svc.port, 200, b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                          b"application/json\r\nContent-Length: 1000\r\n\r\n{")
+    start = time.monotonic()
+    worst, samples, i = 0.0, 0, 0
+    try:
+        while time.monotonic() - start < header_timeout + 1:
+            trickle(heads, b"X-%d: 1\r\n" % i)
+            trickle(bodies, b" ")
+            i += 1
+            for _ in range(4):
+                status, took = timed_get(svc.port)
+                expect(status == 200, f"GET / with 400 slow clients: {status} after {took:.2f}s")
+                worst, samples = max(worst, took), samples + 1
+                r = http("POST", svc.url("/create"), SHIPMENT, timeout=5)
+                expect(r.status == 200 and r.elapsed < 1.0, f"POST /create with slow clients: {r}")
+                worst = max(worst, r.elapsed)
+                time.sleep(0.05)  # pacing of the trickle, not a readiness wait
+        print(f"    {samples} GET / and POST /create beside 400 slow clients: worst {worst * 1000:.0f} ms",
+              flush=True)
+        expect(worst < 1.0, f"a normal client waited {worst:.2f}s")
+        # The header tricklers kept sending but never finished: dropped by now.
+        wait_until(lambda: all(dropped(s) for s in heads), 3.0, "every header trickler dropped")
+        took = time.monotonic() - start
+        expect(took < header_timeout + 4, f"header tricklers dropped after {took:.1f}s")
+        wait_until(lambda: trickle(bodies, b" ") == 0 or all(dropped(s) for s in bodies),
+                   body_timeout + 5 - (time.monotonic() - start), "every body trickler dropped")
+        print(f"    header tricklers dropped within {took:.1f}s, body tricklers within "
+              f"{time.monotonic() - start:.1f}s", flush=True)
+    finally:
+        for s in heads + bodies:
+            s.close()
+    expect(svc.ready(), "the service answers after the slow clients")
+    docs = st.find("shipments")
+    expect(all(d.get("id") == "1" for d in docs), "a trickled body was stored")
+
+
+@test
+def a_connection_flood_is_answered_or_refused_quickly_and_recovers(ctx):
+    """1000 idle connections at once: a normal client is answered or refused
+    (503 with Retry-After, or a closed connection) within 2 s, never left
+    hanging; once the flood leaves, the service answers 200 again. With a
+    small MAX_CONNECTIONS, the connections over it get 503 at once."""
+    raise_fd_limit(4096)
+    st = ctx.stack()
+    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
+    flood = open_clients(svc.port, 1000, b"")
+    try:
+        outcomes = []
+        for _ in range(5):
+            status, took = timed_get(svc.port, timeout=5)
+            outcomes.append((status, took))
+            expect(took < 2.0 and status in (200, 503, None), f"during the flood: {status} after {took:.2f}s")
+        print(f"    during a flood of 1000: {[(s, round(t * 1000)) for s, t in outcomes]} (status, ms)",
+              flush=True)
+    finally:
+        for s in flood:
+            s.close()
+    wait_until(lambda: timed_get(svc.port)[0] == 200, 10, "200 again after the flood")
+    # The cap itself: 16 served, 4 waiting, the rest refused at once.
+    capped = st.service("payment", env={"JUMPS": "1", "THREADS": "16", "CONNECTION_QUEUE": "4"})
+    idle = open_clients(capped.port, 20, b"")
+    try:
+        t0 = time.monotonic()
+        out = raw_exchange(capped.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+        took = time.monotonic() - t0
+        expect(out.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: " in out and took < 1.0,
+               f"over MAX_CONNECTIONS: {out[:200]!r} after {took:.2f}s")
+        expect(b'"error"' in out, f"the 503 names the problem: {out!r}")
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: timed_get(capped.port)[0] == 200, 10, "200 again under the cap")
+
+
 # ---- the wire ---------------------------------------------------------------------------------
 
 def strace_writes(pid: int, port: int, out: Path, action):
