@@ -95,12 +95,15 @@ static int send_error(struct mg_connection *conn, int status, const char *messag
     return status;
 }
 
-/* Answers a CORS preflight: 204 with the methods and headers we accept. */
-static int send_preflight(struct mg_connection *conn, const char *methods)
+/* Answers a CORS preflight: 204 with the methods and headers we accept,
+ * for origin ("*" or one origin). */
+static int send_preflight_for(struct mg_connection *conn, const char *methods, const char *origin)
 {
     mg_response_header_start(conn, 204);
     obs_add_date_header(conn);
-    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", origin, -1);
+    if (strcmp(origin, "*"))
+        mg_response_header_add(conn, "Vary", "Origin", -1);
     mg_response_header_add(conn, "Access-Control-Allow-Methods", methods, -1);
     mg_response_header_add(conn, "Access-Control-Allow-Headers",
                            "Authorization, X-Admin-Token, Content-Type", -1);
@@ -108,6 +111,12 @@ static int send_preflight(struct mg_connection *conn, const char *methods)
     mg_response_header_add(conn, "Content-Length", "0", -1);
     mg_response_header_send(conn);
     return 204;
+}
+
+/* Answers a CORS preflight for the read-only routes: every origin. */
+static int send_preflight(struct mg_connection *conn, const char *methods)
+{
+    return send_preflight_for(conn, methods, "*");
 }
 
 /* ---- the breaker listener ------------------------------------------------ */
@@ -329,23 +338,71 @@ static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
     return rc;
 }
 
-/* POST /breaker/open or /breaker/close: forces the state by hand. */
+/* The origin an admin answer may name in Access-Control-Allow-Origin: the
+ * configured ADMIN_ALLOWED_ORIGIN when the request comes from exactly that
+ * origin, else NULL (no CORS header: another origin's page cannot read the
+ * answer, and its preflight fails, so it cannot send the token at all). */
+static const char *admin_origin(struct mg_connection *conn)
+{
+    const char *origin = mg_get_header(conn, "Origin");
+    if (!obs_g.admin_origin || !origin || strcmp(origin, obs_g.admin_origin))
+        return NULL;
+    return obs_g.admin_origin;
+}
+
+/* Sends an admin answer: JSON text (freed), never cached, CORS as admin_origin(). */
+static int send_admin(struct mg_connection *conn, int status, char *text)
+{
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        return http_send_cors(conn, 500, "application/json", "no-store", oom, sizeof oom - 1, false,
+                              admin_origin(conn));
+    }
+    http_send_cors(conn, status, "application/json", "no-store", text, strlen(text), false,
+                   admin_origin(conn));
+    free(text);
+    return status;
+}
+
+/* Sends an admin error: {"error", "status", "service"}, CORS as admin_origin(). */
+static int send_admin_error(struct mg_connection *conn, int status, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", message);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "service", obs_g.service ? obs_g.service : "");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_admin(conn, status, text);
+}
+
+/* POST /breaker/open or /breaker/close: forces the state by hand. Cross-origin
+ * calls only from ADMIN_ALLOWED_ORIGIN (see admin_origin()). */
 static int handle_admin(struct mg_connection *conn, const char *action)
 {
     if (!obs_g.admin_token)
-        return send_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
+        return send_admin_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
     const char *method = mg_get_request_info(conn)->request_method;
-    if (strcmp(method, "OPTIONS") == 0)
-        return send_preflight(conn, "POST, OPTIONS");
+    if (strcmp(method, "OPTIONS") == 0) {
+        const char *origin = admin_origin(conn);
+        if (!origin)
+            return send_admin_error(conn, 403, "cross-origin calls to the admin routes are refused "
+                                    "(ADMIN_ALLOWED_ORIGIN names the one origin allowed)");
+        return send_preflight_for(conn, "POST, OPTIONS", origin);
+    }
     const char *token = request_token(conn);
     if (!token || !equal_constant_time(token, obs_g.admin_token))
-        return send_error(conn, 401, "missing or wrong admin token");
+        return send_admin_error(conn, 401, "missing or wrong admin token");
     if (strcmp(method, "POST") != 0)
-        return send_error(conn, 405, "use POST");
-    int status;
-    obs_breaker *ob = requested_breaker(conn, &status);
+        return send_admin_error(conn, 405, "use POST");
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char name[256] = "";
+    if (qs && mg_get_var(qs, strlen(qs), "name", name, sizeof name) < -1)
+        return send_admin_error(conn, 400, "the name parameter is too long");
+    obs_breaker *ob = obs_breaker_named(name);
     if (!ob)
-        return status;
+        return send_admin_error(conn, 404, name[0] ? "no breaker of that name; GET /health lists them"
+                                                   : "this service has no breaker");
     int rc;
     if (strcmp(action, "open") == 0) {
         rc = cb_force(ob->cb, CB_FORCE_OPEN);
@@ -355,8 +412,8 @@ static int handle_admin(struct mg_connection *conn, const char *action)
             rc = cb_close(ob->cb);
     }
     if (rc != CB_OK)
-        return send_error(conn, 409, cb_strerror(rc));
-    return send_export(conn, ob->cb, 200);
+        return send_admin_error(conn, 409, cb_strerror(rc));
+    return send_admin(conn, 200, cb_export_json(ob->cb));
 }
 
 /* GET /breaker, POST /breaker/open, POST /breaker/close. */
@@ -395,7 +452,9 @@ int obs_init(const obs_source *src)
     obs_g.service = strdup(src->service ? src->service : "service");
     obs_g.db_name = dup_or_null(src->db_name);
     obs_g.admin_token = (src->admin_token && *src->admin_token) ? strdup(src->admin_token) : NULL;
+    obs_g.admin_origin = dup_or_null(src->admin_origin);
     if (!obs_g.service || (src->db_name && !obs_g.db_name) ||
+        (src->admin_origin && !obs_g.admin_origin) ||
         (src->admin_token && *src->admin_token && !obs_g.admin_token)) {
         obs_free();
         return -1;
@@ -545,5 +604,6 @@ void obs_free(void)
     free(obs_g.service);
     free(obs_g.db_name);
     free(obs_g.admin_token);
+    free(obs_g.admin_origin);
     memset(&obs_g, 0, sizeof obs_g);
 }
