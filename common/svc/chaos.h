@@ -69,9 +69,10 @@ int chaos_hang(struct mg_connection *conn, int max_ms, const _Atomic bool *stop)
  * connection's socket could not be found (the caller answers instead). */
 int chaos_reset(struct mg_connection *conn);
 
-/* GET, PUT, DELETE and OPTIONS on /chaos. The admin check is the caller's
- * (observe.c); this answers for an authorised request. Returns the status. */
-int chaos_serve(struct mg_connection *conn, const char *service);
+/* GET, PUT and DELETE on /chaos. The admin check (and OPTIONS) is the
+ * caller's (observe.c); this answers an authorised request, with origin as
+ * its Access-Control-Allow-Origin (NULL = none). Returns the status. */
+int chaos_serve(struct mg_connection *conn, const char *service, const char *origin);
 
 /* The faults in force as a JSON object, for GET /chaos and /health; NULL
  * when out of memory. */

@@ -184,6 +184,13 @@ static int config_strings(svc_config *c, char *err, size_t errlen)
         c->log_level = i;
     }
     c->admin_token = env("ADMIN_TOKEN");
+    c->admin_origin = env("ADMIN_ALLOWED_ORIGIN");
+    if (c->admin_origin && (!strcmp(c->admin_origin, "*") || strpbrk(c->admin_origin, " ,\r\n") ||
+                            (strncmp(c->admin_origin, "http://", 7) && strncmp(c->admin_origin, "https://", 8)))) {
+        snprintf(err, errlen, "ADMIN_ALLOWED_ORIGIN: expected one origin such as "
+                 "\"https://admin.example\" (never \"*\"), got \"%s\"", c->admin_origin);
+        return -1;
+    }
     return 0;
 }
 

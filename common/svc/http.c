@@ -49,6 +49,12 @@ static void http_date(char *buf, size_t len)
 int http_send_raw(struct mg_connection *conn, int status, const char *type,
                   const char *cache, const char *body, size_t len, bool close)
 {
+    return http_send_cors(conn, status, type, cache, body, len, close, "*");
+}
+
+int http_send_cors(struct mg_connection *conn, int status, const char *type, const char *cache,
+                   const char *body, size_t len, bool close, const char *origin)
+{
     close = http_must_close(conn, close);
     if (close)
         mg_disable_keep_alive(conn);
@@ -60,13 +66,18 @@ int http_send_raw(struct mg_connection *conn, int status, const char *type,
     char *out = stack;
     if (send_len > sizeof stack - HTTP_HEAD_MAX && !(out = malloc(HTTP_HEAD_MAX + send_len)))
         out = stack; /* out of memory: the head alone, then the body */
+    char cors[200] = "";
+    if (origin && !strcmp(origin, "*"))
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: *\r\n");
+    else if (origin)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %.120s\r\nVary: Origin\r\n", origin);
     const trace_ctx *t = trace_current();
     int head = snprintf(out, HTTP_HEAD_MAX,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %.100s\r\n"
-                        "Content-Length: %zu\r\nAccess-Control-Allow-Origin: *\r\n"
-                        "Access-Control-Expose-Headers: X-Request-Id\r\n%s%s%s"
+                        "Content-Length: %zu\r\n%s%s%s%s%s"
                         "Cache-Control: %s\r\nConnection: %s\r\n\r\n",
-                        status, mg_get_response_code_text(conn, status), date, type, len,
+                        status, mg_get_response_code_text(conn, status), date, type, len, cors,
+                        origin ? "Access-Control-Expose-Headers: X-Request-Id\r\n" : "",
                         t ? "X-Request-Id: " : "", t ? t->id : "", t ? "\r\n" : "",
                         cache ? cache : "no-store", close ? "close" : "keep-alive");
     if (head < 0 || head >= HTTP_HEAD_MAX) {

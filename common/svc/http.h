@@ -16,6 +16,13 @@
 int http_send_raw(struct mg_connection *conn, int status, const char *type,
                   const char *cache, const char *body, size_t len, bool close);
 
+/* As http_send_raw(), with the CORS answer chosen by the caller: origin
+ * NULL sends no Access-Control-Allow-Origin at all (the browser then keeps
+ * the answer from another origin's page), "*" allows every origin, and any
+ * other value allows that origin alone, with Vary: Origin. */
+int http_send_cors(struct mg_connection *conn, int status, const char *type, const char *cache,
+                   const char *body, size_t len, bool close, const char *origin);
+
 /* Sends status with body serialised as JSON, Content-Length and
  * Access-Control-Allow-Origin: *. body is not freed. close drops the
  * connection after the response. Returns status. */

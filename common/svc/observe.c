@@ -96,12 +96,15 @@ static int send_error(struct mg_connection *conn, int status, const char *messag
     return status;
 }
 
-/* Answers a CORS preflight: 204 with the methods and headers we accept. */
-static int send_preflight(struct mg_connection *conn, const char *methods)
+/* Answers a CORS preflight: 204 with the methods and headers we accept,
+ * for origin ("*" or one origin). */
+static int send_preflight_for(struct mg_connection *conn, const char *methods, const char *origin)
 {
     mg_response_header_start(conn, 204);
     obs_add_date_header(conn);
-    mg_response_header_add(conn, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add(conn, "Access-Control-Allow-Origin", origin, -1);
+    if (strcmp(origin, "*"))
+        mg_response_header_add(conn, "Vary", "Origin", -1);
     mg_response_header_add(conn, "Access-Control-Allow-Methods", methods, -1);
     mg_response_header_add(conn, "Access-Control-Allow-Headers",
                            "Authorization, X-Admin-Token, Content-Type", -1);
@@ -109,6 +112,12 @@ static int send_preflight(struct mg_connection *conn, const char *methods)
     mg_response_header_add(conn, "Content-Length", "0", -1);
     mg_response_header_send(conn);
     return 204;
+}
+
+/* Answers a CORS preflight for the read-only routes: every origin. */
+static int send_preflight(struct mg_connection *conn, const char *methods)
+{
+    return send_preflight_for(conn, methods, "*");
 }
 
 /* ---- the breaker listener ------------------------------------------------ */
@@ -333,23 +342,68 @@ static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
     return rc;
 }
 
-/* The gate of every admin route: 404 when ADMIN_TOKEN is not set, the
- * preflight for OPTIONS, 401 without the right token. Returns 0 when the
- * request may go on, else the status sent. */
+/* The origin an admin answer may name in Access-Control-Allow-Origin: the
+ * configured ADMIN_ALLOWED_ORIGIN when the request comes from exactly that
+ * origin, else NULL (no CORS header: another origin's page cannot read the
+ * answer, and its preflight fails, so it cannot send the token at all). */
+static const char *admin_origin(struct mg_connection *conn)
+{
+    const char *origin = mg_get_header(conn, "Origin");
+    if (!obs_g.admin_origin || !origin || strcmp(origin, obs_g.admin_origin))
+        return NULL;
+    return obs_g.admin_origin;
+}
+
+/* Sends an admin answer: JSON text (freed), never cached, CORS as admin_origin(). */
+static int send_admin(struct mg_connection *conn, int status, char *text)
+{
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        return http_send_cors(conn, 500, "application/json", "no-store", oom, sizeof oom - 1, false,
+                              admin_origin(conn));
+    }
+    http_send_cors(conn, status, "application/json", "no-store", text, strlen(text), false,
+                   admin_origin(conn));
+    free(text);
+    return status;
+}
+
+/* Sends an admin error: {"error", "status", "service"}, CORS as admin_origin(). */
+static int send_admin_error(struct mg_connection *conn, int status, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", message);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "service", obs_g.service ? obs_g.service : "");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_admin(conn, status, text);
+}
+
+/* The gate of every admin route: 404 when ADMIN_TOKEN is not set; for
+ * OPTIONS, the preflight for ADMIN_ALLOWED_ORIGIN or 403 for any other
+ * origin; 401 without the right token. Returns 0 when the request may go
+ * on, else the status sent. */
 static int admin_gate(struct mg_connection *conn, const char *methods)
 {
     if (!obs_g.admin_token)
-        return send_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
+        return send_admin_error(conn, 404, "admin routes are off: ADMIN_TOKEN is not set");
     const char *method = mg_get_request_info(conn)->request_method;
-    if (strcmp(method, "OPTIONS") == 0)
-        return send_preflight(conn, methods);
+    if (strcmp(method, "OPTIONS") == 0) {
+        const char *origin = admin_origin(conn);
+        if (!origin)
+            return send_admin_error(conn, 403, "cross-origin calls to the admin routes are refused "
+                                    "(ADMIN_ALLOWED_ORIGIN names the one origin allowed)");
+        return send_preflight_for(conn, methods, origin);
+    }
     const char *token = request_token(conn);
     if (!token || !equal_constant_time(token, obs_g.admin_token))
-        return send_error(conn, 401, "missing or wrong admin token");
+        return send_admin_error(conn, 401, "missing or wrong admin token");
     return 0;
 }
 
-/* POST /breaker/open or /breaker/close: forces the state by hand. */
+/* POST /breaker/open or /breaker/close: forces the state by hand. Cross-origin
+ * calls only from ADMIN_ALLOWED_ORIGIN (see admin_origin()). */
 static int handle_admin(struct mg_connection *conn, const char *action)
 {
     int gate = admin_gate(conn, "POST, OPTIONS");
@@ -357,11 +411,15 @@ static int handle_admin(struct mg_connection *conn, const char *action)
         return gate;
     const char *method = mg_get_request_info(conn)->request_method;
     if (strcmp(method, "POST") != 0)
-        return send_error(conn, 405, "use POST");
-    int status;
-    obs_breaker *ob = requested_breaker(conn, &status);
+        return send_admin_error(conn, 405, "use POST");
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char name[256] = "";
+    if (qs && mg_get_var(qs, strlen(qs), "name", name, sizeof name) < -1)
+        return send_admin_error(conn, 400, "the name parameter is too long");
+    obs_breaker *ob = obs_breaker_named(name);
     if (!ob)
-        return status;
+        return send_admin_error(conn, 404, name[0] ? "no breaker of that name; GET /health lists them"
+                                                   : "this service has no breaker");
     int rc;
     if (strcmp(action, "open") == 0) {
         rc = cb_force(ob->cb, CB_FORCE_OPEN);
@@ -371,8 +429,8 @@ static int handle_admin(struct mg_connection *conn, const char *action)
             rc = cb_close(ob->cb);
     }
     if (rc != CB_OK)
-        return send_error(conn, 409, cb_strerror(rc));
-    return send_export(conn, ob->cb, 200);
+        return send_admin_error(conn, 409, cb_strerror(rc));
+    return send_admin(conn, 200, cb_export_json(ob->cb));
 }
 
 /* GET /breaker, POST /breaker/open, POST /breaker/close. */
@@ -410,7 +468,8 @@ static int handle_chaos(struct mg_connection *conn, void *cbdata)
         if (gate)
             return gate;
     }
-    return chaos_serve(conn, obs_g.service);
+    return chaos_serve(conn, obs_g.service, strcmp(method, "GET") && strcmp(method, "HEAD")
+                                                ? admin_origin(conn) : "*");
 }
 
 /* ---- the interface -------------------------------------------------------- */
@@ -428,7 +487,9 @@ int obs_init(const obs_source *src)
     obs_g.service = strdup(src->service ? src->service : "service");
     obs_g.db_name = dup_or_null(src->db_name);
     obs_g.admin_token = (src->admin_token && *src->admin_token) ? strdup(src->admin_token) : NULL;
+    obs_g.admin_origin = dup_or_null(src->admin_origin);
     if (!obs_g.service || (src->db_name && !obs_g.db_name) ||
+        (src->admin_origin && !obs_g.admin_origin) ||
         (src->admin_token && *src->admin_token && !obs_g.admin_token)) {
         obs_free();
         return -1;
@@ -583,5 +644,6 @@ void obs_free(void)
     free(obs_g.service);
     free(obs_g.db_name);
     free(obs_g.admin_token);
+    free(obs_g.admin_origin);
     memset(&obs_g, 0, sizeof obs_g);
 }

@@ -25,6 +25,7 @@ typedef struct obs_source {
     void *db_ctx;
     const char *db_name;          /* shown in /health ("orders-db" or the URL's db) */
     const char *admin_token;      /* ADMIN_TOKEN; NULL or "" = admin routes answer 404 */
+    const char *admin_origin;     /* ADMIN_ALLOWED_ORIGIN; NULL = no cross-origin admin call */
     int hystrix_interval_ms;      /* 0 = 1000 */
 } obs_source;
 

@@ -178,7 +178,10 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
         "connection_queue", queue, "listen_backlog", backlog,
         "enable_keep_alive", "yes", "keep_alive_timeout_ms", keep_ms,
         "request_timeout_ms", header_ms, "max_request_size", head_max,
-        "access_control_allow_origin", "*",
+        /* No CORS answered by civetweb itself: its automatic preflight would
+         * allow any origin and any method on every route, the admin routes
+         * included. The handlers answer CORS (observe.c for the admin routes). */
+        "access_control_allow_origin", "", "access_control_allow_methods", "",
         /* Answers leave in one write; never hold a small one back (Nagle). */
         "tcp_nodelay", "1",
         NULL
@@ -224,6 +227,7 @@ static int svc_observe(svc_runtime *rt)
         .db_ctx = rt->db,
         .db_name = store_db_name(rt->db),
         .admin_token = rt->cfg.admin_token,
+        .admin_origin = rt->cfg.admin_origin,
         .hystrix_interval_ms = 0,
     };
     return obs_init(&src);

@@ -431,12 +431,77 @@ def breaker_admin_name_selects_the_database_breaker(s):
     assert http("POST", s.payment.url("/create"), order_body(102)["payment"]).status == 200
 
 
-def cors_preflight_is_answered(s):
-    r = http("OPTIONS", s.payment.url("/breaker/open"), None, {
-        "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization"})
-    assert r.status in (200, 204), r
-    assert r.headers.get("access-control-allow-origin") == "*", r.headers
+def cors_admin_routes_answer_no_other_origin(s):
+    """Another origin's page may read the breakers but may not drive them: the
+    admin routes' preflight is refused without any Access-Control-Allow-Origin,
+    and their answers carry none (ADMIN_ALLOWED_ORIGIN is unset here)."""
+    pre = {"Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization"}
+    for svc in (s.payment, s.order):
+        for path in ("/breaker/open", "/breaker/close"):
+            r = http("OPTIONS", svc.url(path), None, pre)
+            assert r.status >= 400, (svc.name, path, r)
+            assert "access-control-allow-origin" not in r.headers, (svc.name, path, r.headers)
+            assert "access-control-allow-methods" not in r.headers, (svc.name, path, r.headers)
+    try:
+        r = http("POST", s.payment.url("/breaker/open"), b"",
+                 {"Origin": "http://elsewhere.test", "X-Admin-Token": ADMIN_TOKEN})
+        assert r.status == 200 and "access-control-allow-origin" not in r.headers, r.headers
+    finally:
+        r = http("POST", s.payment.url("/breaker/close"), b"",
+                 {"Origin": "http://elsewhere.test", "X-Admin-Token": ADMIN_TOKEN})
+    assert r.status == 200 and "access-control-allow-origin" not in r.headers, r.headers
+    r = http("POST", s.payment.url("/breaker/open"), b"", {"Origin": "http://elsewhere.test"})
+    assert r.status == 401 and "access-control-allow-origin" not in r.headers, r.headers
+    # The read-only routes stay open to every origin, as the demo's were.
+    r = http("OPTIONS", s.payment.url("/breaker"), None, {**pre, "Access-Control-Request-Method": "GET"})
+    assert r.status in (200, 204) and r.headers.get("access-control-allow-origin") == "*", r
+    assert http("GET", s.payment.url("/health")).headers.get("access-control-allow-origin") == "*"
+
+
+def admin_token_never_appears_in_answers_logs_or_metrics(s):
+    """Every answer (right token, wrong token, refused framing, civetweb's own
+    errors), /metrics, /health, /breaker and the service's log are searched
+    for the token and for a wrong one sent in its place."""
+    wrong = "wrong-guess-7d3a9"
+    seen = []
+
+    def keep(r):
+        seen.append(r.status)
+        seen.append(json.dumps(r.headers))
+        seen.append(r.body.decode(errors="replace"))
+
+    try:
+        for headers in ({"Authorization": f"Bearer {ADMIN_TOKEN}"}, {"X-Admin-Token": ADMIN_TOKEN},
+                        {"Authorization": f"Bearer {wrong}"}, {"X-Admin-Token": wrong}):
+            for path in ("/breaker/open?name=nope", "/breaker/open", "/breaker/close", "/breaker/x"):
+                keep(http("POST", s.payment.url(path), b"", headers))
+            keep(http("GET", s.payment.url("/breaker/open"), None, headers))
+            keep(http("OPTIONS", s.payment.url("/breaker/open"), None,
+                      {**headers, "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "POST"}))
+    finally:
+        http("POST", s.payment.url("/breaker/close"), b"", {"X-Admin-Token": ADMIN_TOKEN})
+    for token in (ADMIN_TOKEN, wrong):
+        for raw in (b"POST /breaker/open HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                    b"Content-Length: 0\r\nContent-Length: 1\r\n\r\n" % token.encode(),
+                    b"POST /breaker/open HTTP/1.1\r\nHost: x\r\nX-Admin-Token: %s\r\n"
+                    b"X-Bad\t: 1\r\n\r\n" % token.encode()):
+            with socket.create_connection(("127.0.0.1", s.payment.port), timeout=5) as c:
+                c.sendall(raw)
+                c.shutdown(socket.SHUT_WR)
+                out = b""
+                while chunk := c.recv(65536):
+                    out += chunk
+            assert out.startswith(b"HTTP/1.1 4"), out[:200]
+            answer = out.decode(errors="replace")
+            assert token not in answer, answer
+            seen.append(answer)
+    for path in ("/metrics", "/health", "/breaker", "/breaker?name=payment-%3Emongodb"):
+        keep(http("GET", s.payment.url(path)))
+    text = "\n".join(map(str, seen))
+    for token in (ADMIN_TOKEN, wrong):
+        assert token not in text, f"{token} in an answer"
+        assert token not in s.payment.log(), f"{token} in the log"
 
 
 # ---- the dashboard ------------------------------------------------------------------
@@ -743,7 +808,8 @@ TESTS = [
     breaker_admin_is_401_without_the_right_token,
     breaker_admin_opens_and_closes_with_the_token,
     breaker_admin_name_selects_the_database_breaker,
-    cors_preflight_is_answered,
+    cors_admin_routes_answer_no_other_origin,
+    admin_token_never_appears_in_answers_logs_or_metrics,
     dashboard_files_are_served,
     many_stream_clients_are_served_at_once,
     stream_cap_answers_503_and_dropped_clients_are_freed,
