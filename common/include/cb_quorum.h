@@ -24,7 +24,10 @@
  *    rejoins (CB_QEV_REJOINED).
  *
  * The caller rejects a call when its local breaker rejects it, or when
- * view.shared_open is set and view.prober is not.
+ * view.shared_open is set and view.prober is not. When the shared circuit
+ * closes (CB_QEV_SHARED_CLOSED) the caller closes its local breaker too
+ * (cb_close()): the prober's trial proved the downstream healthy, and a local
+ * breaker left open from the outage would vote open in the new epoch.
  *
  * Time: every function takes now_ms, a wall-clock time in milliseconds that
  * all replicas share (heartbeats and lease expiries are compared across

@@ -204,12 +204,6 @@ int cb_quorum_sync(cb_quorum *q, int64_t now_ms, int64_t successes, int64_t fail
     if (n > CB_QUORUM_PEERS_MAX)
         n = CB_QUORUM_PEERS_MAX;
 
-    if (q->fell_back) {
-        q->fell_back = false;
-        q->view.local_only = false;
-        emit(q, CB_QEV_REJOINED, now_ms, NULL, 0, 0);
-    }
-    emit(q, CB_QEV_VOTED, now_ms, NULL, 0, 0);
 
     bool alive[CB_QUORUM_PEERS_MAX];
     int live = 0, open_votes = 0;
@@ -236,6 +230,11 @@ int cb_quorum_sync(cb_quorum *q, int64_t now_ms, int64_t successes, int64_t fail
     q->view.live = live;
     q->view.open_votes = open_votes;
     q->view.needed = needed;
+    if (q->fell_back) {
+        q->fell_back = false;
+        emit(q, CB_QEV_REJOINED, now_ms, NULL, 0, 0);
+    }
+    emit(q, CB_QEV_VOTED, now_ms, NULL, 0, 0);
     diff_peers(q, now_ms, votes, n, alive);
 
     if (!s.open && open_votes >= needed) {
