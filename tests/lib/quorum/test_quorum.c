@@ -29,6 +29,7 @@ typedef struct store {
 typedef struct handle {
     store *st;
     bool down;      /* this replica cannot reach the store */
+    bool race;      /* another writer opens the circuit just before our next CAS */
     int publishes;
 } handle;
 
@@ -80,6 +81,12 @@ static int f_cas_shared(void *u, const char *c, int64_t expected, const cb_quoru
     (void)c;
     if (h->down)
         return -4;
+    if (h->race) {
+        h->race = false;
+        h->st->shared.open = true;
+        h->st->shared.open_until_ms = 123456789;
+        h->st->shared.version++;
+    }
     *swapped = h->st->shared.version == expected;
     if (*swapped)
         h->st->shared = *next;
@@ -117,6 +124,7 @@ static int f_lease_release(void *u, const char *c, const char *r)
 
 typedef struct replica {
     char id[16];
+    cb_quorum_event last[16];   /* last event of each type */
     handle h;
     cb_quorum *q;
     cb_quorum_view v;
@@ -129,6 +137,7 @@ static void on_event(const cb_quorum_event *ev, void *user)
     replica *r = user;
     assert_true((unsigned)ev->type < 16);
     r->ev[ev->type]++;
+    r->last[ev->type] = *ev;
     assert_string_equal(ev->replica, r->id);
     assert_string_equal(ev->circuit, "shipment");
     if (ev->peer)
@@ -583,6 +592,43 @@ static void test_backend_failure_and_rejoin(void **st)
     world_free(&w);
 }
 
+static void test_event_payload_and_cas_race(void **st)
+{
+    (void)st;
+    world w;
+    world_init(&w, 3, 0);
+    sync_all(&w, 0);
+    next_bucket(&w);
+    sync_all(&w, 0x3);
+    cb_quorum_event *e = &w.r[1].last[CB_QEV_QUORUM_REACHED];
+    assert_int_equal(e->live, 3);
+    assert_int_equal(e->open_votes, 2);
+    assert_int_equal(e->needed, 2);
+    assert_int_equal(e->now_ms, w.now);
+    assert_null(e->peer);
+    assert_int_equal(w.r[2].last[CB_QEV_SHARED_OPENED].open_ms, 5000);
+    e = &w.r[0].last[CB_QEV_VOTED];
+    assert_int_equal(e->live, 3);
+    assert_int_equal(e->open_votes, 1);
+    w.r[0].h.down = true;
+    next_bucket(&w);
+    sync1(&w, 0, true);
+    assert_int_equal(w.r[0].last[CB_QEV_FELL_BACK].rc, -3);   /* read_shared's error */
+    world_free(&w);
+
+    /* Two replicas reach the quorum at once: the one whose CAS loses adopts
+     * the winner's state instead of writing its own. */
+    world_init(&w, 1, 0);
+    w.r[0].h.race = true;
+    sync1(&w, 0, true);
+    assert_true(w.r[0].v.shared_open);
+    assert_int_equal(w.r[0].v.open_until_ms, 123456789);
+    assert_int_equal(w.st.shared.version, 1);
+    assert_int_equal(w.r[0].ev[CB_QEV_QUORUM_REACHED], 0);
+    assert_int_equal(w.r[0].ev[CB_QEV_SHARED_OPENED], 1);
+    world_free(&w);
+}
+
 static void test_invalid_options(void **st)
 {
     (void)st;
@@ -629,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_backoff_across_reopens),
         cmocka_unit_test(test_one_bad_replica),
         cmocka_unit_test(test_backend_failure_and_rejoin),
+        cmocka_unit_test(test_event_payload_and_cas_race),
         cmocka_unit_test(test_invalid_options),
     };
     return cmocka_run_group_tests_name("quorum", tests, NULL, NULL);
