@@ -4,7 +4,7 @@
 # Users link:  $(BUILD)/<flavour>/libcb.a $(LIBCB_LIBS)   (i.e. -lcb -lcjson -pthread)
 
 LIBCB_SRCS   := $(wildcard common/src/*.c)
-LIBCB_HDRS   := common/include/cb.h $(wildcard common/src/*.h)
+LIBCB_HDRS   := common/include/cb.h common/include/cb_quorum.h $(wildcard common/src/*.h)
 LIBCB_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 LIBCB_LIBS   := -lcjson -pthread
 CMOCKA_LIBS  := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
