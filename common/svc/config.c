@@ -146,6 +146,23 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->db_cb_volume_threshold = 3;
 }
 
+/* True when list is one or more origins (http:// or https://, no spaces),
+ * separated by commas. */
+static bool origins_valid(const char *list)
+{
+    for (const char *p = list;;) {
+        size_t n = strcspn(p, ",");
+        if (strncmp(p, "http://", 7) && strncmp(p, "https://", 8))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n' || p[i] == '*')
+                return false;
+        if (!p[n])
+            return true;
+        p += n + 1;
+    }
+}
+
 /* Reads the strings and their checks. */
 static int config_strings(svc_config *c, char *err, size_t errlen)
 {
@@ -185,10 +202,10 @@ static int config_strings(svc_config *c, char *err, size_t errlen)
     }
     c->admin_token = env("ADMIN_TOKEN");
     c->admin_origin = env("ADMIN_ALLOWED_ORIGIN");
-    if (c->admin_origin && (!strcmp(c->admin_origin, "*") || strpbrk(c->admin_origin, " ,\r\n") ||
-                            (strncmp(c->admin_origin, "http://", 7) && strncmp(c->admin_origin, "https://", 8)))) {
-        snprintf(err, errlen, "ADMIN_ALLOWED_ORIGIN: expected one origin such as "
-                 "\"https://admin.example\" (never \"*\"), got \"%s\"", c->admin_origin);
+    if (c->admin_origin && !origins_valid(c->admin_origin)) {
+        snprintf(err, errlen, "ADMIN_ALLOWED_ORIGIN: expected origins such as "
+                 "\"https://admin.example\" separated by commas (never \"*\"), got \"%s\"",
+                 c->admin_origin);
         return -1;
     }
     return 0;

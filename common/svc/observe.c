@@ -343,15 +343,23 @@ static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
 }
 
 /* The origin an admin answer may name in Access-Control-Allow-Origin: the
- * configured ADMIN_ALLOWED_ORIGIN when the request comes from exactly that
- * origin, else NULL (no CORS header: another origin's page cannot read the
+ * request's Origin when it is exactly one of ADMIN_ALLOWED_ORIGIN's (a
+ * comma-separated list), else NULL (no CORS header: another origin's page cannot read the
  * answer, and its preflight fails, so it cannot send the token at all). */
 static const char *admin_origin(struct mg_connection *conn)
 {
     const char *origin = mg_get_header(conn, "Origin");
-    if (!obs_g.admin_origin || !origin || strcmp(origin, obs_g.admin_origin))
+    if (!obs_g.admin_origin || !origin || !*origin)
         return NULL;
-    return obs_g.admin_origin;
+    size_t len = strlen(origin);
+    for (const char *p = obs_g.admin_origin;;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && !strncmp(p, origin, n))
+            return origin;   /* exactly one of the allowed, as the request sent it */
+        if (!p[n])
+            return NULL;
+        p += n + 1;
+    }
 }
 
 /* Sends an admin answer: JSON text (freed), never cached, CORS as admin_origin(). */

@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0] / "py"))
 sys.path.insert(0, str(HERE))
+import harness  # noqa: E402
 from harness import ROOT, BUILD, Skip, Stack, binary, http, wait_until  # noqa: E402
 from sse import SSEClient  # noqa: E402
 from webdriver import Browser  # noqa: E402
@@ -71,10 +72,14 @@ class Suite:
     def __init__(self, stack):
         self.stack = stack
         self.db = stack.database()
-        self.shipment = stack.service("shipment", env={"ADMIN_TOKEN": ADMIN_TOKEN})
-        self.payment = stack.service("payment", chain=self.shipment,
-                                     env={"ADMIN_TOKEN": ADMIN_TOKEN})
-        self.order = stack.service("order", chain=self.payment,
+        # the dashboard is served by order; its controls call the other
+        # services' admin routes from order's origin, which they must allow
+        order_port = harness.free_port()
+        admin = {"ADMIN_TOKEN": ADMIN_TOKEN,
+                 "ADMIN_ALLOWED_ORIGIN": f"http://127.0.0.1:{order_port},http://localhost:{order_port}"}
+        self.shipment = stack.service("shipment", env=admin)
+        self.payment = stack.service("payment", chain=self.shipment, env=admin)
+        self.order = stack.service("order", chain=self.payment, port=order_port,
                                    env={"ADMIN_TOKEN": "", "THREADS": str(ORDER_THREADS)})
         self.services = [self.order, self.payment, self.shipment]
 
