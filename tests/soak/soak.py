@@ -38,6 +38,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -250,6 +251,15 @@ class Soak:
         print("\nsoak summary", flush=True)
         print(f"  requests {len(self.results)} at {self.rate}/s for {self.seconds:g}s; by status: "
               + ", ".join(f"{s or 'no answer'}: {c}" for s, c in sorted(statuses.items())))
+        reasons = {}
+        for status, answer, err in self.results.values():
+            if not 200 <= status < 300:
+                text = (answer or {}).get("error", err) if isinstance(answer, dict) else err
+                shape = re.sub(r"[0-9a-f]{24}|[0-9]+", "#", str(text))[:110]
+                key = f"{status} {shape}"
+                reasons[key] = reasons.get(key, 0) + 1
+        for key, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]:
+            print(f"  {n:6} x {key}")
         print(f"  documents checked against 2xx answers: {checked}; lost {len(lost)}, wrong outcome "
               f"{len(wrong)}, duplicated {len(dup)}; pending (allowed) "
               + ", ".join(f"{s} {c}" for s, c in pending.items()))
