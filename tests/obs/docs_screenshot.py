@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0] / "py"))
 sys.path.insert(0, str(HERE))
+import harness  # noqa: E402
 from harness import BUILD, Stack, http  # noqa: E402
 from run_obs_tests import order_body, set_fault_from_dashboard  # noqa: E402
 from webdriver import Browser  # noqa: E402
@@ -39,11 +40,14 @@ def traffic(order, stop, rate=6.0):
 
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else BUILD / "results" / "dashboard-docs.png"
-    env = {"ADMIN_TOKEN": TOKEN, "CB_RESET_TIMEOUT_MS": "4000", "CB_VOLUME_THRESHOLD": "5"}
+    order_port = harness.free_port()
+    # the page is served by order; the services it steers must allow its origin
+    env = {"ADMIN_TOKEN": TOKEN, "CB_RESET_TIMEOUT_MS": "4000", "CB_VOLUME_THRESHOLD": "5",
+           "ADMIN_ALLOWED_ORIGIN": f"http://127.0.0.1:{order_port}"}
     with Stack(flavour="rel") as st:
         ship = st.service("shipment", env=env)
         pay = st.service("payment", chain=ship, env=env)
-        order = st.service("order", chain=pay, env=env)
+        order = st.service("order", chain=pay, env=env, port=order_port)
         services = ",".join(f"{s.name}@http://127.0.0.1:{s.port}" for s in (order, pay, ship))
         stop = threading.Event()
         sender = threading.Thread(target=traffic, args=(order, stop))
