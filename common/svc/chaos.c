@@ -11,7 +11,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -453,49 +452,14 @@ static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
     pthread_mutex_unlock(&chaos_g.lock);
 }
 
-/* Sends JSON o with status and origin as its CORS answer. */
-static int send_json(struct mg_connection *conn, int status, const cJSON *o, const char *origin)
-{
-    char *text = cJSON_PrintUnformatted(o);
-    if (!text) {
-        static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
-        http_send_cors(conn, 500, "application/json", NULL, oom, sizeof oom - 1, true, origin);
-        return 500;
-    }
-    http_send_cors(conn, status, "application/json", NULL, text, strlen(text), false, origin);
-    free(text);
-    return status;
-}
-
-/* Sends {"error", "status", "service"} with status; close drops the connection. */
-static int send_error(struct mg_connection *conn, int status, const char *service,
-                      const char *origin, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int send_error(struct mg_connection *conn, int status, const char *service,
-                      const char *origin, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    cJSON_AddNumberToObject(o, "status", status);
-    cJSON_AddStringToObject(o, "service", service);
-    int rc = send_json(conn, status, o, origin);
-    cJSON_Delete(o);
-    return rc;
-}
-
 /* Sends the faults in force with status. */
 static int send_state(struct mg_connection *conn, const char *service, int status, const char *origin)
 {
     cJSON *o = chaos_to_json();
     if (!o)
-        return send_error(conn, 500, service, origin, "out of memory");
+        return http_send_error_cors(conn, 500, service, true, origin, "out of memory");
     cJSON_AddStringToObject(o, "service", service);
-    int rc = send_json(conn, status, o, origin);
+    int rc = http_send_json_cors(conn, status, o, false, origin);
     cJSON_Delete(o);
     return rc;
 }
@@ -512,33 +476,33 @@ int chaos_serve(struct mg_connection *conn, const char *service, const char *ori
         return send_state(conn, service, 200, origin);
     }
     if (strcmp(method, "PUT"))
-        return send_error(conn, 405, service, origin,
-                          "method %.20s is not allowed on /chaos; use GET, PUT or DELETE", method);
+        return http_send_error_cors(conn, 405, service, false, origin,
+                                    "method %.20s is not allowed on /chaos; use GET, PUT or DELETE",
+                                    method);
     if (!http_is_json(mg_get_header(conn, "Content-Type")))
-        return send_error(conn, 415, service, origin, "Content-Type must be application/json");
+        return http_send_error_cors(conn, 415, service, false, origin,
+                                    "Content-Type must be application/json");
     char *text = NULL;
     size_t len = 0;
     int rc = http_read_body(conn, CHAOS_MAX_BODY, CHAOS_BODY_TIMEOUT_MS, &text, &len);
-    if (rc == 413 || rc == 408 || rc) {
-        mg_disable_keep_alive(conn);
-        if (rc == 413)
-            return send_error(conn, 413, service, origin, "the body is larger than %d bytes",
-                              CHAOS_MAX_BODY);
-        if (rc == 408)
-            return send_error(conn, 408, service, origin, "the body did not arrive within %d ms",
-                              CHAOS_BODY_TIMEOUT_MS);
-        return send_error(conn, rc, service, origin, "the body could not be read");
-    }
+    if (rc == 413)
+        return http_send_error_cors(conn, 413, service, true, origin,
+                                    "the body is larger than %d bytes", CHAOS_MAX_BODY);
+    if (rc == 408)
+        return http_send_error_cors(conn, 408, service, true, origin,
+                                    "the body did not arrive within %d ms", CHAOS_BODY_TIMEOUT_MS);
+    if (rc)
+        return http_send_error_cors(conn, rc, service, true, origin, "the body could not be read");
     cJSON *body = cJSON_ParseWithLength(text, len);
     free(text);
     if (!body)
-        return send_error(conn, 400, service, origin, "the body is not valid JSON");
+        return http_send_error_cors(conn, 400, service, false, origin, "the body is not valid JSON");
     chaos_fault next[CHAOS_KINDS];
     char err[300];
     rc = chaos_parse(body, next, err, sizeof err);
     cJSON_Delete(body);
     if (rc)
-        return send_error(conn, 400, service, origin, "%s", err);
+        return http_send_error_cors(conn, 400, service, false, origin, "%s", err);
     chaos_apply(next, "PUT /chaos:");
     return send_state(conn, service, 200, origin);
 }

@@ -105,35 +105,59 @@ static int http_send(struct mg_connection *conn, int status, const char *type,
     return http_send_raw(conn, status, type, NULL, body, len, close);
 }
 
-int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close)
+int http_send_json_cors(struct mg_connection *conn, int status, const cJSON *body, bool close,
+                        const char *origin)
 {
     char *text = cJSON_PrintUnformatted(body);
     if (!text) {
         static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
-        http_send(conn, 500, "application/json", oom, sizeof oom - 1, true);
+        http_send_cors(conn, 500, "application/json", NULL, oom, sizeof oom - 1, true, origin);
         return 500;
     }
-    http_send(conn, status, "application/json", text, strlen(text), close);
+    http_send_cors(conn, status, "application/json", NULL, text, strlen(text), close, origin);
     free(text);
     return status;
 }
 
-int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
-                    const char *fmt, ...)
+int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close)
+{
+    return http_send_json_cors(conn, status, body, close, "*");
+}
+
+/* http_send_error_cors() with its arguments in ap. */
+static int http_send_verror(struct mg_connection *conn, int status, const char *service, bool close,
+                            const char *origin, const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     cJSON *o = cJSON_CreateObject();
     if (o) {
         cJSON_AddStringToObject(o, "error", msg);
         cJSON_AddNumberToObject(o, "status", status);
         cJSON_AddStringToObject(o, "service", service);
     }
-    http_send_json(conn, status, o, close);
+    http_send_json_cors(conn, status, o, close, origin);
     cJSON_Delete(o);
+    return status;
+}
+
+int http_send_error_cors(struct mg_connection *conn, int status, const char *service, bool close,
+                         const char *origin, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    http_send_verror(conn, status, service, close, origin, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    http_send_verror(conn, status, service, close, "*", fmt, ap);
+    va_end(ap);
     return status;
 }
 

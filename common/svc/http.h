@@ -28,10 +28,19 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
  * connection after the response. Returns status. */
 int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bool close);
 
+/* As http_send_json(), with origin as in http_send_cors(). */
+int http_send_json_cors(struct mg_connection *conn, int status, const cJSON *body, bool close,
+                        const char *origin);
+
 /* Sends status with {"error": <message>, "status": status, "service": service}.
  * Returns status. */
 int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* As http_send_error(), with origin as in http_send_cors(). */
+int http_send_error_cors(struct mg_connection *conn, int status, const char *service, bool close,
+                         const char *origin, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Sends text/plain text with status and CORS. Returns status. */
 int http_send_text(struct mg_connection *conn, int status, const char *text);

@@ -379,13 +379,8 @@ static int send_admin(struct mg_connection *conn, int status, char *text)
 /* Sends an admin error: {"error", "status", "service"}, CORS as admin_origin(). */
 static int send_admin_error(struct mg_connection *conn, int status, const char *message)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", message);
-    cJSON_AddNumberToObject(o, "status", status);
-    cJSON_AddStringToObject(o, "service", obs_g.service ? obs_g.service : "");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return send_admin(conn, status, text);
+    return http_send_error_cors(conn, status, obs_g.service ? obs_g.service : "", false,
+                                admin_origin(conn), "%s", message);
 }
 
 /* The gate of every admin route: 404 when ADMIN_TOKEN is not set; for
