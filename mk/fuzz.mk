@@ -40,7 +40,7 @@ $(FUZZ_DIR)/obj/fuzz_specs.o: tests/fuzz/fuzz_specs.c tests/fuzz/fuzz_specs.h $(
 $(FUZZ_DIR)/libfuzzsvc.a: $(FUZZ_OBJS)
 	rm -f $@ && $(AR) rcs $@ $^
 
-$(FUZZ_DIR)/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_specs.h $(FUZZ_DIR)/libfuzzsvc.a
+$(FUZZ_DIR)/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_specs.h tests/fuzz/fuzz_check.h $(FUZZ_DIR)/libfuzzsvc.a
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libfuzzsvc.a $(FUZZ_LIBS)
 

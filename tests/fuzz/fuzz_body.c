@@ -20,15 +20,8 @@
 #include "request_parse.h"
 
 /* Stops the run with a reproducible finding: libFuzzer saves the input. */
-#define FUZZ_CHECK(cond, ...)                                                   \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "fuzz_body: check failed: %s: ", #cond);            \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
+#define FUZZ_NAME "fuzz_body"
+#include "fuzz_check.h"
 
 /* What happens to an accepted body after the checks. */
 static void accepted(cJSON *body, const svc_spec *spec)

@@ -12,15 +12,8 @@
 
 #include "cb.h"
 
-#define FUZZ_CHECK(cond, ...)                                                   \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "fuzz_state: check failed: %s: ", #cond);           \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
+#define FUZZ_NAME "fuzz_state"
+#include "fuzz_check.h"
 
 /* Succeeds when arg is non-NULL. */
 static int action(const cb_call *call, void **result)
