@@ -35,19 +35,6 @@ import harness  # noqa: E402
 TOKEN = "classroom"
 
 
-class Result:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"PASS: {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL: {name}" + (f"\n    {detail}" if detail else ""), flush=True)
-
-
 def call(method, url, token=TOKEN):
     req = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
     try:
@@ -137,7 +124,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", default="")
     args = ap.parse_args()
-    res = Result()
+    res = harness.Checks()
     out_root = ROOT / "build" / "chaos"
     groups = {}
     for path in sorted((ROOT / "experiments").glob("*.json")):
@@ -150,7 +137,7 @@ def main():
         print(f"---- make run PROFILE=classroom {' '.join(f'{k}={v}' for k, v in json.loads(req).items())}",
               flush=True)
         run_group(res, json.loads(req), paths, args, out_root, with_runner_checks=req == "{}")
-    print(f"{res.passed} passed, {res.failed} failed, {res.skipped} skipped")
+    print(res.summary())
     return 1 if res.failed else 0
 
 

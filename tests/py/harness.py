@@ -59,6 +59,27 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "WARNING: ThreadSanitizer")
 
 
+class Checks:
+    """Named checks of a script that is not a list of test functions: each
+    prints PASS or FAIL, and summary() is the line scripts/summarize.py reads."""
+
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+
+    def check(self, name, ok, detail=""):
+        """Records one check; returns ok."""
+        if ok:
+            self.passed += 1
+            print(f"PASS: {name}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL: {name}" + (f" -- {detail}" if detail else ""), flush=True)
+        return ok
+
+    def summary(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+
+
 class Skip(Exception):
     """Raised when something a test needs is missing; the runner counts a skip."""
 

@@ -100,17 +100,12 @@ class Soak:
         self.samples = {}     # (service, pid) -> [(t, rss, fds)]
         self.events = []      # (t, what)
         self.stop = threading.Event()
-        self.passed = self.failed = 0
+        self.checks = harness.Checks()
         self.t0 = 0.0
         self.cycle = 60.0 if seconds >= 120 else seconds
 
     def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print(f"PASS: {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL: {name}" + (f" -- {detail}" if detail else ""), flush=True)
+        return self.checks.check(name, ok, detail)
 
     def say(self, what):
         t = time.monotonic() - self.t0
@@ -343,8 +338,8 @@ def main():
         s.check("the soak runs to its end", False, repr(e))
     finally:
         s.close()
-    print(f"{s.passed} passed, {s.failed} failed, 0 skipped", flush=True)
-    return 1 if s.failed else 0
+    print(s.checks.summary(), flush=True)
+    return 1 if s.checks.failed else 0
 
 
 if __name__ == "__main__":
