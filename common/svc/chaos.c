@@ -72,7 +72,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-double chaos_random_unit(void)
+uint64_t chaos_random_u64(void)
 {
     static _Thread_local uint64_t state;
     if (!state) {
@@ -84,7 +84,12 @@ double chaos_random_unit(void)
     state ^= state >> 12;
     state ^= state << 25;
     state ^= state >> 27;
-    return (double)((state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    return state * 2685821657736338717ULL;
+}
+
+double chaos_random_unit(void)
+{
+    return (double)(chaos_random_u64() >> 11) / 9007199254740992.0;
 }
 
 /* One fault as words for the log: "latency 200±50 ms on 50% for 60 s". */

@@ -1,6 +1,7 @@
 /* http.c -- civetweb helpers: JSON responses with CORS headers, bounded body reads, content types. */
 #include "http.h"
 
+#include "strbuf.h"
 #include "trace.h"
 
 #include <stdarg.h>
@@ -39,7 +40,9 @@ static void http_date(char *buf, size_t len)
         strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         cached_at = now;
     }
-    snprintf(buf, len, "%s", cached);
+    strbuf b;
+    sb_init(&b, buf, len);
+    sb_str(&b, cached, sizeof cached);
 }
 
 /* Largest head http_send_raw() writes: the fixed lines plus the status text
@@ -66,33 +69,48 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
     char *out = stack;
     if (send_len > sizeof stack - HTTP_HEAD_MAX && !(out = malloc(HTTP_HEAD_MAX + send_len)))
         out = stack; /* out of memory: the head alone, then the body */
-    char cors[200] = "";
-    if (origin && !strcmp(origin, "*"))
-        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: *\r\n");
-    else if (origin)
-        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %.120s\r\nVary: Origin\r\n", origin);
     const trace_ctx *t = trace_current();
-    int head = snprintf(out, HTTP_HEAD_MAX,
-                        "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %.100s\r\n"
-                        "Content-Length: %zu\r\n%s%s%s%s%s"
-                        "Cache-Control: %s\r\nConnection: %s\r\n\r\n",
-                        status, mg_get_response_code_text(conn, status), date, type, len, cors,
-                        origin ? "Access-Control-Expose-Headers: X-Request-Id\r\n" : "",
-                        t ? "X-Request-Id: " : "", t ? t->id : "", t ? "\r\n" : "",
-                        cache ? cache : "no-store", close ? "close" : "keep-alive");
-    if (head < 0 || head >= HTTP_HEAD_MAX) {
+    strbuf h;
+    sb_init(&h, out, HTTP_HEAD_MAX);
+    sb_lit(&h, "HTTP/1.1 ");
+    sb_uint(&h, status < 0 ? 0u : (unsigned)status, 1);
+    sb_lit(&h, " ");
+    sb_str(&h, mg_get_response_code_text(conn, status), 100);
+    sb_lit(&h, "\r\nDate: ");
+    sb_str(&h, date, sizeof date);
+    sb_lit(&h, "\r\nContent-Type: ");
+    sb_str(&h, type, 100);
+    sb_lit(&h, "\r\nContent-Length: ");
+    sb_uint(&h, len, 1);
+    sb_lit(&h, "\r\n");
+    if (origin) {
+        sb_lit(&h, "Access-Control-Allow-Origin: ");
+        sb_str(&h, origin, 120);
+        sb_str(&h, strcmp(origin, "*") ? "\r\nVary: Origin\r\n" : "\r\n", 20);
+        sb_lit(&h, "Access-Control-Expose-Headers: X-Request-Id\r\n");
+    }
+    if (t) {
+        sb_lit(&h, "X-Request-Id: ");
+        sb_str(&h, t->id, sizeof t->id);
+        sb_lit(&h, "\r\n");
+    }
+    sb_lit(&h, "Cache-Control: ");
+    sb_str(&h, cache ? cache : "no-store", 200);
+    sb_str(&h, close ? "\r\nConnection: close\r\n\r\n" : "\r\nConnection: keep-alive\r\n\r\n", 40);
+    size_t head = sb_len(&h);
+    if (sb_full(&h)) {
         if (out != stack)
             free(out);
         return -1;
     }
     if (out == stack && send_len > sizeof stack - HTTP_HEAD_MAX) {
-        mg_write(conn, out, (size_t)head);
+        mg_write(conn, out, head);
         mg_write(conn, body, send_len);
         return status;
     }
     if (send_len)
         memcpy(out + head, body, send_len);
-    mg_write(conn, out, (size_t)head + send_len);
+    mg_write(conn, out, head + send_len);
     if (out != stack)
         free(out);
     return status;

@@ -26,10 +26,12 @@ uint32_t log_breaker_mask(int level, bool snapshots);
  * Thread-safe; each line is written whole. */
 void log_message(bool is_error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Writes one line for a finished request: method, path (with query), status
- * and latency; nothing below LOG_REQUESTS. Thread-safe. Every line written
+/* Writes one line for a finished request: method, path (uri, then "?" and
+ * the query when query is not NULL; cut at 400 and 150 bytes), status and
+ * latency; nothing below LOG_REQUESTS. Thread-safe. Every line written
  * while a request is served carries its trace id. */
-void log_request(const char *method, const char *path, int status, double latency_ms);
+void log_request(const char *method, const char *uri, const char *query, int status,
+                 double latency_ms);
 
 /* A cb_listener_fn: writes one line per breaker event with the time, service,
  * breaker name, event, state, latency, error percentage and window counts.

@@ -72,11 +72,8 @@ static int64_t now_ns(void)
 static void request_done(struct mg_connection *conn, const char *route, int status, double t0)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    char path[600];
-    snprintf(path, sizeof path, "%.400s%s%.150s", ri->local_uri ? ri->local_uri : "",
-             ri->query_string ? "?" : "", ri->query_string ? ri->query_string : "");
     double seconds = now_s() - t0;
-    log_request(ri->request_method, path, status, seconds * 1000.0);
+    log_request(ri->request_method, ri->local_uri, ri->query_string, status, seconds * 1000.0);
     obs_record_request(route, status, seconds);
 }
 

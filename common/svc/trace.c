@@ -80,8 +80,13 @@ bool trace_parse_deadline(const char *v, int64_t *ms)
 static void random_hex(char *out, int n)
 {
     static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 2 * n; i++)
-        out[i] = hex[(int)(chaos_random_unit() * 16.0) & 15];
+    uint64_t r = 0;
+    for (int i = 0; i < 2 * n; i++) {
+        if (i % 16 == 0)
+            r = chaos_random_u64();
+        out[i] = hex[(r >> 60) & 15]; /* the high bits: xorshift's best */
+        r <<= 4;
+    }
     out[2 * n] = '\0';
     if (all_zero(out, (size_t)(2 * n)))
         out[2 * n - 1] = '1';
