@@ -1,14 +1,26 @@
 /* log.c -- writes a service's log lines to stdout, human-readable or as JSON lines.
  *
- * Every line is formatted whole, then appended under a mutex to a queue that
- * a writer thread empties into stdout: lines from worker threads never
- * interleave, and under load one write() carries many lines instead of one
- * system call per request (that call cost a tenth of GET /'s throughput).
+ * Every line is formatted whole, then appended to a queue that a writer
+ * thread empties into stdout: lines from worker threads never interleave,
+ * and under load one write() carries many lines instead of one system call
+ * per request (that call cost a tenth of GET /'s throughput).
+ *
+ * The queue is split in LOG_SHARDS shards, each with its own lock; a thread
+ * always appends to the same shard. With one lock, 32 workers and the
+ * writer queued on it at 30k lines a second, and whenever the writer was
+ * preempted holding it every worker waited: the futex calls of that lock
+ * were the largest cost of a logged GET / after the socket. Each line
+ * carries a sequence number taken under its shard's lock, and the writer
+ * merges the shards by it, so lines leave in the order they were logged
+ * (lines logged within microseconds of each other, on either side of the
+ * writer taking the shards, may swap).
+ *
  * The writer wakes when a line is queued and gathers for a millisecond, so
- * a line reaches stdout within about a millisecond; each write() ends on a line boundary and carries at
- * most PIPE_BUF bytes, so lines from several processes sharing one pipe or
- * terminal (`make run`) stay whole. A full queue makes the logging thread
- * wait: lines are never dropped. The queue is flushed at exit.
+ * a line reaches stdout within about a millisecond; each write() ends on a
+ * line boundary and carries at most PIPE_BUF bytes, so lines from several
+ * processes sharing one pipe or terminal (`make run`) stay whole. A full
+ * shard makes the logging thread wait: lines are never dropped. The queue
+ * is flushed at exit.
  */
 #include "log.h"
 
@@ -17,6 +29,7 @@
 
 #include <cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,20 +45,34 @@ static bool log_json;
 static const char *log_prefix = "";
 static int log_level = LOG_TRANSITIONS;
 
-/* Bytes the queue holds before a logging thread waits for the writer. */
-#define LOG_QUEUE_BYTES (256 * 1024)
+/* The queue's shards, and the bytes each holds before a logging thread
+ * waits for the writer (a record is a sequence number, a length and the
+ * line with its prefix and newline). */
+#define LOG_SHARDS      8
+#define LOG_SHARD_BYTES (64 * 1024)
+#define LOG_REC_HEAD    (sizeof(uint64_t) + sizeof(uint32_t))
+
+/* One shard: the records that threads appended since the writer last took it. */
+typedef struct {
+    pthread_mutex_t lock;
+    char *pending, *spare;  /* LOG_SHARD_BYTES each */
+    _Atomic size_t len;     /* bytes queued in pending; written under lock */
+    char pad[64];           /* a shard per cache line, or so */
+} log_shard;
 
 /* The queue between the threads that log and the writer thread. */
 static struct {
-    pthread_mutex_t lock;
+    log_shard shard[LOG_SHARDS];
+    pthread_mutex_t lock;  /* the writer's state: wake, room, writing */
     pthread_cond_t wake;   /* lines queued, or stop */
-    pthread_cond_t room;   /* the writer took the queue */
-    char *pending, *spare; /* LOG_QUEUE_BYTES each */
-    size_t len;            /* bytes queued in pending */
-    bool idle;             /* the writer waits for a line: wake it */
-    bool writing;          /* the writer is in write() */
-    bool running;          /* the writer thread exists */
-    bool stop;
+    pthread_cond_t room;   /* the writer took the shards, or wrote them */
+    atomic_bool idle;      /* the writer waits for a line: wake it */
+    bool writing;          /* the writer holds taken lines not yet written */
+    atomic_bool running;   /* the writer thread exists */
+    atomic_bool stop;
+    atomic_uint_fast64_t seq;   /* the next line's sequence number */
+    atomic_uint next_shard;     /* the shard the next new thread takes */
+    char *out;             /* the merged batch: LOG_SHARDS * LOG_SHARD_BYTES */
     pthread_t thread;
 } log_q = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
             .room = PTHREAD_COND_INITIALIZER };
@@ -75,37 +102,90 @@ static void log_out(const char *p, size_t n)
     }
 }
 
+/* Whether any shard holds a line. */
+static bool log_any_queued(void)
+{
+    for (int i = 0; i < LOG_SHARDS; i++)
+        if (atomic_load(&log_q.shard[i].len) > 0)
+            return true;
+    return false;
+}
+
+/* Takes every shard's records (each shard's lock held for a pointer swap)
+ * and merges them by sequence number into log_q.out. Returns the bytes
+ * merged. */
+static size_t log_take(void)
+{
+    const char *at[LOG_SHARDS], *end[LOG_SHARDS];
+    for (int i = 0; i < LOG_SHARDS; i++) {
+        log_shard *sh = &log_q.shard[i];
+        pthread_mutex_lock(&sh->lock);
+        char *taken = sh->pending;
+        size_t n = atomic_load(&sh->len);
+        sh->pending = sh->spare;
+        sh->spare = taken;
+        atomic_store(&sh->len, 0);
+        pthread_mutex_unlock(&sh->lock);
+        at[i] = taken;
+        end[i] = taken + n;
+    }
+    size_t out = 0;
+    for (;;) {
+        int min = -1;
+        uint64_t min_seq = 0;
+        for (int i = 0; i < LOG_SHARDS; i++) {
+            if (at[i] == end[i])
+                continue;
+            uint64_t seq;
+            memcpy(&seq, at[i], sizeof seq);
+            if (min < 0 || seq < min_seq) {
+                min = i;
+                min_seq = seq;
+            }
+        }
+        if (min < 0)
+            return out;
+        uint32_t len;
+        memcpy(&len, at[min] + sizeof(uint64_t), sizeof len);
+        memcpy(log_q.out + out, at[min] + LOG_REC_HEAD, len);
+        out += len;
+        at[min] += LOG_REC_HEAD + len;
+    }
+}
+
 /* The writer thread: sleeps until a line is queued, gives the others a
- * millisecond to add theirs, then takes the whole queue and writes it. Under
- * load that is at most a thousand wake-ups and writes a second, whatever the
- * number of lines. */
+ * millisecond to add theirs, then takes the shards and writes the merged
+ * batch. Under load that is at most a thousand wake-ups and writes a
+ * second, whatever the number of lines. */
 static void *log_writer(void *arg)
 {
     (void)arg;
     const struct timespec gather = { 0, 1000000 };
     pthread_mutex_lock(&log_q.lock);
     for (;;) {
-        while (log_q.len == 0 && !log_q.stop) {
-            log_q.idle = true;   /* cleared by the thread that wakes it */
-            pthread_cond_wait(&log_q.wake, &log_q.lock);
+        if (!log_any_queued()) {
+            if (atomic_load(&log_q.stop))
+                break;
+            /* idle before the second look: a thread that queues after the
+             * look sees idle set and signals (under the lock, so not before
+             * the wait below has begun). */
+            atomic_store(&log_q.idle, true);
+            if (!log_any_queued())
+                while (atomic_load(&log_q.idle) && !atomic_load(&log_q.stop))
+                    pthread_cond_wait(&log_q.wake, &log_q.lock);
+            atomic_store(&log_q.idle, false);
+            continue;
         }
-        log_q.idle = false;
-        if (log_q.len == 0)
-            break;
-        if (!log_q.stop) {
-            pthread_mutex_unlock(&log_q.lock);
-            nanosleep(&gather, NULL);
-            pthread_mutex_lock(&log_q.lock);
-        }
-        char *batch = log_q.pending;
-        size_t n = log_q.len;
-        log_q.pending = log_q.spare;
-        log_q.spare = batch;
-        log_q.len = 0;
+        bool stopping = atomic_load(&log_q.stop);
         log_q.writing = true;
+        pthread_mutex_unlock(&log_q.lock);
+        if (!stopping)
+            nanosleep(&gather, NULL);
+        size_t n = log_take();
+        pthread_mutex_lock(&log_q.lock);
         pthread_cond_broadcast(&log_q.room);
         pthread_mutex_unlock(&log_q.lock);
-        log_out(batch, n);
+        log_out(log_q.out, n);
         pthread_mutex_lock(&log_q.lock);
         log_q.writing = false;
         pthread_cond_broadcast(&log_q.room);
@@ -118,13 +198,33 @@ static void *log_writer(void *arg)
 static void log_stop(void)
 {
     pthread_mutex_lock(&log_q.lock);
-    bool running = log_q.running;
-    log_q.stop = true;
+    bool running = atomic_load(&log_q.running);
+    atomic_store(&log_q.stop, true);
     pthread_cond_signal(&log_q.wake);
     pthread_mutex_unlock(&log_q.lock);
     if (running)
         pthread_join(log_q.thread, NULL);
-    log_q.running = false;
+    atomic_store(&log_q.running, false);
+}
+
+/* Waits, holding log_q.lock, until the writer has written every queued
+ * line (at once when there is no writer or it stopped). */
+static void log_drain_locked(void)
+{
+    while (atomic_load(&log_q.running) && !atomic_load(&log_q.stop) &&
+           (log_any_queued() || log_q.writing)) {
+        atomic_store(&log_q.idle, false);
+        pthread_cond_signal(&log_q.wake);
+        pthread_cond_wait(&log_q.room, &log_q.lock);
+    }
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&log_q.lock);
+    log_drain_locked();
+    pthread_mutex_unlock(&log_q.lock);
+    fflush(stdout);
 }
 
 /* Starts the writer thread with every signal blocked (the services take
@@ -132,16 +232,24 @@ static void log_stop(void)
  * lines are written directly. */
 static void log_start(void)
 {
-    log_q.pending = malloc(LOG_QUEUE_BYTES);
-    log_q.spare = malloc(LOG_QUEUE_BYTES);
-    if (!log_q.pending || !log_q.spare)
+    for (int i = 0; i < LOG_SHARDS; i++) {
+        log_shard *sh = &log_q.shard[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        sh->pending = malloc(LOG_SHARD_BYTES);
+        sh->spare = malloc(LOG_SHARD_BYTES);
+        if (!sh->pending || !sh->spare)
+            return;
+    }
+    log_q.out = malloc((size_t)LOG_SHARDS * LOG_SHARD_BYTES);
+    if (!log_q.out)
         return;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    log_q.running = pthread_create(&log_q.thread, NULL, log_writer, NULL) == 0;
+    bool ok = pthread_create(&log_q.thread, NULL, log_writer, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (log_q.running)
+    atomic_store(&log_q.running, ok);
+    if (ok)
         atexit(log_stop);
 }
 
@@ -171,7 +279,7 @@ void log_init(const char *service, bool json)
      * pipe cost a sixth of GET /'s throughput. */
     const char *prefix = getenv("LOG_PREFIX");
     log_prefix = prefix ? prefix : "";
-    if (!log_q.running)
+    if (!atomic_load(&log_q.running))
         log_start();
 }
 
@@ -196,38 +304,73 @@ static void log_time(char *buf, size_t len)
     sb_lit(&b, "Z");
 }
 
-/* Queues the prefix, line and a newline as one unit (written directly when
- * there is no writer thread, or the line is longer than the queue). */
+/* Writes the prefix, line and a newline straight to stdout, after what is
+ * queued so that lines keep their order (no writer thread, a line longer
+ * than a shard, or after the writer stopped). */
+static void log_write_direct(const char *line)
+{
+    pthread_mutex_lock(&log_q.lock);
+    log_drain_locked();
+    fputs(log_prefix, stdout);
+    fputs(line, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    pthread_mutex_unlock(&log_q.lock);
+}
+
+/* Waits until shard sh has rec bytes free, waking the writer to take it. */
+static void log_wait_room(log_shard *sh, size_t rec)
+{
+    pthread_mutex_lock(&log_q.lock);
+    while (atomic_load(&sh->len) + rec > LOG_SHARD_BYTES && !atomic_load(&log_q.stop)) {
+        atomic_store(&log_q.idle, false);
+        pthread_cond_signal(&log_q.wake);
+        pthread_cond_wait(&log_q.room, &log_q.lock);
+    }
+    pthread_mutex_unlock(&log_q.lock);
+}
+
+/* Queues the prefix, line and a newline as one record in this thread's shard. */
 static void log_write(const char *line)
 {
+    static _Thread_local int shard = -1;
     size_t plen = strlen(log_prefix), llen = strlen(line), total = plen + llen + 1;
-    pthread_mutex_lock(&log_q.lock);
-    if (!log_q.running || log_q.stop || total > LOG_QUEUE_BYTES) {
-        /* After what is queued, so that lines keep their order. */
-        while (log_q.running && !log_q.stop && (log_q.len > 0 || log_q.writing))
-            pthread_cond_wait(&log_q.room, &log_q.lock);
-        fputs(log_prefix, stdout);
-        fputs(line, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-        pthread_mutex_unlock(&log_q.lock);
+    size_t rec = LOG_REC_HEAD + total;
+    if (!atomic_load(&log_q.running) || atomic_load(&log_q.stop) || rec > LOG_SHARD_BYTES) {
+        log_write_direct(line);
         return;
     }
-    while (log_q.len + total > LOG_QUEUE_BYTES)
-        pthread_cond_wait(&log_q.room, &log_q.lock);
-    char *p = log_q.pending + log_q.len;
+    if (shard < 0)
+        shard = (int)(atomic_fetch_add(&log_q.next_shard, 1) % LOG_SHARDS);
+    log_shard *sh = &log_q.shard[shard];
+    pthread_mutex_lock(&sh->lock);
+    while (atomic_load(&sh->len) + rec > LOG_SHARD_BYTES) {
+        pthread_mutex_unlock(&sh->lock);
+        log_wait_room(sh, rec);
+        if (atomic_load(&log_q.stop)) {
+            log_write_direct(line);
+            return;
+        }
+        pthread_mutex_lock(&sh->lock);
+    }
+    uint64_t seq = atomic_fetch_add(&log_q.seq, 1);
+    uint32_t len32 = (uint32_t)total;
+    char *p = sh->pending + atomic_load(&sh->len);
+    memcpy(p, &seq, sizeof seq);
+    memcpy(p + sizeof seq, &len32, sizeof len32);
+    p += LOG_REC_HEAD;
     memcpy(p, log_prefix, plen);
     memcpy(p + plen, line, llen);
     p[plen + llen] = '\n';
-    log_q.len += total;
-    if (log_q.idle) {
-        /* One wake-up per idle spell: until the writer runs and takes the
-         * lock, the threads that queue after this one need not signal (a
-         * signal per line cost a twentieth of GET /'s CPU). */
-        log_q.idle = false;
+    atomic_store(&sh->len, atomic_load(&sh->len) + rec);
+    pthread_mutex_unlock(&sh->lock);
+    /* One wake-up per idle spell: the first thread to see the writer idle
+     * clears the flag and signals; the others need not. */
+    if (atomic_load(&log_q.idle) && atomic_exchange(&log_q.idle, false)) {
+        pthread_mutex_lock(&log_q.lock);
         pthread_cond_signal(&log_q.wake);
+        pthread_mutex_unlock(&log_q.lock);
     }
-    pthread_mutex_unlock(&log_q.lock);
 }
 
 /* " trace=<id>" for a line written while a request is served, else "". */

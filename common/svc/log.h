@@ -22,6 +22,10 @@ void log_set_level(int level);
  * snapshots is true. */
 uint32_t log_breaker_mask(int level, bool snapshots);
 
+/* Returns once every line logged before the call is written to stdout.
+ * Thread-safe; at once when the writer thread is not running. */
+void log_flush(void);
+
 /* Writes one informational line (kind "info", or "error" when is_error).
  * Thread-safe; each line is written whole. */
 void log_message(bool is_error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -5,7 +5,9 @@
  * program pins down what only exact inputs can show: histogram buckets and
  * sums to the microsecond, the HystrixCommand figures, the event ring's
  * wrap-around and paging, label escaping of awkward breaker names, and
- * /health's 503 when the database ping fails.
+ * /health's 503 when the database ping fails; and the log writer (log.c):
+ * lines from many threads arrive whole, each thread's in order, none lost,
+ * and the request line reads as documented.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,10 +23,12 @@
 #include <civetweb.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "cb.h"
+#include "log.h"
 #include "observe.h"
 #include "observe_priv.h"
 
@@ -313,6 +317,117 @@ static void init_twice_is_refused_and_free_allows_a_new_init(void **state)
     obs_free();
 }
 
+/* Runs fn with stdout (the file descriptor log.c writes to) sent to a
+ * temporary file, flushes the log, and returns the file opened for reading
+ * (already unlinked). */
+static FILE *capture_log(void (*fn)(void))
+{
+    fflush(stdout);
+    char path[] = "/tmp/test-observe-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
+    fn();
+    log_flush();
+    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    unlink(path);
+    return f;
+}
+
+enum { LOG_THREADS = 16, LOG_LINES = 5000 };
+
+/* One logging thread: LOG_LINES numbered lines. */
+static void *log_numbered_lines(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    for (int i = 0; i < LOG_LINES; i++)
+        log_message(false, "logtest t=%d i=%d end", k, i);
+    return NULL;
+}
+
+/* LOG_THREADS threads log at once: 80,000 lines, several times what the
+ * queue's shards hold, so the threads also wait for room. */
+static void log_from_many_threads(void)
+{
+    log_init("logtest", false);
+    pthread_t t[LOG_THREADS];
+    for (int k = 0; k < LOG_THREADS; k++)
+        assert_int_equal(pthread_create(&t[k], NULL, log_numbered_lines, (void *)(intptr_t)k), 0);
+    for (int k = 0; k < LOG_THREADS; k++)
+        pthread_join(t[k], NULL);
+}
+
+static void log_lines_from_many_threads_arrive_whole_in_order_and_none_lost(void **state)
+{
+    (void)state;
+    FILE *f = capture_log(log_from_many_threads);
+    int next[LOG_THREADS] = { 0 };
+    char line[512];
+    long lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        int k = -1, i = -1, end = 0;
+        const char *m = strstr(line, " logtest info logtest t=");
+        assert_non_null(m);
+        assert_int_equal(sscanf(m, " logtest info logtest t=%d i=%d end\n%n", &k, &i, &end) >= 2, 1);
+        assert_true(end > 0 && m[end] == '\0');   /* whole: nothing after the newline */
+        assert_true(k >= 0 && k < LOG_THREADS);
+        assert_int_equal(i, next[k]);             /* this thread's lines in order */
+        next[k]++;
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal(lines, (long)LOG_THREADS * LOG_LINES);
+    for (int k = 0; k < LOG_THREADS; k++)
+        assert_int_equal(next[k], LOG_LINES);
+}
+
+/* Two request lines: a short one, and one whose path and query are cut. */
+static void log_two_requests(void)
+{
+    log_init("logtest", false);
+    log_set_level(LOG_REQUESTS);
+    log_request("GET", "/create", "count=3", 201, 12.34);
+    char uri[600], query[300];
+    memset(uri, 'u', sizeof uri - 1);
+    uri[0] = '/';
+    uri[sizeof uri - 1] = '\0';
+    memset(query, 'q', sizeof query - 1);
+    query[sizeof query - 1] = '\0';
+    log_request("POST", uri, query, 503, 1234567.06);
+    log_request("HEAD", "/", NULL, 200, 0.04);
+    log_set_level(LOG_TRANSITIONS);
+}
+
+static void request_line_reads_method_path_status_and_latency(void **state)
+{
+    (void)state;
+    FILE *f = capture_log(log_two_requests);
+    char line[2048], want[1024];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, " logtest request GET /create?count=3 201 12.3ms\n"));
+    assert_int_equal(strlen(line), strlen("2026-01-02T03:04:05.678Z") + strlen(strstr(line, " logtest")));
+    assert_non_null(fgets(line, sizeof line, f));
+    snprintf(want, sizeof want, " logtest request POST /%.399s?%.150s 503 1234567.1ms\n",
+             "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+             "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+             "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+             "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+             "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu",
+             "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+             "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq");
+    assert_non_null(strstr(line, want));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, " logtest request HEAD / 200 0.0ms\n"));
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -324,6 +439,8 @@ int main(void)
         cmocka_unit_test(metrics_escape_quotes_and_backslashes_in_breaker_names),
         cmocka_unit_test(health_is_503_while_the_database_ping_fails),
         cmocka_unit_test(init_twice_is_refused_and_free_allows_a_new_init),
+        cmocka_unit_test(log_lines_from_many_threads_arrive_whole_in_order_and_none_lost),
+        cmocka_unit_test(request_line_reads_method_path_status_and_latency),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     mg_exit_library();
