@@ -2,9 +2,10 @@
  *
  *   civetweb_hello PORT
  *
- * Same civetweb, same options as a service (32 workers, keep-alive,
- * TCP_NODELAY), one write per answer, no logging: what the hardware and the
- * HTTP library allow, so that a service's GET / can be compared to it.
+ * Same civetweb as a service, keep-alive and TCP_NODELAY, one write per
+ * answer, 32 workers (a service's 1024 and its limits made no difference
+ * here), no logging: what the hardware and the HTTP library allow, so that
+ * a service's GET / can be compared to it.
  */
 #include <civetweb.h>
 #include <signal.h>
