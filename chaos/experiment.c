@@ -7,6 +7,7 @@
  */
 #include "runner.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -271,6 +272,9 @@ static void syntax_error(checker *c, const char *text, const char *where)
     const char *p = text;
     if (!where || where < text)
         where = text + strlen(text);
+    /* cJSON stops inside a bad word ("oops"): point at its start */
+    while (where > text && *where && isalnum((unsigned char)where[-1]))
+        where--;
     for (; p < where && *p; p++) {
         if (*p == '\n') {
             line++;
