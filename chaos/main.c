@@ -76,6 +76,7 @@ static void default_out(const char *path, char *out, size_t len)
     snprintf(out, len, "build/chaos/%.*s", (int)n, base);
 }
 
+/* Parses the command line, checks the file, finds the stack, runs. Returns the exit status above. */
 int main(int argc, char **argv)
 {
     const char *urls[CHAOS_NSVC] = { getenv("ORDER_URL"), getenv("PAYMENT_URL"), getenv("SHIPMENT_URL") };

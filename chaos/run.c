@@ -5,7 +5,7 @@
  *   discover   every /health answered            -> method     (a service silent: exit 2, nothing run)
  *   method     the last step is done             -> load end
  *              an action failed / SIGINT, SIGTERM -> rollbacks (aborted)
- *   load end   the load's last answer came back   -> rollbacks
+ *   load end   the load's last answer came back   -> rollbacks  (the load thread says so)
  *              SIGINT, SIGTERM                    -> rollbacks (aborted)
  *   rollbacks  every rollback tried, in order     -> stop the threads, judge, write
  *
@@ -319,8 +319,10 @@ static void *load_main(void *arg)
     chaos_run *r = arg;
     const chaos_experiment *e = r->exp;
     CURLM *m = curl_multi_init();
-    if (!m)
+    if (!m) {
+        atomic_store(&r->load_done, true);
         return NULL;
+    }
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 32L);
     int n = 0, running = 0;
     for (;;) {
@@ -345,6 +347,7 @@ static void *load_main(void *arg)
         curl_multi_poll(m, NULL, 0, wait_ms, NULL);
     }
     curl_multi_cleanup(m);
+    atomic_store(&r->load_done, true);
     return NULL;
 }
 
@@ -496,6 +499,7 @@ static void *poll_main(void *arg)
 
 /* ---- probes and judgement ---------------------------------------------------------- */
 
+/* qsort order of doubles, smallest first. */
 static int by_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -684,9 +688,14 @@ int chaos_run_experiment(chaos_run *r)
         else if (!chaos_act(r, s, "method"))
             snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
     }
-    if (!r->aborted[0]) {
-        if (!wait_until(r, e->seconds))
+    /* the whole load: every request sent and answered (or timed out) */
+    while (!r->aborted[0] && !atomic_load(&r->load_done)) {
+        if (chaos_signal) {
             note_signal(r);
+            break;
+        }
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
     }
     /* the rollbacks run whatever happened */
     for (int i = 0; i < e->nrollbacks; i++)

@@ -193,6 +193,7 @@ typedef struct chaos_run {
     double t0;              /* monotonic seconds at the start of the load; 0 before */
     double wall0_ms;        /* wall-clock ms at the start, minus 50 (older events are history) */
     atomic_bool stop;       /* tells the load, the readers and the poll to finish */
+    atomic_bool load_done;  /* the load thread sent every request and has every answer */
 
     pthread_mutex_t lock;   /* guards everything below that threads add to */
     chaos_request *reqs;
