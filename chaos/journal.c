@@ -2,6 +2,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,13 @@ static cJSON *journal(const chaos_run *r)
     cJSON_AddBoolToObject(v, "hypothesis_after", r->probes[1].ok);
     cJSON_AddItemToObject(v, "aborted", str_or_null(r->aborted));
     cJSON_AddItemToObject(v, "stored", stored_verdict(&r->stored));
+    cJSON *load = cJSON_AddObjectToObject(j, "load");
+    cJSON_AddNumberToObject(load, "rate", e->rate);
+    cJSON_AddNumberToObject(load, "seconds", e->seconds);
+    cJSON_AddNumberToObject(load, "requests", r->nreqs);
+    cJSON_AddNumberToObject(load, "max_late_s", round(r->max_late_s * 1000) / 1000);
+    cJSON_AddNumberToObject(load, "max_late_at", round(r->max_late_at * 1000) / 1000);
+    cJSON_AddNumberToObject(load, "late_sends", r->late_sends);
     cJSON *br = cJSON_AddObjectToObject(j, "breakers");
     for (int i = 0; i < r->nrefs; i++)
         cJSON_AddStringToObject(br, r->refs[i], r->ref_names[i]);

@@ -328,6 +328,12 @@ static void *load_main(void *arg)
     for (;;) {
         bool stopping = atomic_load(&r->stop);
         while (!stopping && n < e->rate * e->seconds && n / e->rate <= chaos_now(r)) {
+            double late = chaos_now(r) - n / e->rate;
+            if (late > r->max_late_s) {
+                r->max_late_s = late;
+                r->max_late_at = n / e->rate;
+            }
+            r->late_sends += late > CHAOS_LATE_S;
             if (load_send(r, m, n)) {
                 chaos_request q = { .n = n, .t = round3(chaos_now(r)) };
                 load_record(r, &q);
@@ -713,6 +719,10 @@ int chaos_run_experiment(chaos_run *r)
     r->stored.asked = e->stored;
     if (e->stored)
         chaos_stored_check(r);
+    if (r->max_late_s > CHAOS_LATE_S)
+        chaos_say(r, "note: %d requests went out more than %.1f s late, the worst by %.1f s (due at %.1f s): "
+                  "this machine did not run the runner on time, and the latencies around then include "
+                  "that stall", r->late_sends, CHAOS_LATE_S, r->max_late_s, r->max_late_at);
     bool met = true;
     for (int i = 0; i < r->nexpects; i++) {
         const chaos_expectation *x = &r->expects[i];

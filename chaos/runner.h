@@ -21,6 +21,8 @@
 #define CHAOS_NSVC 3
 #define CHAOS_MAX_HOPS 8
 #define CHAOS_MAX_REFS 8
+/* A request sent this much after its due time says the machine stalled the runner. */
+#define CHAOS_LATE_S 0.5
 
 /* order, payment, shipment: the services, in chain order. */
 extern const char *const chaos_services[CHAOS_NSVC];
@@ -203,6 +205,12 @@ typedef struct chaos_run {
     int nbands, capbands;
     unsigned long long last_seq[CHAOS_NSVC];
     double last_time[CHAOS_NSVC];
+
+    /* the load thread's own lateness: how long after its due time a request
+     * went out (written by the load thread, read after it is joined) */
+    double max_late_s;
+    double max_late_at;     /* the due time of the latest request */
+    int late_sends;         /* requests sent more than LATE_S after their due time */
 
     /* main thread only */
     char *refs[CHAOS_MAX_REFS];      /* "payment", "payment/db", ... */
