@@ -557,14 +557,14 @@ static bool hypothesis(chaos_run *r, chaos_probe *p, const char *when)
     p->ok = n > 0 && p->ok_ratio >= e->ok_ratio && p->p99_ms <= e->p99_ms && !bad[0];
     char p99[32], breakers[640];
     if (n)
-        snprintf(p99, sizeof p99, "%.0f", p->p99_ms);
+        snprintf(p99, sizeof p99, "%.0f ms", p->p99_ms);
     else
-        snprintf(p99, sizeof p99, "(no requests)");
+        snprintf(p99, sizeof p99, "- (no requests)");
     if (bad[0])
         snprintf(breakers, sizeof breakers, "{%s}", bad);
     else
         snprintf(breakers, sizeof breakers, "all %s", e->breakers);
-    chaos_say(r, "hypothesis %s: %s: whole answers %.0f%% (>= %.0f%%), p99 %s ms (<= %g ms), breakers %s",
+    chaos_say(r, "hypothesis %s: %s: whole answers %.0f%% (>= %.0f%%), p99 %s (<= %g ms), breakers %s",
               when, p->ok ? "held" : "NOT held", p->ok_ratio * 100, e->ok_ratio * 100, p99, e->p99_ms,
               breakers);
     return p->ok;
