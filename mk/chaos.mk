@@ -9,8 +9,9 @@
 #                       on free ports, two of them again on the ASan+UBSan build, and the
 #                       runner's own failures
 #
-# The runner is built per flavour like the services: $(BUILD)/bin/chaos (rel) and
-# $(BUILD)/asan/bin/chaos (ASan+UBSan).
+# The runner is built per flavour like the services: $(BUILD)/bin/chaos (rel),
+# $(BUILD)/asan/bin/chaos (ASan+UBSan, which test-chaos also runs) and
+# $(BUILD)/tsan/bin/chaos (ThreadSanitizer, for a run by hand).
 
 CHAOS_SRCS := $(wildcard chaos/*.c)
 CHAOS_HDRS := $(wildcard chaos/*.h)
