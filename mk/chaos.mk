@@ -1,18 +1,46 @@
-# mk/chaos.mk -- chaos experiments as files (experiments/*.json), run by scripts/chaos.py.
+# mk/chaos.mk -- chaos experiments as files (experiments/*.json), run by the C runner
+# $(BUILD)/bin/chaos (chaos/*.c, on libcurl, cJSON and libmongoc).
 #
 #   make chaos EXP=experiments/1-fail-fast.json   one experiment against a running stack
-#                       (make run's by default; ORDER_URL, PAYMENT_URL, SHIPMENT_URL and
-#                       ADMIN_TOKEN, or CHAOS_ARGS="--order ... --token ...", point it elsewhere)
+#                       (make run's by default; ORDER_URL, PAYMENT_URL, SHIPMENT_URL,
+#                       ADMIN_TOKEN and MONGO_URL, or CHAOS_ARGS="--order ... --token ...",
+#                       point it elsewhere)
 #   make test-chaos     every shipped experiment against make run's stack (classroom profile)
-#                       on free ports, and the runner's own failures
+#                       on free ports, two of them again on the ASan+UBSan build, and the
+#                       runner's own failures
+#
+# The runner is built per flavour like the services: $(BUILD)/bin/chaos (rel),
+# $(BUILD)/asan/bin/chaos (ASan+UBSan, which test-chaos also runs) and
+# $(BUILD)/tsan/bin/chaos (ThreadSanitizer, for a run by hand).
+
+CHAOS_SRCS := $(wildcard chaos/*.c)
+CHAOS_HDRS := $(wildcard chaos/*.h)
+CHAOS_BIN_rel  := $(BUILD)/bin/chaos
+CHAOS_BIN_asan := $(BUILD)/asan/bin/chaos
+CHAOS_BIN_tsan := $(BUILD)/tsan/bin/chaos
+
+# $(1) = flavour: objects under $(BUILD)/$(1)/chaos/, the binary $(CHAOS_BIN_$(1)).
+define chaos_flavour
+$(BUILD)/$(1)/chaos/%.o: chaos/%.c $(CHAOS_HDRS)
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(PKG_CFLAGS) -c $$< -o $$@
+
+$(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS))
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS) $(SAN_$(1)) -o $$@ $$^ $$(PKG_LIBS) -pthread -lm
+endef
+$(foreach f,rel asan tsan,$(eval $(call chaos_flavour,$(f))))
+.PRECIOUS: $(foreach f,rel asan tsan,$(BUILD)/$(f)/chaos/%.o)
+
+all: $(CHAOS_BIN_rel)
 
 TEST_SUITES += chaos
 
 .PHONY: chaos test-chaos
-chaos:
+chaos: $(CHAOS_BIN_rel)
 	@test -n "$(EXP)" || { echo "make chaos EXP=experiments/<name>.json (see experiments/)"; exit 2; }
-	python3 scripts/chaos.py "$(EXP)" $(CHAOS_ARGS)
+	$(CHAOS_BIN_rel) "$(EXP)" $(CHAOS_ARGS)
 
-test-chaos: services-rel
+test-chaos: services-rel $(CHAOS_BIN_rel) $(CHAOS_BIN_asan)
 	@scripts/ferretdb.sh build >/dev/null
-	timeout 900 python3 tests/chaos/run_experiments.py
+	timeout 1200 python3 tests/chaos/run_experiments.py

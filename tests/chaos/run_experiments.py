@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""run_experiments.py -- every shipped chaos experiment against `make run`'s stack, and the runner's own failures.
+"""run_experiments.py -- every shipped chaos experiment against `make run`'s stack with the C runner (build/bin/chaos), and the runner's own failures.
 
     python3 tests/chaos/run_experiments.py [-k substring]
 
 Starts scripts/run.sh with PROFILE=classroom (and CB_BACKOFF=2, which the
 back-off lesson needs) on free ports with its data in a temporary folder,
-then runs scripts/chaos.py on each experiments/*.json and checks: exit 0 and
-a passed verdict, every expectation met, breaker events in the journal, a
-request record for the whole load, and a timeline picture with one band per
-breaker of the stack. Then: an experiment with a deliberately wrong
-expectation must exit 1 and be marked MISSED in its picture; bad experiment
-files must exit 2 naming the field or line, with nothing run. Pictures go to
+then runs build/bin/chaos on each experiments/*.json (with --mongo, the
+stack's FerretDB) and checks: exit 0 and a passed verdict, every expectation
+met, breaker events in the journal, a request record for the whole load, the
+documents-stored probe passed with every 200 answer's documents found, and a
+timeline picture with one band per breaker of the stack. Two experiments run
+again on the ASan+UBSan build (build/asan/bin/chaos): passed, and no
+sanitizer report. Then the runner's own failures: a deliberately wrong
+expectation must exit 1 and be marked MISSED in its picture; the stored
+probe must fail (exit 1, documents missing) against a database that holds
+none of the run's documents and say SKIPPED when no database answers; a
+SIGINT in the middle must still run the rollbacks (the fault is gone from
+the stack) and exit 1; bad experiment files must exit 2 naming the field,
+or the line of a JSON syntax error, with nothing run. Pictures go to
 build/chaos/<experiment>/timeline.svg. Ends with "N passed, N failed, N skipped".
 """
 import argparse
@@ -33,6 +40,11 @@ sys.path.insert(0, str(ROOT / "tests" / "py"))
 import harness  # noqa: E402
 
 TOKEN = "classroom"
+CHAOS = {"rel": harness.BUILD / "bin" / "chaos", "asan": harness.BUILD / "asan" / "bin" / "chaos"}
+# the experiments run a second time on the ASan+UBSan build of the runner
+ASAN_RUNS = ("2-fallback", "6-forced")
+# what the runner reads from the environment: the test gives everything as flags
+RUNNER_ENV = ("ORDER_URL", "PAYMENT_URL", "SHIPMENT_URL", "ADMIN_TOKEN", "MONGO_URL", "MONGO_DB")
 
 
 def call(method, url, token=TOKEN):
@@ -95,10 +107,24 @@ class StackRun:
             return True
         harness.wait_until(empty, 20, "the breakers' rolling windows to empty", interval=0.5)
 
-    def chaos(self, path, out, extra=()):
-        argv = [sys.executable, str(ROOT / "scripts" / "chaos.py"), str(path), "--out", str(out),
-                "--token", TOKEN] + [f"--{s}={self.urls[s]}" for s in ("order", "payment", "shipment")]
-        return subprocess.run(argv + list(extra), capture_output=True, text=True, timeout=300)
+    def runner_argv(self, path, out, flavour="rel", extra=()):
+        """The command line of the C runner on this stack (its database with --mongo)."""
+        return ([str(CHAOS[flavour]), str(path), "--out", str(out), "--token", TOKEN,
+                 f"--mongo=mongodb://127.0.0.1:{self.ports['ferretdb']}"]
+                + [f"--{s}={self.urls[s]}" for s in ("order", "payment", "shipment")] + list(extra))
+
+    @staticmethod
+    def runner_env(flavour="rel", extra=None):
+        env = {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
+        if flavour == "asan":
+            env.update(harness.SANITIZER_ENV)
+        env.update(extra or {})
+        return env
+
+    def chaos(self, path, out, extra=(), flavour="rel", env=None):
+        """Runs the C runner on path to its end; returns the CompletedProcess."""
+        return subprocess.run(self.runner_argv(path, out, flavour, extra), capture_output=True, text=True,
+                              timeout=300, env=self.runner_env(flavour, env))
 
     def close(self):
         if self.proc.poll() is None:
@@ -141,6 +167,159 @@ def main():
     return 1 if res.failed else 0
 
 
+def sanitizer_report(text):
+    """The first sanitizer report in a runner's output, or ""."""
+    for mark in harness.SANITIZER_MARKS:
+        i = text.find(mark)
+        if i >= 0:
+            return text[max(0, i - 200): i + 3000]
+    return ""
+
+
+def check_experiment(res, stack, path, out, breakers, flavour="rel"):
+    """Runs one shipped experiment and checks its verdict, journal and picture."""
+    name = path.name if flavour == "rel" else f"{path.name} ({flavour} runner)"
+    start = time.monotonic()
+    r = stack.chaos(path, out, flavour=flavour)
+    took = time.monotonic() - start
+    print(r.stdout, end="", flush=True)
+    res.check(f"{name}: verdict PASSED, exit 0 ({took:.0f}s)",
+              r.returncode == 0 and "verdict: PASSED" in r.stdout, r.stderr[-1500:])
+    if flavour != "rel":
+        report = sanitizer_report(r.stderr)
+        res.check(f"{name}: no sanitizer report", not report, report)
+    try:
+        j = json.loads((out / "journal.json").read_text())
+    except (OSError, ValueError) as e:
+        res.check(f"{name}: journal written", False, str(e))
+        return
+    exp = json.loads(path.read_text())
+    want = exp["load"]["rate"] * exp["load"]["seconds"]
+    res.check(f"{name}: journal holds every request ({len(j['requests'])}/{want:g})",
+              len(j["requests"]) >= 0.95 * want)
+    res.check(f"{name}: journal holds breaker events from /events.stream "
+              f"({len(j['events'])})", any(e.get("event") in ("open", "close", "failure", "timeout")
+                                           for e in j["events"]))
+    res.check(f"{name}: every expectation met",
+              j["expectations"] and all(e["met"] for e in j["expectations"]),
+              str([(e["breaker"], e["expect"], e["at"]) for e in j["expectations"] if not e["met"]]))
+    if exp.get("hypothesis", {}).get("stored"):
+        st = j.get("stored", {})
+        answered = sum(1 for q in j["requests"] if q["status"] == 200)
+        res.check(f"{name}: every 200 answer's documents stored ({st.get('found')}/{st.get('documents')} "
+                  f"documents of {st.get('answers')} answers)",
+                  st.get("result") == "passed" and j["verdict"].get("stored") is True
+                  and st.get("answers") == answered > 0
+                  and st.get("found") == st.get("documents") >= answered, json.dumps(st)[:800])
+    check_picture(res, name, out / "timeline.svg", breakers)
+
+
+def check_runner_failures(res, stack, out_root, breakers):
+    """The runner's own failures: a wrong expectation, the stored probe failing and
+    skipped, SIGINT in the middle, bad files."""
+    tmp = Path(tempfile.mkdtemp())
+    wrong = tmp / "wrong.json"
+    stack.calm()
+    wrong.write_text(json.dumps({
+        "title": "A wrong expectation",
+        "load": {"rate": 5, "seconds": 6},
+        "hypothesis": {"window_s": 2},
+        "method": [{"at": 1, "expect": "open", "breaker": "order", "within": 2}]}))
+    r = stack.chaos(wrong, out_root / "wrong")
+    res.check("a wrong expectation fails the run with exit 1",
+              r.returncode == 1 and "verdict: FAILED" in r.stdout, r.stdout[-800:])
+    svg = check_picture(res, "wrong.json", out_root / "wrong" / "timeline.svg", breakers)
+    res.check("the wrong expectation is marked MISSED in the picture",
+              "order open within 2 s: MISSED" in svg)
+
+    # the stored probe: a database name where the services stored nothing must fail it
+    stored = tmp / "stored.json"
+    stored.write_text(json.dumps({
+        "title": "Documents stored", "load": {"rate": 5, "seconds": 6},
+        "hypothesis": {"window_s": 2, "stored": True},
+        "method": [{"at": 1, "expect": "closed", "breaker": "payment", "within": 2}]}))
+    stack.calm()
+    r = stack.chaos(stored, out_root / "stored-elsewhere", env={"MONGO_DB": "nothing_here"})
+    j = read_journal(out_root / "stored-elsewhere")
+    st = j.get("stored", {})
+    res.check("the stored probe fails the run (exit 1) when the documents are not in the database "
+              f"({st.get('missing')} of {st.get('documents')} missing)",
+              r.returncode == 1 and "hypothesis stored: NOT held" in r.stdout
+              and st.get("result") == "failed" and st.get("db") == "nothing_here"
+              and st.get("missing") == st.get("documents") > 0 and j["verdict"].get("stored") is False,
+              r.stdout[-800:])
+    res.check("the picture says the documents were not all stored",
+              "documents stored: 0/" in (out_root / "stored-elsewhere" / "timeline.svg").read_text())
+    # ... and with no database at all, it says SKIPPED rather than passing
+    stack.calm()
+    r = stack.chaos(stored, out_root / "stored-skipped", extra=[f"--mongo=mongodb://127.0.0.1:{harness.free_port()}"])
+    j = read_journal(out_root / "stored-skipped")
+    res.check("the stored probe says SKIPPED, in its line and the verdict, when no database answers",
+              "hypothesis stored: SKIPPED: no database answers" in r.stdout
+              and "the stored probe was SKIPPED" in r.stdout and j.get("stored", {}).get("result") == "skipped"
+              and j["verdict"].get("stored") is None, r.stdout[-800:])
+
+    # SIGINT in the middle: the rollbacks still run
+    interrupted = tmp / "interrupted.json"
+    interrupted.write_text(json.dumps({
+        "title": "Interrupted", "load": {"rate": 5, "seconds": 30},
+        "method": [{"at": 1, "action": "fault", "service": "shipment",
+                    "faults": {"error": {"fraction": 1, "expires_s": 120}}},
+                   {"at": 20, "action": "clear", "service": "shipment"}],
+        "rollbacks": [{"action": "clear", "service": "shipment"}]}))
+    stack.calm()
+    p = subprocess.Popen(stack.runner_argv(interrupted, out_root / "interrupted"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=stack.runner_env())
+    def fault_on():
+        return "error" in ((call("GET", stack.urls["shipment"] + "/chaos")[1] or {}).get("faults") or {})
+
+    faulted = harness.wait_until(lambda: p.poll() is not None or fault_on(), 15,
+                                 "the experiment's fault on shipment") and p.poll() is None
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    faults = call("GET", stack.urls["shipment"] + "/chaos")[1] or {}
+    j = read_journal(out_root / "interrupted")
+    res.check("SIGINT in the middle: the rollbacks run, the fault is gone, exit 1, the journal says so",
+              faulted and p.returncode == 1 and "interrupted (Ctrl-C)" in out
+              and "rollback: clear shipment: done" in out and faults.get("faults") == {}
+              and j.get("verdict", {}).get("aborted") == "interrupted (Ctrl-C)",
+              f"exit {p.returncode}, faults {faults}: {out[-600:]} {err[-300:]}")
+
+    bad = [({"title": "x", "method": [{"at": 1, "action": "explode"}]}, "method[0].action"),
+           ({"title": "x", "load": {"rate": 0}, "method": [{"at": 1, "action": "clear",
+                                                           "service": "order"}]}, "load.rate"),
+           ({"title": "x", "method": [{"at": 1, "expect": "open", "breaker": "nope",
+                                       "within": 2}]}, "method[0].breaker"),
+           ({"method": []}, "title"),
+           ({"title": "x", "hypothesis": {"stored": "yes"},
+             "method": [{"at": 1, "action": "clear", "service": "order"}]}, "hypothesis.stored"),
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "order"}]}, "method[0].faults"),
+           ("{\n  \"title\": \"x\",\n  oops\n}", ":3:"),
+           ("{\n  \"title\": \"x\",\n  \"method\": [\n    {\"at\": 1, \"action\": \"clear\"},\n"
+            "    {\"at\": 2 \"action\": \"clear\"}\n  ]\n}\n", "wrong.json:5:"),
+           ("{\"title\": \"x\", \"method\": [\n", ":2:")]
+    for body, words in bad:
+        wrong.write_text(body if isinstance(body, str) else json.dumps(body))
+        r = stack.chaos(wrong, out_root / "bad")
+        res.check(f"a bad file is refused naming {words!r}",
+                  r.returncode == 2 and words in r.stderr and not r.stdout.strip()
+                  and (":" not in words or "not valid JSON" in r.stderr),
+                  f"exit {r.returncode}: {r.stderr[-300:]} {r.stdout[-300:]}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_journal(out):
+    """The journal.json in out, or {} when there is none."""
+    try:
+        return json.loads((out / "journal.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def run_group(res, req, paths, args, out_root, with_runner_checks):
     stack = StackRun(req)
     try:
@@ -149,56 +328,13 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
             breakers += [b["name"] for b in call("GET", stack.urls[svc] + "/health")[1]["breakers"]]
         for path in paths:
             stack.calm()
-            out = out_root / path.stem
-            start = time.monotonic()
-            r = stack.chaos(path, out)
-            took = time.monotonic() - start
-            print(r.stdout, end="", flush=True)
-            res.check(f"{path.name}: verdict PASSED, exit 0 ({took:.0f}s)",
-                      r.returncode == 0 and "verdict: PASSED" in r.stdout, r.stderr[-1500:])
-            try:
-                j = json.loads((out / "journal.json").read_text())
-            except (OSError, ValueError) as e:
-                res.check(f"{path.name}: journal written", False, str(e))
-                continue
-            exp = json.loads(path.read_text())
-            want = exp["load"]["rate"] * exp["load"]["seconds"]
-            res.check(f"{path.name}: journal holds every request ({len(j['requests'])}/{want:g})",
-                      len(j["requests"]) >= 0.95 * want)
-            res.check(f"{path.name}: journal holds breaker events from /events.stream "
-                      f"({len(j['events'])})", any(e.get("event") in ("open", "close", "failure", "timeout")
-                                                   for e in j["events"]))
-            res.check(f"{path.name}: every expectation met",
-                      j["expectations"] and all(e["met"] for e in j["expectations"]),
-                      str([(e["breaker"], e["expect"], e["at"]) for e in j["expectations"] if not e["met"]]))
-            check_picture(res, path.name, out / "timeline.svg", breakers)
+            check_experiment(res, stack, path, out_root / path.stem, breakers)
+        for path in paths:
+            if path.stem in ASAN_RUNS:
+                stack.calm()
+                check_experiment(res, stack, path, out_root / f"asan-{path.stem}", breakers, "asan")
         if with_runner_checks and (not args.k or "wrong" in args.k):
-            stack.calm()
-            wrong = Path(tempfile.mkdtemp()) / "wrong.json"
-            wrong.write_text(json.dumps({
-                "title": "A wrong expectation",
-                "load": {"rate": 5, "seconds": 6},
-                "hypothesis": {"window_s": 2},
-                "method": [{"at": 1, "expect": "open", "breaker": "order", "within": 2}]}))
-            r = stack.chaos(wrong, out_root / "wrong")
-            res.check("a wrong expectation fails the run with exit 1",
-                      r.returncode == 1 and "verdict: FAILED" in r.stdout, r.stdout[-800:])
-            svg = check_picture(res, "wrong.json", out_root / "wrong" / "timeline.svg", breakers)
-            res.check("the wrong expectation is marked MISSED in the picture",
-                      "order open within 2 s: MISSED" in svg)
-            bad = [({"title": "x", "method": [{"at": 1, "action": "explode"}]}, "method[0].action"),
-                   ({"title": "x", "load": {"rate": 0}, "method": [{"at": 1, "action": "clear",
-                                                                   "service": "order"}]}, "load.rate"),
-                   ({"title": "x", "method": [{"at": 1, "expect": "open", "breaker": "nope",
-                                               "within": 2}]}, "method[0].breaker"),
-                   ({"method": []}, "title"),
-                   ("{\n  \"title\": \"x\",\n  oops\n}", ":3:")]
-            for body, words in bad:
-                wrong.write_text(body if isinstance(body, str) else json.dumps(body))
-                r = stack.chaos(wrong, out_root / "bad")
-                res.check(f"a bad file is refused naming {words!r}",
-                          r.returncode == 2 and words in r.stderr and not r.stdout.strip(),
-                          f"exit {r.returncode}: {r.stderr[-300:]} {r.stdout[-300:]}")
+            check_runner_failures(res, stack, out_root, breakers)
     finally:
         stack.close()
 

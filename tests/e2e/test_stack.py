@@ -14,7 +14,9 @@ that reset after 2 s, and host ports picked free at start. Steps, each one or mo
   4. read the documents from the database container (tests/tools/dbtool);
   5. a runtime fault: PUT /chaos on shipment (every call fails), payment's
      breaker opens, DELETE /chaos, it closes: no container recreated; two of
-     the shipped chaos experiments (scripts/chaos.py) with their verdicts;
+     the shipped chaos experiments (the C runner build/bin/chaos, its
+     documents-stored probe reading the published database port) with
+     their verdicts;
      chaos: stop shipment (payment's breaker opens, seen
      in `docker-compose logs payment`; order's answers degrade within the breaker
      timeout), start shipment (payment's breaker closes), crash payment (SIGKILL
@@ -516,21 +518,29 @@ def step_runtime_fault(c, stack, metrics):
 
 
 def step_chaos_experiments(c, stack, metrics):
-    """Two shipped chaos experiments (experiments/*.json) against the compose stack, with scripts/chaos.py."""
+    """Two shipped chaos experiments (experiments/*.json) against the compose stack, with the C
+    runner build/bin/chaos; its documents-stored probe reads the database's published port."""
+    p = run(["make", "--no-print-directory", "build/bin/chaos"], 300)
+    if not c.check("the chaos runner builds (make build/bin/chaos)", p.returncode == 0, p.stderr[-1000:]):
+        return
     for name in ("2-fallback", "6-forced"):
         admin = {"Authorization": "Bearer e2e-admin"}
         for svc in SERVICES:
             http("DELETE", stack.url(svc, "/chaos"), None, admin)
         http("POST", stack.url("payment", "/breaker/close"), None, admin)
         out = os.path.join(ROOT, "build", "chaos", f"e2e-{name}")
-        argv = [sys.executable, os.path.join(ROOT, "scripts", "chaos.py"),
-                os.path.join(ROOT, "experiments", f"{name}.json"), "--token", "e2e-admin", "--out", out]
+        argv = [os.path.join(ROOT, "build", "bin", "chaos"),
+                os.path.join(ROOT, "experiments", f"{name}.json"), "--token", "e2e-admin", "--out", out,
+                f"--mongo=mongodb://127.0.0.1:{stack.db_port}/{DB_NAME}"]
         argv += [f"--{svc}={stack.url(svc, '').rstrip('/')}" for svc in SERVICES]
+        env = {k: v for k, v in os.environ.items() if k not in ("MONGO_URL", "MONGO_DB")}
         start = time.monotonic()
-        p = run(argv, 300)
+        p = run(argv, 300, env=env)
         metrics[f"chaos_{name}_s"] = round(time.monotonic() - start, 1)
         c.check(f"chaos experiment {name} passes against docker-compose (exit {p.returncode})",
                 p.returncode == 0 and "verdict: PASSED" in p.stdout, (p.stdout + p.stderr)[-1500:])
+        c.check(f"chaos experiment {name}: every 200 answer's documents found in the database container",
+                "hypothesis stored: held" in p.stdout, p.stdout[-1500:])
         c.check(f"chaos experiment {name}: timeline picture written",
                 os.path.exists(os.path.join(out, "timeline.svg")))
 

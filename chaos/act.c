@@ -1,0 +1,265 @@
+/* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, a shell command. */
+#include "runner.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUN_LIMIT_S 120
+#define RUN_KEEP 500
+
+/* The port of a base URL "http://host:port". Returns 0 when there is none. */
+static int url_port(const char *url)
+{
+    const char *colon = strrchr(url, ':');
+    return colon ? atoi(colon + 1) : 0;
+}
+
+/* Adds the inodes of the sockets listening on port from one /proc/net/tcp* file. */
+static void listening_inodes(const char *file, int port, unsigned long *inodes, int *n, int cap)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return;
+    char line[512];
+    if (!fgets(line, sizeof line, f)) {   /* the header */
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof line, f) && *n < cap) {
+        char local[128], remote[128], st[8];
+        unsigned long inode;
+        /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+        if (sscanf(line, "%*s %127s %127s %7s %*s %*s %*s %*s %*s %lu", local, remote, st, &inode) != 4)
+            continue;
+        const char *colon = strrchr(local, ':');
+        if (strcmp(st, "0A") == 0 && colon && (int)strtol(colon + 1, NULL, 16) == port)
+            inodes[(*n)++] = inode;
+    }
+    fclose(f);
+}
+
+/* The pid of the process of this machine that listens on port, or -1 with a message in err. */
+static pid_t port_pid(int port, const char *svc, char *err, size_t errlen)
+{
+    unsigned long inodes[16];
+    int n = 0;
+    listening_inodes("/proc/net/tcp", port, inodes, &n, 16);
+    listening_inodes("/proc/net/tcp6", port, inodes, &n, 16);
+    DIR *proc = n ? opendir("/proc") : NULL;
+    pid_t found = -1;
+    for (struct dirent *d = proc ? readdir(proc) : NULL; d && found < 0; d = readdir(proc)) {
+        if (!isdigit((unsigned char)d->d_name[0]))
+            continue;
+        char fddir[300];
+        snprintf(fddir, sizeof fddir, "/proc/%s/fd", d->d_name);
+        DIR *fds = opendir(fddir);
+        for (struct dirent *fd = fds ? readdir(fds) : NULL; fd && found < 0; fd = readdir(fds)) {
+            char link[600], target[128];
+            snprintf(link, sizeof link, "%s/%s", fddir, fd->d_name);
+            ssize_t k = readlink(link, target, sizeof target - 1);
+            if (k <= 0)
+                continue;
+            target[k] = '\0';
+            unsigned long inode;
+            if (sscanf(target, "socket:[%lu]", &inode) != 1)
+                continue;
+            for (int i = 0; i < n; i++)
+                if (inodes[i] == inode)
+                    found = (pid_t)atoi(d->d_name);
+        }
+        if (fds)
+            closedir(fds);
+    }
+    if (proc)
+        closedir(proc);
+    if (found < 0)
+        snprintf(err, errlen,
+                 "no process of this machine listens on %s's port %d (stop/resume act on make run's "
+                 "stack; use a run action for containers)", svc, port);
+    return found;
+}
+
+/* Monotonic seconds. */
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Runs command under /bin/sh in its own process group, with RUN_LIMIT_S
+ * seconds; its output (stdout and stderr, the last RUN_KEEP bytes) goes to
+ * out. Returns the exit status (-1 when it could not start or ran out of time). */
+static int run_shell(const char *command, char *out, size_t outlen)
+{
+    int fds[2];
+    out[0] = '\0';
+    if (pipe(fds)) {
+        snprintf(out, outlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(out, outlen, "fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char keep[RUN_KEEP + 1];
+    size_t kept = 0;
+    double deadline = mono() + RUN_LIMIT_S;
+    bool timed_out = false;
+    for (;;) {
+        double left = deadline - mono();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd p = { .fd = fds[0], .events = POLLIN };
+        int ready = poll(&p, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready <= 0)
+            continue;
+        char buf[1024];
+        ssize_t k = read(fds[0], buf, sizeof buf);
+        if (k <= 0)
+            break;
+        for (ssize_t i = 0; i < k; i++) {       /* keep the tail */
+            if (kept == RUN_KEEP) {
+                memmove(keep, keep + 1, RUN_KEEP - 1);
+                kept--;
+            }
+            keep[kept++] = buf[i];
+        }
+    }
+    close(fds[0]);
+    if (timed_out)
+        kill(-pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    keep[kept] = '\0';
+    if (timed_out) {
+        snprintf(out, outlen, "ran out of its %d s and was killed; %s", RUN_LIMIT_S, keep);
+        return -1;
+    }
+    snprintf(out, outlen, "%s", keep);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Sends the HTTP request of an action; fills *status and *answer (parsed JSON, or a string). */
+static void act_http(chaos_run *r, const char *method, const char *url, const cJSON *body, long *status,
+                     cJSON **answer)
+{
+    char *json = body ? cJSON_PrintUnformatted(body) : NULL;
+    net_answer a;
+    net_request(method, url, json, r->token, 5000, &a);
+    free(json);
+    *status = a.status;
+    if (a.status == 0)
+        *answer = cJSON_CreateString(a.error);
+    else if (!(*answer = cJSON_Parse(a.body)))
+        *answer = cJSON_CreateString(a.body);
+    net_answer_free(&a);
+}
+
+/* The index of a service name. */
+static int svc_index(const char *name)
+{
+    for (int i = 0; i < CHAOS_NSVC; i++)
+        if (strcmp(chaos_services[i], name) == 0)
+            return i;
+    return 0;
+}
+
+bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)
+{
+    const char *a = s->action;
+    long status = 0;
+    cJSON *answer = NULL;
+    char url[600], text[RUN_KEEP + 200];
+    if (strcmp(a, "fault") == 0 || strcmp(a, "clear") == 0) {
+        snprintf(url, sizeof url, "%s/chaos", r->urls[svc_index(s->service)]);
+        act_http(r, a[0] == 'f' ? "PUT" : "DELETE", url, a[0] == 'f' ? s->faults : NULL, &status, &answer);
+    } else if (strcmp(a, "open") == 0 || strcmp(a, "close") == 0) {
+        char svc[16];
+        snprintf(svc, sizeof svc, "%.*s", (int)strcspn(s->breaker, "/"), s->breaker);
+        const char *name = chaos_ref_name(r, s->breaker);
+        char *quoted = curl_easy_escape(NULL, name ? name : "", 0);
+        snprintf(url, sizeof url, "%s/breaker/%s?name=%s", r->urls[svc_index(svc)], a, quoted ? quoted : "");
+        curl_free(quoted);
+        act_http(r, "POST", url, NULL, &status, &answer);
+    } else if (strcmp(a, "stop") == 0 || strcmp(a, "resume") == 0) {
+        int port = url_port(r->urls[svc_index(s->service)]);
+        pid_t pid = port_pid(port, s->service, text, sizeof text);
+        bool stop = strcmp(a, "stop") == 0;
+        if (pid < 0) {
+            status = 0;
+        } else if (kill(pid, stop ? SIGSTOP : SIGCONT) != 0) {
+            snprintf(text, sizeof text, "kill %d: %s", (int)pid, strerror(errno));
+            status = 0;
+        } else {
+            snprintf(text, sizeof text, "%s to pid %d", stop ? "SIGSTOP" : "SIGCONT", (int)pid);
+            status = 200;
+        }
+        answer = cJSON_CreateString(text);
+    } else {
+        int rc = run_shell(s->command, text, sizeof text);
+        status = rc == 0 ? 200 : 500;
+        answer = cJSON_CreateString(text);
+    }
+    bool ok = status >= 200 && status < 300;
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rec, "t", r->t0 > 0 ? (double)(long long)(chaos_now(r) * 1000 + 0.5) / 1000 : 0.0);
+    cJSON_AddStringToObject(rec, "phase", phase);
+    cJSON_AddStringToObject(rec, "action", a);
+    cJSON_AddItemToObject(rec, "service", s->service ? cJSON_CreateString(s->service) : cJSON_CreateNull());
+    cJSON_AddItemToObject(rec, "breaker", s->breaker ? cJSON_CreateString(s->breaker) : cJSON_CreateNull());
+    cJSON_AddItemToObject(rec, "why", s->why ? cJSON_CreateString(s->why) : cJSON_CreateNull());
+    cJSON_AddBoolToObject(rec, "ok", ok);
+    cJSON_AddNumberToObject(rec, "status", (double)status);
+    if (s->command)
+        cJSON_AddStringToObject(rec, "command", s->command);
+    char shown[220] = "";
+    if (!ok) {
+        char *flat = cJSON_IsString(answer) ? NULL : cJSON_PrintUnformatted(answer);
+        snprintf(shown, sizeof shown, "%s", flat ? flat : cJSON_IsString(answer) ? answer->valuestring : "");
+        free(flat);
+    }
+    cJSON_AddItemToObject(rec, "answer", answer ? answer : cJSON_CreateNull());
+    cJSON_AddItemToArray(r->actions, rec);
+    const char *what = s->service ? s->service : s->breaker ? s->breaker : s->command ? s->command : "";
+    if (ok)
+        chaos_say(r, "%s: %s %s: done", phase, a, what);
+    else
+        chaos_say(r, "%s: %s %s: FAILED: %s", phase, a, what, shown);
+    return ok;
+}

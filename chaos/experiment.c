@@ -1,0 +1,419 @@
+/* experiment.c -- reads an experiment file and checks every field before anything runs.
+ *
+ * The whole file is checked first: a bad file is refused with one message
+ * naming the file and the field ("method[2].within: seconds, a positive
+ * number") or, for a JSON syntax error, the line and column, and nothing of
+ * it runs. The parsed cJSON tree is kept and the steps point into it.
+ */
+#include "runner.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
+const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
+const char *const chaos_states[3] = { "closed", "open", "half-open" };
+static const char *const actions[] = { "fault", "clear", "open", "close", "stop", "resume", "run" };
+#define NACTIONS (sizeof actions / sizeof actions[0])
+
+/* The checker's state: where to write the one message. */
+typedef struct checker {
+    const char *path;
+    char *err;
+    size_t errlen;
+} checker;
+
+/* Writes "<path>: <field>: <what>" and returns -1, so callers can `return bad(...)`. */
+__attribute__((format(printf, 3, 4)))
+static int bad(checker *c, const char *field, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->errlen, "%s: %s: %s", c->path, field, what);
+    return -1;
+}
+
+/* True when word is one of the n names. */
+static bool one_of(const char *word, const char *const *names, size_t n)
+{
+    for (size_t i = 0; word && i < n; i++)
+        if (strcmp(word, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Refuses a key that an object holds twice (cJSON keeps both). Returns 0 or -1. */
+static int no_twice(checker *c, const cJSON *obj, const char *prefix)
+{
+    for (const cJSON *a = obj ? obj->child : NULL; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (a->string && b->string && strcmp(a->string, b->string) == 0) {
+                char field[160];
+                snprintf(field, sizeof field, "%s%s", prefix, a->string);
+                return bad(c, field, "given twice");
+            }
+    return 0;
+}
+
+/* Refuses every key of obj not among the n names. Returns 0 or -1. */
+static int only_known(checker *c, const cJSON *obj, const char *prefix, const char *const *names,
+                      size_t n, const char *what)
+{
+    if (no_twice(c, obj, prefix))
+        return -1;
+    for (const cJSON *k = obj->child; k; k = k->next)
+        if (!one_of(k->string, names, n)) {
+            char field[160];
+            snprintf(field, sizeof field, "%s%s", prefix, k->string);
+            return bad(c, field, "%s", what);
+        }
+    return 0;
+}
+
+/* A number field of obj with a default: *out is set. Returns 0, or -1 when
+ * present but not a number in [lo, hi] (hi_open: hi itself excluded). */
+static int number(checker *c, const cJSON *obj, const char *key, const char *field, double def,
+                  double lo, double hi, bool hi_open, const char *what, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi ||
+        (hi_open && v->valuedouble >= hi))
+        return bad(c, field, "%s", what);
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* A string field, or NULL when absent; -1 when present and not a string. */
+static int string(checker *c, const cJSON *obj, const char *key, const char *field, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v))
+        return bad(c, field, "a string");
+    *out = v->valuestring;
+    return 0;
+}
+
+/* "<service>" or "<service>/db". */
+static bool breaker_ref_ok(const char *ref)
+{
+    if (!ref)
+        return false;
+    for (int i = 0; i < CHAOS_NSVC; i++) {
+        size_t n = strlen(chaos_services[i]);
+        if (strncmp(ref, chaos_services[i], n) == 0 && (ref[n] == '\0' || strcmp(ref + n, "/db") == 0))
+            return true;
+    }
+    return false;
+}
+
+/* Checks one step of method (in_method) or rollbacks and fills *s. Returns 0 or -1. */
+static int check_step(checker *c, const cJSON *j, const char *field, double seconds, bool in_method,
+                      chaos_step *s)
+{
+    char f[128];
+    if (!cJSON_IsObject(j))
+        return bad(c, field, "must be an object");
+    memset(s, 0, sizeof *s);
+    snprintf(f, sizeof f, "%s.why", field);
+    if (string(c, j, "why", f, &s->why))
+        return -1;
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(j, "at");
+    snprintf(f, sizeof f, "%s.at", field);
+    if (in_method) {
+        if (!cJSON_IsNumber(at) || at->valuedouble < 0 || at->valuedouble >= seconds)
+            return bad(c, f, "seconds from the start of the load, in 0..%g", seconds);
+        s->at = at->valuedouble;
+    } else if (at && !cJSON_IsNumber(at)) {
+        return bad(c, f, "a number of seconds");
+    }
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "%s.", field);
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(j, "expect");
+    if (expect) {
+        snprintf(f, sizeof f, "%s.expect", field);
+        if (!in_method)
+            return bad(c, f, "expectations belong in method");
+        if (!cJSON_IsString(expect) || !one_of(expect->valuestring, chaos_states, 3))
+            return bad(c, f, "one of closed, open, half-open");
+        s->expect = expect->valuestring;
+        const cJSON *within = cJSON_GetObjectItemCaseSensitive(j, "within");
+        snprintf(f, sizeof f, "%s.within", field);
+        if (!cJSON_IsNumber(within) || within->valuedouble <= 0)
+            return bad(c, f, "seconds, a positive number");
+        s->within = within->valuedouble;
+        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "breaker");
+        snprintf(f, sizeof f, "%s.breaker", field);
+        if (!cJSON_IsString(ref) || !breaker_ref_ok(ref->valuestring))
+            return bad(c, f, "\"<service>\" (its chain breaker) or \"<service>/db\" (its database breaker)");
+        s->breaker = ref->valuestring;
+        static const char *const known[] = { "at", "expect", "breaker", "within", "why" };
+        return only_known(c, j, prefix, known, 5, "unknown field");
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
+    snprintf(f, sizeof f, "%s.action", field);
+    if (!cJSON_IsString(a) || !one_of(a->valuestring, actions, NACTIONS))
+        return bad(c, f, "one of fault, clear, open, close, stop, resume, run (or an expect step)");
+    s->action = a->valuestring;
+    const char *allowed[8] = { "at", "action", "why" };
+    size_t nallowed = 3;
+    if (one_of(s->action, (const char *const[]){ "fault", "clear", "stop", "resume" }, 4)) {
+        const cJSON *svc = cJSON_GetObjectItemCaseSensitive(j, "service");
+        snprintf(f, sizeof f, "%s.service", field);
+        if (!cJSON_IsString(svc) || !one_of(svc->valuestring, chaos_services, CHAOS_NSVC))
+            return bad(c, f, "one of order, payment, shipment");
+        s->service = svc->valuestring;
+        allowed[nallowed++] = "service";
+    }
+    if (strcmp(s->action, "fault") == 0) {
+        const cJSON *faults = cJSON_GetObjectItemCaseSensitive(j, "faults");
+        snprintf(f, sizeof f, "%s.faults", field);
+        if (!cJSON_IsObject(faults) || !faults->child)
+            return bad(c, f, "an object of faults, as PUT /chaos takes");
+        s->faults = faults;
+        allowed[nallowed++] = "faults";
+    }
+    if (strcmp(s->action, "open") == 0 || strcmp(s->action, "close") == 0) {
+        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "breaker");
+        snprintf(f, sizeof f, "%s.breaker", field);
+        if (!cJSON_IsString(ref) || !breaker_ref_ok(ref->valuestring))
+            return bad(c, f, "\"<service>\" (its chain breaker) or \"<service>/db\" (its database breaker)");
+        s->breaker = ref->valuestring;
+        allowed[nallowed++] = "breaker";
+    }
+    if (strcmp(s->action, "run") == 0) {
+        const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "command");
+        snprintf(f, sizeof f, "%s.command", field);
+        if (!cJSON_IsString(cmd) || !cmd->valuestring[0])
+            return bad(c, f, "a shell command");
+        s->command = cmd->valuestring;
+        allowed[nallowed++] = "command";
+    }
+    char what[64];
+    snprintf(what, sizeof what, "unknown field for action %s", s->action);
+    return only_known(c, j, prefix, allowed, nallowed, what);
+}
+
+/* Checks a list of steps ("method" or "rollbacks") into a new array. Returns 0 or -1. */
+static int check_steps(checker *c, const cJSON *list, const char *name, double seconds, bool in_method,
+                       chaos_step **out, int *n)
+{
+    int count = cJSON_GetArraySize(list);
+    *out = calloc(count > 0 ? (size_t)count : 1, sizeof **out);
+    *n = 0;
+    if (!*out)
+        return bad(c, name, "out of memory");
+    int i = 0;
+    for (const cJSON *j = list->child; j; j = j->next, i++) {
+        char field[64];
+        snprintf(field, sizeof field, "%s[%d]", name, i);
+        if (check_step(c, j, field, seconds, in_method, &(*out)[i]))
+            return -1;
+        *n = i + 1;
+    }
+    return 0;
+}
+
+/* Reads the whole file into a new NUL-terminated buffer. NULL with a message on error. */
+static char *read_file(checker *c, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(c->err, c->errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+        if (len + 1 == cap) {
+            char *bigger = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    bool failed = ferror(f), too_large = !buf;
+    fclose(f);
+    if (too_large || failed) {
+        free(buf);
+        snprintf(c->err, c->errlen, "%s: cannot be read (%s)", path,
+                 too_large ? "too large or out of memory" : strerror(errno));
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Writes "<path>:<line>:<col>: not valid JSON ..." for a parse that stopped at where. */
+static void syntax_error(checker *c, const char *text, const char *where)
+{
+    int line = 1, col = 1;
+    const char *p = text;
+    if (!where || where < text)
+        where = text + strlen(text);
+    /* cJSON stops inside a bad word ("oops"): point at its start */
+    while (where > text && *where && isalnum((unsigned char)where[-1]))
+        where--;
+    for (; p < where && *p; p++) {
+        if (*p == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    char near[32];
+    size_t k = 0;
+    for (const char *q = where; *q && *q != '\n' && k < sizeof near - 1; q++)
+        near[k++] = *q;
+    near[k] = '\0';
+    if (k)
+        snprintf(c->err, c->errlen, "%s:%d:%d: not valid JSON: unexpected text at \"%s\"", c->path,
+                 line, col, near);
+    else
+        snprintf(c->err, c->errlen, "%s:%d:%d: not valid JSON: the text ends too early", c->path, line,
+                 col);
+}
+
+/* Checks the top level: fields, title, requires, load, hypothesis. Returns 0 or -1. */
+static int check_top(checker *c, chaos_experiment *e)
+{
+    const cJSON *d = e->doc;
+    if (!cJSON_IsObject(d))
+        return bad(c, "(top)", "must be an object");
+    static const char *const known[] = { "hypothesis", "lesson", "load", "method", "requires",
+                                         "rollbacks", "title" };
+    if (only_known(c, d, "", known, 7,
+                   "unknown field; the fields are hypothesis, lesson, load, method, requires, "
+                   "rollbacks, title"))
+        return -1;
+    const cJSON *title = cJSON_GetObjectItemCaseSensitive(d, "title");
+    if (!cJSON_IsString(title) || !title->valuestring[0])
+        return bad(c, "title", "a non-empty string is required");
+    e->title = title->valuestring;
+    if (string(c, d, "lesson", "lesson", &e->lesson))
+        return -1;
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(d, "requires");
+    if (req) {
+        bool ok = cJSON_IsObject(req) && !no_twice(c, req, "requires.");
+        for (const cJSON *k = ok ? req->child : NULL; k; k = k->next)
+            ok = ok && cJSON_IsString(k);
+        if (!ok)
+            return bad(c, "requires",
+                       "an object of the settings the stack must be started with, e.g. {\"CB_BACKOFF\": \"2\"}");
+        e->requires = req;
+    }
+    const cJSON *load = cJSON_GetObjectItemCaseSensitive(d, "load");
+    if (load && !cJSON_IsObject(load))
+        return bad(c, "load", "must be an object");
+    static const char *const load_keys[] = { "rate", "seconds" };
+    if (load && only_known(c, load, "load.", load_keys, 2, "unknown field; the fields are rate, seconds"))
+        return -1;
+    if (number(c, load, "rate", "load.rate", 10, 1, 200, false, "a number in 1..200", &e->rate) ||
+        number(c, load, "seconds", "load.seconds", 20, 5, 600, false, "a number in 5..600", &e->seconds))
+        return -1;
+    const cJSON *hyp = cJSON_GetObjectItemCaseSensitive(d, "hypothesis");
+    if (hyp && !cJSON_IsObject(hyp))
+        return bad(c, "hypothesis", "must be an object");
+    static const char *const probes[] = { "ok_ratio", "p99_ms", "breakers", "window_s", "stored" };
+    if (hyp && only_known(c, hyp, "hypothesis.", probes, 5,
+                          "unknown probe; the probes are ok_ratio, p99_ms, breakers, window_s, stored"))
+        return -1;
+    if (number(c, hyp, "ok_ratio", "hypothesis.ok_ratio", 0.9, 0, 1, false, "a number in 0..1",
+               &e->ok_ratio) ||
+        number(c, hyp, "p99_ms", "hypothesis.p99_ms", 1000, 1e-9, 1e12, false, "a positive number",
+               &e->p99_ms) ||
+        number(c, hyp, "window_s", "hypothesis.window_s", 3, 1, e->seconds / 2, false,
+               "a number of seconds, at most half the load", &e->window_s))
+        return -1;
+    const cJSON *br = cJSON_GetObjectItemCaseSensitive(hyp, "breakers");
+    e->breakers = "closed";
+    if (br) {
+        if (!cJSON_IsString(br) || !one_of(br->valuestring, chaos_states, 3))
+            return bad(c, "hypothesis.breakers", "one of closed, open, half-open");
+        e->breakers = br->valuestring;
+    }
+    const cJSON *stored = cJSON_GetObjectItemCaseSensitive(hyp, "stored");
+    if (stored && !cJSON_IsBool(stored))
+        return bad(c, "hypothesis.stored",
+                   "true (every 200 answer's documents must be in the database) or false");
+    e->stored = cJSON_IsTrue(stored);
+    return 0;
+}
+
+int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, size_t errlen)
+{
+    checker c = { .path = path, .err = err, .errlen = errlen };
+    memset(exp, 0, sizeof *exp);
+    exp->path = path;
+    char *text = read_file(&c, path);
+    if (!text)
+        return -1;
+    const char *end = NULL;
+    exp->doc = cJSON_ParseWithOpts(text, &end, true);
+    if (!exp->doc) {
+        syntax_error(&c, text, end ? end : cJSON_GetErrorPtr());
+        free(text);
+        return -1;
+    }
+    free(text);
+    int rc = check_top(&c, exp);
+    if (rc == 0) {
+        const cJSON *method = cJSON_GetObjectItemCaseSensitive(exp->doc, "method");
+        if (!cJSON_IsArray(method) || !method->child)
+            rc = bad(&c, "method", "a non-empty list of steps");
+        else
+            rc = check_steps(&c, method, "method", exp->seconds, true, &exp->method, &exp->nmethod);
+    }
+    if (rc == 0) {
+        const cJSON *rb = cJSON_GetObjectItemCaseSensitive(exp->doc, "rollbacks");
+        if (rb && !cJSON_IsArray(rb))
+            rc = bad(&c, "rollbacks", "a list of actions");
+        else if (rb)
+            rc = check_steps(&c, rb, "rollbacks", exp->seconds, false, &exp->rollbacks, &exp->nrollbacks);
+    }
+    if (rc) {
+        chaos_experiment_free(exp);
+        return -1;
+    }
+    /* stable insertion sort by at: steps at the same second keep the file's order */
+    for (int i = 1; i < exp->nmethod; i++) {
+        chaos_step s = exp->method[i];
+        int j = i;
+        for (; j > 0 && exp->method[j - 1].at > s.at; j--)
+            exp->method[j] = exp->method[j - 1];
+        exp->method[j] = s;
+    }
+    return 0;
+}
+
+void chaos_experiment_free(chaos_experiment *exp)
+{
+    free(exp->method);
+    free(exp->rollbacks);
+    cJSON_Delete(exp->doc);
+    exp->method = exp->rollbacks = NULL;
+    exp->doc = NULL;
+    exp->nmethod = exp->nrollbacks = 0;
+}

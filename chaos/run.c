@@ -1,0 +1,771 @@
+/* run.c -- runs one experiment: the open-loop load, the readers of every /events.stream, the /health poll, the method's timeline, the rollbacks, the probes and the verdict.
+ *
+ * The phases of a run, as a table (phase, what ends it, next):
+ *
+ *   discover   every /health answered            -> method     (a service silent: exit 2, nothing run)
+ *   method     the last step is done             -> load end
+ *              an action failed / SIGINT, SIGTERM -> rollbacks (aborted)
+ *   load end   the load's last answer came back   -> rollbacks  (the load thread says so)
+ *              SIGINT, SIGTERM                    -> rollbacks (aborted)
+ *   rollbacks  every rollback tried, in order     -> stop the threads, judge, write
+ *
+ * Threads: one load thread drives every request of the load through one
+ * libcurl multi handle (a request is sent at its due time whether or not
+ * the earlier ones have answered: open loop); one reader per service follows
+ * its /events.stream; one poller reads every /health four times a second
+ * (the bands between events). They add to the run's records under r->lock
+ * and finish when r->stop is set. Only the main thread acts, and it alone
+ * sees the signals (the others block them): the handler sets chaos_signal,
+ * the main thread's sleeps are short, and it then goes to the rollbacks.
+ */
+#include "runner.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REQUEST_TIMEOUT_MS 10000L
+#define POLL_INTERVAL_S 0.25
+#define SSE_STALL_S 3L
+#define SSE_MAX_LINE (1u << 20)
+
+volatile sig_atomic_t chaos_signal;
+
+/* Monotonic seconds. */
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Wall-clock milliseconds since the epoch. */
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6;
+}
+
+/* x rounded to 3 decimals, as the journal keeps times. */
+static double round3(double x)
+{
+    return round(x * 1000) / 1000;
+}
+
+double chaos_now(const chaos_run *r)
+{
+    return r->t0 > 0 ? mono() - r->t0 : 0.0;
+}
+
+void chaos_say(const chaos_run *r, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->t0 > 0)
+        printf("chaos %6.1fs  %s\n", chaos_now(r), msg);
+    else
+        printf("chaos  %s\n", msg);
+    fflush(stdout);
+}
+
+const char *chaos_plain(const char *state)
+{
+    return state && strncmp(state, "forced-", 7) == 0 ? state + 7 : state;
+}
+
+const char *chaos_ref_name(const chaos_run *r, const char *ref)
+{
+    for (int i = 0; i < r->nrefs; i++)
+        if (strcmp(r->refs[i], ref) == 0)
+            return r->ref_names[i];
+    return NULL;
+}
+
+/* The band of breaker name, made when new. Call with the lock held. NULL when out of memory. */
+static chaos_band *band_of(chaos_run *r, const char *name)
+{
+    for (int i = 0; i < r->nbands; i++)
+        if (strcmp(r->bands[i].name, name) == 0)
+            return &r->bands[i];
+    if (r->nbands == r->capbands) {
+        int cap = r->capbands ? r->capbands * 2 : 8;
+        chaos_band *b = realloc(r->bands, (size_t)cap * sizeof *b);
+        if (!b)
+            return NULL;
+        r->bands = b;
+        r->capbands = cap;
+    }
+    chaos_band *b = &r->bands[r->nbands];
+    memset(b, 0, sizeof *b);
+    if (!(b->name = strdup(name)))
+        return NULL;
+    r->nbands++;
+    return b;
+}
+
+void chaos_note_state(chaos_run *r, const char *name, const char *state, double t)
+{
+    if (t < 0)
+        t = chaos_now(r);
+    pthread_mutex_lock(&r->lock);
+    chaos_band *b = band_of(r, name);
+    if (b && (b->n == 0 || strcmp(b->pts[b->n - 1].state, state) != 0)) {
+        if (b->n == b->cap) {
+            int cap = b->cap ? b->cap * 2 : 8;
+            chaos_point *p = realloc(b->pts, (size_t)cap * sizeof *p);
+            if (p) {
+                b->pts = p;
+                b->cap = cap;
+            }
+        }
+        if (b->n < b->cap) {
+            b->pts[b->n].t = t;
+            snprintf(b->pts[b->n].state, sizeof b->pts[b->n].state, "%s", state);
+            b->n++;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Notes the state of every breaker a /health answer lists; with refs, also
+ * learns the ref -> name map (a name ending in "->mongodb" is "<svc>/db"). */
+static void note_health(chaos_run *r, int svc, const cJSON *h, bool refs)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(h, "breakers");
+    const cJSON *b;
+    cJSON_ArrayForEach(b, list) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(b, "name");
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
+        if (!cJSON_IsString(name) || !cJSON_IsString(state))
+            continue;
+        if (refs && r->nrefs < CHAOS_MAX_REFS) {
+            size_t n = strlen(name->valuestring);
+            bool db = n >= 9 && strcmp(name->valuestring + n - 9, "->mongodb") == 0;
+            char ref[32];
+            snprintf(ref, sizeof ref, "%s%s", chaos_services[svc], db ? "/db" : "");
+            if (!chaos_ref_name(r, ref)) {
+                r->refs[r->nrefs] = strdup(ref);
+                r->ref_names[r->nrefs] = strdup(name->valuestring);
+                if (r->refs[r->nrefs] && r->ref_names[r->nrefs])
+                    r->nrefs++;
+            }
+        }
+        chaos_note_state(r, name->valuestring, state->valuestring, refs ? 0.0 : -1.0);
+    }
+}
+
+int chaos_discover(chaos_run *r, char *err, size_t errlen)
+{
+    for (int i = 0; i < CHAOS_NSVC; i++) {
+        char url[300];
+        snprintf(url, sizeof url, "%s/health", r->urls[i]);
+        net_answer a;
+        long st = net_request("GET", url, NULL, NULL, 5000, &a);
+        cJSON *h = st ? cJSON_Parse(a.body) : NULL;
+        if (st == 0)
+            snprintf(err, errlen, "%s does not answer at %s (%s); start the stack (make run) or give --%s",
+                     chaos_services[i], r->urls[i], a.error, chaos_services[i]);
+        else if (!cJSON_IsObject(h))
+            snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i], st);
+        else
+            note_health(r, i, h, true);
+        bool ok = cJSON_IsObject(h);
+        cJSON_Delete(h);
+        net_answer_free(&a);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+/* Sleeps until r->stop or secs pass. Returns true when stopped. */
+static bool nap(chaos_run *r, double secs)
+{
+    double end = mono() + secs;
+    while (!atomic_load(&r->stop)) {
+        double left = end - mono();
+        if (left <= 0)
+            return false;
+        struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* ---- the load ---------------------------------------------------------------------- */
+
+/* One request in flight. */
+typedef struct xfer {
+    int n;
+    double start;
+    net_transfer t;
+} xfer;
+
+/* Reads a chain answer into the request record: hops, whole, degraded, trace, documents. */
+static void read_answer(chaos_request *q, const net_answer *a)
+{
+    cJSON *root = q->status ? cJSON_Parse(a->body) : NULL;
+    const cJSON *hop = root;
+    const cJSON *last = NULL;
+    int hops = 0;
+    bool degraded = false;
+    for (; cJSON_IsObject(hop) && hops < CHAOS_MAX_HOPS; hop = cJSON_GetObjectItemCaseSensitive(hop, "next")) {
+        hops++;
+        last = hop;
+        const char *svc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hop, "service"));
+        const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hop, "status"));
+        const char *doc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hop, "document"));
+        if (!degraded && status && strcmp(status, "degraded") == 0) {
+            const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hop, "reason"));
+            snprintf(q->degraded, sizeof q->degraded, "%s:%s", svc ? svc : "?", why ? why : "unknown");
+            degraded = true;
+        }
+        for (int i = 0; svc && doc && status && i < CHAOS_NSVC; i++)
+            if (strcmp(svc, chaos_services[i]) == 0 && strlen(doc) == 24) {
+                chaos_doc *d = &q->docs[q->ndocs++];
+                d->svc = i;
+                memcpy(d->id, doc, 25);
+                snprintf(d->outcome, sizeof d->outcome, "%s", status);
+            }
+    }
+    const char *last_status = last ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, "status")) : NULL;
+    q->whole = q->status == 200 && last_status && strcmp(last_status, "last") == 0 && !degraded;
+    const char *trace = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "trace"));
+    snprintf(q->trace, sizeof q->trace, "%s", trace ? trace : a->request_id);
+    cJSON_Delete(root);
+}
+
+/* Adds request n of the load to the multi handle. Returns 0, or -1 (then it is recorded as failed). */
+static int load_send(chaos_run *r, CURLM *m, int n)
+{
+    char body[400], url[300];
+    snprintf(body, sizeof body,
+             "{\"id\":\"chaos-%d\",\"items\":[],\"payment\":{\"amount\":1,\"id\":\"chaos-%d\","
+             "\"shipment\":{\"id\":\"chaos-%d\",\"directions\":\"lab\"}}}", n, n, n);
+    snprintf(url, sizeof url, "%s/create", r->urls[0]);
+    xfer *x = calloc(1, sizeof *x);
+    CURL *h = x ? curl_easy_init() : NULL;
+    if (!h || net_setup(h, &x->t, "POST", url, body, NULL, REQUEST_TIMEOUT_MS)) {
+        if (h)
+            curl_slist_free_all(x->t.headers);
+        curl_easy_cleanup(h);
+        free(x);
+        return -1;
+    }
+    x->n = n;
+    x->start = chaos_now(r);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    if (curl_multi_add_handle(m, h) != CURLM_OK) {
+        curl_slist_free_all(x->t.headers);
+        curl_easy_cleanup(h);
+        free(x);
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends a finished request to the records. */
+static void load_record(chaos_run *r, chaos_request *q)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->nreqs == r->capreqs) {
+        int cap = r->capreqs ? r->capreqs * 2 : 256;
+        chaos_request *b = realloc(r->reqs, (size_t)cap * sizeof *b);
+        if (b) {
+            r->reqs = b;
+            r->capreqs = cap;
+        }
+    }
+    if (r->nreqs < r->capreqs)
+        r->reqs[r->nreqs++] = *q;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Takes every finished transfer off m and records it. */
+static void load_reap(chaos_run *r, CURLM *m)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *h = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        xfer *x = NULL;
+        curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x);
+        net_transfer_done(h, &x->t, rc);
+        chaos_request q = { .n = x->n, .t = round3(x->start) };
+        q.ms = round((chaos_now(r) - x->start) * 10000) / 10;
+        q.status = (int)x->t.answer.status;
+        read_answer(&q, &x->t.answer);
+        load_record(r, &q);
+        curl_multi_remove_handle(m, h);
+        curl_easy_cleanup(h);
+        net_answer_free(&x->t.answer);
+        free(x);
+    }
+}
+
+/* The load thread: rate requests a second for seconds, each at its due time. */
+static void *load_main(void *arg)
+{
+    chaos_run *r = arg;
+    const chaos_experiment *e = r->exp;
+    CURLM *m = curl_multi_init();
+    if (!m) {
+        atomic_store(&r->load_done, true);
+        return NULL;
+    }
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 32L);
+    int n = 0, running = 0;
+    for (;;) {
+        bool stopping = atomic_load(&r->stop);
+        while (!stopping && n < e->rate * e->seconds && n / e->rate <= chaos_now(r)) {
+            double late = chaos_now(r) - n / e->rate;
+            if (late > r->max_late_s) {
+                r->max_late_s = late;
+                r->max_late_at = n / e->rate;
+            }
+            r->late_sends += late > CHAOS_LATE_S;
+            if (load_send(r, m, n)) {
+                chaos_request q = { .n = n, .t = round3(chaos_now(r)) };
+                load_record(r, &q);
+            }
+            n++;
+        }
+        curl_multi_perform(m, &running);
+        load_reap(r, m);
+        bool sending = !stopping && n < e->rate * e->seconds;
+        if (!sending && running == 0)
+            break;
+        int wait_ms = 50;
+        if (sending) {
+            double due = n / e->rate - chaos_now(r);
+            wait_ms = due <= 0 ? 0 : due < 0.05 ? (int)(due * 1000) + 1 : 50;
+        }
+        curl_multi_poll(m, NULL, 0, wait_ms, NULL);
+    }
+    curl_multi_cleanup(m);
+    atomic_store(&r->load_done, true);
+    return NULL;
+}
+
+/* ---- the readers of /events.stream ------------------------------------------------- */
+
+typedef struct reader {
+    chaos_run *r;
+    int svc;
+    char *line;
+    size_t len, cap;
+    bool breaker_event;     /* the frame's "event:" is breaker */
+} reader;
+
+/* Handles one breaker event (the JSON of a "data:" line). */
+static void reader_event(reader *rd, const char *json)
+{
+    chaos_run *r = rd->r;
+    cJSON *ev = cJSON_Parse(json);
+    const cJSON *time = cJSON_GetObjectItemCaseSensitive(ev, "time");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ev, "seq");
+    if (!cJSON_IsObject(ev) || !cJSON_IsNumber(time) || time->valuedouble < r->wall0_ms) {
+        cJSON_Delete(ev);           /* the feed's history, from before this run */
+        return;
+    }
+    double t = chaos_now(r);
+    unsigned long long s = cJSON_IsNumber(seq) ? (unsigned long long)seq->valuedouble : 0;
+    pthread_mutex_lock(&r->lock);
+    /* a reconnect replays the last events: keep each once (a restarted
+     * service counts again from 1, with later times) */
+    bool seen = s && s <= r->last_seq[rd->svc] && time->valuedouble <= r->last_time[rd->svc];
+    if (!seen) {
+        r->last_seq[rd->svc] = s;
+        r->last_time[rd->svc] = time->valuedouble;
+        cJSON_AddNumberToObject(ev, "t", round3(t));
+        cJSON_AddItemToArray(r->events, cJSON_Duplicate(ev, true));
+    }
+    pthread_mutex_unlock(&r->lock);
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "event"));
+    const char *breaker = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "breaker"));
+    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "state"));
+    if (!seen && kind && breaker && state &&
+        (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
+        chaos_note_state(r, breaker, state, t);
+    cJSON_Delete(ev);
+}
+
+/* Handles one line of the stream (without its newline). */
+static void reader_line(reader *rd, char *line)
+{
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\r')
+        line[--n] = '\0';
+    if (n == 0)
+        rd->breaker_event = false;
+    else if (strncmp(line, "event: ", 7) == 0)
+        rd->breaker_event = strcmp(line + 7, "breaker") == 0;
+    else if (strncmp(line, "data: ", 6) == 0 && rd->breaker_event)
+        reader_event(rd, line + 6);
+}
+
+/* libcurl write callback of a stream: splits into lines. Returns 0 (stop) when the run stops. */
+static size_t reader_data(char *data, size_t size, size_t n, void *arg)
+{
+    reader *rd = arg;
+    size_t len = size * n;
+    if (atomic_load(&rd->r->stop))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            if (rd->line) {
+                rd->line[rd->len] = '\0';
+                reader_line(rd, rd->line);
+            }
+            rd->len = 0;
+            continue;
+        }
+        if (rd->len + 2 > rd->cap) {
+            size_t cap = rd->cap ? rd->cap * 2 : 4096;
+            char *b = cap <= SSE_MAX_LINE ? realloc(rd->line, cap) : NULL;
+            if (!b)
+                return 0;
+            rd->line = b;
+            rd->cap = cap;
+        }
+        rd->line[rd->len++] = data[i];
+    }
+    return len;
+}
+
+/* libcurl progress callback of a stream: ends the transfer when the run stops. */
+static int reader_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    reader *rd = arg;
+    return atomic_load(&rd->r->stop) ? 1 : 0;
+}
+
+/* A reader thread: follows one service's /events.stream, reconnecting until the run stops. */
+static void *reader_main(void *arg)
+{
+    reader *rd = arg;
+    chaos_run *r = rd->r;
+    char url[300];
+    snprintf(url, sizeof url, "%s/events.stream", r->urls[rd->svc]);
+    while (!atomic_load(&r->stop)) {
+        CURL *h = curl_easy_init();
+        if (h) {
+            rd->len = 0;
+            rd->breaker_event = false;
+            curl_easy_setopt(h, CURLOPT_URL, url);
+            curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, SSE_STALL_S);
+            /* a stream that says nothing for 3 s (it beats twice a second) is dead */
+            curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+            curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, SSE_STALL_S);
+            curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, reader_data);
+            curl_easy_setopt(h, CURLOPT_WRITEDATA, rd);
+            curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+            curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, reader_progress);
+            curl_easy_setopt(h, CURLOPT_XFERINFODATA, rd);
+            curl_easy_perform(h);
+            curl_easy_cleanup(h);
+        }
+        nap(r, 0.2);
+    }
+    free(rd->line);
+    rd->line = NULL;
+    return NULL;
+}
+
+/* The poller: every breaker's state from /health four times a second. */
+static void *poll_main(void *arg)
+{
+    chaos_run *r = arg;
+    while (!nap(r, POLL_INTERVAL_S)) {
+        for (int i = 0; i < CHAOS_NSVC && !atomic_load(&r->stop); i++) {
+            char url[300];
+            snprintf(url, sizeof url, "%s/health", r->urls[i]);
+            net_answer a;
+            cJSON *h = net_request("GET", url, NULL, NULL, 2000, &a) ? cJSON_Parse(a.body) : NULL;
+            if (cJSON_IsObject(h))
+                note_health(r, i, h, false);
+            cJSON_Delete(h);
+            net_answer_free(&a);
+        }
+    }
+    return NULL;
+}
+
+/* ---- probes and judgement ---------------------------------------------------------- */
+
+/* qsort order of doubles, smallest first. */
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The state of band b at time t: its last point at or before t (its first when none). */
+static const char *state_at(const chaos_band *b, double t)
+{
+    for (int k = b->n - 1; k >= 0; k--)
+        if (b->pts[k].t <= t)
+            return b->pts[k].state;
+    return b->n ? b->pts[0].state : NULL;
+}
+
+/* The hypothesis over the first ("before") or last ("after") window. Returns p->ok. */
+static bool hypothesis(chaos_run *r, chaos_probe *p, const char *when)
+{
+    const chaos_experiment *e = r->exp;
+    bool before = strcmp(when, "before") == 0;
+    p->when = when;
+    p->lo = before ? 0.0 : e->seconds - e->window_s;
+    p->hi = before ? e->window_s : e->seconds;
+    double *lat = malloc(((size_t)r->nreqs + 1) * sizeof *lat);
+    int n = 0, whole = 0;
+    for (int i = 0; lat && i < r->nreqs; i++)
+        if (r->reqs[i].t >= p->lo && r->reqs[i].t < p->hi) {
+            lat[n++] = r->reqs[i].ms;
+            whole += r->reqs[i].whole;
+        }
+    qsort(lat, (size_t)n, sizeof *lat, by_double);
+    p->requests = n;
+    p->ok_ratio = n ? round3((double)whole / n) : 0.0;
+    p->p99_ms = n ? lat[(int)(n * 0.99) < n - 1 ? (int)(n * 0.99) : n - 1] : -1;
+    free(lat);
+    p->states = cJSON_CreateObject();
+    char bad[600] = "";
+    for (int i = 0; i < r->nbands; i++) {
+        const chaos_band *b = &r->bands[i];
+        const char *s = before ? state_at(b, p->hi) : (b->n ? b->pts[b->n - 1].state : NULL);
+        if (!s)
+            continue;
+        cJSON_AddStringToObject(p->states, b->name, s);
+        if (strcmp(chaos_plain(s), e->breakers) != 0) {
+            size_t k = strlen(bad);
+            snprintf(bad + k, sizeof bad - k, "%s%s: %s", k ? ", " : "", b->name, s);
+        }
+    }
+    p->ok = n > 0 && p->ok_ratio >= e->ok_ratio && p->p99_ms <= e->p99_ms && !bad[0];
+    char p99[32], breakers[640];
+    if (n)
+        snprintf(p99, sizeof p99, "%.0f ms", p->p99_ms);
+    else
+        snprintf(p99, sizeof p99, "- (no requests)");
+    if (bad[0])
+        snprintf(breakers, sizeof breakers, "{%s}", bad);
+    else
+        snprintf(breakers, sizeof breakers, "all %s", e->breakers);
+    chaos_say(r, "hypothesis %s: %s: whole answers %.0f%% (>= %.0f%%), p99 %s (<= %g ms), breakers %s",
+              when, p->ok ? "held" : "NOT held", p->ok_ratio * 100, e->ok_ratio * 100, p99, e->p99_ms,
+              breakers);
+    return p->ok;
+}
+
+/* Judges every expectation from the bands: met when the breaker was seen in
+ * the state between at and at + within (or was in it at at). */
+static void judge_expectations(chaos_run *r)
+{
+    for (int i = 0; i < r->nexpects; i++) {
+        chaos_expectation *x = &r->expects[i];
+        const chaos_step *s = x->step;
+        const char *name = chaos_ref_name(r, s->breaker);
+        x->name = name ? name : s->breaker;
+        x->met = false;
+        double lo = s->at, hi = s->at + s->within;
+        const chaos_band *b = NULL;
+        for (int k = 0; k < r->nbands; k++)
+            if (strcmp(r->bands[k].name, x->name) == 0)
+                b = &r->bands[k];
+        if (!b || b->n == 0)
+            continue;
+        for (int k = 0; k < b->n && !x->met; k++)
+            if (b->pts[k].t >= lo && b->pts[k].t <= hi && strcmp(chaos_plain(b->pts[k].state), s->expect) == 0) {
+                x->met = true;
+                x->met_at = b->pts[k].t;
+            }
+        if (!x->met && strcmp(chaos_plain(state_at(b, lo)), s->expect) == 0) {
+            x->met = true;
+            x->met_at = lo;
+        }
+    }
+}
+
+/* Sorts the requests by n (they are recorded as they answer). */
+static int by_n(const void *a, const void *b)
+{
+    return ((const chaos_request *)a)->n - ((const chaos_request *)b)->n;
+}
+
+/* What the next step is, for the "next at" line. */
+static void step_words(const chaos_step *s, char *buf, size_t len)
+{
+    if (s->expect)
+        snprintf(buf, len, "expect %s %s within %g s", s->breaker, s->expect, s->within);
+    else
+        snprintf(buf, len, "%s %s", s->action, s->service ? s->service : s->breaker ? s->breaker : "");
+}
+
+/* Waits until chaos_now() reaches t or a signal comes. Returns false on a signal. */
+static bool wait_until(chaos_run *r, double t)
+{
+    while (!chaos_signal) {
+        double left = t - chaos_now(r);
+        if (left <= 0)
+            return true;
+        struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* Sets r->aborted for the signal that came. */
+static void note_signal(chaos_run *r)
+{
+    snprintf(r->aborted, sizeof r->aborted, "interrupted (%s)",
+             chaos_signal == SIGINT ? "Ctrl-C" : chaos_signal == SIGTERM ? "SIGTERM" : "a signal");
+    chaos_say(r, "%s", r->aborted);
+}
+
+/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the main thread sees them. */
+static int start_threads(chaos_run *r, pthread_t *load, pthread_t *readers, reader *rd, pthread_t *poller)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = 0;
+    for (int i = 0; i < CHAOS_NSVC; i++) {
+        rd[i] = (reader){ .r = r, .svc = i };
+        rc |= pthread_create(&readers[i], NULL, reader_main, &rd[i]);
+    }
+    rc |= pthread_create(poller, NULL, poll_main, r);
+    rc |= pthread_create(load, NULL, load_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int chaos_run_experiment(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
+    r->actions = cJSON_CreateArray();
+    r->events = cJSON_CreateArray();
+    r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
+    r->t0 = mono();
+    r->wall0_ms = wall_ms() - 50;
+    pthread_t load, readers[CHAOS_NSVC], poller;
+    reader rd[CHAOS_NSVC];
+    if (!r->actions || !r->events || !r->expects || start_threads(r, &load, readers, rd, &poller)) {
+        fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
+        exit(2);
+    }
+    chaos_say(r, "%s: load %g/s for %g s", e->title, e->rate, e->seconds);
+    if (e->requires) {
+        char need[400] = "";
+        const cJSON *k;
+        cJSON_ArrayForEach(k, e->requires) {
+            size_t n = strlen(need);
+            snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
+        }
+        chaos_say(r, "this experiment needs a stack started with%s", need);
+    }
+    for (int i = 0; i < e->nmethod && !r->aborted[0]; i++) {
+        const chaos_step *s = &e->method[i];
+        if (s->at > chaos_now(r)) {
+            char words[200];
+            step_words(s, words, sizeof words);
+            chaos_say(r, "next at %g s: %s", s->at, words);
+            if (!wait_until(r, s->at)) {
+                note_signal(r);
+                break;
+            }
+        }
+        if (s->expect)
+            r->expects[r->nexpects++] = (chaos_expectation){ .step = s };
+        else if (!chaos_act(r, s, "method"))
+            snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
+    }
+    /* the whole load: every request sent and answered (or timed out) */
+    while (!r->aborted[0] && !atomic_load(&r->load_done)) {
+        if (chaos_signal) {
+            note_signal(r);
+            break;
+        }
+        struct timespec ts = { 0, 50 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    /* the rollbacks run whatever happened */
+    for (int i = 0; i < e->nrollbacks; i++)
+        chaos_act(r, &e->rollbacks[i], "rollback");
+    atomic_store(&r->stop, true);
+    pthread_join(load, NULL);
+    pthread_join(poller, NULL);
+    for (int i = 0; i < CHAOS_NSVC; i++)
+        pthread_join(readers[i], NULL);
+    /* the threads are done: what follows reads the records without the lock */
+    qsort(r->reqs, (size_t)r->nreqs, sizeof *r->reqs, by_n);
+    judge_expectations(r);
+    bool before = hypothesis(r, &r->probes[0], "before");
+    bool after = hypothesis(r, &r->probes[1], "after");
+    r->stored.asked = e->stored;
+    if (e->stored)
+        chaos_stored_check(r);
+    if (r->max_late_s > CHAOS_LATE_S)
+        chaos_say(r, "note: %d requests went out more than %.1f s late, the worst by %.1f s (due at %.1f s): "
+                  "this machine did not run the runner on time, and the latencies around then include "
+                  "that stall", r->late_sends, CHAOS_LATE_S, r->max_late_s, r->max_late_at);
+    bool met = true;
+    for (int i = 0; i < r->nexpects; i++) {
+        const chaos_expectation *x = &r->expects[i];
+        char when[40];
+        snprintf(when, sizeof when, "met at %.1f s", x->met_at);
+        chaos_say(r, "expectation: %s (%s) %s within %g s of %g s: %s", x->step->breaker, x->name,
+                  x->step->expect, x->step->within, x->step->at, x->met ? when : "MISSED");
+        met = met && x->met;
+    }
+    r->passed = before && after && met && !r->aborted[0] && (!r->stored.asked || r->stored.result != 0);
+    char err[600];
+    if (chaos_journal_write(r, err, sizeof err) || chaos_svg_write(r, err, sizeof err)) {
+        chaos_say(r, "verdict: %s; but %s", r->passed ? "PASSED" : "FAILED", err);
+        fprintf(stderr, "chaos: %s\n", err);
+        return 2;
+    }
+    char note[700] = "";
+    if (r->aborted[0])
+        snprintf(note, sizeof note, " (%s)", r->aborted);
+    if (r->stored.asked && r->stored.result < 0) {
+        size_t k = strlen(note);
+        snprintf(note + k, sizeof note - k, " (the stored probe was SKIPPED)");
+    }
+    chaos_say(r, "verdict: %s%s; journal and picture in %s", r->passed ? "PASSED" : "FAILED", note, r->out);
+    return r->passed ? 0 : 1;
+}
+
+void chaos_run_free(chaos_run *r)
+{
+    free(r->reqs);
+    cJSON_Delete(r->events);
+    cJSON_Delete(r->actions);
+    for (int i = 0; i < r->nbands; i++) {
+        free(r->bands[i].name);
+        free(r->bands[i].pts);
+    }
+    free(r->bands);
+    for (int i = 0; i < r->nrefs; i++) {
+        free(r->refs[i]);
+        free(r->ref_names[i]);
+    }
+    free(r->expects);
+    for (int i = 0; i < 2; i++)
+        cJSON_Delete(r->probes[i].states);
+    pthread_mutex_destroy(&r->lock);
+}

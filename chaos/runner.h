@@ -1,0 +1,281 @@
+/* runner.h -- the chaos runner's shared types: an experiment file, a run and its records, and each part's entry points.
+ *
+ * experiment.c reads and checks a file into a chaos_experiment; run.c runs it
+ * (the load, the readers of /events.stream, the /health poll, the method's
+ * timeline, the probes and the verdict); act.c carries out one action;
+ * net.c is the HTTP client every part uses; stored.c checks the database;
+ * journal.c and svg.c write what happened. Records that several threads add
+ * to (requests, events, the state bands) live in chaos_run under its lock.
+ */
+#ifndef CHAOS_RUNNER_H
+#define CHAOS_RUNNER_H
+
+#include <cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CHAOS_NSVC 3
+#define CHAOS_MAX_HOPS 8
+#define CHAOS_MAX_REFS 8
+/* A request sent this much after its due time says the machine stalled the runner. */
+#define CHAOS_LATE_S 0.5
+
+/* order, payment, shipment: the services, in chain order. */
+extern const char *const chaos_services[CHAOS_NSVC];
+/* The collection each service stores its documents in (the svc_spec of its main.c). */
+extern const char *const chaos_collections[CHAOS_NSVC];
+/* closed, open, half-open: the states a hypothesis or an expectation names. */
+extern const char *const chaos_states[3];
+
+/* ---- the experiment file (experiment.c) ------------------------------------------ */
+
+/* One step of "method" or "rollbacks": an action, or (method only) an expectation.
+ * Strings point into chaos_experiment.doc; absent ones are NULL. */
+typedef struct chaos_step {
+    double at;              /* seconds from the start of the load (method only; 0 in rollbacks) */
+    const char *expect;     /* the state expected, or NULL for an action */
+    double within;          /* an expectation's deadline, seconds after at */
+    const char *action;     /* fault, clear, open, close, stop, resume, run */
+    const char *service;    /* fault, clear, stop, resume */
+    const char *breaker;    /* open, close, and expectations: "<service>" or "<service>/db" */
+    const char *command;    /* run: a shell command */
+    const cJSON *faults;    /* fault: the body of PUT /chaos */
+    const char *why;        /* optional words for the reader */
+} chaos_step;
+
+/* A checked experiment. Defaults are filled in: load.rate 10, load.seconds 20,
+ * ok_ratio 0.9, p99_ms 1000, breakers "closed", window_s 3, stored false. */
+typedef struct chaos_experiment {
+    cJSON *doc;             /* the parsed file, owning every string below */
+    const char *path;
+    const char *title;
+    const char *lesson;     /* NULL when absent */
+    const cJSON *requires;  /* an object of settings, or NULL */
+    double rate;            /* requests a second, 1..200 */
+    double seconds;         /* the load's length, 5..600 */
+    double ok_ratio;        /* share of whole answers, 0..1 */
+    double p99_ms;          /* positive */
+    const char *breakers;   /* the state every breaker should be in */
+    double window_s;        /* 1..seconds/2 */
+    bool stored;            /* check that every 200 answer's documents are stored */
+    chaos_step *method;     /* sorted by at (stable) */
+    int nmethod;
+    chaos_step *rollbacks;
+    int nrollbacks;
+} chaos_experiment;
+
+/* Reads and checks the file at path into *exp. Returns 0, or -1 with a
+ * message in err naming the file and the field ("method[2].within: ...") or,
+ * for a JSON syntax error, the line and column ("x.json:3:3: not valid JSON").
+ * On error *exp holds nothing to free. */
+int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, size_t errlen);
+
+/* Frees what chaos_experiment_load() allocated. Safe on a zeroed struct. */
+void chaos_experiment_free(chaos_experiment *exp);
+
+/* ---- HTTP (net.c) ------------------------------------------------------------------ */
+
+/* An answer: status 0 when none came (error says why); body NUL-terminated. */
+typedef struct net_answer {
+    long status;
+    char *body;
+    size_t len;
+    char request_id[80];    /* the X-Request-Id header, "" when absent */
+    char error[256];
+} net_answer;
+
+/* Per-transfer state net_setup() hands to libcurl; the caller keeps it alive
+ * until the transfer ends and then calls net_transfer_done(). */
+typedef struct net_transfer {
+    net_answer answer;
+    struct curl_slist *headers;
+    char errbuf[256];
+} net_transfer;
+
+/* Sets up handle h (a fresh or reset easy handle) for one request: method,
+ * url, an optional JSON body (copied by libcurl), a Bearer token (NULL or ""
+ * for none), a total time limit. The answer is collected in t. Returns 0, or
+ * -1 when out of memory. */
+int net_setup(CURL *h, net_transfer *t, const char *method, const char *url, const char *json_body,
+              const char *token, long timeout_ms);
+
+/* Fills t->answer's status or error after the transfer ended with code rc and frees the header list. Can't fail. */
+void net_transfer_done(CURL *h, net_transfer *t, CURLcode rc);
+
+/* One blocking request (see net_setup). Always fills *a; free it with
+ * net_answer_free(). Returns a->status (0 when no answer came). */
+long net_request(const char *method, const char *url, const char *json_body, const char *token,
+                 long timeout_ms, net_answer *a);
+
+/* Frees the body. Safe twice. */
+void net_answer_free(net_answer *a);
+
+/* ---- the run (run.c) ---------------------------------------------------------------- */
+
+/* One document an answer names: the hop's service, its id and the status it answered. */
+typedef struct chaos_doc {
+    int svc;                /* index in chaos_services */
+    char id[25];
+    char outcome[16];       /* ok, last, degraded */
+} chaos_doc;
+
+/* One request of the load. */
+typedef struct chaos_request {
+    int n;
+    double t;               /* sent, seconds from the start */
+    double ms;              /* until the answer (or the failure) */
+    int status;             /* 0: no answer */
+    bool whole;             /* 200, every hop answered, no degraded hop */
+    char degraded[64];      /* "<service>:<reason>" of the first degraded hop, "" when none */
+    char trace[80];         /* the trace id, "" when none */
+    chaos_doc docs[CHAOS_MAX_HOPS];
+    int ndocs;
+} chaos_request;
+
+/* A breaker's state over time: (t, state) from the first sight on. */
+typedef struct chaos_point {
+    double t;
+    char state[24];
+} chaos_point;
+
+typedef struct chaos_band {
+    char *name;
+    chaos_point *pts;
+    int n, cap;
+} chaos_band;
+
+/* An expectation and how it was judged. */
+typedef struct chaos_expectation {
+    const chaos_step *step;
+    const char *name;       /* the breaker's full name (the ref when unknown) */
+    bool met;
+    double met_at;
+} chaos_expectation;
+
+/* The hypothesis probe over one window. */
+typedef struct chaos_probe {
+    const char *when;       /* "before" or "after" */
+    double lo, hi;
+    int requests;
+    double ok_ratio;
+    double p99_ms;          /* -1 when no request fell in the window */
+    cJSON *states;          /* breaker name -> state */
+    bool ok;
+} chaos_probe;
+
+/* The documents-stored probe (stored.c). */
+typedef struct chaos_stored {
+    bool asked;             /* the hypothesis has "stored": true */
+    int result;             /* 1 passed, 0 failed, -1 skipped (reason says why) */
+    char url[512];          /* the database it read */
+    char db[128];
+    int answers;            /* 200 answers checked */
+    int documents;          /* documents those answers name */
+    int found;              /* stored, with the request's id and the outcome answered */
+    int missing;            /* not in the database */
+    int wrong;              /* stored, with another outcome or id */
+    int no_document;        /* 200 answers that name no document of order */
+    char examples[5][200];  /* the first problems, said in words */
+    int nexamples;
+    char reason[1100];      /* why it was skipped */
+} chaos_stored;
+
+typedef struct chaos_run {
+    const chaos_experiment *exp;
+    char urls[CHAOS_NSVC][256];
+    const char *token;
+    const char *out;
+    const char *mongo_url;
+    const char *mongo_db;
+
+    double t0;              /* monotonic seconds at the start of the load; 0 before */
+    double wall0_ms;        /* wall-clock ms at the start, minus 50 (older events are history) */
+    atomic_bool stop;       /* tells the load, the readers and the poll to finish */
+    atomic_bool load_done;  /* the load thread sent every request and has every answer */
+
+    pthread_mutex_t lock;   /* guards everything below that threads add to */
+    chaos_request *reqs;
+    int nreqs, capreqs;
+    cJSON *events;          /* breaker events from /events.stream, with "t" */
+    chaos_band *bands;
+    int nbands, capbands;
+    unsigned long long last_seq[CHAOS_NSVC];
+    double last_time[CHAOS_NSVC];
+
+    /* the load thread's own lateness: how long after its due time a request
+     * went out (written by the load thread, read after it is joined) */
+    double max_late_s;
+    double max_late_at;     /* the due time of the latest request */
+    int late_sends;         /* requests sent more than LATE_S after their due time */
+
+    /* main thread only */
+    char *refs[CHAOS_MAX_REFS];      /* "payment", "payment/db", ... */
+    char *ref_names[CHAOS_MAX_REFS]; /* the breaker's full name */
+    int nrefs;
+    cJSON *actions;
+    chaos_expectation *expects;
+    int nexpects;
+    chaos_probe probes[2];
+    chaos_stored stored;
+    char aborted[256];
+    bool passed;
+} chaos_run;
+
+/* Set by the SIGINT / SIGTERM handler: the signal's number, 0 when none came. */
+extern volatile sig_atomic_t chaos_signal;
+
+/* Seconds since the start of the load (0 before it started). */
+double chaos_now(const chaos_run *r);
+
+/* Prints a progress line "chaos   12.3s  msg" (printf-style). */
+void chaos_say(const chaos_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records that breaker name is in state at time t (<0: now), when it differs
+ * from the band's last state. Takes the lock. */
+void chaos_note_state(chaos_run *r, const char *name, const char *state, double t);
+
+/* A breaker's full name for a ref ("payment/db"), or NULL when the stack has none. */
+const char *chaos_ref_name(const chaos_run *r, const char *ref);
+
+/* Reads every service's /health and the names of its breakers. Returns 0, or
+ * -1 with a message in err when a service does not answer. */
+int chaos_discover(chaos_run *r, char *err, size_t errlen);
+
+/* Runs the experiment: load, method, rollbacks (always), probes, verdict,
+ * journal and picture in r->out. Returns 0 when it passed, 1 when it did not,
+ * 2 when the output could not be written. */
+int chaos_run_experiment(chaos_run *r);
+
+/* Frees the run's records. */
+void chaos_run_free(chaos_run *r);
+
+/* "forced-open" -> "open": a circuit forced open is open. */
+const char *chaos_plain(const char *state);
+
+/* ---- actions (act.c) ---------------------------------------------------------------- */
+
+/* Carries out step s in phase ("method" or "rollback"), records it in
+ * r->actions and prints a line. Returns true when it succeeded. */
+bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase);
+
+/* ---- the documents-stored probe (stored.c) ----------------------------------------- */
+
+/* Checks, after the load, every 200 answer's documents against the database
+ * at r->mongo_url: each stored once in its service's collection with the
+ * request's id and the outcome answered. Fills r->stored; a database that
+ * does not answer makes it skipped (result -1) with the reason. */
+void chaos_stored_check(chaos_run *r);
+
+/* ---- output (journal.c, svg.c) ------------------------------------------------------ */
+
+/* Writes r->out/journal.json. Returns 0, or -1 with a message in err. */
+int chaos_journal_write(const chaos_run *r, char *err, size_t errlen);
+
+/* Writes r->out/timeline.svg. Returns 0, or -1 with a message in err. */
+int chaos_svg_write(const chaos_run *r, char *err, size_t errlen);
+
+#endif
