@@ -28,6 +28,7 @@
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
+#include "shared.h"
 
 /* How long shutdown waits for the requests in flight. */
 #define SVC_DRAIN_MS 30000
@@ -229,6 +230,7 @@ static int svc_observe(svc_runtime *rt)
         .admin_token = rt->cfg.admin_token,
         .admin_origin = rt->cfg.admin_origin,
         .hystrix_interval_ms = 0,
+        .replica = rt->cfg.replica,
     };
     return obs_init(&src);
 }
@@ -361,7 +363,14 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         code = 2;
     } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                svc_observe(rt) == 0) {
-        code = svc_serve(rt, set);
+        if (!rt->cfg.cb_shared || !rt->breaker) {
+            code = svc_serve(rt, set);
+        } else if (shared_start(&rt->cfg, rt->breaker, &rt->shared) == 0) {
+            obs_set_shared(shared_json, rt->shared); /* before civetweb's threads start */
+            code = svc_serve(rt, set);
+        }
+        shared_stop(rt->shared);
+        rt->shared = NULL;
         obs_free();
     }
     cb_destroy(rt->breaker);
@@ -390,6 +399,8 @@ int svc_main(const svc_spec *spec, int argc, char **argv)
         return 2;
     }
     log_init(rt.cfg.id, rt.cfg.log_json);
+    if (rt.cfg.replica_given || rt.cfg.cb_shared)
+        log_set_replica(rt.cfg.replica);
     log_set_level(rt.cfg.log_level);
     chaos_init(&rt.cfg);
     sigset_t set;
