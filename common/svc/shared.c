@@ -17,7 +17,7 @@
  *
  * A hold is lifted only when this module set it: a breaker forced by hand
  * through the admin routes is left alone. Lifting a hold returns the local
- * breaker to closed (cb_force() semantics); while held it voted open.
+ * breaker to closed (cb_force() semantics); while held it votes closed.
  */
 #include "shared.h"
 
@@ -169,8 +169,10 @@ static void shared_step(shared *s)
     cb_stats st;
     if (cb_get_stats(s->b, &st) != CB_OK)
         return;
-    bool local_open = st.state == CB_OPEN || st.state == CB_HALF_OPEN ||
-                      (s->held && st.state == CB_FORCED_OPEN);
+    /* Held open by this module, the breaker has no verdict of its own: it
+     * votes closed, so that the sync that learns of a close does not cast
+     * an open vote into the new epoch (the hold is not a failure it saw). */
+    bool local_open = st.state == CB_OPEN || st.state == CB_HALF_OPEN;
     s->voting_open = local_open;
     if (cb_quorum_sync(s->q, now, (int64_t)st.window.successes,
                        (int64_t)(st.window.failures + st.window.timeouts), local_open,
