@@ -1292,6 +1292,42 @@ def shared_breaker_settings_are_checked_by_name(ctx):
         expect(rc == 2 and word in svc.log(), f"{env}: exit {rc}, log {svc.log()[-300:]}")
 
 
+def failed_calls_during_outage(ctx, shared: bool, replicas=3, outage_s=6.0):
+    """Starts `replicas` payment replicas (sharing or not), kills shipment and
+    sends rounds of one POST per replica for outage_s. Returns the calls that
+    reached the dead shipment (answers degraded for a failure or a timeout,
+    not rejected as open)."""
+    st = ctx.stack()
+    ship = st.service("shipment")
+    env = {"CB_RESET_TIMEOUT_MS": "1000"}
+    if shared:
+        reps = payment_replicas(st, ship, replicas, env=env)
+    else:
+        reps = [st.service("payment", env=dict(SHARED_ENV, CB_SHARED="off", REPLICA_ID=f"p{i}", **env),
+                           chain=ship, label=f"payment-p{i}") for i in range(replicas)]
+    for _ in range(3):
+        post_round(reps)
+    ship.kill()
+    failed = rounds = 0
+    end = time.monotonic() + outage_s
+    while time.monotonic() < end and rounds < 500:
+        for a in post_round(reps):
+            if a["status"] == "degraded" and a["reason"] != "open":
+                failed += 1
+        rounds += 1
+        time.sleep(0.02)
+    return failed, rounds
+
+
+@test
+def shared_breaker_makes_fewer_failed_calls_than_independent_breakers(ctx):
+    off, rounds_off = failed_calls_during_outage(ctx, shared=False)
+    on, rounds_on = failed_calls_during_outage(ctx, shared=True)
+    print(f"    3 replicas, 6 s outage, open period 1 s: {off} failed calls with independent "
+          f"breakers ({rounds_off} rounds), {on} sharing by quorum ({rounds_on} rounds)")
+    expect(on < off, f"sharing must make fewer failed calls: {on} shared vs {off} independent")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flavour", default="rel")
