@@ -33,8 +33,12 @@
 /* How long shutdown waits for the requests in flight. */
 #define SVC_DRAIN_MS 30000
 
-/* Asks http://127.0.0.1:PORT/health. Returns 0 on 200, else 1. */
-static int svc_healthcheck(const svc_spec *spec)
+/* Asks http://127.0.0.1:PORT<path>: "/health" (--healthcheck: up and its
+ * database reachable) or "/" (--livecheck: up, whatever the database). An
+ * orchestrator that restarts unhealthy tasks (Swarm) uses --livecheck, so
+ * that a database outage does not restart every replica. Returns 0 on 200,
+ * else 1. */
+static int svc_healthcheck(const svc_spec *spec, const char *path)
 {
     svc_config cfg;
     char err[512];
@@ -43,7 +47,7 @@ static int svc_healthcheck(const svc_spec *spec)
         return 1;
     }
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", cfg.port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", cfg.port, path);
     if (curl_global_init(CURL_GLOBAL_DEFAULT))
         return 1;
     CURL *k = curl_easy_init();
@@ -385,9 +389,11 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
 int svc_main(const svc_spec *spec, int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--healthcheck"))
-        return svc_healthcheck(spec);
+        return svc_healthcheck(spec, "/health");
+    if (argc == 2 && !strcmp(argv[1], "--livecheck"))
+        return svc_healthcheck(spec, "/");
     if (argc > 1) {
-        fprintf(stderr, "usage: %s [--healthcheck]\n(configuration comes from the environment)\n",
+        fprintf(stderr, "usage: %s [--healthcheck | --livecheck]\n(configuration comes from the environment)\n",
                 argv[0]);
         return 2;
     }

@@ -278,6 +278,21 @@ def healthcheck_flag_reports_the_running_service(ctx):
     expect(r.returncode == 1, f"--healthcheck with nothing listening: {r.returncode}")
 
 
+@test
+def livecheck_flag_passes_while_the_database_is_down_and_healthcheck_does_not(ctx):
+    st = ctx.stack(own_db=True)
+    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "500"})
+    path = str(harness.binary("shipment", ctx.flavour))
+    st.database().stop()
+
+    def flag(f, env):
+        return subprocess.run([path, f], env=env, timeout=20, capture_output=True).returncode
+    expect(flag("--healthcheck", ship.env) == 1, "--healthcheck must fail with the database down")
+    expect(flag("--livecheck", ship.env) == 0, "--livecheck must pass with the database down")
+    expect(flag("--livecheck", {**ship.env, "PORT": str(harness.free_port())}) == 1,
+           "--livecheck with nothing listening")
+
+
 # ---- failures of the neighbours ---------------------------------------------------------------
 
 @test
