@@ -8,7 +8,8 @@
 #
 # Environment: STACK_NAME (resilience), STACK_DB (mongo, or ferretdb: FerretDB
 # in place of the mongo image, for machines that reach no registry), and the
-# variables docker-stack.yaml reads (replicas, ports, CB_SHARED, DB_PORT).
+# variables docker-stack.yaml reads (replicas, ports, CB_SHARED, DB_PORT;
+# ENDPOINT_MODE is vip when the kernel has IPVS, else dnsrr, unless set).
 # `up` records a Swarm it created in $BUILD/swarm-created; only then does
 # `down` leave it, so a Swarm that was there before is never touched.
 set -euo pipefail
@@ -61,6 +62,16 @@ up() {
         scripts/docker/base-images.sh
     fi
     docker-compose -f docker-compose.yaml build order payment shipment
+    docker build -q -t resilience-gateway:1 -f scripts/docker/gateway.Dockerfile scripts/docker >/dev/null
+    # Swarm's virtual IPs need the kernel's IPVS; without it, DNS round robin.
+    if [ -z "${ENDPOINT_MODE:-}" ]; then
+        if [ -e /proc/net/ip_vs ] || modprobe -q ip_vs 2>/dev/null; then
+            export ENDPOINT_MODE=vip
+        else
+            export ENDPOINT_MODE=dnsrr
+            echo "stack: no IPVS in this kernel: services reached by DNS round robin (ENDPOINT_MODE=dnsrr)"
+        fi
+    fi
     # shellcheck disable=SC2046
     docker stack deploy --resolve-image never $(stack_files) "$STACK_NAME"
     wait_replicas

@@ -63,7 +63,9 @@ class Swarm:
                         SHIPMENT_PORT=str(self.ports["shipment"]), DB_PORT=str(self.db_port),
                         ORDER_REPLICAS=str(REPLICAS["order"]), PAYMENT_REPLICAS=str(REPLICAS["payment"]),
                         SHIPMENT_REPLICAS=str(REPLICAS["shipment"]), CB_SHARED="on",
-                        CB_RESET_TIMEOUT_MS=str(RESET_MS))
+                        CB_RESET_TIMEOUT_MS=str(RESET_MS), SHIPMENT_ERR_RATE="0",
+                        # a call's budget on a 2-core machine running nine containers
+                        CB_TIMEOUT_MS="1000")
         self.swarm_created = False
 
     def url(self, service, path):
@@ -149,7 +151,7 @@ def outage(c, sw, label, limit_s=25.0):
     `limit_s`... bounded in count and time. Returns (failed calls, calls,
     seconds until all open or None)."""
     sharing = label == "on"
-    sw.scale("shipment", 0)
+    run(["docker", "service", "scale", "--detach", f"{sw.service('shipment')}=0"], 60)
     start = time.monotonic()
     failed = calls = 0
     all_open_at = None
