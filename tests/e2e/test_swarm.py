@@ -11,14 +11,16 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      replica, each with its own REPLICA_ID (<service>.<task slot>);
   3. tests.http: every request of the three files through the VIPs;
   4. outage with sharing on: shipment scaled to 0 under a bounded load on
-     payment's VIP; every payment replica sees the shared circuit open within
-     one bucket (plus the log's slack) of the quorum being reached; the calls
-     that reached the dead shipment are counted;
+     payment (through the gateway); every payment replica sees the shared
+     circuit open within one bucket (plus the log's slack) of the quorum
+     being reached; the calls that reached the dead shipment are counted, in
+     all and once every replica was open;
   5. recovery: shipment scaled back; one prober at a time (lease-taken, then
      that replica's shared-closed or shared-reopened before another lease),
      then every replica closed;
   6. the same outage with sharing off (CB_SHARED=off, rolling update), its
-     failed calls counted: sharing must make fewer; sharing back on;
+     failed calls counted: once all are open, sharing must make fewer per
+     second (one prober instead of one per replica); sharing back on;
   7. a fault in one payment replica only (PUT /chaos through the gateway
      lands on one): the other payment replicas' breakers stay closed;
   8. the database scaled to 0: every payment replica says local-only
@@ -65,7 +67,9 @@ class Swarm:
                         SHIPMENT_REPLICAS=str(REPLICAS["shipment"]), CB_SHARED="on",
                         CB_RESET_TIMEOUT_MS=str(RESET_MS), SHIPMENT_ERR_RATE="0",
                         # a call's budget on a 2-core machine running nine containers
-                        CB_TIMEOUT_MS="1000")
+                        CB_TIMEOUT_MS="1000",
+                        # a single slow call in a fresh window must not open a breaker
+                        CB_VOLUME_THRESHOLD="5")
         self.swarm_created = False
 
     def url(self, service, path):
@@ -146,30 +150,36 @@ def post_payment(sw):
 
 
 def outage(c, sw, label, limit_s=25.0):
-    """Scales shipment to 0 and loads payment's VIP until every replica is open
-    (sharing on: the shared circuit; off: its own breaker), for at least
-    `limit_s`... bounded in count and time. Returns (failed calls, calls,
-    seconds until all open or None)."""
+    """Scales shipment to 0 and loads payment's VIP (one call at a time, every
+    20 ms at most 3000 calls) for limit_s seconds. Returns a dict: failed
+    calls (answers degraded for a failure or a timeout, not rejected as open)
+    and calls in all; the seconds until every replica was open (sharing on:
+    the shared circuit; off: its own breaker), or None; and the failed calls
+    and seconds after that point (the open phase, where probing costs)."""
     sharing = label == "on"
     run(["docker", "service", "scale", "--detach", f"{sw.service('shipment')}=0"], 60)
     start = time.monotonic()
-    failed = calls = 0
-    all_open_at = None
+    out = {"failed": 0, "calls": 0, "all_open_s": None, "failed_open": 0, "open_s": 0.0}
     for i in range(3000):
-        if time.monotonic() - start > limit_s:
+        now = time.monotonic()
+        if now - start > limit_s:
             break
         a = post_payment(sw)
-        calls += 1
+        out["calls"] += 1
         if a and a.get("status") == "degraded" and a.get("reason") != "open":
-            failed += 1
-        if all_open_at is None and i % 10 == 9:
+            out["failed"] += 1
+            if out["all_open_s"] is not None:
+                out["failed_open"] += 1
+        if out["all_open_s"] is None and i % 10 == 9:
             reps = health_by_replica(sw, "payment", REPLICAS["payment"], tries=12)
             if len(reps) == REPLICAS["payment"] and all(
                     (shared_of(h).get("open") if sharing else h["breaker"]["state"] in ("open", "forced-open", "half-open"))
                     for h in reps.values()):
-                all_open_at = time.monotonic() - start
+                out["all_open_s"] = round(time.monotonic() - start, 2)
         time.sleep(0.02)
-    return failed, calls, all_open_at
+    if out["all_open_s"] is not None:
+        out["open_s"] = round(time.monotonic() - start - out["all_open_s"], 2)
+    return out
 
 
 def step_deploy(c, sw):
@@ -193,7 +203,7 @@ def step_identity(c, sw):
                                      lambda s=s, n=n: (lambda r: r if len(r) == n else None)(
                                          health_by_replica(sw, s, n)), 60, 1.0)
         want = {f"{s}.{i}" for i in range(1, n + 1)}
-        c.check(f"{s}'s VIP answers from every replica, each with its own REPLICA_ID",
+        c.check(f"{s}'s name (through the gateway) answers from every replica, each with its own REPLICA_ID",
                 reps is not None and set(reps) == want, f"{sorted(reps or {})} vs {sorted(want)}")
         if s != "shipment" and reps:
             c.check(f"{s}'s replicas share their breaker (/health shared.mode)",
@@ -207,12 +217,11 @@ def step_identity(c, sw):
 
 def step_outage_shared(c, sw):
     mark = time.time()
-    failed, calls, all_open = outage(c, sw, "on")
-    METRICS["failed_calls_shared"] = failed
-    METRICS["calls_shared"] = calls
+    o = outage(c, sw, "on")
+    METRICS["outage_shared"] = o
+    all_open = o["all_open_s"]
     c.check(f"sharing on: every payment replica sees the shared circuit open "
-            f"({all_open if all_open is None else round(all_open, 2)}s after shipment went)",
-            all_open is not None)
+            f"({all_open}s after shipment was scaled to 0)", all_open is not None)
     evs = events(sw.logs("payment"), "payment")
     reached = [e for e in evs if e[3] == "quorum-reached" and ts_ms(e[0]) / 1000 >= mark - 1]
     opened = {}
@@ -227,7 +236,7 @@ def step_outage_shared(c, sw):
                 f"({spread} ms, bucket {BUCKET_MS} ms)",
                 len(opened) == REPLICAS["payment"] and spread is not None and spread <= BUCKET_MS + 250,
                 json.dumps(opened))
-    print(f"    sharing on: {failed} failed calls of {calls}", flush=True)
+    print(f"    sharing on: {json.dumps(o)}", flush=True)
 
 
 def step_recovery(c, sw):
@@ -257,12 +266,22 @@ def step_outage_independent(c, sw):
     c.check("rolling update of payment to CB_SHARED=off", p.returncode == 0, p.stderr[-500:])
     reps = health_by_replica(sw, "payment", REPLICAS["payment"])
     c.check("sharing off: /health has no shared state", reps and all("shared" not in h for h in reps.values()))
-    failed, calls, all_open = outage(c, sw, "off")
-    METRICS["failed_calls_independent"] = failed
-    METRICS["calls_independent"] = calls
-    print(f"    sharing off: {failed} failed calls of {calls}", flush=True)
-    c.check(f"sharing makes fewer failed calls: {METRICS.get('failed_calls_shared')} shared, "
-            f"{failed} independent", METRICS.get("failed_calls_shared", 1 << 30) < failed)
+    o = outage(c, sw, "off")
+    METRICS["outage_independent"] = o
+    print(f"    sharing off: {json.dumps(o)}", flush=True)
+    on = METRICS.get("outage_shared") or {}
+    c.check(f"sharing off: every payment replica opens on its own ({o['all_open_s']}s)",
+            o["all_open_s"] is not None)
+    # Once every replica is open, independent breakers each probe the dead
+    # shipment every open period; shared, one replica probes for all.
+    rate_on = on.get("failed_open", 0) / on["open_s"] if on.get("open_s") else None
+    rate_off = o["failed_open"] / o["open_s"] if o["open_s"] else None
+    METRICS["failed_per_s_open_shared"] = rate_on and round(rate_on, 2)
+    METRICS["failed_per_s_open_independent"] = rate_off and round(rate_off, 2)
+    c.check(f"while open, sharing makes fewer failed calls: {rate_on and round(rate_on, 2)}/s shared "
+            f"({on.get('failed_open')} in {on.get('open_s')}s), {rate_off and round(rate_off, 2)}/s "
+            f"independent ({o['failed_open']} in {o['open_s']}s)",
+            rate_on is not None and rate_off is not None and rate_on < rate_off)
     sw.scale("shipment", REPLICAS["shipment"])
     p = sw.update_env("payment", "CB_SHARED=on")
     c.check("rolling update of payment back to CB_SHARED=on", p.returncode == 0, p.stderr[-500:])
