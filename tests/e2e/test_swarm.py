@@ -215,6 +215,23 @@ def step_identity(c, sw):
                                                      r'replica="payment\.\d"\} 1', text) is not None)
 
 
+def step_warm(c, sw):
+    """Readiness: a whole chain through order (the first calls open the
+    database connections and create the collections, which can outlast a
+    call's budget on a loaded machine)."""
+    body = json.dumps({"id": "warm", "items": [], "payment": json.loads(PAYMENT_BODY)})
+
+    def whole():
+        status, text, _ = http("POST", sw.url("order", "/create"), body,
+                               {"Content-Type": "application/json"}, timeout=5)
+        try:
+            return status == 200 and ts.chain_whole(json.loads(text))
+        except ValueError:
+            return False
+    ok, waited = ts.wait_until("a whole chain through order", whole, 60, 0.5)
+    c.check(f"a whole chain through order ({waited:.1f}s after deploy)", ok)
+
+
 def step_outage_shared(c, sw):
     mark = time.time()
     o = outage(c, sw, "on")
@@ -371,6 +388,7 @@ def main():
     try:
         step_deploy(c, sw)
         step_identity(c, sw)
+        step_warm(c, sw)
         ts.step_tests_http(c, sw)
         step_outage_shared(c, sw)
         step_recovery(c, sw)
