@@ -1191,6 +1191,27 @@ def payment_replicas(st, ship, n, env=None, chain_of=None):
     return reps
 
 
+def stream_holds(svc, needle: bytes, limit_s=5.0) -> bool:
+    """Reads GET /events.stream for at most limit_s seconds (and 256 KiB);
+    True as soon as needle appears."""
+    deadline = time.monotonic() + limit_s
+    got = b""
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=limit_s) as s:
+        s.sendall(b"GET /events.stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while time.monotonic() < deadline and len(got) < 256 * 1024:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+            if needle in got:
+                return True
+    return False
+
+
 def post_round(reps):
     """One POST /create to each replica; the answers' JSON."""
     return [http("POST", r.url("/create"), PAYMENT, timeout=5).json() for r in reps]
@@ -1219,6 +1240,8 @@ def shared_breaker_replicas_open_together_then_one_probes_and_all_close(ctx):
         r.wait_log(r"event=shared-opened state=shared-open live=2 open_votes=\d needed=2 open=1500ms", 5)
         a = http("POST", r.url("/create"), PAYMENT).json()
         expect(a["status"] == "degraded" and a["reason"] == "open", f"{r.name} while shared open: {a}")
+        expect(stream_holds(r, b'"event":"shared-opened","state":"shared-open","shared":true'),
+               f"{r.name}'s /events.stream carries the shared-opened event")
     marks = [len(r.log()) for r in reps]
     ship.start()
     deadline = time.monotonic() + 15
