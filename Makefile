@@ -9,6 +9,7 @@
 #   make soak       a steady load while faults play, then every acknowledged write accounted for
 #   make chaos EXP=experiments/<name>.json   one chaos experiment against a running stack
 #   make up / down  the same stack under docker-compose
+#   make stack-up / stack-down  several replicas of each on a single-node Docker Swarm
 #
 # Each part keeps its rules in mk/*.mk; this file holds what they share.
 
@@ -36,7 +37,7 @@ include mk/*.mk
 # Every suite, in order, each allowed to fail without stopping the others;
 # the script prints one summary line at the end and fails if any suite did.
 # Foundations first: the library, then the services, then what builds on them.
-SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model lib-quorum fuzz-replay integration soak chaos obs e2e
+SUITE_ORDER := lib-unit lib-stress lib-opossum lib-model lib-quorum fuzz-replay integration soak chaos obs e2e e2e-swarm
 test:
 	@scripts/setup.sh
 	@scripts/run-tests.sh $(filter $(TEST_SUITES),$(SUITE_ORDER)) $(filter-out $(SUITE_ORDER),$(TEST_SUITES))

@@ -37,8 +37,9 @@
  * Thread safety: a cb_quorum is not locked; call it from one thread (e.g. the
  * replica's ticker) or serialise the calls. Listeners run inside the call.
  *
- * Library-only: no backend ships in libcb; a MongoDB, Redis or etcd backend
- * implements cb_quorum_backend. The services do not use this module yet.
+ * No backend ships in libcb; a MongoDB, Redis or etcd backend implements
+ * cb_quorum_backend. The services' MongoDB backend is common/svc/quorum_mongo.c,
+ * used when CB_SHARED=on (common/svc/shared.c).
  */
 #ifndef CB_QUORUM_H
 #define CB_QUORUM_H

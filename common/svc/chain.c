@@ -233,6 +233,9 @@ int chain_post(chain_call *c, long timeout_ms)
     curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
     curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A name is looked up again after a second (curl keeps it 60 s): behind
+     * DNS round robin (Swarm's dnsrr) replicas come and go with new addresses. */
+    curl_easy_setopt(k, CURLOPT_DNS_CACHE_TIMEOUT, 1L);
     curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, chain_write);
     curl_easy_setopt(k, CURLOPT_WRITEDATA, c);
     c->curl_rc = curl_easy_perform(k);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Returns the variable's value, or NULL when it is unset or empty. */
 static const char *env(const char *name)
@@ -235,6 +236,49 @@ static int config_breaker(svc_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* True when id is 1..63 bytes of letters, digits and "-_.:/@". */
+static bool replica_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    return n > 0 && n < 64 &&
+           strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@") == n;
+}
+
+/* Reads the replica's identity and the shared breaker's settings. */
+static int config_shared(svc_config *c, char *err, size_t errlen)
+{
+    const char *id = env("REPLICA_ID");
+    c->replica_given = id != NULL;
+    if (id && !replica_id_valid(id)) {
+        snprintf(err, errlen, "REPLICA_ID: expected 1 to 63 letters, digits or \"-_.:/@\", "
+                 "got \"%s\"", id);
+        return -1;
+    }
+    if (id) {
+        snprintf(c->replica, sizeof c->replica, "%s", id);
+    } else if (gethostname(c->replica, sizeof c->replica) != 0 || !c->replica[0]) {
+        snprintf(c->replica, sizeof c->replica, "%s", "local");
+    }
+    c->replica[sizeof c->replica - 1] = '\0';
+    const char *shared = env("CB_SHARED");
+    if (shared && strcmp(shared, "on") && strcmp(shared, "off")) {
+        snprintf(err, errlen, "CB_SHARED: expected \"on\" or \"off\", got \"%s\"", shared);
+        return -1;
+    }
+    c->cb_shared = shared && !strcmp(shared, "on");
+    c->cb_shared_circuit = env("CB_SHARED_CIRCUIT");
+    if (c->cb_shared_circuit && strlen(c->cb_shared_circuit) >= 64) {
+        snprintf(err, errlen, "CB_SHARED_CIRCUIT: expected at most 63 bytes, got \"%s\"",
+                 c->cb_shared_circuit);
+        return -1;
+    }
+    if (env_int("CB_QUORUM", 0, 64, &c->cb_quorum, err, errlen) ||
+        env_int64("CB_HEARTBEAT_TIMEOUT_MS", 0, 3600000, &c->cb_heartbeat_timeout_ms, err, errlen) ||
+        env_int64("CB_LEASE_MS", 0, 3600000, &c->cb_lease_ms, err, errlen))
+        return -1;
+    return 0;
+}
+
 /* Reads the limits against slow and greedy clients. */
 static int config_limits(svc_config *c, char *err, size_t errlen)
 {
@@ -266,7 +310,7 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
         env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen) ||
         env_int("CHAIN_CONNECTIONS", 1, 1024, &c->chain_connections, err, errlen) ||
-        config_limits(c, err, errlen))
+        config_limits(c, err, errlen) || config_shared(c, err, errlen))
         return -1;
     if (!c->chain_connections) {
         /* fewer than the next hop's threads, so it keeps threads for others */

@@ -52,6 +52,15 @@ typedef struct svc_config {
     double cb_backoff;           /* CB_BACKOFF; 1.0 = no back-off */
     int64_t cb_backoff_max_ms;   /* CB_BACKOFF_MAX_MS; 0 = no cap */
 
+    /* replicas and the shared breaker (docs/scale-out.md) */
+    char replica[64];            /* REPLICA_ID; the host name: this replica's id (< 64 bytes) */
+    bool replica_given;          /* REPLICA_ID was set */
+    bool cb_shared;              /* CB_SHARED=on|off; off: replicas of the next-hop breaker decide together */
+    const char *cb_shared_circuit; /* CB_SHARED_CIRCUIT; the breaker's name: the circuit replicas share */
+    int cb_quorum;               /* CB_QUORUM; 0 = a majority of the live replicas */
+    int64_t cb_heartbeat_timeout_ms; /* CB_HEARTBEAT_TIMEOUT_MS; 0 = 3 buckets: a silent replica leaves */
+    int64_t cb_lease_ms;         /* CB_LEASE_MS; 0 = 2 buckets: the probe lease's lifetime */
+
     /* the database breaker, around every write of a received document */
     int64_t db_cb_reset_timeout_ms; /* DB_CB_RESET_TIMEOUT_MS; 5000 */
     int db_cb_error_threshold;      /* DB_CB_ERROR_THRESHOLD; 50 (percent) */

@@ -40,7 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *log_service = "service";
+static const char *log_service = "service";  /* human lines: "payment" or "payment/<replica>" */
+static const char *log_service_id = "service"; /* JSON lines' "service" */
+static const char *log_replica;                /* JSON lines' "replica"; NULL = none */
+static char log_label[160];
 static bool log_json;
 static const char *log_prefix = "";
 static int log_level = LOG_TRANSITIONS;
@@ -273,6 +276,7 @@ uint32_t log_breaker_mask(int level, bool snapshots)
 void log_init(const char *service, bool json)
 {
     log_service = service;
+    log_service_id = service;
     log_json = json;
     /* `make run` sets LOG_PREFIX to "[order] " and so on, so that the
      * services write straight to the terminal: a prefixing process on a
@@ -281,6 +285,13 @@ void log_init(const char *service, bool json)
     log_prefix = prefix ? prefix : "";
     if (!atomic_load(&log_q.running))
         log_start();
+}
+
+void log_set_replica(const char *replica)
+{
+    log_replica = replica;
+    snprintf(log_label, sizeof log_label, "%s/%s", log_service_id, replica);
+    log_service = log_label;
 }
 
 /* Writes the current UTC time as 2026-01-02T03:04:05.678Z into buf. */
@@ -392,7 +403,9 @@ static cJSON *log_json_start(const char *kind)
     if (!o)
         return NULL;
     cJSON_AddStringToObject(o, "time", now);
-    cJSON_AddStringToObject(o, "service", log_service);
+    cJSON_AddStringToObject(o, "service", log_service_id);
+    if (log_replica)
+        cJSON_AddStringToObject(o, "replica", log_replica);
     cJSON_AddStringToObject(o, "kind", kind);
     const trace_ctx *t = trace_current();
     if (t)
@@ -549,4 +562,40 @@ void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
         log_breaker_json(b, ev, st);
     else
         log_breaker_human(b, ev, st);
+}
+
+void log_shared_event(const char *breaker, const char *event, const char *state, int live,
+                      int open_votes, int needed, const char *peer, int64_t open_ms, int rc)
+{
+    if (log_json) {
+        cJSON *o = log_json_start("breaker");
+        if (!o)
+            return;
+        cJSON_AddStringToObject(o, "breaker", breaker);
+        cJSON_AddStringToObject(o, "event", event);
+        cJSON_AddStringToObject(o, "state", state);
+        cJSON_AddNumberToObject(o, "live", live);
+        cJSON_AddNumberToObject(o, "open_votes", open_votes);
+        cJSON_AddNumberToObject(o, "needed", needed);
+        if (peer)
+            cJSON_AddStringToObject(o, "peer", peer);
+        if (open_ms)
+            cJSON_AddNumberToObject(o, "open_ms", (double)open_ms);
+        if (rc)
+            cJSON_AddNumberToObject(o, "rc", rc);
+        log_json_emit(o);
+        return;
+    }
+    char now[40], line[600], extra[160] = "";
+    log_time(now, sizeof now);
+    if (peer)
+        snprintf(extra, sizeof extra, " peer=%.63s", peer);
+    if (open_ms)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " open=%lldms",
+                 (long long)open_ms);
+    if (rc)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " rc=%d", rc);
+    snprintf(line, sizeof line, "%s %s breaker %.200s event=%s state=%s live=%d open_votes=%d needed=%d%s",
+             now, log_service, breaker, event, state, live, open_votes, needed, extra);
+    log_write(line);
 }

@@ -42,4 +42,17 @@ void log_request(const char *method, const char *uri, const char *query, int sta
  * ctx is unused. Thread-safe. */
 void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
 
+/* Adds the replica's id to every line from now on: "service/replica" in
+ * human lines, a "replica" key in JSON lines. replica must outlive the log.
+ * Call once, right after log_init(). This function can't fail. */
+void log_set_replica(const char *replica);
+
+/* Writes one line for a shared-breaker event (cb_quorum.h): the breaker,
+ * the event's name ("shared-opened", ...), the shared state ("shared-open",
+ * "shared-closed", "local-only"), the quorum figures, and the peer, the open
+ * period and the backend's return code where they apply (NULL / 0 = omit).
+ * Thread-safe. */
+void log_shared_event(const char *breaker, const char *event, const char *state, int live,
+                      int open_votes, int needed, const char *peer, int64_t open_ms, int rc);
+
 #endif

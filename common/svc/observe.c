@@ -191,6 +191,27 @@ size_t obs_events_since(uint64_t after, obs_event *out, size_t max)
     return n;
 }
 
+void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx)
+{
+    obs_g.shared_json = fn;
+    obs_g.shared_ctx = ctx;
+}
+
+void obs_shared_event(const char *name, const char *state, const char *detail)
+{
+    if (!obs_g.initialised)
+        return;
+    obs_event e = { .breaker = 0, .wall_ms = obs_wall_ms(), .latency_ms = -1,
+                    .error_percentage = -1 };
+    snprintf(e.shared_name, sizeof e.shared_name, "%s", name);
+    snprintf(e.shared_state, sizeof e.shared_state, "%s", state);
+    snprintf(e.detail, sizeof e.detail, "%s", detail ? detail : "");
+    pthread_mutex_lock(&obs_g.ring_lock);
+    e.seq = obs_g.next_seq++;
+    obs_g.ring[e.seq % OBS_EVENT_RING] = e;
+    pthread_mutex_unlock(&obs_g.ring_lock);
+}
+
 uint64_t obs_events_newest_seq(void)
 {
     pthread_mutex_lock(&obs_g.ring_lock);
@@ -270,11 +291,16 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status", reachable ? "ok" : "unavailable");
     cJSON_AddStringToObject(root, "service", obs_g.service);
+    if (obs_g.replica)
+        cJSON_AddStringToObject(root, "replica", obs_g.replica);
     cJSON_AddNumberToObject(root, "uptime_s", obs_uptime_s());
     cJSON *db = cJSON_AddObjectToObject(root, "database");
     cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");
     cJSON_AddBoolToObject(db, "reachable", reachable);
     add_breakers(root);
+    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    if (shared)
+        cJSON_AddItemToObject(root, "shared", shared);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);
@@ -491,7 +517,10 @@ int obs_init(const obs_source *src)
     obs_g.db_name = dup_or_null(src->db_name);
     obs_g.admin_token = (src->admin_token && *src->admin_token) ? strdup(src->admin_token) : NULL;
     obs_g.admin_origin = dup_or_null(src->admin_origin);
-    if (!obs_g.service || (src->db_name && !obs_g.db_name) ||
+    obs_g.replica = dup_or_null(src->replica);
+    obs_g.shared_json = src->shared_json;
+    obs_g.shared_ctx = src->shared_ctx;
+    if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
         (src->admin_token && *src->admin_token && !obs_g.admin_token)) {
         obs_free();
@@ -648,5 +677,6 @@ void obs_free(void)
     free(obs_g.db_name);
     free(obs_g.admin_token);
     free(obs_g.admin_origin);
+    free(obs_g.replica);
     memset(&obs_g, 0, sizeof obs_g);
 }

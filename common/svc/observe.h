@@ -10,6 +10,7 @@
 #define OBSERVE_H
 
 #include <civetweb.h>
+#include <cJSON.h>
 #include "cb.h"
 
 #define OBS_MAX_BREAKERS 4
@@ -27,6 +28,11 @@ typedef struct obs_source {
     const char *admin_token;      /* ADMIN_TOKEN; NULL or "" = admin routes answer 404 */
     const char *admin_origin;     /* ADMIN_ALLOWED_ORIGIN; NULL = no cross-origin admin call */
     int hystrix_interval_ms;      /* 0 = 1000 */
+    const char *replica;          /* this replica's id (REPLICA_ID or the host name); NULL = none */
+    /* The shared breaker's state for /health ("shared"), a new cJSON object,
+     * or NULL; NULL function = sharing off. Thread-safe. */
+    cJSON *(*shared_json)(void *ctx);
+    void *shared_ctx;
 } obs_source;
 
 /* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */
@@ -39,6 +45,16 @@ void obs_register(struct mg_context *ctx);
  * ("/create", "/", "other"), status the HTTP status, seconds its latency.
  * Thread-safe and cheap. */
 void obs_record_request(const char *route, int status, double seconds);
+
+/* Sets /health's "shared" source (see obs_source.shared_json). Call after
+ * obs_init() and before obs_register(). */
+void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx);
+
+/* Feeds one shared-breaker event (cb_quorum.h) into the recent-events ring
+ * as an event of the first breaker: name ("shared-opened", ...), the shared
+ * state word ("shared-open", "shared-closed", "local-only") and a short
+ * detail ("live=3 openVotes=2 needed=2"). The strings are copied. Thread-safe. */
+void obs_shared_event(const char *name, const char *state, const char *detail);
 
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);

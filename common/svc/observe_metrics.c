@@ -196,6 +196,36 @@ static void put_service_metrics(FILE *f)
                "Event-stream clients served since start.");
     fprintf(f, "service_event_streams_served_total{service=\"%s\"} %llu\n", service,
             (unsigned long long)atomic_load(&obs_g.streams_served));
+    if (obs_g.replica) {
+        char rbuf[128];
+        put_header(f, "service_replica_info", "gauge", "This replica's id (REPLICA_ID or the host name).");
+        fprintf(f, "service_replica_info{service=\"%s\",replica=\"%s\"} 1\n", service,
+                label_value(rbuf, sizeof rbuf, obs_g.replica));
+    }
+    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    if (shared) {
+        char rbuf[128], cbuf[256];
+        const char *circuit = cJSON_GetStringValue(cJSON_GetObjectItem(shared, "circuit"));
+        const char *mode = cJSON_GetStringValue(cJSON_GetObjectItem(shared, "mode"));
+        const char *labels_fmt = "{service=\"%s\",replica=\"%s\",circuit=\"%s\"}";
+        char labels[512];
+        snprintf(labels, sizeof labels, labels_fmt, service,
+                 label_value(rbuf, sizeof rbuf, obs_g.replica ? obs_g.replica : ""),
+                 label_value(cbuf, sizeof cbuf, circuit ? circuit : ""));
+        put_header(f, "circuit_breaker_shared_open", "gauge",
+                   "1 while the circuit shared by the replicas is open.");
+        fprintf(f, "circuit_breaker_shared_open%s %d\n", labels,
+                cJSON_IsTrue(cJSON_GetObjectItem(shared, "open")));
+        put_header(f, "circuit_breaker_shared_local_only", "gauge",
+                   "1 while this replica runs on its local breaker alone (database unreachable).");
+        fprintf(f, "circuit_breaker_shared_local_only%s %d\n", labels,
+                mode && !strcmp(mode, "local-only"));
+        put_header(f, "circuit_breaker_shared_live_replicas", "gauge",
+                   "Live replicas at this replica's last sync.");
+        fprintf(f, "circuit_breaker_shared_live_replicas%s %d\n", labels,
+                (int)cJSON_GetNumberValue(cJSON_GetObjectItem(shared, "live")));
+        cJSON_Delete(shared);
+    }
     chaos_put_metrics(f, service);
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <civetweb.h>
+#include <cJSON.h>
 #include "cb.h"
 
 /* Upper bounds (seconds) of the latency histogram's buckets; +Inf is implied. */
@@ -38,6 +39,9 @@ typedef struct obs_event {
     double latency_ms;       /* -1 when the event has none */
     double error_percentage; /* -1 when the event carries no stats */
     int error;               /* CB_E* or 0 */
+    char shared_name[24];    /* a shared-breaker event: its name ("" = a cb_event) */
+    char shared_state[16];   /* and the shared state word */
+    char detail[96];         /* and its figures */
 } obs_event;
 
 #define OBS_EVENT_RING 128
@@ -71,6 +75,9 @@ typedef struct obs_global {
     int (*db_ping)(void *ctx);
     void *db_ctx;
     int interval_ms;
+    char *replica;              /* NULL = none */
+    cJSON *(*shared_json)(void *ctx);
+    void *shared_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
     pthread_mutex_t ring_lock;

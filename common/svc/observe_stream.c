@@ -129,8 +129,13 @@ static char *service_json(void)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "service", obs_g.service);
+    if (obs_g.replica)
+        cJSON_AddStringToObject(o, "replica", obs_g.replica);
     cJSON_AddNumberToObject(o, "uptime_s", obs_uptime_s());
     cJSON_AddNumberToObject(o, "currentTime", (double)obs_wall_ms());
+    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    if (shared)
+        cJSON_AddItemToObject(o, "shared", shared);
     if (obs_g.nbreakers) {
         cb_breaker *first = obs_g.breakers[0].cb;
         cJSON_AddStringToObject(o, "breaker", cb_name(first));
@@ -157,8 +162,17 @@ static char *event_json(const obs_event *e)
     cJSON_AddStringToObject(o, "service", obs_g.service);
     bool known = e->breaker >= 0 && e->breaker < obs_g.nbreakers;
     cJSON_AddStringToObject(o, "breaker", known ? cb_name(obs_g.breakers[e->breaker].cb) : "");
-    cJSON_AddStringToObject(o, "event", cb_event_name(e->kind));
-    cJSON_AddStringToObject(o, "state", cb_state_name(e->state));
+    if (obs_g.replica)
+        cJSON_AddStringToObject(o, "replica", obs_g.replica);
+    if (e->shared_name[0]) {
+        cJSON_AddStringToObject(o, "event", e->shared_name);
+        cJSON_AddStringToObject(o, "state", e->shared_state);
+        cJSON_AddBoolToObject(o, "shared", true);
+        cJSON_AddStringToObject(o, "detail", e->detail);
+    } else {
+        cJSON_AddStringToObject(o, "event", cb_event_name(e->kind));
+        cJSON_AddStringToObject(o, "state", cb_state_name(e->state));
+    }
     cJSON_AddNumberToObject(o, "time", (double)e->wall_ms);
     if (e->latency_ms >= 0)
         cJSON_AddNumberToObject(o, "latencyMs", e->latency_ms);

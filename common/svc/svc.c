@@ -28,12 +28,17 @@
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
+#include "shared.h"
 
 /* How long shutdown waits for the requests in flight. */
 #define SVC_DRAIN_MS 30000
 
-/* Asks http://127.0.0.1:PORT/health. Returns 0 on 200, else 1. */
-static int svc_healthcheck(const svc_spec *spec)
+/* Asks http://127.0.0.1:PORT<path>: "/health" (--healthcheck: up and its
+ * database reachable) or "/" (--livecheck: up, whatever the database). An
+ * orchestrator that restarts unhealthy tasks (Swarm) uses --livecheck, so
+ * that a database outage does not restart every replica. Returns 0 on 200,
+ * else 1. */
+static int svc_healthcheck(const svc_spec *spec, const char *path)
 {
     svc_config cfg;
     char err[512];
@@ -42,7 +47,7 @@ static int svc_healthcheck(const svc_spec *spec)
         return 1;
     }
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", cfg.port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", cfg.port, path);
     if (curl_global_init(CURL_GLOBAL_DEFAULT))
         return 1;
     CURL *k = curl_easy_init();
@@ -229,6 +234,7 @@ static int svc_observe(svc_runtime *rt)
         .admin_token = rt->cfg.admin_token,
         .admin_origin = rt->cfg.admin_origin,
         .hystrix_interval_ms = 0,
+        .replica = rt->cfg.replica,
     };
     return obs_init(&src);
 }
@@ -361,7 +367,14 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         code = 2;
     } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                svc_observe(rt) == 0) {
-        code = svc_serve(rt, set);
+        if (!rt->cfg.cb_shared || !rt->breaker) {
+            code = svc_serve(rt, set);
+        } else if (shared_start(&rt->cfg, rt->breaker, &rt->shared) == 0) {
+            obs_set_shared(shared_json, rt->shared); /* before civetweb's threads start */
+            code = svc_serve(rt, set);
+        }
+        shared_stop(rt->shared);
+        rt->shared = NULL;
         obs_free();
     }
     cb_destroy(rt->breaker);
@@ -376,9 +389,11 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
 int svc_main(const svc_spec *spec, int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--healthcheck"))
-        return svc_healthcheck(spec);
+        return svc_healthcheck(spec, "/health");
+    if (argc == 2 && !strcmp(argv[1], "--livecheck"))
+        return svc_healthcheck(spec, "/");
     if (argc > 1) {
-        fprintf(stderr, "usage: %s [--healthcheck]\n(configuration comes from the environment)\n",
+        fprintf(stderr, "usage: %s [--healthcheck | --livecheck]\n(configuration comes from the environment)\n",
                 argv[0]);
         return 2;
     }
@@ -390,6 +405,8 @@ int svc_main(const svc_spec *spec, int argc, char **argv)
         return 2;
     }
     log_init(rt.cfg.id, rt.cfg.log_json);
+    if (rt.cfg.replica_given || rt.cfg.cb_shared)
+        log_set_replica(rt.cfg.replica);
     log_set_level(rt.cfg.log_level);
     chaos_init(&rt.cfg);
     sigset_t set;

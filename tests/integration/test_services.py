@@ -278,6 +278,21 @@ def healthcheck_flag_reports_the_running_service(ctx):
     expect(r.returncode == 1, f"--healthcheck with nothing listening: {r.returncode}")
 
 
+@test
+def livecheck_flag_passes_while_the_database_is_down_and_healthcheck_does_not(ctx):
+    st = ctx.stack(own_db=True)
+    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "500"})
+    path = str(harness.binary("shipment", ctx.flavour))
+    st.database().stop()
+
+    def flag(f, env):
+        return subprocess.run([path, f], env=env, timeout=20, capture_output=True).returncode
+    expect(flag("--healthcheck", ship.env) == 1, "--healthcheck must fail with the database down")
+    expect(flag("--livecheck", ship.env) == 0, "--livecheck must pass with the database down")
+    expect(flag("--livecheck", {**ship.env, "PORT": str(harness.free_port())}) == 1,
+           "--livecheck with nothing listening")
+
+
 # ---- failures of the neighbours ---------------------------------------------------------------
 
 @test
@@ -1143,6 +1158,213 @@ def a_busy_upstream_never_holds_every_worker_of_the_next_hop(ctx):
 
 
 # ---- runner -----------------------------------------------------------------------------------
+
+# ---- replicas sharing one breaker by quorum (docs/scale-out.md) ---------------------------------
+
+# Buckets of 500 ms, an open period of 1.5 s: the shared state moves within a second or two.
+SHARED_ENV = {"CB_SHARED": "on", "CB_WINDOW_MS": "2000", "CB_BUCKETS": "4",
+              "CB_RESET_TIMEOUT_MS": "1500", "CB_VOLUME_THRESHOLD": "2"}
+
+
+def shared_view(svc):
+    """The replica's /health "shared" object, or None while it cannot answer."""
+    try:
+        return http("GET", svc.url("/health"), timeout=3).json().get("shared")
+    except (OSError, ValueError):
+        return None
+
+
+def payment_replicas(st, ship, n, env=None, chain_of=None):
+    """n payment replicas "p0".."p<n-1>" sharing the breaker to ship."""
+    reps = []
+    for i in range(n):
+        e = dict(SHARED_ENV, REPLICA_ID=f"p{i}", **(env or {}))
+        target = chain_of(i) if chain_of else ship
+        if isinstance(target, str):
+            e["CHAIN_SVC"] = target
+            reps.append(st.service("payment", env=e, label=f"payment-p{i}"))
+        else:
+            reps.append(st.service("payment", env=e, chain=target, label=f"payment-p{i}"))
+    for r in reps:
+        wait_until(lambda r=r: (shared_view(r) or {}).get("mode") == "shared" and
+                   shared_view(r)["live"] == n, 10, f"{r.name} to see {n} live replicas")
+    return reps
+
+
+def stream_holds(svc, needle: bytes, limit_s=5.0) -> bool:
+    """Reads GET /events.stream for at most limit_s seconds (and 256 KiB);
+    True as soon as needle appears."""
+    deadline = time.monotonic() + limit_s
+    got = b""
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=limit_s) as s:
+        s.sendall(b"GET /events.stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while time.monotonic() < deadline and len(got) < 256 * 1024:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+            if needle in got:
+                return True
+    return False
+
+
+def post_round(reps):
+    """One POST /create to each replica; the answers' JSON."""
+    return [http("POST", r.url("/create"), PAYMENT, timeout=5).json() for r in reps]
+
+
+@test
+def shared_breaker_replicas_open_together_then_one_probes_and_all_close(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    reps = payment_replicas(st, ship, 2)
+    h = http("GET", reps[0].url("/health")).json()
+    expect(h["replica"] == "p0" and h["shared"]["circuit"] == h["breaker"]["name"], h)
+    expect(all(a["status"] == "ok" for a in post_round(reps)), "before the outage")
+    ship.kill()
+    t0 = time.monotonic()
+    deadline = t0 + 10
+    while time.monotonic() < deadline and not all((shared_view(r) or {}).get("open") for r in reps):
+        post_round(reps)
+        time.sleep(0.05)
+    expect(all(shared_view(r)["open"] for r in reps), "both replicas see the shared circuit open")
+    print(f"    both replicas see the shared circuit open {time.monotonic() - t0:.2f}s after the kill")
+    reached = sum(len(re.findall(r"event=quorum-reached state=shared-open live=2 open_votes=2 "
+                                 r"needed=2", r.log())) for r in reps)
+    expect(reached == 1, f"quorum-reached (2 of 2 open) logged {reached} times, once expected")
+    for r in reps:
+        r.wait_log(r"event=shared-opened state=shared-open live=2 open_votes=\d needed=2 open=1500ms", 5)
+        a = http("POST", r.url("/create"), PAYMENT).json()
+        expect(a["status"] == "degraded" and a["reason"] == "open", f"{r.name} while shared open: {a}")
+        expect(stream_holds(r, b'"event":"shared-opened","state":"shared-open","shared":true'),
+               f"{r.name}'s /events.stream carries the shared-opened event")
+    marks = [len(r.log()) for r in reps]
+    ship.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any((shared_view(r) or {}).get("open") for r in reps):
+        post_round(reps)
+        time.sleep(0.1)
+    expect(not any(shared_view(r)["open"] for r in reps), "the shared circuit closed")
+    probers = [r.name for r, m in zip(reps, marks) if re.search(r"event=lease-taken", r.log()[m:])]
+    expect(len(probers) == 1, f"one prober while shipment was back, got {probers}")
+    for r, m in zip(reps, marks):
+        r.wait_log(r"event=shared-closed state=shared-closed", 5, after=m)
+    wait_until(lambda: all(a["status"] == "ok" for a in post_round(reps)), 5,
+               "every replica's calls to pass again")
+    for r in reps:
+        b = http("GET", r.url("/health")).json()["breaker"]
+        expect(b["state"] == "closed", f"{r.name}'s local breaker after the close: {b['state']}")
+
+
+@test
+def shared_breaker_one_replica_with_its_own_failure_opens_only_itself(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    dead = f"http://127.0.0.1:{harness.free_port()}/create"
+    # p1 reaches shipment through an address nobody listens on: its own network is broken
+    reps = payment_replicas(st, ship, 2, env={"CB_SHARED_CIRCUIT": "payment->shipment"},
+                            chain_of=lambda i: dead if i == 1 else ship)
+    end = time.monotonic() + 3.0   # six buckets
+    answers = []
+    for _ in range(200):
+        if time.monotonic() > end:
+            break
+        answers.append(post_round(reps))
+        time.sleep(0.05)
+    expect(len(answers) >= 10, f"only {len(answers)} rounds")
+    expect(all(a[0]["status"] == "ok" for a in answers), "p0's calls all passed")
+    expect(answers[-1][1]["status"] == "degraded" and answers[-1][1]["breaker"] in ("open", "half-open"),
+           f"p1 is open on its own: {answers[-1][1]}")
+    reps[1].wait_log(r"breaker payment->127\.0\.0\.1:\d+ event=open state=open", 1)
+    for r in reps:
+        v = shared_view(r)
+        expect(not v["open"] and v["needed"] == 2 and v["live"] == 2,
+               f"{r.name}: the shared circuit must stay closed on one open vote: {v}")
+        expect("quorum-reached" not in r.log() and "shared-opened" not in r.log(),
+               f"{r.name} logged a shared open")
+    expect(http("GET", reps[0].url("/health")).json()["breaker"]["state"] == "closed", "p0 closed")
+
+
+@test
+def shared_breaker_falls_back_to_local_when_the_database_stops_and_rejoins(ctx):
+    st = ctx.stack(own_db=True)
+    db = st.database()
+    ship = st.service("shipment")
+    reps = payment_replicas(st, ship, 2, env={"MONGO_TIMEOUT_MS": "500"})
+    db.stop()
+    for r in reps:
+        r.wait_log(r"event=fell-back state=local-only", 10)
+        wait_until(lambda r=r: (shared_view(r) or {}).get("mode") == "local-only", 5,
+                   f"{r.name}'s /health to say local-only")
+    marks = [len(r.log()) for r in reps]
+    pids = [r.pid for r in reps]
+    db.start()
+    for r, m in zip(reps, marks):
+        r.wait_log(r"event=rejoined state=shared-closed", 15, after=m)
+        wait_until(lambda r=r: (shared_view(r) or {}).get("mode") == "shared" and
+                   shared_view(r)["live"] == 2, 10, f"{r.name} to share again with 2 live")
+    expect([r.pid for r in reps] == pids and all(r.alive() for r in reps), "no restart")
+    ship.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all((shared_view(r) or {}).get("open") for r in reps):
+        post_round(reps)
+        time.sleep(0.05)
+    expect(all(shared_view(r)["open"] for r in reps), "after rejoining they decide together again")
+
+
+@test
+def shared_breaker_settings_are_checked_by_name(ctx):
+    st = ctx.stack()
+    for env, word in [({"CB_SHARED": "yes"}, "CB_SHARED"), ({"CB_QUORUM": "-1"}, "CB_QUORUM"),
+                      ({"CB_LEASE_MS": "x"}, "CB_LEASE_MS"),
+                      ({"CB_HEARTBEAT_TIMEOUT_MS": "-5"}, "CB_HEARTBEAT_TIMEOUT_MS"),
+                      ({"REPLICA_ID": "a b"}, "REPLICA_ID"),
+                      ({"CB_SHARED_CIRCUIT": "x" * 64}, "CB_SHARED_CIRCUIT")]:
+        svc = st.service("payment", env=env, start=False, label=f"payment-bad-{word}")
+        harness.Proc.start(svc)
+        rc = svc.wait_exit(10)
+        expect(rc == 2 and word in svc.log(), f"{env}: exit {rc}, log {svc.log()[-300:]}")
+
+
+def failed_calls_during_outage(ctx, shared: bool, replicas=3, outage_s=6.0):
+    """Starts `replicas` payment replicas (sharing or not), kills shipment and
+    sends rounds of one POST per replica for outage_s. Returns the calls that
+    reached the dead shipment (answers degraded for a failure or a timeout,
+    not rejected as open)."""
+    st = ctx.stack()
+    ship = st.service("shipment")
+    env = {"CB_RESET_TIMEOUT_MS": "1000"}
+    if shared:
+        reps = payment_replicas(st, ship, replicas, env=env)
+    else:
+        reps = [st.service("payment", env=dict(SHARED_ENV, CB_SHARED="off", REPLICA_ID=f"p{i}", **env),
+                           chain=ship, label=f"payment-p{i}") for i in range(replicas)]
+    for _ in range(3):
+        post_round(reps)
+    ship.kill()
+    failed = rounds = 0
+    end = time.monotonic() + outage_s
+    while time.monotonic() < end and rounds < 500:
+        for a in post_round(reps):
+            if a["status"] == "degraded" and a["reason"] != "open":
+                failed += 1
+        rounds += 1
+        time.sleep(0.02)
+    return failed, rounds
+
+
+@test
+def shared_breaker_makes_fewer_failed_calls_than_independent_breakers(ctx):
+    off, rounds_off = failed_calls_during_outage(ctx, shared=False)
+    on, rounds_on = failed_calls_during_outage(ctx, shared=True)
+    print(f"    3 replicas, 6 s outage, open period 1 s: {off} failed calls with independent "
+          f"breakers ({rounds_off} rounds), {on} sharing by quorum ({rounds_on} rounds)")
+    expect(on < off, f"sharing must make fewer failed calls: {on} shared vs {off} independent")
+
 
 def main():
     ap = argparse.ArgumentParser()

@@ -328,7 +328,7 @@ class FerretDB(Proc):
 class Service(Proc):
     """One of order, payment, shipment on its own port."""
 
-    def __init__(self, name, flavour, env, log_dir: Path, port=None):
+    def __init__(self, name, flavour, env, log_dir: Path, port=None, label=None):
         self.port = port or free_port()
         self.flavour = flavour
         path = binary(name, flavour)
@@ -339,7 +339,8 @@ class Service(Proc):
         full_env.update(TSAN_ENV if flavour == "tsan" else {})
         full_env.update({"ID": name, "PORT": str(self.port)})
         full_env.update(env)
-        super().__init__(name, [path], full_env, log_dir)
+        # label: the process's name (and log file's) when a stack runs several replicas
+        super().__init__(label or name, [path], full_env, log_dir)
 
     def url(self, path="/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -399,7 +400,8 @@ class Stack:
             self.db.start()
         return self.db
 
-    def service(self, name, env=None, chain: "Service" = None, start=True, port=None) -> Service:
+    def service(self, name, env=None, chain: "Service" = None, start=True, port=None,
+                label=None) -> Service:
         """Starts service name (order, payment, shipment) with env on top of
         MONGO_URL/MONGO_DB of the stack's database and, when chain is given,
         CHAIN_SVC=<chain>/create."""
@@ -409,7 +411,7 @@ class Stack:
         if chain is not None:
             full["CHAIN_SVC"] = chain.url("/create")
         full.update(env or {})
-        svc = Service(name, self.flavour, full, self.tmp, port)
+        svc = Service(name, self.flavour, full, self.tmp, port, label)
         self.procs.append(svc)
         return svc.start() if start else svc
 

@@ -437,7 +437,13 @@ function onService(svc, info) {
     const p = panelFor(svc, b.name);
     if (p.panel.dataset.state !== b.state) setPanelState(svc, p, b.state);
   }
-  svc.ui.info.textContent = `${svc.base} · ${svc.panels.size} breaker(s) · up ${fmt(info.uptime_s, 0)} s`;
+  // Replicas: which one this stream reaches, and the shared circuit's state
+  // as it sees it (CB_SHARED=on, docs/scale-out.md).
+  const sh = info.shared;
+  const replica = info.replica ? ` · replica ${info.replica}` : '';
+  const shared = sh ? ` · shared ${sh.mode === 'shared' ? (sh.open ? 'open' : 'closed') : 'local-only'}` +
+    ` (${sh.live} live, ${sh.openVotes}/${sh.needed} votes${sh.prober ? ', prober' : ''})` : '';
+  svc.ui.info.textContent = `${svc.base}${replica} · ${svc.panels.size} breaker(s)${shared} · up ${fmt(info.uptime_s, 0)} s`;
   refreshCard(svc);
 }
 
@@ -450,6 +456,8 @@ function eventLine(ev) {
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
   if (ev.error) text += ` ${ev.error}`;
+  if (ev.shared) text += ` ${ev.detail || ''}`;
+  if (ev.replica) text += ` @${ev.replica}`;
   li.append(document.createTextNode(text));
   return li;
 }

@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""test_swarm.py -- end-to-end test of docker-stack.yaml on a single-node Docker Swarm: replicas, VIPs, breakers shared by quorum.
+
+Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.json):
+
+  1. deploy: scripts/docker/stack.sh up under a throw-away stack name with
+     FerretDB in place of mongo (scripts/docker/stack.ferretdb.yaml), free
+     host ports, breakers that reset after 2 s, buckets of 1 s; a Swarm is
+     created (and later left) only when the engine is in none;
+  2. identity: /health through each service's VIP answers from every
+     replica, each with its own REPLICA_ID (<service>.<task slot>);
+  3. tests.http: every request of the three files through the VIPs;
+  4. outage with sharing on: shipment scaled to 0 under a bounded load on
+     payment (through the gateway); every payment replica sees the shared
+     circuit open within one bucket (plus the log's slack) of the quorum
+     being reached; the calls that reached the dead shipment are counted, in
+     all and once every replica was open;
+  5. recovery: shipment scaled back; one prober at a time (lease-taken, then
+     that replica's shared-closed or shared-reopened before another lease),
+     then every replica closed;
+  6. the same outage with sharing off (CB_SHARED=off, rolling update), its
+     failed calls counted: once all are open, sharing must make fewer per
+     second (one prober instead of one per replica); sharing back on;
+  7. a fault in one payment replica only (PUT /chaos through the gateway
+     lands on one): the other payment replicas' breakers stay closed;
+  8. the database scaled to 0: every payment replica says local-only
+     (fell-back in its log, /health), then back to 1: every replica rejoins
+     with no restart;
+  9. teardown: stack removed, nothing of it left, the Swarm left if created.
+
+Prints "SKIP: <reason>" when no Docker engine answers. Ends with
+"N passed, N failed, N skipped"; exit 1 when a check failed.
+"""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_stack as ts  # noqa: E402  (helpers of the compose e2e test)
+from test_stack import Checks, StepFailed, http, log, run  # noqa: E402
+
+ROOT = ts.ROOT
+REPLICAS = {"order": 2, "payment": 3, "shipment": 3}
+BUCKET_MS = 1000              # CB_WINDOW_MS 10000 / CB_BUCKETS 10, the defaults
+RESET_MS = 2000               # CB_RESET_TIMEOUT_MS the stack runs with here
+PAYMENT_BODY = json.dumps({"amount": 1, "id": "sw", "shipment": {"id": "sw", "directions": "e2e"}})
+TOKEN = "swarm-e2e"
+METRICS = {}
+
+
+class Swarm:
+    """The stack under test: its name, ports and docker commands."""
+
+    def __init__(self):
+        self.name = f"e2esw{os.getpid()}{random.randrange(16**4):04x}"
+        self.ports = {s: ts.free_port() for s in REPLICAS}
+        self.db_port = ts.free_port()
+        self.env = dict(os.environ, STACK_NAME=self.name, STACK_DB="ferretdb",
+                        ORDER_PORT=str(self.ports["order"]), PAYMENT_PORT=str(self.ports["payment"]),
+                        SHIPMENT_PORT=str(self.ports["shipment"]), DB_PORT=str(self.db_port),
+                        ORDER_REPLICAS=str(REPLICAS["order"]), PAYMENT_REPLICAS=str(REPLICAS["payment"]),
+                        SHIPMENT_REPLICAS=str(REPLICAS["shipment"]), CB_SHARED="on",
+                        CB_RESET_TIMEOUT_MS=str(RESET_MS), SHIPMENT_ERR_RATE="0",
+                        # a call's budget on a 2-core machine running nine containers
+                        CB_TIMEOUT_MS="1000",
+                        # a single slow call in a fresh window must not open a breaker
+                        CB_VOLUME_THRESHOLD="5")
+        self.swarm_created = False
+
+    def url(self, service, path):
+        """path on service's published port: Swarm's routing mesh to its VIP."""
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def service(self, name):
+        return f"{self.name}_{name}"
+
+    def logs(self, name):
+        """Every replica's log lines of service name, as the services wrote them."""
+        return run(["docker", "service", "logs", "--raw", "--no-task-ids", self.service(name)], 120).stdout
+
+    def scale(self, name, n, timeout=180):
+        """docker service scale name=n, waiting until it converged."""
+        return run(["docker", "service", "scale", f"{self.service(name)}={n}"], timeout)
+
+    def update_env(self, name, pair, timeout=300):
+        """docker service update --env-add pair (a rolling update)."""
+        return run(["docker", "service", "update", "--env-add", pair, self.service(name)], timeout)
+
+    def leftovers(self):
+        label = f"label=com.docker.stack.namespace={self.name}"
+        found = []
+        for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
+                          ("network", ["docker", "network", "ls", "-q", "--filter", label]),
+                          ("service", ["docker", "service", "ls", "-q", "--filter", label])):
+            found += [f"{kind} {x}" for x in run(cmd, 30).stdout.split()]
+        return found
+
+
+def health_by_replica(sw, service, want, tries=60):
+    """GET /health through the VIP until `want` distinct replicas answered (at
+    most `tries` requests); returns {replica: health dict}."""
+    seen = {}
+    for _ in range(tries):
+        status, text, _ = http("GET", sw.url(service, "/health"), timeout=5)
+        try:
+            h = json.loads(text)
+        except ValueError:
+            continue
+        if h.get("replica"):
+            seen[h["replica"]] = h
+        if len(seen) >= want:
+            break
+    return seen
+
+
+def shared_of(h):
+    return h.get("shared") or {}
+
+
+EVENT_RX = re.compile(r"^(\S+Z) (\w+)/(\S+) breaker (\S+) event=(\S+) state=(\S+)(.*)$", re.M)
+
+
+def events(text, service=None):
+    """(time, replica, breaker, event, state, rest) of every breaker line, sorted by time."""
+    out = [(m.group(1), m.group(3), m.group(4), m.group(5), m.group(6), m.group(7))
+           for m in EVENT_RX.finditer(text) if service is None or m.group(2) == service]
+    return sorted(out)
+
+
+def ts_ms(stamp):
+    """2026-01-02T03:04:05.678Z -> ms since the epoch."""
+    t = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+    import calendar
+    return calendar.timegm(t) * 1000 + int(stamp[20:23])
+
+
+def post_payment(sw):
+    """One POST /create to payment's VIP; the answer's dict (None on no JSON)."""
+    status, text, _ = http("POST", sw.url("payment", "/create"), PAYMENT_BODY,
+                           {"Content-Type": "application/json"}, timeout=5)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def outage(c, sw, label, limit_s=25.0):
+    """Scales shipment to 0 and loads payment's VIP (one call at a time, every
+    20 ms at most 3000 calls) for limit_s seconds. Returns a dict: failed
+    calls (answers degraded for a failure or a timeout, not rejected as open)
+    and calls in all; the seconds until every replica was open (sharing on:
+    the shared circuit; off: its own breaker), or None; and the failed calls
+    and seconds after that point (the open phase, where probing costs)."""
+    sharing = label == "on"
+    run(["docker", "service", "scale", "--detach", f"{sw.service('shipment')}=0"], 60)
+    start = time.monotonic()
+    out = {"failed": 0, "calls": 0, "all_open_s": None, "failed_open": 0, "open_s": 0.0}
+    for i in range(3000):
+        now = time.monotonic()
+        if now - start > limit_s:
+            break
+        a = post_payment(sw)
+        out["calls"] += 1
+        if a and a.get("status") == "degraded" and a.get("reason") != "open":
+            out["failed"] += 1
+            if out["all_open_s"] is not None:
+                out["failed_open"] += 1
+        if out["all_open_s"] is None and i % 10 == 9:
+            reps = health_by_replica(sw, "payment", REPLICAS["payment"], tries=12)
+            if len(reps) == REPLICAS["payment"] and all(
+                    (shared_of(h).get("open") if sharing else h["breaker"]["state"] in ("open", "forced-open", "half-open"))
+                    for h in reps.values()):
+                out["all_open_s"] = round(time.monotonic() - start, 2)
+        time.sleep(0.02)
+    if out["all_open_s"] is not None:
+        out["open_s"] = round(time.monotonic() - start - out["all_open_s"], 2)
+    return out
+
+
+def step_deploy(c, sw):
+    state = run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip()
+    sw.swarm_created = state == "inactive"
+    start = time.monotonic()
+    p = run(["scripts/docker/stack.sh", "up"], 1200, env=sw.env)
+    METRICS["deploy_s"] = round(time.monotonic() - start, 1)
+    if not c.check(f"make stack-up: every replica running ({METRICS['deploy_s']}s)", p.returncode == 0,
+                   p.stdout[-2000:] + p.stderr[-2000:]):
+        raise StepFailed("deploy")
+    ls = run(["docker", "service", "ls", "--filter", f"label=com.docker.stack.namespace={sw.name}",
+              "--format", "{{.Name}} {{.Replicas}}"], 30).stdout
+    for s, n in REPLICAS.items():
+        c.check(f"{s} runs {n} replicas", f"{sw.service(s)} {n}/{n}" in ls, ls)
+
+
+def step_identity(c, sw):
+    for s, n in REPLICAS.items():
+        reps, waited = ts.wait_until(f"{s}'s replicas to answer /health",
+                                     lambda s=s, n=n: (lambda r: r if len(r) == n else None)(
+                                         health_by_replica(sw, s, n)), 60, 1.0)
+        want = {f"{s}.{i}" for i in range(1, n + 1)}
+        c.check(f"{s}'s name (through the gateway) answers from every replica, each with its own REPLICA_ID",
+                reps is not None and set(reps) == want, f"{sorted(reps or {})} vs {sorted(want)}")
+        if s != "shipment" and reps:
+            c.check(f"{s}'s replicas share their breaker (/health shared.mode)",
+                    all(shared_of(h).get("mode") == "shared" and shared_of(h).get("live") == n
+                        for h in reps.values()),
+                    json.dumps({r: shared_of(h) for r, h in reps.items()}))
+    status, text, _ = http("GET", sw.url("payment", "/metrics"))
+    c.check("/metrics labels the replica", re.search(r'service_replica_info\{service="payment",'
+                                                     r'replica="payment\.\d"\} 1', text) is not None)
+
+
+def step_warm(c, sw):
+    """Readiness: a whole chain through order (the first calls open the
+    database connections and create the collections, which can outlast a
+    call's budget on a loaded machine)."""
+    body = json.dumps({"id": "warm", "items": [], "payment": json.loads(PAYMENT_BODY)})
+
+    def whole():
+        status, text, _ = http("POST", sw.url("order", "/create"), body,
+                               {"Content-Type": "application/json"}, timeout=5)
+        try:
+            return status == 200 and ts.chain_whole(json.loads(text))
+        except ValueError:
+            return False
+    ok, waited = ts.wait_until("a whole chain through order", whole, 60, 0.5)
+    c.check(f"a whole chain through order ({waited:.1f}s after deploy)", ok)
+
+
+def step_outage_shared(c, sw):
+    mark = time.time()
+    o = outage(c, sw, "on")
+    METRICS["outage_shared"] = o
+    all_open = o["all_open_s"]
+    c.check(f"sharing on: every payment replica sees the shared circuit open "
+            f"({all_open}s after shipment was scaled to 0)", all_open is not None)
+    evs = events(sw.logs("payment"), "payment")
+    reached = [e for e in evs if e[3] == "quorum-reached" and ts_ms(e[0]) / 1000 >= mark - 1]
+    opened = {}
+    for e in evs:
+        if e[3] == "shared-opened" and ts_ms(e[0]) / 1000 >= mark - 1:
+            opened.setdefault(e[1], ts_ms(e[0]))
+    if c.check("the quorum was reached once", len(reached) == 1, str(reached)):
+        t0 = ts_ms(reached[0][0])
+        spread = max(opened.values()) - t0 if opened else None
+        METRICS["all_open_after_quorum_ms"] = spread
+        c.check(f"every payment replica saw it open within one bucket of the quorum "
+                f"({spread} ms, bucket {BUCKET_MS} ms)",
+                len(opened) == REPLICAS["payment"] and spread is not None and spread <= BUCKET_MS + 250,
+                json.dumps(opened))
+    print(f"    sharing on: {json.dumps(o)}", flush=True)
+
+
+def step_recovery(c, sw):
+    mark = time.time()
+    sw.scale("shipment", REPLICAS["shipment"])
+    closed, waited = ts.wait_until("every payment replica closed", lambda: (
+        post_payment(sw) and (lambda r: len(r) == REPLICAS["payment"] and all(
+            not shared_of(h).get("open") and h["breaker"]["state"] == "closed" for h in r.values()))(
+            health_by_replica(sw, "payment", REPLICAS["payment"], 12))), 60, 0.2)
+    METRICS["recovery_s"] = round(waited, 2)
+    c.check(f"shipment back: every payment replica closed ({waited:.1f}s)", closed)
+    evs = [e for e in events(sw.logs("payment"), "payment") if ts_ms(e[0]) / 1000 >= mark - 1]
+    holder, overlap, leases = None, [], 0
+    for e in evs:
+        if e[3] == "lease-taken":
+            leases += 1
+            if holder and holder != e[1]:
+                overlap.append(e)
+            holder = e[1]
+        elif e[3] in ("shared-closed", "shared-reopened") and e[1] == holder:
+            holder = None
+    c.check(f"one prober at a time ({leases} lease(s) taken)", leases >= 1 and not overlap, str(overlap))
+
+
+def step_outage_independent(c, sw):
+    p = sw.update_env("payment", "CB_SHARED=off")
+    c.check("rolling update of payment to CB_SHARED=off", p.returncode == 0, p.stderr[-500:])
+    reps = health_by_replica(sw, "payment", REPLICAS["payment"])
+    c.check("sharing off: /health has no shared state", reps and all("shared" not in h for h in reps.values()))
+    o = outage(c, sw, "off")
+    METRICS["outage_independent"] = o
+    print(f"    sharing off: {json.dumps(o)}", flush=True)
+    on = METRICS.get("outage_shared") or {}
+    c.check(f"sharing off: every payment replica opens on its own ({o['all_open_s']}s)",
+            o["all_open_s"] is not None)
+    # Once every replica is open, independent breakers each probe the dead
+    # shipment every open period; shared, one replica probes for all.
+    rate_on = on.get("failed_open", 0) / on["open_s"] if on.get("open_s") else None
+    rate_off = o["failed_open"] / o["open_s"] if o["open_s"] else None
+    METRICS["failed_per_s_open_shared"] = rate_on and round(rate_on, 2)
+    METRICS["failed_per_s_open_independent"] = rate_off and round(rate_off, 2)
+    c.check(f"while open, sharing makes fewer failed calls: {rate_on and round(rate_on, 2)}/s shared "
+            f"({on.get('failed_open')} in {on.get('open_s')}s), {rate_off and round(rate_off, 2)}/s "
+            f"independent ({o['failed_open']} in {o['open_s']}s)",
+            rate_on is not None and rate_off is not None and rate_on < rate_off)
+    sw.scale("shipment", REPLICAS["shipment"])
+    p = sw.update_env("payment", "CB_SHARED=on")
+    c.check("rolling update of payment back to CB_SHARED=on", p.returncode == 0, p.stderr[-500:])
+
+
+def step_one_replica_fault(c, sw):
+    body = json.dumps({"error": {"fraction": 1.0}})
+    status, text, _ = http("PUT", sw.url("payment", "/chaos"), body,
+                           {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    if not c.check("PUT /chaos through payment's VIP (one replica)", status == 200, text[:300]):
+        return
+    faulty = [r for r, h in health_by_replica(sw, "payment", REPLICAS["payment"]).items()
+              if h.get("chaos", {}).get("faults")]
+    c.check("exactly one payment replica has the fault", len(faulty) == 1, str(faulty))
+    for i in range(60):
+        http("POST", sw.url("order", "/create"),
+             json.dumps({"id": f"f{i}", "items": [], "payment": json.loads(PAYMENT_BODY)}),
+             {"Content-Type": "application/json"})
+    pay = health_by_replica(sw, "payment", REPLICAS["payment"])
+    others = {r: h["breaker"]["state"] for r, h in pay.items() if r not in faulty}
+    c.check("the other payment replicas' breakers stay closed", others and all(
+        s == "closed" for s in others.values()), str(others))
+    for _ in range(20):
+        http("DELETE", sw.url("payment", "/chaos"), None, {"Authorization": f"Bearer {TOKEN}"})
+        if not any(h.get("chaos", {}).get("faults") for h in
+                   health_by_replica(sw, "payment", REPLICAS["payment"]).values()):
+            break
+
+
+def step_database_loss(c, sw):
+    mark = time.time()
+    sw.scale("mongo", 0)
+    reps, waited = ts.wait_until("every payment replica local-only", lambda: (
+        lambda r: r if len(r) == REPLICAS["payment"] and all(
+            shared_of(h).get("mode") == "local-only" for h in r.values()) else None)(
+        health_by_replica(sw, "payment", REPLICAS["payment"], 12)), 60, 0.5)
+    c.check(f"database stopped: every payment replica falls back to local ({waited:.1f}s)", reps)
+    fell = {e[1] for e in events(sw.logs("payment"), "payment")
+            if e[3] == "fell-back" and ts_ms(e[0]) / 1000 >= mark - 1}
+    c.check("each logged fell-back", len(fell) == REPLICAS["payment"], str(fell))
+    sw.scale("mongo", 1)
+    reps, waited = ts.wait_until("every payment replica shared again", lambda: (
+        lambda r: r if len(r) == REPLICAS["payment"] and all(
+            shared_of(h).get("mode") == "shared" for h in r.values()) else None)(
+        health_by_replica(sw, "payment", REPLICAS["payment"], 12)), 90, 0.5)
+    c.check(f"database back: every payment replica rejoins with no restart ({waited:.1f}s)", reps)
+    METRICS["rejoin_s"] = round(waited, 1)
+    rejoined = {e[1] for e in events(sw.logs("payment"), "payment")
+                if e[3] == "rejoined" and ts_ms(e[0]) / 1000 >= mark - 1}
+    c.check("each logged rejoined", len(rejoined) == REPLICAS["payment"], str(rejoined))
+
+
+def teardown(c, sw):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if c.failed:
+        path = os.path.join(ROOT, "build", "results", "e2e-swarm.log")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            for s in list(REPLICAS) + ["mongo"]:
+                f.write(sw.logs(s))
+        print(f"service logs saved to {path}", flush=True)
+    p = run(["scripts/docker/stack.sh", "down"], 300, env=sw.env)
+    left = sw.leftovers()
+    c.check("stack-down leaves no service, container or network of the stack",
+            p.returncode == 0 and not left, f"{p.stderr[-500:]} left: {left}")
+    if sw.swarm_created:
+        state = run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip()
+        c.check("the Swarm the test created is left", state == "inactive", state)
+
+
+def main():
+    c = Checks()
+    problem = ts.engine_problem() or ts.base_image_problem()
+    if problem:
+        c.skip("e2e docker swarm", problem)
+        print(c.summary())
+        return 0
+    if run(["docker", "stack", "ls"], 30).returncode != 0 and \
+            run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip() not in (
+                "inactive", "active"):
+        c.skip("e2e docker swarm", "this engine cannot run a Swarm")
+        print(c.summary())
+        return 0
+    sw = Swarm()
+    sw.env["ADMIN_TOKEN"] = TOKEN
+    signal.signal(signal.SIGTERM, ts.stopped_by_signal)
+    try:
+        step_deploy(c, sw)
+        step_identity(c, sw)
+        step_warm(c, sw)
+        ts.step_tests_http(c, sw)
+        step_outage_shared(c, sw)
+        step_recovery(c, sw)
+        step_outage_independent(c, sw)
+        step_one_replica_fault(c, sw)
+        step_database_loss(c, sw)
+    except StepFailed as e:
+        c.check(f"step completed: {e}", False)
+    finally:
+        teardown(c, sw)
+        path = os.path.join(ROOT, "build", "results", "e2e-swarm-metrics.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(METRICS, f, indent=1)
+        print(f"figures: {json.dumps(METRICS)}", flush=True)
+    print(c.summary())
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
