@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "store.h"
 
 #define QM_VOTES  "breaker_votes"
 #define QM_SHARED "breaker_shared"
@@ -44,31 +45,17 @@ struct quorum_mongo {
 int quorum_mongo_open(const char *url, const char *db, int timeout_ms, quorum_mongo **out,
                       char *err, size_t errlen)
 {
-    bson_error_t e;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(url, &e);
-    if (!uri) {
-        snprintf(err, errlen, "MONGO_URL: expected a MongoDB connection string, got \"%s\" (%s)",
-                 url, e.message);
+    quorum_mongo *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "MONGO_URL: cannot create a client pool for \"%s\"", url);
         return -1;
     }
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, timeout_ms > 2500 ? timeout_ms : 2500);
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 500);
-    quorum_mongo *m = calloc(1, sizeof *m);
-    const char *uri_db = mongoc_uri_get_database(uri);
-    if (m) {
-        m->db = strdup(db ? db : (uri_db && *uri_db) ? uri_db : "resilience");
-        m->pool = mongoc_client_pool_new(uri);
-    }
-    mongoc_uri_destroy(uri);
-    if (!m || !m->db || !m->pool) {
-        snprintf(err, errlen, "MONGO_URL: cannot create a client pool for \"%s\"", url);
+    m->pool = store_pool_open(url, db, timeout_ms, timeout_ms > 2500 ? timeout_ms : 2500,
+                              "breaker-quorum", &m->db, err, errlen);
+    if (!m->pool) {
         quorum_mongo_close(m);
         return -1;
     }
-    mongoc_client_pool_set_error_api(m->pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_pool_set_appname(m->pool, "breaker-quorum");
     mongoc_client_pool_max_size(m->pool, 2);
     *out = m;
     return 0;

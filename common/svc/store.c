@@ -22,25 +22,6 @@ struct store {
     char *collection;
 };
 
-/* Builds the URI with the timeouts set. NULL with a message on a bad URL. */
-static mongoc_uri_t *store_uri(const char *url, int timeout_ms, char *err, size_t errlen)
-{
-    bson_error_t e;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(url, &e);
-    if (!uri) {
-        snprintf(err, errlen, "MONGO_URL: expected a MongoDB connection string, got \"%s\" (%s)",
-                 url, e.message);
-        return NULL;
-    }
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, 5000);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_HEARTBEATFREQUENCYMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 500);
-    return uri;
-}
-
 /* Routes libmongoc's own messages into the service's log: warnings and
  * errors only (its debug lines repeat every heartbeat while the database is
  * down). */
@@ -52,28 +33,53 @@ static void store_mongoc_log(mongoc_log_level_t level, const char *domain, const
         log_message(level <= MONGOC_LOG_LEVEL_ERROR, "mongoc %s: %s", domain, message);
 }
 
+mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeout_ms,
+                                      int socket_timeout_ms, const char *appname, char **db_out,
+                                      char *err, size_t errlen)
+{
+    bson_error_t e;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(url, &e);
+    if (!uri) {
+        snprintf(err, errlen, "MONGO_URL: expected a MongoDB connection string, got \"%s\" (%s)",
+                 url, e.message);
+        return NULL;
+    }
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, socket_timeout_ms);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_HEARTBEATFREQUENCYMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 500);
+    const char *uri_db = mongoc_uri_get_database(uri);
+    *db_out = strdup(db ? db : (uri_db && *uri_db) ? uri_db : "resilience");
+    mongoc_client_pool_t *pool = *db_out ? mongoc_client_pool_new(uri) : NULL;
+    mongoc_uri_destroy(uri);
+    if (!pool) {
+        free(*db_out);
+        *db_out = NULL;
+        snprintf(err, errlen, "MONGO_URL: cannot create a client pool for \"%s\"", url);
+        return NULL;
+    }
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_pool_set_appname(pool, appname);
+    return pool;
+}
+
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
                store **out, char *err, size_t errlen)
 {
     mongoc_log_set_handler(store_mongoc_log, NULL);
-    mongoc_uri_t *uri = store_uri(url, timeout_ms, err, errlen);
-    if (!uri)
-        return -1;
     store *s = calloc(1, sizeof *s);
-    const char *uri_db = mongoc_uri_get_database(uri);
-    if (s) {
-        s->db = strdup(db ? db : (uri_db && *uri_db) ? uri_db : "resilience");
-        s->collection = strdup(collection);
-        s->pool = mongoc_client_pool_new(uri);
-    }
-    mongoc_uri_destroy(uri);
-    if (!s || !s->db || !s->collection || !s->pool) {
+    if (!s || !(s->collection = strdup(collection))) {
         snprintf(err, errlen, "MONGO_URL: cannot create a client pool for \"%s\"", url);
         store_close(s);
         return -1;
     }
-    mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_pool_set_appname(s->pool, collection);
+    s->pool = store_pool_open(url, db, timeout_ms, 5000, collection, &s->db, err, errlen);
+    if (!s->pool) {
+        store_close(s);
+        return -1;
+    }
     *out = s;
     return STORE_OK;
 }

@@ -2,6 +2,7 @@
 #ifndef SVC_STORE_H
 #define SVC_STORE_H
 
+#include <mongoc/mongoc.h>
 #include <stddef.h>
 
 typedef struct store store;
@@ -10,6 +11,17 @@ typedef struct store store;
 #define STORE_EUNAVAILABLE -1  /* the database could not be reached in time */
 #define STORE_EREJECTED    -2  /* the database refused the document */
 #define STORE_ENOMEM       -3
+
+/* A client pool on url (a mongodb:// URL) for the services' database
+ * work: server selection and connecting give up after timeout_ms, reads
+ * after socket_timeout_ms and heartbeats come every 500 ms unless the URL
+ * sets them; error API 2; appname names the pool to the server. *db_out
+ * gets the database's name (malloc'd): db, else the URL's, else
+ * "resilience". Connects lazily. Returns the pool, or NULL with a message
+ * naming MONGO_URL in err. Shared by the store and the breaker quorum. */
+mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeout_ms,
+                                      int socket_timeout_ms, const char *appname, char **db_out,
+                                      char *err, size_t errlen);
 
 /* Opens a pool to url (a mongodb:// URL); documents go to db.collection,
  * db being NULL for the URL's database or "resilience". Server selection

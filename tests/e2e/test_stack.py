@@ -43,6 +43,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
+import harness  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 COMPOSE_FILES = ["docker-compose.yaml", "scripts/docker/compose.ferretdb.yaml", "scripts/docker/compose.e2e.yaml"]
 SERVICES = ["order", "payment", "shipment"]
@@ -54,32 +57,7 @@ DB_NAME = "resilience"
 COLLECTIONS = {"order": "orders", "payment": "payments", "shipment": "shipments"}
 
 
-class Checks:
-    """Counts and prints check outcomes."""
-
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-        self.skipped = 0
-
-    def check(self, name, ok, detail=""):
-        """Records one check; returns ok."""
-        if ok:
-            self.passed += 1
-            print(f"PASS: {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL: {name}" + (f" -- {detail}" if detail else ""), flush=True)
-        return ok
-
-    def skip(self, name, reason):
-        """Records one skipped check with a loud reason."""
-        self.skipped += 1
-        print(f"SKIP: {name}: {reason}", flush=True)
-
-    def summary(self):
-        """The final line scripts/summarize.py reads."""
-        return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
+Checks = harness.Checks
 
 
 class StepFailed(Exception):

@@ -328,22 +328,27 @@ def step_one_replica_fault(c, sw):
             break
 
 
+def wait_payment_mode(sw, mode, limit_s):
+    """Waits until every payment replica's /health says shared.mode == mode;
+    returns (their /health answers or None, seconds waited)."""
+    def all_in_mode():
+        r = health_by_replica(sw, "payment", REPLICAS["payment"], 12)
+        ok = len(r) == REPLICAS["payment"] and all(shared_of(h).get("mode") == mode
+                                                   for h in r.values())
+        return r if ok else None
+    return ts.wait_until(f"every payment replica {mode}", all_in_mode, limit_s, 0.5)
+
+
 def step_database_loss(c, sw):
     mark = time.time()
     sw.scale("mongo", 0)
-    reps, waited = ts.wait_until("every payment replica local-only", lambda: (
-        lambda r: r if len(r) == REPLICAS["payment"] and all(
-            shared_of(h).get("mode") == "local-only" for h in r.values()) else None)(
-        health_by_replica(sw, "payment", REPLICAS["payment"], 12)), 60, 0.5)
+    reps, waited = wait_payment_mode(sw, "local-only", 60)
     c.check(f"database stopped: every payment replica falls back to local ({waited:.1f}s)", reps)
     fell = {e[1] for e in events(sw.logs("payment"), "payment")
             if e[3] == "fell-back" and ts_ms(e[0]) / 1000 >= mark - 1}
     c.check("each logged fell-back", len(fell) == REPLICAS["payment"], str(fell))
     sw.scale("mongo", 1)
-    reps, waited = ts.wait_until("every payment replica shared again", lambda: (
-        lambda r: r if len(r) == REPLICAS["payment"] and all(
-            shared_of(h).get("mode") == "shared" for h in r.values()) else None)(
-        health_by_replica(sw, "payment", REPLICAS["payment"], 12)), 90, 0.5)
+    reps, waited = wait_payment_mode(sw, "shared", 90)
     c.check(f"database back: every payment replica rejoins with no restart ({waited:.1f}s)", reps)
     METRICS["rejoin_s"] = round(waited, 1)
     rejoined = {e[1] for e in events(sw.logs("payment"), "payment")

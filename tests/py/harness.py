@@ -76,6 +76,11 @@ class Checks:
             print(f"FAIL: {name}" + (f" -- {detail}" if detail else ""), flush=True)
         return ok
 
+    def skip(self, name, reason):
+        """Records one skipped check with a loud reason."""
+        self.skipped += 1
+        print(f"SKIP: {name}: {reason}", flush=True)
+
     def summary(self) -> str:
         return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
 
