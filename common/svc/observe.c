@@ -197,6 +197,12 @@ void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx)
     obs_g.shared_ctx = ctx;
 }
 
+void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx)
+{
+    obs_g.roster_json = fn;
+    obs_g.roster_ctx = ctx;
+}
+
 void obs_shared_event(const char *name, const char *state, const char *detail)
 {
     if (!obs_g.initialised)
@@ -307,6 +313,28 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     int status = obs_send_json(conn, reachable ? 200 : 503, text);
+    free(text);
+    return status;
+}
+
+/* GET /replicas: the service's live replicas, as the database knows them. */
+static int handle_replicas(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const char *method = mg_get_request_info(conn)->request_method;
+    if (strcmp(method, "OPTIONS") == 0)
+        return send_preflight(conn, "GET, HEAD, OPTIONS");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error(conn, 405, "use GET");
+    if (!obs_g.roster_json)
+        return send_error(conn, 404, "no replica roster: it is kept in the database when the service "
+                                     "runs with CB_SHARED=on");
+    cJSON *root = obs_g.roster_json(obs_g.roster_ctx);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return send_error(conn, 500, "out of memory");
+    int status = obs_send_json(conn, 200, text);
     free(text);
     return status;
 }
@@ -575,6 +603,7 @@ typedef struct obs_handler {
 
 static const obs_handler obs_handlers[] = {
     { "/health", "/health", handle_health, NULL },
+    { "/replicas", "/replicas", handle_replicas, NULL },
     { "/metrics", "/metrics", obs_handle_metrics, NULL },
     { "/hystrix.stream", "/hystrix.stream", obs_handle_hystrix_stream, NULL },
     { "/events.stream", "/events.stream", obs_handle_hystrix_stream, (void *)1 },

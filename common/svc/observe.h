@@ -50,6 +50,11 @@ void obs_record_request(const char *route, int status, double seconds);
  * obs_init() and before obs_register(). */
 void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx);
 
+/* Sets GET /replicas's source (roster.h's roster_json): the service's
+ * replicas as the database knows them. Without one, /replicas answers 404.
+ * Call after obs_init() and before obs_register(). */
+void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
+
 /* Feeds one shared-breaker event (cb_quorum.h) into the recent-events ring
  * as an event of the first breaker: name ("shared-opened", ...), the shared
  * state word ("shared-open", "shared-closed", "local-only") and a short

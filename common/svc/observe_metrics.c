@@ -217,9 +217,9 @@ static void put_service_metrics(FILE *f)
         fprintf(f, "circuit_breaker_shared_open%s %d\n", labels,
                 cJSON_IsTrue(cJSON_GetObjectItem(shared, "open")));
         put_header(f, "circuit_breaker_shared_local_only", "gauge",
-                   "1 while this replica runs on its local breaker alone (database unreachable).");
+                   "1 while this replica runs on its local breaker alone (joining, or database unreachable).");
         fprintf(f, "circuit_breaker_shared_local_only%s %d\n", labels,
-                mode && !strcmp(mode, "local-only"));
+                !mode || strcmp(mode, "shared") != 0);
         put_header(f, "circuit_breaker_shared_live_replicas", "gauge",
                    "Live replicas at this replica's last sync.");
         fprintf(f, "circuit_breaker_shared_live_replicas%s %d\n", labels,

@@ -78,6 +78,8 @@ typedef struct obs_global {
     char *replica;              /* NULL = none */
     cJSON *(*shared_json)(void *ctx);
     void *shared_ctx;
+    cJSON *(*roster_json)(void *ctx); /* GET /replicas; NULL = the roster is off */
+    void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
     pthread_mutex_t ring_lock;

@@ -16,6 +16,8 @@ typedef struct svc_runtime {
     cb_breaker *breaker;   /* guards the call to CHAIN_SVC; NULL without one */
     cb_breaker *db_breaker; /* guards the writes of received documents */
     struct shared *shared; /* CB_SHARED=on: the next-hop breaker shared by the replicas; else NULL */
+    struct roster *roster; /* CB_SHARED=on: this service's replicas in the database; else NULL */
+    cb_breaker *roster_breakers[2]; /* the breakers the roster reports */
     atomic_int in_flight;  /* requests inside a handler now */
     atomic_bool draining;  /* shutting down: new requests answer 503 */
 } svc_runtime;

@@ -292,7 +292,7 @@ cJSON *shared_json(void *ctx)
     cb_quorum_view v = s->view;
     bool have = s->have_view;
     pthread_mutex_unlock(&s->lock);
-    cJSON_AddStringToObject(o, "mode", !have || v.local_only ? "local-only" : "shared");
+    cJSON_AddStringToObject(o, "mode", !have ? "joining" : v.local_only ? "local-only" : "shared");
     cJSON_AddStringToObject(o, "circuit", s->circuit);
     cJSON_AddStringToObject(o, "replica", s->cfg->replica);
     cJSON_AddBoolToObject(o, "open", have && v.shared_open);

@@ -22,7 +22,8 @@ int shared_start(const svc_config *c, cb_breaker *b, shared **out);
  * NULL is a no-op. */
 void shared_stop(shared *s);
 
-/* /health's "shared" object: mode ("shared" or "local-only"), circuit,
+/* /health's "shared" object: mode ("joining" until the first sync has
+ * answered, then "shared" or "local-only"), circuit,
  * replica, open, prober, live, openVotes, needed, epoch. ctx is a shared *.
  * Thread-safe. NULL when out of memory. */
 cJSON *shared_json(void *ctx);

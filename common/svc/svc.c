@@ -28,6 +28,7 @@
 #include "log.h"
 #include "observe.h"
 #include "runtime.h"
+#include "roster.h"
 #include "shared.h"
 
 /* How long shutdown waits for the requests in flight. */
@@ -349,6 +350,21 @@ static void svc_prepare_limits(const svc_config *c)
                     (unsigned long long)need);
 }
 
+/* CB_SHARED=on: the roster of this service's replicas, with the state of
+ * each of this replica's breakers, behind GET /replicas. */
+static int svc_roster_start(svc_runtime *rt)
+{
+    size_t n = 0;
+    if (rt->breaker)
+        rt->roster_breakers[n++] = rt->breaker;
+    if (rt->db_breaker)
+        rt->roster_breakers[n++] = rt->db_breaker;
+    if (roster_start(&rt->cfg, rt->cfg.id, rt->roster_breakers, n, &rt->roster))
+        return -1;
+    obs_set_roster(roster_json, rt->roster);
+    return 0;
+}
+
 /* Everything after configuration: libraries, pool, breakers, server. */
 static int svc_run(svc_runtime *rt, const sigset_t *set)
 {
@@ -367,14 +383,18 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         code = 2;
     } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                svc_observe(rt) == 0) {
-        if (!rt->cfg.cb_shared || !rt->breaker) {
+        if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);
-        } else if (shared_start(&rt->cfg, rt->breaker, &rt->shared) == 0) {
-            obs_set_shared(shared_json, rt->shared); /* before civetweb's threads start */
+        } else if (svc_roster_start(rt) == 0 &&
+                   (!rt->breaker || shared_start(&rt->cfg, rt->breaker, &rt->shared) == 0)) {
+            if (rt->shared)
+                obs_set_shared(shared_json, rt->shared); /* before civetweb's threads start */
             code = svc_serve(rt, set);
         }
         shared_stop(rt->shared);
         rt->shared = NULL;
+        roster_stop(rt->roster);
+        rt->roster = NULL;
         obs_free();
     }
     cb_destroy(rt->breaker);

@@ -8,10 +8,13 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      host ports, breakers that reset after 2 s, buckets of 1 s; a Swarm is
      created (and later left) only when the engine is in none;
   2. identity: /health through each service's VIP answers from every
-     replica, each with its own REPLICA_ID (<service>.<task slot>);
+     replica, each with its own REPLICA_ID (<service>.<task slot>), and
+     the dashboard (headless Chromium, through order's gateway) lists every
+     replica of each service from GET /replicas;
   3. tests.http: every request of the three files through the VIPs;
-  4. outage with sharing on: shipment scaled to 0 under a bounded load on
-     payment (through the gateway); every payment replica sees the shared
+  4. outage with sharing on: shipment scaled to 0 under an open-loop load
+     on payment (20 calls/s for 25 s through the gateway, the same calls in
+     both runs); every payment replica sees the shared
      circuit open within one bucket (plus the log's slack) of the quorum
      being reached; the calls that reached the dead shipment are counted, in
      all and once every replica was open;
@@ -20,7 +23,8 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      then every replica closed;
   6. the same outage with sharing off (CB_SHARED=off, rolling update), its
      failed calls counted: once all are open, sharing must make fewer per
-     second (one prober instead of one per replica); sharing back on;
+     second (one prober instead of one per replica), and fewer over the
+     whole outage; sharing back on;
   7. a fault in one payment replica only (PUT /chaos through the gateway
      lands on one): the other payment replicas' breakers stay closed;
   8. the database scaled to 0: every payment replica says local-only
@@ -31,6 +35,7 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
 Prints "SKIP: <reason>" when no Docker engine answers. Ends with
 "N passed, N failed, N skipped"; exit 1 when a check failed.
 """
+import concurrent.futures
 import json
 import os
 import random
@@ -38,6 +43,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -149,36 +155,60 @@ def post_payment(sw):
         return None
 
 
-def outage(c, sw, label, limit_s=25.0):
-    """Scales shipment to 0 and loads payment's VIP (one call at a time, every
-    20 ms at most 3000 calls) for limit_s seconds. Returns a dict: failed
-    calls (answers degraded for a failure or a timeout, not rejected as open)
-    and calls in all; the seconds until every replica was open (sharing on:
-    the shared circuit; off: its own breaker), or None; and the failed calls
-    and seconds after that point (the open phase, where probing costs)."""
+def outage(c, sw, label, limit_s=25.0, rate=20.0):
+    """Scales shipment to 0 and loads payment's VIP for limit_s seconds at a
+    fixed offered rate (an open-loop load: call i goes out at start + i/rate,
+    on a pool of threads, whether or not earlier calls have answered, so
+    both runs offer the same calls however fast their answers come). A
+    poller reads every payment replica's /health meanwhile. Returns a dict:
+    failed calls (answers degraded for a failure or a timeout, not rejected
+    as open) and calls in all; the seconds until every replica was open
+    (sharing on: the shared circuit; off: its own breaker), or None; the
+    failed calls sent after that point and the seconds it lasted (the open
+    phase, where probing costs); and the failed calls per second of the
+    outage (a timeline)."""
     sharing = label == "on"
     run(["docker", "service", "scale", "--detach", f"{sw.service('shipment')}=0"], 60)
     start = time.monotonic()
-    out = {"failed": 0, "calls": 0, "all_open_s": None, "failed_open": 0, "open_s": 0.0}
-    for i in range(3000):
-        now = time.monotonic()
-        if now - start > limit_s:
-            break
-        a = post_payment(sw)
-        out["calls"] += 1
-        if a and a.get("status") == "degraded" and a.get("reason") != "open":
-            out["failed"] += 1
-            if out["all_open_s"] is not None:
-                out["failed_open"] += 1
-        if out["all_open_s"] is None and i % 10 == 9:
+    calls = int(limit_s * rate)
+    results = [None] * calls
+    all_open = []
+    stop = threading.Event()
+
+    def poll():
+        for _ in range(int(limit_s / 0.25) + 1):
+            if stop.is_set():
+                return
             reps = health_by_replica(sw, "payment", REPLICAS["payment"], tries=12)
             if len(reps) == REPLICAS["payment"] and all(
                     (shared_of(h).get("open") if sharing else h["breaker"]["state"] in ("open", "forced-open", "half-open"))
                     for h in reps.values()):
-                out["all_open_s"] = round(time.monotonic() - start, 2)
-        time.sleep(0.02)
-    if out["all_open_s"] is not None:
-        out["open_s"] = round(time.monotonic() - start - out["all_open_s"], 2)
+                all_open.append(time.monotonic() - start)
+                return
+            stop.wait(0.25)
+
+    def call(i):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.monotonic() - start
+        a = post_payment(sw)
+        failed = bool(a and a.get("status") == "degraded" and a.get("reason") != "open")
+        results[i] = (sent, failed)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(call, range(calls)))
+    stop.set()
+    poller.join(10)
+    done = [r for r in results if r]
+    out = {"failed": sum(f for _, f in done), "calls": len(done),
+           "all_open_s": round(all_open[0], 2) if all_open else None, "failed_open": 0, "open_s": 0.0,
+           "failed_per_s": [sum(f for t, f in done if int(t) == k) for k in range(int(limit_s) + 1)]}
+    if all_open:
+        out["failed_open"] = sum(f for t, f in done if t >= all_open[0])
+        out["open_s"] = round(max(t for t, _ in done) - all_open[0], 2)
     return out
 
 
@@ -206,10 +236,19 @@ def step_identity(c, sw):
         c.check(f"{s}'s name (through the gateway) answers from every replica, each with its own REPLICA_ID",
                 reps is not None and set(reps) == want, f"{sorted(reps or {})} vs {sorted(want)}")
         if s != "shipment" and reps:
-            c.check(f"{s}'s replicas share their breaker (/health shared.mode)",
-                    all(shared_of(h).get("mode") == "shared" and shared_of(h).get("live") == n
-                        for h in reps.values()),
-                    json.dumps({r: shared_of(h) for r, h in reps.items()}))
+            # A replica says "joining" until its first sync has answered and
+            # "local-only" while syncs fail (the database still starting), so
+            # this waits (bounded) for every replica to have joined.
+            last = {}
+
+            def joined(s=s, n=n):
+                r = health_by_replica(sw, s, n)
+                last[s] = r
+                return len(r) == n and all(shared_of(h).get("mode") == "shared" and
+                                           shared_of(h).get("live") == n for h in r.values())
+            ok, waited = ts.wait_until(f"{s}'s replicas to share their breaker", joined, 30, 0.5)
+            c.check(f"{s}'s replicas share their breaker (/health shared.mode, {waited:.1f}s)", ok,
+                    json.dumps({r: shared_of(h) for r, h in last.get(s, {}).items()}))
     status, text, _ = http("GET", sw.url("payment", "/metrics"))
     c.check("/metrics labels the replica", re.search(r'service_replica_info\{service="payment",'
                                                      r'replica="payment\.\d"\} 1', text) is not None)
@@ -230,6 +269,58 @@ def step_warm(c, sw):
             return False
     ok, waited = ts.wait_until("a whole chain through order", whole, 60, 0.5)
     c.check(f"a whole chain through order ({waited:.1f}s after deploy)", ok)
+    # Each new connection through the gateway may land on another replica:
+    # 2 x replicas answers "ok" in a row from payment's VIP have most likely
+    # passed every payment replica and opened their connections onwards.
+    streak = [0]
+
+    def payment_warm():
+        a = post_payment(sw)
+        streak[0] = streak[0] + 1 if a and a.get("status") == "ok" else 0
+        return streak[0] >= 2 * REPLICAS["payment"]
+    ok, waited = ts.wait_until("payment's replicas warm", payment_warm, 60, 0.1)
+    c.check(f"{2 * REPLICAS['payment']} whole answers in a row from payment's VIP ({waited:.1f}s)", ok)
+
+
+DASHBOARD_JS = """
+return Array.from(document.querySelectorAll('section.card')).map(c => ({
+  service: c.dataset.service, connected: c.dataset.connected,
+  chips: Array.from(c.querySelectorAll('.replicas .chip')).map(x => ({
+    replica: x.dataset.replica, state: x.dataset.state, streamed: x.classList.contains('streamed')}))}));
+"""
+
+
+def step_dashboard(c, sw):
+    """The dashboard served by order, through the gateway, in headless
+    Chromium: each card lists every replica of its service (GET /replicas),
+    one of them marked as the replica whose stream the card shows."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "obs"))
+    from webdriver import Browser, Skip  # noqa: E402
+    services = ",".join(f"{s}@{sw.url(s, '')}" for s in REPLICAS)
+    try:
+        with Browser() as b:
+            b.get(sw.url("order", f"/dashboard?services={services}"))
+
+            def every_replica():
+                cards = {x["service"]: x for x in b.script(DASHBOARD_JS)}
+                ok = len(cards) == len(REPLICAS) and all(
+                    cards[s]["connected"] == "true" and
+                    sorted(ch["replica"] for ch in cards[s]["chips"]) == [f"{s}.{i}" for i in range(1, n + 1)]
+                    and sum(ch["streamed"] for ch in cards[s]["chips"]) == 1
+                    for s, n in REPLICAS.items() if s in cards)
+                return cards if ok else None
+            cards, waited = ts.wait_until("the dashboard to list every replica", every_replica, 20, 0.5)
+            shot = os.path.join(ROOT, "build", "results", "dashboard-swarm.png")
+            os.makedirs(os.path.dirname(shot), exist_ok=True)
+            b.screenshot(shot)
+            got = {x["service"]: [ch["replica"] for ch in x["chips"]] for x in b.script(DASHBOARD_JS)}
+            c.check(f"the dashboard (through order's gateway, in Chromium) lists every replica of each "
+                    f"service, the streamed one marked ({waited:.1f}s; {shot})", cards is not None,
+                    json.dumps(got))
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+            c.check("the dashboard logs no console error", not errors, str(errors)[:500])
+    except Skip as e:
+        c.skip("the dashboard lists every replica", str(e))
 
 
 def step_outage_shared(c, sw):
@@ -299,6 +390,9 @@ def step_outage_independent(c, sw):
             f"({on.get('failed_open')} in {on.get('open_s')}s), {rate_off and round(rate_off, 2)}/s "
             f"independent ({o['failed_open']} in {o['open_s']}s)",
             rate_on is not None and rate_off is not None and rate_on < rate_off)
+    c.check(f"over the whole outage, sharing makes fewer failed calls: {on.get('failed')} of "
+            f"{on.get('calls')} shared, {o['failed']} of {o['calls']} independent",
+            on.get("failed") is not None and on["failed"] < o["failed"])
     sw.scale("shipment", REPLICAS["shipment"])
     p = sw.update_env("payment", "CB_SHARED=on")
     c.check("rolling update of payment back to CB_SHARED=on", p.returncode == 0, p.stderr[-500:])
@@ -394,6 +488,7 @@ def main():
         step_deploy(c, sw)
         step_identity(c, sw)
         step_warm(c, sw)
+        step_dashboard(c, sw)
         ts.step_tests_http(c, sw)
         step_outage_shared(c, sw)
         step_recovery(c, sw)

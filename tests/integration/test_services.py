@@ -1289,6 +1289,56 @@ def shared_breaker_one_replica_with_its_own_failure_opens_only_itself(ctx):
     expect(http("GET", reps[0].url("/health")).json()["breaker"]["state"] == "closed", "p0 closed")
 
 
+def roster(svc):
+    """The replica's GET /replicas answer, or None while it cannot answer."""
+    try:
+        r = http("GET", svc.url("/replicas"), timeout=3)
+        return r.json() if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def roster_ids(svc):
+    return [e["replica"] for e in (roster(svc) or {}).get("replicas", [])]
+
+
+@test
+def replica_roster_lists_every_replica_with_its_breakers_and_drops_one_that_stops(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env=dict(SHARED_ENV, REPLICA_ID="s0"))
+    reps = payment_replicas(st, ship, 2, env={"ADMIN_TOKEN": TOKEN})
+    for r in reps:
+        wait_until(lambda r=r: roster_ids(r) == ["p0", "p1"], 5, f"{r.name}'s /replicas to list p0 and p1")
+    a = roster(reps[0])
+    expect(a["service"] == "payment" and a["replica"] == "p0" and a["database"] is True, a)
+    expect([e["self"] for e in a["replicas"]] == [True, False], a)
+    hop = http("GET", reps[0].url("/health")).json()["breaker"]["name"]
+    for e in a["replicas"]:
+        expect(e["breakers"].get(hop) == "closed" and len(e["breakers"]) == 2, f"both breakers listed: {e}")
+        expect(0 <= e["seenMsAgo"] <= 3 * 500 and e["uptimeS"] >= 0, f"a live heartbeat: {e}")
+    s = roster(ship)
+    expect([e["replica"] for e in s["replicas"]] == ["s0"] and len(s["replicas"][0]["breakers"]) == 1,
+           f"shipment lists itself alone, with its database breaker: {s}")
+    # a state change on p1 reaches p0's roster within a bucket or two
+    r = http("POST", reps[1].url(f"/breaker/open?name={hop}"), headers={"Authorization": f"Bearer {TOKEN}"})
+    expect(r.status == 200, f"force p1 open: {r}")
+    wait_until(lambda: {e["replica"]: e["breakers"].get(hop) for e in roster(reps[0])["replicas"]}
+               == {"p0": "closed", "p1": "forced-open"}, 3, "p0's /replicas to show p1 forced open")
+    # a replica that stops heartbeating leaves the list after the heartbeat timeout (3 buckets)
+    reps[1].kill()
+    t0 = time.monotonic()
+    wait_until(lambda: roster_ids(reps[0]) == ["p0"], 5, "p1 to leave p0's /replicas")
+    left = time.monotonic() - t0
+    expect(roster(reps[0])["heartbeatTimeoutMs"] == 1500 and left <= 1.5 + 1.0,
+           f"p1 left {left:.2f}s after it stopped (timeout 1.5 s, a bucket 0.5 s)")
+    print(f"    p1 left p0's roster {left:.2f}s after it stopped")
+    # without CB_SHARED there is no roster; the route says how to have one
+    alone = st.service("shipment", label="shipment-alone")
+    r = http("GET", alone.url("/replicas"))
+    expect(r.status == 404 and "CB_SHARED=on" in r.json()["error"], f"/replicas without a roster: {r}")
+    expect(http("POST", reps[0].url("/replicas"), {}).status == 405, "POST /replicas")
+
+
 @test
 def shared_breaker_falls_back_to_local_when_the_database_stops_and_rejoins(ctx):
     st = ctx.stack(own_db=True)

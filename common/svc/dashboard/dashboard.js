@@ -8,7 +8,11 @@
 // chart every second. A card takes the colour of its most troubled breaker.
 //
 // Every POLL_MS the page also reads each service's /health: whether its
-// database is reachable and the runtime faults in force ("chaos"). The
+// database is reachable and the runtime faults in force ("chaos"); and, for
+// a service whose replicas keep a roster (CB_SHARED=on), its /replicas:
+// every live replica with its breakers' states, drawn as a row of chips, so
+// that a page reaching one replica per connection through a load balancer
+// still shows them all (docs/scale-out.md). The
 // controls change those faults (PUT and DELETE /chaos) and force breakers
 // (POST /breaker/open|close?name=...) with the admin token typed once at the
 // top of the page and kept in this tab's sessionStorage.
@@ -157,15 +161,17 @@ function buildCard(svc) {
   right.append(db, badge);
   h2.append(el('span', 'name', svc.name), right);
   const info = el('div', 'breaker', svc.base);
+  const replicas = el('div', 'replicas');
+  replicas.hidden = true;
   const panels = el('div', 'panels');
   const chaos = buildChaos(svc);
   const statesHead = el('div', 'feedhead', 'state changes');
   const states = el('ul', 'log states');
   const feedHead = el('div', 'feedhead', 'events');
   const feed = el('ul', 'log feed');
-  card.append(h2, info, panels, chaos.box, statesHead, states, feedHead, feed);
+  card.append(h2, info, replicas, panels, chaos.box, statesHead, states, feedHead, feed);
   document.getElementById('cards').append(card);
-  return { card, badge, db, info, panels, chaos, states, feed };
+  return { card, badge, db, info, replicas, panels, chaos, states, feed };
 }
 
 // The fault controls: a row per fault (fraction and its fields), an expiry,
@@ -440,8 +446,9 @@ function onService(svc, info) {
   // Replicas: which one this stream reaches, and the shared circuit's state
   // as it sees it (CB_SHARED=on, docs/scale-out.md).
   const sh = info.shared;
+  svc.streamReplica = info.replica || null;
   const replica = info.replica ? ` · replica ${info.replica}` : '';
-  const shared = sh ? ` · shared ${sh.mode === 'shared' ? (sh.open ? 'open' : 'closed') : 'local-only'}` +
+  const shared = sh ? ` · shared ${sh.mode === 'shared' ? (sh.open ? 'open' : 'closed') : sh.mode}` +
     ` (${sh.live} live, ${sh.openVotes}/${sh.needed} votes${sh.prober ? ', prober' : ''})` : '';
   svc.ui.info.textContent = `${svc.base}${replica} · ${svc.panels.size} breaker(s)${shared} · up ${fmt(info.uptime_s, 0)} s`;
   refreshCard(svc);
@@ -620,11 +627,55 @@ async function poll(svc) {
     setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
       : `the database${name} is unreachable, or a database fault covers every request`);
     if (h.chaos) showChaos(svc, h.chaos, false);
+    if (h.replica) await pollReplicas(svc);
+    else showReplicas(svc, null);
   } catch (e) {
     setDb(svc, 'unknown', `${svc.name}'s /health did not answer`);
   } finally {
     clearTimeout(timer);
     svc.polling = false;
+  }
+}
+
+// The row of replicas (GET /replicas): a chip per live replica in the colour
+// of its most troubled breaker, its breakers' states and last heartbeat in
+// the chip's title; the replica whose stream the card shows is marked.
+function showReplicas(svc, roster) {
+  const row = svc.ui.replicas;
+  if (!roster || !Array.isArray(roster.replicas)) { row.hidden = true; return; }
+  row.hidden = false;
+  row.replaceChildren(el('span', 'rlabel', `replicas (${roster.replicas.length})`));
+  row.dataset.count = String(roster.replicas.length);
+  row.dataset.database = roster.database ? 'up' : 'down';
+  for (const r of roster.replicas) {
+    let worst = 'closed';
+    const states = Object.entries(r.breakers || {});
+    for (const [, st] of states) if ((SEVERITY[st] || 0) > (SEVERITY[worst] || 0)) worst = st;
+    const chip = el('span', `chip state-${states.length ? worst : 'none'}`, r.replica);
+    chip.dataset.replica = r.replica;
+    chip.dataset.state = states.length ? worst : 'none';
+    if (r.replica === svc.streamReplica) chip.classList.add('streamed');
+    chip.title = `${r.replica}: ${states.map(([n, st]) => `${n} ${st}`).join(', ') || 'no breaker'}; ` +
+      `heard from ${fmt(r.seenMsAgo / 1000, 1)} s ago, up ${fmt(r.uptimeS, 0)} s` +
+      (r.replica === svc.streamReplica ? '; the charts below are its stream' : '');
+    row.append(chip);
+  }
+  if (!roster.database) {
+    row.append(el('span', 'rnote', 'database unreachable: this replica alone'));
+  }
+}
+
+// Reads /replicas when /health named a replica; a 404 (no roster) hides the row.
+async function pollReplicas(svc) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
+  try {
+    const r = await fetch(`${svc.base}/replicas`, { cache: 'no-store', signal: ctl.signal });
+    showReplicas(svc, r.ok ? await r.json() : null);
+  } catch (e) {
+    showReplicas(svc, null);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
