@@ -284,15 +284,25 @@ static void add_breakers(cJSON *root)
     }
 }
 
-/* GET /health: 200 {"status":"ok",...} when the database answers, else 503. */
-static int handle_health(struct mg_connection *conn, void *cbdata)
+/* A read-only route's method check: answers a preflight or a 405 and
+ * returns its status, or 0 for GET and HEAD. */
+static int answer_unless_get(struct mg_connection *conn)
 {
-    (void)cbdata;
     const char *method = mg_get_request_info(conn)->request_method;
     if (strcmp(method, "OPTIONS") == 0)
         return send_preflight(conn, "GET, HEAD, OPTIONS");
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return send_error(conn, 405, "use GET");
+    return 0;
+}
+
+/* GET /health: 200 {"status":"ok",...} when the database answers, else 503. */
+static int handle_health(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    int sent = answer_unless_get(conn);
+    if (sent)
+        return sent;
     bool reachable = obs_g.db_ping ? obs_g.db_ping(obs_g.db_ctx) == 0 : true;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status", reachable ? "ok" : "unavailable");
@@ -321,11 +331,9 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
 static int handle_replicas(struct mg_connection *conn, void *cbdata)
 {
     (void)cbdata;
-    const char *method = mg_get_request_info(conn)->request_method;
-    if (strcmp(method, "OPTIONS") == 0)
-        return send_preflight(conn, "GET, HEAD, OPTIONS");
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return send_error(conn, 405, "use GET");
+    int sent = answer_unless_get(conn);
+    if (sent)
+        return sent;
     if (!obs_g.roster_json)
         return send_error(conn, 404, "no replica roster: it is kept in the database when the service "
                                      "runs with CB_SHARED=on");
@@ -502,10 +510,9 @@ static int handle_breaker(struct mg_connection *conn, void *cbdata)
         return handle_admin(conn, "close");
     if (strcmp(uri, "/breaker") != 0 && strcmp(uri, "/breaker/") != 0)
         return send_error(conn, 404, "no such route");
-    if (strcmp(ri->request_method, "OPTIONS") == 0)
-        return send_preflight(conn, "GET, HEAD, OPTIONS");
-    if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0)
-        return send_error(conn, 405, "use GET");
+    int sent = answer_unless_get(conn);
+    if (sent)
+        return sent;
     int status;
     obs_breaker *ob = requested_breaker(conn, &status);
     return ob ? send_export(conn, ob->cb, 200) : status;

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "timedwait.h"
 
 #define ROSTER_COLLECTION "replicas"
 #define ROSTER_MAX 64   /* replicas listed at most */
@@ -197,15 +198,7 @@ static void *roster_run(void *arg)
         pthread_mutex_lock(&r->lock);
         if (r->stop)
             break;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += r->period_ms / 1000;
-        until.tv_nsec += (r->period_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->wake, &r->lock, &until);
+        cond_wait_ms(&r->wake, &r->lock, r->period_ms);
     }
     pthread_mutex_unlock(&r->lock);
     return NULL;

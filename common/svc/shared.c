@@ -32,6 +32,7 @@
 #include "log.h"
 #include "observe.h"
 #include "quorum_mongo.h"
+#include "timedwait.h"
 
 /* How often the ticker looks at the trial and the bucket. */
 #define SHARED_POLL_MS 25
@@ -191,14 +192,7 @@ static void *shared_run(void *arg)
         pthread_mutex_lock(&s->lock);
         if (s->stop)
             break;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += SHARED_POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->wake, &s->lock, &until);
+        cond_wait_ms(&s->wake, &s->lock, SHARED_POLL_MS);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;

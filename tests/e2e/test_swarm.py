@@ -13,7 +13,7 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      replica of each service from GET /replicas;
   3. tests.http: every request of the three files through the VIPs;
   4. outage with sharing on: shipment scaled to 0 under an open-loop load
-     on payment (20 calls/s for 25 s through the gateway, the same calls in
+     on payment (20 calls/s for 40 s through the gateway, the same calls in
      both runs); every payment replica sees the shared
      circuit open within one bucket (plus the log's slack) of the quorum
      being reached; the calls that reached the dead shipment are counted, in
@@ -155,7 +155,7 @@ def post_payment(sw):
         return None
 
 
-def outage(c, sw, label, limit_s=25.0, rate=20.0):
+def outage(c, sw, label, limit_s=40.0, rate=20.0):
     """Scales shipment to 0 and loads payment's VIP for limit_s seconds at a
     fixed offered rate (an open-loop load: call i goes out at start + i/rate,
     on a pool of threads, whether or not earlier calls have answered, so
