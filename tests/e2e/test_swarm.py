@@ -12,9 +12,9 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      the dashboard (headless Chromium, through order's gateway) lists every
      replica of each service from GET /replicas;
   3. tests.http: every request of the three files through the VIPs;
-  4. outage with sharing on: shipment scaled to 0 under an open-loop load
-     on payment (20 calls/s for 40 s through the gateway, the same calls in
-     both runs); every payment replica sees the shared
+  4. outage with sharing on: shipment scaled to 0, then (every window
+     empty) an open-loop load on payment (20 calls/s for 40 s through the
+     gateway, the same calls in both runs); every payment replica sees the shared
      circuit open within one bucket (plus the log's slack) of the quorum
      being reached; the calls that reached the dead shipment are counted, in
      all and once every replica was open;
@@ -156,7 +156,8 @@ def post_payment(sw):
 
 
 def outage(c, sw, label, limit_s=40.0, rate=20.0):
-    """Scales shipment to 0 and loads payment's VIP for limit_s seconds at a
+    """Scales shipment to 0 and, once every task has stopped and with every
+    payment replica's window empty, loads payment's VIP for limit_s seconds at a
     fixed offered rate (an open-loop load: call i goes out at start + i/rate,
     on a pool of threads, whether or not earlier calls have answered, so
     both runs offer the same calls however fast their answers come). A
@@ -168,7 +169,22 @@ def outage(c, sw, label, limit_s=40.0, rate=20.0):
     phase, where probing costs); and the failed calls per second of the
     outage (a timeline)."""
     sharing = label == "on"
-    run(["docker", "service", "scale", "--detach", f"{sw.service('shipment')}=0"], 60)
+    # Both runs start from empty windows: the calls before an outage (the
+    # warm-up, tests.http) would otherwise dilute the first run's error %.
+    empty, waited = ts.wait_until("every payment replica's window to empty", lambda: (
+        lambda r: len(r) == REPLICAS["payment"] and all(
+            h["breaker"]["window"]["fires"] == 0 for h in r.values()))(
+        health_by_replica(sw, "payment", REPLICAS["payment"], 12)), 30, 1.0)
+    c.check(f"sharing {label}: every payment replica's window empty before the outage ({waited:.1f}s)",
+            empty)
+    # The load starts once every shipment task has stopped, so that both runs
+    # meet the same outage from its first call: while tasks stop (a few
+    # seconds, unevenly) calls still pass, and how many passed would decide
+    # how many failures each window needs before it opens.
+    t = time.monotonic()
+    p = sw.scale("shipment", 0, 120)
+    c.check(f"sharing {label}: every shipment task stopped ({time.monotonic() - t:.1f}s)", p.returncode == 0,
+            p.stderr[-500:])
     start = time.monotonic()
     calls = int(limit_s * rate)
     results = [None] * calls
@@ -329,7 +345,7 @@ def step_outage_shared(c, sw):
     METRICS["outage_shared"] = o
     all_open = o["all_open_s"]
     c.check(f"sharing on: every payment replica sees the shared circuit open "
-            f"({all_open}s after shipment was scaled to 0)", all_open is not None)
+            f"({all_open}s into the load on the stopped shipment)", all_open is not None)
     evs = events(sw.logs("payment"), "payment")
     reached = [e for e in evs if e[3] == "quorum-reached" and ts_ms(e[0]) / 1000 >= mark - 1]
     opened = {}
@@ -433,20 +449,33 @@ def wait_payment_mode(sw, mode, limit_s):
     return ts.wait_until(f"every payment replica {mode}", all_in_mode, limit_s, 0.5)
 
 
+def logged_by_every_replica(sw, event, mark, limit_s=15):
+    """The payment replicas that logged event since mark (epoch seconds),
+    read again until all have (a line reaches `docker service logs` a moment
+    after the replica wrote it) or limit_s passes."""
+    seen = set()
+
+    def every():
+        seen.clear()
+        seen.update(e[1] for e in events(sw.logs("payment"), "payment")
+                    if e[3] == event and ts_ms(e[0]) / 1000 >= mark - 1)
+        return len(seen) == REPLICAS["payment"]
+    ts.wait_until(f"every payment replica to log {event}", every, limit_s, 1.0)
+    return seen
+
+
 def step_database_loss(c, sw):
     mark = time.time()
     sw.scale("mongo", 0)
     reps, waited = wait_payment_mode(sw, "local-only", 60)
     c.check(f"database stopped: every payment replica falls back to local ({waited:.1f}s)", reps)
-    fell = {e[1] for e in events(sw.logs("payment"), "payment")
-            if e[3] == "fell-back" and ts_ms(e[0]) / 1000 >= mark - 1}
+    fell = logged_by_every_replica(sw, "fell-back", mark)
     c.check("each logged fell-back", len(fell) == REPLICAS["payment"], str(fell))
     sw.scale("mongo", 1)
     reps, waited = wait_payment_mode(sw, "shared", 90)
     c.check(f"database back: every payment replica rejoins with no restart ({waited:.1f}s)", reps)
     METRICS["rejoin_s"] = round(waited, 1)
-    rejoined = {e[1] for e in events(sw.logs("payment"), "payment")
-                if e[3] == "rejoined" and ts_ms(e[0]) / 1000 >= mark - 1}
+    rejoined = logged_by_every_replica(sw, "rejoined", mark)
     c.check("each logged rejoined", len(rejoined) == REPLICAS["payment"], str(rejoined))
 
 
