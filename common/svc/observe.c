@@ -309,6 +309,8 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON_AddStringToObject(root, "service", obs_g.service);
     if (obs_g.replica)
         cJSON_AddStringToObject(root, "replica", obs_g.replica);
+    if (obs_g.roster_json)
+        cJSON_AddBoolToObject(root, "roster", true); /* GET /replicas answers */
     cJSON_AddNumberToObject(root, "uptime_s", obs_uptime_s());
     cJSON *db = cJSON_AddObjectToObject(root, "database");
     cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");

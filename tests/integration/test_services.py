@@ -1311,6 +1311,7 @@ def replica_roster_lists_every_replica_with_its_breakers_and_drops_one_that_stop
         wait_until(lambda r=r: roster_ids(r) == ["p0", "p1"], 5, f"{r.name}'s /replicas to list p0 and p1")
     a = roster(reps[0])
     expect(a["service"] == "payment" and a["replica"] == "p0" and a["database"] is True, a)
+    expect(http("GET", reps[0].url("/health")).json().get("roster") is True, "/health says the roster is kept")
     expect([e["self"] for e in a["replicas"]] == [True, False], a)
     hop = http("GET", reps[0].url("/health")).json()["breaker"]["name"]
     for e in a["replicas"]:
@@ -1336,6 +1337,7 @@ def replica_roster_lists_every_replica_with_its_breakers_and_drops_one_that_stop
     alone = st.service("shipment", label="shipment-alone")
     r = http("GET", alone.url("/replicas"))
     expect(r.status == 404 and "CB_SHARED=on" in r.json()["error"], f"/replicas without a roster: {r}")
+    expect("roster" not in http("GET", alone.url("/health")).json(), "/health without a roster")
     expect(http("POST", reps[0].url("/replicas"), {}).status == 405, "POST /replicas")
 
 

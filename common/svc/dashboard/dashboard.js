@@ -627,7 +627,7 @@ async function poll(svc) {
     setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
       : `the database${name} is unreachable, or a database fault covers every request`);
     if (h.chaos) showChaos(svc, h.chaos, false);
-    if (h.replica) await pollReplicas(svc);
+    if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
   } catch (e) {
     setDb(svc, 'unknown', `${svc.name}'s /health did not answer`);
@@ -665,7 +665,8 @@ function showReplicas(svc, roster) {
   }
 }
 
-// Reads /replicas when /health named a replica; a 404 (no roster) hides the row.
+// Reads /replicas when /health says the service keeps a roster ("roster":
+// true, CB_SHARED=on); without one the row stays hidden.
 async function pollReplicas(svc) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
