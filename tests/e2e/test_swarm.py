@@ -86,8 +86,18 @@ class Swarm:
         return f"{self.name}_{name}"
 
     def logs(self, name):
-        """Every replica's log lines of service name, as the services wrote them."""
-        return run(["docker", "service", "logs", "--raw", "--no-task-ids", self.service(name)], 120).stdout
+        """Every replica's log lines of service name, as the services wrote
+        them: each of its tasks' containers (running or stopped) read with
+        docker logs. (docker service logs stalled for minutes here once the
+        service had been through rolling updates, and a timed-out read
+        returned part of the lines.)"""
+        ids = run(["docker", "ps", "-aq", "--filter",
+                   f"label=com.docker.swarm.service.name={self.service(name)}"], 30).stdout.split()
+        out = []
+        for i in ids:
+            p = run(["docker", "logs", i], 60)
+            out.append(p.stdout + p.stderr)
+        return "".join(out)
 
     def scale(self, name, n, timeout=180):
         """docker service scale name=n, waiting until it converged."""
@@ -451,8 +461,8 @@ def wait_payment_mode(sw, mode, limit_s):
 
 def logged_by_every_replica(sw, event, mark, limit_s=15):
     """The payment replicas that logged event since mark (epoch seconds),
-    read again until all have (a line reaches `docker service logs` a moment
-    after the replica wrote it) or limit_s passes."""
+    read again until all have (the writer flushes a line within a few
+    milliseconds, the engine's log a moment later) or limit_s passes."""
     seen = set()
 
     def every():
