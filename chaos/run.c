@@ -88,20 +88,30 @@ const char *chaos_ref_name(const chaos_run *r, const char *ref)
     return NULL;
 }
 
+/* Room for one more of an array's n items (each `size` bytes): the array
+ * itself when it has room, else a copy with its capacity *cap doubled
+ * (first: `first`). NULL when out of memory, the array left as it was. */
+static void *grow(void *items, int n, int *cap, size_t size, int first)
+{
+    if (n < *cap)
+        return items;
+    int want = *cap ? *cap * 2 : first;
+    void *bigger = realloc(items, (size_t)want * size);
+    if (bigger)
+        *cap = want;
+    return bigger;
+}
+
 /* The band of breaker name, made when new. Call with the lock held. NULL when out of memory. */
 static chaos_band *band_of(chaos_run *r, const char *name)
 {
     for (int i = 0; i < r->nbands; i++)
         if (strcmp(r->bands[i].name, name) == 0)
             return &r->bands[i];
-    if (r->nbands == r->capbands) {
-        int cap = r->capbands ? r->capbands * 2 : 8;
-        chaos_band *b = realloc(r->bands, (size_t)cap * sizeof *b);
-        if (!b)
-            return NULL;
-        r->bands = b;
-        r->capbands = cap;
-    }
+    chaos_band *bands = grow(r->bands, r->nbands, &r->capbands, sizeof *r->bands, 8);
+    if (!bands)
+        return NULL;
+    r->bands = bands;
     chaos_band *b = &r->bands[r->nbands];
     memset(b, 0, sizeof *b);
     if (!(b->name = strdup(name)))
@@ -117,15 +127,9 @@ void chaos_note_state(chaos_run *r, const char *name, const char *state, double 
     pthread_mutex_lock(&r->lock);
     chaos_band *b = band_of(r, name);
     if (b && (b->n == 0 || strcmp(b->pts[b->n - 1].state, state) != 0)) {
-        if (b->n == b->cap) {
-            int cap = b->cap ? b->cap * 2 : 8;
-            chaos_point *p = realloc(b->pts, (size_t)cap * sizeof *p);
-            if (p) {
-                b->pts = p;
-                b->cap = cap;
-            }
-        }
-        if (b->n < b->cap) {
+        chaos_point *pts = grow(b->pts, b->n, &b->cap, sizeof *b->pts, 8);
+        if (pts) {
+            b->pts = pts;
             b->pts[b->n].t = t;
             snprintf(b->pts[b->n].state, sizeof b->pts[b->n].state, "%s", state);
             b->n++;
@@ -275,16 +279,11 @@ static int load_send(chaos_run *r, CURLM *m, int n)
 static void load_record(chaos_run *r, chaos_request *q)
 {
     pthread_mutex_lock(&r->lock);
-    if (r->nreqs == r->capreqs) {
-        int cap = r->capreqs ? r->capreqs * 2 : 256;
-        chaos_request *b = realloc(r->reqs, (size_t)cap * sizeof *b);
-        if (b) {
-            r->reqs = b;
-            r->capreqs = cap;
-        }
-    }
-    if (r->nreqs < r->capreqs)
+    chaos_request *reqs = grow(r->reqs, r->nreqs, &r->capreqs, sizeof *r->reqs, 256);
+    if (reqs) {
+        r->reqs = reqs;
         r->reqs[r->nreqs++] = *q;
+    }
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -248,13 +248,8 @@ void roster_stop(roster *r)
 {
     if (!r)
         return;
-    if (r->started) {
-        pthread_mutex_lock(&r->lock);
-        r->stop = true;
-        pthread_cond_signal(&r->wake);
-        pthread_mutex_unlock(&r->lock);
-        pthread_join(r->thread, NULL);
-    }
+    if (r->started)
+        ticker_stop_join(&r->lock, &r->wake, &r->stop, r->thread);
     if (r->pool)
         mongoc_client_pool_destroy(r->pool);
     free(r->db);

@@ -258,13 +258,8 @@ void shared_stop(shared *s)
 {
     if (!s)
         return;
-    if (s->started) {
-        pthread_mutex_lock(&s->lock);
-        s->stop = true;
-        pthread_cond_signal(&s->wake);
-        pthread_mutex_unlock(&s->lock);
-        pthread_join(s->thread, NULL);
-    }
+    if (s->started)
+        ticker_stop_join(&s->lock, &s->wake, &s->stop, s->thread);
     if (s->listener_id > 0)
         cb_off(s->b, s->listener_id);
     if (s->held)
