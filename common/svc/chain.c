@@ -18,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include "trace.h"
 
 #define CHAIN_MAX_RESPONSE (1024 * 1024)
 
@@ -166,6 +169,17 @@ static size_t chain_write(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* Reads the db-chain of the answer's Server-Timing header (trace.h). */
+static size_t chain_header(char *data, size_t size, size_t n, void *userp)
+{
+    static const char name[] = "server-timing:";
+    chain_call *c = userp;
+    size_t len = size * n;
+    if (len > sizeof name - 1 && !strncasecmp(data, name, sizeof name - 1))
+        trace_parse_db_chain(data + sizeof name - 1, len - (sizeof name - 1), &c->next_db_ns);
+    return len;
+}
+
 /* Maps a finished transfer to chain_post()'s return. */
 static int chain_code(const chain_call *c)
 {
@@ -238,6 +252,9 @@ int chain_post(chain_call *c, long timeout_ms)
     curl_easy_setopt(k, CURLOPT_DNS_CACHE_TIMEOUT, 1L);
     curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, chain_write);
     curl_easy_setopt(k, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, chain_header);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, c);
+    c->next_db_ns = 0;
     c->curl_rc = curl_easy_perform(k);
     c->status = 0;
     curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &c->status);
@@ -246,6 +263,7 @@ int chain_post(chain_call *c, long timeout_ms)
         curl_slist_free_all(extra);
     }
     curl_easy_setopt(k, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, NULL);
     chain_handle_put(h);
     return chain_code(c);
 }

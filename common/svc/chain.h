@@ -16,6 +16,7 @@ typedef struct chain_call {
     int curl_rc;           /* CURLcode of the transfer */
     char *response;        /* the response body, NUL-terminated; free() it */
     size_t response_len;
+    int64_t next_db_ns;    /* the db-chain of the answer's Server-Timing; 0 = none */
 } chain_call;
 
 /* Action codes other than HTTP statuses (which are >= 100). */

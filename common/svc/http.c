@@ -87,12 +87,18 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
         sb_lit(&h, "Access-Control-Allow-Origin: ");
         sb_str(&h, origin, 120);
         sb_str(&h, strcmp(origin, "*") ? "\r\nVary: Origin\r\n" : "\r\n", 20);
-        sb_lit(&h, "Access-Control-Expose-Headers: X-Request-Id\r\n");
+        sb_lit(&h, "Access-Control-Expose-Headers: X-Request-Id, Server-Timing\r\n");
     }
     if (t) {
         sb_lit(&h, "X-Request-Id: ");
         sb_str(&h, t->id, sizeof t->id);
         sb_lit(&h, "\r\n");
+        char timing[160];
+        if (trace_server_timing(timing, sizeof timing)) {
+            sb_lit(&h, "Server-Timing: ");
+            sb_str(&h, timing, sizeof timing);
+            sb_lit(&h, "\r\n");
+        }
     }
     sb_lit(&h, "Cache-Control: ");
     sb_str(&h, cache ? cache : "no-store", 200);

@@ -291,7 +291,9 @@ static int create_chain(create_req *r)
     char headers[256];
     hop.http.headers = trace_next_headers(headers, sizeof headers, budget);
     cb_result res = { 0 };
+    int64_t called = now_ns();
     int rc = cb_fire(r->rt->breaker, &hop, &res);
+    trace_time_next(now_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
     int status;
     if (rc == CB_OK) {
         cJSON *answer = answer_new(r, "ok");
@@ -343,12 +345,17 @@ int request_store_action(const cb_call *call, void **result)
         snprintf(sc->err, sizeof sc->err, "unreachable (the database fault is on: DELETE /chaos)");
         return STORE_EUNAVAILABLE;
     }
-    if (sc->outcome)
-        return store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
-    const trace_ctx *t = trace_current();
-    return store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
-                        sc->doc_id, sc->err,
-                        sizeof sc->err);
+    int64_t t0 = now_ns();
+    int rc;
+    if (sc->outcome) {
+        rc = store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
+    } else {
+        const trace_ctx *t = trace_current();
+        rc = store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
+                          sc->doc_id, sc->err, sizeof sc->err);
+    }
+    trace_time_db(now_ns() - t0);
+    return rc;
 }
 
 bool request_store_error_filter(int action_rc, void *arg, void *user)

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "chaos.h"
+#include "strbuf.h"
 
 static _Thread_local trace_ctx trace_tls;
 static _Thread_local bool trace_active;
@@ -97,6 +98,7 @@ int trace_begin(struct mg_connection *conn, bool deadlines)
     trace_ctx *t = &trace_tls;
     memset(t, 0, sizeof *t);
     trace_active = true;
+    t->start_ns = mono_ns();
     char id[33];
     const char *rid = mg_get_header(conn, "X-Request-Id");
     if (trace_parse_traceparent(mg_get_header(conn, "traceparent"), id)) {
@@ -141,6 +143,81 @@ int64_t trace_left_ms(void)
     if (!trace_active || !trace_tls.deadline_given)
         return INT64_MAX;
     return (trace_tls.deadline_ns - mono_ns()) / 1000000;
+}
+
+void trace_time_db(int64_t ns)
+{
+    if (trace_active && ns > 0)
+        trace_tls.db_ns += ns;
+}
+
+void trace_time_next(int64_t ns, int64_t next_db_ns)
+{
+    if (!trace_active)
+        return;
+    trace_tls.next_ns += ns > 0 ? ns : 1;
+    if (next_db_ns > 0)
+        trace_tls.next_db_ns += next_db_ns;
+}
+
+/* Appends "name;dur=<ns in ms, 3 decimals>" to b. */
+static void timing_entry(strbuf *b, const char *name, int64_t ns)
+{
+    if (sb_len(b))
+        sb_lit(b, ", ");
+    sb_str(b, name, 16);
+    sb_lit(b, ";dur=");
+    int64_t us = (ns + 500) / 1000;
+    sb_uint(b, (uint64_t)(us / 1000), 1);
+    sb_lit(b, ".");
+    sb_uint(b, (uint64_t)(us % 1000), 3);
+}
+
+size_t trace_server_timing(char *buf, size_t len)
+{
+    const trace_ctx *t = trace_current();
+    if (!t || (!t->db_ns && !t->next_ns) || len == 0)
+        return 0;
+    strbuf b;
+    sb_init(&b, buf, len);
+    timing_entry(&b, "db", t->db_ns);
+    timing_entry(&b, "db-chain", t->db_ns + t->next_db_ns);
+    if (t->next_ns)
+        timing_entry(&b, "next", t->next_ns);
+    timing_entry(&b, "total", mono_ns() - t->start_ns);
+    return sb_full(&b) ? 0 : sb_len(&b);
+}
+
+bool trace_parse_db_chain(const char *v, size_t len, int64_t *ns)
+{
+    static const char name[] = "db-chain;dur=";
+    const char *end = v + len;
+    for (const char *p = v; p && p + sizeof name - 1 <= end; p = memchr(p, ',', (size_t)(end - p))) {
+        if (*p == ',')
+            p++;
+        while (p < end && *p == ' ')
+            p++;
+        if ((size_t)(end - p) < sizeof name - 1 || memcmp(p, name, sizeof name - 1))
+            continue;
+        p += sizeof name - 1;
+        int64_t ms = 0, frac = 0, scale = 1000000;
+        const char *digits = p;
+        while (p < end && *p >= '0' && *p <= '9' && ms < 86400000)
+            ms = ms * 10 + (*p++ - '0');
+        if (p == digits || ms >= 86400000)
+            return false;
+        if (p < end && *p == '.') {
+            p++;
+            for (; p < end && *p >= '0' && *p <= '9'; p++)
+                if (scale >= 10)
+                    frac += (*p - '0') * (scale /= 10);
+        }
+        if (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\r' && *p != '\n')
+            return false;
+        *ns = ms * 1000000 + frac;
+        return true;
+    }
+    return false;
 }
 
 char *trace_next_headers(char *buf, size_t len, int64_t budget_ms)

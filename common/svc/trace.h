@@ -11,6 +11,13 @@
  * so that hosts need not share a clock). A hop never works past it and passes
  * the next hop what is left of its own call, less a margin to answer in.
  *
+ * It also times the request for the answer's W3C `Server-Timing` header: the
+ * hop's own database writes (`db`), the call to the next hop (`next`), the
+ * writes of this hop and every hop after it (`db-chain`: ours plus the
+ * `db-chain` the next hop's answer reported) and the whole handling so far
+ * (`total`), in milliseconds. A client of the first hop reads from one answer
+ * how much of its wait was the chain's database writes.
+ *
  * The context is the calling thread's: trace_begin() at the start of a
  * request's handler, trace_end() at its end.
  */
@@ -28,6 +35,10 @@ typedef struct trace_ctx {
     bool w3c;              /* id is 32 lowercase hex digits (a W3C trace-id) */
     int64_t deadline_ns;   /* CLOCK_MONOTONIC; 0 = none */
     bool deadline_given;   /* the caller sent X-Deadline-Ms */
+    int64_t start_ns;      /* CLOCK_MONOTONIC at trace_begin() */
+    int64_t db_ns;         /* this hop's database writes so far */
+    int64_t next_ns;       /* the call to the next hop; 0 = none made */
+    int64_t next_db_ns;    /* the next hop's reported db-chain; 0 = none reported */
 } trace_ctx;
 
 /* Reads a trace id from a traceparent header value into id (33 bytes).
@@ -59,6 +70,25 @@ const trace_ctx *trace_current(void);
 /* Milliseconds left before the current request's deadline (may be <= 0);
  * INT64_MAX when it has none. */
 int64_t trace_left_ms(void);
+
+/* Adds ns to the current request's database time (no-op outside a request). */
+void trace_time_db(int64_t ns);
+
+/* Records the call to the next hop: its ns and the db-chain the next hop
+ * reported (0 when it reported none). */
+void trace_time_next(int64_t ns, int64_t next_db_ns);
+
+/* Writes the current request's Server-Timing value into buf, e.g.
+ * `db;dur=2.104, db-chain;dur=6.512, next;dur=5.917, total;dur=8.433`
+ * (next only when a call was made). Returns its length, 0 when the request
+ * made no database write and no call (nothing worth a header), or when buf
+ * is too small. */
+size_t trace_server_timing(char *buf, size_t len);
+
+/* Reads the `db-chain` duration from a Server-Timing value into *ns.
+ * Returns false when value has none, or one that is not a non-negative
+ * decimal number of milliseconds under a day. */
+bool trace_parse_db_chain(const char *value, size_t len, int64_t *ns);
 
 /* Writes the headers for a call to the next hop into buf (CRLF-free lines
  * separated by '\n'): X-Request-Id, traceparent when the id is W3C, and

@@ -983,6 +983,52 @@ def runtime_faults_act_expire_and_clear_without_a_restart(ctx):
     expect(all(n[k] >= 1 for k in ("error", "latency", "reset", "hang", "database")), n)
 
 
+def server_timing(r):
+    """The answer's Server-Timing header as {name: milliseconds}; {} when absent."""
+    v = r.headers.get("server-timing")
+    if v is None:
+        return {}
+    out = {}
+    for entry in v.split(","):
+        m = re.fullmatch(r"\s*([\w-]+);dur=(\d+\.\d{3})\s*", entry)
+        expect(m, f"Server-Timing entry {entry!r} in {v!r}")
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+@test
+def server_timing_reports_each_hops_writes_and_the_whole_chains(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    pay = st.service("payment", chain=ship)
+    order = st.service("order", chain=pay)
+    r = http("POST", order.url("/create"), ORDER)
+    expect(r.status == 200 and r.json()["next"]["next"]["status"] == "last", r)
+    t = server_timing(r)
+    expect(set(t) == {"db", "db-chain", "next", "total"}, f"order's Server-Timing {t}")
+    # The two hops after order wrote four times (0.001 ms is the rounding):
+    # their writes are inside order's call to payment, and everything inside
+    # order's whole handling.
+    expect(t["db"] > 0 and t["db-chain"] > t["db"], t)
+    expect(t["next"] + 0.002 >= t["db-chain"] - t["db"], t)
+    expect(t["total"] + 0.002 >= t["db"] + t["next"], t)
+    expect("Server-Timing" in r.headers.get("access-control-expose-headers", ""), r.headers)
+    p = server_timing(http("POST", pay.url("/create"), PAYMENT))
+    expect(set(p) == {"db", "db-chain", "next", "total"} and p["db-chain"] > p["db"], p)
+    last = server_timing(http("POST", ship.url("/create"), SHIPMENT))
+    expect(set(last) == {"db", "db-chain", "total"} and last["db-chain"] == last["db"] > 0, last)
+    # A degraded answer counts only its own writes: the next hop said nothing.
+    ship.kill()
+    r = http("POST", pay.url("/create"), PAYMENT)
+    expect(r.status == 200 and r.json()["status"] == "degraded", r)
+    d = server_timing(r)
+    expect(set(d) == {"db", "db-chain", "next", "total"} and d["db-chain"] == d["db"] > 0, d)
+    # No write, no header: GET / and a refused body.
+    expect(server_timing(http("GET", order.url("/"))) == {}, "GET / has Server-Timing")
+    bad = http("POST", order.url("/create"), {"id": 1})
+    expect(bad.status == 400 and server_timing(bad) == {}, f"a 400 has Server-Timing: {bad.headers}")
+
+
 @test
 def trace_id_given_or_made_is_on_every_hop_document_and_log_line(ctx):
     st = ctx.stack()
