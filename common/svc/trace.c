@@ -188,34 +188,39 @@ size_t trace_server_timing(char *buf, size_t len)
     return sb_full(&b) ? 0 : sb_len(&b);
 }
 
+/* Reads "<ms>[.<fraction>]" at p..end (then only parameters or spaces) into
+ * *ns. False when it is not a non-negative number of milliseconds under a day. */
+static bool parse_ms(const char *p, const char *end, int64_t *ns)
+{
+    int64_t ms = 0, frac = 0, scale = 1000000;
+    const char *digits = p;
+    while (p < end && *p >= '0' && *p <= '9' && ms < 86400000)
+        ms = ms * 10 + (*p++ - '0');
+    if (p == digits || ms >= 86400000)
+        return false;
+    if (p < end && *p == '.')
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+            if (scale >= 10)
+                frac += (*p - '0') * (scale /= 10);
+    if (p < end && *p != ';' && *p != ' ' && *p != '\r' && *p != '\n')
+        return false;
+    *ns = ms * 1000000 + frac;
+    return true;
+}
+
 bool trace_parse_db_chain(const char *v, size_t len, int64_t *ns)
 {
     static const char name[] = "db-chain;dur=";
+    const size_t n = sizeof name - 1;
     const char *end = v + len;
-    for (const char *p = v; p && p + sizeof name - 1 <= end; p = memchr(p, ',', (size_t)(end - p))) {
-        if (*p == ',')
+    for (const char *p = v; p < end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        while (p < stop && *p == ' ')
             p++;
-        while (p < end && *p == ' ')
-            p++;
-        if ((size_t)(end - p) < sizeof name - 1 || memcmp(p, name, sizeof name - 1))
-            continue;
-        p += sizeof name - 1;
-        int64_t ms = 0, frac = 0, scale = 1000000;
-        const char *digits = p;
-        while (p < end && *p >= '0' && *p <= '9' && ms < 86400000)
-            ms = ms * 10 + (*p++ - '0');
-        if (p == digits || ms >= 86400000)
-            return false;
-        if (p < end && *p == '.') {
-            p++;
-            for (; p < end && *p >= '0' && *p <= '9'; p++)
-                if (scale >= 10)
-                    frac += (*p - '0') * (scale /= 10);
-        }
-        if (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\r' && *p != '\n')
-            return false;
-        *ns = ms * 1000000 + frac;
-        return true;
+        if ((size_t)(stop - p) >= n && !memcmp(p, name, n))
+            return parse_ms(p + n, stop, ns);
+        p = stop + 1;
     }
     return false;
 }

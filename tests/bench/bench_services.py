@@ -102,6 +102,13 @@ end
 """
 
 
+def require_timed(r: dict, what: str):
+    """Fails unless every answer of a timed wrk run said its db-chain (Server-Timing)."""
+    if "timed" not in r or r["untimed"] or r["timed"] != r["requests"]:
+        fail(f"{what}: {r.get('untimed', r['requests'])} of {r['requests']} answers "
+             f"without Server-Timing db-chain\n{r['text']}")
+
+
 def lua_post(path: Path, body: str, timed: bool = False) -> Path:
     """A wrk script that POSTs body as JSON; timed: also sums Server-Timing's db-chain."""
     path.write_text('wrk.method = "POST"\n'
@@ -268,10 +275,7 @@ class Bench:
             self.figure(f"chain_rps_c{conns}", r["rps"], "req/s")
             if conns == 1:
                 self.figure("chain_p50_ms_c1", r["p50"], "ms")
-                # Every answer must say what its writes took (Server-Timing).
-                if "timed" not in r or r["untimed"] or r["timed"] != r["requests"]:
-                    fail(f"chain at 1 connection: {r.get('untimed', r['requests'])} of "
-                         f"{r['requests']} answers without Server-Timing db-chain\n{r['text']}")
+                require_timed(r, "chain at 1 connection")
                 self.figure("chain_db_ms_c1", r["db_chain_mean"], "ms")
                 self.figure("chain_beyond_db_ms_c1", r["latency_mean"] - r["db_chain_mean"], "ms")
             if conns == 16:
@@ -319,8 +323,9 @@ class Bench:
                            for k, (url, script) in jobs.items()}
                 for k, f in futures.items():
                     r = f.result()
-                    if r["requests"] == 0 or r["non2xx"] or r["errors"] or r.get("untimed", 1):
+                    if r["requests"] == 0 or r["non2xx"] or r["errors"]:
                         fail(f"{jobs[k][0]} at 1 connection: {r['text']}")
+                    require_timed(r, f"{jobs[k][0]} at 1 connection")
                     runs[k].append(r)
         self.breaker("close")
         for k, name in (("last", "last_hop"), ("open", "open_circuit")):
