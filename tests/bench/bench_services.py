@@ -305,22 +305,32 @@ class Bench:
         self.breaker("close", "payment", "shipment")
         before = {c: self.count(c) for c in ("orders", "payments", "shipments")}
         degraded_before = {c: self.count(c, {"_meta.outcome": "degraded"}) for c in ("orders", "payments")}
-        total = 0
-        for conns in (1, 16):
-            r = wrk(url, conns, self.seconds, self.chain_timed_lua if conns == 1 else self.chain_lua)
+        total = in_flight = 0
+
+        def load(conns, seconds, script):
+            nonlocal total, in_flight
+            r = wrk(url, conns, seconds, script)
+            in_flight += conns
             if r["requests"] == 0 or r["non2xx"] or r["errors"]:
                 fail(f"chain at {conns} connection(s): {r['requests']} requests, "
                      f"{r['non2xx']} not 2xx, {r['errors']} socket errors\n{r['text']}")
             total += r["requests"]
-            self.figure(f"chain_rps_c{conns}", r["rps"], "req/s")
-            if conns == 1:
-                self.figure("chain_p50_ms_c1", r["p50"], "ms")
-                require_timed(r, "chain at 1 connection")
-                self.figure("chain_db_ms_c1", r["db_chain_mean"], "ms")
-                self.figure("chain_beyond_db_ms_c1", r["latency_mean"] - r["db_chain_mean"], "ms")
-            if conns == 16:
-                self.figure("chain_p50_ms_c16", r["p50"], "ms")
-                self.figure("chain_p99_ms_c16", r["p99"], "ms")
+            return r
+        # One connection: three rounds and the median of each figure, so
+        # that one stall outside the database does not decide the goal (a
+        # 100 ms stall adds ~0.27 ms to the mean of a 3 s round's ~370).
+        ones = [load(1, self.seconds / 2, self.chain_timed_lua) for _ in range(3)]
+        for r in ones:
+            require_timed(r, "chain at 1 connection")
+        self.figure("chain_rps_c1", statistics.median(r["rps"] for r in ones), "req/s")
+        self.figure("chain_p50_ms_c1", statistics.median(r["p50"] for r in ones), "ms")
+        self.figure("chain_db_ms_c1", statistics.median(r["db_chain_mean"] for r in ones), "ms")
+        self.figure("chain_beyond_db_ms_c1",
+                    statistics.median(r["latency_mean"] - r["db_chain_mean"] for r in ones), "ms")
+        r = load(16, self.seconds, self.chain_lua)
+        self.figure("chain_rps_c16", r["rps"], "req/s")
+        self.figure("chain_p50_ms_c16", r["p50"], "ms")
+        self.figure("chain_p99_ms_c16", r["p99"], "ms")
         stored = {}
 
         def every_stored():
@@ -330,8 +340,9 @@ class Bench:
                    f"answered requests (stored at the last look: {stored})")
         for c in ("orders", "payments", "shipments"):
             stored = self.count(c) - before[c]
-            # Requests still in flight when wrk stopped may be stored and not counted.
-            if not total <= stored <= total + 17:
+            # Requests still in flight when a wrk run stopped (one per
+            # connection) may be stored and not counted.
+            if not total <= stored <= total + in_flight:
                 fail(f"{c}: {stored} documents stored for {total} answered requests")
         for c in ("orders", "payments"):
             degraded = self.count(c, {"_meta.outcome": "degraded"}) - degraded_before[c]
