@@ -21,6 +21,16 @@
  * processes sharing one pipe or terminal (`make run`) stay whole. A full
  * shard makes the logging thread wait: lines are never dropped. The queue
  * is flushed at exit.
+ *
+ * A line that comes after a quiet millisecond, with the writer idle and
+ * nothing queued, is written by its own thread at once instead: a service
+ * answering a request every few milliseconds would otherwise wake the
+ * writer twice per line. With it, the three services of a chain request at
+ * one connection were switched in 14 times instead of 21.5 (`perf stat -e
+ * context-switches`), and the request spent ~0.07 ms less beyond its
+ * database writes. While stdout blocks (a terminal paused), such a write
+ * holds the writer's lock, so the services wait sooner than a full queue
+ * would make them.
  */
 #include "log.h"
 
@@ -75,10 +85,22 @@ static struct {
     atomic_bool stop;
     atomic_uint_fast64_t seq;   /* the next line's sequence number */
     atomic_uint next_shard;     /* the shard the next new thread takes */
+    _Atomic int64_t last_ns;    /* CLOCK_MONOTONIC when lines were last taken or written at once */
     char *out;             /* the merged batch: LOG_SHARDS * LOG_SHARD_BYTES */
     pthread_t thread;
 } log_q = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
             .room = PTHREAD_COND_INITIALIZER };
+
+/* How long the writer gathers lines after the first one wakes it. */
+#define LOG_GATHER_NS 1000000
+
+/* Nanoseconds on CLOCK_MONOTONIC. */
+static int64_t log_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Writes n bytes of whole lines to stdout, in pieces of at most PIPE_BUF
  * bytes that end on a newline (a longer line goes alone). */
@@ -163,7 +185,7 @@ static size_t log_take(void)
 static void *log_writer(void *arg)
 {
     (void)arg;
-    const struct timespec gather = { 0, 1000000 };
+    const struct timespec gather = { 0, LOG_GATHER_NS };
     pthread_mutex_lock(&log_q.lock);
     for (;;) {
         if (!log_any_queued()) {
@@ -185,6 +207,7 @@ static void *log_writer(void *arg)
         if (!stopping)
             nanosleep(&gather, NULL);
         size_t n = log_take();
+        atomic_store(&log_q.last_ns, log_mono_ns());
         pthread_mutex_lock(&log_q.lock);
         pthread_cond_broadcast(&log_q.room);
         pthread_mutex_unlock(&log_q.lock);
@@ -341,6 +364,44 @@ static void log_wait_room(log_shard *sh, size_t rec)
     pthread_mutex_unlock(&log_q.lock);
 }
 
+/* Writes the prefix, line and a newline at once, from the calling thread,
+ * when the log has been quiet for a gathering interval: the writer is idle,
+ * nothing is queued, and no line was taken or written within LOG_GATHER_NS.
+ * Returns false (nothing written) otherwise, and the line is queued. A
+ * service answering a request every few milliseconds then writes each line
+ * with one write() of its own, instead of waking the writer, which would
+ * sleep the gathering interval and wake again to write it: two wake-ups of
+ * another thread per request, on a machine where a wake-up costs tens of
+ * microseconds. Under load lines come closer together and are gathered as
+ * before; what a line costs then is one load of the idle flag. */
+static bool log_write_quiet(const char *line, size_t plen, size_t llen)
+{
+    if (!atomic_load(&log_q.idle))
+        return false;
+    int64_t now = log_mono_ns();
+    if (now - atomic_load(&log_q.last_ns) < LOG_GATHER_NS)
+        return false;
+    char buf[2048];
+    if (plen + llen + 1 > sizeof buf)
+        return false;
+    memcpy(buf, log_prefix, plen);
+    memcpy(buf + plen, line, llen);
+    buf[plen + llen] = '\n';
+    pthread_mutex_lock(&log_q.lock);
+    /* Under the writer's lock, with the writer still idle, it holds no taken
+     * lines and takes none until this one is out; a line queued before this
+     * look, or written at once by another thread since, sends this one to
+     * the queue behind it. */
+    bool quiet = atomic_load(&log_q.idle) && !log_q.writing && !log_any_queued() &&
+                 now - atomic_load(&log_q.last_ns) >= LOG_GATHER_NS;
+    if (quiet) {
+        log_out(buf, plen + llen + 1);
+        atomic_store(&log_q.last_ns, log_mono_ns());
+    }
+    pthread_mutex_unlock(&log_q.lock);
+    return quiet;
+}
+
 /* Queues the prefix, line and a newline as one record in this thread's shard. */
 static void log_write(const char *line)
 {
@@ -351,6 +412,8 @@ static void log_write(const char *line)
         log_write_direct(line);
         return;
     }
+    if (log_write_quiet(line, plen, llen))
+        return;
     if (shard < 0)
         shard = (int)(atomic_fetch_add(&log_q.next_shard, 1) % LOG_SHARDS);
     log_shard *sh = &log_q.shard[shard];

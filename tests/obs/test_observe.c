@@ -24,7 +24,9 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cb.h"
@@ -387,6 +389,48 @@ static void log_lines_from_many_threads_arrive_whole_in_order_and_none_lost(void
         assert_int_equal(next[k], LOG_LINES);
 }
 
+/* Set by log_after_a_quiet_millisecond: whether stdout held the quiet line
+ * when log_message() returned. */
+static bool quiet_line_out_at_return;
+
+/* A line after more than a millisecond without one, then 100 at once. */
+static void log_after_a_quiet_millisecond(void)
+{
+    log_init("logtest", false);
+    log_message(false, "logtest before");
+    log_flush();   /* nothing queued, the writer idle */
+    /* the quiet interval: a millisecond on CLOCK_MONOTONIC, which log.c reads */
+    const struct timespec quiet = { 0, 2000000 };
+    nanosleep(&quiet, NULL);
+    log_message(false, "logtest quiet line");
+    char buf[4096];
+    ssize_t n = pread(STDOUT_FILENO, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    quiet_line_out_at_return = strstr(buf, " logtest quiet line\n") != NULL;
+    for (int i = 0; i < 100; i++)
+        log_message(false, "logtest burst i=%d end", i);
+}
+
+static void a_line_after_a_quiet_millisecond_is_out_when_log_returns_and_keeps_its_place(void **state)
+{
+    (void)state;
+    FILE *f = capture_log(log_after_a_quiet_millisecond);
+    assert_true(quiet_line_out_at_return);
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, " logtest before\n"));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, " logtest quiet line\n"));
+    for (int i = 0; i < 100; i++) {
+        char want[64];
+        snprintf(want, sizeof want, " logtest burst i=%d end\n", i);
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_non_null(strstr(line, want));
+    }
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+}
+
 /* Two request lines: a short one, and one whose path and query are cut. */
 static void log_two_requests(void)
 {
@@ -441,6 +485,7 @@ int main(void)
         cmocka_unit_test(init_twice_is_refused_and_free_allows_a_new_init),
         cmocka_unit_test(log_lines_from_many_threads_arrive_whole_in_order_and_none_lost),
         cmocka_unit_test(request_line_reads_method_path_status_and_latency),
+        cmocka_unit_test(a_line_after_a_quiet_millisecond_is_out_when_log_returns_and_keeps_its_place),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     mg_exit_library();
