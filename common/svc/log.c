@@ -26,7 +26,7 @@
  * nothing queued, is written by its own thread at once instead: a service
  * answering a request every few milliseconds would otherwise wake the
  * writer twice per line. With it, the three services of a chain request at
- * one connection were switched in 14 times instead of 21.5 (`perf stat -e
+ * one connection were switched in 14–16 times instead of 21.5 (`perf stat -e
  * context-switches`), and the request spent ~0.07 ms less beyond its
  * database writes. While stdout blocks (a terminal paused), such a write
  * holds the writer's lock, so the services wait sooner than a full queue
