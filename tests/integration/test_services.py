@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -1173,7 +1174,6 @@ def a_busy_upstream_never_holds_every_worker_of_the_next_hop(ctx):
     st = ctx.stack()
     env = {"THREADS": "8", "INJECT_ERR": "0"}
     order, pay, ship = chain(st, env, env, env)
-    import threading
     stop = threading.Event()
     answers = []
 
@@ -1237,25 +1237,50 @@ def payment_replicas(st, ship, n, env=None, chain_of=None):
     return reps
 
 
-def stream_holds(svc, needle: bytes, limit_s=5.0) -> bool:
-    """Reads GET /events.stream for at most limit_s seconds (and 256 KiB);
-    True as soon as needle appears."""
-    deadline = time.monotonic() + limit_s
-    got = b""
-    with socket.create_connection(("127.0.0.1", svc.port), timeout=limit_s) as s:
-        s.sendall(b"GET /events.stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        while time.monotonic() < deadline and len(got) < 256 * 1024:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
+class StreamTap:
+    """Reads GET /events.stream of svc in a thread from the moment it is
+    made, keeping at most the last 1 MiB, so a test sees every event sent
+    after that moment however many followed it (a stream opened later
+    replays only the last 20)."""
+
+    def __init__(self, svc):
+        self.got = b""
+        self.lock = threading.Lock()
+        self.closed = False
+        self.sock = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        self.sock.sendall(b"GET /events.stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while not self.closed:
             try:
-                chunk = s.recv(65536)
+                chunk = self.sock.recv(65536)
             except socket.timeout:
-                break
+                continue
+            except OSError:
+                return
             if not chunk:
-                break
-            got += chunk
-            if needle in got:
-                return True
-    return False
+                return
+            with self.lock:
+                self.got = (self.got + chunk)[-(1 << 20):]
+
+    def holds(self, needle: bytes, limit_s=5.0) -> bool:
+        """True as soon as needle has come, waiting at most limit_s."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            with self.lock:
+                if needle in self.got:
+                    return True
+            if time.monotonic() >= deadline or not self.thread.is_alive():
+                return False
+            time.sleep(0.05)
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        self.thread.join(timeout=2)
 
 
 def post_round(reps):
@@ -1271,6 +1296,7 @@ def shared_breaker_replicas_open_together_then_one_probes_and_all_close(ctx):
     h = http("GET", reps[0].url("/health")).json()
     expect(h["replica"] == "p0" and h["shared"]["circuit"] == h["breaker"]["name"], h)
     expect(all(a["status"] == "ok" for a in post_round(reps)), "before the outage")
+    taps = {r.name: StreamTap(r) for r in reps}
     ship.kill()
     t0 = time.monotonic()
     deadline = t0 + 10
@@ -1286,8 +1312,10 @@ def shared_breaker_replicas_open_together_then_one_probes_and_all_close(ctx):
         r.wait_log(r"event=shared-opened state=shared-open live=2 open_votes=\d needed=2 open=1500ms", 5)
         a = http("POST", r.url("/create"), PAYMENT).json()
         expect(a["status"] == "degraded" and a["reason"] == "open", f"{r.name} while shared open: {a}")
-        expect(stream_holds(r, b'"event":"shared-opened","state":"shared-open","shared":true'),
+        expect(taps[r.name].holds(b'"event":"shared-opened","state":"shared-open","shared":true'),
                f"{r.name}'s /events.stream carries the shared-opened event")
+    for tap in taps.values():
+        tap.close()
     marks = [len(r.log()) for r in reps]
     ship.start()
     deadline = time.monotonic() + 15
