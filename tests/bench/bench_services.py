@@ -287,14 +287,24 @@ class Bench:
             fail(f"POST /breaker/{action} on {name} answered {status}: {body[:200]!r}")
 
     def case_hello(self):
+        """Interleaved rounds, so both meet the same machine, each round's
+        pair in turn order first and bare first. This machine's speed moves
+        from second to second (single rounds' ratios ranged 0.65-1.19), so the
+        goal takes the median of the rounds' ratios, each pair measured
+        back to back, rather than the ratio of two medians taken apart."""
         rounds = {"hello_rps": [], "civetweb_hello_rps": []}
+        ratios = []
         wrk(self.url("order"), 32, 1)            # warm-up: threads, connections
         wrk(self.url("hello"), 32, 1)
-        for _ in range(5):   # interleaved, so both meet the same machine
-            rounds["hello_rps"].append(wrk(self.url("order"), 32, self.seconds / 2)["rps"])
-            rounds["civetweb_hello_rps"].append(wrk(self.url("hello"), 32, self.seconds / 2)["rps"])
+        for i in range(7):
+            pair = ("order", "hello") if i % 2 == 0 else ("hello", "order")
+            rps = {name: wrk(self.url(name), 32, self.seconds / 2)["rps"] for name in pair}
+            rounds["hello_rps"].append(rps["order"])
+            rounds["civetweb_hello_rps"].append(rps["hello"])
+            ratios.append(rps["order"] / rps["hello"] if rps["hello"] else 0.0)
         for k, v in rounds.items():
             self.figure(k, statistics.median(v), "req/s")
+        self.figure("hello_vs_civetweb_rounds", statistics.median(ratios), "ratio")
 
     def case_chain(self):
         url = self.url("order", "/create?count=0")
@@ -423,7 +433,7 @@ class Bench:
     def goals(self):
         f = self.figures
         goals = [
-            ("hello_vs_civetweb", f["hello_rps"] / f["civetweb_hello_rps"], ">=", 0.9),
+            ("hello_vs_civetweb", f["hello_vs_civetweb_rounds"], ">=", 0.9),
             ("chain_c16_vs_c1", f["chain_rps_c16"] / f["chain_rps_c1"], ">=", 1.5),
             ("chain_p99_ms_c16", f["chain_p99_ms_c16"], "<=", 200.0),
             ("chain_beyond_db_ms_c1", f["chain_beyond_db_ms_c1"], "<", 1.0),
@@ -434,7 +444,7 @@ class Bench:
         for name, value, op, goal in goals:
             ok = {">=": value >= goal, "<=": value <= goal, "<": value < goal}[op]
             missed += not ok
-            say(f"bench-services goal {name} {value:.2f} {op} {goal:g} {'met' if ok else 'MISSED'}")
+            say(f"bench-services goal {name} {value:.3f} {op} {goal:g} {'met' if ok else 'MISSED'}")
         return missed
 
     def stop(self):
