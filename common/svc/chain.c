@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "trace.h"
+#include "monotime.h"
 
 #define CHAIN_MAX_RESPONSE (1024 * 1024)
 
@@ -268,14 +269,6 @@ int chain_post(chain_call *c, long timeout_ms)
     return chain_code(c);
 }
 
-/* Nanoseconds on CLOCK_MONOTONIC, the breaker's default clock. */
-static int64_t chain_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int chain_action(const cb_call *call, void **result)
 {
     chain_call *c = call->arg;
@@ -287,7 +280,7 @@ int chain_action(const cb_call *call, void **result)
         /* Rounded up and one more millisecond: a transfer that runs out of
          * time returns just after the deadline, so the breaker counts a
          * timeout rather than a failure. */
-        int64_t left_ns = deadline - chain_now_ns();
+        int64_t left_ns = deadline - mono_ns();
         timeout_ms = left_ns <= 0 ? 1 : (long)((left_ns + 999999) / 1000000) + 1;
     }
     *result = c;

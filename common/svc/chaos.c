@@ -26,6 +26,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "monotime.h"
 
 #define CHAOS_MAX_BODY 16384
 #define CHAOS_BODY_TIMEOUT_MS 10000  /* a PUT's small body must arrive within this */
@@ -57,13 +58,6 @@ static struct {
     atomic_uint_fast64_t changes;       /* PUT, DELETE and expiries */
     atomic_uint_fast64_t injected[CHAOS_KINDS];
 } chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t wall_ms(void)
 {

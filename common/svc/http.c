@@ -1,6 +1,7 @@
 /* http.c -- civetweb helpers: JSON responses with CORS headers, bounded body reads, content types. */
 #include "http.h"
 
+#include "monotime.h"
 #include "strbuf.h"
 #include "trace.h"
 
@@ -219,9 +220,7 @@ static int http_grow(char **buf, size_t *cap, size_t used, size_t limit)
 /* Milliseconds on the monotonic clock. */
 static int64_t http_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return mono_ns() / 1000000;
 }
 
 /* civetweb's mg_read() returns only when it has every byte asked for, or

@@ -34,6 +34,7 @@
  */
 #include "log.h"
 
+#include "monotime.h"
 #include "strbuf.h"
 #include "trace.h"
 
@@ -93,14 +94,6 @@ static struct {
 
 /* How long the writer gathers lines after the first one wakes it. */
 #define LOG_GATHER_NS 1000000
-
-/* Nanoseconds on CLOCK_MONOTONIC. */
-static int64_t log_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Writes n bytes of whole lines to stdout, in pieces of at most PIPE_BUF
  * bytes that end on a newline (a longer line goes alone). */
@@ -207,7 +200,7 @@ static void *log_writer(void *arg)
         if (!stopping)
             nanosleep(&gather, NULL);
         size_t n = log_take();
-        atomic_store(&log_q.last_ns, log_mono_ns());
+        atomic_store(&log_q.last_ns, mono_ns());
         pthread_mutex_lock(&log_q.lock);
         pthread_cond_broadcast(&log_q.room);
         pthread_mutex_unlock(&log_q.lock);
@@ -378,7 +371,7 @@ static bool log_write_quiet(const char *line, size_t plen, size_t llen)
 {
     if (!atomic_load(&log_q.idle))
         return false;
-    int64_t now = log_mono_ns();
+    int64_t now = mono_ns();
     if (now - atomic_load(&log_q.last_ns) < LOG_GATHER_NS)
         return false;
     char buf[2048];
@@ -396,7 +389,7 @@ static bool log_write_quiet(const char *line, size_t plen, size_t llen)
                  now - atomic_load(&log_q.last_ns) >= LOG_GATHER_NS;
     if (quiet) {
         log_out(buf, plen + llen + 1);
-        atomic_store(&log_q.last_ns, log_mono_ns());
+        atomic_store(&log_q.last_ns, mono_ns());
     }
     pthread_mutex_unlock(&log_q.lock);
     return quiet;

@@ -9,6 +9,7 @@
 #include "observe_priv.h"
 #include "chaos.h"
 #include "http.h"
+#include "monotime.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
@@ -22,13 +23,6 @@ const double obs_latency_bounds_s[OBS_LAT_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 };
 
-int64_t obs_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int64_t obs_wall_ms(void)
 {
     struct timespec ts;
@@ -38,7 +32,7 @@ int64_t obs_wall_ms(void)
 
 double obs_uptime_s(void)
 {
-    return (double)(obs_now_ns() - obs_g.start_ns) / 1e9;
+    return (double)(mono_ns() - obs_g.start_ns) / 1e9;
 }
 
 void obs_histogram_observe(obs_histogram *h, double seconds)
@@ -571,7 +565,7 @@ int obs_init(const obs_source *src)
     obs_g.db_ping = src->db_ping;
     obs_g.db_ctx = src->db_ctx;
     obs_g.interval_ms = src->hystrix_interval_ms > 0 ? src->hystrix_interval_ms : 1000;
-    obs_g.start_ns = obs_now_ns();
+    obs_g.start_ns = mono_ns();
     obs_g.next_seq = 1;
     obs_g.stream_cap = 32;
     pthread_mutex_init(&obs_g.ring_lock, NULL);
@@ -639,9 +633,9 @@ static const char *route_label(const obs_handler *h, struct mg_connection *conn)
 static int observed(struct mg_connection *conn, void *cbdata)
 {
     const obs_handler *h = cbdata;
-    int64_t start = obs_now_ns();
+    int64_t start = mono_ns();
     int status = h->fn(conn, h->cbdata);
-    obs_record_request(route_label(h, conn), status, (double)(obs_now_ns() - start) / 1e9);
+    obs_record_request(route_label(h, conn), status, (double)(mono_ns() - start) / 1e9);
     return status;
 }
 

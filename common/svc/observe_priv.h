@@ -101,8 +101,6 @@ typedef struct obs_global {
 
 extern obs_global obs_g;
 
-/* Monotonic time in nanoseconds. This function can't fail. */
-int64_t obs_now_ns(void);
 /* Wall-clock time in milliseconds since the epoch. This function can't fail. */
 int64_t obs_wall_ms(void);
 /* Seconds since obs_init(). */

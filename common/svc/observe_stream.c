@@ -14,6 +14,7 @@
  */
 #include "observe.h"
 #include "observe_priv.h"
+#include "monotime.h"
 
 #include <cJSON.h>
 #include <stdio.h>
@@ -205,7 +206,7 @@ static void stream_send(stream *s, const char *name, const char *json)
                   : mg_printf(s->conn, "data: %s\n\n", json);
     if (rc <= 0)
         s->broken = true;
-    s->last_write_ns = obs_now_ns();
+    s->last_write_ns = mono_ns();
 }
 
 static void stream_send_owned(stream *s, const char *name, char *json)
@@ -231,7 +232,7 @@ static void stream_heartbeat(stream *s)
 {
     if (mg_write(s->conn, ":\n\n", 3) <= 0)
         s->broken = true;
-    s->last_write_ns = obs_now_ns();
+    s->last_write_ns = mono_ns();
 }
 
 /* Sleeps until deadline_ns (monotonic) or until obs_shutdown(). */
@@ -247,13 +248,13 @@ static void stream_wait(int64_t deadline_ns)
 static void stream_run(stream *s)
 {
     const int64_t interval_ns = (int64_t)obs_g.interval_ms * 1000000;
-    int64_t next_data = obs_now_ns();
+    int64_t next_data = mono_ns();
     if (s->with_events) {
         uint64_t newest = obs_events_newest_seq();
         s->last_seq = newest > EVENTS_ON_CONNECT ? newest - EVENTS_ON_CONNECT : 0;
     }
     while (!s->broken && !atomic_load(&obs_g.shutting_down)) {
-        int64_t now = obs_now_ns();
+        int64_t now = mono_ns();
         if (now >= next_data) {
             if (s->with_events)
                 stream_send_owned(s, "service", service_json());
@@ -263,9 +264,9 @@ static void stream_run(stream *s)
         }
         if (s->with_events)
             stream_send_new_events(s);
-        if (!s->broken && obs_now_ns() - s->last_write_ns >= (int64_t)HEARTBEAT_MS * 1000000)
+        if (!s->broken && mono_ns() - s->last_write_ns >= (int64_t)HEARTBEAT_MS * 1000000)
             stream_heartbeat(s);
-        int64_t wake = obs_now_ns() + (int64_t)TICK_MS * 1000000;
+        int64_t wake = mono_ns() + (int64_t)TICK_MS * 1000000;
         stream_wait(wake < next_data ? wake : next_data);
     }
 }
@@ -303,7 +304,7 @@ int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata)
         return obs_send(conn, 503, "application/json", msg, sizeof msg - 1);
     }
     atomic_fetch_add(&obs_g.streams_served, 1);
-    stream s = { .conn = conn, .with_events = cbdata != NULL, .last_write_ns = obs_now_ns() };
+    stream s = { .conn = conn, .with_events = cbdata != NULL, .last_write_ns = mono_ns() };
     if (stream_start(conn) == 0)
         stream_run(&s);
     atomic_fetch_sub(&obs_g.streams_open, 1);

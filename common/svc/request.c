@@ -29,6 +29,7 @@
 #include "chaos.h"
 #include "http.h"
 #include "log.h"
+#include "monotime.h"
 #include "observe.h"
 #include "request_parse.h"
 #include "trace.h"
@@ -52,27 +53,11 @@ typedef struct create_req {
     chaos_draw chaos;      /* the runtime faults drawn for this request */
 } create_req;
 
-/* Seconds on the monotonic clock. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Nanoseconds on the monotonic clock. */
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Logs a finished request and counts it for /metrics. */
 static void request_done(struct mg_connection *conn, const char *route, int status, double t0)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    double seconds = now_s() - t0;
+    double seconds = (double)mono_ns() / 1e9 - t0;
     log_request(ri->request_method, ri->local_uri, ri->query_string, status, seconds * 1000.0);
     obs_record_request(route, status, seconds);
 }
@@ -285,15 +270,15 @@ static int create_chain(create_req *r)
                 return answer_spent(r, &hop);
             }
             budget = budget < 0 || ours < budget ? ours : budget;
-            hop.http.deadline_ns = now_ns() + ours * 1000000;
+            hop.http.deadline_ns = mono_ns() + ours * 1000000;
         }
     }
     char headers[256];
     hop.http.headers = trace_next_headers(headers, sizeof headers, budget);
     cb_result res = { 0 };
-    int64_t called = now_ns();
+    int64_t called = mono_ns();
     int rc = cb_fire(r->rt->breaker, &hop, &res);
-    trace_time_next(now_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
+    trace_time_next(mono_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
     int status;
     if (rc == CB_OK) {
         cJSON *answer = answer_new(r, "ok");
@@ -345,7 +330,7 @@ int request_store_action(const cb_call *call, void **result)
         snprintf(sc->err, sizeof sc->err, "unreachable (the database fault is on: DELETE /chaos)");
         return STORE_EUNAVAILABLE;
     }
-    int64_t t0 = now_ns();
+    int64_t t0 = mono_ns();
     int rc;
     if (sc->outcome) {
         rc = store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
@@ -354,7 +339,7 @@ int request_store_action(const cb_call *call, void **result)
         rc = store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
                           sc->doc_id, sc->err, sizeof sc->err);
     }
-    trace_time_db(now_ns() - t0);
+    trace_time_db(mono_ns() - t0);
     return rc;
 }
 
@@ -578,7 +563,7 @@ static int serve_root(svc_runtime *rt, struct mg_connection *conn, const char **
 /* Handler for /create (and anything under it). */
 static int handle_create(struct mg_connection *conn, void *cbdata)
 {
-    double t0 = now_s();
+    double t0 = (double)mono_ns() / 1e9;
     svc_runtime *rt = cbdata;
     const char *route = "/create";
     int status;
@@ -597,7 +582,7 @@ static int handle_create(struct mg_connection *conn, void *cbdata)
 /* Handler for / and, through civetweb's prefix matching, every unknown path. */
 static int handle_root(struct mg_connection *conn, void *cbdata)
 {
-    double t0 = now_s();
+    double t0 = (double)mono_ns() / 1e9;
     svc_runtime *rt = cbdata;
     const char *route = "/";
     int status;
@@ -617,7 +602,7 @@ int request_begin(struct mg_connection *conn)
     int status = http_check_framing(ri, why, sizeof why);
     if (!status)
         return 0;
-    double t0 = now_s();
+    double t0 = (double)mono_ns() / 1e9;
     svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
     http_send_error(conn, status, rt->cfg.id, true, "request framing refused: %s", why);
     request_done(conn, "rejected", status, t0);

@@ -6,17 +6,11 @@
 #include <time.h>
 
 #include "chaos.h"
+#include "monotime.h"
 #include "strbuf.h"
 
 static _Thread_local trace_ctx trace_tls;
 static _Thread_local bool trace_active;
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static bool is_lower_hex(const char *s, size_t n)
 {

@@ -139,6 +139,13 @@ end
 """
 
 
+def require_whole(r: dict, what: str):
+    """Fails unless a wrk run got answers, every one 2xx, without socket errors."""
+    if r["requests"] == 0 or r["non2xx"] or r["errors"]:
+        fail(f"{what}: {r['requests']} requests, {r['non2xx']} not 2xx, "
+             f"{r['errors']} socket errors\n{r['text']}")
+
+
 def require_timed(r: dict, what: str):
     """Fails unless every answer of a timed wrk run said its db-chain (Server-Timing),
     each timed alone (one request at a time)."""
@@ -321,9 +328,7 @@ class Bench:
             nonlocal total, in_flight
             r = wrk(url, conns, seconds, script)
             in_flight += conns
-            if r["requests"] == 0 or r["non2xx"] or r["errors"]:
-                fail(f"chain at {conns} connection(s): {r['requests']} requests, "
-                     f"{r['non2xx']} not 2xx, {r['errors']} socket errors\n{r['text']}")
+            require_whole(r, f"chain at {conns} connection(s)")
             total += r["requests"]
             return r
         # One connection: three rounds and the median of each figure, so
@@ -384,8 +389,7 @@ class Bench:
                            for k, (url, script) in jobs.items()}
                 for k, f in futures.items():
                     r = f.result()
-                    if r["requests"] == 0 or r["non2xx"] or r["errors"]:
-                        fail(f"{jobs[k][0]} at 1 connection: {r['text']}")
+                    require_whole(r, f"{jobs[k][0]} at 1 connection")
                     require_timed(r, f"{jobs[k][0]} at 1 connection")
                     runs[k].append(r)
         self.breaker("close")
@@ -414,8 +418,7 @@ class Bench:
         writes, beyond = [], []
         for _ in range(3):
             chain = wrk(self.url("order", "/create?count=0"), 1, self.seconds / 3, self.chain_lua)
-            if chain["requests"] == 0 or chain["non2xx"] or chain["errors"]:
-                fail(f"chain at 1 connection: {chain['text']}")
+            require_whole(chain, "chain at 1 connection")
             r = subprocess.run([str(tool), self.mongo, "bench", "writes", "1", f"{self.seconds / 3:g}",
                                 "insert+update"], capture_output=True, text=True, timeout=self.seconds + 60)
             m = re.search(r"p50_ms=([\d.]+)", r.stdout)

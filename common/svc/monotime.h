@@ -1,0 +1,16 @@
+/* monotime.h -- the services' one reading of CLOCK_MONOTONIC, the clock the breaker also uses by default. */
+#ifndef SVC_MONOTIME_H
+#define SVC_MONOTIME_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Nanoseconds on CLOCK_MONOTONIC (shared by every process on the machine). */
+static inline int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#endif
