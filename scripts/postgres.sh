@@ -27,6 +27,16 @@
 # table; the plan is kept as the table grows, and the writes of two clients
 # fell from 392 to 170 a second within 48 s. Each execution is planned with
 # its key instead, which costs far less than a scan.
+# FerretDB takes at most pool_max_conns (here 150, its default 50)
+# connections of the cluster's max_connections (200). An update in FerretDB
+# 1.24 holds one pooled connection (the rows of its lookup) while it takes a
+# second (the transaction that rewrites the row): once as many updates run at
+# once as the pool has connections, each holds one and waits for a second
+# for ever, and FerretDB never cancels them (docs/database.md). The services
+# bound their operations in flight (DB_MAX_CONNECTIONS, 16 each, plus one
+# for their database watch, plus the quorum's 2 and the roster's 1 with
+# CB_SHARED=on: 60 for make run's three), so even if every one of them is
+# an update holding two connections, 120 < 150 and none waits for one.
 # Durability is PostgreSQL's default: fsync on, synchronous_commit on, so a
 # transaction that FerretDB reports committed is on disk. PostgreSQL refuses
 # to run as root: as root the cluster belongs to the "postgres" user that the
@@ -89,7 +99,7 @@ SELECT count(public.ferretdb_id_index(c.oid::regclass)) FROM pg_class c
 SQL
 )
 
-url() { echo "postgres:///ferretdb?host=$DIR&user=postgres"; }
+url() { echo "postgres:///ferretdb?host=$DIR&user=postgres&pool_max_conns=150"; }
 
 start() {
     if [ "$(id -u)" -eq 0 ]; then

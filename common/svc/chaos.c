@@ -59,13 +59,6 @@ static struct {
     atomic_uint_fast64_t injected[CHAOS_KINDS];
 } chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint64_t chaos_random_u64(void)
 {
     static _Thread_local uint64_t state;

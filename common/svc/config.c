@@ -124,6 +124,8 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->err_rate = 0.4;
     c->mongo_url = "mongodb://127.0.0.1:27017";
     c->mongo_timeout_ms = 1000;
+    c->db_max_connections = 16;
+    c->outcome_resolve_after_ms = 30000;
     c->deadlines = true;
     c->deadline_margin_ms = 25;
     c->threads = 1024;
@@ -306,6 +308,8 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
         env_double("ERR_RATE", 0.0, 1.0, &c->err_rate, err, errlen) ||
         env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
         env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
+        env_int("DB_MAX_CONNECTIONS", 1, 1000, &c->db_max_connections, err, errlen) ||
+        env_int64("OUTCOME_RESOLVE_AFTER_MS", 0, 86400000, &c->outcome_resolve_after_ms, err, errlen) ||
         env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
         env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
         env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen) ||

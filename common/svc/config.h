@@ -20,6 +20,9 @@ typedef struct svc_config {
     const char *mongo_url;       /* MONGO_URL; mongodb://127.0.0.1:27017 */
     const char *mongo_db;        /* MONGO_DB; the URL's database, else "resilience" (NULL here) */
     int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS; 1000: how long a request waits for the DB */
+    int db_max_connections;      /* DB_MAX_CONNECTIONS; 16: database operations in flight at once */
+    int64_t outcome_resolve_after_ms; /* OUTCOME_RESOLVE_AFTER_MS; 30000: a "pending" outcome older
+                                         than this is marked "unknown"; 0 = never */
     bool log_json;               /* LOG_FORMAT=json; human */
     int log_level;               /* LOG_LEVEL; 0 transitions (default), 1 requests, 2 events */
     bool deadlines;              /* DEADLINE_PROPAGATION; on: honour and pass on X-Deadline-Ms */

@@ -290,7 +290,8 @@ static int answer_unless_get(struct mg_connection *conn)
     return 0;
 }
 
-/* GET /health: 200 {"status":"ok",...} when the database answers, else 503. */
+/* GET /health: 200 {"status":"ok",...} when the database is known to
+ * answer, else 503; from the last known state, never waiting on the database. */
 static int handle_health(struct mg_connection *conn, void *cbdata)
 {
     (void)cbdata;
@@ -309,6 +310,8 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *db = cJSON_AddObjectToObject(root, "database");
     cJSON_AddStringToObject(db, "name", obs_g.db_name ? obs_g.db_name : "");
     cJSON_AddBoolToObject(db, "reachable", reachable);
+    if (obs_g.db_detail)
+        obs_g.db_detail(obs_g.db_ctx, db);
     add_breakers(root);
     cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
     if (shared)
@@ -563,6 +566,7 @@ int obs_init(const obs_source *src)
         ob->index = obs_g.nbreakers++;
     }
     obs_g.db_ping = src->db_ping;
+    obs_g.db_detail = src->db_detail;
     obs_g.db_ctx = src->db_ctx;
     obs_g.interval_ms = src->hystrix_interval_ms > 0 ? src->hystrix_interval_ms : 1000;
     obs_g.start_ns = mono_ns();

@@ -20,9 +20,14 @@ typedef struct obs_source {
     /* the service's breakers, the next hop's first, then the database's; the
      * list ends at the first NULL. The first is what /breaker shows by default. */
     cb_breaker *breakers[OBS_MAX_BREAKERS];
-    /* Returns 0 when the database answers a ping, non-zero otherwise. Called
-     * from request threads; must be thread-safe. */
+    /* Returns 0 when the database is known to answer, non-zero otherwise.
+     * Called from request threads for /health, which must answer at once:
+     * it must never wait on the database (the service keeps the last known
+     * state, dbwatch.h). Thread-safe. */
     int (*db_ping)(void *ctx);
+    /* Adds what else is known of the database to /health's "database"
+     * object (the state's age, the last error); NULL = nothing. Thread-safe. */
+    void (*db_detail)(void *ctx, cJSON *database);
     void *db_ctx;
     const char *db_name;          /* shown in /health ("orders-db" or the URL's db) */
     const char *admin_token;      /* ADMIN_TOKEN; NULL or "" = admin routes answer 404 */

@@ -73,6 +73,7 @@ typedef struct obs_global {
     obs_breaker breakers[OBS_MAX_BREAKERS];
     int nbreakers;
     int (*db_ping)(void *ctx);
+    void (*db_detail)(void *ctx, cJSON *database);
     void *db_ctx;
     int interval_ms;
     char *replica;              /* NULL = none */

@@ -50,7 +50,7 @@ int quorum_mongo_open(const char *url, const char *db, int timeout_ms, quorum_mo
         snprintf(err, errlen, "MONGO_URL: cannot create a client pool for \"%s\"", url);
         return -1;
     }
-    m->pool = store_pool_open(url, db, timeout_ms, timeout_ms > 2500 ? timeout_ms : 2500,
+    m->pool = store_pool_open(url, db, timeout_ms, timeout_ms > 2500 ? timeout_ms : 2500, 0,
                               "breaker-quorum", &m->db, err, errlen);
     if (!m->pool) {
         quorum_mongo_close(m);

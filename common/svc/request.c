@@ -27,6 +27,7 @@
 
 #include "chain.h"
 #include "chaos.h"
+#include "dbwatch.h"
 #include "http.h"
 #include "log.h"
 #include "monotime.h"
@@ -130,6 +131,7 @@ typedef struct store_call {
     const char *json;      /* insert: the document */
     int count;             /* insert: the jump count */
     char *doc_id;          /* 25 bytes; filled by the insert, read by the update */
+    int64_t received_ms;   /* insert: the document's "received" time */
     const char *outcome;   /* update: the outcome; NULL for the insert */
     const char *reason;    /* update: its reason, or NULL */
     int status;            /* update: the HTTP status answered */
@@ -153,17 +155,43 @@ static bool record_outcome(create_req *r, const char *outcome, const char *reaso
     return rc == CB_OK;
 }
 
+/* Answers 503 for a document that is stored (or may be: stored is
+ * "unknown") but whose outcome is not recorded: the database watch marks
+ * it "unknown" once the database answers again (dbwatch.h). The answer
+ * says so in "stored", "document" and "outcome", so a client can tell it
+ * from a 503 that stored nothing. */
+static int answer_stored_unknown(create_req *r, const char *stored, const char *why)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
+    char msg[400];
+    snprintf(msg, sizeof msg, "database \"%s\" %s; document %s %s, its outcome unknown: the "
+             "service marks it \"unknown\" once the database answers; try again",
+             store_db_name(r->rt->db), why, r->doc_id,
+             strcmp(stored, "yes") ? "may be stored" : "is stored");
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddNumberToObject(o, "status", 503);
+    cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
+    cJSON_AddStringToObject(o, "document", r->doc_id);
+    cJSON_AddStringToObject(o, "stored", stored);
+    cJSON_AddStringToObject(o, "outcome", "unknown");
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
+    int status = http_send_json(r->conn, 503, o, false);
+    cJSON_Delete(o);
+    return status;
+}
+
 /* Records the outcome and sends answer (freed) with status 200. A 2xx means
- * the outcome is stored: when it cannot be, the answer is 503 instead, and
- * the document stays "pending" (the one rule under which it may). */
+ * the outcome is stored: when it cannot be, the answer is 503 instead,
+ * saying the document is stored with its outcome unknown. */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
     if (!record_outcome(r, outcome, reason, 200)) {
         cJSON_Delete(answer);
-        return http_send_error(r->conn, 503, r->rt->cfg.id, false,
-                               "database \"%s\" went away before the outcome of document %s "
-                               "was recorded; it stays \"pending\"; try again",
-                               store_db_name(r->rt->db), r->doc_id);
+        return answer_stored_unknown(r, "yes", "went away before the outcome was recorded");
     }
     if (!answer)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
@@ -337,9 +365,13 @@ int request_store_action(const cb_call *call, void **result)
     } else {
         const trace_ctx *t = trace_current();
         rc = store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
-                          sc->doc_id, sc->err, sizeof sc->err);
+                          sc->doc_id, &sc->received_ms, sc->err, sizeof sc->err);
+        if (rc == STORE_OK || rc == STORE_EUNKNOWN)
+            dbwatch_open(sc->received_ms);   /* its outcome is ours to record */
     }
     trace_time_db(mono_ns() - t0);
+    if (rc == STORE_OK)
+        dbwatch_write_ok();
     return rc;
 }
 
@@ -347,7 +379,7 @@ bool request_store_error_filter(int action_rc, void *arg, void *user)
 {
     (void)arg;
     (void)user;
-    return action_rc != STORE_EUNAVAILABLE;
+    return action_rc != STORE_EUNAVAILABLE && action_rc != STORE_EUNKNOWN;
 }
 
 /* Stores the body through the database breaker. Returns 0, or the error
@@ -366,6 +398,8 @@ static int create_store(create_req *r)
     free(json);
     if (rc == CB_OK)
         return 0;
+    char maybe[25];
+    snprintf(maybe, sizeof maybe, "%s", r->doc_id);
     r->doc_id[0] = '\0';
     const char *db = store_db_name(rt->db);
     if (rc == CB_EOPEN) {
@@ -379,9 +413,17 @@ static int create_store(create_req *r)
     if (rc != CB_EFAILED)
         return http_send_error(r->conn, 503, rt->cfg.id, false, "database \"%s\" is unavailable: %s",
                                db, cb_strerror(rc));
+    if (res.action_rc == STORE_EUNKNOWN) {
+        /* The insert left but its answer never came back. */
+        snprintf(r->doc_id, sizeof r->doc_id, "%s", maybe);
+        char why[300];
+        snprintf(why, sizeof why, "did not answer the insert (%.200s)", sc.err);
+        return answer_stored_unknown(r, "unknown", why);
+    }
     if (res.action_rc == STORE_EUNAVAILABLE)
         return http_send_error(r->conn, 503, rt->cfg.id, false,
-                               "database \"%s\" is unavailable: %s; try again shortly", db, sc.err);
+                               "database \"%s\" is unavailable: %s; nothing was stored; try again "
+                               "shortly", db, sc.err);
     if (res.action_rc == STORE_ENOMEM)
         return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
     return http_send_error(r->conn, 400, rt->cfg.id, false,
@@ -537,6 +579,7 @@ static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char 
                                "the caller's deadline (X-Deadline-Ms) has already passed");
     create_req r = { .rt = rt, .conn = conn };
     int status = create(&r);
+    dbwatch_close();
     cJSON_Delete(r.body);
     return status;
 }

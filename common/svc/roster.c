@@ -226,7 +226,7 @@ int roster_start(const svc_config *c, const char *service, cb_breaker *const *br
     pthread_cond_init(&r->wake, NULL);
     char err[512];
     r->pool = store_pool_open(c->mongo_url, c->mongo_db, c->mongo_timeout_ms,
-                              c->mongo_timeout_ms > 2500 ? c->mongo_timeout_ms : 2500, "replica-roster",
+                              c->mongo_timeout_ms > 2500 ? c->mongo_timeout_ms : 2500, 0, "replica-roster",
                               &r->db, err, sizeof err);
     if (!r->pool) {
         log_message(true, "replica roster: %s", err);

@@ -24,6 +24,7 @@
 
 #include "chain.h"
 #include "chaos.h"
+#include "dbwatch.h"
 #include "guard.h"
 #include "log.h"
 #include "observe.h"
@@ -215,11 +216,32 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     return ctx;
 }
 
-/* /health's database check: a database fault covering every request
- * makes the database look down, as it does to the requests. */
+/* /health's database check, from the watch's last ping (never a wait): a
+ * database fault covering every request makes the database look down, as
+ * it does to the requests. */
 static int svc_db_ping(void *ctx)
 {
-    return chaos_database_down() ? 1 : store_ping(ctx);
+    (void)ctx;
+    dbwatch_state st;
+    dbwatch_get(&st);
+    return chaos_database_down() || !st.reachable ? 1 : 0;
+}
+
+/* /health's database details: how old the state is, since when it holds,
+ * why the last ping failed, and the outcomes the watch resolved. */
+static void svc_db_detail(void *ctx, cJSON *db)
+{
+    (void)ctx;
+    dbwatch_state st;
+    dbwatch_get(&st);
+    cJSON_AddNumberToObject(db, "checkedAgoMs", (double)st.checked_ago_ms);
+    cJSON_AddNumberToObject(db, "stateForMs", (double)st.since_ms);
+    if (st.error[0])
+        cJSON_AddStringToObject(db, "error", st.error);
+    if (chaos_database_down())
+        cJSON_AddStringToObject(db, "fault", "the database fault is on (DELETE /chaos clears it)");
+    cJSON_AddNumberToObject(db, "outcomesResolved", (double)st.resolved);
+    cJSON_AddNumberToObject(db, "resolvePasses", (double)st.resolve_passes);
 }
 
 /* Hands the runtime to the observability module. Returns 0 or -1. */
@@ -230,6 +252,7 @@ static int svc_observe(svc_runtime *rt)
         .breakers = { rt->breaker ? rt->breaker : rt->db_breaker,
                       rt->breaker ? rt->db_breaker : NULL },
         .db_ping = svc_db_ping,
+        .db_detail = svc_db_detail,
         .db_ctx = rt->db,
         .db_name = store_db_name(rt->db),
         .admin_token = rt->cfg.admin_token,
@@ -378,9 +401,12 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     mongoc_init();
     mg_init_library(0);
     if (store_open(rt->cfg.mongo_url, rt->cfg.mongo_db, rt->spec->collection,
-                   rt->cfg.mongo_timeout_ms, &rt->db, err, sizeof err)) {
+                   rt->cfg.mongo_timeout_ms, rt->cfg.db_max_connections, &rt->db, err, sizeof err)) {
         log_message(true, "%s", err);
         code = 2;
+    } else if (dbwatch_start(rt->db, rt->cfg.id, rt->cfg.outcome_resolve_after_ms,
+                             rt->cfg.threads + 64)) {
+        log_message(true, "cannot start the database watch's thread");
     } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
@@ -397,6 +423,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         rt->roster = NULL;
         obs_free();
     }
+    dbwatch_stop();
     cb_destroy(rt->breaker);
     cb_destroy(rt->db_breaker);
     store_close(rt->db);

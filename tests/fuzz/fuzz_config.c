@@ -119,7 +119,8 @@ static void accepted(const svc_config *c, const svc_spec *spec)
     if (!strncmp(c->mongo_url, "mongodb://", 10)) {
         store *s = NULL;
         char err[512] = "";
-        if (store_open(c->mongo_url, c->mongo_db, spec->collection, c->mongo_timeout_ms, &s, err,
+        if (store_open(c->mongo_url, c->mongo_db, spec->collection, c->mongo_timeout_ms,
+                       c->db_max_connections, &s, err,
                        sizeof err) == 0)
             store_close(s);
         else

@@ -288,7 +288,10 @@ def livecheck_flag_passes_while_the_database_is_down_and_healthcheck_does_not(ct
 
     def flag(f, env):
         return subprocess.run([path, f], env=env, timeout=20, capture_output=True).returncode
-    expect(flag("--healthcheck", ship.env) == 1, "--healthcheck must fail with the database down")
+    # /health answers from the database watch's last ping (one a second), so
+    # the stop shows within a ping and its timeout
+    wait_until(lambda: flag("--healthcheck", ship.env) == 1, 5,
+               "--healthcheck to fail with the database down")
     expect(flag("--livecheck", ship.env) == 0, "--livecheck must pass with the database down")
     expect(flag("--livecheck", {**ship.env, "PORT": str(harness.free_port())}) == 1,
            "--livecheck with nothing listening")
@@ -1490,6 +1493,204 @@ def shared_breaker_makes_fewer_failed_calls_than_independent_breakers(ctx):
     print(f"    3 replicas, 6 s outage, open period 1 s: {off} failed calls with independent "
           f"breakers ({rounds_off} rounds), {on} sharing by quorum ({rounds_on} rounds)")
     expect(on < off, f"sharing must make fewer failed calls: {on} shared vs {off} independent")
+
+
+# ---- never wedged: the database under a lesson's load, /health, outcomes no request recorded ----
+
+WRK_POST = """wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def health_prober(svc, stop, seen):
+    """Asks svc's /health every 50 ms until stop is set; appends (seconds,
+    status or the error) to seen."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            status = http("GET", svc.url("/health"), timeout=5).status
+        except OSError as e:
+            status = repr(e)
+        seen.append((time.monotonic() - t0, status))
+        stop.wait(0.05)
+
+
+@test
+def a_hang_under_load_then_cleared_never_wedges_the_database_and_health_stays_fast(ctx):
+    """The wedge: a hang fault on shipment while 100 connections post through
+    order for 10 s, then the fault cleared. FerretDB 1.24's update holds one
+    PostgreSQL connection while it takes a second; with more updates at once
+    than its pool has connections it waited for ever. The services now keep
+    their operations in flight under DB_MAX_CONNECTIONS and the pool above
+    their sum (docs/database.md): POST /create answers 200 within 10 s of
+    the clear and /health within 100 ms throughout."""
+    if ctx.flavour != "rel":
+        raise Skip("a load test: the rel flavour runs it at full speed, over PostgreSQL")
+    if os.environ.get("FERRETDB_BACKEND") != "postgresql":
+        raise Skip("the wedge is FerretDB's PostgreSQL backend's; set FERRETDB_BACKEND=postgresql")
+    if not shutil.which("wrk"):
+        raise Skip("wrk is not installed (scripts/setup.sh installs it)")
+    st = ctx.stack(own_db=True)
+    env = {"INJECT_ERR": "0", "JUMPS": "4", "LOG_LEVEL": "transitions"}
+    order, pay, ship = chain(st, env, env, {**env, "ADMIN_TOKEN": TOKEN})
+    expect(http("POST", order.url("/create"), ORDER).status == 200, "a chain before the fault")
+    script = st.tmp / "post.lua"
+    script.write_text(WRK_POST % json.dumps(ORDER))
+    stop, seen = threading.Event(), []
+    probers = [threading.Thread(target=health_prober, args=(svc, stop, seen), daemon=True)
+               for svc in (order, pay)]
+    for t in probers:
+        t.start()
+    try:
+        expect(chaos(ship, "PUT", {"hang": {}}).status == 200, "the hang fault")
+        load = subprocess.run(["wrk", "-t2", "-c100", "-d10s", "-s", str(script),
+                               order.url("/create?count=0")], capture_output=True, text=True,
+                              timeout=60)
+        done = re.search(r"(\d+) requests in", load.stdout)
+        print(f"    wrk under the hang: {done.group(1) if done else '?'} requests in 10 s")
+        expect(chaos(ship, "DELETE").status == 200, "the fault cleared")
+        cleared = time.monotonic()
+
+        def chain_whole():
+            r = http("POST", order.url("/create"), ORDER, timeout=5)
+            a = r.json() if r.status == 200 else {}
+            hops = [a, a.get("next", {}), a.get("next", {}).get("next", {})]
+            return r if [h.get("status") for h in hops] == ["ok", "ok", "last"] else None
+        wait_until(chain_whole, 10, "a whole chain (200, ok, ok, last) within 10 s of the clear", 0.2)
+        print(f"    whole chain again {time.monotonic() - cleared:.2f}s after the clear")
+        stop.wait(3)   # /health keeps being asked a while after
+    finally:
+        stop.set()
+        for t in probers:
+            t.join(10)
+    slow = [x for x in seen if not isinstance(x[1], int) or x[1] != 200 or x[0] >= 0.1]
+    worst = max(x[0] for x in seen)
+    print(f"    /health asked {len(seen)} times, slowest {worst * 1000:.1f} ms")
+    expect(len(seen) > 100, f"/health was asked only {len(seen)} times")
+    expect(not slow, f"/health over 100 ms or not 200: {slow[:5]}")
+
+
+@test
+def health_answers_at_once_from_the_last_known_state_while_the_database_is_silent(ctx):
+    """A database that accepts connections but answers nothing (SIGSTOP):
+    /health answers within 100 ms every time, says the database is not
+    reachable within a ping and its timeout, and how old that knowledge is."""
+    st = ctx.stack(own_db=True)
+    ship = st.service("shipment", env={"MONGO_TIMEOUT_MS": "500"})
+    h = http("GET", ship.url("/health")).json()
+    expect(h["database"]["reachable"] is True and h["database"]["checkedAgoMs"] < 2000, h["database"])
+    db = st.database()
+    os.kill(db.pid, signal.SIGSTOP)
+    try:
+        times = []
+
+        def down():
+            r = http("GET", ship.url("/health"), timeout=5)
+            times.append(r.elapsed)
+            return r if r.status == 503 else None
+        r = wait_until(down, 8, "/health to say the silent database is down", 0.1)
+        d = r.json()["database"]
+        expect(d["reachable"] is False and d.get("error"), f"/health's database: {d}")
+        for _ in range(20):
+            times.append(http("GET", ship.url("/health"), timeout=5).elapsed)
+        print(f"    /health asked {len(times)} times while silent, slowest {max(times) * 1000:.1f} ms")
+        expect(max(times) < 0.1, f"/health took {max(times):.3f}s while the database was silent")
+    finally:
+        os.kill(db.pid, signal.SIGCONT)
+    wait_until(lambda: http("GET", ship.url("/health")).status == 200, 10,
+               "/health to say the database answers again")
+
+
+def hold_then(svc, body, headers=None, timeout=30):
+    """Posts body to svc in a thread; returns (thread, box) where box gets the answer or error."""
+    box = {}
+
+    def run():
+        try:
+            box["r"] = http("POST", svc.url("/create"), body, headers=headers, timeout=timeout)
+        except OSError as e:
+            box["e"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+@test
+def an_outcome_no_request_recorded_is_resolved_unknown_and_one_in_flight_is_left_alone(ctx):
+    """A document whose service died between its two writes is marked
+    "unknown" (with the reason and the time) by the service once it runs
+    again; a document whose request is still in flight (a hang longer than
+    OUTCOME_RESOLVE_AFTER_MS) is left to its request."""
+    st = ctx.stack(own_db=True)
+    env = {"ADMIN_TOKEN": TOKEN, "OUTCOME_RESOLVE_AFTER_MS": "1000"}
+    ship = st.service("shipment", env=env)
+    # in flight: held by the hang fault for longer than the resolve age
+    chaos(ship, "PUT", {"hang": {"max_ms": 30000}})
+    t, box = hold_then(ship, SHIPMENT)
+    wait_until(lambda: len(st.find("shipments")) == 1, 5, "the held request's document")
+    health_db = lambda: http("GET", ship.url("/health")).json()["database"]
+    # two passes of the resolver (every 5 s) after the document is older than 1 s
+    passes = health_db()["resolvePasses"]
+    wait_until(lambda: health_db()["resolvePasses"] >= passes + 2, 15, "two resolver passes", 0.2)
+    d = st.find("shipments")[0]
+    expect(meta(d).get("outcome") == "pending", f"a document in flight was resolved: {meta(d)}")
+    expect(health_db()["outcomesResolved"] == 0, "the watch counted a resolution")
+    chaos(ship, "DELETE")
+    t.join(10)
+    expect(box.get("r") is not None and box["r"].status == 504, f"the held request: {box}")
+    expect(meta(st.find("shipments")[0]).get("outcome") == "hang",
+           "the held request recorded its own outcome")
+    # died between the writes: hold one, kill the service, start it again
+    chaos(ship, "PUT", {"hang": {"max_ms": 30000}})
+    t, box = hold_then(ship, SHIPMENT)
+    wait_until(lambda: len(st.find("shipments")) == 2, 5, "the second held request's document")
+    ship.kill()
+    t.join(10)
+    orphan = [d for d in st.find("shipments") if meta(d).get("outcome") == "pending"]
+    expect(len(orphan) == 1, f"one document left pending by the killed service: {orphan}")
+    ship.start()
+    r = wait_until(lambda: [d for d in st.find("shipments") if meta(d).get("outcome") == "unknown"]
+                   or None, 15, "the restarted service to resolve the orphan", 0.5)
+    m = meta(r[0])
+    expect(r[0]["_id"] == orphan[0]["_id"] and "no outcome recorded" in m.get("reason", "")
+           and "resolved" in m, f"the resolved document: {m}")
+    expect(http("GET", ship.url("/health")).json()["database"]["outcomesResolved"] == 1,
+           "/health counts the resolution")
+    ship.wait_log(r"database watch: 1 document\(s\) left \"pending\" marked \"unknown\"", 5)
+
+
+@test
+def a_503_after_the_document_was_stored_says_stored_and_outcome_unknown(ctx):
+    """The database goes away between a hop's two writes (here during a
+    latency fault): the answer is 503 with "stored": "yes", the document's
+    id and "outcome": "unknown"; once the database is back the service marks
+    that document "unknown" itself. A 503 that stored nothing says so."""
+    st = ctx.stack(own_db=True)
+    db = st.database()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "OUTCOME_RESOLVE_AFTER_MS": "1000",
+                                       "MONGO_TIMEOUT_MS": "500", "DB_CB_VOLUME_THRESHOLD": "100"})
+    chaos(ship, "PUT", {"latency": {"ms": 3000}})
+    t, box = hold_then(ship, SHIPMENT)
+    wait_until(lambda: len(st.find("shipments")) == 1, 5, "the document to be stored")
+    t0 = time.monotonic()
+    db.kill()   # FerretDB's SIGTERM lets its open connections finish first
+    expect(time.monotonic() - t0 < 2, "the database was not gone before the outcome was written")
+    t.join(15)
+    r = box.get("r")
+    expect(r is not None and r.status == 503, f"answer after the database went away: {box}")
+    a = r.json()
+    expect(a.get("stored") == "yes" and a.get("outcome") == "unknown" and len(a.get("document", "")) == 24,
+           f"the 503 must say the document is stored, its outcome unknown: {a}")
+    chaos(ship, "DELETE")
+    r2 = http("POST", ship.url("/create"), SHIPMENT)
+    expect(r2.status == 503 and "nothing was stored" in r2.json()["error"] and "stored" not in r2.json(),
+           f"a 503 that stored nothing: {r2.json()}")
+    db.start()
+    wait_until(lambda: [d for d in st.find("shipments") if meta(d).get("outcome") == "unknown"] or None,
+               20, "the stored document to be marked unknown", 0.5)
+    docs = st.find("shipments")
+    expect(len(docs) == 1 and docs[0]["_id"] == {"$oid": a["document"]}, f"documents: {docs}")
 
 
 def main():
