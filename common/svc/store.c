@@ -128,12 +128,38 @@ static mongoc_client_t *store_take(const store *s, mongoc_client_pool_t *pool, c
     return client;
 }
 
-/* Classifies a libmongoc error: unreachable (503) or refused (the document). */
+/* True for a server's error code that says the database itself failed
+ * (MongoDB's InternalError, which FerretDB answers when its backend cannot
+ * be reached; host and network errors; shutting down; not primary), not
+ * that it refused the document. */
+static bool store_server_failed(uint32_t code)
+{
+    switch (code) {
+    case 1:      /* InternalError */
+    case 6:      /* HostUnreachable */
+    case 7:      /* HostNotFound */
+    case 89:     /* NetworkTimeout */
+    case 91:     /* ShutdownInProgress */
+    case 189:    /* PrimarySteppedDown */
+    case 262:    /* ExceededTimeLimit */
+    case 10107:  /* NotWritablePrimary */
+    case 11600:  /* InterruptedAtShutdown */
+    case 11602:  /* InterruptedDueToReplStateChange */
+    case 13435:  /* NotPrimaryNoSecondaryOk */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Classifies a libmongoc error: unreachable or failing (503) or refused
+ * (the document: 400). Only the first counts against the database breaker. */
 static int store_error_kind(const bson_error_t *e)
 {
     switch (e->domain) {
     case MONGOC_ERROR_SERVER:
     case MONGOC_ERROR_WRITE_CONCERN:
+        return store_server_failed(e->code) ? STORE_EUNAVAILABLE : STORE_EREJECTED;
     case MONGOC_ERROR_BSON:
     case MONGOC_ERROR_COMMAND:
         return STORE_EREJECTED;

@@ -1693,6 +1693,33 @@ def a_503_after_the_document_was_stored_says_stored_and_outcome_unknown(ctx):
     expect(len(docs) == 1 and docs[0]["_id"] == {"$oid": a["document"]}, f"documents: {docs}")
 
 
+@test
+def a_database_whose_backend_is_gone_answers_503_not_400(ctx):
+    """FerretDB up, its PostgreSQL stopped: FerretDB answers the insert with
+    InternalError ("failed to connect"), which is the database failing, not
+    the document refused: 503, counted by the database breaker; back to 200
+    when PostgreSQL returns."""
+    if os.environ.get("FERRETDB_BACKEND") != "postgresql":
+        raise Skip("needs FerretDB over PostgreSQL (FERRETDB_BACKEND=postgresql)")
+    st = ctx.stack(own_db=True)
+    db = st.database()
+    ship = st.service("shipment", env={"DB_CB_VOLUME_THRESHOLD": "100"})
+    expect(http("POST", ship.url("/create"), SHIPMENT).status == 200, "before")
+    pg = [str(ROOT / "scripts" / "postgres.sh"), "stop", str(db.pg_dir)]
+    subprocess.run(pg, capture_output=True, timeout=60, check=True)
+    try:
+        r = http("POST", ship.url("/create"), SHIPMENT)
+        expect(r.status == 503 and "refused" not in r.json()["error"], f"backend gone: {r}")
+        b = [x for x in http("GET", ship.url("/health")).json()["breakers"]
+             if x["name"] == "shipment->mongodb"][0]
+        expect(b["total"]["failures"] >= 1, f"the database breaker did not count it: {b['total']}")
+    finally:
+        pg[1] = "start"
+        subprocess.run(pg, capture_output=True, timeout=60, check=True)
+    wait_until(lambda: http("POST", ship.url("/create"), SHIPMENT).status == 200 or None, 20,
+               "a 200 once PostgreSQL is back", 0.3)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flavour", default="rel")
