@@ -88,6 +88,14 @@ static bool validate_utf8(const char *s)
     return true;
 }
 
+/* Fills *why for a 413 over the limit name whose value is value. */
+static void refuse_limit(validate_refusal *why, const char *name, int value)
+{
+    why->status = 413;
+    why->limit = name;
+    why->value = value;
+}
+
 /* Returns -1 with a 413 naming MAX_STRING_BYTES when s (the string at path
  * or, with is_key, a key of the object at path) is longer than the limit;
  * 0 otherwise or without limits. */
@@ -97,9 +105,7 @@ static int validate_length(const char *s, bool is_key, const char *path,
 {
     if (!limits || strlen(s) <= (size_t)limits->string_bytes)
         return 0;
-    why->status = 413;
-    why->limit = "MAX_STRING_BYTES";
-    why->value = limits->string_bytes;
+    refuse_limit(why, "MAX_STRING_BYTES", limits->string_bytes);
     snprintf(err, errlen, "%s \"%.200s\" is longer than %d bytes (MAX_STRING_BYTES)",
              is_key ? "a key in" : "the string at", *path ? path : "(top level)",
              limits->string_bytes);
@@ -263,31 +269,26 @@ static int scan_item(scan *sc, const validate_limits *limits, size_t at, validat
     if (!limits)
         return 0;
     char path[256];
-    why->status = 413;
     if (l->kind == '{' && l->items > limits->object_keys) {
-        why->limit = "MAX_OBJECT_KEYS";
-        why->value = limits->object_keys;
+        refuse_limit(why, "MAX_OBJECT_KEYS", limits->object_keys);
         snprintf(err, errlen, "the object at \"%s\" has more than %d keys (MAX_OBJECT_KEYS, "
                  "at byte %zu)", scan_path(sc, sc->depth - 1, path, sizeof path),
                  limits->object_keys, at);
         return -1;
     }
     if (l->kind == '{' && sc->body_keys > limits->body_keys) {
-        why->limit = "MAX_BODY_KEYS";
-        why->value = limits->body_keys;
+        refuse_limit(why, "MAX_BODY_KEYS", limits->body_keys);
         snprintf(err, errlen, "the body has more than %d keys in all (MAX_BODY_KEYS, at byte %zu)",
                  limits->body_keys, at);
         return -1;
     }
     if (l->kind == '[' && l->items > limits->array_elements) {
-        why->limit = "MAX_ARRAY_ELEMENTS";
-        why->value = limits->array_elements;
+        refuse_limit(why, "MAX_ARRAY_ELEMENTS", limits->array_elements);
         snprintf(err, errlen, "the array at \"%s\" has more than %d elements (MAX_ARRAY_ELEMENTS, "
                  "at byte %zu)", scan_path(sc, sc->depth - 1, path, sizeof path),
                  limits->array_elements, at);
         return -1;
     }
-    why->status = 400;
     return 0;
 }
 
