@@ -136,6 +136,7 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->keep_alive_timeout_ms = 5000;
     c->max_header_bytes = 16384;
     c->max_body_bytes = 1024 * 1024;
+    c->body_limits = (validate_limits)VALIDATE_LIMITS_DEFAULT;
     c->thread_stack_kb = 512;
     c->cb_timeout_ms = 300;
     c->cb_reset_timeout_ms = 10000;
@@ -292,6 +293,11 @@ static int config_limits(svc_config *c, char *err, size_t errlen)
         env_int("KEEP_ALIVE_TIMEOUT_MS", 0, 600000, &c->keep_alive_timeout_ms, err, errlen) ||
         env_int("MAX_HEADER_BYTES", 1024, 1024 * 1024, &c->max_header_bytes, err, errlen) ||
         env_int("MAX_BODY_BYTES", 1, 256 * 1024 * 1024, &c->max_body_bytes, err, errlen) ||
+        env_int("MAX_BODY_KEYS", 1, 1000000, &c->body_limits.body_keys, err, errlen) ||
+        env_int("MAX_OBJECT_KEYS", 1, 1000000, &c->body_limits.object_keys, err, errlen) ||
+        env_int("MAX_ARRAY_ELEMENTS", 1, 1000000, &c->body_limits.array_elements, err, errlen) ||
+        env_int("MAX_STRING_BYTES", 1, 256 * 1024 * 1024, &c->body_limits.string_bytes, err,
+                errlen) ||
         env_int("THREAD_STACK_KB", 128, 65536, &c->thread_stack_kb, err, errlen))
         return -1;
     c->max_connections = c->threads + c->connection_queue;

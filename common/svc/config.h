@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "svc.h"
+#include "validate.h"
 
 /* Every setting, after defaults. Strings point into the environment
  * (getenv), which the services never modify. */
@@ -40,6 +41,12 @@ typedef struct svc_config {
     int keep_alive_timeout_ms;   /* KEEP_ALIVE_TIMEOUT_MS; 5000: an idle kept-alive connection is closed */
     int max_header_bytes;        /* MAX_HEADER_BYTES; 16384: request line and headers */
     int max_body_bytes;          /* MAX_BODY_BYTES; 1048576 */
+    validate_limits body_limits; /* a body's shape, checked before the database (413):
+                                    .body_keys MAX_BODY_KEYS; 1000 keys in all, 1..1000000
+                                    .object_keys MAX_OBJECT_KEYS; 200 keys in one object, 1..1000000
+                                    .array_elements MAX_ARRAY_ELEMENTS; 1000 in one array, 1..1000000
+                                    .string_bytes MAX_STRING_BYTES; 16384 bytes of one string
+                                    or key, 1..268435456 */
     int thread_stack_kb;         /* THREAD_STACK_KB; 512: stack of every thread the service starts */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
     const char *admin_origin;    /* ADMIN_ALLOWED_ORIGIN; NULL = no other origin's page may call them */

@@ -1,8 +1,10 @@
 /* request.c -- the request pipeline every service shares: GET /, POST /create, 404, 405 and CORS.
  *
- * POST /create?count=N, in order: size limit (413), content type (415), JSON
- * (400), the spec's fields and safe keys (400), the runtime faults drawn
- * (chaos.h: a reset drops the connection here, before anything is stored),
+ * POST /create?count=N, in order: size limit (413), content type (415), the
+ * body's shape limits (413: keys, elements, string length), JSON with
+ * nothing after it and no NUL (400), the spec's fields and safe keys (400),
+ * the runtime faults drawn (chaos.h: a reset drops the connection here,
+ * before anything is stored),
  * store through the database breaker (503 when the database is unreachable,
  * its circuit open or the database fault on), the latency and hang faults,
  * the error fault (502), jump counting (last hop), the call to CHAIN_SVC
@@ -86,12 +88,15 @@ int request_parse_count(const char *query, size_t len, int *n)
     return 0;
 }
 
-int request_parse_body(const char *text, size_t len, const svc_spec *spec, cJSON **body,
+int request_parse_body(const char *text, size_t len, const svc_spec *spec,
+                       const validate_limits *limits, cJSON **body, validate_refusal *why,
                        char *err, size_t errlen)
 {
     *body = NULL;
-    if (validate_depth(text, len, err, errlen))
+    if (validate_text(text, len, limits, why, err, errlen))
         return -1;
+    why->status = 400;
+    why->limit = NULL;
     const char *end = NULL;
     cJSON *b = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!b) {
@@ -99,12 +104,45 @@ int request_parse_body(const char *text, size_t len, const svc_spec *spec, cJSON
                  end ? (size_t)(end - text) : (size_t)0);
         return -1;
     }
-    if (validate_body(b, spec, err, errlen)) {
+    /* cJSON stops after the first value: "{...}xyz" and two documents back
+     * to back would parse as the first alone. */
+    size_t used = (size_t)(end - text);
+    while (used < len && (text[used] == ' ' || text[used] == '\t' || text[used] == '\n' ||
+                          text[used] == '\r'))
+        used++;
+    if (used < len) {
+        cJSON_Delete(b);
+        snprintf(err, errlen, "the body is not valid JSON: data after its JSON value (at byte %zu)",
+                 used);
+        return -1;
+    }
+    if (validate_body(b, spec, limits, why, err, errlen)) {
         cJSON_Delete(b);
         return -1;
     }
     *body = b;
     return 0;
+}
+
+/* Answers a refused body: why->status with the message err and, when a
+ * shape limit was passed, "limit" (its variable) and "value" beside it.
+ * Returns the status sent. */
+static int send_refusal(struct mg_connection *conn, const char *service,
+                        const validate_refusal *why, const char *err)
+{
+    if (!why->limit)
+        return http_send_error(conn, why->status, service, false, "%s", err);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return http_send_error(conn, 500, service, true, "out of memory");
+    cJSON_AddStringToObject(o, "error", err);
+    cJSON_AddNumberToObject(o, "status", why->status);
+    cJSON_AddStringToObject(o, "service", service);
+    cJSON_AddStringToObject(o, "limit", why->limit);
+    cJSON_AddNumberToObject(o, "value", why->value);
+    int status = http_send_json(conn, why->status, o, false);
+    cJSON_Delete(o);
+    return status;
 }
 
 /* Builds the answer's common fields. */
@@ -471,10 +509,12 @@ static int create_parse(create_req *r)
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     char err[600];
-    rc = request_parse_body(text, len, r->rt->spec, &r->body, err, sizeof err);
+    validate_refusal why;
+    rc = request_parse_body(text, len, r->rt->spec, &cfg->body_limits, &r->body, &why, err,
+                            sizeof err);
     free(text);
     if (rc)
-        return http_send_error(r->conn, 400, id, false, "%s", err);
+        return send_refusal(r->conn, id, &why, err);
     return 0;
 }
 

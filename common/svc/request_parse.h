@@ -8,6 +8,7 @@
 #include <cJSON.h>
 #include <stddef.h>
 #include "svc.h"
+#include "validate.h"
 
 /* Reads "count" from the query string (len bytes, not necessarily
  * NUL-terminated; NULL = no query string) into *n, 0 when absent. Returns 0,
@@ -16,10 +17,15 @@
 int request_parse_count(const char *query, size_t len, int *n);
 
 /* Parses a body of len bytes (not necessarily NUL-terminated) and checks it
- * against spec: nesting depth, JSON syntax, then validate_body(). Returns 0
- * with the parsed body in *body (the caller frees it with cJSON_Delete), or
- * -1 with *body NULL and a sentence in err, which is then a 400's message. */
-int request_parse_body(const char *text, size_t len, const svc_spec *spec, cJSON **body,
+ * against spec and limits (NULL = no shape limits): validate_text() on the
+ * raw text (depth, NULs, control characters, key and element counts), JSON
+ * syntax with nothing but whitespace after the value, then validate_body()
+ * (keys, types, string lengths). Returns 0 with the parsed body in *body
+ * (the caller frees it with cJSON_Delete), or -1 with *body NULL, *why (the
+ * status, 400 or 413, and the limit passed, if any) and a sentence in err,
+ * which is then the answer's message. */
+int request_parse_body(const char *text, size_t len, const svc_spec *spec,
+                       const validate_limits *limits, cJSON **body, validate_refusal *why,
                        char *err, size_t errlen);
 
 #endif

@@ -244,6 +244,9 @@ BAD_ENV = [
     ({"ADMIN_ALLOWED_ORIGIN": "http://a:1,*"}, "ADMIN_ALLOWED_ORIGIN"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ({"CHAIN_CONNECTIONS": "0"}, "CHAIN_CONNECTIONS"),
+    ({"MAX_BODY_KEYS": "0"}, "MAX_BODY_KEYS"), ({"MAX_OBJECT_KEYS": "x"}, "MAX_OBJECT_KEYS"),
+    ({"MAX_ARRAY_ELEMENTS": "1000001"}, "MAX_ARRAY_ELEMENTS"),
+    ({"MAX_STRING_BYTES": "-1"}, "MAX_STRING_BYTES"),
 ]
 
 
@@ -494,7 +497,7 @@ def malformed_http_and_hostile_bodies_never_crash_a_service(ctx):
     for name, text, status in (("nested 33 deep", '{"id":"1","items":%s,"payment":{}}' % deep, 400),
                                ("nested 5000 deep", "[" * 5000 + "]" * 5000, 400),
                                ("bad UTF-8", b'{"id":"\xff\xfe","items":[],"payment":{}}', 400),
-                               ("NUL in key", '{"id":"1","items":[],"payment":{},"a\\u0000b":1}', None)):
+                               ("NUL in key", '{"id":"1","items":[],"payment":{},"a\\u0000b":1}', 400)):
         r = http("POST", order.url("/create"), text if isinstance(text, bytes) else text.encode(),
                  {"Content-Type": "application/json"})
         if status and r.status != status:
@@ -1718,6 +1721,279 @@ def a_database_whose_backend_is_gone_answers_503_not_400(ctx):
         subprocess.run(pg, capture_output=True, timeout=60, check=True)
     wait_until(lambda: http("POST", ship.url("/create"), SHIPMENT).status == 200 or None, 20,
                "a 200 once PostgreSQL is back", 0.3)
+# ---- a body's shape, NULs and trailing data: refused before the database ---------------------
+# (docs/security.md, "Bad bodies"). Every body is sent to all three services, each the last
+# hop (JUMPS=1), over a raw socket so that no client re-encodes it.
+
+BODY_OF = {"order": ORDER, "payment": PAYMENT, "shipment": SHIPMENT}
+COLLECTION_OF = {"order": "orders", "payment": "payments", "shipment": "shipments"}
+SHAPE_LIMITS = {"MAX_BODY_KEYS": 1000, "MAX_OBJECT_KEYS": 200, "MAX_ARRAY_ELEMENTS": 1000,
+                "MAX_STRING_BYTES": 16384}
+
+
+def compact(doc) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def post_raw(port, body: bytes, timeout=30.0):
+    """POSTs body to /create exactly as given. Returns (status, the answer's JSON or None,
+    seconds from the first byte sent to the last byte of the answer: the body's transfer
+    over loopback included)."""
+    head = (b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent = time.monotonic()
+        s.sendall(head + body)
+        out, want = b"", None
+        while want is None or len(out) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if want is None and b"\r\n\r\n" in out:
+                top, _, _ = out.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", top)
+                want = len(top) + 4 + int(m.group(1)) if m else None
+                if not m:
+                    break
+        took = time.monotonic() - sent
+    top, _, rest = out.partition(b"\r\n\r\n")
+    parts = top.split(b" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    try:
+        answer = json.loads(rest)
+    except ValueError:
+        answer = None
+    return status, answer, took
+
+
+def db_breaker_total(svc):
+    """The database breaker's counts since start ("<ID>->mongodb" in /health)."""
+    h = http("GET", svc.url("/health")).json()
+    b = next(b for b in h["breakers"] if b["name"].endswith("->mongodb"))
+    return b["total"]
+
+
+def last_hops(st, env=None):
+    """The three services, each started alone as the last hop, by name."""
+    return {name: st.service(name, env={"JUMPS": "1", **(env or {})}) for name in BODY_OF}
+
+
+def count_keys(v) -> int:
+    if isinstance(v, dict):
+        return len(v) + sum(count_keys(x) for x in v.values())
+    if isinstance(v, list):
+        return sum(count_keys(x) for x in v)
+    return 0
+
+
+def with_total_keys(doc, total):
+    """doc plus objects "o0", "o1"... of at most 150 keys each, so that it has exactly total keys."""
+    out, left, i = dict(doc), total - count_keys(doc), 0
+    while left > 0:
+        n = min(150, left - 1)
+        out[f"o{i}"] = {f"k{j}": 0 for j in range(n)}
+        left -= n + 1
+        i += 1
+    assert count_keys(out) == total
+    return out
+
+
+def shape_cases(doc):
+    """(limit, body at the limit, body just over it) for each shape limit, on doc."""
+    lim = SHAPE_LIMITS
+    return [
+        ("MAX_OBJECT_KEYS", {**doc, "extra": {f"k{i}": 0 for i in range(lim["MAX_OBJECT_KEYS"])}},
+         {**doc, "extra": {f"k{i}": 0 for i in range(lim["MAX_OBJECT_KEYS"] + 1)}}),
+        ("MAX_BODY_KEYS", with_total_keys(doc, lim["MAX_BODY_KEYS"]),
+         with_total_keys(doc, lim["MAX_BODY_KEYS"] + 1)),
+        ("MAX_ARRAY_ELEMENTS", {**doc, "list": [0] * lim["MAX_ARRAY_ELEMENTS"]},
+         {**doc, "list": [0] * (lim["MAX_ARRAY_ELEMENTS"] + 1)}),
+        ("MAX_STRING_BYTES", {**doc, "note": "x" * lim["MAX_STRING_BYTES"]},
+         {**doc, "note": "x" * (lim["MAX_STRING_BYTES"] + 1)}),
+        ("MAX_STRING_BYTES", {**doc, "é" * (lim["MAX_STRING_BYTES"] // 2): 1},   # a key, in UTF-8 bytes
+         {**doc, "é" * (lim["MAX_STRING_BYTES"] // 2) + "x": 1}),
+    ]
+
+
+def poison(doc, keys=100000):
+    """The issue's poison document: doc plus keys "0", "1", ... at its top (~1 MB)."""
+    body = compact(doc)
+    return body[:-1] + b"," + b",".join(b'"%d":0' % i for i in range(keys)) + b"}"
+
+
+def poison_spread(doc, keys=100000, per_object=200):
+    """As poison(), spread over objects of per_object keys each: only MAX_BODY_KEYS catches it."""
+    objs = (b'"p%d":{' % o + b",".join(b'"%d":0' % i for i in range(per_object)) + b"}"
+            for o in range(keys // per_object))
+    body = compact(doc)
+    return body[:-1] + b"," + b",".join(objs) + b"}"
+
+
+def expect_refused(svc, name, body, status, words, failures, limit=None):
+    """Sends body to svc; appends to failures unless the answer is status with an error
+    containing every one of words (and, given limit, "limit" and "value" naming it and its
+    default). Returns the seconds the answer took."""
+    got, answer, took = post_raw(svc.port, body)
+    err = (answer or {}).get("error", "")
+    where = name
+    if got != status or not all(w in err for w in words):
+        failures.append(f"{where} answered {got} {answer} (wanted {status} naming {words})")
+    elif limit and (answer.get("limit") != limit or answer.get("value") != SHAPE_LIMITS[limit]):
+        failures.append(f"{where}: the answer does not name {limit}={SHAPE_LIMITS[limit]}: {answer}")
+    return took
+
+
+@test
+def poison_document_of_100000_keys_is_refused_in_50ms_and_never_reaches_the_database(ctx):
+    st = ctx.stack()
+    svcs = last_hops(st)
+    failures, times = [], []
+    for name, svc in svcs.items():
+        before = db_breaker_total(svc)
+        for shape, body, limit in (("100,000 keys at the top", poison(BODY_OF[name]), "MAX_OBJECT_KEYS"),
+                                   ("100,000 keys in objects of 200", poison_spread(BODY_OF[name]),
+                                    "MAX_BODY_KEYS")):
+            expect(700_000 < len(body) < 1024 * 1024, f"{shape}: {len(body)} bytes")
+            took = expect_refused(svc, f"{name} {shape}", body, 413, [limit], failures, limit)
+            times.append(took)
+            if took >= 0.050:
+                failures.append(f"{name} {shape}: answered after {took * 1000:.1f} ms (50 ms allowed)")
+        after = db_breaker_total(svc)
+        if after != before:
+            failures.append(f"{name}: the database breaker's counts moved: {before} -> {after}")
+        expect(svc.ready(), f"{name} no longer answers")
+        got, answer, _ = post_raw(svc.port, compact(BODY_OF[name]))
+        if got != 200:
+            failures.append(f"{name}: a good body afterwards: {got} {answer}")
+    print(f"    poison bodies refused in {min(times) * 1000:.1f}..{max(times) * 1000:.1f} ms "
+          f"(from the first byte sent, the ~1 MB transfer included)", flush=True)
+    expect(not failures, "\n".join(failures))
+    for name in svcs:
+        docs = st.find(COLLECTION_OF[name])
+        expect(len(docs) == 1 and meta(docs[0]).get("outcome") == "last",
+               f"{name}: only the good body may be stored: {len(docs)} documents")
+
+
+@test
+def each_shape_limit_accepts_its_value_and_refuses_one_more_with_413_naming_it(ctx):
+    st = ctx.stack()
+    svcs = last_hops(st)
+    failures, slowest = [], 0.0
+    for name, svc in svcs.items():
+        accepted = 0
+        for limit, at, over in shape_cases(BODY_OF[name]):
+            got, answer, took = post_raw(svc.port, compact(at))
+            slowest = max(slowest, took)
+            if got != 200:
+                failures.append(f"{name} {limit} at its value: {got} {answer}")
+            accepted += got == 200
+            expect_refused(svc, f"{name} {limit} + 1", compact(over), 413, [limit], failures, limit)
+        total = db_breaker_total(svc)
+        if total["failures"] or total["timeouts"]:
+            failures.append(f"{name}: the database breaker counted failures: {total}")
+        docs = st.find(COLLECTION_OF[name])
+        if len(docs) != accepted or any(meta(d).get("outcome") != "last" for d in docs):
+            failures.append(f"{name}: {len(docs)} documents stored, {accepted} accepted")
+        expect(svc.ready(), f"{name} no longer answers")
+    print(f"    the slowest body at a limit was stored and answered in {slowest * 1000:.0f} ms",
+          flush=True)
+    expect(not failures, "\n".join(failures))
+
+
+@test
+def shape_limits_are_read_from_the_environment(ctx):
+    st = ctx.stack()
+    env = {"MAX_BODY_KEYS": "9", "MAX_OBJECT_KEYS": "3", "MAX_ARRAY_ELEMENTS": "2",
+           "MAX_STRING_BYTES": "10"}
+    svc = st.service("shipment", env={"JUMPS": "1", **env})
+    cases = [({"id": "1", "directions": "home"}, 200, None),
+             ({"id": "1", "directions": "home", "a": 1}, 200, None),
+             ({"id": "1", "directions": "home", "a": 1, "b": 2}, 413, ("MAX_OBJECT_KEYS", 3)),
+             ({"id": "1", "directions": "home", "a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}},
+              200, None),
+             ({"id": "1", "directions": "home",
+               "a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}, 413, ("MAX_BODY_KEYS", 9)),
+             ({"id": "1", "directions": "home", "a": [1, 2]}, 200, None),
+             ({"id": "1", "directions": "home", "a": [1, 2, 3]}, 413, ("MAX_ARRAY_ELEMENTS", 2)),
+             ({"id": "1", "directions": "1234567890"}, 200, None),
+             ({"id": "1", "directions": "12345678901"}, 413, ("MAX_STRING_BYTES", 10)),
+             ({"id": "1", "directions": "home", "abcdefghijk": 1}, 413, ("MAX_STRING_BYTES", 10))]
+    failures = []
+    for doc, want, limit in cases:
+        got, answer, _ = post_raw(svc.port, compact(doc))
+        if got != want or (limit and (answer.get("limit"), answer.get("value")) != limit):
+            failures.append(f"{doc}: {got} {answer} (wanted {want} {limit})")
+    expect(not failures, "\n".join(failures))
+    expect(len(st.find("shipments")) == sum(w == 200 for _, w, _ in cases), "stored")
+
+
+def nul_cases(doc):
+    """(shape, body bytes, the words the error must contain) for a NUL in a string or key."""
+    body = compact(doc)
+    return [
+        ("\\u0000 in the id", body.replace(b'"id":"1"', b'"id":"\\u0000x"', 1), ['"id"', "NUL"]),
+        ("\\u0000 inside the id", body.replace(b'"id":"1"', b'"id":"a\\u0000b"', 1), ['"id"', "NUL"]),
+        ("\\u0000 in a key", body[:-1] + b',"a\\u0000b":1}', ["a\\u0000b", "NUL"]),
+        ("\\u0000 in a nested string", body[:-1] + b',"x":{"y":["ok","\\u0000"]}}',
+         ['"x.y[1]"', "NUL"]),
+        ("raw 0x00 in a string", body.replace(b'"id":"1"', b'"id":"a\x00b"', 1), ['"id"', "NUL"]),
+        ("raw 0x00 in a key", body[:-1] + b',"a\x00b":1}', ["a?b", "NUL"]),
+        ("raw 0x00 after the value", body + b"\x00", ["NUL"]),
+        ("raw 0x0A in a string", body.replace(b'"id":"1"', b'"id":"a\nb"', 1),
+         ['"id"', "control character"]),
+    ]
+
+
+@test
+def nul_in_a_string_or_key_is_refused_naming_the_field_and_nothing_is_cut(ctx):
+    st = ctx.stack()
+    svcs = last_hops(st)
+    failures = []
+    for name, svc in svcs.items():
+        before = db_breaker_total(svc)
+        for shape, body, words in nul_cases(BODY_OF[name]):
+            expect_refused(svc, f"{name} {shape}", body, 400, words, failures)
+        if db_breaker_total(svc) != before:
+            failures.append(f"{name}: the database breaker's counts moved")
+        expect(svc.ready(), f"{name} no longer answers")
+        # a backslash followed by "u0000" is text, stored whole
+        got, answer, _ = post_raw(svc.port, compact(BODY_OF[name])[:-1] + b',"text":"\\\\u0000"}')
+        if got != 200:
+            failures.append(f"{name}: an escaped backslash before u0000: {got} {answer}")
+    expect(not failures, "\n".join(failures))
+    for name in svcs:
+        docs = st.find(COLLECTION_OF[name])
+        expect([d.get("text") for d in docs] == ["\\u0000"],
+               f"{name}: only the text \\u0000 may be stored, whole: {docs}")
+
+
+@test
+def data_after_the_json_value_is_refused_and_nothing_is_stored(ctx):
+    st = ctx.stack()
+    svcs = last_hops(st)
+    failures = []
+    for name, svc in svcs.items():
+        before = db_breaker_total(svc)
+        body = compact(BODY_OF[name])
+        for shape, data in (("text after the object", body + b"xyz"),
+                            ("two documents back to back", body + body),
+                            ("two documents with a newline", body + b"\n" + body),
+                            ("a closing brace too many", body + b"}"),
+                            ("a control character after the object", body + b"\x01"),
+                            ("a control character before the object", b"\x1f" + body)):
+            expect_refused(svc, f"{name} {shape}", data, 400, ["not valid JSON"], failures)
+        if db_breaker_total(svc) != before:
+            failures.append(f"{name}: the database breaker's counts moved")
+        expect(svc.ready(), f"{name} no longer answers")
+        got, answer, _ = post_raw(svc.port, b" \r\n\t" + body + b" \r\n\t ")
+        if got != 200:
+            failures.append(f"{name}: whitespace around the object: {got} {answer}")
+    expect(not failures, "\n".join(failures))
+    for name in svcs:
+        docs = st.find(COLLECTION_OF[name])
+        expect(len(docs) == 1, f"{name}: only the whitespace-wrapped body may be stored: {docs}")
 
 
 def main():
