@@ -31,6 +31,7 @@
 #include "runtime.h"
 #include "roster.h"
 #include "shared.h"
+#include "stacktrim.h"
 
 /* How long shutdown waits for the requests in flight. */
 #define SVC_DRAIN_MS 30000
@@ -167,6 +168,15 @@ static int svc_civetweb_log(const struct mg_connection *conn, const char *messag
     return 1;
 }
 
+/* civetweb's connection_closed callback, in the worker thread that served
+ * the connection: the accept guard counts it out, and the worker gives
+ * back the stack pages the connection touched before it waits for another. */
+static void svc_connection_closed(const struct mg_connection *conn)
+{
+    guard_closed(conn);
+    stack_trim();
+}
+
 /* Starts civetweb on the configured port with the routes, its limits from
  * the configuration, and the accept-time cap (guard.c). NULL after logging why. */
 static struct mg_context *svc_http_start(svc_runtime *rt)
@@ -198,7 +208,7 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     callbacks.log_message = svc_civetweb_log;
     callbacks.begin_request = request_begin;
     callbacks.http_error = request_http_error;
-    callbacks.connection_closed = guard_closed;
+    callbacks.connection_closed = svc_connection_closed;
     guard_init(c->max_connections, 1, c->id);
     struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
                                  .configuration_options = options };
