@@ -230,7 +230,7 @@ watch_database() {
         pid=$(cat "$RUN_DIR/ferretdb.pid" 2>/dev/null || true)
         if [ "$pid" != "$watched" ]; then watched=$pid; misses=0; answered=""; now_ms since_ms; fi
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            if timeout -s KILL "$WATCHDOG_TIMEOUT_S" "$BIN/dbtool" ping "$MONGO_URL" > /dev/null 2>&1; then
+            if timeout -s KILL "$WATCHDOG_TIMEOUT_S" "$DBTOOL" ping "$MONGO_URL" > /dev/null 2>&1; then
                 misses=0; answered=1
             else
                 now_ms now
@@ -318,9 +318,12 @@ if [ -n "${PROFILE:-}" ]; then
     say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR ADMIN_TOKEN=$ADMIN_TOKEN CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
 fi
 
-for b in order payment shipment dbtool; do
+for b in order payment shipment; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }
 done
+# the watchdog's ping (tests/tools/dbtool.c); a sanitizer build (BUILD=build/asan) has none of its own
+DBTOOL="$BIN/dbtool"; [ -x "$DBTOOL" ] || DBTOOL=build/bin/dbtool
+[ -n "${MONGO_URL:-}" ] || [ -x "$DBTOOL" ] || { say "$DBTOOL is missing: run make"; exit 1; }
 need_free_port "$ORDER_PORT" order ORDER_PORT
 need_free_port "$PAYMENT_PORT" payment PAYMENT_PORT
 need_free_port "$SHIPMENT_PORT" shipment SHIPMENT_PORT
