@@ -302,7 +302,6 @@ stop_all() {
 trap 'stop_all 0' INT TERM HUP
 trap 'stop_all $?' EXIT
 
-
 # PROFILE=classroom (make run PROFILE=classroom): the settings in
 # scripts/profiles/<name>.env, each unless the environment already sets it.
 if [ -n "${PROFILE:-}" ]; then
