@@ -1,4 +1,4 @@
-/* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, a shell command. */
+/* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command. */
 #include "runner.h"
 
 #include <ctype.h>
@@ -17,6 +17,8 @@
 
 #define RUN_LIMIT_S 120
 #define RUN_KEEP 500
+/* restart waits at most this long for the process to be back and answering */
+#define RESTART_LIMIT_S 60
 
 /* The port of a base URL "http://host:port". Returns 0 when there is none. */
 static int url_port(const char *url)
@@ -175,6 +177,66 @@ static int run_shell(const char *command, char *out, size_t outlen)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The pid in <dir>/<name>.<ext> (make run writes "pid" at start and "ready"
+ * once the process answers), or -1 when the file is absent or holds none. */
+static pid_t pid_file(const char *dir, const char *name, const char *ext)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s.%s", dir, name, ext);
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = -1;
+        fclose(f);
+    }
+    return pid > 1 ? (pid_t)pid : -1;
+}
+
+/* kill (SIGKILL; make run's supervisor restarts the process) or restart
+ * (SIGTERM, then wait until a new process of that name answers: its ready
+ * file names a new, live pid; RESTART_LIMIT_S at most) of one of make run's
+ * processes, found through its pid file. Says what happened in text. Returns
+ * 200 when done, 0 when not. */
+static long act_process(chaos_run *r, const chaos_step *s, char *text, size_t len)
+{
+    bool restart = strcmp(s->action, "restart") == 0;
+    if (!r->run_dir[0]) {
+        snprintf(text, len, "no pid files: kill and restart act on make run's processes, and no service's "
+                            "/health names its supervisor; give --run-dir ($DATA_DIR/run)");
+        return 0;
+    }
+    pid_t pid = pid_file(r->run_dir, s->service, "pid");
+    if (pid < 0) {
+        snprintf(text, len, "%s/%s.pid: absent: %s is not running under make run's supervisor", r->run_dir,
+                 s->service, s->service);
+        return 0;
+    }
+    if (kill(pid, restart ? SIGTERM : SIGKILL) != 0) {
+        snprintf(text, len, "kill %d: %s", (int)pid, strerror(errno));
+        return 0;
+    }
+    if (!restart) {
+        snprintf(text, len, "SIGKILL to %s (pid %d); make run's supervisor restarts it", s->service, (int)pid);
+        return 200;
+    }
+    double start = mono();
+    while (!chaos_signal && mono() - start < RESTART_LIMIT_S) {
+        pid_t back = pid_file(r->run_dir, s->service, "ready");
+        if (back > 0 && back != pid && kill(back, 0) == 0) {
+            snprintf(text, len, "SIGTERM to %s (pid %d); back as pid %d, answering %.1f s later", s->service,
+                     (int)pid, (int)back, mono() - start);
+            return 200;
+        }
+        struct timespec ts = { 0, 50 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    snprintf(text, len, "SIGTERM to %s (pid %d); %s", s->service, (int)pid,
+             chaos_signal ? "stopped waiting for it (interrupted)"
+                          : "not back and answering within the limit (60 s)");
+    return 0;
+}
+
 /* Sends the HTTP request of an action; fills *status and *answer (parsed JSON, or a string). */
 static void act_http(chaos_run *r, const char *method, const char *url, const cJSON *body, long *status,
                      cJSON **answer)
@@ -230,6 +292,9 @@ bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)
             snprintf(text, sizeof text, "%s to pid %d", stop ? "SIGSTOP" : "SIGCONT", (int)pid);
             status = 200;
         }
+        answer = cJSON_CreateString(text);
+    } else if (strcmp(a, "kill") == 0 || strcmp(a, "restart") == 0) {
+        status = act_process(r, s, text, sizeof text);
         answer = cJSON_CreateString(text);
     } else {
         int rc = run_shell(s->command, text, sizeof text);

@@ -17,8 +17,43 @@
 const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
 const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
 const char *const chaos_states[3] = { "closed", "open", "half-open" };
-static const char *const actions[] = { "fault", "clear", "open", "close", "stop", "resume", "run" };
-#define NACTIONS (sizeof actions / sizeof actions[0])
+const char *const chaos_processes[CHAOS_NPROC] = { "order", "payment", "shipment", "ferretdb", "postgres" };
+
+/* What a step's action acts on: the one field that names it, required, and
+ * the values it may take. */
+typedef enum action_target {
+    TARGET_SERVICE,     /* "service": order, payment, shipment (its URL) */
+    TARGET_PROCESS,     /* "service": one of make run's processes (its pid file) */
+    TARGET_BREAKER,     /* "breaker": "<service>" or "<service>/db" */
+    TARGET_COMMAND,     /* "command": a shell command */
+} action_target;
+
+/* The actions, one row each: the checker walks this table (act.c carries them out). */
+static const struct action_row {
+    const char *name;
+    action_target target;
+    bool faults;        /* takes "faults", the body of PUT /chaos */
+} action_rows[] = {
+    { "fault", TARGET_SERVICE, true },
+    { "clear", TARGET_SERVICE, false },
+    { "open", TARGET_BREAKER, false },
+    { "close", TARGET_BREAKER, false },
+    { "stop", TARGET_SERVICE, false },
+    { "resume", TARGET_SERVICE, false },
+    { "kill", TARGET_PROCESS, false },
+    { "restart", TARGET_PROCESS, false },
+    { "run", TARGET_COMMAND, false },
+};
+#define NACTIONS (sizeof action_rows / sizeof action_rows[0])
+
+/* The row of action name, or NULL when there is none. */
+static const struct action_row *action_row(const char *name)
+{
+    for (size_t i = 0; name && i < NACTIONS; i++)
+        if (strcmp(action_rows[i].name, name) == 0)
+            return &action_rows[i];
+    return NULL;
+}
 
 /* The checker's state: where to write the one message. */
 typedef struct checker {
@@ -165,20 +200,30 @@ static int check_step(checker *c, const cJSON *j, const char *field, double seco
     }
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
     snprintf(f, sizeof f, "%s.action", field);
-    if (!cJSON_IsString(a) || !one_of(a->valuestring, actions, NACTIONS))
-        return bad(c, f, "one of fault, clear, open, close, stop, resume, run (or an expect step)");
+    const struct action_row *row = cJSON_IsString(a) ? action_row(a->valuestring) : NULL;
+    if (!row) {
+        char names[160] = "";
+        for (size_t i = 0; i < NACTIONS; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     action_rows[i].name);
+        return bad(c, f, "one of %s (or an expect step)", names);
+    }
     s->action = a->valuestring;
     const char *allowed[8] = { "at", "action", "why" };
     size_t nallowed = 3;
-    if (one_of(s->action, (const char *const[]){ "fault", "clear", "stop", "resume" }, 4)) {
+    if (row->target == TARGET_SERVICE || row->target == TARGET_PROCESS) {
         const cJSON *svc = cJSON_GetObjectItemCaseSensitive(j, "service");
         snprintf(f, sizeof f, "%s.service", field);
-        if (!cJSON_IsString(svc) || !one_of(svc->valuestring, chaos_services, CHAOS_NSVC))
-            return bad(c, f, "one of order, payment, shipment");
+        bool process = row->target == TARGET_PROCESS;
+        if (!cJSON_IsString(svc) ||
+            !(process ? one_of(svc->valuestring, chaos_processes, CHAOS_NPROC)
+                      : one_of(svc->valuestring, chaos_services, CHAOS_NSVC)))
+            return bad(c, f, process ? "one of make run's processes: order, payment, shipment, ferretdb, postgres"
+                                     : "one of order, payment, shipment");
         s->service = svc->valuestring;
         allowed[nallowed++] = "service";
     }
-    if (strcmp(s->action, "fault") == 0) {
+    if (row->faults) {
         const cJSON *faults = cJSON_GetObjectItemCaseSensitive(j, "faults");
         snprintf(f, sizeof f, "%s.faults", field);
         if (!cJSON_IsObject(faults) || !faults->child)
@@ -186,7 +231,7 @@ static int check_step(checker *c, const cJSON *j, const char *field, double seco
         s->faults = faults;
         allowed[nallowed++] = "faults";
     }
-    if (strcmp(s->action, "open") == 0 || strcmp(s->action, "close") == 0) {
+    if (row->target == TARGET_BREAKER) {
         const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "breaker");
         snprintf(f, sizeof f, "%s.breaker", field);
         if (!cJSON_IsString(ref) || !breaker_ref_ok(ref->valuestring))
@@ -194,7 +239,7 @@ static int check_step(checker *c, const cJSON *j, const char *field, double seco
         s->breaker = ref->valuestring;
         allowed[nallowed++] = "breaker";
     }
-    if (strcmp(s->action, "run") == 0) {
+    if (row->target == TARGET_COMMAND) {
         const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "command");
         snprintf(f, sizeof f, "%s.command", field);
         if (!cJSON_IsString(cmd) || !cmd->valuestring[0])

@@ -1,14 +1,16 @@
 /* main.c -- the chaos runner's command line: runs one experiment file against a running stack (make chaos EXP=...).
  *
  *   chaos EXPERIMENT.json [--order URL] [--payment URL] [--shipment URL]
- *         [--token T] [--out DIR] [--mongo URL] [--check]
+ *         [--token T] [--out DIR] [--mongo URL] [--run-dir DIR] [--check]
  *
  * Base URLs from the flags or ORDER_URL, PAYMENT_URL, SHIPMENT_URL (default
  * http://127.0.0.1:3000..3002, make run's stack); the admin token from
  * --token or ADMIN_TOKEN; the database the documents-stored probe reads from
  * --mongo or MONGO_URL (default mongodb://127.0.0.1:27017, make run's), its
  * name from the URL's path or MONGO_DB (default "resilience"), as the
- * services take them. --out defaults to build/chaos/<experiment name>.
+ * services take them. The folder of make run's pid files (the kill and
+ * restart actions) from --run-dir or RUN_DIR, else from the services'
+ * /health ("supervisor".run_dir). --out defaults to build/chaos/<experiment name>.
  * --check only checks the file. Exit 0: the experiment passed; 1: it did
  * not; 2: a bad file, flag or stack (named), nothing run.
  */
@@ -22,7 +24,7 @@
 
 static const char usage[] =
     "usage: chaos EXPERIMENT.json [--order URL] [--payment URL] [--shipment URL] [--token T]\n"
-    "             [--out DIR] [--mongo URL] [--check]\n";
+    "             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n";
 
 /* The handler of SIGINT and SIGTERM: notes the signal; the main thread rolls back. */
 static void on_signal(int sig)
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
     static const char *const defaults[CHAOS_NSVC] = { "http://127.0.0.1:3000", "http://127.0.0.1:3001",
                                                       "http://127.0.0.1:3002" };
     const char *token = getenv("ADMIN_TOKEN"), *out = NULL, *mongo = getenv("MONGO_URL"), *path = NULL;
+    const char *run_dir = getenv("RUN_DIR");
     bool check = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -103,6 +106,8 @@ int main(int argc, char **argv)
             out = v;
         else if ((v = flag(argc, argv, &i, "--mongo")))
             mongo = v;
+        else if ((v = flag(argc, argv, &i, "--run-dir")))
+            run_dir = v;
         else if (strcmp(argv[i], "--check") == 0)
             check = true;
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -156,6 +161,8 @@ int main(int argc, char **argv)
     r.out = out;
     r.mongo_url = mongo && *mongo ? mongo : "mongodb://127.0.0.1:27017";
     r.mongo_db = getenv("MONGO_DB");
+    if (run_dir && *run_dir)
+        snprintf(r.run_dir, sizeof r.run_dir, "%s", run_dir);
 
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);

@@ -180,6 +180,11 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
             snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i], st);
         else
             note_health(r, i, h, true);
+        /* make run's supervisor says where its pid files are (kill, restart) */
+        const cJSON *sup = cJSON_IsObject(h) ? cJSON_GetObjectItemCaseSensitive(h, "supervisor") : NULL;
+        const char *run_dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sup, "run_dir"));
+        if (!r->run_dir[0] && run_dir)
+            snprintf(r->run_dir, sizeof r->run_dir, "%s", run_dir);
         bool ok = cJSON_IsObject(h);
         cJSON_Delete(h);
         net_answer_free(&a);

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #define CHAOS_NSVC 3
+#define CHAOS_NPROC 5
 #define CHAOS_MAX_HOPS 8
 #define CHAOS_MAX_REFS 8
 /* A request sent this much after its due time says the machine stalled the runner. */
@@ -28,6 +29,9 @@
 extern const char *const chaos_services[CHAOS_NSVC];
 /* The collection each service stores its documents in (the svc_spec of its main.c). */
 extern const char *const chaos_collections[CHAOS_NSVC];
+/* order, payment, shipment, ferretdb, postgres: make run's processes, which kill and
+ * restart find through their pid files ($DATA_DIR/run/<name>.pid). */
+extern const char *const chaos_processes[CHAOS_NPROC];
 /* closed, open, half-open: the states a hypothesis or an expectation names. */
 extern const char *const chaos_states[3];
 
@@ -39,8 +43,8 @@ typedef struct chaos_step {
     double at;              /* seconds from the start of the load (method only; 0 in rollbacks) */
     const char *expect;     /* the state expected, or NULL for an action */
     double within;          /* an expectation's deadline, seconds after at */
-    const char *action;     /* fault, clear, open, close, stop, resume, run */
-    const char *service;    /* fault, clear, stop, resume */
+    const char *action;     /* fault, clear, open, close, stop, resume, kill, restart, run */
+    const char *service;    /* fault, clear, stop, resume: a service; kill, restart: a process */
     const char *breaker;    /* open, close, and expectations: "<service>" or "<service>/db" */
     const char *command;    /* run: a shell command */
     const cJSON *faults;    /* fault: the body of PUT /chaos */
@@ -191,6 +195,7 @@ typedef struct chaos_run {
     const char *out;
     const char *mongo_url;
     const char *mongo_db;
+    char run_dir[512];      /* make run's $DATA_DIR/run (pid files); "" when unknown */
 
     double t0;              /* monotonic seconds at the start of the load; 0 before */
     double wall0_ms;        /* wall-clock ms at the start, minus 50 (older events are history) */

@@ -5,6 +5,13 @@
 #                                   print the URL FerretDB connects with (--postgresql-url)
 #   scripts/postgres.sh stop DIR    stop it (fast shutdown: committed data is kept)
 #   scripts/postgres.sh url DIR     print the URL only
+#   scripts/postgres.sh run DIR     create the cluster if it is not there and become its
+#                                   server in the foreground (exec: the caller's child is
+#                                   the postmaster, so a supervisor sees it exit); its log
+#                                   goes to DIR/server.log. SIGINT stops it (fast shutdown).
+#   scripts/postgres.sh ready DIR   wait (60 s at most) until the server of DIR accepts
+#                                   connections, create the database and the _id index
+#                                   trigger if missing, print the URL (after run)
 #
 # The server is Debian's PostgreSQL 15 (package postgresql-15, installed by
 # scripts/setup.sh). It listens on a Unix socket inside DIR and on no TCP port,
@@ -101,7 +108,12 @@ SQL
 
 url() { echo "postgres:///ferretdb?host=$DIR&user=postgres&pool_max_conns=150"; }
 
-start() {
+# The server's settings (start passes them through pg_ctl, run to postgres itself):
+# no TCP port, the socket in DIR.
+server_options() { echo "-c listen_addresses= -k $DIR -c max_connections=200 -c max_wal_size=1GB"; }
+
+# Creates the cluster in DIR when it is not there; fails when DIR cannot hold its socket.
+init() {
     if [ "$(id -u)" -eq 0 ]; then
         chown postgres: "$DIR"
         runuser -u postgres -- test -x "$DIR" ||
@@ -112,13 +124,44 @@ start() {
         as_owner "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust -E UTF8 --no-locale \
             > "$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; exit 1; }
     fi
+    # The socket's path is DIR/.s.PGSQL.5432; a Unix socket path has at most 107 bytes.
+    [ ${#DIR} -le 90 ] || { echo "postgres.sh: $DIR is too long for a Unix socket path" >&2; exit 1; }
+}
+
+start() {
+    init
     if ! as_owner "$PGBIN/pg_ctl" -D "$DIR/data" status > /dev/null 2>&1; then
-        # The socket's path is DIR/.s.PGSQL.5432; a Unix socket path has at most 107 bytes.
-        [ ${#DIR} -le 90 ] || { echo "postgres.sh: $DIR is too long for a Unix socket path" >&2; exit 1; }
-        as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-            -o "-c listen_addresses='' -k $DIR -c max_connections=200 -c max_wal_size=1GB" \
+        as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 -o "$(server_options)" \
             start > /dev/null || { tail -20 "$DIR/server.log" >&2; exit 1; }
     fi
+    prepare
+}
+
+# Becomes the server (exec), its output appended to DIR/server.log.
+run() {
+    init
+    exec >> "$DIR/server.log" 2>&1
+    # shellcheck disable=SC2046  # the options are words
+    if [ "$(id -u)" -eq 0 ]; then
+        exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$PGBIN/postgres" -D "$DIR/data" $(server_options)
+    fi
+    exec "$PGBIN/postgres" -D "$DIR/data" $(server_options)
+}
+
+# Waits until the server accepts connections (60 s at most), then prepare.
+ready() {
+    local i
+    for i in $(seq 1 600); do
+        "$PGBIN/pg_isready" -q -h "$DIR" -U postgres -d postgres && { prepare; return; }
+        sleep 0.1
+    done
+    echo "postgres.sh: the server of $DIR did not accept connections within 60 s" >&2
+    tail -20 "$DIR/server.log" >&2
+    exit 1
+}
+
+# Creates the database ferretdb and the _id index trigger when missing; prints the URL.
+prepare() {
     if ! as_owner "$PGBIN/psql" -h "$DIR" -U postgres -d postgres -Atqc \
             "select 1 from pg_database where datname = 'ferretdb'" | grep -q 1; then
         as_owner "$PGBIN/createdb" -h "$DIR" -U postgres ferretdb
@@ -135,6 +178,8 @@ stop() {
 
 case "$cmd" in
     start) start ;;
+    run)   run ;;
+    ready) ready ;;
     stop)  stop ;;
     url)   url ;;
     *)     usage ;;

@@ -18,6 +18,20 @@
 # admin routes on with ADMIN_TOKEN=classroom); any variable set by hand wins.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
+#
+# Supervision (as docker-compose's `restart: always`): every process (PostgreSQL,
+# FerretDB, shipment, payment, order) runs under a keeper that restarts it when it
+# exits, whatever its status, after a back-off of 0.5 s doubling to at most 10 s,
+# back to 0.5 s once a run has stayed up 10 s. Each exit is logged with its status
+# or signal, each restart with its count. A watchdog pings FerretDB every 2 s
+# (dbtool ping, 2 s timeout each); 3 misses in a row while its process is alive
+# (hung, or SIGSTOPped) and it is killed (SIGKILL) and so restarted: a database
+# that stops answering is restarted at most ~12 s after its last answer (3 x (2 s
+# wait + 2 s ping)). The state is in $DATA_DIR/run/: <name>.pid (the running
+# process), <name>.ready (its pid once it answers), status.json (per process: pid,
+# restarts, watchdog kills, last exit and when), which the services read for
+# /health's "supervisor" (RUN_STATUS_FILE). Ctrl-C, SIGTERM and SIGHUP stop
+# everything: order, payment, shipment, FerretDB, PostgreSQL in that order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -26,9 +40,24 @@ ORDER_PORT="${ORDER_PORT:-3000}"
 PAYMENT_PORT="${PAYMENT_PORT:-3001}"
 SHIPMENT_PORT="${SHIPMENT_PORT:-3002}"
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
-PIDS=()
-STOP_PG=""
 DATA_DIR="$(mkdir -p "${DATA_DIR:-.data}" && cd "${DATA_DIR:-.data}" && pwd)"
+RUN_DIR="$DATA_DIR/run"
+STATUS_FILE="$RUN_DIR/status.json"
+# The restart back-off, in milliseconds: the first delay, its cap, and how long
+# a run must last for the next delay to start again from the first.
+RESTART_FIRST_MS=500
+RESTART_MAX_MS=10000
+RESTART_RESET_MS=10000
+# The database watchdog: a ping every WATCHDOG_EVERY_S, each given
+# WATCHDOG_TIMEOUT_S; WATCHDOG_MISSES in a row kill the process. A process that
+# has not answered yet gets READY_LIMIT_S to start before misses count.
+WATCHDOG_EVERY_S=2
+WATCHDOG_TIMEOUT_S=2
+WATCHDOG_MISSES=3
+READY_LIMIT_S=30
+# The processes, in start order; names are the log prefixes and the pid files'.
+SUPERVISED="postgres ferretdb shipment payment order"
+KEEPERS=()          # "name:pid" of each keeper (and the watchdog), in start order
 
 # Prints a line from this script.
 say() { echo "[run] $*"; }
@@ -41,50 +70,236 @@ need_free_port() {
     fi
 }
 
-# Waits up to 30 s for an HTTP 200 (or a TCP accept, for FerretDB) on port.
-wait_ready() {
-    local port=$1 kind=$2 pid=$3 i
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || { say "$kind exited during start-up"; return 1; }
-        if [ "$kind" = ferretdb ]; then
-            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        else
-            curl -fs -o /dev/null "http://127.0.0.1:$port/" && return 0
-        fi
-        sleep 0.1
-    done
-    say "$kind did not become ready on port $port"; return 1
+# Milliseconds of the wall clock, into the variable named $1 (no subshell).
+now_ms() { local us=${EPOCHREALTIME/./}; printf -v "$1" '%d' $((us / 1000)); }
+
+# The wall clock as an ISO 8601 UTC time with milliseconds, into the variable named $1.
+iso_now() { local us=${EPOCHREALTIME/./}; printf -v "$1" '%(%Y-%m-%dT%H:%M:%S)T.%03dZ' $((us / 1000000)) $((us / 1000 % 1000)); }
+
+# "1.5" from 1500 (milliseconds as seconds), into the variable named $1.
+ms_as_s() { printf -v "$1" '%d.%d' $(($2 / 1000)) $(($2 % 1000 / 100)); }
+
+# True when process name answers: PostgreSQL accepts on its socket, FerretDB
+# accepts TCP, a service answers GET / with 200.
+is_ready() {
+    case "$1" in
+    postgres) pg_isready -q -h "$DATA_DIR/postgres" -U postgres -d postgres ;;
+    ferretdb) (exec 3<>"/dev/tcp/127.0.0.1/$FERRETDB_PORT") 2>/dev/null ;;
+    order) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$ORDER_PORT/" ;;
+    payment) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PAYMENT_PORT/" ;;
+    shipment) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$SHIPMENT_PORT/" ;;
+    esac
 }
 
-# Starts "$@" with its output prefixed by [name]; records the pid. The
-# services write the prefix themselves (LOG_PREFIX) straight to this
+# Words for a status of `wait`: "exit status 3" or "signal KILL".
+exit_reason() {
+    if [ "$1" -gt 128 ] && [ "$1" -lt 160 ]; then
+        echo "signal $(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"
+    else
+        echo "exit status $1"
+    fi
+}
+
+# Rewrites status.json from every keeper's $RUN_DIR/<name>.json, atomically
+# (a reader sees the old file or the new one), under a lock (keepers write at
+# once). Can't fail the caller: a write that fails leaves the old file.
+status_write() {
+    {
+        flock 9
+        {
+            printf '{"supervisor":"scripts/run.sh","pid":%d,"run_dir":"%s","restart_backoff_ms":{"first":%d,"max":%d,"reset_after_up":%d},' \
+                $$ "$RUN_DIR" $RESTART_FIRST_MS $RESTART_MAX_MS $RESTART_RESET_MS
+            printf '"watchdog":{"process":"ferretdb","every_s":%d,"timeout_s":%d,"misses":%d},"processes":{' \
+                $WATCHDOG_EVERY_S $WATCHDOG_TIMEOUT_S $WATCHDOG_MISSES
+            local n sep=""
+            for n in $SUPERVISED; do
+                [ -f "$RUN_DIR/$n.json" ] || continue
+                printf '%s"%s":%s' "$sep" "$n" "$(cat "$RUN_DIR/$n.json")"
+                sep=,
+            done
+            printf '}}\n'
+        } > "$STATUS_FILE.$BASHPID" && mv -f "$STATUS_FILE.$BASHPID" "$STATUS_FILE"
+    } 9> "$RUN_DIR/status.lock" 2>/dev/null || true
+}
+
+# Starts "$@" in the background with its output prefixed by [name]; $! is its
+# pid. The services write the prefix themselves (LOG_PREFIX) straight to this
 # terminal; anything else goes through awk, which ignores Ctrl-C so that the
 # last lines of a stopping process still show, and reads what the pipe holds
 # in one go (sed -u would read it a byte at a time).
-start() {
+launch() {
     local name=$1; shift
     case "$name" in
     order|payment|shipment) LOG_PREFIX="[$name] " "$@" 2>&1 & ;;
     *) "$@" > >(trap '' INT; exec awk -v p="[$name] " '{ print p $0; fflush() }') 2>&1 & ;;
     esac
-    PIDS+=($!)
 }
 
-# Stops every process (SIGTERM, they finish what is in flight), waits, and
-# exits with $1 (0 after Ctrl-C, the script's status otherwise).
+# The keeper of one process (run in the background): starts "$@" as name,
+# restarts it whenever it exits (the back-off above), and keeps its pid file,
+# its ready file and its part of status.json. SIGTERM stops it: it sends
+# stop_signal to the process, waits for it and exits. The keeper ignores
+# SIGINT and SIGHUP: the main script decides (a Ctrl-C reaches every process
+# of the terminal; a process that stops on it is not restarted, as the main
+# script has written $RUN_DIR/stopping before the first back-off ends).
+keep() {
+    local name=$1 stop_signal=$2; shift 2
+    local child=0 stopping="" status again restarts=0 watchdog_kills=0 delay=$RESTART_FIRST_MS
+    local started_ms now exited_ms up_ms reason="" exited_at="" started_at waited shown
+    set +e                       # a keeper never gives up on a failed command
+    exec 2> /dev/null            # nor reports its jobs' deaths itself ("line 173: 123 Killed")
+    trap 'stopping=1; [ "$child" -eq 0 ] || kill -"$stop_signal" "$child" 2>/dev/null || true' TERM
+    trap '' INT HUP
+    while :; do
+        launch "$name" "$@"
+        child=$!
+        echo "$child" > "$RUN_DIR/$name.pid"
+        rm -f "$RUN_DIR/$name.ready"
+        now_ms started_ms; iso_now started_at
+        keeper_status running
+        [ "$restarts" -eq 0 ] || say "$name restarted (pid $child, restart #$restarts)"
+        waited=0
+        while [ -z "$stopping" ] && kill -0 "$child" 2>/dev/null && [ $waited -lt $((READY_LIMIT_S * 10)) ]; do
+            if is_ready "$name"; then
+                echo "$child" > "$RUN_DIR/$name.ready"
+                if [ "$restarts" -gt 0 ]; then
+                    now_ms now; ms_as_s shown $((now - exited_ms))
+                    say "$name is back: answering ${shown} s after it exited"
+                fi
+                break
+            fi
+            sleep 0.1; waited=$((waited + 1))
+        done
+        while :; do
+            wait "$child" && status=0 || status=$?
+            if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi   # a trap ran
+            if [ "$status" -gt 128 ]; then wait "$child" 2>/dev/null && status=0 || { again=$?; [ $again -eq 127 ] || status=$again; }; fi
+            break
+        done
+        child=0
+        rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.ready"
+        now_ms exited_ms; iso_now exited_at
+        reason=$(exit_reason "$status")
+        if [ -f "$RUN_DIR/$name.watchdog" ]; then
+            reason="$reason (killed by the watchdog: $(cat "$RUN_DIR/$name.watchdog"))"
+            rm -f "$RUN_DIR/$name.watchdog"
+            watchdog_kills=$((watchdog_kills + 1))
+        fi
+        if [ -n "$stopping" ] || [ -e "$RUN_DIR/stopping" ]; then
+            keeper_status stopped; exit 0
+        fi
+        up_ms=$((exited_ms - started_ms))
+        [ $up_ms -lt $RESTART_RESET_MS ] || delay=$RESTART_FIRST_MS
+        ms_as_s shown "$up_ms"; local up_s=$shown; ms_as_s shown "$delay"
+        say "$name exited: $reason, after $up_s s up; restarting in $shown s"
+        echo "$reason" > "$RUN_DIR/$name.last-exit"
+        keeper_status restarting
+        sleep "$shown" & wait $! || true
+        if [ -n "$stopping" ] || [ -e "$RUN_DIR/stopping" ]; then
+            keeper_status stopped; exit 0
+        fi
+        delay=$((delay * 2)); [ $delay -le $RESTART_MAX_MS ] || delay=$RESTART_MAX_MS
+        restarts=$((restarts + 1))
+    done
+}
+
+# Writes this keeper's part of status.json (state: running, restarting, stopped) and the file.
+keeper_status() {
+    local pid=$child; [ "$1" = running ] || pid=null
+    local last=null at=null
+    [ -z "$reason" ] || last="\"$reason\""
+    [ -z "$exited_at" ] || at="\"$exited_at\""
+    printf '{"pid":%s,"state":"%s","started_at":"%s","restarts":%d,"watchdog_kills":%d,"last_exit":%s,"last_exit_at":%s}' \
+        "$pid" "$1" "$started_at" "$restarts" "$watchdog_kills" "$last" "$at" > "$RUN_DIR/$name.json.$BASHPID"
+    mv -f "$RUN_DIR/$name.json.$BASHPID" "$RUN_DIR/$name.json"
+    status_write
+}
+
+# The database watchdog (run in the background): pings FerretDB every
+# WATCHDOG_EVERY_S; after WATCHDOG_MISSES missed pings in a row (none answered
+# within WATCHDOG_TIMEOUT_S) while its process is alive, says why, leaves the
+# reason in $RUN_DIR/ferretdb.watchdog for the keeper and kills it (SIGKILL);
+# the keeper restarts it. Misses of a process that has not answered yet count
+# only after READY_LIMIT_S. SIGTERM stops it.
+watch_database() {
+    local pid watched="" misses=0 answered="" since_ms now
+    set +e
+    trap 'exit 0' TERM
+    trap '' INT HUP
+    while :; do
+        pid=$(cat "$RUN_DIR/ferretdb.pid" 2>/dev/null || true)
+        if [ "$pid" != "$watched" ]; then watched=$pid; misses=0; answered=""; now_ms since_ms; fi
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            if timeout -s KILL "$WATCHDOG_TIMEOUT_S" "$DBTOOL" ping "$MONGO_URL" > /dev/null 2>&1; then
+                misses=0; answered=1
+            else
+                now_ms now
+                if [ -n "$answered" ] || [ $((now - since_ms)) -ge $((READY_LIMIT_S * 1000)) ]; then
+                    misses=$((misses + 1))
+                    say "watchdog: ferretdb (pid $pid) did not answer a ping within ${WATCHDOG_TIMEOUT_S} s ($misses of $WATCHDOG_MISSES)"
+                fi
+            fi
+            if [ $misses -ge $WATCHDOG_MISSES ]; then
+                echo "no answer to $WATCHDOG_MISSES pings in a row, ${WATCHDOG_EVERY_S} s apart, ${WATCHDOG_TIMEOUT_S} s each" \
+                    > "$RUN_DIR/ferretdb.watchdog"
+                say "watchdog: ferretdb (pid $pid) is alive but not answering: killing it (SIGKILL) to restart it"
+                kill -KILL "$pid" 2>/dev/null || true
+                misses=0
+            fi
+        fi
+        sleep "$WATCHDOG_EVERY_S" & wait $! || true
+    done
+}
+
+# Starts a keeper for name ("$@": stop signal, command) and waits until the
+# process answers (READY_LIMIT_S at most). Fails when it exits during start-up.
+start() {
+    local name=$1 i reason
+    keep "$@" &
+    KEEPERS+=("$name:$!")
+    for i in $(seq 1 $((READY_LIMIT_S * 10))); do
+        if [ -f "$RUN_DIR/$name.last-exit" ]; then
+            reason=$(cat "$RUN_DIR/$name.last-exit")
+            say "$name exited during start-up ($reason)"; return 1
+        fi
+        [ -f "$RUN_DIR/$name.ready" ] && return 0
+        sleep 0.1
+    done
+    say "$name did not become ready within $READY_LIMIT_S s"; return 1
+}
+
+# Stops one keeper (SIGTERM: it stops its process and waits for it); after
+# 20 s the process is killed (SIGKILL) through its pid file. Can't fail.
+stop_keeper() {
+    local name=${1%%:*} pid=${1#*:} i child
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name did not stop within 20 s: killing it (SIGKILL)"
+        child=$(cat "$RUN_DIR/$name.pid" 2>/dev/null || true)
+        [ "${child:-0}" -le 1 ] || kill -KILL "$child" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# Stops every keeper, last started first, then exits with $1 (0 after Ctrl-C,
+# SIGTERM or SIGHUP, the script's status otherwise).
 stop_all() {
-    local code=$1
-    trap - INT TERM EXIT
-    [ ${#PIDS[@]} -gt 0 ] || exit "$code"
+    local code=$1 i
+    trap - INT TERM HUP EXIT
+    trap '' INT TERM HUP         # a second Ctrl-C does not cut the stop short
+    [ ${#KEEPERS[@]} -gt 0 ] || exit "$code"
+    : > "$RUN_DIR/stopping"
     say "stopping"
-    local p
-    for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -z "$STOP_PG" ] || scripts/postgres.sh stop "$DATA_DIR/postgres"
+    for ((i=${#KEEPERS[@]}-1; i>=0; i--)); do stop_keeper "${KEEPERS[$i]}"; done
+    rm -f "$RUN_DIR/supervisor.pid"
     say "stopped"
     exit "$code"
 }
-trap 'stop_all 0' INT TERM
+trap 'stop_all 0' INT TERM HUP
 trap 'stop_all $?' EXIT
 
 # PROFILE=classroom (make run PROFILE=classroom): the settings in
@@ -105,9 +320,19 @@ fi
 for b in order payment shipment; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }
 done
+# the watchdog's ping (tests/tools/dbtool.c); a sanitizer build (BUILD=build/asan) has none of its own
+DBTOOL="$BIN/dbtool"; [ -x "$DBTOOL" ] || DBTOOL=build/bin/dbtool
+[ -n "${MONGO_URL:-}" ] || [ -x "$DBTOOL" ] || { say "$DBTOOL is missing: run make"; exit 1; }
 need_free_port "$ORDER_PORT" order ORDER_PORT
 need_free_port "$PAYMENT_PORT" payment PAYMENT_PORT
 need_free_port "$SHIPMENT_PORT" shipment SHIPMENT_PORT
+if [ -f "$RUN_DIR/supervisor.pid" ] && kill -0 "$(cat "$RUN_DIR/supervisor.pid")" 2>/dev/null; then
+    say "another run.sh (pid $(cat "$RUN_DIR/supervisor.pid")) uses DATA_DIR=$DATA_DIR: stop it, or set DATA_DIR"
+    exit 1
+fi
+rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR"
+echo $$ > "$RUN_DIR/supervisor.pid"
 
 if [ -z "${MONGO_URL:-}" ]; then
     need_free_port "$FERRETDB_PORT" ferretdb FERRETDB_PORT
@@ -115,34 +340,38 @@ if [ -z "${MONGO_URL:-}" ]; then
     case "${FERRETDB_BACKEND:-postgresql}" in
     postgresql)
         say "starting PostgreSQL (data in $DATA_DIR/postgres)"
-        PG_URL="$(scripts/postgres.sh start "$DATA_DIR/postgres")"
-        STOP_PG=1
+        # a cluster left running by an older run.sh (pg_ctl) would hold the data folder
+        scripts/postgres.sh stop "$DATA_DIR/postgres"
+        start postgres INT scripts/postgres.sh run "$DATA_DIR/postgres"
+        PG_URL="$(scripts/postgres.sh ready "$DATA_DIR/postgres")"
         BACKEND_ARG="--postgresql-url=$PG_URL"; DATA="$DATA_DIR/postgres" ;;
     sqlite)
         mkdir -p "$DATA_DIR/ferretdb"
         BACKEND_ARG="--sqlite-url=file:$DATA_DIR/ferretdb/"; DATA="$DATA_DIR/ferretdb" ;;
     *)  say "FERRETDB_BACKEND: expected postgresql or sqlite, got \"$FERRETDB_BACKEND\""; exit 1 ;;
     esac
-    start ferretdb "$FERRETDB" --listen-addr="127.0.0.1:$FERRETDB_PORT" "$BACKEND_ARG" \
-        --log-level="${FERRETDB_LOG_LEVEL:-error}"
-    wait_ready "$FERRETDB_PORT" ferretdb "${PIDS[-1]}"
     export MONGO_URL="mongodb://127.0.0.1:$FERRETDB_PORT"
-    say "FerretDB on $MONGO_URL (${FERRETDB_BACKEND:-postgresql} backend, data in $DATA)"
+    start ferretdb TERM "$FERRETDB" --listen-addr="127.0.0.1:$FERRETDB_PORT" "$BACKEND_ARG" \
+        --log-level="${FERRETDB_LOG_LEVEL:-error}"
+    watch_database &
+    KEEPERS+=("watchdog:$!")
+    say "FerretDB on $MONGO_URL (${FERRETDB_BACKEND:-postgresql} backend, data in $DATA); watchdog: a ping every ${WATCHDOG_EVERY_S} s, killed after $WATCHDOG_MISSES misses"
 fi
 export JUMPS="${JUMPS:-4}"
+export RUN_STATUS_FILE="$STATUS_FILE"
 
-start shipment env ID=shipment PORT="$SHIPMENT_PORT" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/shipment"
-wait_ready "$SHIPMENT_PORT" shipment "${PIDS[-1]}"
-start payment env ID=payment PORT="$PAYMENT_PORT" \
+start shipment TERM env ID=shipment PORT="$SHIPMENT_PORT" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/shipment"
+start payment TERM env ID=payment PORT="$PAYMENT_PORT" \
     CHAIN_SVC="http://127.0.0.1:$SHIPMENT_PORT/create" "$BIN/payment"
-wait_ready "$PAYMENT_PORT" payment "${PIDS[-1]}"
-start order env ID=order PORT="$ORDER_PORT" \
+start order TERM env ID=order PORT="$ORDER_PORT" \
     CHAIN_SVC="http://127.0.0.1:$PAYMENT_PORT/create" "$BIN/order"
-wait_ready "$ORDER_PORT" order "${PIDS[-1]}"
 
 say "order     http://127.0.0.1:$ORDER_PORT/    (POST /create; dashboard at /dashboard)"
 say "payment   http://127.0.0.1:$PAYMENT_PORT/"
 say "shipment  http://127.0.0.1:$SHIPMENT_PORT/  (INJECT_ERR=${INJECT_ERR:-1})"
+say "every process is restarted when it exits; state in $RUN_DIR (status.json, <name>.pid)"
 say "send order/tests.http (VS Code REST Client or JetBrains HTTP client); Ctrl-C stops everything"
-wait -n "${PIDS[@]}" || true
-say "a process exited; stopping the others"
+# The keepers run until stop_all; wait returns on a signal (its trap runs) or,
+# should every keeper end, here.
+wait || true
+say "every keeper ended"

@@ -206,6 +206,7 @@ static int config_strings(svc_config *c, char *err, size_t errlen)
     }
     c->admin_token = env("ADMIN_TOKEN");
     c->admin_origin = env("ADMIN_ALLOWED_ORIGIN");
+    c->run_status_file = env("RUN_STATUS_FILE");
     if (c->admin_origin && !origins_valid(c->admin_origin)) {
         snprintf(err, errlen, "ADMIN_ALLOWED_ORIGIN: expected origins such as "
                  "\"https://admin.example\" separated by commas (never \"*\"), got \"%s\"",

@@ -50,6 +50,8 @@ typedef struct svc_config {
     int thread_stack_kb;         /* THREAD_STACK_KB; 512: stack of every thread the service starts */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
     const char *admin_origin;    /* ADMIN_ALLOWED_ORIGIN; NULL = no other origin's page may call them */
+    const char *run_status_file; /* RUN_STATUS_FILE; NULL = none: make run's supervisor status (JSON),
+                                    shown as /health's "supervisor" */
 
     /* the breaker, by default the original demo's options */
     int64_t cb_timeout_ms;       /* CB_TIMEOUT_MS; 300 */

@@ -278,6 +278,50 @@ static void add_breakers(cJSON *root)
     }
 }
 
+/* The largest supervisor status file /health reads (make run's is under 2 KiB). */
+#define OBS_RUN_STATUS_MAX 65536
+
+/* /health's "supervisor": make run's status file (RUN_STATUS_FILE) parsed, as
+ * it is now: each process's pid, restarts and last exit. The file is small
+ * and replaced atomically by run.sh, so one read without waiting; a file that
+ * cannot be read or parsed gives {"error": "..."} instead. NULL when the
+ * service runs without a supervisor. */
+static cJSON *supervisor_status(void)
+{
+    if (!obs_g.run_status_file)
+        return NULL;
+    const char *problem = NULL;
+    char *text = malloc(OBS_RUN_STATUS_MAX + 1);
+    FILE *f = text ? fopen(obs_g.run_status_file, "rb") : NULL;
+    size_t len = f ? fread(text, 1, OBS_RUN_STATUS_MAX + 1, f) : 0;
+    if (!text)
+        problem = "out of memory";
+    else if (!f)
+        problem = "cannot open RUN_STATUS_FILE";
+    else if (ferror(f))
+        problem = "cannot read RUN_STATUS_FILE";
+    else if (len > OBS_RUN_STATUS_MAX)
+        problem = "RUN_STATUS_FILE is larger than 64 KiB";
+    if (f)
+        fclose(f);
+    cJSON *status = NULL;
+    if (!problem) {
+        text[len] = '\0';
+        if (!(status = cJSON_Parse(text)) || !cJSON_IsObject(status)) {
+            cJSON_Delete(status);
+            status = NULL;
+            problem = "RUN_STATUS_FILE is not a JSON object";
+        }
+    }
+    free(text);
+    if (problem) {
+        status = cJSON_CreateObject();
+        cJSON_AddStringToObject(status, "error", problem);
+        cJSON_AddStringToObject(status, "file", obs_g.run_status_file);
+    }
+    return status;
+}
+
 /* A read-only route's method check: answers a preflight or a 405 and
  * returns its status, or 0 for GET and HEAD. */
 static int answer_unless_get(struct mg_connection *conn)
@@ -319,6 +363,9 @@ static int handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);
+    cJSON *supervisor = supervisor_status();
+    if (supervisor)
+        cJSON_AddItemToObject(root, "supervisor", supervisor);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     int status = obs_send_json(conn, reachable ? 200 : 503, text);
@@ -551,11 +598,13 @@ int obs_init(const obs_source *src)
     obs_g.db_name = dup_or_null(src->db_name);
     obs_g.admin_token = (src->admin_token && *src->admin_token) ? strdup(src->admin_token) : NULL;
     obs_g.admin_origin = dup_or_null(src->admin_origin);
+    obs_g.run_status_file = dup_or_null(src->run_status_file);
     obs_g.replica = dup_or_null(src->replica);
     obs_g.shared_json = src->shared_json;
     obs_g.shared_ctx = src->shared_ctx;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
+        (src->run_status_file && !obs_g.run_status_file) ||
         (src->admin_token && *src->admin_token && !obs_g.admin_token)) {
         obs_free();
         return -1;
@@ -713,6 +762,7 @@ void obs_free(void)
     free(obs_g.db_name);
     free(obs_g.admin_token);
     free(obs_g.admin_origin);
+    free(obs_g.run_status_file);
     free(obs_g.replica);
     memset(&obs_g, 0, sizeof obs_g);
 }

@@ -32,6 +32,7 @@ typedef struct obs_source {
     const char *db_name;          /* shown in /health ("orders-db" or the URL's db) */
     const char *admin_token;      /* ADMIN_TOKEN; NULL or "" = admin routes answer 404 */
     const char *admin_origin;     /* ADMIN_ALLOWED_ORIGIN; NULL = no cross-origin admin call */
+    const char *run_status_file;  /* RUN_STATUS_FILE: read on each /health into "supervisor"; NULL = none */
     int hystrix_interval_ms;      /* 0 = 1000 */
     const char *replica;          /* this replica's id (REPLICA_ID or the host name); NULL = none */
     /* The shared breaker's state for /health ("shared"), a new cJSON object,

@@ -70,6 +70,7 @@ typedef struct obs_global {
     char *db_name;
     char *admin_token;          /* NULL when admin routes are off */
     char *admin_origin;         /* the one origin whose pages may call them; NULL = none */
+    char *run_status_file;      /* make run's status.json, read by /health; NULL = none */
     obs_breaker breakers[OBS_MAX_BREAKERS];
     int nbreakers;
     int (*db_ping)(void *ctx);

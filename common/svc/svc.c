@@ -267,6 +267,7 @@ static int svc_observe(svc_runtime *rt)
         .db_name = store_db_name(rt->db),
         .admin_token = rt->cfg.admin_token,
         .admin_origin = rt->cfg.admin_origin,
+        .run_status_file = rt->cfg.run_status_file,
         .hystrix_interval_ms = 0,
         .replica = rt->cfg.replica,
     };

@@ -81,15 +81,23 @@ build_debian() {
     echo "base-images: $DEBIAN_IMAGE imported in $((SECONDS - start))s"
 }
 
-# Builds the FerretDB image from the static binary, unless present.
+# Builds the FerretDB image from the static binary, unless present and made
+# from this binary and this Dockerfile (the label org.resilience-suite.source
+# holds their hash: an image from an older wrapper, whose healthcheck only
+# connected, is rebuilt).
 build_ferretdb() {
-    if have_image "$FERRETDB_IMAGE"; then echo "base-images: $FERRETDB_IMAGE present"; return 0; fi
     local bin; bin="$("$ROOT/scripts/ferretdb.sh" build)"
+    local source; source="$(cat "$bin" "$ROOT/scripts/docker/ferretdb.Dockerfile" | sha256sum | cut -c1-16)"
+    if have_image "$FERRETDB_IMAGE" && [ "$(docker image inspect -f \
+            '{{index .Config.Labels "org.resilience-suite.source"}}' "$FERRETDB_IMAGE")" = "$source" ]; then
+        echo "base-images: $FERRETDB_IMAGE present"; return 0
+    fi
     local ctx; ctx="$(mktemp -d /tmp/ferretdb-image.XXXXXX)"
     SCRATCH_DIRS+=("$ctx")
     cp "$bin" "$ctx/ferretdb"
     mkdir -p "$ctx/data/db"
-    docker build -q -t "$FERRETDB_IMAGE" -f "$ROOT/scripts/docker/ferretdb.Dockerfile" "$ctx" >/dev/null
+    docker build -q --label "org.resilience-suite.source=$source" -t "$FERRETDB_IMAGE" \
+        -f "$ROOT/scripts/docker/ferretdb.Dockerfile" "$ctx" >/dev/null
     echo "base-images: $FERRETDB_IMAGE built"
 }
 

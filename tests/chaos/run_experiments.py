@@ -298,6 +298,9 @@ def check_runner_failures(res, stack, out_root, breakers):
            ({"title": "x", "hypothesis": {"stored": "yes"},
              "method": [{"at": 1, "action": "clear", "service": "order"}]}, "hypothesis.stored"),
            ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "order"}]}, "method[0].faults"),
+           ({"title": "x", "method": [{"at": 1, "action": "kill", "service": "ferretbd"}]}, "method[0].service"),
+           ({"title": "x", "method": [{"at": 1, "action": "restart"}]}, "method[0].service"),
+           ({"title": "x", "method": [{"at": 1, "action": "stop", "service": "ferretdb"}]}, "method[0].service"),
            ("{\n  \"title\": \"x\",\n  oops\n}", ":3:"),
            ("{\n  \"title\": \"x\",\n  \"method\": [\n    {\"at\": 1, \"action\": \"clear\"},\n"
             "    {\"at\": 2 \"action\": \"clear\"}\n  ]\n}\n", "wrong.json:5:"),

@@ -1995,6 +1995,287 @@ def data_after_the_json_value_is_refused_and_nothing_is_stored(ctx):
         docs = st.find(COLLECTION_OF[name])
         expect(len(docs) == 1, f"{name}: only the whitespace-wrapped body may be stored: {docs}")
 
+# ---- make run's supervisor and database watchdog (scripts/run.sh) --------------------------
+#
+# These run the whole of scripts/run.sh (PostgreSQL, FerretDB and the three services under its
+# keepers) on free ports with its data in a temporary folder, and act on its processes through
+# the pid files it keeps in $DATA_DIR/run, as a teacher or the chaos runner would.
+
+RUN_PROCESSES = ("postgres", "ferretdb", "shipment", "payment", "order")
+# A killed process must be back, and the chain whole through it, within this: the first
+# back-off is 0.5 s and a process answers 0.5-2 s after its exit, but when the caller's
+# breaker opened during the outage the chain is whole only once its reset timeout
+# (CB_RESET_TIMEOUT_MS, 10 s by default) has passed and a trial call succeeded: 10 s + 5 s.
+RECOVERY_LIMIT_S = 15.0
+# The watchdog's bound (run.sh: a ping every 2 s with 2 s each, 3 misses): killed at most
+# 3 x (2 + 2) = 12 s after the last answer; plus the restart and some slack for a busy machine.
+WATCHDOG_LIMIT_S = 25.0
+
+
+class RunSh:
+    """scripts/run.sh as a subprocess in its own session: FERRETDB_BACKEND=postgresql,
+    INJECT_ERR=0, free ports, DATA_DIR in a temporary folder, its output in run.log."""
+
+    def __init__(self, ctx):
+        if not shutil.which("pg_isready") or not harness.DBTOOL.exists():
+            raise Skip("make run needs PostgreSQL (scripts/setup.sh) and build/bin/dbtool")
+        self.tmp = Path(tempfile.mkdtemp(prefix="run-sh-", dir="/tmp"))
+        self.tmp.chmod(0o755)      # PostgreSQL runs as its own user and must reach its folder
+        ctx.logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = ctx.logs / "run.log"
+        self.ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb")}
+        self.run_dir = self.tmp / "data" / "run"
+        self.mongo = f"mongodb://127.0.0.1:{self.ports['ferretdb']}"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MONGO_URL", "MONGO_DB", "PROFILE", "JUMPS", "ADMIN_TOKEN", "LOG_LEVEL")}
+        env.update(FERRETDB_BACKEND="postgresql", INJECT_ERR="0", DATA_DIR=str(self.tmp / "data"),
+                   BUILD=str(harness.binary("order", ctx.flavour).parent.parent),
+                   ORDER_PORT=str(self.ports["order"]), PAYMENT_PORT=str(self.ports["payment"]),
+                   SHIPMENT_PORT=str(self.ports["shipment"]), FERRETDB_PORT=str(self.ports["ferretdb"]))
+        if ctx.flavour == "asan":
+            env.update(harness.SANITIZER_ENV)
+        # SIGINT at its default, whatever this test inherited: run.sh must be able to trap it
+        self.proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
+                                     stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        wait_until(lambda: self.proc.poll() is not None or self.chain_whole(), 120,
+                   "scripts/run.sh's stack to answer a whole chain")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"scripts/run.sh exited {self.proc.returncode}:\n{self.log()[-2000:]}")
+
+    def url(self, name, path="/"):
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pid(self, name, ext="pid"):
+        """The pid in $DATA_DIR/run/<name>.<ext>, or None."""
+        try:
+            return int((self.run_dir / f"{name}.{ext}").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def status(self) -> dict:
+        """status.json, or {} while it is being replaced."""
+        try:
+            return json.loads((self.run_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def chain_whole(self) -> bool:
+        """True when a POST through order answers 200 with order ok, payment ok, shipment last."""
+        try:
+            r = http("POST", self.url("order", "/create"), ORDER, timeout=3)
+            b = r.json() if r.status == 200 else {}
+        except (OSError, ValueError):
+            return False
+        hops = []
+        while isinstance(b, dict) and b:
+            hops.append(b.get("status"))
+            b = b.get("next")
+        return hops == ["ok", "ok", "last"]
+
+    def close(self):
+        """Stops run.sh (SIGTERM to it; SIGKILL to its session after 60 s); resumes a stopped FerretDB first."""
+        ferret = self.pid("ferretdb")
+        if ferret:
+            try:
+                os.kill(ferret, signal.SIGCONT)
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class ChainLoad:
+    """POSTs the demo order through order at about rate a second from a pacing thread (each
+    request in a worker of a bounded pool, 5 s timeout) until stop(); keeps every answer."""
+
+    def __init__(self, url, rate=20.0):
+        self.url, self.rate = url, rate
+        self.answers = []          # (status, body dict or None)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=40)
+        self.thread = threading.Thread(target=self.pace, daemon=True)
+        self.thread.start()
+
+    def one(self):
+        try:
+            r = http("POST", self.url, ORDER, timeout=5)
+            body = r.json() if r.status == 200 else None
+            answer = (r.status, body)
+        except (OSError, ValueError):
+            answer = (0, None)
+        with self.lock:
+            self.answers.append(answer)
+
+    def pace(self):
+        n, start = 0, time.monotonic()
+        while not self.done.is_set():
+            self.pool.submit(self.one)
+            n += 1
+            self.done.wait(max(0.0, start + n / self.rate - time.monotonic()))
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+        self.pool.shutdown(wait=True)
+        return self.answers
+
+
+def stored_ids(run, collection):
+    """The _id of every document of collection in run.sh's database (dbtool find)."""
+    r = subprocess.run([str(harness.DBTOOL), "find", run.mongo, "resilience", collection, "{}"],
+                       capture_output=True, text=True, timeout=120)
+    expect(r.returncode == 0, f"dbtool find {collection}: {r.stderr[-300:]}")
+    ids = set()
+    for line in r.stdout.splitlines():
+        doc = json.loads(line)
+        ids.add(doc["_id"]["$oid"] if isinstance(doc["_id"], dict) else doc["_id"])
+    return ids
+
+
+def kill_and_time_recovery(run, name, sig=signal.SIGKILL):
+    """Sends sig to process name through its pid file; waits (RECOVERY_LIMIT_S in all) until a
+    new process of that name is ready, then until the chain is whole. Returns the seconds each took."""
+    old = run.pid(name)
+    expect(old, f"no pid file for {name} in {run.run_dir}")
+    start = time.monotonic()
+    os.kill(old, sig)
+    wait_until(lambda: run.pid(name, "ready") not in (None, old), RECOVERY_LIMIT_S,
+               f"{name} back (a new ready pid) after {signal.Signals(sig).name}", interval=0.02)
+    back = time.monotonic() - start
+    wait_until(run.chain_whole, max(0.1, RECOVERY_LIMIT_S - back),
+               f"the chain whole after {name}'s restart")
+    return back, time.monotonic() - start
+
+
+@test
+def make_run_restarts_killed_processes_and_loses_no_acknowledged_write(ctx):
+    run = RunSh(ctx)
+    load = None
+    try:
+        load = ChainLoad(run.url("order", "/create"), rate=20)
+        wait_until(lambda: len(load.answers) >= 40, 20, "two seconds of load answered")
+        took = {}
+        for name in ("ferretdb", "payment", "shipment"):
+            took[name] = kill_and_time_recovery(run, name)
+            time.sleep(1.0)     # a second of load through the recovered stack before the next kill
+        answers = load.stop()
+        load = None
+        print("    after SIGKILL (20 POST/s), answering again / the chain whole: " +
+              ", ".join(f"{n} {back:.1f} / {whole:.1f} s" for n, (back, whole) in took.items()))
+        status = run.status()
+        for name in ("ferretdb", "payment", "shipment"):
+            p = status.get("processes", {}).get(name, {})
+            expect(p.get("restarts") == 1 and p.get("last_exit") == "signal KILL" and p.get("state") == "running",
+                   f"status.json's {name}: {p}")
+            expect(re.search(rf"\[run\] {name} exited: signal KILL, after [0-9.]+ s up; restarting in 0\.5 s",
+                             run.log()), f"no exit line for {name} in run.log")
+            expect(f"[run] {name} restarted (pid {run.pid(name)}, restart #1)" in run.log(),
+                   f"no restart line for {name} in run.log")
+        for name in ("order", "postgres"):
+            expect(status["processes"][name]["restarts"] == 0, f"{name} restarted: {status['processes'][name]}")
+        health = http("GET", run.url("payment", "/health")).json()
+        expect(health.get("supervisor", {}).get("processes", {}).get("payment", {}).get("restarts") == 1,
+               f"/health's supervisor: {health.get('supervisor')}")
+        # nothing acknowledged lost: every document a 200 answer names is stored
+        ok = [b for st, b in answers if st == 200 and b]
+        named = {"orders": set(), "payments": set(), "shipments": set()}
+        for b in ok:
+            for coll in ("orders", "payments", "shipments"):
+                if isinstance(b, dict) and b.get("document"):
+                    named[coll].add(b["document"])
+                b = b.get("next") if isinstance(b, dict) else None
+        missing = {c: sorted(ids - stored_ids(run, c)) for c, ids in named.items()}
+        print(f"    {len(answers)} requests, {len(ok)} answered 200, naming "
+              f"{sum(len(v) for v in named.values())} documents; missing: "
+              f"{sum(len(v) for v in missing.values())}")
+        expect(len(answers) >= 100 and len(named["orders"]) >= 50,
+               f"too little load went through: {len(answers)} requests, {len(ok)} answered 200")
+        expect(not any(missing.values()), f"acknowledged documents missing: "
+               f"{ {c: v[:5] for c, v in missing.items() if v} }")
+    finally:
+        if load:
+            load.stop()
+        run.close()
+
+
+@test
+def make_run_watchdog_restarts_a_database_that_stops_answering(ctx):
+    run = RunSh(ctx)
+    try:
+        old = run.pid("ferretdb")
+        start = time.monotonic()
+        os.kill(old, signal.SIGSTOP)        # alive, and answering nothing
+        wait_until(lambda: run.pid("ferretdb", "ready") not in (None, old), WATCHDOG_LIMIT_S,
+                   "the watchdog to kill the stopped FerretDB and the supervisor to bring it back")
+        back = time.monotonic() - start
+        wait_until(run.chain_whole, RECOVERY_LIMIT_S, "the chain whole after the watchdog's restart")
+        whole = time.monotonic() - start
+        print(f"    FerretDB SIGSTOPped: back {back:.1f} s later, the chain whole {whole:.1f} s later "
+              f"(bound: 3 misses x (2 s + 2 s) = 12 s, then the restart)")
+        log = run.log()
+        expect(f"[run] watchdog: ferretdb (pid {old}) did not answer a ping within 2 s (3 of 3)" in log
+               and f"[run] watchdog: ferretdb (pid {old}) is alive but not answering: killing it (SIGKILL)" in log,
+               f"no watchdog lines in run.log: {log[-1500:]}")
+        expect(re.search(r"\[run\] ferretdb exited: signal KILL \(killed by the watchdog: no answer to 3 pings", log),
+               "no exit line naming the watchdog")
+        p = run.status()["processes"]["ferretdb"]
+        expect(p["restarts"] == 1 and p["watchdog_kills"] == 1 and "watchdog" in p["last_exit"],
+               f"status.json's ferretdb: {p}")
+        sup = http("GET", run.url("order", "/health")).json().get("supervisor", {})
+        expect(sup.get("processes", {}).get("ferretdb", {}).get("watchdog_kills") == 1
+               and sup.get("watchdog", {}).get("misses") == 3, f"/health's supervisor: {sup}")
+        for name in ("shipment", "payment", "order"):
+            h = http("GET", run.url(name, "/health"))
+            expect(h.status == 200 and h.json()["database"]["reachable"], f"{name}'s /health: {h}")
+    finally:
+        run.close()
+
+
+@test
+def make_run_stops_every_process_on_sigint(ctx):
+    run = RunSh(ctx)
+    try:
+        pids = {n: run.pid(n) for n in RUN_PROCESSES}
+        expect(all(pids.values()), f"a pid file is missing: {pids}")
+        start = time.monotonic()
+        run.proc.send_signal(signal.SIGINT)
+        rc = run.proc.wait(timeout=60)
+        took = time.monotonic() - start
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # a zombie is gone but for its parent's wait
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+            except OSError:
+                return True
+        wait_until(lambda: all(gone(p) for p in pids.values()), 10, f"every process gone: {pids}")
+        print(f"    SIGINT: run.sh exited {rc} after {took:.1f} s, every process gone")
+        expect(rc == 0, f"run.sh exited {rc}")
+        log = run.log()
+        expect(log.rstrip().endswith("[run] stopped") and not re.search(r"\[run\] \w+ (exited|restarted)", log),
+               f"run.log's end: {log[-800:]}")
+        for port in run.ports.values():
+            expect(not harness.port_open(port), f"port {port} still answers")
+    finally:
+        run.close()
+
+
 
 def main():
     ap = argparse.ArgumentParser()

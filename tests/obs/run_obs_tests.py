@@ -798,6 +798,55 @@ def dashboard_defaults_to_ports_3000_to_3002_as_make_run(s):
     assert not st.problems, st.problems
 
 
+def supervisor_status(restarts):
+    """A status file as make run writes it (scripts/run.sh's status_write), with these restarts."""
+    procs = {}
+    for name, n in restarts.items():
+        procs[name] = {"pid": 1000 + n, "state": "running", "started_at": "2026-01-01T00:00:00.000Z",
+                       "restarts": n, "watchdog_kills": 1 if name == "ferretdb" and n else 0,
+                       "last_exit": "signal KILL" if n else None,
+                       "last_exit_at": "2026-01-01T00:00:00.000Z" if n else None}
+    return {"supervisor": "scripts/run.sh", "pid": 999, "run_dir": "/nowhere",
+            "watchdog": {"process": "ferretdb", "every_s": 2, "timeout_s": 2, "misses": 3},
+            "processes": procs}
+
+
+def health_and_dashboard_show_make_runs_restarts(s):
+    """A service started with RUN_STATUS_FILE (as make run starts it) shows the file in /health's
+    "supervisor", read afresh on every /health; the dashboard shows each process's restarts."""
+    status_file = s.stack.tmp / "status.json"
+    status_file.write_text(json.dumps(supervisor_status(
+        {"postgres": 0, "ferretdb": 1, "shipment": 0, "payment": 2, "order": 0})))
+    svc = s.stack.service("shipment", env={"RUN_STATUS_FILE": str(status_file)}, label="shipment-supervised")
+    try:
+        sup = http("GET", svc.url("/health")).json().get("supervisor")
+        assert sup and sup["processes"]["payment"]["restarts"] == 2, sup
+        url = (f"http://127.0.0.1:{s.order.port}/dashboard?services=shipment@http://127.0.0.1:{svc.port}")
+        chips_js = ("return Array.from(document.querySelectorAll('#supervisor .chip'))"
+                    ".map(c => [c.dataset.process, c.dataset.restarts, c.title])")
+        with Browser() as b:
+            b.get(url)
+            chips = wait_until(lambda: b.script(chips_js) or None, 10, "the supervisor's row")
+            by = {name: (n, title) for name, n, title in chips}
+            assert [c[0] for c in chips] == ["postgres", "ferretdb", "shipment", "payment", "order"], chips
+            assert by["payment"][0] == "2" and by["ferretdb"][0] == "1", chips
+            assert "1 by the watchdog" in by["ferretdb"][1] and "signal KILL" in by["payment"][1], chips
+            # the file changes (another restart): the next /health read shows it, no restart of the service
+            status_file.write_text(json.dumps(supervisor_status(
+                {"postgres": 0, "ferretdb": 1, "shipment": 0, "payment": 3, "order": 0})))
+            wait_until(lambda: {c[0]: c[1] for c in b.script(chips_js)}.get("payment") == "3", 6,
+                       "the dashboard to show payment's third restart")
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+            assert not errors, f"console errors: {errors}"
+        status_file.unlink()
+        sup = http("GET", svc.url("/health")).json().get("supervisor")
+        assert sup == {"error": "cannot open RUN_STATUS_FILE", "file": str(status_file)}, sup
+        assert "supervisor" not in http("GET", s.shipment.url("/health")).json(), \
+            "a service without RUN_STATUS_FILE has no supervisor in /health"
+    finally:
+        svc.stop()
+
+
 TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
@@ -822,6 +871,7 @@ TESTS = [
     dashboard_controls_set_a_fault_and_the_breaker_opens,
     dashboard_fits_1400x1000_and_pins_state_changes,
     dashboard_defaults_to_ports_3000_to_3002_as_make_run,
+    health_and_dashboard_show_make_runs_restarts,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,
 ]

@@ -8,7 +8,8 @@
 // chart every second. A card takes the colour of its most troubled breaker.
 //
 // Every POLL_MS the page also reads each service's /health: whether its
-// database is reachable and the runtime faults in force ("chaos"); and, for
+// database is reachable, the runtime faults in force ("chaos"), the restarts
+// of make run's supervisor ("supervisor", a row under the header); and, for
 // a service whose replicas keep a roster (CB_SHARED=on), its /replicas:
 // every live replica with its breakers' states, drawn as a row of chips, so
 // that a page reaching one replica per connection through a load balancer
@@ -627,6 +628,7 @@ async function poll(svc) {
     setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
       : `the database${name} is unreachable, or a database fault covers every request`);
     if (h.chaos) showChaos(svc, h.chaos, false);
+    if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
   } catch (e) {
@@ -634,6 +636,33 @@ async function poll(svc) {
   } finally {
     clearTimeout(timer);
     svc.polling = false;
+  }
+}
+
+// The supervisor's row (make run only): a chip per process with its restarts,
+// marked when it has restarted; its last exit (status or signal, the
+// watchdog's reason) and when in the chip's title. Every service reads the
+// same status file, so the last /health read wins.
+function showSupervisor(sup) {
+  const row = document.getElementById('supervisor');
+  row.hidden = false;
+  if (sup.error) {
+    row.replaceChildren(el('span', 'rlabel', `supervisor: ${sup.error}`));
+    return;
+  }
+  const procs = Object.entries(sup.processes || {});
+  const total = procs.reduce((n, [, p]) => n + (p.restarts || 0), 0);
+  row.dataset.restarts = String(total);
+  row.replaceChildren(el('span', 'rlabel', `make run restarts (${total})`));
+  for (const [name, p] of procs) {
+    const watchdog = p.watchdog_kills ? `, ${p.watchdog_kills} by the watchdog` : '';
+    const chip = el('span', `chip ${p.restarts ? 'restarted' : 'steady'}${p.state === 'running' ? '' : ' down'}`,
+      `${name} ${p.restarts}${p.state === 'running' ? '' : ` (${p.state})`}`);
+    chip.dataset.process = name;
+    chip.dataset.restarts = String(p.restarts);
+    chip.title = `${name}: pid ${p.pid === null ? '-' : p.pid}, ${p.state}, ${p.restarts} restart(s)${watchdog}` +
+      (p.last_exit ? `; last exit: ${p.last_exit} at ${p.last_exit_at}` : '; never exited');
+    row.append(chip);
   }
 }
 
