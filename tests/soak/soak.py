@@ -15,22 +15,26 @@ once per cycle of about a minute (the short run of `make test` plays it once):
     payment killed (SIGKILL), started again 3 s later
     the database (FerretDB) stopped, started again 5 s later
 
-Then it reads every document from the database and checks:
+Then it waits (bounded) for the services to resolve the outcomes the faults
+left "pending" (they mark them "unknown" after OUTCOME_RESOLVE_AFTER_MS, here
+10 s), reads every document from the database and checks:
   - every 2xx answer's documents exist, exactly once, with the outcome the
     answer reported for that hop (ok, last, degraded);
   - no request id is stored twice in a collection (no duplicates);
-  - a document stays "pending" only under the documented rule: its service
-    could not record the outcome (it died, or lost its database), and then it
-    did not answer 2xx with it; these are counted;
-  - every non-2xx answer is one the contract allows during these faults: 503
-    (the database unreachable, or its circuit open); nothing else, and no
-    request without an answer;
+  - no document is left "pending";
+  - every non-2xx answer has a known cause (told by its status and text:
+    the database unavailable with nothing stored, the database gone between
+    a hop's writes, a service shutting down, a deadline) and was sent while a
+    fault of the schedule was on or within FAULT_TAIL_S after it ended; the
+    summary lists each cause with its count and its fault, and anything
+    else fails;
   - each service's RSS and open file descriptors, sampled every 2 s, stop
     growing after the warm-up: a process that lived two fault cycles or more
-    (order, never killed) is judged on its last cycle against its second (RSS
-    more than 25% + 2 MB, or 16 descriptors more, fails); the one-cycle short
-    run cannot tell growth from warm-up and holds each process to ceilings
-    (RSS_CEILING_MB, FD_CEILING) instead.
+    (order, never killed) is held to a band (its last cycle's RSS peak within
+    RSS_BAND_PCT % + RSS_BAND_MB of its second cycle's, 16 descriptors more)
+    and fails when its peak still rises over its last four cycles; the
+    one-cycle short run cannot tell growth from warm-up and holds each
+    process to ceilings (RSS_CEILING_MB, FD_CEILING) instead.
 Prints a summary table and PASS/FAIL lines, ending with "N passed, N failed,
 N skipped"; exits 1 on any failure.
 """
@@ -56,7 +60,24 @@ from harness import Stack, wait_until  # noqa: E402
 RSS_CEILING_MB = 300
 FD_CEILING = 4096
 COLLECTIONS = {"order": "orders", "payment": "payments", "shipment": "shipments"}
-ALLOWED = {503: "the database unreachable or its circuit open (its faults are in the schedule)"}
+# The services mark an outcome left "pending" as "unknown" after this long.
+RESOLVE_AFTER_S = 10.0
+# A fault explains the non-2xx answers to requests sent from its start until
+# this long after it ended: breakers reopen and probe (CB_RESET_TIMEOUT_MS
+# 2 s, DB_CB_RESET_TIMEOUT_MS 1 s), a restarted process opens its pools, and
+# a request already waiting may take its client's 15 s to give up.
+FAULT_TAIL_S = 20.0
+# The causes a non-2xx answer may have, told by its status and error text;
+# each must fall in a fault's window.
+CAUSES = [
+    ("database unavailable: nothing stored", 503, r"is unavailable.*nothing was stored|circuit is open"),
+    ("database went away: stored, outcome unknown", 503, r"outcome unknown|may be stored|is stored"),
+    ("service shutting down", 503, r"is shutting down"),
+    ("caller's deadline passed", 504, r"deadline"),
+]
+# How much a long-lived process's RSS may rise over the run: its last
+# cycle's peak against the peak of its second cycle (the first is warm-up).
+RSS_BAND_PCT, RSS_BAND_MB = 10, 3.0
 
 
 def body(n: int) -> bytes:
@@ -65,7 +86,15 @@ def body(n: int) -> bytes:
         "amount": n, "id": rid, "shipment": {"id": rid, "directions": "soak"}}}).encode()
 
 
-def post(url: str, n: int):
+def post(url: str, n: int, t0: float):
+    """One chain request: (n, status, answer dict or None, error text, sent
+    at, in seconds since t0)."""
+    sent = time.monotonic() - t0
+    n, status, answer, err = post_once(url, n)
+    return n, status, answer, err, sent
+
+
+def post_once(url: str, n: int):
     """One chain request: (n, status, answer dict or None, error text)."""
     req = urllib.request.Request(url, data=body(n), method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -97,11 +126,14 @@ class Soak:
     def __init__(self, seconds, rate, clients):
         self.seconds, self.rate, self.clients = seconds, rate, clients
         self.results = {}
+        self.sent = {}        # request -> when it was sent (s since t0)
         self.samples = {}     # (service, pid) -> [(t, rss, fds)]
         self.events = []      # (t, what)
         self.stop = threading.Event()
         self.checks = harness.Checks()
         self.t0 = 0.0
+        self.rss_peaks = {}   # (service, pid) -> RSS peak of each cycle
+        self.settled = (0.0, {})
         self.cycle = 60.0 if seconds >= 120 else seconds
 
     def check(self, name, ok, detail=""):
@@ -116,7 +148,8 @@ class Soak:
         os.environ.setdefault("FERRETDB_BACKEND", "postgresql")
         self.stack = Stack("rel")
         env = {"JUMPS": "4", "INJECT_ERR": "0", "CB_RESET_TIMEOUT_MS": "2000",
-               "DB_CB_RESET_TIMEOUT_MS": "1000", "MONGO_TIMEOUT_MS": "1000", "LOG_LEVEL": "transitions"}
+               "DB_CB_RESET_TIMEOUT_MS": "1000", "MONGO_TIMEOUT_MS": "1000", "LOG_LEVEL": "transitions",
+               "OUTCOME_RESOLVE_AFTER_MS": str(int(RESOLVE_AFTER_S * 1000))}
         self.db = self.stack.database()
         self.ship = self.stack.service("shipment", env=env)
         self.pay = self.stack.service("payment", env=env, chain=self.ship)
@@ -142,11 +175,12 @@ class Soak:
                 due = self.t0 + n / self.rate
                 if due > time.monotonic():
                     time.sleep(due - time.monotonic())
-                futures.append(pool.submit(post, url, n))
+                futures.append(pool.submit(post, url, n, self.t0))
                 n += 1
             for f in futures:
-                i, status, answer, err = f.result()
+                i, status, answer, err, sent = f.result()
                 self.results[i] = (status, answer, err)
+                self.sent[i] = sent
 
     def pause(self, s):
         self.stop.wait(s)
@@ -198,7 +232,59 @@ class Soak:
             if not self.db.alive():
                 self.db.start()
         self.say(f"load done: {len(self.results)} requests")
+        self.settle()
         self.account()
+
+    def pending_counts(self):
+        """Documents whose outcome is still "pending", per service."""
+        return {svc: len(self.stack.find(coll, {"_meta.outcome": "pending"}))
+                for svc, coll in COLLECTIONS.items()}
+
+    def settle(self):
+        """Waits (at most RESOLVE_AFTER_S + 40 s) for the services to resolve
+        every outcome left pending by the faults: none may stay."""
+        limit = RESOLVE_AFTER_S + 40
+        start = time.monotonic()
+        left = self.pending_counts()
+        while sum(left.values()) and time.monotonic() - start < limit:
+            self.stop.wait(1.0)
+            left = self.pending_counts()
+        self.settled = (time.monotonic() - start, left)
+        self.say(f"pending outcomes after {self.settled[0]:.1f}s: {left}")
+
+    def fault_windows(self):
+        """[(start, end, fault)]: each fault of the schedule, from its start to
+        FAULT_TAIL_S after its end."""
+        ends = {"SIGSTOP shipment": "SIGCONT shipment", "SIGKILL shipment": "start shipment",
+                "SIGKILL payment": "start payment", "stop the database": "start the database"}
+        windows = []
+        for i, (t, what) in enumerate(self.events):
+            if what in ends:
+                end = next((u for u, w in self.events[i + 1:] if w == ends[what]), t + self.seconds)
+                windows.append((t, end + FAULT_TAIL_S, what))
+        return windows
+
+    def explain(self):
+        """{(cause, fault): count} for every non-2xx answer, the fault being
+        the one whose window holds the request's sending (the latest to
+        start), "none" when no fault does, and the cause "unexplained: ..."
+        when no known cause matches its status and text."""
+        windows = self.fault_windows()
+        table = {}
+        for n, (status, answer, err) in self.results.items():
+            if 200 <= status < 300:
+                continue
+            text = (answer or {}).get("error", err) if isinstance(answer, dict) else err
+            cause = next((name for name, st, rx in CAUSES if st == status and re.search(rx, str(text))),
+                         None)
+            if cause is None:
+                shape = re.sub(r"[0-9a-f]{24}|[0-9]+", "#", str(text))[:90]
+                cause = f"unexplained: {status or 'no answer'} {shape}"
+            sent = self.sent.get(n, -1)
+            held = [w for w in windows if w[0] <= sent <= w[1]]
+            fault = max(held)[2] if held else "none"
+            table[(cause, fault)] = table.get((cause, fault), 0) + 1
+        return table
 
     def account(self):
         docs = {}
@@ -242,23 +328,25 @@ class Soak:
                     pending[svc] += 1
                     if (svc, i) in acked:
                         pending_bad.append(f"{svc} {i}")
-        unexplained = {s: c for s, c in statuses.items() if not (200 <= s < 300) and s not in ALLOWED}
+        table = self.explain()
+        unexplained = {k: c for k, c in table.items() if k[1] == "none" or k[0].startswith("unexplained")}
         print("\nsoak summary", flush=True)
         print(f"  requests {len(self.results)} at {self.rate}/s for {self.seconds:g}s; by status: "
               + ", ".join(f"{s or 'no answer'}: {c}" for s, c in sorted(statuses.items())))
-        reasons = {}
-        for status, answer, err in self.results.values():
-            if not 200 <= status < 300:
-                text = (answer or {}).get("error", err) if isinstance(answer, dict) else err
-                shape = re.sub(r"[0-9a-f]{24}|[0-9]+", "#", str(text))[:110]
-                key = f"{status} {shape}"
-                reasons[key] = reasons.get(key, 0) + 1
-        for key, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]:
-            print(f"  {n:6} x {key}")
+        print("  every non-2xx answer, by cause and the fault whose window held it "
+              f"(from its start to {FAULT_TAIL_S:g} s after its end):")
+        for (cause, fault), n in sorted(table.items(), key=lambda kv: -kv[1]):
+            print(f"  {n:6} x {cause:48} <- {fault}")
+        if not table:
+            print("       (none)")
+        unknown = {svc: sum(1 for d in ds.values() if d.get("_meta", {}).get("outcome") == "unknown")
+                   for svc, ds in by_id.items()}
         print(f"  documents checked against 2xx answers: {checked}; lost {len(lost)}, wrong outcome "
-              f"{len(wrong)}, duplicated {len(dup)}; pending (allowed) "
-              + ", ".join(f"{s} {c}" for s, c in pending.items()))
-        print("  faults: " + "; ".join(f"{t}s {w}" for t, w in self.events if "load done" not in w))
+              f"{len(wrong)}, duplicated {len(dup)}; pending "
+              + ", ".join(f"{s} {c}" for s, c in pending.items())
+              + f" (after {self.settled[0]:.1f}s of waiting for the services to resolve them); "
+              "resolved unknown " + ", ".join(f"{s} {c}" for s, c in unknown.items()))
+        print("  faults: " + "; ".join(f"{t}s {w}" for t, w in self.events if "load done" not in w and "pending outcomes" not in w))
         print(f"  {'service':9} {'pid':>7} {'samples':>7} {'RSS MB start/mid/end':>24} {'fds start/mid/end':>20}")
         growth = []
         for (svc, pid), s in sorted(self.samples.items()):
@@ -270,6 +358,9 @@ class Soak:
             judged = self.growth(svc, pid, s)
             if judged:
                 growth.append(judged)
+        for (svc, pid), peaks in sorted(self.rss_peaks.items()):
+            print(f"  {svc} pid {pid}: RSS peak per cycle (MB): {peaks}; band: the second's "
+                  f"+{RSS_BAND_PCT}% +{RSS_BAND_MB:g} MB, and no rise over the last four")
         if not any(len(s) >= 12 for s in self.samples.values()):
             growth.append("no process was sampled long enough to judge")
         self.check(f"every request answered ({len(self.results)})", statuses.get(0, 0) == 0,
@@ -277,8 +368,10 @@ class Soak:
         ok2xx = sum(c for s, c in statuses.items() if 200 <= s < 300)
         self.check(f"most requests answered 2xx ({ok2xx}/{len(self.results)})",
                    ok2xx >= 0.5 * len(self.results))
-        self.check("every non-2xx status is one the contract allows",
+        self.check("every non-2xx answer has a known cause inside a fault's window",
                    not unexplained, f"unexplained: {unexplained}")
+        self.check("no document left pending (the services resolve them)", not sum(pending.values()),
+                   f"pending: {pending}")
         self.check("no acknowledged document lost", not lost, "; ".join(lost[:10]))
         self.check("every acknowledged document has the outcome answered", not wrong, "; ".join(wrong[:10]))
         self.check("no request stored twice", not dup, "; ".join(dup[:10]))
@@ -305,13 +398,24 @@ class Soak:
                 return f"{svc} pid {pid}: RSS {rss:.1f} MB (ceiling {RSS_CEILING_MB}), fds {fds} (ceiling {FD_CEILING})"
             return ""
         first = s[0][0]
-        mid = [x for x in s if first + cycle <= x[0] < first + 2 * cycle]
-        last = [x for x in s if x[0] >= s[-1][0] - cycle]
-        rss_mid, rss_last = max(x[1] for x in mid), max(x[1] for x in last)
-        fd_mid, fd_last = max(x[2] for x in mid), max(x[2] for x in last)
-        # Slack: a pool may reach its bound late, once.
-        if rss_last > rss_mid * 1.25 + 2 or fd_last > fd_mid + 16:
-            return f"{svc} pid {pid}: RSS {rss_mid:.1f}->{rss_last:.1f} MB, fds {fd_mid}->{fd_last}"
+        peaks = []    # (RSS, fds) peak of each whole cycle the process lived
+        k = 0
+        while first + (k + 1) * cycle <= s[-1][0] + 2.5:
+            part = [x for x in s if first + k * cycle <= x[0] < first + (k + 1) * cycle]
+            if part:
+                peaks.append((max(x[1] for x in part), max(x[2] for x in part)))
+            k += 1
+        if len(peaks) < 2:
+            return ""
+        self.rss_peaks[(svc, pid)] = [round(p[0], 1) for p in peaks]
+        (rss_mid, fd_mid), (rss_last, fd_last) = peaks[1], peaks[-1]
+        band = rss_mid * (1 + RSS_BAND_PCT / 100) + RSS_BAND_MB
+        if rss_last > band or fd_last > fd_mid + 16:
+            return (f"{svc} pid {pid}: RSS {rss_mid:.1f}->{rss_last:.1f} MB (band {band:.1f}), "
+                    f"fds {fd_mid}->{fd_last}")
+        tail = [p[0] for p in peaks[-4:]]
+        if len(peaks) >= 5 and all(b - a > 0.5 for a, b in zip(tail, tail[1:])):
+            return f"{svc} pid {pid}: RSS still rising over its last cycles: {tail} MB"
         return ""
 
     def close(self):
