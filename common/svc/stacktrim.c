@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if !defined(__SANITIZE_THREAD__)
+
 /* The calling thread's stack: its lowest address and one past its highest
  * address in use at the time of the first call; 0 until found, 1 when it
  * cannot be. */
@@ -27,9 +29,6 @@ static uintptr_t stack_low_find(void)
 
 void stack_trim(void)
 {
-#if defined(__SANITIZE_THREAD__)
-    return;
-#else
     if (!stack_low)
         stack_low = stack_low_find();
     if (stack_low <= 1)
@@ -42,5 +41,12 @@ void stack_trim(void)
     if (top > stack_low + page)
         madvise((void *)stack_low, top - stack_low, MADV_DONTNEED);
     (void)here;
-#endif
 }
+
+#else /* ThreadSanitizer keeps its own view of every thread's stack: leave it be. */
+
+void stack_trim(void)
+{
+}
+
+#endif
