@@ -428,7 +428,8 @@ static bool http_space_before_colon(const struct mg_header *h)
  * block): anything else is a line civetweb stopped at after a bare LF. A
  * folded line right after a CRLF-ended last header cannot be seen: telling
  * it from the end of the block would read the byte after it, which may lie
- * past civetweb's buffer; civetweb ignores that line and all after it. */
+ * past civetweb's buffer; civetweb ignores that line and all after it.
+ * wire.c sees that fold in the raw bytes and refuses it before this runs. */
 static bool http_line_ends_ok(const struct mg_request_info *ri, int i)
 {
     const char *end = ri->http_headers[i].value + strlen(ri->http_headers[i].value);

@@ -570,8 +570,7 @@ void wire_free(void)
     wire_names = NULL;
 }
 
-/* Frees a connection's state. */
-static void wire_conn_free(struct wire_conn *c)
+void wire_conn_free(struct wire_conn *c)
 {
     if (c) {
         free(c->last);

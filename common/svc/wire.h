@@ -80,10 +80,12 @@ int wire_path_check(const char *path, size_t len, char *decoded, size_t cap, cha
 int wire_authority_check(const char *target, char *why, size_t whylen);
 
 /* The scanner itself, for the fuzz harness: a fresh connection's state
- * (free it with free()), then its bytes in any slices; buf may be changed
- * (the first byte of a target that does not start with '/' becomes '/').
- * wire_scan_next() pops the next verdict: 1 found, 0 none pending. */
+ * (NULL when out of memory; wire_conn_free() releases it, NULL is fine),
+ * then its bytes in any slices; buf may be changed (the first byte of a
+ * target that does not start with '/' becomes '/'). wire_scan_next() pops
+ * the next verdict: 1 found, 0 none pending. */
 struct wire_conn *wire_conn_new(void);
+void wire_conn_free(struct wire_conn *c);
 void wire_scan(struct wire_conn *c, char *buf, size_t n);
 int wire_scan_next(struct wire_conn *c, wire_head *out);
 
