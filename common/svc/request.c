@@ -678,7 +678,7 @@ int request_begin(struct mg_connection *conn)
     svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
     double t0 = (double)mono_ns() / 1e9;
     char why[400];
-    static _Thread_local wire_head head;
+    wire_head head;   /* 4 KB: on the worker's stack, not in every thread's TLS */
     bool expect_continue = false;
     int seen = wire_next_head(&head);
     int status = 0;
@@ -705,8 +705,8 @@ int request_begin(struct mg_connection *conn)
         status = request_target_form(conn, &head, why, sizeof why);
         if (status < 0) {
             mg_disable_keep_alive(conn);
-            request_done(conn, "*", 200, t0);
-            return 200;
+            request_done(conn, "*", 204, t0);
+            return 204;
         }
     }
     if (status) {

@@ -1179,7 +1179,9 @@ def a_busy_upstream_never_holds_every_worker_of_the_next_hop(ctx):
     threads) leaves the others free for /health, the admin routes and streams."""
     st = ctx.stack()
     env = {"THREADS": "8", "INJECT_ERR": "0"}
-    order, pay, ship = chain(st, env, env, env)
+    # order's 12 clients queue for its 8 workers; its own reserve (2 of 8 kept for /health)
+    # would refuse the excess with 503 instead, which is not what this test is about
+    order, pay, ship = chain(st, dict(env, RESERVED_WORKERS="0"), env, env)
     stop = threading.Event()
     answers = []
 
@@ -1800,6 +1802,7 @@ def wrong_admin_tokens_are_slowed_per_address_logged_and_counted(ctx):
         expect("127.0.0.1 gets 429" in log, f"{name}: the lock-out is not logged")
         expect(wrong not in log and TOKEN not in log, f"{name}: a token was logged")
         expect(svc.ready(), f"{name} no longer answers")
+        expect(not st.find(COLLECTIONS[name]), f"{name}: a document was stored")
 
 
 def slow_bodies(port, n, src=None):
@@ -1835,9 +1838,11 @@ def health_answers_within_100ms_while_1100_slow_bodies_hold_the_workers(ctx):
     client gets 503 at once, and no trickled body is stored."""
     raise_fd_limit(8192)
     st = ctx.stack()
+    # ThreadSanitizer runs THREADS=64 (harness.TSAN_ENV): the same excess over the workers
+    held = 1100 if ctx.flavour != "tsan" else 64 + 76
     for name in BODIES:
         svc = st.service(name, env={"JUMPS": "1"})
-        flood = slow_bodies(svc.port, 1100)
+        flood = slow_bodies(svc.port, held)
         samples, creates = [], []
         try:
             t_end = time.monotonic() + 4
@@ -1862,7 +1867,7 @@ def health_answers_within_100ms_while_1100_slow_bodies_hold_the_workers(ctx):
                 s.close()
         lat = sorted(t for _, _, t in samples)
         p90 = lat[int(len(lat) * 0.9)]
-        print(f"    {name}: {len(samples)} health/metrics checks beside 1,100 slow bodies: median "
+        print(f"    {name}: {len(samples)} health/metrics checks beside {held} slow bodies: median "
               f"{lat[len(lat) // 2] * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms, worst {lat[-1] * 1000:.1f} ms; "
               f"POST /create: {sorted(set(s for s, _ in creates), key=str)}", flush=True)
         bad = [(p, s, round(t * 1000)) for p, s, t in samples if s != 200]
