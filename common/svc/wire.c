@@ -484,11 +484,14 @@ void wire_scan(struct wire_conn *c, char *buf, size_t n)
                 wire_line_end(c);
                 break;
             }
-            c->flags |= WIRE_BARE_CR;
             /* the CR was a byte of a line that goes on */
-            c->state = W_VALUE;
+            c->flags |= WIRE_BARE_CR;
             c->empty_line = false;
-            i--;
+            if (b == '\r')
+                break;   /* still waiting for an LF */
+            c->state = W_VALUE;
+            if ((b < 0x20 && b != '\t') || b == 0x7f)
+                c->flags |= WIRE_CTL;
             break;
         }
         continue;
