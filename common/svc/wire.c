@@ -93,10 +93,17 @@ struct wire_conn {
     uint32_t last_seq;       /* its number, 0 = none */
 };
 
+/* The descriptors tracked: made once by wire_init() and never freed, so that
+ * a close() on any thread (libmongoc's, at shutdown) can read it at any time;
+ * wire_free() empties it. */
+typedef struct wire_table {
+    int n;
+    _Atomic(struct wire_conn *) slot[];
+} wire_table;
+
 static int wire_port;
 static char **wire_names;
-static _Atomic(struct wire_conn *) *wire_slots;
-static int wire_nslots;
+static _Atomic(wire_table *) wire_tracked;
 static _Thread_local int wire_current_fd = -1;
 
 struct wire_conn *wire_conn_new(void)
@@ -539,34 +546,31 @@ int wire_init(int max_fd, int port, const char *const *names)
     while (names && names[n])
         n++;
     wire_names = calloc(n + 1, sizeof *wire_names);
-    wire_slots = calloc((size_t)max_fd, sizeof *wire_slots);
-    if (!wire_names || !wire_slots) {
-        wire_free();
+    if (!wire_names)
         return -1;
-    }
     for (size_t i = 0; i < n; i++)
         if (!(wire_names[i] = strdup(names[i]))) {
             wire_free();
             return -1;
         }
     wire_port = port;
-    wire_nslots = max_fd;
+    if (!atomic_load(&wire_tracked)) {   /* the first call's size holds */
+        wire_table *t = calloc(1, sizeof *t + (size_t)max_fd * sizeof t->slot[0]);
+        if (!t) {
+            wire_free();
+            return -1;
+        }
+        t->n = max_fd;
+        atomic_store(&wire_tracked, t);
+    }
     return 0;
 }
 
 void wire_free(void)
 {
-    if (wire_slots)
-        for (int i = 0; i < wire_nslots; i++) {
-            struct wire_conn *c = atomic_exchange(&wire_slots[i], NULL);
-            if (c) {
-                free(c->last);
-                free(c);
-            }
-        }
-    free(wire_slots);
-    wire_slots = NULL;
-    wire_nslots = 0;
+    wire_table *t = atomic_load(&wire_tracked);
+    for (int i = 0; t && i < t->n; i++)
+        wire_conn_free(atomic_exchange(&t->slot[i], NULL));
     for (char **l = wire_names; l && *l; l++)
         free(*l);
     free(wire_names);
@@ -581,19 +585,26 @@ void wire_conn_free(struct wire_conn *c)
     }
 }
 
+/* fd's slot, or NULL when fd is not one the table can hold. */
+static _Atomic(struct wire_conn *) *wire_slot(int fd)
+{
+    wire_table *t = atomic_load(&wire_tracked);
+    return t && fd >= 0 && fd < t->n ? &t->slot[fd] : NULL;
+}
+
 void wire_accepted(int fd)
 {
-    if (!wire_slots || fd < 0 || fd >= wire_nslots)
-        return;
-    wire_conn_free(atomic_exchange(&wire_slots[fd], wire_conn_new()));
+    _Atomic(struct wire_conn *) *slot = wire_slot(fd);
+    if (slot)
+        wire_conn_free(atomic_exchange(slot, wire_conn_new()));
 }
 
 int wire_next_head(wire_head *out)
 {
-    if (!wire_slots)
+    if (!atomic_load(&wire_tracked))
         return 0;
-    int fd = wire_current_fd;
-    struct wire_conn *c = fd >= 0 && fd < wire_nslots ? atomic_load(&wire_slots[fd]) : NULL;
+    _Atomic(struct wire_conn *) *slot = wire_slot(wire_current_fd);
+    struct wire_conn *c = slot ? atomic_load(slot) : NULL;
     if (!c || !wire_scan_next(c, out))
         return -1;
     return 1;
@@ -604,9 +615,10 @@ int wire_next_head(wire_head *out)
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
-    if (n <= 0 || (flags & MSG_PEEK) || !wire_slots || fd < 0 || fd >= wire_nslots)
+    if (n <= 0 || (flags & MSG_PEEK))
         return n;
-    struct wire_conn *c = atomic_load(&wire_slots[fd]);
+    _Atomic(struct wire_conn *) *slot = wire_slot(fd);
+    struct wire_conn *c = slot ? atomic_load(slot) : NULL;
     if (c) {
         wire_current_fd = fd;
         wire_scan(c, buf, (size_t)n);
@@ -630,8 +642,9 @@ static int (*wire_real_close(void))(int)
  * Returns what the C library's close() returns. */
 int close(int fd)
 {
-    if (wire_slots && fd >= 0 && fd < wire_nslots) {
-        wire_conn_free(atomic_exchange(&wire_slots[fd], NULL));
+    _Atomic(struct wire_conn *) *slot = wire_slot(fd);
+    if (slot) {
+        wire_conn_free(atomic_exchange(slot, NULL));
         if (wire_current_fd == fd)
             wire_current_fd = -1;
     }

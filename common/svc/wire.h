@@ -45,12 +45,14 @@ typedef struct wire_head {
 
 /* Turns the scanner on for every connection accept() hands to civetweb from
  * now on (guard.c calls wire_accepted()); max_fd bounds the descriptors
- * tracked. port and names (NULL-terminated list; names a client may use for
- * this service in an absolute-form target, compared without case) are kept.
- * Returns 0, or -1 when out of memory. Call before civetweb starts. */
+ * tracked (the first call's bound holds for the process: the table of
+ * descriptors is never freed, so that a close() on any thread may read it at
+ * any time). port and names (NULL-terminated list; names a client may use
+ * for this service in an absolute-form target, compared without case) are
+ * kept. Returns 0, or -1 when out of memory. Call before civetweb starts. */
 int wire_init(int max_fd, int port, const char *const *names);
 
-/* Releases what wire_init() took. Call after civetweb stops. */
+/* Forgets every connection and the names. Call after civetweb stops. */
 void wire_free(void);
 
 /* guard.c's accept(): fd is a connection civetweb is about to serve. */
