@@ -445,8 +445,9 @@ static int send_admin_error(struct mg_connection *conn, int status, const char *
 
 /* The gate of every admin route: 404 when ADMIN_TOKEN is not set; for
  * OPTIONS, the preflight for ADMIN_ALLOWED_ORIGIN or 403 for any other
- * origin; 401 without the right token. Returns 0 when the request may go
- * on, else the status sent. */
+ * origin; 429 with Retry-After when the client's address has used up its
+ * tries (authlimit.c); 401 without the right token, logged with the
+ * address. Returns 0 when the request may go on, else the status sent. */
 static int admin_gate(struct mg_connection *conn, const char *methods)
 {
     if (!obs_g.admin_token)

@@ -129,6 +129,7 @@ static bool wire_unreserved(int c)
     return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
+/* The value of hex digit c, or -1 when c is not one. */
 static int wire_hex(int c)
 {
     if (c >= '0' && c <= '9')
