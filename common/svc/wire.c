@@ -611,11 +611,27 @@ int wire_next_head(wire_head *out)
     return 1;
 }
 
-/* See the top of the file: civetweb's recv() lands here. Returns what
- * recvfrom() returns; a tracked descriptor's bytes are scanned first. */
+/* The C library's recv(), found once: the next definition after this
+ * executable's (ThreadSanitizer's, when it is there: its recv() records
+ * that the bytes were sent before they were received, which recvfrom()'s
+ * does not, so calling the latter would make every exchange look like a race). */
+static ssize_t (*wire_real_recv(void))(int, void *, size_t, int)
+{
+    static _Atomic(ssize_t (*)(int, void *, size_t, int)) real;
+    ssize_t (*f)(int, void *, size_t, int) = atomic_load(&real);
+    if (!f) {
+        f = (ssize_t (*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+        atomic_store(&real, f);
+    }
+    return f;
+}
+
+/* See the top of the file: civetweb's recv() lands here. Returns what the
+ * C library's recv() returns; a tracked descriptor's bytes are scanned first. */
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-    ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
+    ssize_t (*real)(int, void *, size_t, int) = wire_real_recv();
+    ssize_t n = real ? real(fd, buf, len, flags) : recvfrom(fd, buf, len, flags, NULL, NULL);
     if (n <= 0 || (flags & MSG_PEEK))
         return n;
     _Atomic(struct wire_conn *) *slot = wire_slot(fd);
