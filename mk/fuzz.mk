@@ -18,7 +18,7 @@
 FUZZ_CC        ?= clang
 FUZZ_SECONDS   ?= 120
 # chaos (PUT /chaos's body) exists where the runtime faults do (common/svc/chaos.c)
-FUZZ_ALL       := body query config state $(if $(wildcard common/svc/chaos.c),chaos)
+FUZZ_ALL       := body query config state wire $(if $(wildcard common/svc/chaos.c),chaos)
 FUZZ_HARNESSES ?= $(FUZZ_ALL)
 FUZZ_DIR       := $(BUILD)/fuzz
 FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

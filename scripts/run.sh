@@ -15,7 +15,7 @@
 # the data with DATA_DIR (default .data; `make bench-services` uses a temporary one);
 # FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
 # PROFILE=classroom applies scripts/profiles/classroom.env (a calm baseline,
-# admin routes on with ADMIN_TOKEN=classroom); any variable set by hand wins.
+# admin routes on with a random ADMIN_TOKEN, printed at start); any variable set by hand wins.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
 #
@@ -314,7 +314,12 @@ if [ -n "${PROFILE:-}" ]; then
         case "$key" in ''|'#'*) continue ;; esac
         if [ -z "${!key+x}" ]; then export "$key=$value"; fi
     done < "$PROFILE_FILE"
-    say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR ADMIN_TOKEN=$ADMIN_TOKEN CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
+    if [ "${ADMIN_TOKEN:-}" = random ]; then
+        ADMIN_TOKEN="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+        export ADMIN_TOKEN
+        say "admin token: $ADMIN_TOKEN  (dashboard: http://127.0.0.1:$ORDER_PORT/dashboard)"
+    fi
+    say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
 fi
 
 for b in order payment shipment; do

@@ -138,6 +138,8 @@ static void config_defaults(svc_config *c, const svc_spec *spec)
     c->max_body_bytes = 1024 * 1024;
     c->body_limits = (validate_limits)VALIDATE_LIMITS_DEFAULT;
     c->thread_stack_kb = 512;
+    c->admin_auth_rate = 2.0;
+    c->admin_auth_burst = 5;
     c->cb_timeout_ms = 300;
     c->cb_reset_timeout_ms = 10000;
     c->cb_error_threshold = 50;
@@ -302,7 +304,11 @@ static int config_limits(svc_config *c, char *err, size_t errlen)
         env_int("THREAD_STACK_KB", 128, 65536, &c->thread_stack_kb, err, errlen))
         return -1;
     c->max_connections = c->threads + c->connection_queue;
-    return env_int("MAX_CONNECTIONS", 1, 1000000, &c->max_connections, err, errlen);
+    c->reserved_workers = c->threads / 4 < 16 ? c->threads / 4 : 16;
+    return env_int("MAX_CONNECTIONS", 1, 1000000, &c->max_connections, err, errlen) ||
+           env_int("RESERVED_WORKERS", 0, c->threads - 1, &c->reserved_workers, err, errlen) ||
+           env_double("ADMIN_AUTH_RATE", 0.01, 1000.0, &c->admin_auth_rate, err, errlen) ||
+           env_int("ADMIN_AUTH_BURST", 1, 1000, &c->admin_auth_burst, err, errlen);
 }
 
 int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)

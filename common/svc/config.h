@@ -34,6 +34,8 @@ typedef struct svc_config {
     int threads;                 /* THREADS; 1024 worker threads: connections served at once */
     int connection_queue;        /* CONNECTION_QUEUE; 64 accepted connections waiting for a worker */
     int max_connections;         /* MAX_CONNECTIONS; THREADS + CONNECTION_QUEUE: more get 503 at accept */
+    int reserved_workers;        /* RESERVED_WORKERS; 16, at most THREADS / 4 by default: workers only
+                                    GET /health and /metrics may take (others get 503 when the rest are busy) */
     int listen_backlog;          /* LISTEN_BACKLOG; 1024 connections the kernel holds before accept */
     int header_timeout_ms;       /* HEADER_TIMEOUT_MS; 5000: a request's head must arrive within this
                                     (also the longest wait for one read of a body) */
@@ -52,6 +54,8 @@ typedef struct svc_config {
     const char *admin_origin;    /* ADMIN_ALLOWED_ORIGIN; NULL = no other origin's page may call them */
     const char *run_status_file; /* RUN_STATUS_FILE; NULL = none: make run's supervisor status (JSON),
                                     shown as /health's "supervisor" */
+    double admin_auth_rate;      /* ADMIN_AUTH_RATE; 2: admin token tries a second per client address */
+    int admin_auth_burst;        /* ADMIN_AUTH_BURST; 5: tries an address may make at once (then 429) */
 
     /* the breaker, by default the original demo's options */
     int64_t cb_timeout_ms;       /* CB_TIMEOUT_MS; 300 */

@@ -16,6 +16,7 @@
  * The services accept nothing else; libcurl and libmongoc only connect.
  */
 #include "guard.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -86,13 +87,18 @@ int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
     int c = accept4(fd, addr, len, 0);
     int max = atomic_load(&guard_max);
-    if (c < 0 || max <= 0)
+    if (c < 0)
         return c;
+    if (max <= 0) {
+        wire_accepted(c);
+        return c;
+    }
     if (atomic_fetch_add(&guard_count, 1) >= max) {
         atomic_fetch_sub(&guard_count, 1);
         guard_refuse(c);
         errno = EAGAIN;
         return -1;
     }
+    wire_accepted(c);
     return c;
 }

@@ -13,12 +13,33 @@
 #include <strings.h>
 #include <time.h>
 
+/* What begin_request decided about the request this thread serves. */
+static _Thread_local struct {
+    bool expect_continue;   /* the client waits for 100 Continue before its body */
+    bool close_after;       /* the connection closes after this request's answer */
+    int retry_after_s;      /* > 0: the next answer carries Retry-After */
+} http_req;
+
+void http_retry_after(int seconds)
+{
+    http_req.retry_after_s = seconds;
+}
+
+void http_request_begin(bool expect_continue, bool close_after)
+{
+    http_req.expect_continue = expect_continue;
+    http_req.close_after = close_after;
+    http_req.retry_after_s = 0;
+}
+
 /* Returns true when the connection should close after this answer: asked
- * by the caller, or by the client (Connection: close, or HTTP/1.0 without
- * keep-alive). */
+ * by the caller, by begin_request (http_request_begin()), by a body the
+ * client still holds back for a 100 Continue never sent (reading on would
+ * wait for it in vain), or by the client (Connection: close, or HTTP/1.0
+ * without keep-alive). */
 static bool http_must_close(struct mg_connection *conn, bool close)
 {
-    if (close)
+    if (close || http_req.close_after || http_req.expect_continue)
         return true;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *c = mg_get_header(conn, "Connection");
@@ -100,6 +121,12 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
             sb_str(&h, timing, sizeof timing);
             sb_lit(&h, "\r\n");
         }
+    }
+    if (http_req.retry_after_s > 0) {
+        sb_lit(&h, "Retry-After: ");
+        sb_uint(&h, (unsigned)http_req.retry_after_s, 1);
+        sb_lit(&h, "\r\n");
+        http_req.retry_after_s = 0;
     }
     sb_lit(&h, "Cache-Control: ");
     sb_str(&h, cache ? cache : "no-store", 200);
@@ -254,6 +281,13 @@ int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, cha
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length > (long long)limit)
         return 413;
+    if (http_req.expect_continue) {
+        /* The client holds its body back until asked (RFC 9110 10.1.1). */
+        static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        http_req.expect_continue = false;
+        if (mg_write(conn, go_on, sizeof go_on - 1) != (int)(sizeof go_on - 1))
+            return 400;
+    }
     int64_t deadline = http_now_ms() + timeout_ms;
     size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 16384;
     char *buf = malloc(cap);
@@ -289,6 +323,8 @@ int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, cha
 
 bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms)
 {
+    if (http_req.expect_continue)
+        return false;   /* never asked for: the client sends nothing, the connection closes */
     char sink[16384];
     size_t total = 0, step = 1;
     int64_t deadline = http_now_ms() + timeout_ms;
@@ -299,6 +335,53 @@ bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms)
         total += (size_t)n;
     }
     return false;
+}
+
+/* Counts the header lines named name. */
+static int http_count_headers(const struct mg_request_info *ri, const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < ri->num_headers; i++)
+        n += !strcasecmp(ri->http_headers[i].name, name);
+    return n;
+}
+
+int http_check_head(const struct mg_request_info *ri, long long body_limit, bool *expect_continue,
+                    char *why, size_t len)
+{
+    *expect_continue = false;
+    bool http11 = ri->http_version && !strcmp(ri->http_version, "1.1");
+    int hosts = http_count_headers(ri, "Host");
+    if (hosts > 1 || (http11 && hosts == 0)) {
+        snprintf(why, len, hosts ? "more than one Host header" : "an HTTP/1.1 request without a Host header");
+        return 400;
+    }
+    if (http_count_headers(ri, "X-Deadline-Ms") > 1) {
+        snprintf(why, len, "more than one X-Deadline-Ms header");
+        return 400;
+    }
+    bool continue_asked = false;
+    for (int i = 0; i < ri->num_headers; i++) {
+        if (strcasecmp(ri->http_headers[i].name, "Expect"))
+            continue;
+        const char *v = ri->http_headers[i].value;
+        size_t n = strlen(v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        if (n != 12 || strncasecmp(v, "100-continue", 12)) {
+            snprintf(why, len, "the expectation \"%.60s\" cannot be met (only 100-continue is known)", v);
+            return 417;
+        }
+        continue_asked = true;
+    }
+    if (continue_asked && ri->content_length > body_limit) {
+        snprintf(why, len, "the body is larger than %lld bytes", body_limit);
+        return 413;
+    }
+    /* HTTP/1.0 has no 100 Continue: its client does not wait for one. */
+    *expect_continue = continue_asked && http11 &&
+                       (ri->content_length > 0 || http_count_headers(ri, "Transfer-Encoding"));
+    return 0;
 }
 
 bool http_is_json(const char *content_type)
@@ -345,7 +428,8 @@ static bool http_space_before_colon(const struct mg_header *h)
  * block): anything else is a line civetweb stopped at after a bare LF. A
  * folded line right after a CRLF-ended last header cannot be seen: telling
  * it from the end of the block would read the byte after it, which may lie
- * past civetweb's buffer; civetweb ignores that line and all after it. */
+ * past civetweb's buffer; civetweb ignores that line and all after it.
+ * wire.c sees that fold in the raw bytes and refuses it before this runs. */
 static bool http_line_ends_ok(const struct mg_request_info *ri, int i)
 {
     const char *end = ri->http_headers[i].value + strlen(ri->http_headers[i].value);

@@ -76,6 +76,29 @@ bool http_discard_body(struct mg_connection *conn, size_t max, int timeout_ms);
  * problem in why. This function can't fail. */
 int http_check_framing(const struct mg_request_info *ri, char *why, size_t len);
 
+/* Checks what RFC 9110 and 9112 ask of a head beyond its framing, on what
+ * civetweb hands over: an HTTP/1.1 request has exactly one Host header
+ * (HTTP/1.0 at most one); X-Deadline-Ms at most once (a proxy may read the
+ * other one); an Expect header is "100-continue" and nothing else (417),
+ * and with it a Content-Length over body_limit is refused at once (413)
+ * instead of after the client's wait. Sets *expect_continue when the client
+ * waits for 100 Continue before sending its body (HTTP/1.1, a body
+ * announced). Returns 0, or the status with a sentence in why. This
+ * function can't fail. */
+int http_check_head(const struct mg_request_info *ri, long long body_limit, bool *expect_continue,
+                    char *why, size_t len);
+
+/* Tells this thread's answers what begin_request decided about the request:
+ * expect_continue sends "100 Continue" before the first body read
+ * (http_read_body(); http_discard_body() then reads nothing and reports the
+ * connection to be closed); close_after closes the connection after the
+ * answer. Call once per request, before its handler. */
+void http_request_begin(bool expect_continue, bool close_after);
+
+/* The next answer this thread sends (http_send_cors() and all built on it)
+ * carries "Retry-After: seconds" (429, 503). */
+void http_retry_after(int seconds);
+
 /* Returns true when content_type names JSON: application/json or
  * application/(anything)+json, with any parameters. */
 bool http_is_json(const char *content_type);

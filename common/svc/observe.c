@@ -6,9 +6,11 @@
  * observe_stream.c, the dashboard's files in observe_assets.c.
  */
 #include "observe.h"
+#include "authlimit.h"
 #include "observe_priv.h"
 #include "chaos.h"
 #include "http.h"
+#include "log.h"
 #include "monotime.h"
 
 #include <cJSON.h>
@@ -493,8 +495,9 @@ static int send_admin_error(struct mg_connection *conn, int status, const char *
 
 /* The gate of every admin route: 404 when ADMIN_TOKEN is not set; for
  * OPTIONS, the preflight for ADMIN_ALLOWED_ORIGIN or 403 for any other
- * origin; 401 without the right token. Returns 0 when the request may go
- * on, else the status sent. */
+ * origin; 429 with Retry-After when the client's address has used up its
+ * tries (authlimit.c); 401 without the right token, logged with the
+ * address. Returns 0 when the request may go on, else the status sent. */
 static int admin_gate(struct mg_connection *conn, const char *methods)
 {
     if (!obs_g.admin_token)
@@ -507,9 +510,27 @@ static int admin_gate(struct mg_connection *conn, const char *methods)
                                     "(ADMIN_ALLOWED_ORIGIN names the one origin allowed)");
         return send_preflight_for(conn, methods, origin);
     }
+    /* Every try takes one from the address's bucket before the comparison;
+     * a right token gives it back (authlimit.c). The token tried is never logged. */
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    bool first_refusal = false;
+    int wait_s = authlimit_take(ri->remote_addr, mono_ns(), &first_refusal);
+    if (wait_s) {
+        if (first_refusal)
+            log_message(false, "admin: %s gets 429 after repeated wrong tokens; its further refusals "
+                        "are counted in /metrics (admin_auth_limited_total)", ri->remote_addr);
+        http_retry_after(wait_s);
+        return send_admin_error(conn, 429, "too many wrong admin tokens from this address; "
+                                "try again after Retry-After seconds");
+    }
     const char *token = request_token(conn);
-    if (!token || !equal_constant_time(token, obs_g.admin_token))
+    if (!token || !equal_constant_time(token, obs_g.admin_token)) {
+        authlimit_count_failure();
+        log_message(false, "admin: %s token from %s on %s %.100s refused (401)",
+                    token ? "a wrong" : "no", ri->remote_addr, method, ri->local_uri);
         return send_admin_error(conn, 401, "missing or wrong admin token");
+    }
+    authlimit_refund(ri->remote_addr);
     return 0;
 }
 

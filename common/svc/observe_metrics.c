@@ -6,6 +6,8 @@
  * obs_record_request(). The page is built in a growing buffer (open_memstream).
  */
 #include "observe.h"
+#include "authlimit.h"
+#include "guard.h"
 #include "observe_priv.h"
 #include "chaos.h"
 
@@ -226,6 +228,19 @@ static void put_service_metrics(FILE *f)
                 (int)cJSON_GetNumberValue(cJSON_GetObjectItem(shared, "live")));
         cJSON_Delete(shared);
     }
+    put_header(f, "admin_auth_failures_total", "counter",
+               "Admin calls with a missing or wrong token that reached the token check (401).");
+    fprintf(f, "admin_auth_failures_total{service=\"%s\"} %llu\n", service,
+            (unsigned long long)authlimit_failures());
+    put_header(f, "admin_auth_limited_total", "counter",
+               "Admin calls refused with 429 before the token check: too many failures from their address.");
+    fprintf(f, "admin_auth_limited_total{service=\"%s\"} %llu\n", service,
+            (unsigned long long)authlimit_refusals());
+    put_header(f, "service_connections_open", "gauge", "Connections accepted and not yet closed.");
+    fprintf(f, "service_connections_open{service=\"%s\"} %d\n", service, guard_open());
+    put_header(f, "service_connections_refused_total", "counter",
+               "Connections answered 503 at accept time (MAX_CONNECTIONS).");
+    fprintf(f, "service_connections_refused_total{service=\"%s\"} %ld\n", service, guard_refused());
     chaos_put_metrics(f, service);
 }
 

@@ -37,6 +37,7 @@
 #include "request_parse.h"
 #include "trace.h"
 #include "validate.h"
+#include "wire.h"
 
 /* One hop to the next service: the breaker's arg. http must stay first, the
  * action reads the arg as a chain_call. */
@@ -678,18 +679,149 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
     return status;
 }
 
+/* The status and sentence for a head whose raw bytes are at fault (wire.h),
+ * or 0 when they are not. */
+static int request_wire_fault(const wire_head *h, char *why, size_t len)
+{
+    static const struct { unsigned flag; const char *text; } faults[] = {
+        { WIRE_FOLD, "request framing refused: a folded header line (obs-fold, RFC 9112 5.2)" },
+        { WIRE_BARE_LF, "request framing refused: a line ended by a bare LF (CRLF is required)" },
+        { WIRE_BARE_CR, "request framing refused: a CR not followed by LF" },
+        { WIRE_CTL, "request framing refused: a control character (NUL, ...) in the head" },
+        { WIRE_SPACES, "request framing refused: whitespace where the request line has one SP" },
+    };
+    if (h->flags & WIRE_LONG_PATH) {
+        snprintf(why, len, "request target refused: the path is longer than %d bytes", WIRE_PATH_MAX);
+        return 414;
+    }
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        if (h->flags & faults[i].flag) {
+            snprintf(why, len, "%s", faults[i].text);
+            return 400;
+        }
+    if (h->flags & WIRE_PATH) {
+        snprintf(why, len, "request target refused: the path is not in its one canonical spelling "
+                 "(%s); a proxy's prefix rule would not see it as this service does", h->why);
+        return 400;
+    }
+    return h->flags ? 400 : 0;
+}
+
+/* Serves a target that is not in origin form (wire.h keeps it raw; civetweb
+ * was handed '/' for its first byte). Returns 0 when the request goes on to
+ * its route (an absolute-form target naming this service, whose path now
+ * stands in ri->local_uri), -1 when the answer was sent here (OPTIONS *),
+ * else the status to refuse it with, the reason in why. */
+static int request_target_form(struct mg_connection *conn, const wire_head *h, char *why, size_t len)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (h->form == WIRE_ASTERISK) {
+        if (strcmp(ri->request_method, "OPTIONS")) {
+            snprintf(why, len, "request target refused: \"*\" is for OPTIONS only");
+            return 400;
+        }
+        http_send_preflight(conn, "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+        return -1;
+    }
+    if (h->form != WIRE_ABSOLUTE) {
+        snprintf(why, len, "request target refused: \"%.60s\" is neither a path nor an http:// URI",
+                 h->target);
+        return 400;
+    }
+    char reason[160];
+    if (wire_authority_check(h->target, reason, sizeof reason)) {
+        snprintf(why, len, "request target refused: %s", reason);
+        return 400;
+    }
+    /* civetweb routed "/ttp:/host:port/path", cleaned; its copy is private to
+     * this request and at least as long as the path it ends with. */
+    char *routed = (char *)ri->local_uri;
+    size_t need = strlen(h->path);
+    if (!routed || strlen(routed) < need) {
+        snprintf(why, len, "request target refused: its path cannot be routed");
+        return 400;
+    }
+    memcpy(routed, h->path, need + 1);
+    return 0;
+}
+
+/* Is this request one the reserved workers are kept for? */
+static bool request_is_health_check(const struct mg_request_info *ri)
+{
+    return ri->local_uri && (!strcmp(ri->request_method, "GET") || !strcmp(ri->request_method, "HEAD")) &&
+           (!strcmp(ri->local_uri, "/health") || !strcmp(ri->local_uri, "/metrics"));
+}
+
+/* Set while this thread's request is counted in rt->busy. */
+static _Thread_local svc_runtime *request_counted;
+
 int request_begin(struct mg_connection *conn)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    char why[200];
-    int status = http_check_framing(ri, why, sizeof why);
-    if (!status)
-        return 0;
-    double t0 = (double)mono_ns() / 1e9;
     svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
-    http_send_error(conn, status, rt->cfg.id, true, "request framing refused: %s", why);
-    request_done(conn, "rejected", status, t0);
-    return status;
+    double t0 = (double)mono_ns() / 1e9;
+    char why[400];
+    wire_head head;   /* 4 KB: on the worker's stack, not in every thread's TLS */
+    bool expect_continue = false;
+    int seen = wire_next_head(&head);
+    int status = 0;
+    if (seen < 0) {
+        snprintf(why, sizeof why, "request framing refused: its bytes were not seen by the head check");
+        status = 400;
+    } else if (seen > 0) {
+        status = request_wire_fault(&head, why, sizeof why);
+    }
+    if (!status) {
+        char framing[200];
+        status = http_check_framing(ri, framing, sizeof framing);
+        if (status)
+            snprintf(why, sizeof why, "request framing refused: %s", framing);
+    }
+    if (!status) {
+        char head_why[200];
+        status = http_check_head(ri, rt->cfg.max_body_bytes, &expect_continue, head_why, sizeof head_why);
+        if (status)
+            snprintf(why, sizeof why, "request refused: %s", head_why);
+    }
+    bool last = seen > 0 && head.last;
+    if (!status && seen > 0 && head.form != WIRE_ORIGIN) {
+        status = request_target_form(conn, &head, why, sizeof why);
+        if (status < 0) {
+            mg_disable_keep_alive(conn);
+            request_done(conn, "*", 204, t0);
+            return 204;
+        }
+    }
+    if (status) {
+        http_request_begin(false, true);
+        http_send_error(conn, status, rt->cfg.id, true, "%s", why);
+        request_done(conn, "rejected", status, t0);
+        return status;
+    }
+    if (last)
+        mg_disable_keep_alive(conn);
+    http_request_begin(expect_continue, last);
+    int busy = atomic_fetch_add(&rt->busy, 1) + 1;
+    request_counted = rt;
+    if (busy > rt->cfg.threads - rt->cfg.reserved_workers && !request_is_health_check(ri)) {
+        http_retry_after(1);
+        http_send_error(conn, 503, rt->cfg.id, true,
+                        "%s is busy: all but the %d workers kept for /health and /metrics are serving; "
+                        "try again", rt->cfg.id, rt->cfg.reserved_workers);
+        request_done(conn, "busy", 503, t0);
+        return 503;
+    }
+    return 0;
+}
+
+void request_end(const struct mg_connection *conn, int status)
+{
+    (void)conn;
+    (void)status;
+    if (request_counted) {
+        atomic_fetch_sub(&request_counted->busy, 1);
+        request_counted = NULL;
+    }
 }
 
 int request_http_error(struct mg_connection *conn, int status, const char *msg)

@@ -20,6 +20,7 @@ typedef struct svc_runtime {
     cb_breaker *roster_breakers[2]; /* the breakers the roster reports */
     atomic_int in_flight;  /* requests inside a handler now */
     atomic_bool draining;  /* shutting down: new requests answer 503 */
+    atomic_int busy;       /* requests between begin_request and end_request (the reserve) */
 } svc_runtime;
 
 /* Registers GET /, POST /create and the catch-all 404 on ctx. Call after
@@ -27,11 +28,23 @@ typedef struct svc_runtime {
 void request_register(struct mg_context *ctx, svc_runtime *rt);
 
 /* civetweb's begin_request callback, before any route's handler and before
- * any body is read: a request whose framing is ambiguous
- * (http_check_framing()) gets its 400 with a JSON error, the connection is
- * closed after it, and nothing else runs. Returns the status sent, or 0 to
- * let civetweb route the request. */
+ * any body is read. Refused with a JSON error, the connection closed after
+ * it, and nothing else run: a head whose raw bytes (wire.h) hold a fold, a
+ * bare LF or CR, a control byte, extra whitespace or a path not in its
+ * canonical spelling (400; 414 for a path over WIRE_PATH_MAX); ambiguous
+ * framing (http_check_framing()); a missing or repeated Host, a repeated
+ * X-Deadline-Ms, an unknown expectation (417) or a body too large behind
+ * Expect: 100-continue (413) (http_check_head()); a target in absolute form
+ * naming another authority, "*" with any method but OPTIONS, or any other
+ * form (400). OPTIONS * is answered here (200, Allow). An absolute-form
+ * target naming this service is routed as its path. Any request but GET or
+ * HEAD /health and /metrics gets 503 while all but RESERVED_WORKERS workers
+ * are busy. Returns the status sent, or 0 to let civetweb route the request. */
 int request_begin(struct mg_connection *conn);
+
+/* civetweb's end_request callback: counts out a request request_begin()
+ * counted in (the workers' reserve). */
+void request_end(const struct mg_connection *conn, int status);
 
 /* civetweb's http_error callback: the errors civetweb finds itself (a
  * request line or header it cannot parse, a head larger than

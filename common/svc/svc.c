@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authlimit.h"
 #include "chain.h"
 #include "chaos.h"
 #include "dbwatch.h"
@@ -33,6 +34,7 @@
 #include "roster.h"
 #include "shared.h"
 #include "stacktrim.h"
+#include "wire.h"
 
 /* How long shutdown waits for the requests in flight. */
 #define SVC_DRAIN_MS 30000
@@ -178,6 +180,26 @@ static void svc_connection_closed(const struct mg_connection *conn)
     stack_trim();
 }
 
+/* Turns on the raw head scanner (wire.c) for the connections civetweb will
+ * serve: descriptors up to the soft limit, this service's names for an
+ * absolute-form target (ID and the host name). Returns 0, or -1 after
+ * logging why. */
+static int svc_wire_start(const svc_config *c)
+{
+    struct rlimit rl;
+    int max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+                 rl.rlim_cur < (1u << 20) ? (int)rl.rlim_cur : 1 << 20;
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1))
+        host[0] = '\0';
+    const char *names[] = { c->id, host[0] ? host : NULL, NULL };
+    if (wire_init(max_fd, c->port, names)) {
+        log_message(true, "out of memory for the head scanner of %d descriptors", max_fd);
+        return -1;
+    }
+    return 0;
+}
+
 /* Starts civetweb on the configured port with the routes, its limits from
  * the configuration, and the accept-time cap (guard.c). NULL after logging why. */
 static struct mg_context *svc_http_start(svc_runtime *rt)
@@ -210,6 +232,9 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     callbacks.begin_request = request_begin;
     callbacks.http_error = request_http_error;
     callbacks.connection_closed = svc_connection_closed;
+    callbacks.end_request = request_end;
+    if (svc_wire_start(c))
+        return NULL;
     guard_init(c->max_connections, 1, c->id);
     struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
                                  .configuration_options = options };
@@ -219,6 +244,7 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     struct mg_context *ctx = mg_start2(&init, &error);
     if (!ctx) {
         guard_init(0, 0, c->id);
+        wire_free();
         log_message(true, "PORT %d: cannot listen: %s", c->port, text);
         return NULL;
     }
@@ -349,6 +375,7 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     svc_drain(rt);
     obs_shutdown();
     svc_http_stop(ctx, rt->cfg.port);
+    wire_free();
     log_message(false, "stopped");
     return 0;
 }
@@ -419,7 +446,8 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     } else if (dbwatch_start(rt->db, rt->cfg.id, rt->cfg.outcome_resolve_after_ms,
                              rt->cfg.threads + 64)) {
         log_message(true, "cannot start the database watch's thread");
-    } else if (svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
+    } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
+               svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);

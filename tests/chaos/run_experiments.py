@@ -68,9 +68,10 @@ class StackRun:
                    DATA_DIR=str(self.tmp / "data"), ORDER_PORT=str(self.ports["order"]),
                    PAYMENT_PORT=str(self.ports["payment"]), SHIPMENT_PORT=str(self.ports["shipment"]),
                    FERRETDB_PORT=str(self.ports["ferretdb"]))
-        for k in ("MONGO_URL", "INJECT_ERR", "ADMIN_TOKEN", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
+        for k in ("MONGO_URL", "INJECT_ERR", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
                   "CB_RESET_TIMEOUT_MS", "DELAY_MS"):
             env.pop(k, None)
+        env["ADMIN_TOKEN"] = TOKEN   # the profile would make a random one
         self.log = self.tmp / "run.log"
         self.proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
