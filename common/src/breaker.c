@@ -3,20 +3,33 @@
  *
  * The visible state is one atomic int, derived from the core state (closed,
  * open, half-open) and the overrides (shutdown > disabled > forced). Every
- * transition happens under b->lock and bumps b->generation; a half-open trial
- * remembers the generation that admitted it, so a call admitted in another
- * period can never close or re-open the circuit (the race behind opossum
- * issue 385). Timers are lazy: b->next_due_ns is the earliest moment anything
- * is due (bucket rotation, open -> half-open, health check); the first call or
- * tick that sees it passed does the work under tick_lock.
+ * transition of the core state is one call to set_state(), under b->lock: it
+ * bumps b->generation, publishes the visible state and returns the event that
+ * announce() delivers once b->lock is released (listeners never run under
+ * it). A half-open trial remembers the generation that admitted it, so a call
+ * admitted in another period can never close or re-open the circuit (the race
+ * behind opossum issue 385). Timers are lazy: b->next_due_ns is the earliest
+ * moment anything is due (bucket rotation, open -> half-open, health check);
+ * the first call or tick that sees it passed does the work under tick_lock.
  *
- *   from        event                                  to
- *   closed      failure, window fires >= volume and
- *               error % > threshold (or slow % >)      open
- *   open        reset period passed (lazy or ticker)   half-open
- *   half-open   success_threshold trial successes      closed
- *   half-open   a trial fails / times out / is locked  open (period * back-off)
- *   any         health check fails                     open
+ *   from              event                                        to
+ *   closed            a call fails or is slow, past warm-up, and
+ *                     the window has fires >= volume and error %
+ *                     > threshold (or slow % > its threshold)      open
+ *   open              the open period passed (next call or tick)   half-open
+ *   half-open         success_threshold trials of this period
+ *                     succeed                                      closed
+ *   half-open         a trial of this period fails, times out or
+ *                     is refused for capacity                      open, next back-off period
+ *   closed/half-open  the health check fails; cb_open()            open
+ *   open/half-open    cb_close(); cb_force(b, CB_FORCE_NONE)       closed, back-off reset
+ *
+ * While forced, disabled or shut down, no failure or health check opens the
+ * circuit and listeners hear no transition; the core state still moves under
+ * cb_open(), cb_close(), the end of an open period (not once shut down) and a
+ * trial admitted before the override, and shows once the override is lifted.
+ * The overrides are not transitions of the core: cb_force() and cb_enable()
+ * set them, and cb_force() emits open / close when what callers see changes.
  */
 #include "cb_internal.h"
 
@@ -102,45 +115,73 @@ static int64_t open_period_ns(cb_breaker *b)
     return p > 9e18 ? INT64_MAX / 2 : (int64_t)p;
 }
 
-/* Opens the circuit and starts its timer (b->lock held). */
-void cb__open_locked(cb_breaker *b, int64_t now)
-{
-    int64_t period = open_period_ns(b);
-    if (b->backoff_step < 1000)
-        b->backoff_step++;
-    b->core = CB_OPEN;
-    b->generation++;
-    b->current_reset_ns = period;
-    b->open_until_ns = now + period;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-    cb__lower_next_due(b, b->open_until_ns);
-    cb__ticker_wake(b);
-}
-
-static void close_locked(cb_breaker *b)
-{
-    b->core = CB_CLOSED;
-    b->generation++;
-    b->backoff_step = 0;
-    b->open_until_ns = 0;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-}
-
-static void half_open_locked(cb_breaker *b)
-{
-    b->core = CB_HALF_OPEN;
-    b->generation++;
-    b->open_until_ns = 0;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-}
-
 static bool overridden(const cb_breaker *b)
 {
     return b->disabled || b->force != CB_FORCE_NONE ||
            atomic_load_explicit(&b->shut, memory_order_relaxed);
+}
+
+/* set_state()'s answer when listeners must hear nothing. */
+#define NO_EVENT CB_EV_COUNT
+/* set_state()'s open_ns for an opening that takes the next back-off period. */
+#define NEXT_PERIOD (-1)
+
+/* Moves the core state to `to` (CB_CLOSED, CB_OPEN or CB_HALF_OPEN; b->lock
+ * held): the one place a transition happens (see the table above). It starts
+ * a new generation (trials of the old one no longer count), resets the
+ * half-open trial counts, sets the open timer and the back-off for `to` and
+ * publishes the visible state. Opening starts at now and lasts open_ns, or,
+ * with NEXT_PERIOD, reset_timeout_ms backed off by the opens since the last
+ * close (and counts one more); the other moves read neither. Closing resets
+ * the back-off. Returns the event the caller hands to announce() once it has
+ * released b->lock: CB_EV_OPEN, CB_EV_HALF_OPEN or CB_EV_CLOSE, or NO_EVENT
+ * when `to` is the state already or an override (forced, disabled, shut
+ * down) hides the move. This function can't fail. */
+static cb_event_kind set_state(cb_breaker *b, cb_state to, int64_t now, int64_t open_ns)
+{
+    if (b->core == to)
+        return NO_EVENT;
+    cb_event_kind ev;
+    switch (to) {
+    case CB_OPEN:
+        if (open_ns == NEXT_PERIOD) {
+            open_ns = open_period_ns(b);
+            if (b->backoff_step < 1000)
+                b->backoff_step++;
+        }
+        b->current_reset_ns = open_ns;
+        b->open_until_ns = now + open_ns;
+        ev = CB_EV_OPEN;
+        break;
+    case CB_HALF_OPEN:
+        b->open_until_ns = 0;
+        ev = CB_EV_HALF_OPEN;
+        break;
+    default: /* CB_CLOSED */
+        b->backoff_step = 0;
+        b->open_until_ns = 0;
+        ev = CB_EV_CLOSE;
+        break;
+    }
+    b->core = to;
+    b->generation++;
+    b->ho_admitted = b->ho_successes = 0;
+    publish_state(b);
+    if (to == CB_OPEN) {
+        cb__lower_next_due(b, b->open_until_ns);
+        cb__ticker_wake(b);
+    }
+    return overridden(b) ? NO_EVENT : ev;
+}
+
+/* Tells the listeners of a transition set_state() made (b->lock released);
+ * open and close carry the window's stats. NO_EVENT is a no-op. */
+static void announce(cb_breaker *b, cb_event_kind ev)
+{
+    if (ev == CB_EV_HALF_OPEN)
+        cb__emit(b, ev, 0, 0, 0);
+    else if (ev != NO_EVENT)
+        cb__emit_with_stats(b, ev);
 }
 
 /* ---- creation ------------------------------------------------------------ */
@@ -240,15 +281,12 @@ void cb__breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool
     b->force = force;
     b->disabled = disabled;
     b->warm_up = warm_up;
+    /* an open period that ran out while the state was stored is over */
+    if (core == CB_OPEN && open_remaining_ns <= 0)
+        core = CB_HALF_OPEN;
+    (void)set_state(b, core, now, open_remaining_ns); /* nobody listens yet */
     b->backoff_step = backoff_step;
     b->current_reset_ns = current_reset_ns;
-    b->core = core;
-    b->generation++;
-    if (core == CB_OPEN) {
-        b->open_until_ns = now + (open_remaining_ns > 0 ? open_remaining_ns : 0);
-        if (open_remaining_ns <= 0)
-            half_open_locked(b);
-    }
     publish_state(b);
     cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
@@ -305,34 +343,29 @@ static bool run_health_check(cb_breaker *b, int64_t now)
 }
 
 /* Moves an open circuit whose period passed to half-open and reschedules.
- * Returns true when it moved (and the move is visible). */
-static bool due_half_open(cb_breaker *b, int64_t now)
+ * Returns the event to announce() (NO_EVENT when nothing visible moved). */
+static cb_event_kind due_half_open(cb_breaker *b, int64_t now)
 {
-    bool moved = false;
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
     if (b->core == CB_OPEN && now >= b->open_until_ns &&
-        !atomic_load_explicit(&b->shut, memory_order_relaxed)) {
-        half_open_locked(b);
-        moved = !overridden(b);
-    }
+        !atomic_load_explicit(&b->shut, memory_order_relaxed))
+        ev = set_state(b, CB_HALF_OPEN, now, 0);
     cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
-    return moved;
+    return ev;
 }
 
 /* Opens the circuit after a failed health check (opossum's open()). */
 static void health_check_failed(cb_breaker *b, int64_t now)
 {
     cb__emit(b, CB_EV_HEALTH_CHECK_FAILED, 0, CB_EFAILED, 0);
-    bool opened = false;
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
-    if (b->core != CB_OPEN && !overridden(b)) {
-        cb__open_locked(b, now);
-        opened = true;
-    }
+    if (b->core != CB_OPEN && !overridden(b))
+        ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    if (opened)
-        cb__emit_with_stats(b, CB_EV_OPEN);
+    announce(b, ev);
 }
 
 /* Does what is due at now: rotation (+ snapshot), half-open, health check.
@@ -348,11 +381,10 @@ void cb__tick_due(cb_breaker *b, int64_t now, bool wait)
     in_tick = true;
     bool rotated = cb__window_rotate(&b->win, now);
     bool hc_failed = run_health_check(b, now);
-    bool half = due_half_open(b, now);
+    cb_event_kind half = due_half_open(b, now);
     in_tick = false;
     pthread_mutex_unlock(&b->tick_lock);
-    if (half)
-        cb__emit(b, CB_EV_HALF_OPEN, 0, 0, 0);
+    announce(b, half);
     if (hc_failed)
         health_check_failed(b, now);
     if (rotated)
@@ -393,31 +425,25 @@ static void check_open(cb_breaker *b, int64_t now)
         trip = true;
     if (!trip)
         return;
-    bool opened = false;
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
-    if (b->core == CB_CLOSED && !overridden(b)) {
-        cb__open_locked(b, now);
-        opened = true;
-    }
+    if (b->core == CB_CLOSED && !overridden(b))
+        ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    if (opened)
-        cb__emit_with_stats(b, CB_EV_OPEN);
+    announce(b, ev);
 }
 
 static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int64_t now)
 {
     if (kind == ADMIT_TRIAL) {
-        bool closed = false;
+        cb_event_kind ev = NO_EVENT;
         pthread_mutex_lock(&b->lock);
         b->trials_in_flight--;
         if (gen == b->generation && b->core == CB_HALF_OPEN &&
-            ++b->ho_successes >= b->o.half_open_success_threshold) {
-            close_locked(b);
-            closed = !overridden(b);
-        }
+            ++b->ho_successes >= b->o.half_open_success_threshold)
+            ev = set_state(b, CB_CLOSED, now, 0);
         pthread_mutex_unlock(&b->lock);
-        if (closed)
-            cb__emit_with_stats(b, CB_EV_CLOSE);
+        announce(b, ev);
     } else if (kind == ADMIT_NORMAL && slow) {
         check_open(b, now);
     }
@@ -426,16 +452,13 @@ static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int6
 static void after_failure(cb_breaker *b, int kind, uint64_t gen, int64_t now)
 {
     if (kind == ADMIT_TRIAL) {
-        bool opened = false;
+        cb_event_kind ev = NO_EVENT;
         pthread_mutex_lock(&b->lock);
         b->trials_in_flight--;
-        if (gen == b->generation && b->core == CB_HALF_OPEN) {
-            cb__open_locked(b, now);
-            opened = !overridden(b);
-        }
+        if (gen == b->generation && b->core == CB_HALF_OPEN)
+            ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
         pthread_mutex_unlock(&b->lock);
-        if (opened)
-            cb__emit_with_stats(b, CB_EV_OPEN);
+        announce(b, ev);
     } else if (kind == ADMIT_NORMAL) {
         check_open(b, now);
     }
@@ -730,13 +753,6 @@ int cb_fire(cb_breaker *b, void *arg, cb_result *res)
 
 /* ---- control ------------------------------------------------------------- */
 
-static int control_done(cb_breaker *b, cb_event_kind k, bool changed)
-{
-    if (changed)
-        cb__emit_with_stats(b, k);
-    return CB_OK;
-}
-
 /* Opens the circuit by hand and starts the reset timer. */
 int cb_open(cb_breaker *b)
 {
@@ -744,19 +760,16 @@ int cb_open(cb_breaker *b)
         return CB_EINVAL;
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_ESHUTDOWN;
-    bool changed = false;
     int64_t now = cb__now(b);
     /* an open period that is over but not yet acted on (no ticker) is
      * half-open: opening it again restarts its timer */
     if (now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))
         cb__tick_due(b, now, true);
     pthread_mutex_lock(&b->lock);
-    if (b->core != CB_OPEN) {
-        cb__open_locked(b, now);
-        changed = !overridden(b);
-    }
+    cb_event_kind ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, CB_EV_OPEN, changed);
+    announce(b, ev);
+    return CB_OK;
 }
 
 /* Closes the circuit by hand and resets the back-off. */
@@ -766,16 +779,13 @@ int cb_close(cb_breaker *b)
         return CB_EINVAL;
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_ESHUTDOWN;
-    bool changed = false;
     pthread_mutex_lock(&b->lock);
-    b->backoff_step = 0;
-    if (b->core != CB_CLOSED) {
-        close_locked(b);
-        changed = !overridden(b);
-    }
+    b->backoff_step = 0; /* also when closed already (an imported back-off) */
+    cb_event_kind ev = set_state(b, CB_CLOSED, 0, 0); /* closing reads no time */
     cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, CB_EV_CLOSE, changed);
+    announce(b, ev);
+    return CB_OK;
 }
 
 /* Holds the circuit open or closed, or releases it to closed. */
@@ -788,13 +798,16 @@ int cb_force(cb_breaker *b, cb_force_mode mode)
     pthread_mutex_lock(&b->lock);
     cb_state before = visible_state(b);
     b->force = mode;
-    if (mode == CB_FORCE_NONE && b->core != CB_CLOSED)
-        close_locked(b);
+    if (mode == CB_FORCE_NONE)
+        (void)set_state(b, CB_CLOSED, 0, 0); /* announced below, as the override's end */
     publish_state(b);
     cb__recompute_next_due(b);
     cb_state after = visible_state(b);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE, before != after);
+    /* forcing is an override, not a transition: listeners hear open or close
+     * when what callers see changed */
+    announce(b, before == after ? NO_EVENT : mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE);
+    return CB_OK;
 }
 
 /* Enables or disables b. */

@@ -191,7 +191,6 @@ void cb__breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool
                          bool warm_up, int64_t open_remaining_ns, int backoff_step,
                          int64_t current_reset_ns);
 void cb__tick_due(cb_breaker *b, int64_t now, bool wait);
-void cb__open_locked(cb_breaker *b, int64_t now);
 void cb__lower_next_due(cb_breaker *b, int64_t t);
 void cb__recompute_next_due(cb_breaker *b);
 
