@@ -1,5 +1,33 @@
 /* quorum.c -- the shared-breaker decision logic of cb_quorum.h. Free of any
- * store: every read and write goes through cb_quorum_backend. */
+ * store: every read and write goes through cb_quorum_backend.
+ *
+ * The shared circuit is a state machine kept in the store (cb_quorum_shared)
+ * and moved by whichever replica's cb_quorum_sync() or cb_quorum_trial()
+ * meets the event first:
+ *
+ *   from            event                                         to
+ *   closed          a sync counts open votes >= needed (live
+ *                   replicas voting open in the current epoch,
+ *                   this one included; a majority by default)     open for open_ms(reopens)
+ *   open            the open period passed: a sync takes the
+ *                   probe lease (one replica at a time; renewed
+ *                   at each sync, it expires when its holder
+ *                   stops syncing and another may take it)        open, probing
+ *   open, probing   the prober's trial succeeds                   closed, epoch + 1, reopens 0
+ *   open, probing   the prober's trial fails                      open for open_ms(reopens + 1)
+ *
+ * and, for this replica alone:
+ *   shared          a backend call fails                          local breaker only (fell-back)
+ *   local only      a sync succeeds again                         shared (rejoined)
+ *
+ * What makes it safe: the shared state changes only by compare-and-set
+ * against the version the writer just read, so replicas deciding at once on
+ * the same reading cannot both write it. Two that see the same quorum open
+ * the circuit once (the loser adopts the state it re-reads); a trial whose
+ * write lost re-reads and applies its verdict to what it finds. Votes get
+ * the same guard from the epoch they were cast in: a close starts a new
+ * epoch, so no open vote cast before it counts towards opening again.
+ */
 #include "cb_quorum.h"
 #include "cb.h"
 
