@@ -43,7 +43,7 @@ enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL };
 
 static _Thread_local bool in_tick;
 
-/* ---- transitions (b->lock held) ---------------------------------------- */
+/* ---- state and transitions --------------------------------------------- */
 
 static cb_state visible_state(const cb_breaker *b)
 {

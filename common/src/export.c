@@ -216,7 +216,6 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
         free(im.buckets);
         return rc;
     }
-    /* buckets of another window shape are folded into the newest one */
     /* the totals hold at least what the window holds */
     for (int k = 0; k < C_NCOUNTERS; k++) {
         uint64_t in_window = 0;
@@ -227,6 +226,7 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
     }
     uint64_t (*buckets)[C_NCOUNTERS] = im.buckets;
     int nbuckets = im.nbuckets;
+    /* buckets of another window shape are folded into the newest one */
     if (nbuckets != b->win.nbuckets && nbuckets > 0) {
         for (int i = 0; i < nbuckets - 1; i++)
             for (int k = 0; k < C_NCOUNTERS; k++)
