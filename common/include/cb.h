@@ -110,7 +110,7 @@ typedef struct cb_call {
                                       poll it (__atomic_load_n) and give up. In TRUST mode
                                       compare the clock with deadline_ns yourself. */
     void *user;                /* cb_options.user */
-    bool trial;                /* added: the call is a half-open trial */
+    bool trial;                /* the call is a half-open trial */
 } cb_call;
 
 /* The protected action. Returns 0 on success and stores its result (may be
@@ -130,9 +130,11 @@ typedef int (*cb_fallback_fn)(void *arg, int reason, int action_rc,
  * cb_fire() still returns CB_EFAILED with the action's rc. */
 typedef bool (*cb_error_filter_fn)(int action_rc, void *arg, void *user);
 
-/* Health check, run every health_check_interval_ms by the ticker (or by
- * cb_tick()). Returns 0 when healthy; non-zero opens the circuit and emits
- * CB_EV_HEALTH_CHECK_FAILED. */
+/* Health check, run every health_check_interval_ms from the first call or
+ * tick after creation: by the ticker, or lazily at the next cb_fire() or
+ * cb_tick() once due. Returns 0 when healthy; non-zero emits
+ * CB_EV_HEALTH_CHECK_FAILED and opens the circuit (unless it is open
+ * already, forced, disabled or shut down). */
 typedef int (*cb_health_check_fn)(void *user);
 
 /* Called when an action run on the worker pool (timeout_mode CB_TIMEOUT_POOL)
@@ -299,10 +301,13 @@ int cb_enable(cb_breaker *b, bool enabled);
 
 /* Runs what is due at the clock's current time: open -> half-open, health
  * checks, bucket rotation and snapshot events. The ticker calls it; tests with
- * a manual clock call it after advancing. Returns CB_OK. */
+ * a manual clock call it after advancing. Returns CB_OK (CB_EINVAL for NULL;
+ * after shutdown it does nothing). */
 int cb_tick(cb_breaker *b);
 
-/* Empties the result cache (opossum's clearCache). */
+/* Empties the result cache (opossum's clearCache) and forgets the keys being
+ * coalesced (callers waiting on them still get their result). Returns CB_OK
+ * (CB_EINVAL for NULL). */
 int cb_cache_clear(cb_breaker *b);
 
 /* ---- introspection ------------------------------------------------------ */
@@ -335,12 +340,16 @@ typedef struct cb_stats {
     int in_flight;                    /* calls running now */
 } cb_stats;
 
-/* Fills st with a consistent snapshot. Returns CB_OK or CB_EINVAL. */
+/* Fills st with a snapshot of b's state and statistics at the clock's time
+ * (the identities between counts hold when no call is in flight). Returns
+ * CB_OK or CB_EINVAL. */
 int cb_get_stats(cb_breaker *b, cb_stats *st);
 
-/* The breaker's state as a JSON object (name, state, options that matter,
- * counts, window buckets, open timer, back-off step), malloc'd; the caller
- * frees it with free(). NULL when out of memory. */
+/* The breaker's state as a JSON object ("format":"cb-state-1": name, state,
+ * core state, force mode, enabled, warm-up, shutdown, the open timer's
+ * remaining time, back-off step and period, the window's shape, total and
+ * window counts, the window's buckets), malloc'd; the caller frees it with
+ * free(). NULL for NULL or when out of memory. */
 char *cb_export_json(cb_breaker *b);
 
 /* ---- events ------------------------------------------------------------- */
@@ -377,7 +386,8 @@ typedef void (*cb_listener_fn)(cb_breaker *b, const cb_event *ev, void *ctx);
  * id (> 0), or CB_EINVAL / CB_ENOMEM. Listeners run synchronously, in
  * registration order, without the breaker's lock held. */
 int cb_on(cb_breaker *b, uint32_t mask, cb_listener_fn fn, void *ctx);
-/* Removes the listener id. Returns CB_OK or CB_ENOTFOUND. */
+/* Removes the listener id. Returns CB_OK, CB_ENOTFOUND, CB_EINVAL (NULL
+ * breaker) or CB_ENOMEM. */
 int cb_off(cb_breaker *b, int id);
 
 #ifdef __cplusplus

@@ -188,7 +188,9 @@ int cb_quorum_sync(cb_quorum *q, int64_t now_ms, int64_t successes, int64_t fail
 
 /* The prober reports its trial: ok closes the shared circuit for all (new
  * epoch, back-off reset); !ok re-opens it for all with the next, longer open
- * period. Releases the lease either way. Returns CB_OK or CB_EINVAL (this
+ * period. Releases the lease either way once written. When the shared state
+ * changed under it at each of four compare-and-sets, it writes nothing and
+ * keeps the lease: the next sync decides. Returns CB_OK or CB_EINVAL (this
  * replica is not the prober). On backend error it falls back
  * (CB_QEV_FELL_BACK) and returns CB_OK with view->local_only set. */
 int cb_quorum_trial(cb_quorum *q, int64_t now_ms, bool ok, cb_quorum_view *view);

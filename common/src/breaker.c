@@ -3,20 +3,33 @@
  *
  * The visible state is one atomic int, derived from the core state (closed,
  * open, half-open) and the overrides (shutdown > disabled > forced). Every
- * transition happens under b->lock and bumps b->generation; a half-open trial
- * remembers the generation that admitted it, so a call admitted in another
- * period can never close or re-open the circuit (the race behind opossum
- * issue 385). Timers are lazy: b->next_due_ns is the earliest moment anything
- * is due (bucket rotation, open -> half-open, health check); the first call or
- * tick that sees it passed does the work under tick_lock.
+ * transition of the core state is one call to set_state(), under b->lock: it
+ * bumps b->generation, publishes the visible state and returns the event that
+ * announce() delivers once b->lock is released (listeners never run under
+ * it). A half-open trial remembers the generation that admitted it, so a call
+ * admitted in another period can never close or re-open the circuit (the race
+ * behind opossum issue 385). Timers are lazy: b->next_due_ns is the earliest
+ * moment anything is due (bucket rotation, open -> half-open, health check);
+ * the first call or tick that sees it passed does the work under tick_lock.
  *
- *   from        event                                  to
- *   closed      failure, window fires >= volume and
- *               error % > threshold (or slow % >)      open
- *   open        reset period passed (lazy or ticker)   half-open
- *   half-open   success_threshold trial successes      closed
- *   half-open   a trial fails / times out / is locked  open (period * back-off)
- *   any         health check fails                     open
+ *   from              event                                        to
+ *   closed            a call fails or is slow, past warm-up, and
+ *                     the window has fires >= volume and error %
+ *                     > threshold (or slow % > its threshold)      open
+ *   open              the open period passed (next call or tick)   half-open
+ *   half-open         success_threshold trials of this period
+ *                     succeed                                      closed
+ *   half-open         a trial of this period fails, times out or
+ *                     is refused for capacity                      open, next back-off period
+ *   closed/half-open  the health check fails; cb_open()            open
+ *   open/half-open    cb_close(); cb_force(b, CB_FORCE_NONE)       closed, back-off reset
+ *
+ * While forced, disabled or shut down, no failure or health check opens the
+ * circuit and listeners hear no transition; the core state still moves under
+ * cb_open(), cb_close(), the end of an open period (not once shut down) and a
+ * trial admitted before the override, and shows once the override is lifted.
+ * The overrides are not transitions of the core: cb_force() and cb_enable()
+ * set them, and cb_force() emits open / close when what callers see changes.
  */
 #include "cb_internal.h"
 
@@ -30,7 +43,7 @@ enum admit_kind { ADMIT_NORMAL, ADMIT_TRIAL };
 
 static _Thread_local bool in_tick;
 
-/* ---- transitions (b->lock held) ---------------------------------------- */
+/* ---- state and transitions --------------------------------------------- */
 
 static cb_state visible_state(const cb_breaker *b)
 {
@@ -46,7 +59,7 @@ static cb_state visible_state(const cb_breaker *b)
 }
 
 /* The visible state (b->lock held). */
-cb_state visible_state_of(const cb_breaker *b)
+cb_state cb__visible_state(const cb_breaker *b)
 {
     return visible_state(b);
 }
@@ -57,7 +70,7 @@ static void publish_state(cb_breaker *b)
 }
 
 /* Lowers next_due_ns to t if t is earlier. */
-void cb_lower_next_due(cb_breaker *b, int64_t t)
+void cb__lower_next_due(cb_breaker *b, int64_t t)
 {
     int64_t cur = atomic_load_explicit(&b->next_due_ns, memory_order_relaxed);
     while (t < cur && !atomic_compare_exchange_weak_explicit(&b->next_due_ns, &cur, t,
@@ -67,7 +80,7 @@ void cb_lower_next_due(cb_breaker *b, int64_t t)
 }
 
 /* Sets next_due_ns to the earliest pending deadline (b->lock held). */
-void cb_recompute_next_due(cb_breaker *b)
+void cb__recompute_next_due(cb_breaker *b)
 {
     int64_t t = atomic_load_explicit(&b->win.next_rotate_ns, memory_order_acquire);
     if (b->o.health_check && b->next_health_ns < t)
@@ -102,62 +115,90 @@ static int64_t open_period_ns(cb_breaker *b)
     return p > 9e18 ? INT64_MAX / 2 : (int64_t)p;
 }
 
-/* Opens the circuit and starts its timer (b->lock held). */
-void cb_open_locked(cb_breaker *b, int64_t now)
-{
-    int64_t period = open_period_ns(b);
-    if (b->backoff_step < 1000)
-        b->backoff_step++;
-    b->core = CB_OPEN;
-    b->generation++;
-    b->current_reset_ns = period;
-    b->open_until_ns = now + period;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-    cb_lower_next_due(b, b->open_until_ns);
-    cb_ticker_wake(b);
-}
-
-static void close_locked(cb_breaker *b)
-{
-    b->core = CB_CLOSED;
-    b->generation++;
-    b->backoff_step = 0;
-    b->open_until_ns = 0;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-}
-
-static void half_open_locked(cb_breaker *b)
-{
-    b->core = CB_HALF_OPEN;
-    b->generation++;
-    b->open_until_ns = 0;
-    b->ho_admitted = b->ho_successes = 0;
-    publish_state(b);
-}
-
 static bool overridden(const cb_breaker *b)
 {
     return b->disabled || b->force != CB_FORCE_NONE ||
            atomic_load_explicit(&b->shut, memory_order_relaxed);
 }
 
+/* set_state()'s answer when listeners must hear nothing. */
+#define NO_EVENT CB_EV_COUNT
+/* set_state()'s open_ns for an opening that takes the next back-off period. */
+#define NEXT_PERIOD (-1)
+
+/* Moves the core state to `to` (CB_CLOSED, CB_OPEN or CB_HALF_OPEN; b->lock
+ * held): the one place a transition happens (see the table above). It starts
+ * a new generation (trials of the old one no longer count), resets the
+ * half-open trial counts, sets the open timer and the back-off for `to` and
+ * publishes the visible state. Opening starts at now and lasts open_ns, or,
+ * with NEXT_PERIOD, reset_timeout_ms backed off by the opens since the last
+ * close (and counts one more); the other moves read neither. Closing resets
+ * the back-off. Returns the event the caller hands to announce() once it has
+ * released b->lock: CB_EV_OPEN, CB_EV_HALF_OPEN or CB_EV_CLOSE, or NO_EVENT
+ * when `to` is the state already or an override (forced, disabled, shut
+ * down) hides the move. This function can't fail. */
+static cb_event_kind set_state(cb_breaker *b, cb_state to, int64_t now, int64_t open_ns)
+{
+    if (b->core == to)
+        return NO_EVENT;
+    cb_event_kind ev;
+    switch (to) {
+    case CB_OPEN:
+        if (open_ns == NEXT_PERIOD) {
+            open_ns = open_period_ns(b);
+            if (b->backoff_step < 1000)
+                b->backoff_step++;
+        }
+        b->current_reset_ns = open_ns;
+        b->open_until_ns = now + open_ns;
+        ev = CB_EV_OPEN;
+        break;
+    case CB_HALF_OPEN:
+        b->open_until_ns = 0;
+        ev = CB_EV_HALF_OPEN;
+        break;
+    default: /* CB_CLOSED */
+        b->backoff_step = 0;
+        b->open_until_ns = 0;
+        ev = CB_EV_CLOSE;
+        break;
+    }
+    b->core = to;
+    b->generation++;
+    b->ho_admitted = b->ho_successes = 0;
+    publish_state(b);
+    if (to == CB_OPEN) {
+        cb__lower_next_due(b, b->open_until_ns);
+        cb__ticker_wake(b);
+    }
+    return overridden(b) ? NO_EVENT : ev;
+}
+
+/* Tells the listeners of a transition set_state() made (b->lock released);
+ * open and close carry the window's stats. NO_EVENT is a no-op. */
+static void announce(cb_breaker *b, cb_event_kind ev)
+{
+    if (ev == CB_EV_HALF_OPEN)
+        cb__emit(b, ev, 0, 0, 0);
+    else if (ev != NO_EVENT)
+        cb__emit_with_stats(b, ev);
+}
+
 /* ---- creation ------------------------------------------------------------ */
 
 static void breaker_free_parts(cb_breaker *b)
 {
-    cb_cache_free(b->cache);
-    cb_coalescer_free(b->coalescer);
-    cb_window_free(&b->win);
+    cb__cache_free(b->cache);
+    cb__coalescer_free(b->coalescer);
+    cb__window_free(&b->win);
     free(b->name);
     free(b);
 }
 
 /* Allocates a breaker from validated options; no thread is started. */
-int cb_breaker_new(const cb_options *o, cb_breaker **out)
+int cb__breaker_new(const cb_options *o, cb_breaker **out)
 {
-    int rc = cb_options_validate(o);
+    int rc = cb__options_validate(o);
     if (rc != CB_OK)
         return rc;
     cb_breaker *b = calloc(1, sizeof *b);
@@ -166,15 +207,15 @@ int cb_breaker_new(const cb_options *o, cb_breaker **out)
     b->o = *o;
     b->name = strdup(o->name ? o->name : "breaker");
     int64_t now = o->clock.now_ns(o->clock.ctx);
-    if (!b->name || cb_window_init(&b->win, o->rolling_count_buckets,
-                                   o->rolling_count_timeout_ms, now) != CB_OK) {
+    if (!b->name || cb__window_init(&b->win, o->rolling_count_buckets,
+                                    o->rolling_count_timeout_ms, now) != CB_OK) {
         free(b->name);
         free(b);
         return CB_ENOMEM;
     }
     b->o.name = b->name;
-    if ((o->cache && cb_cache_new(o, &b->cache) != CB_OK) ||
-        (o->coalesce && cb_coalescer_new(o, &b->coalescer) != CB_OK)) {
+    if ((o->cache && cb__cache_new(o, &b->cache) != CB_OK) ||
+        (o->coalesce && cb__coalescer_new(o, &b->coalescer) != CB_OK)) {
         breaker_free_parts(b);
         return CB_ENOMEM;
     }
@@ -193,22 +234,22 @@ int cb_breaker_new(const cb_options *o, cb_breaker **out)
     pthread_mutex_init(&b->tick_lock, NULL);
     pthread_mutex_init(&b->listeners_lock, NULL);
     publish_state(b);
-    cb_recompute_next_due(b);
+    cb__recompute_next_due(b);
     *out = b;
     return CB_OK;
 }
 
 /* Starts the worker pool and the ticker when the options ask for them.
  * Returns CB_OK or CB_ETHREAD/CB_ENOMEM (the caller then destroys b). */
-int cb_breaker_start(cb_breaker *b)
+int cb__breaker_start(cb_breaker *b)
 {
     if (b->o.timeout_mode == CB_TIMEOUT_POOL) {
-        int rc = cb_pool_new(b, b->o.pool_threads, &b->pool);
+        int rc = cb__pool_new(b, b->o.pool_threads, &b->pool);
         if (rc != CB_OK)
             return rc;
     }
     if (b->o.ticker)
-        return cb_ticker_start(b);
+        return cb__ticker_start(b);
     return CB_OK;
 }
 
@@ -218,10 +259,10 @@ int cb_create(const cb_options *o, cb_breaker **out)
     if (!out)
         return CB_EINVAL;
     cb_breaker *b;
-    int rc = cb_breaker_new(o, &b);
+    int rc = cb__breaker_new(o, &b);
     if (rc != CB_OK)
         return rc;
-    rc = cb_breaker_start(b);
+    rc = cb__breaker_start(b);
     if (rc != CB_OK) {
         cb_destroy(b);
         return rc;
@@ -231,26 +272,23 @@ int cb_create(const cb_options *o, cb_breaker **out)
 }
 
 /* Sets the state machine from an imported state. */
-void cb_breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
-                        bool warm_up, int64_t open_remaining_ns, int backoff_step,
-                        int64_t current_reset_ns)
+void cb__breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
+                         bool warm_up, int64_t open_remaining_ns, int backoff_step,
+                         int64_t current_reset_ns)
 {
-    int64_t now = cb_now(b);
+    int64_t now = cb__now(b);
     pthread_mutex_lock(&b->lock);
     b->force = force;
     b->disabled = disabled;
     b->warm_up = warm_up;
+    /* an open period that ran out while the state was stored is over */
+    if (core == CB_OPEN && open_remaining_ns <= 0)
+        core = CB_HALF_OPEN;
+    (void)set_state(b, core, now, open_remaining_ns); /* nobody listens yet */
     b->backoff_step = backoff_step;
     b->current_reset_ns = current_reset_ns;
-    b->core = core;
-    b->generation++;
-    if (core == CB_OPEN) {
-        b->open_until_ns = now + (open_remaining_ns > 0 ? open_remaining_ns : 0);
-        if (open_remaining_ns <= 0)
-            half_open_locked(b);
-    }
     publish_state(b);
-    cb_recompute_next_due(b);
+    cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -267,14 +305,14 @@ int cb_shutdown(cb_breaker *b)
     pthread_mutex_lock(&b->lock);
     publish_state(b);
     pthread_mutex_unlock(&b->lock);
-    cb_ticker_stop(b);
+    cb__ticker_stop(b);
     if (b->pool)
-        cb_pool_stop(b->pool);
-    cb_emit(b, CB_EV_SHUTDOWN, 0, CB_ESHUTDOWN, 0);
+        cb__pool_stop(b->pool);
+    cb__emit(b, CB_EV_SHUTDOWN, 0, CB_ESHUTDOWN, 0);
     if (b->cache)
-        cb_cache_flush(b->cache);
+        cb__cache_flush(b->cache);
     if (b->coalescer)
-        cb_coalescer_flush(b->coalescer);
+        cb__coalescer_flush(b->coalescer);
     return CB_OK;
 }
 
@@ -284,9 +322,9 @@ void cb_destroy(cb_breaker *b)
     if (!b)
         return;
     cb_shutdown(b);
-    cb_ticker_join(b);
-    cb_pool_free(b->pool);
-    cb_listeners_free(b);
+    cb__ticker_join(b);
+    cb__pool_free(b->pool);
+    cb__listeners_free(b);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->tick_lock);
     pthread_mutex_destroy(&b->listeners_lock);
@@ -305,39 +343,34 @@ static bool run_health_check(cb_breaker *b, int64_t now)
 }
 
 /* Moves an open circuit whose period passed to half-open and reschedules.
- * Returns true when it moved (and the move is visible). */
-static bool due_half_open(cb_breaker *b, int64_t now)
+ * Returns the event to announce() (NO_EVENT when nothing visible moved). */
+static cb_event_kind due_half_open(cb_breaker *b, int64_t now)
 {
-    bool moved = false;
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
     if (b->core == CB_OPEN && now >= b->open_until_ns &&
-        !atomic_load_explicit(&b->shut, memory_order_relaxed)) {
-        half_open_locked(b);
-        moved = !overridden(b);
-    }
-    cb_recompute_next_due(b);
+        !atomic_load_explicit(&b->shut, memory_order_relaxed))
+        ev = set_state(b, CB_HALF_OPEN, now, 0);
+    cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
-    return moved;
+    return ev;
 }
 
 /* Opens the circuit after a failed health check (opossum's open()). */
 static void health_check_failed(cb_breaker *b, int64_t now)
 {
-    cb_emit(b, CB_EV_HEALTH_CHECK_FAILED, 0, CB_EFAILED, 0);
-    bool opened = false;
+    cb__emit(b, CB_EV_HEALTH_CHECK_FAILED, 0, CB_EFAILED, 0);
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
-    if (b->core != CB_OPEN && !overridden(b)) {
-        cb_open_locked(b, now);
-        opened = true;
-    }
+    if (b->core != CB_OPEN && !overridden(b))
+        ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    if (opened)
-        cb_emit_with_stats(b, CB_EV_OPEN);
+    announce(b, ev);
 }
 
 /* Does what is due at now: rotation (+ snapshot), half-open, health check.
  * With wait false it gives way when another thread is ticking. */
-void cb_tick_due(cb_breaker *b, int64_t now, bool wait)
+void cb__tick_due(cb_breaker *b, int64_t now, bool wait)
 {
     if (in_tick)
         return;
@@ -346,17 +379,16 @@ void cb_tick_due(cb_breaker *b, int64_t now, bool wait)
     else if (pthread_mutex_trylock(&b->tick_lock) != 0)
         return;
     in_tick = true;
-    bool rotated = cb_window_rotate(&b->win, now);
+    bool rotated = cb__window_rotate(&b->win, now);
     bool hc_failed = run_health_check(b, now);
-    bool half = due_half_open(b, now);
+    cb_event_kind half = due_half_open(b, now);
     in_tick = false;
     pthread_mutex_unlock(&b->tick_lock);
-    if (half)
-        cb_emit(b, CB_EV_HALF_OPEN, 0, 0, 0);
+    announce(b, half);
     if (hc_failed)
         health_check_failed(b, now);
     if (rotated)
-        cb_emit_with_stats(b, CB_EV_SNAPSHOT);
+        cb__emit_with_stats(b, CB_EV_SNAPSHOT);
 }
 
 /* Runs what is due now. Returns CB_OK (CB_EINVAL for NULL). */
@@ -366,7 +398,7 @@ int cb_tick(cb_breaker *b)
         return CB_EINVAL;
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_OK;
-    cb_tick_due(b, cb_now(b), true);
+    cb__tick_due(b, cb__now(b), true);
     return CB_OK;
 }
 
@@ -378,9 +410,9 @@ static void check_open(cb_breaker *b, int64_t now)
     if (b->warm_up && now < b->warm_until_ns)
         return;
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    cb_window_raw(&b->win, now, win, total);
+    cb__window_raw(&b->win, now, win, total);
     cb_counts c;
-    cb_raw_to_counts(win, &c);
+    cb__raw_to_counts(win, &c);
     uint64_t vol = (uint64_t)b->o.volume_threshold;
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
     /* failures with no fire left in the window (the calls started before it):
@@ -393,31 +425,25 @@ static void check_open(cb_breaker *b, int64_t now)
         trip = true;
     if (!trip)
         return;
-    bool opened = false;
+    cb_event_kind ev = NO_EVENT;
     pthread_mutex_lock(&b->lock);
-    if (b->core == CB_CLOSED && !overridden(b)) {
-        cb_open_locked(b, now);
-        opened = true;
-    }
+    if (b->core == CB_CLOSED && !overridden(b))
+        ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    if (opened)
-        cb_emit_with_stats(b, CB_EV_OPEN);
+    announce(b, ev);
 }
 
 static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int64_t now)
 {
     if (kind == ADMIT_TRIAL) {
-        bool closed = false;
+        cb_event_kind ev = NO_EVENT;
         pthread_mutex_lock(&b->lock);
         b->trials_in_flight--;
         if (gen == b->generation && b->core == CB_HALF_OPEN &&
-            ++b->ho_successes >= b->o.half_open_success_threshold) {
-            close_locked(b);
-            closed = !overridden(b);
-        }
+            ++b->ho_successes >= b->o.half_open_success_threshold)
+            ev = set_state(b, CB_CLOSED, now, 0);
         pthread_mutex_unlock(&b->lock);
-        if (closed)
-            cb_emit_with_stats(b, CB_EV_CLOSE);
+        announce(b, ev);
     } else if (kind == ADMIT_NORMAL && slow) {
         check_open(b, now);
     }
@@ -426,16 +452,13 @@ static void after_success(cb_breaker *b, int kind, uint64_t gen, bool slow, int6
 static void after_failure(cb_breaker *b, int kind, uint64_t gen, int64_t now)
 {
     if (kind == ADMIT_TRIAL) {
-        bool opened = false;
+        cb_event_kind ev = NO_EVENT;
         pthread_mutex_lock(&b->lock);
         b->trials_in_flight--;
-        if (gen == b->generation && b->core == CB_HALF_OPEN) {
-            cb_open_locked(b, now);
-            opened = !overridden(b);
-        }
+        if (gen == b->generation && b->core == CB_HALF_OPEN)
+            ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
         pthread_mutex_unlock(&b->lock);
-        if (opened)
-            cb_emit_with_stats(b, CB_EV_OPEN);
+        announce(b, ev);
     } else if (kind == ADMIT_NORMAL) {
         check_open(b, now);
     }
@@ -448,20 +471,20 @@ static void run_fallback(cb_breaker *b, void *arg, cb_result *res, int reason, i
         return;
     void *value = NULL;
     int frc = b->o.fallback(arg, reason, reason == CB_EFAILED ? action_rc : 0, &value, b->o.user);
-    cb_count(b, C_FALLBACKS, 1);
+    cb__count(b, C_FALLBACKS, 1);
     if (frc != 0) {
-        cb_count(b, C_FALLBACK_FAILURES, 1);
+        cb__count(b, C_FALLBACK_FAILURES, 1);
     } else {
         res->fallback = true;
         res->value = value;
     }
-    cb_emit(b, CB_EV_FALLBACK, 0, reason, action_rc);
+    cb__emit(b, CB_EV_FALLBACK, 0, reason, action_rc);
 }
 
 static int reject(cb_breaker *b, void *arg, cb_result *res)
 {
-    cb_count(b, C_REJECTS, 1);
-    cb_emit(b, CB_EV_REJECT, 0, CB_EOPEN, 0);
+    cb__count(b, C_REJECTS, 1);
+    cb__emit(b, CB_EV_REJECT, 0, CB_EOPEN, 0);
     run_fallback(b, arg, res, CB_EOPEN, 0);
     return CB_EOPEN;
 }
@@ -469,9 +492,9 @@ static int reject(cb_breaker *b, void *arg, cb_result *res)
 static int semaphore_locked(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t gen,
                             int64_t now)
 {
-    cb_count(b, C_SEMAPHORE, 1);
-    cb_emit(b, CB_EV_SEMAPHORE_LOCKED, 0, CB_ESEMLOCKED, 0);
-    cb_emit(b, CB_EV_FAILURE, 0, CB_ESEMLOCKED, 0);
+    cb__count(b, C_SEMAPHORE, 1);
+    cb__emit(b, CB_EV_SEMAPHORE_LOCKED, 0, CB_ESEMLOCKED, 0);
+    cb__emit(b, CB_EV_FAILURE, 0, CB_ESEMLOCKED, 0);
     after_failure(b, kind, gen, now);
     run_fallback(b, arg, res, CB_ESEMLOCKED, 0);
     return CB_ESEMLOCKED;
@@ -491,36 +514,36 @@ static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t g
     int64_t lat = oc->end - oc->start;
     /* a timeout's latency is the timeout, as in pool mode and opossum; in
      * trust mode the call is counted when it returns, which may be later */
-    if (CB_UNLIKELY(oc->timed_out) && b->timeout_ns && lat > b->timeout_ns)
+    if (CB__UNLIKELY(oc->timed_out) && b->timeout_ns && lat > b->timeout_ns)
         lat = b->timeout_ns;
     double lat_ms = (double)lat / 1e6;
     bool slow = b->slow_ns && lat >= b->slow_ns;
     res->latency_ms = lat_ms;
-    if (CB_LIKELY(!oc->timed_out && oc->rc == 0)) {
-        cb_count_completion(b, C_SUCCESSES, lat, slow);
+    if (CB__LIKELY(!oc->timed_out && oc->rc == 0)) {
+        cb__count_completion(b, C_SUCCESSES, lat, slow);
         res->value = oc->result;
-        cb_emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
-        if (CB_UNLIKELY(kind != ADMIT_NORMAL || slow))
+        cb__emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
+        if (CB__UNLIKELY(kind != ADMIT_NORMAL || slow))
             after_success(b, kind, gen, slow, oc->end);
         return CB_OK;
     }
     if (oc->timed_out) {
-        cb_count_completion(b, C_TIMEOUTS, lat, slow);
-        cb_emit(b, CB_EV_TIMEOUT, lat_ms, CB_ETIMEDOUT, 0);
-        cb_emit(b, CB_EV_FAILURE, lat_ms, CB_ETIMEDOUT, 0);
+        cb__count_completion(b, C_TIMEOUTS, lat, slow);
+        cb__emit(b, CB_EV_TIMEOUT, lat_ms, CB_ETIMEDOUT, 0);
+        cb__emit(b, CB_EV_FAILURE, lat_ms, CB_ETIMEDOUT, 0);
         after_failure(b, kind, gen, oc->end);
         run_fallback(b, arg, res, CB_ETIMEDOUT, 0);
         return CB_ETIMEDOUT;
     }
     res->action_rc = oc->rc;
     if (b->o.error_filter && b->o.error_filter(oc->rc, arg, b->o.user)) {
-        cb_count_completion(b, C_SUCCESSES, lat, slow);
-        cb_emit(b, CB_EV_SUCCESS, lat_ms, CB_EFAILED, oc->rc);
+        cb__count_completion(b, C_SUCCESSES, lat, slow);
+        cb__emit(b, CB_EV_SUCCESS, lat_ms, CB_EFAILED, oc->rc);
         after_success(b, kind, gen, slow, oc->end);
         return CB_EFAILED;
     }
-    cb_count_completion(b, C_FAILED, lat, slow);
-    cb_emit(b, CB_EV_FAILURE, lat_ms, CB_EFAILED, oc->rc);
+    cb__count_completion(b, C_FAILED, lat, slow);
+    cb__emit(b, CB_EV_FAILURE, lat_ms, CB_EFAILED, oc->rc);
     after_failure(b, kind, gen, oc->end);
     run_fallback(b, arg, res, CB_EFAILED, oc->rc);
     return CB_EFAILED;
@@ -532,9 +555,9 @@ static int finish(cb_breaker *b, void *arg, cb_result *res, int kind, uint64_t g
  * next due moment gets here. */
 CB_COLD static void catch_up(cb_breaker *b, int64_t end)
 {
-    cb_tick_due(b, end, false);
+    cb__tick_due(b, end, false);
     /* another thread may hold tick_lock: the rotation itself must not wait for it */
-    cb_window_rotate(&b->win, end);
+    cb__window_rotate(&b->win, end);
 }
 
 /* A disabled breaker protects nothing: the action runs on the caller's thread
@@ -543,7 +566,7 @@ CB_COLD static void catch_up(cb_breaker *b, int64_t end)
  * failure, latency), so the window shows the traffic once enabled again. */
 CB_COLD static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_t now)
 {
-    cb_count(b, C_STARTED, 1);
+    cb__count(b, C_STARTED, 1);
     cb_call call = {
         .arg = arg,
         .deadline_ns = INT64_MAX,
@@ -553,7 +576,7 @@ CB_COLD static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_
     };
     void *result = NULL;
     int rc = b->o.action(&call, &result);
-    int64_t end = cb_now(b);
+    int64_t end = cb__now(b);
     if (end >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))
         catch_up(b, end);
     int64_t lat = end - now;
@@ -561,15 +584,15 @@ CB_COLD static int run_disabled(cb_breaker *b, void *arg, cb_result *res, int64_
     bool slow = b->slow_ns && lat >= b->slow_ns;
     res->latency_ms = lat_ms;
     if (rc == 0) {
-        cb_count_completion(b, C_SUCCESSES, lat, slow);
+        cb__count_completion(b, C_SUCCESSES, lat, slow);
         res->value = result;
-        cb_emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
+        cb__emit(b, CB_EV_SUCCESS, lat_ms, 0, 0);
         return CB_OK;
     }
     res->action_rc = rc;
     bool filtered = b->o.error_filter && b->o.error_filter(rc, arg, b->o.user);
-    cb_count_completion(b, filtered ? C_SUCCESSES : C_FAILED, lat, slow);
-    cb_emit(b, filtered ? CB_EV_SUCCESS : CB_EV_FAILURE, lat_ms, CB_EFAILED, rc);
+    cb__count_completion(b, filtered ? C_SUCCESSES : C_FAILED, lat, slow);
+    cb__emit(b, filtered ? CB_EV_SUCCESS : CB_EV_FAILURE, lat_ms, CB_EFAILED, rc);
     return CB_EFAILED;
 }
 
@@ -582,7 +605,7 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
         atomic_fetch_sub_explicit(&b->sem_used, 1, memory_order_acq_rel);
         return semaphore_locked(b, arg, res, kind, gen, now);
     }
-    cb_count(b, C_STARTED, 1);
+    cb__count(b, C_STARTED, 1);
     cb_call call = {
         .arg = arg,
         .deadline_ns = b->timeout_ns ? now + b->timeout_ns : INT64_MAX,
@@ -592,17 +615,17 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
         .trial = kind == ADMIT_TRIAL,
     };
     outcome oc = { .start = now, .result = NULL };
-    if (CB_UNLIKELY(b->pool)) {
-        oc.timed_out = cb_pool_run(b->pool, &call, &oc.rc, &oc.result) == CB_ETIMEDOUT;
-        oc.end = cb_now(b);
+    if (CB__UNLIKELY(b->pool)) {
+        oc.timed_out = cb__pool_run(b->pool, &call, &oc.rc, &oc.result) == CB_ETIMEDOUT;
+        oc.end = cb__now(b);
         if (oc.timed_out && b->timeout_ns && oc.end - now > b->timeout_ns)
             oc.end = now + b->timeout_ns;
     } else {
         oc.rc = b->o.action(&call, &oc.result);
-        oc.end = cb_now(b);
+        oc.end = cb__now(b);
         /* a call lasting exactly timeout_ms has reached its deadline: it timed
          * out (as in opossum, whose timer fires before the late answer) */
-        if (CB_UNLIKELY(oc.end >= call.deadline_ns)) {
+        if (CB__UNLIKELY(oc.end >= call.deadline_ns)) {
             oc.timed_out = true;
             if (b->o.on_late)
                 b->o.on_late(arg, oc.rc, oc.result, b->o.user);
@@ -614,7 +637,7 @@ static int run_admitted(cb_breaker *b, void *arg, cb_result *res, int64_t now, i
     /* next_due_ns is the earliest moment something is due (a rotation, the
      * open timer): a call that ends before it, as nearly every call does,
      * has nothing to catch up; one that ran past it rotates first */
-    if (CB_UNLIKELY(oc.end >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire)))
+    if (CB__UNLIKELY(oc.end >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire)))
         catch_up(b, oc.end);
     return finish(b, arg, res, kind, gen, &oc);
 }
@@ -665,32 +688,32 @@ static int fire_keyed(cb_breaker *b, const char *key, void *arg, cb_result *res,
                       int st)
 {
     if (b->cache) {
-        if (cb_cache_get(b->cache, key, now, &res->value)) {
-            cb_count(b, C_CACHE_HITS, 1);
+        if (cb__cache_get(b->cache, key, now, &res->value)) {
+            cb__count(b, C_CACHE_HITS, 1);
             res->cached = true;
-            cb_emit(b, CB_EV_CACHE_HIT, 0, 0, 0);
+            cb__emit(b, CB_EV_CACHE_HIT, 0, 0, 0);
             return CB_OK;
         }
-        cb_count(b, C_CACHE_MISSES, 1);
-        cb_emit(b, CB_EV_CACHE_MISS, 0, 0, 0);
+        cb__count(b, C_CACHE_MISSES, 1);
+        cb__emit(b, CB_EV_CACHE_MISS, 0, 0, 0);
     }
-    cb_shared_call *sc = NULL;
+    cb__shared_call *sc = NULL;
     if (b->coalescer) {
         bool leader = true;
-        sc = cb_coalesce_join(b->coalescer, key, now, &leader);
+        sc = cb__coalesce_join(b->coalescer, key, now, &leader);
         if (sc && !leader) {
-            cb_count(b, C_COALESCE_HITS, 1);
-            cb_emit(b, CB_EV_COALESCE_HIT, 0, 0, 0);
-            return cb_coalesce_wait(b->coalescer, sc, res);
+            cb__count(b, C_COALESCE_HITS, 1);
+            cb__emit(b, CB_EV_COALESCE_HIT, 0, 0, 0);
+            return cb__coalesce_wait(b->coalescer, sc, res);
         }
-        cb_count(b, C_COALESCE_MISSES, 1);
-        cb_emit(b, CB_EV_COALESCE_MISS, 0, 0, 0);
+        cb__count(b, C_COALESCE_MISSES, 1);
+        cb__emit(b, CB_EV_COALESCE_MISS, 0, 0, 0);
     }
     int rc = fire_admit(b, arg, res, now, st);
     if (b->cache && rc == CB_OK)
-        cb_cache_put(b->cache, key, res->value, cb_now(b));
+        cb__cache_put(b->cache, key, res->value, cb__now(b));
     if (sc)
-        cb_coalesce_publish(b->coalescer, sc, rc, res, cb_now(b));
+        cb__coalesce_publish(b->coalescer, sc, rc, res, cb__now(b));
     return rc;
 }
 
@@ -701,23 +724,23 @@ int cb_fire_key(cb_breaker *b, const char *key, void *arg, cb_result *res)
     if (!res)
         res = &local;
     memset(res, 0, sizeof *res);
-    if (CB_UNLIKELY(!b))
+    if (CB__UNLIKELY(!b))
         return CB_EINVAL;
     int st = atomic_load_explicit(&b->state, memory_order_acquire);
-    if (CB_UNLIKELY(st == CB_SHUTDOWN))
+    if (CB__UNLIKELY(st == CB_SHUTDOWN))
         return CB_ESHUTDOWN;
-    int64_t now = cb_now(b);
-    if (CB_UNLIKELY(now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))) {
-        cb_tick_due(b, now, false);
+    int64_t now = cb__now(b);
+    if (CB__UNLIKELY(now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))) {
+        cb__tick_due(b, now, false);
         /* the rotation is what a call needs up to date; when another thread
          * holds tick_lock, rotate here rather than wait */
-        cb_window_rotate(&b->win, now);
+        cb__window_rotate(&b->win, now);
         st = atomic_load_explicit(&b->state, memory_order_acquire);
         if (st == CB_SHUTDOWN)
             return CB_ESHUTDOWN;
     }
-    cb_emit(b, CB_EV_FIRE, 0, 0, 0);
-    if (CB_UNLIKELY(key && st != CB_DISABLED && (b->cache || b->coalescer)))
+    cb__emit(b, CB_EV_FIRE, 0, 0, 0);
+    if (CB__UNLIKELY(key && st != CB_DISABLED && (b->cache || b->coalescer)))
         return fire_keyed(b, key, arg, res, now, st);
     return fire_admit(b, arg, res, now, st);
 }
@@ -730,13 +753,6 @@ int cb_fire(cb_breaker *b, void *arg, cb_result *res)
 
 /* ---- control ------------------------------------------------------------- */
 
-static int control_done(cb_breaker *b, cb_event_kind k, bool changed)
-{
-    if (changed)
-        cb_emit_with_stats(b, k);
-    return CB_OK;
-}
-
 /* Opens the circuit by hand and starts the reset timer. */
 int cb_open(cb_breaker *b)
 {
@@ -744,19 +760,16 @@ int cb_open(cb_breaker *b)
         return CB_EINVAL;
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_ESHUTDOWN;
-    bool changed = false;
-    int64_t now = cb_now(b);
+    int64_t now = cb__now(b);
     /* an open period that is over but not yet acted on (no ticker) is
      * half-open: opening it again restarts its timer */
     if (now >= atomic_load_explicit(&b->next_due_ns, memory_order_acquire))
-        cb_tick_due(b, now, true);
+        cb__tick_due(b, now, true);
     pthread_mutex_lock(&b->lock);
-    if (b->core != CB_OPEN) {
-        cb_open_locked(b, now);
-        changed = !overridden(b);
-    }
+    cb_event_kind ev = set_state(b, CB_OPEN, now, NEXT_PERIOD);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, CB_EV_OPEN, changed);
+    announce(b, ev);
+    return CB_OK;
 }
 
 /* Closes the circuit by hand and resets the back-off. */
@@ -766,16 +779,13 @@ int cb_close(cb_breaker *b)
         return CB_EINVAL;
     if (atomic_load_explicit(&b->shut, memory_order_acquire))
         return CB_ESHUTDOWN;
-    bool changed = false;
     pthread_mutex_lock(&b->lock);
-    b->backoff_step = 0;
-    if (b->core != CB_CLOSED) {
-        close_locked(b);
-        changed = !overridden(b);
-    }
-    cb_recompute_next_due(b);
+    b->backoff_step = 0; /* also when closed already (an imported back-off) */
+    cb_event_kind ev = set_state(b, CB_CLOSED, 0, 0); /* closing reads no time */
+    cb__recompute_next_due(b);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, CB_EV_CLOSE, changed);
+    announce(b, ev);
+    return CB_OK;
 }
 
 /* Holds the circuit open or closed, or releases it to closed. */
@@ -788,13 +798,16 @@ int cb_force(cb_breaker *b, cb_force_mode mode)
     pthread_mutex_lock(&b->lock);
     cb_state before = visible_state(b);
     b->force = mode;
-    if (mode == CB_FORCE_NONE && b->core != CB_CLOSED)
-        close_locked(b);
+    if (mode == CB_FORCE_NONE)
+        (void)set_state(b, CB_CLOSED, 0, 0); /* announced below, as the override's end */
     publish_state(b);
-    cb_recompute_next_due(b);
+    cb__recompute_next_due(b);
     cb_state after = visible_state(b);
     pthread_mutex_unlock(&b->lock);
-    return control_done(b, mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE, before != after);
+    /* forcing is an override, not a transition: listeners hear open or close
+     * when what callers see changed */
+    announce(b, before == after ? NO_EVENT : mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE);
+    return CB_OK;
 }
 
 /* Enables or disables b. */
@@ -817,9 +830,9 @@ int cb_cache_clear(cb_breaker *b)
     if (!b)
         return CB_EINVAL;
     if (b->cache)
-        cb_cache_flush(b->cache);
+        cb__cache_flush(b->cache);
     if (b->coalescer)
-        cb_coalescer_flush(b->coalescer);
+        cb__coalescer_flush(b->coalescer);
     return CB_OK;
 }
 
@@ -852,21 +865,21 @@ int cb_get_stats(cb_breaker *b, cb_stats *st)
         return CB_EINVAL;
     memset(st, 0, sizeof *st);
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    int64_t now = cb_now(b);
-    cb_window_raw(&b->win, now, win, total);
-    cb_raw_to_counts(win, &st->window);
-    cb_raw_to_counts(total, &st->total);
+    int64_t now = cb__now(b);
+    cb__window_raw(&b->win, now, win, total);
+    cb__raw_to_counts(win, &st->window);
+    cb__raw_to_counts(total, &st->total);
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
     st->error_percentage = st->window.fires
         ? (double)st->window.failures / (double)st->window.fires * 100.0 : 0;
     st->slow_percentage = completed ? (double)st->window.slow_calls / (double)completed * 100.0 : 0;
-    cb_window_latency(&b->win, now, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
-                      st->percentiles_ms);
+    cb__window_latency(&b->win, now, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
+                       st->percentiles_ms);
     pthread_mutex_lock(&b->lock);
     st->state = visible_state(b);
     st->open_until_ns = b->core == CB_OPEN ? b->open_until_ns : 0;
     st->current_reset_timeout_ms = b->current_reset_ns / 1000000LL;
     pthread_mutex_unlock(&b->lock);
-    st->in_flight = cb_in_flight(&b->win);
+    st->in_flight = cb__in_flight(&b->win);
     return CB_OK;
 }

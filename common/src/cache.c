@@ -18,7 +18,7 @@ typedef struct cache_entry {
     struct cache_entry *hnext, *prev, *next;
 } cache_entry;
 
-struct cb_cache {
+struct cb__cache {
     pthread_mutex_t mx;
     cache_entry **table;
     size_t nslots, count, cap;
@@ -38,9 +38,9 @@ static uint64_t hash_key(const char *s)
 }
 
 /* Creates the cache for o. Returns CB_OK or CB_ENOMEM. */
-int cb_cache_new(const cb_options *o, cb_cache **out)
+int cb__cache_new(const cb_options *o, cb__cache **out)
 {
-    cb_cache *c = calloc(1, sizeof *c);
+    cb__cache *c = calloc(1, sizeof *c);
     if (!c)
         return CB_ENOMEM;
     c->cap = o->cache_size;
@@ -61,14 +61,14 @@ int cb_cache_new(const cb_options *o, cb_cache **out)
     return CB_OK;
 }
 
-static void lru_unlink(cb_cache *c, cache_entry *e)
+static void lru_unlink(cb__cache *c, cache_entry *e)
 {
     if (e->prev) e->prev->next = e->next; else c->head = e->next;
     if (e->next) e->next->prev = e->prev; else c->tail = e->prev;
     e->prev = e->next = NULL;
 }
 
-static void lru_push_front(cb_cache *c, cache_entry *e)
+static void lru_push_front(cb__cache *c, cache_entry *e)
 {
     e->next = c->head;
     e->prev = NULL;
@@ -77,7 +77,7 @@ static void lru_push_front(cb_cache *c, cache_entry *e)
 }
 
 /* Unlinks e from the table and the list and frees it (mx held). */
-static void entry_remove(cb_cache *c, cache_entry *e)
+static void entry_remove(cb__cache *c, cache_entry *e)
 {
     cache_entry **pp = &c->table[e->hash & (c->nslots - 1)];
     while (*pp != e)
@@ -91,7 +91,7 @@ static void entry_remove(cb_cache *c, cache_entry *e)
     c->count--;
 }
 
-static cache_entry *entry_find(cb_cache *c, const char *key, uint64_t h)
+static cache_entry *entry_find(cb__cache *c, const char *key, uint64_t h)
 {
     for (cache_entry *e = c->table[h & (c->nslots - 1)]; e; e = e->hnext)
         if (e->hash == h && strcmp(e->key, key) == 0)
@@ -100,7 +100,7 @@ static cache_entry *entry_find(cb_cache *c, const char *key, uint64_t h)
 }
 
 /* Returns true and a copy of the cached value when key is fresh at now. */
-bool cb_cache_get(cb_cache *c, const char *key, int64_t now, void **value)
+bool cb__cache_get(cb__cache *c, const char *key, int64_t now, void **value)
 {
     uint64_t h = hash_key(key);
     pthread_mutex_lock(&c->mx);
@@ -120,7 +120,7 @@ bool cb_cache_get(cb_cache *c, const char *key, int64_t now, void **value)
 
 /* Caches a copy of value under key, evicting the least recently used entry
  * beyond the size bound. Out of memory: nothing is cached. */
-void cb_cache_put(cb_cache *c, const char *key, void *value, int64_t now)
+void cb__cache_put(cb__cache *c, const char *key, void *value, int64_t now)
 {
     uint64_t h = hash_key(key);
     cache_entry *e = calloc(1, sizeof *e);
@@ -147,7 +147,7 @@ void cb_cache_put(cb_cache *c, const char *key, void *value, int64_t now)
 }
 
 /* Removes every entry. */
-void cb_cache_flush(cb_cache *c)
+void cb__cache_flush(cb__cache *c)
 {
     pthread_mutex_lock(&c->mx);
     while (c->head)
@@ -156,11 +156,11 @@ void cb_cache_flush(cb_cache *c)
 }
 
 /* Frees the cache and its entries. NULL is a no-op. */
-void cb_cache_free(cb_cache *c)
+void cb__cache_free(cb__cache *c)
 {
     if (!c)
         return;
-    cb_cache_flush(c);
+    cb__cache_flush(c);
     pthread_mutex_destroy(&c->mx);
     free(c->table);
     free(c);
@@ -168,7 +168,7 @@ void cb_cache_free(cb_cache *c)
 
 /* ---- coalescing ---------------------------------------------------------- */
 
-struct cb_shared_call {
+struct cb__shared_call {
     char *key;
     int refs;
     bool done, in_table;
@@ -177,12 +177,12 @@ struct cb_shared_call {
     void *own_value;          /* the coalescer's copy when dup is set */
     int64_t expires_ns;
     pthread_cond_t cv;
-    struct cb_shared_call *next;
+    struct cb__shared_call *next;
 };
 
-struct cb_coalescer {
+struct cb__coalescer {
     pthread_mutex_t mx;
-    cb_shared_call *list;
+    cb__shared_call *list;
     int64_t ttl_ns;
     bool reset_on_error;
     cb_dup_fn dup;
@@ -191,9 +191,9 @@ struct cb_coalescer {
 };
 
 /* Creates the coalescing table for o. Returns CB_OK or CB_ENOMEM. */
-int cb_coalescer_new(const cb_options *o, cb_coalescer **out)
+int cb__coalescer_new(const cb_options *o, cb__coalescer **out)
 {
-    cb_coalescer *c = calloc(1, sizeof *c);
+    cb__coalescer *c = calloc(1, sizeof *c);
     if (!c)
         return CB_ENOMEM;
     pthread_mutex_init(&c->mx, NULL);
@@ -206,7 +206,7 @@ int cb_coalescer_new(const cb_options *o, cb_coalescer **out)
     return CB_OK;
 }
 
-static void shared_free(cb_coalescer *c, cb_shared_call *sc)
+static void shared_free(cb__coalescer *c, cb__shared_call *sc)
 {
     if (c->free_value && sc->own_value)
         c->free_value(sc->own_value, c->user);
@@ -216,9 +216,9 @@ static void shared_free(cb_coalescer *c, cb_shared_call *sc)
 }
 
 /* Takes sc out of the table (mx held); frees it when nobody holds it. */
-static void table_remove(cb_coalescer *c, cb_shared_call *sc)
+static void table_remove(cb__coalescer *c, cb__shared_call *sc)
 {
-    for (cb_shared_call **pp = &c->list; *pp; pp = &(*pp)->next)
+    for (cb__shared_call **pp = &c->list; *pp; pp = &(*pp)->next)
         if (*pp == sc) {
             *pp = sc->next;
             break;
@@ -228,18 +228,18 @@ static void table_remove(cb_coalescer *c, cb_shared_call *sc)
         shared_free(c, sc);
 }
 
-static void unref_locked(cb_coalescer *c, cb_shared_call *sc)
+static void unref_locked(cb__coalescer *c, cb__shared_call *sc)
 {
     if (--sc->refs == 0 && !sc->in_table)
         shared_free(c, sc);
 }
 
 /* Joins the call in flight for key, or starts one (*leader = true). */
-cb_shared_call *cb_coalesce_join(cb_coalescer *c, const char *key, int64_t now, bool *leader)
+cb__shared_call *cb__coalesce_join(cb__coalescer *c, const char *key, int64_t now, bool *leader)
 {
     pthread_mutex_lock(&c->mx);
-    cb_shared_call *found = NULL, *next;
-    for (cb_shared_call *sc = c->list; sc; sc = next) {
+    cb__shared_call *found = NULL, *next;
+    for (cb__shared_call *sc = c->list; sc; sc = next) {
         next = sc->next;
         if (sc->done && sc->expires_ns && now >= sc->expires_ns) {
             table_remove(c, sc);
@@ -254,7 +254,7 @@ cb_shared_call *cb_coalesce_join(cb_coalescer *c, const char *key, int64_t now, 
         pthread_mutex_unlock(&c->mx);
         return found;
     }
-    cb_shared_call *sc = calloc(1, sizeof *sc);
+    cb__shared_call *sc = calloc(1, sizeof *sc);
     if (sc && !(sc->key = strdup(key))) {
         free(sc);
         sc = NULL;
@@ -273,8 +273,8 @@ cb_shared_call *cb_coalesce_join(cb_coalescer *c, const char *key, int64_t now, 
 }
 
 /* The leader hands its outcome to the waiters and drops its reference. */
-void cb_coalesce_publish(cb_coalescer *c, cb_shared_call *sc, int rc, const cb_result *res,
-                         int64_t now)
+void cb__coalesce_publish(cb__coalescer *c, cb__shared_call *sc, int rc, const cb_result *res,
+                          int64_t now)
 {
     pthread_mutex_lock(&c->mx);
     sc->done = true;
@@ -291,7 +291,7 @@ void cb_coalesce_publish(cb_coalescer *c, cb_shared_call *sc, int rc, const cb_r
 }
 
 /* Waits for the shared outcome, copies it into res, returns its code. */
-int cb_coalesce_wait(cb_coalescer *c, cb_shared_call *sc, cb_result *res)
+int cb__coalesce_wait(cb__coalescer *c, cb__shared_call *sc, cb_result *res)
 {
     pthread_mutex_lock(&c->mx);
     while (!sc->done)
@@ -307,7 +307,7 @@ int cb_coalesce_wait(cb_coalescer *c, cb_shared_call *sc, cb_result *res)
 }
 
 /* Drops the caller's reference without waiting. */
-void cb_coalesce_release(cb_coalescer *c, cb_shared_call *sc)
+void cb__coalesce_release(cb__coalescer *c, cb__shared_call *sc)
 {
     pthread_mutex_lock(&c->mx);
     unref_locked(c, sc);
@@ -315,7 +315,7 @@ void cb_coalesce_release(cb_coalescer *c, cb_shared_call *sc)
 }
 
 /* Forgets every key: later calls start afresh; waiters still get results. */
-void cb_coalescer_flush(cb_coalescer *c)
+void cb__coalescer_flush(cb__coalescer *c)
 {
     pthread_mutex_lock(&c->mx);
     while (c->list)
@@ -324,11 +324,11 @@ void cb_coalescer_flush(cb_coalescer *c)
 }
 
 /* Frees the coalescer. NULL is a no-op. No call may be in flight. */
-void cb_coalescer_free(cb_coalescer *c)
+void cb__coalescer_free(cb__coalescer *c)
 {
     if (!c)
         return;
-    cb_coalescer_flush(c);
+    cb__coalescer_flush(c);
     pthread_mutex_destroy(&c->mx);
     free(c);
 }

@@ -7,9 +7,13 @@
  * never reset: the rolling window is the difference between the counters now
  * and a copy taken at the start of the oldest bucket in the window (see
  * stats.c), so a rotation never races with an increment and no count is lost.
- * A thread owns a stripe exclusively (it claimed one of CB_EXCL_STRIPES slots
+ * A thread owns a stripe exclusively (it claimed one of CB__EXCL_STRIPES slots
  * process-wide) and updates it with plain atomic load+store; threads beyond
- * that share CB_SHARED_STRIPES stripes under a per-stripe mutex.
+ * that share CB__SHARED_STRIPES stripes under a per-stripe mutex.
+ *
+ * Names: everything declared here is internal to libcb and spelled cb__ /
+ * CB__ (as libuv's uv__), so a cb_ / CB_ name is always the public API of
+ * common/include. `nm build/rel/libcb.a` shows only those two kinds.
  */
 #ifndef CB_INTERNAL_H
 #define CB_INTERNAL_H
@@ -18,14 +22,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define CB_EXCL_STRIPES   8
-#define CB_SHARED_STRIPES 4
-#define CB_BASE_STRIPE    (CB_EXCL_STRIPES + CB_SHARED_STRIPES) /* imported counts */
-#define CB_STRIPES        (CB_BASE_STRIPE + 1)
-#define CB_SAMPLES        256  /* latency samples kept per stripe per bucket */
+#define CB__EXCL_STRIPES   8
+#define CB__SHARED_STRIPES 4
+#define CB__BASE_STRIPE    (CB__EXCL_STRIPES + CB__SHARED_STRIPES) /* imported counts */
+#define CB__STRIPES        (CB__BASE_STRIPE + 1)
+#define CB__SAMPLES        256  /* latency samples kept per stripe per bucket */
 
-#define CB_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define CB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CB__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define CB__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Raw counters; the public cb_counts are derived from them (stats.c). */
 enum {
@@ -42,16 +46,16 @@ enum {
     C_NCOUNTERS
 };
 
-typedef struct cb_stripe {
+typedef struct cb__stripe {
     _Alignas(64) _Atomic uint64_t c[C_NCOUNTERS];
     bool shared;                    /* true: take lock around updates */
     pthread_mutex_t lock;
     _Atomic int64_t *sample_epoch;  /* per bucket slot: the epoch its samples belong to */
-    _Atomic uint32_t *sample_n;     /* per bucket slot: samples written (may exceed CB_SAMPLES) */
-    _Atomic uint32_t *samples;      /* nbuckets * CB_SAMPLES latencies in microseconds */
-} cb_stripe;
+    _Atomic uint32_t *sample_n;     /* per bucket slot: samples written (may exceed CB__SAMPLES) */
+    _Atomic uint32_t *samples;      /* nbuckets * CB__SAMPLES latencies in microseconds */
+} cb__stripe;
 
-typedef struct cb_window {
+typedef struct cb__window {
     int nbuckets;
     int64_t interval_ns;
     int64_t origin_ns;
@@ -59,25 +63,25 @@ typedef struct cb_window {
     _Atomic int64_t next_rotate_ns;
     pthread_mutex_t lock;           /* guards start_cum */
     uint64_t (*start_cum)[C_NCOUNTERS]; /* slot e % n: cumulative counts at start of epoch e */
-    cb_stripe *stripes;             /* CB_STRIPES, 64-byte aligned */
-} cb_window;
+    cb__stripe *stripes;            /* CB__STRIPES, 64-byte aligned */
+} cb__window;
 
-typedef struct cb_listener {
+typedef struct cb__listener {
     int id;
     uint32_t mask;
     cb_listener_fn fn;
     void *ctx;
-} cb_listener;
+} cb__listener;
 
-typedef struct cb_listener_set {
+typedef struct cb__listener_set {
     _Atomic int refs;
     int n;
-    cb_listener items[];
-} cb_listener_set;
+    cb__listener items[];
+} cb__listener_set;
 
-typedef struct cb_cache cb_cache;
-typedef struct cb_coalescer cb_coalescer;
-typedef struct cb_pool cb_pool;
+typedef struct cb__cache cb__cache;
+typedef struct cb__coalescer cb__coalescer;
+typedef struct cb__pool cb__pool;
 
 struct cb_breaker {
     /* read on every call */
@@ -87,7 +91,7 @@ struct cb_breaker {
     cb_options o;                   /* own copy; o.name points at name */
     int64_t timeout_ns;
     int64_t slow_ns;
-    cb_window win;
+    cb__window win;
     int cancel_all;                 /* raised (atomically) at shutdown; TRUST mode's cancelled */
 
     /* capacity */
@@ -115,14 +119,14 @@ struct cb_breaker {
 
     /* listeners */
     pthread_mutex_t listeners_lock;
-    cb_listener_set *listeners;
+    cb__listener_set *listeners;
     int next_listener_id;
 
     _Atomic int shut;
     char *name;
-    cb_cache *cache;
-    cb_coalescer *coalescer;
-    cb_pool *pool;
+    cb__cache *cache;
+    cb__coalescer *coalescer;
+    cb__pool *pool;
 
     /* ticker thread */
     bool ticker_running;
@@ -133,96 +137,96 @@ struct cb_breaker {
 };
 
 /* ---- clock.c ---- */
-static inline int64_t cb_now(const cb_breaker *b) { return b->o.clock.now_ns(b->o.clock.ctx); }
+static inline int64_t cb__now(const cb_breaker *b) { return b->o.clock.now_ns(b->o.clock.ctx); }
 
 /* ---- options.c ---- */
-int cb_options_validate(const cb_options *o);
+int cb__options_validate(const cb_options *o);
 
 /* ---- stats.c ---- */
-int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns);
-void cb_window_free(cb_window *w);
-int cb_thread_stripe(void);
+int cb__window_init(cb__window *w, int nbuckets, int64_t window_ms, int64_t now_ns);
+void cb__window_free(cb__window *w);
+int cb__thread_stripe(void);
 /* Adds n to counter k on the calling thread's stripe. */
-void cb_count(cb_breaker *b, int k, uint64_t n);
+void cb__count(cb_breaker *b, int k, uint64_t n);
 /* Counts one completed call: counter k, its latency sample, and slow when slow. */
-void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow);
+void cb__count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow);
 /* Moves the window to the bucket of now_ns; returns true when an epoch boundary was passed. */
-bool cb_window_rotate(cb_window *w, int64_t now_ns);
-void cb_window_sum_now(cb_window *w, uint64_t out[C_NCOUNTERS]);
+bool cb__window_rotate(cb__window *w, int64_t now_ns);
+void cb__window_sum_now(cb__window *w, uint64_t out[C_NCOUNTERS]);
 /* Window counts (raw) = now - start of the window as it stands at now_ns
  * (0: as last rotated). */
-void cb_window_raw(cb_window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
-                   uint64_t total[C_NCOUNTERS]);
-void cb_raw_to_counts(const uint64_t raw[C_NCOUNTERS], cb_counts *c);
-void cb_counts_to_raw(const cb_counts *c, uint64_t raw[C_NCOUNTERS]);
-void cb_window_latency(cb_window *w, int64_t now_ns, bool enabled, double *mean,
-                       double pct[CB_PERCENTILES]);
+void cb__window_raw(cb__window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
+                    uint64_t total[C_NCOUNTERS]);
+void cb__raw_to_counts(const uint64_t raw[C_NCOUNTERS], cb_counts *c);
+void cb__counts_to_raw(const cb_counts *c, uint64_t raw[C_NCOUNTERS]);
+void cb__window_latency(cb__window *w, int64_t now_ns, bool enabled, double *mean,
+                        double pct[CB_PERCENTILES]);
 /* Per-bucket raw counts, oldest first: out[nbuckets][C_NCOUNTERS]. */
-void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS]);
+void cb__window_buckets(cb__window *w, uint64_t (*out)[C_NCOUNTERS]);
 /* Sets the imported totals and window buckets (oldest first, may be NULL). */
-void cb_window_import(cb_window *w, const uint64_t total[C_NCOUNTERS],
-                      uint64_t (*buckets)[C_NCOUNTERS], int nbuckets);
-int cb_in_flight(cb_window *w);
+void cb__window_import(cb__window *w, const uint64_t total[C_NCOUNTERS],
+                       uint64_t (*buckets)[C_NCOUNTERS], int nbuckets);
+int cb__in_flight(cb__window *w);
 
 /* ---- events.c ---- */
-void cb_emit_slow(cb_breaker *b, const cb_event *ev);
-static inline bool cb_wants(cb_breaker *b, cb_event_kind k) {
+void cb__emit_slow(cb_breaker *b, const cb_event *ev);
+static inline bool cb__wants(cb_breaker *b, cb_event_kind k) {
     return (atomic_load_explicit(&b->listen_mask, memory_order_relaxed) & CB_EV_MASK(k)) != 0;
 }
 /* Emits kind with the given figures when some listener wants it. */
-void cb_emit(cb_breaker *b, cb_event_kind k, double latency_ms, int error, int action_rc);
+void cb__emit(cb_breaker *b, cb_event_kind k, double latency_ms, int error, int action_rc);
 /* Emits kind with the window's stats attached. */
-void cb_emit_with_stats(cb_breaker *b, cb_event_kind k);
-void cb_listeners_free(cb_breaker *b);
+void cb__emit_with_stats(cb_breaker *b, cb_event_kind k);
+void cb__listeners_free(cb_breaker *b);
 
 /* ---- breaker.c (state machine) ---- */
 /* Allocates a breaker from validated options without starting threads. */
-int cb_breaker_new(const cb_options *o, cb_breaker **out);
+int cb__breaker_new(const cb_options *o, cb_breaker **out);
 /* Starts the pool and ticker threads the options ask for. */
-int cb_breaker_start(cb_breaker *b);
+int cb__breaker_start(cb_breaker *b);
 /* The visible state (b->lock held). */
-cb_state visible_state_of(const cb_breaker *b);
+cb_state cb__visible_state(const cb_breaker *b);
 /* Sets the state machine from an import (lock taken inside). */
-void cb_breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
-                        bool warm_up, int64_t open_remaining_ns, int backoff_step,
-                        int64_t current_reset_ns);
-void cb_tick_due(cb_breaker *b, int64_t now, bool wait);
-void cb_open_locked(cb_breaker *b, int64_t now);
-void cb_lower_next_due(cb_breaker *b, int64_t t);
-void cb_recompute_next_due(cb_breaker *b);
+void cb__breaker_restore(cb_breaker *b, cb_state core, cb_force_mode force, bool disabled,
+                         bool warm_up, int64_t open_remaining_ns, int backoff_step,
+                         int64_t current_reset_ns);
+void cb__tick_due(cb_breaker *b, int64_t now, bool wait);
+void cb__lower_next_due(cb_breaker *b, int64_t t);
+void cb__recompute_next_due(cb_breaker *b);
 
 /* ---- cache.c ---- */
-int cb_cache_new(const cb_options *o, cb_cache **out);
-void cb_cache_free(cb_cache *c);
+int cb__cache_new(const cb_options *o, cb__cache **out);
+void cb__cache_free(cb__cache *c);
 /* Returns true and sets *value (dup'ed) when key is cached and fresh at now. */
-bool cb_cache_get(cb_cache *c, const char *key, int64_t now, void **value);
-void cb_cache_put(cb_cache *c, const char *key, void *value, int64_t now);
-void cb_cache_flush(cb_cache *c);
+bool cb__cache_get(cb__cache *c, const char *key, int64_t now, void **value);
+void cb__cache_put(cb__cache *c, const char *key, void *value, int64_t now);
+void cb__cache_flush(cb__cache *c);
 
-typedef struct cb_shared_call cb_shared_call;
-int cb_coalescer_new(const cb_options *o, cb_coalescer **out);
-void cb_coalescer_free(cb_coalescer *c);
+typedef struct cb__shared_call cb__shared_call;
+int cb__coalescer_new(const cb_options *o, cb__coalescer **out);
+void cb__coalescer_free(cb__coalescer *c);
 /* Returns a call to share: *leader true when the caller must run it and
- * publish with cb_coalesce_publish(); false when it must wait for it. NULL on ENOMEM. */
-cb_shared_call *cb_coalesce_join(cb_coalescer *c, const char *key, int64_t now, bool *leader);
-void cb_coalesce_publish(cb_coalescer *c, cb_shared_call *sc, int rc, const cb_result *res, int64_t now);
+ * publish with cb__coalesce_publish(); false when it must wait for it. NULL on ENOMEM. */
+cb__shared_call *cb__coalesce_join(cb__coalescer *c, const char *key, int64_t now, bool *leader);
+void cb__coalesce_publish(cb__coalescer *c, cb__shared_call *sc, int rc, const cb_result *res,
+                          int64_t now);
 /* Waits for sc's result and copies it; releases the caller's reference. */
-int cb_coalesce_wait(cb_coalescer *c, cb_shared_call *sc, cb_result *res);
-void cb_coalesce_release(cb_coalescer *c, cb_shared_call *sc);
-void cb_coalescer_flush(cb_coalescer *c);
+int cb__coalesce_wait(cb__coalescer *c, cb__shared_call *sc, cb_result *res);
+void cb__coalesce_release(cb__coalescer *c, cb__shared_call *sc);
+void cb__coalescer_flush(cb__coalescer *c);
 
 /* ---- pool.c ---- */
-int cb_pool_new(cb_breaker *b, int threads, cb_pool **out);
+int cb__pool_new(cb_breaker *b, int threads, cb__pool **out);
 /* Runs the action on the pool; returns CB_OK with *rc and *result when it finished
  * before the deadline, CB_ETIMEDOUT otherwise (the late result goes to on_late). */
-int cb_pool_run(cb_pool *p, cb_call *call, int *rc, void **result);
-void cb_pool_stop(cb_pool *p);
-void cb_pool_free(cb_pool *p);
+int cb__pool_run(cb__pool *p, cb_call *call, int *rc, void **result);
+void cb__pool_stop(cb__pool *p);
+void cb__pool_free(cb__pool *p);
 
 /* ---- ticker.c ---- */
-int cb_ticker_start(cb_breaker *b);
-void cb_ticker_stop(cb_breaker *b);
-void cb_ticker_join(cb_breaker *b);
-void cb_ticker_wake(cb_breaker *b);
+int cb__ticker_start(cb_breaker *b);
+void cb__ticker_stop(cb_breaker *b);
+void cb__ticker_join(cb_breaker *b);
+void cb__ticker_wake(cb_breaker *b);
 
 #endif

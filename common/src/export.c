@@ -53,7 +53,7 @@ static cJSON *counts_json(const uint64_t raw[C_NCOUNTERS])
 {
     cJSON *o = cJSON_CreateObject();
     cb_counts c;
-    cb_raw_to_counts(raw, &c);
+    cb__raw_to_counts(raw, &c);
     for (size_t i = 0; i < NFIELDS; i++)
         cJSON_AddNumberToObject(o, count_fields[i].name,
                                 (double)(*field(&c, i) > COUNT_MAX ? COUNT_MAX : *field(&c, i)));
@@ -75,14 +75,14 @@ static bool counts_parse(const cJSON *o, uint64_t raw[C_NCOUNTERS])
             return false;
         *field(&c, i) = (uint64_t)v->valuedouble;
     }
-    cb_counts_to_raw(&c, raw); /* each raw count is at most one of c's */
+    cb__counts_to_raw(&c, raw); /* each raw count is at most one of c's */
     return true;
 }
 
 static void add_state(cJSON *root, cb_breaker *b, int64_t now)
 {
     pthread_mutex_lock(&b->lock);
-    cJSON_AddStringToObject(root, "state", cb_state_name(visible_state_of(b)));
+    cJSON_AddStringToObject(root, "state", cb_state_name(cb__visible_state(b)));
     cJSON_AddStringToObject(root, "core", cb_state_name(b->core));
     cJSON_AddStringToObject(root, "force", b->force == CB_FORCE_OPEN ? "open"
                                            : b->force == CB_FORCE_CLOSED ? "closed" : "none");
@@ -101,7 +101,7 @@ char *cb_export_json(cb_breaker *b)
 {
     if (!b)
         return NULL;
-    int64_t now = cb_now(b);
+    int64_t now = cb__now(b);
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
@@ -111,14 +111,14 @@ char *cb_export_json(cb_breaker *b)
     cJSON_AddNumberToObject(root, "rollingCountTimeout", (double)b->o.rolling_count_timeout_ms);
     cJSON_AddNumberToObject(root, "rollingCountBuckets", b->o.rolling_count_buckets);
     uint64_t win[C_NCOUNTERS], total[C_NCOUNTERS];
-    cb_window_raw(&b->win, 0, win, total); /* as last rotated, like the buckets below */
+    cb__window_raw(&b->win, 0, win, total); /* as last rotated, like the buckets below */
     cJSON_AddItemToObject(root, "total", counts_json(total));
     cJSON_AddItemToObject(root, "window", counts_json(win));
     int n = b->win.nbuckets;
     uint64_t (*buckets)[C_NCOUNTERS] = calloc((size_t)n, sizeof *buckets);
     cJSON *arr = cJSON_AddArrayToObject(root, "buckets");
     if (buckets && arr) {
-        cb_window_buckets(&b->win, buckets);
+        cb__window_buckets(&b->win, buckets);
         for (int i = 0; i < n; i++)
             cJSON_AddItemToArray(arr, counts_json(buckets[i]));
     }
@@ -211,12 +211,11 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
         return CB_EPARSE;
     }
     cb_breaker *b;
-    int rc = cb_breaker_new(o, &b);
+    int rc = cb__breaker_new(o, &b);
     if (rc != CB_OK) {
         free(im.buckets);
         return rc;
     }
-    /* buckets of another window shape are folded into the newest one */
     /* the totals hold at least what the window holds */
     for (int k = 0; k < C_NCOUNTERS; k++) {
         uint64_t in_window = 0;
@@ -227,6 +226,7 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
     }
     uint64_t (*buckets)[C_NCOUNTERS] = im.buckets;
     int nbuckets = im.nbuckets;
+    /* buckets of another window shape are folded into the newest one */
     if (nbuckets != b->win.nbuckets && nbuckets > 0) {
         for (int i = 0; i < nbuckets - 1; i++)
             for (int k = 0; k < C_NCOUNTERS; k++)
@@ -235,12 +235,12 @@ int cb_create_from_json(const cb_options *o, const char *json, cb_breaker **out)
         buckets = &im.buckets[nbuckets - 1];
         nbuckets = 1;
     }
-    cb_window_import(&b->win, im.total, buckets, nbuckets);
+    cb__window_import(&b->win, im.total, buckets, nbuckets);
     free(im.buckets);
-    cb_breaker_restore(b, im.core, im.force, !im.enabled, im.warm_up,
-                       (int64_t)(im.remaining_ms * 1e6), im.backoff_step,
-                       (int64_t)(im.current_reset_ms * 1e6));
-    rc = cb_breaker_start(b);
+    cb__breaker_restore(b, im.core, im.force, !im.enabled, im.warm_up,
+                        (int64_t)(im.remaining_ms * 1e6), im.backoff_step,
+                        (int64_t)(im.current_reset_ms * 1e6));
+    rc = cb__breaker_start(b);
     if (rc == CB_OK && im.shutdown)
         cb_shutdown(b);
     if (rc != CB_OK) {

@@ -60,7 +60,7 @@ static int validate_times(const cb_options *o)
 }
 
 /* Returns CB_OK when o can build a breaker, else CB_EINVAL. */
-int cb_options_validate(const cb_options *o)
+int cb__options_validate(const cb_options *o)
 {
     if (!o || !o->action || !o->clock.now_ns)
         return CB_EINVAL;

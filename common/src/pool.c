@@ -12,7 +12,7 @@
 
 enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
-typedef struct cb_job {
+typedef struct cb__job {
     pthread_mutex_t mx;
     pthread_cond_t cv;
     int refs;
@@ -22,26 +22,26 @@ typedef struct cb_job {
     cb_call call;
     int rc;
     void *result;
-    struct cb_job *next;
-} cb_job;
+    struct cb__job *next;
+} cb__job;
 
-struct cb_pool {
+struct cb__pool {
     cb_breaker *b;
     pthread_mutex_t mx;
     pthread_cond_t cv;
-    cb_job *head, *tail;
+    cb__job *head, *tail;
     bool stop;
     int nthreads, started;
     pthread_t *threads;
-    cb_job **current;         /* per worker: the job it runs */
+    cb__job **current;        /* per worker: the job it runs */
 };
 
 typedef struct worker_arg {
-    cb_pool *p;
+    cb__pool *p;
     int index;
 } worker_arg;
 
-static void job_unref(cb_job *j)
+static void job_unref(cb__job *j)
 {
     pthread_mutex_lock(&j->mx);
     int left = --j->refs;
@@ -54,7 +54,7 @@ static void job_unref(cb_job *j)
 }
 
 /* Runs j on a worker; delivers the result to the caller or to on_late. */
-static void job_run(cb_pool *p, cb_job *j)
+static void job_run(cb__pool *p, cb__job *j)
 {
     pthread_mutex_lock(&j->mx);
     bool skip = j->abandoned;
@@ -81,14 +81,14 @@ static void job_run(cb_pool *p, cb_job *j)
 static void *worker_main(void *v)
 {
     worker_arg *wa = v;
-    cb_pool *p = wa->p;
+    cb__pool *p = wa->p;
     int me = wa->index;
     free(wa);
     pthread_mutex_lock(&p->mx);
     for (;;) {
         while (!p->head && !p->stop)
             pthread_cond_wait(&p->cv, &p->mx);
-        cb_job *j = p->head;
+        cb__job *j = p->head;
         if (!j)
             break;
         p->head = j->next;
@@ -108,9 +108,9 @@ static void *worker_main(void *v)
 }
 
 /* Starts threads workers for b. Returns CB_OK, CB_ENOMEM or CB_ETHREAD. */
-int cb_pool_new(cb_breaker *b, int threads, cb_pool **out)
+int cb__pool_new(cb_breaker *b, int threads, cb__pool **out)
 {
-    cb_pool *p = calloc(1, sizeof *p);
+    cb__pool *p = calloc(1, sizeof *p);
     if (!p)
         return CB_ENOMEM;
     p->b = b;
@@ -143,9 +143,9 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static cb_job *job_new(const cb_call *call)
+static cb__job *job_new(const cb_call *call)
 {
-    cb_job *j = calloc(1, sizeof *j);
+    cb__job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
     pthread_condattr_t ca;
@@ -161,7 +161,7 @@ static cb_job *job_new(const cb_call *call)
 }
 
 /* Waits for j until abs_ns on CLOCK_MONOTONIC (INT64_MAX: for ever). */
-static int job_wait(cb_job *j, int64_t abs_ns, int *rc, void **result)
+static int job_wait(cb__job *j, int64_t abs_ns, int *rc, void **result)
 {
     struct timespec ts = { abs_ns / 1000000000LL, abs_ns % 1000000000LL };
     pthread_mutex_lock(&j->mx);
@@ -187,12 +187,12 @@ static int job_wait(cb_job *j, int64_t abs_ns, int *rc, void **result)
 /* Runs call's action on the pool. Returns CB_OK with *rc and *result when it
  * finished before the deadline, CB_ETIMEDOUT when it did not. When the pool is
  * stopped or out of memory the action runs on the caller's thread. */
-int cb_pool_run(cb_pool *p, cb_call *call, int *rc, void **result)
+int cb__pool_run(cb__pool *p, cb_call *call, int *rc, void **result)
 {
     int64_t abs_ns = INT64_MAX;
     if (call->deadline_ns != INT64_MAX)
-        abs_ns = mono_ns() + (call->deadline_ns - cb_now(p->b));
-    cb_job *j = job_new(call);
+        abs_ns = mono_ns() + (call->deadline_ns - cb__now(p->b));
+    cb__job *j = job_new(call);
     pthread_mutex_lock(&p->mx);
     if (!j || p->stop) {
         pthread_mutex_unlock(&p->mx);
@@ -213,12 +213,12 @@ int cb_pool_run(cb_pool *p, cb_call *call, int *rc, void **result)
 }
 
 /* Stops taking jobs; raises the cancelled flag of every queued and running
- * job. Workers finish the queue and exit; cb_pool_free() joins them. */
-void cb_pool_stop(cb_pool *p)
+ * job. Workers finish the queue and exit; cb__pool_free() joins them. */
+void cb__pool_stop(cb__pool *p)
 {
     pthread_mutex_lock(&p->mx);
     p->stop = true;
-    for (cb_job *j = p->head; j; j = j->next)
+    for (cb__job *j = p->head; j; j = j->next)
         __atomic_store_n(&j->cancelled, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < p->nthreads; i++)
         if (p->current[i])
@@ -228,11 +228,11 @@ void cb_pool_stop(cb_pool *p)
 }
 
 /* Stops the pool, joins its workers and frees it. NULL is a no-op. */
-void cb_pool_free(cb_pool *p)
+void cb__pool_free(cb__pool *p)
 {
     if (!p)
         return;
-    cb_pool_stop(p);
+    cb__pool_stop(p);
     for (int i = 0; i < p->started; i++)
         pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mx);

@@ -11,18 +11,18 @@
  * line another thread writes. Reading the window at a time it was not rotated
  * to yet sees it as if it had been (view_epoch).
  *
- * Latency samples: each stripe keeps, per bucket slot, the last CB_SAMPLES
+ * Latency samples: each stripe keeps, per bucket slot, the last CB__SAMPLES
  * latencies (microseconds) recorded by its thread in that bucket. Percentiles
- * are exact while no thread records more than CB_SAMPLES calls in one bucket;
- * beyond that they are computed over the most recent CB_SAMPLES per thread and
- * bucket. Threads beyond CB_EXCL_STRIPES share CB_SHARED_STRIPES stripes.
+ * are exact while no thread records more than CB__SAMPLES calls in one bucket;
+ * beyond that they are computed over the most recent CB__SAMPLES per thread and
+ * bucket. Threads beyond CB__EXCL_STRIPES share CB__SHARED_STRIPES stripes.
  */
 #include "cb_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static _Atomic int stripe_claims[CB_EXCL_STRIPES];
+static _Atomic int stripe_claims[CB__EXCL_STRIPES];
 static _Atomic unsigned shared_next;
 static _Thread_local int my_stripe = -1;
 static pthread_key_t stripe_key;
@@ -34,8 +34,8 @@ static void stripe_release(void *v)
     int idx = (int)(intptr_t)v - 1;
     /* a later destructor on this thread that fires a breaker must not touch
      * the stripe it just gave away: fall back to a shared one */
-    my_stripe = CB_EXCL_STRIPES;
-    if (idx >= 0 && idx < CB_EXCL_STRIPES)
+    my_stripe = CB__EXCL_STRIPES;
+    if (idx >= 0 && idx < CB__EXCL_STRIPES)
         atomic_store_explicit(&stripe_claims[idx], 0, memory_order_release);
 }
 
@@ -48,7 +48,7 @@ static void stripe_key_create(void)
 static int stripe_claim(void)
 {
     pthread_once(&stripe_once, stripe_key_create);
-    for (int i = 0; i < CB_EXCL_STRIPES; i++) {
+    for (int i = 0; i < CB__EXCL_STRIPES; i++) {
         int expected = 0;
         if (atomic_compare_exchange_strong_explicit(&stripe_claims[i], &expected, 1,
                                                     memory_order_acq_rel, memory_order_relaxed)) {
@@ -57,14 +57,14 @@ static int stripe_claim(void)
         }
     }
     unsigned n = atomic_fetch_add_explicit(&shared_next, 1, memory_order_relaxed);
-    return my_stripe = CB_EXCL_STRIPES + (int)(n % CB_SHARED_STRIPES);
+    return my_stripe = CB__EXCL_STRIPES + (int)(n % CB__SHARED_STRIPES);
 }
 
 /* The calling thread's stripe index (claimed on first use). Can't fail. */
-int cb_thread_stripe(void)
+int cb__thread_stripe(void)
 {
     int s = my_stripe;
-    return CB_LIKELY(s >= 0) ? s : stripe_claim();
+    return CB__LIKELY(s >= 0) ? s : stripe_claim();
 }
 
 static inline void bump(_Atomic uint64_t *c, uint64_t n)
@@ -77,11 +77,11 @@ static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* One 64-byte aligned block per stripe for its samples, so the sample
  * counters two threads write never share a cache line. */
-static int stripe_samples_alloc(cb_stripe *s, int nbuckets)
+static int stripe_samples_alloc(cb__stripe *s, int nbuckets)
 {
     size_t epochs = round64((size_t)nbuckets * sizeof *s->sample_epoch);
     size_t counts = round64((size_t)nbuckets * sizeof *s->sample_n);
-    size_t samples = round64((size_t)nbuckets * CB_SAMPLES * sizeof *s->samples);
+    size_t samples = round64((size_t)nbuckets * CB__SAMPLES * sizeof *s->samples);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, epochs + counts + samples) != 0)
         return CB_ENOMEM;
@@ -94,7 +94,7 @@ static int stripe_samples_alloc(cb_stripe *s, int nbuckets)
 
 /* Initialises w for nbuckets buckets over window_ms, starting at now_ns.
  * Returns CB_OK or CB_ENOMEM (nothing left allocated). */
-int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns)
+int cb__window_init(cb__window *w, int nbuckets, int64_t window_ms, int64_t now_ns)
 {
     memset(w, 0, sizeof *w);
     w->nbuckets = nbuckets;
@@ -104,18 +104,18 @@ int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns
     atomic_init(&w->next_rotate_ns, now_ns + w->interval_ns);
     w->start_cum = calloc((size_t)nbuckets, sizeof *w->start_cum);
     void *mem = NULL;
-    if (!w->start_cum || posix_memalign(&mem, 64, CB_STRIPES * sizeof(cb_stripe)) != 0) {
+    if (!w->start_cum || posix_memalign(&mem, 64, CB__STRIPES * sizeof(cb__stripe)) != 0) {
         free(w->start_cum);
         return CB_ENOMEM;
     }
-    memset(mem, 0, CB_STRIPES * sizeof(cb_stripe));
+    memset(mem, 0, CB__STRIPES * sizeof(cb__stripe));
     w->stripes = mem;
-    for (int i = 0; i < CB_STRIPES; i++) {
-        cb_stripe *s = &w->stripes[i];
-        s->shared = i >= CB_EXCL_STRIPES;
+    for (int i = 0; i < CB__STRIPES; i++) {
+        cb__stripe *s = &w->stripes[i];
+        s->shared = i >= CB__EXCL_STRIPES;
         pthread_mutex_init(&s->lock, NULL);
         if (stripe_samples_alloc(s, nbuckets) != CB_OK) {
-            cb_window_free(w);
+            cb__window_free(w);
             return CB_ENOMEM;
         }
         for (int k = 0; k < nbuckets; k++)
@@ -125,11 +125,11 @@ int cb_window_init(cb_window *w, int nbuckets, int64_t window_ms, int64_t now_ns
     return CB_OK;
 }
 
-/* Frees what cb_window_init allocated. Safe on a partly built window. */
-void cb_window_free(cb_window *w)
+/* Frees what cb__window_init allocated. Safe on a partly built window. */
+void cb__window_free(cb__window *w)
 {
     if (w->stripes) {
-        for (int i = 0; i < CB_STRIPES; i++) {
+        for (int i = 0; i < CB__STRIPES; i++) {
             free(w->stripes[i].sample_epoch); /* one block, see stripe_samples_alloc */
         }
         free(w->stripes);
@@ -140,10 +140,10 @@ void cb_window_free(cb_window *w)
 }
 
 /* Adds n to counter k on the calling thread's stripe. Can't fail. */
-void cb_count(cb_breaker *b, int k, uint64_t n)
+void cb__count(cb_breaker *b, int k, uint64_t n)
 {
-    cb_stripe *s = &b->win.stripes[cb_thread_stripe()];
-    if (CB_UNLIKELY(s->shared)) {
+    cb__stripe *s = &b->win.stripes[cb__thread_stripe()];
+    if (CB__UNLIKELY(s->shared)) {
         pthread_mutex_lock(&s->lock);
         bump(&s->c[k], n);
         pthread_mutex_unlock(&s->lock);
@@ -152,7 +152,7 @@ void cb_count(cb_breaker *b, int k, uint64_t n)
     bump(&s->c[k], n);
 }
 
-static inline void record_sample(cb_stripe *s, int nbuckets, int64_t epoch, int64_t latency_ns)
+static inline void record_sample(cb__stripe *s, int nbuckets, int64_t epoch, int64_t latency_ns)
 {
     int slot = (int)(epoch % nbuckets);
     if (atomic_load_explicit(&s->sample_epoch[slot], memory_order_relaxed) != epoch) {
@@ -162,17 +162,17 @@ static inline void record_sample(cb_stripe *s, int nbuckets, int64_t epoch, int6
     uint32_t i = atomic_load_explicit(&s->sample_n[slot], memory_order_relaxed);
     int64_t us = latency_ns / 1000;
     uint32_t v = us < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    atomic_store_explicit(&s->samples[(size_t)slot * CB_SAMPLES + i % CB_SAMPLES], v,
+    atomic_store_explicit(&s->samples[(size_t)slot * CB__SAMPLES + i % CB__SAMPLES], v,
                           memory_order_relaxed);
     atomic_store_explicit(&s->sample_n[slot], i + 1, memory_order_release);
 }
 
 /* Counts one finished call under counter k with its latency. Can't fail. */
-void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow)
+void cb__count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow)
 {
-    cb_stripe *s = &b->win.stripes[cb_thread_stripe()];
+    cb__stripe *s = &b->win.stripes[cb__thread_stripe()];
     bool shared = s->shared;
-    if (CB_UNLIKELY(shared))
+    if (CB__UNLIKELY(shared))
         pthread_mutex_lock(&s->lock);
     bump(&s->c[k], 1);
     if (slow)
@@ -180,27 +180,27 @@ void cb_count_completion(cb_breaker *b, int k, int64_t latency_ns, bool slow)
     if (b->o.rolling_percentiles_enabled)
         record_sample(s, b->win.nbuckets,
                       atomic_load_explicit(&b->win.epoch, memory_order_relaxed), latency_ns);
-    if (CB_UNLIKELY(shared))
+    if (CB__UNLIKELY(shared))
         pthread_mutex_unlock(&s->lock);
 }
 
 /* Sums every stripe's counters into out. */
-void cb_window_sum_now(cb_window *w, uint64_t out[C_NCOUNTERS])
+void cb__window_sum_now(cb__window *w, uint64_t out[C_NCOUNTERS])
 {
     memset(out, 0, sizeof(uint64_t) * C_NCOUNTERS);
-    for (int i = 0; i < CB_STRIPES; i++)
+    for (int i = 0; i < CB__STRIPES; i++)
         for (int k = 0; k < C_NCOUNTERS; k++)
             out[k] += atomic_load_explicit(&w->stripes[i].c[k], memory_order_relaxed);
 }
 
-static int slot_of(const cb_window *w, int64_t epoch)
+static int slot_of(const cb__window *w, int64_t epoch)
 {
     int64_t m = epoch % w->nbuckets;
     return (int)(m < 0 ? m + w->nbuckets : m);
 }
 
 /* Moves the window to now_ns's bucket. Returns true when it moved. */
-bool cb_window_rotate(cb_window *w, int64_t now_ns)
+bool cb__window_rotate(cb__window *w, int64_t now_ns)
 {
     int64_t e = (now_ns - w->origin_ns) / w->interval_ns;
     pthread_mutex_lock(&w->lock);
@@ -210,7 +210,7 @@ bool cb_window_rotate(cb_window *w, int64_t now_ns)
         return false;
     }
     uint64_t cum[C_NCOUNTERS];
-    cb_window_sum_now(w, cum);
+    cb__window_sum_now(w, cum);
     int64_t from = cur + 1 > e - w->nbuckets + 1 ? cur + 1 : e - w->nbuckets + 1;
     for (int64_t k = from; k <= e; k++)
         memcpy(w->start_cum[slot_of(w, k)], cum, sizeof cum);
@@ -224,7 +224,7 @@ bool cb_window_rotate(cb_window *w, int64_t now_ns)
 /* The epoch the window is viewed at: now_ns's, or the window's own epoch cur
  * when now_ns is not past it (a window not yet rotated to now is seen as it
  * will be once rotated, without rotating it). */
-static int64_t view_epoch(const cb_window *w, int64_t cur, int64_t now_ns)
+static int64_t view_epoch(const cb__window *w, int64_t cur, int64_t now_ns)
 {
     if (now_ns <= w->origin_ns)
         return cur;
@@ -235,11 +235,11 @@ static int64_t view_epoch(const cb_window *w, int64_t cur, int64_t now_ns)
 /* Raw counts over the window as it stands at now_ns (win) and since creation
  * (total). Buckets that fell due but were not rotated yet count as empty, so
  * a breaker nobody ticks reads as one that was ticked. Rotates nothing. */
-void cb_window_raw(cb_window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
-                   uint64_t total[C_NCOUNTERS])
+void cb__window_raw(cb__window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
+                    uint64_t total[C_NCOUNTERS])
 {
     pthread_mutex_lock(&w->lock);
-    cb_window_sum_now(w, total);
+    cb__window_sum_now(w, total);
     int64_t cur = atomic_load_explicit(&w->epoch, memory_order_relaxed);
     int64_t oldest = view_epoch(w, cur, now_ns) - w->nbuckets + 1;
     const uint64_t *start = oldest <= cur ? w->start_cum[slot_of(w, oldest)] : total;
@@ -249,7 +249,7 @@ void cb_window_raw(cb_window *w, int64_t now_ns, uint64_t win[C_NCOUNTERS],
 }
 
 /* Public counts from raw ones. */
-void cb_raw_to_counts(const uint64_t r[C_NCOUNTERS], cb_counts *c)
+void cb__raw_to_counts(const uint64_t r[C_NCOUNTERS], cb_counts *c)
 {
     c->fires = r[C_STARTED] + r[C_REJECTS] + r[C_SEMAPHORE] + r[C_CACHE_HITS] + r[C_COALESCE_HITS];
     c->successes = r[C_SUCCESSES];
@@ -268,8 +268,8 @@ void cb_raw_to_counts(const uint64_t r[C_NCOUNTERS], cb_counts *c)
 
 static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
-/* Raw counts from public ones (the inverse of cb_raw_to_counts, clamped at 0). */
-void cb_counts_to_raw(const cb_counts *c, uint64_t r[C_NCOUNTERS])
+/* Raw counts from public ones (the inverse of cb__raw_to_counts, clamped at 0). */
+void cb__counts_to_raw(const cb_counts *c, uint64_t r[C_NCOUNTERS])
 {
     r[C_SEMAPHORE] = c->semaphore_rejections;
     r[C_REJECTS] = c->rejects;
@@ -295,24 +295,24 @@ static int cmp_u32(const void *a, const void *b)
 
 /* Copies the samples of the window viewed at now_ns into a malloc'd array;
  * *n gets their number. */
-static uint32_t *collect_samples(cb_window *w, int64_t now_ns, size_t *n)
+static uint32_t *collect_samples(cb__window *w, int64_t now_ns, size_t *n)
 {
     int64_t e = view_epoch(w, atomic_load_explicit(&w->epoch, memory_order_acquire), now_ns);
-    uint32_t *all = malloc((size_t)CB_STRIPES * w->nbuckets * CB_SAMPLES * sizeof *all);
+    uint32_t *all = malloc((size_t)CB__STRIPES * w->nbuckets * CB__SAMPLES * sizeof *all);
     *n = 0;
     if (!all)
         return NULL;
-    for (int i = 0; i < CB_STRIPES; i++) {
-        cb_stripe *s = &w->stripes[i];
+    for (int i = 0; i < CB__STRIPES; i++) {
+        cb__stripe *s = &w->stripes[i];
         for (int slot = 0; slot < w->nbuckets; slot++) {
             int64_t se = atomic_load_explicit(&s->sample_epoch[slot], memory_order_acquire);
             if (se < 0 || se <= e - w->nbuckets || se > e)
                 continue;
             uint32_t cnt = atomic_load_explicit(&s->sample_n[slot], memory_order_acquire);
-            if (cnt > CB_SAMPLES)
-                cnt = CB_SAMPLES;
+            if (cnt > CB__SAMPLES)
+                cnt = CB__SAMPLES;
             for (uint32_t j = 0; j < cnt; j++)
-                all[(*n)++] = atomic_load_explicit(&s->samples[(size_t)slot * CB_SAMPLES + j],
+                all[(*n)++] = atomic_load_explicit(&s->samples[(size_t)slot * CB__SAMPLES + j],
                                                    memory_order_relaxed);
         }
     }
@@ -322,8 +322,8 @@ static uint32_t *collect_samples(cb_window *w, int64_t now_ns, size_t *n)
 /* Latency mean and percentiles (ms) over the window, with opossum's formula:
  * sorted latencies; p = 0 -> the first, else element ceil(p * n) - 1; 0 when
  * there are none; -1 everywhere when disabled. */
-void cb_window_latency(cb_window *w, int64_t now_ns, bool enabled, double *mean,
-                       double pct[CB_PERCENTILES])
+void cb__window_latency(cb__window *w, int64_t now_ns, bool enabled, double *mean,
+                        double pct[CB_PERCENTILES])
 {
     if (!enabled) {
         *mean = -1;
@@ -347,11 +347,11 @@ void cb_window_latency(cb_window *w, int64_t now_ns, bool enabled, double *mean,
 }
 
 /* Raw counts per bucket, oldest first (the newest is the one being filled). */
-void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS])
+void cb__window_buckets(cb__window *w, uint64_t (*out)[C_NCOUNTERS])
 {
     pthread_mutex_lock(&w->lock);
     uint64_t now[C_NCOUNTERS];
-    cb_window_sum_now(w, now);
+    cb__window_sum_now(w, now);
     int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
     for (int i = 0; i < w->nbuckets; i++) {
         int64_t k = e - w->nbuckets + 1 + i;
@@ -364,12 +364,12 @@ void cb_window_buckets(cb_window *w, uint64_t (*out)[C_NCOUNTERS])
 }
 
 /* Seeds a fresh window with imported totals and buckets (oldest first). */
-void cb_window_import(cb_window *w, const uint64_t total[C_NCOUNTERS],
-                      uint64_t (*buckets)[C_NCOUNTERS], int nbuckets)
+void cb__window_import(cb__window *w, const uint64_t total[C_NCOUNTERS],
+                       uint64_t (*buckets)[C_NCOUNTERS], int nbuckets)
 {
     pthread_mutex_lock(&w->lock);
     for (int k = 0; k < C_NCOUNTERS; k++)
-        atomic_store_explicit(&w->stripes[CB_BASE_STRIPE].c[k], total[k], memory_order_relaxed);
+        atomic_store_explicit(&w->stripes[CB__BASE_STRIPE].c[k], total[k], memory_order_relaxed);
     int64_t e = atomic_load_explicit(&w->epoch, memory_order_relaxed);
     uint64_t start[C_NCOUNTERS];
     memcpy(start, total, sizeof start);
@@ -384,11 +384,11 @@ void cb_window_import(cb_window *w, const uint64_t total[C_NCOUNTERS],
 }
 
 /* Calls admitted and not yet finished, summed over the threads' stripes. */
-int cb_in_flight(cb_window *w)
+int cb__in_flight(cb__window *w)
 {
     int64_t n = 0;
-    for (int i = 0; i < CB_BASE_STRIPE; i++) {
-        cb_stripe *s = &w->stripes[i];
+    for (int i = 0; i < CB__BASE_STRIPE; i++) {
+        cb__stripe *s = &w->stripes[i];
         n += (int64_t)atomic_load_explicit(&s->c[C_STARTED], memory_order_relaxed);
         n -= (int64_t)atomic_load_explicit(&s->c[C_SUCCESSES], memory_order_relaxed);
         n -= (int64_t)atomic_load_explicit(&s->c[C_FAILED], memory_order_relaxed);

@@ -17,7 +17,7 @@ static void *ticker_main(void *v)
     while (!b->ticker_stop) {
         /* wake at the next thing due (e.g. the end of the open period), at
          * the latest after one interval, at the earliest after 1 ms */
-        int64_t step = atomic_load(&b->next_due_ns) - cb_now(b);
+        int64_t step = atomic_load(&b->next_due_ns) - cb__now(b);
         if (step > interval)
             step = interval;
         if (step < 1000000)
@@ -39,7 +39,7 @@ static void *ticker_main(void *v)
 }
 
 /* Starts the ticker thread. Returns CB_OK or CB_ETHREAD. */
-int cb_ticker_start(cb_breaker *b)
+int cb__ticker_start(cb_breaker *b)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -54,7 +54,7 @@ int cb_ticker_start(cb_breaker *b)
 }
 
 /* Asks the ticker to stop (no-op without one). */
-void cb_ticker_stop(cb_breaker *b)
+void cb__ticker_stop(cb_breaker *b)
 {
     if (!b->ticker_running)
         return;
@@ -64,8 +64,8 @@ void cb_ticker_stop(cb_breaker *b)
     pthread_mutex_unlock(&b->ticker_mx);
 }
 
-/* Joins the ticker thread after cb_ticker_stop(). */
-void cb_ticker_join(cb_breaker *b)
+/* Joins the ticker thread after cb__ticker_stop(). */
+void cb__ticker_join(cb_breaker *b)
 {
     if (!b->ticker_running)
         return;
@@ -77,7 +77,7 @@ void cb_ticker_join(cb_breaker *b)
 
 /* Wakes the ticker so it recomputes when to tick (something became due
  * earlier, e.g. the circuit opened). No-op without a ticker. */
-void cb_ticker_wake(cb_breaker *b)
+void cb__ticker_wake(cb_breaker *b)
 {
     if (!b->ticker_running)
         return;
