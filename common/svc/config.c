@@ -1,4 +1,14 @@
-/* config.c -- reads a service's settings from the environment, refusing bad values by name. */
+/* config.c -- reads a service's settings from the environment, refusing bad values by name.
+ *
+ * Every variable is one row of svc_settings[] below: its field in
+ * svc_config, kind, default, range or words, and the README's meaning.
+ * config_load() walks the table in order: the default, then the variable's
+ * text read by its kind, or by the row's own read() for the few whose
+ * default is computed (ID, PORT, MAX_CONNECTIONS, RESERVED_WORKERS,
+ * REPLICA_ID); finish() hooks run after every row (CHAIN_CONNECTIONS's
+ * default, CB_BUCKETS dividing CB_WINDOW_MS). `make docs` prints the README's
+ * tables from the same rows (tests/tools/settings_doc.c), and `make
+ * test-docs` fails when they differ. */
 #include "config.h"
 
 #include <curl/curl.h>
@@ -15,68 +25,6 @@ static const char *env(const char *name)
 {
     const char *v = getenv(name);
     return (v && *v) ? v : NULL;
-}
-
-/* Reads an integer in [lo, hi] into *out (left alone when unset). Returns 0,
- * or -1 with the reason in err. */
-static int env_int64(const char *name, int64_t lo, int64_t hi, int64_t *out,
-                     char *err, size_t errlen)
-{
-    const char *v = env(name);
-    if (!v)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
-        snprintf(err, errlen, "%s: expected an integer in %lld..%lld, got \"%s\"",
-                 name, (long long)lo, (long long)hi, v);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
-/* As env_int64() for an int. */
-static int env_int(const char *name, int lo, int hi, int *out, char *err, size_t errlen)
-{
-    int64_t n = *out;
-    if (env_int64(name, lo, hi, &n, err, errlen))
-        return -1;
-    *out = (int)n;
-    return 0;
-}
-
-/* Reads a finite number in [lo, hi] into *out (left alone when unset). */
-static int env_double(const char *name, double lo, double hi, double *out,
-                      char *err, size_t errlen)
-{
-    const char *v = env(name);
-    if (!v)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || !isfinite(d) || d < lo || d > hi) {
-        snprintf(err, errlen, "%s: expected a number in %g..%g, got \"%s\"", name, lo, hi, v);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
-/* Reads a 0/1 flag into *out (left alone when unset). */
-static int env_flag(const char *name, bool *out, char *err, size_t errlen)
-{
-    const char *v = env(name);
-    if (!v)
-        return 0;
-    if (strcmp(v, "0") && strcmp(v, "1")) {
-        snprintf(err, errlen, "%s: expected 0 or 1, got \"%s\"", name, v);
-        return -1;
-    }
-    *out = v[0] == '1';
-    return 0;
 }
 
 /* Returns true when host is a name or address a connection can be made to:
@@ -114,44 +62,6 @@ static int check_http_url(const char *url)
     return rc;
 }
 
-/* Fills the defaults: the original demo's, and the spec's. */
-static void config_defaults(svc_config *c, const svc_spec *spec)
-{
-    memset(c, 0, sizeof *c);
-    c->id = spec->name;
-    c->port = spec->default_port;
-    c->jumps = 6;
-    c->err_rate = 0.4;
-    c->mongo_url = "mongodb://127.0.0.1:27017";
-    c->mongo_timeout_ms = 1000;
-    c->db_max_connections = 16;
-    c->outcome_resolve_after_ms = 30000;
-    c->deadlines = true;
-    c->deadline_margin_ms = 25;
-    c->threads = 1024;
-    c->connection_queue = 64;
-    c->listen_backlog = 1024;
-    c->header_timeout_ms = 5000;
-    c->body_timeout_ms = 10000;
-    c->keep_alive_timeout_ms = 5000;
-    c->max_header_bytes = 16384;
-    c->max_body_bytes = 1024 * 1024;
-    c->body_limits = (validate_limits)VALIDATE_LIMITS_DEFAULT;
-    c->thread_stack_kb = 512;
-    c->admin_auth_rate = 2.0;
-    c->admin_auth_burst = 5;
-    c->cb_timeout_ms = 300;
-    c->cb_reset_timeout_ms = 10000;
-    c->cb_error_threshold = 50;
-    c->cb_window_ms = 10000;
-    c->cb_buckets = 10;
-    c->cb_half_open_calls = 1;
-    c->cb_backoff = 1.0;
-    c->db_cb_reset_timeout_ms = 5000;
-    c->db_cb_error_threshold = 50;
-    c->db_cb_volume_threshold = 3;
-}
-
 /* True when list is one or more origins (http:// or https://, no spaces),
  * separated by commas. */
 static bool origins_valid(const char *list)
@@ -169,79 +79,6 @@ static bool origins_valid(const char *list)
     }
 }
 
-/* Reads the strings and their checks. */
-static int config_strings(svc_config *c, char *err, size_t errlen)
-{
-    if (env("ID"))
-        c->id = env("ID");
-    c->chain_svc = env("CHAIN_SVC");
-    if (c->chain_svc && check_http_url(c->chain_svc)) {
-        snprintf(err, errlen, "CHAIN_SVC: expected an http:// or https:// URL, got \"%s\"",
-                 c->chain_svc);
-        return -1;
-    }
-    if (env("MONGO_URL"))
-        c->mongo_url = env("MONGO_URL");
-    if (strncmp(c->mongo_url, "mongodb://", 10) && strncmp(c->mongo_url, "mongodb+srv://", 14)) {
-        snprintf(err, errlen, "MONGO_URL: expected a mongodb:// URL, got \"%s\"", c->mongo_url);
-        return -1;
-    }
-    c->mongo_db = env("MONGO_DB");
-    const char *fmt = env("LOG_FORMAT");
-    if (fmt && strcmp(fmt, "human") && strcmp(fmt, "json")) {
-        snprintf(err, errlen, "LOG_FORMAT: expected \"human\" or \"json\", got \"%s\"", fmt);
-        return -1;
-    }
-    c->log_json = fmt && !strcmp(fmt, "json");
-    const char *level = env("LOG_LEVEL");
-    static const char *const levels[] = { "transitions", "requests", "events" };
-    if (level) {
-        int i = 0;
-        while (i < 3 && strcmp(level, levels[i]))
-            i++;
-        if (i == 3) {
-            snprintf(err, errlen, "LOG_LEVEL: expected \"transitions\", \"requests\" or "
-                                  "\"events\", got \"%s\"", level);
-            return -1;
-        }
-        c->log_level = i;
-    }
-    c->admin_token = env("ADMIN_TOKEN");
-    c->admin_origin = env("ADMIN_ALLOWED_ORIGIN");
-    c->run_status_file = env("RUN_STATUS_FILE");
-    if (c->admin_origin && !origins_valid(c->admin_origin)) {
-        snprintf(err, errlen, "ADMIN_ALLOWED_ORIGIN: expected origins such as "
-                 "\"https://admin.example\" separated by commas (never \"*\"), got \"%s\"",
-                 c->admin_origin);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads the breakers' options. */
-static int config_breaker(svc_config *c, char *err, size_t errlen)
-{
-    if (env_int64("CB_TIMEOUT_MS", 0, 3600000, &c->cb_timeout_ms, err, errlen) ||
-        env_int64("CB_RESET_TIMEOUT_MS", 1, 86400000, &c->cb_reset_timeout_ms, err, errlen) ||
-        env_int("CB_ERROR_THRESHOLD", 0, 100, &c->cb_error_threshold, err, errlen) ||
-        env_int("CB_VOLUME_THRESHOLD", 0, 1000000, &c->cb_volume_threshold, err, errlen) ||
-        env_int64("CB_WINDOW_MS", 1, 86400000, &c->cb_window_ms, err, errlen) ||
-        env_int("CB_BUCKETS", 1, 10000, &c->cb_buckets, err, errlen) ||
-        env_int("CB_HALF_OPEN_CALLS", 1, 10000, &c->cb_half_open_calls, err, errlen) ||
-        env_double("CB_BACKOFF", 1.0, 100.0, &c->cb_backoff, err, errlen) ||
-        env_int64("CB_BACKOFF_MAX_MS", 0, 86400000, &c->cb_backoff_max_ms, err, errlen) ||
-        env_int64("DB_CB_RESET_TIMEOUT_MS", 1, 86400000, &c->db_cb_reset_timeout_ms, err, errlen) ||
-        env_int("DB_CB_ERROR_THRESHOLD", 0, 100, &c->db_cb_error_threshold, err, errlen) ||
-        env_int("DB_CB_VOLUME_THRESHOLD", 0, 1000000, &c->db_cb_volume_threshold, err, errlen))
-        return -1;
-    if (c->cb_window_ms % c->cb_buckets) {
-        snprintf(err, errlen, "CB_BUCKETS: expected a divisor of CB_WINDOW_MS (%lld), got %d",
-                 (long long)c->cb_window_ms, c->cb_buckets);
-        return -1;
-    }
-    return 0;
-}
-
 /* True when id is 1..63 bytes of letters, digits and "-_.:/@". */
 static bool replica_id_valid(const char *id)
 {
@@ -250,89 +87,420 @@ static bool replica_id_valid(const char *id)
            strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@") == n;
 }
 
-/* Reads the replica's identity and the shared breaker's settings. */
-static int config_shared(svc_config *c, char *err, size_t errlen)
+
+/* valid() of CHAIN_SVC: see check_http_url(). */
+static bool chain_url_valid(const char *v)
 {
-    const char *id = env("REPLICA_ID");
-    c->replica_given = id != NULL;
-    if (id && !replica_id_valid(id)) {
-        snprintf(err, errlen, "REPLICA_ID: expected 1 to 63 letters, digits or \"-_.:/@\", "
-                 "got \"%s\"", id);
+    return check_http_url(v) == 0;
+}
+
+/* valid() of MONGO_URL: the schemes libmongoc takes. */
+static bool mongo_url_valid(const char *v)
+{
+    return !strncmp(v, "mongodb://", 10) || !strncmp(v, "mongodb+srv://", 14);
+}
+
+/* valid() of CB_SHARED_CIRCUIT: it must fit the quorum's 64-byte names. */
+static bool circuit_valid(const char *v)
+{
+    return strlen(v) < 64;
+}
+
+/* Writes the refusal of a STRING or WORDS value: "NAME: expected <expect>,
+ * got "v"". Returns -1. */
+static int refuse(const svc_setting *s, const char *expect, const char *v, char *err,
+                  size_t errlen)
+{
+    snprintf(err, errlen, "%s: expected %s, got \"%s\"", s->name, expect, v);
+    return -1;
+}
+
+/* Reads v as an integer in [lo, hi] into *out. Returns 0, or -1 with the
+ * reason in err. */
+static int parse_integer(const char *name, const char *v, double lo, double hi, int64_t *out,
+                         char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < lo || n > hi) {
+        snprintf(err, errlen, "%s: expected an integer in %lld..%lld, got \"%s\"",
+                 name, (long long)lo, (long long)hi, v);
         return -1;
     }
-    if (id) {
-        snprintf(c->replica, sizeof c->replica, "%s", id);
+    *out = n;
+    return 0;
+}
+
+/* Stores n in the integer field at p of size bytes (a bool, an int or an
+ * int64_t). This function can't fail. */
+static void store_integer(void *p, size_t size, int64_t n)
+{
+    if (size == sizeof(int64_t)) {
+        *(int64_t *)p = n;
+    } else if (size == sizeof(int)) {
+        *(int *)p = (int)n;
+    } else {
+        *(bool *)p = n != 0;
+    }
+}
+
+/* Reads v into s's field of c by s's kind. Returns 0, or -1 with the
+ * message in err. */
+static int setting_parse(const svc_setting *s, const char *v, svc_config *c, char *err,
+                         size_t errlen)
+{
+    char *field = (char *)c + s->offset;
+    switch (s->kind) {
+    case SETTING_INTEGER: {
+        int64_t n;
+        if (parse_integer(s->name, v, s->lo, s->hi, &n, err, errlen))
+            return -1;
+        store_integer(field, s->size, n);
+        return 0;
+    }
+    case SETTING_NUMBER: {
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end != '\0' || !isfinite(d) || d < s->lo || d > s->hi) {
+            snprintf(err, errlen, "%s: expected a number in %g..%g, got \"%s\"",
+                     s->name, s->lo, s->hi, v);
+            return -1;
+        }
+        *(double *)field = d;
+        return 0;
+    }
+    case SETTING_FLAG:
+        if (strcmp(v, "0") && strcmp(v, "1")) {
+            snprintf(err, errlen, "%s: expected 0 or 1, got \"%s\"", s->name, v);
+            return -1;
+        }
+        *(bool *)field = v[0] == '1';
+        return 0;
+    case SETTING_WORDS: {
+        char expect[128] = "";
+        for (const svc_word *w = s->words; w->word; w++) {
+            if (!strcmp(v, w->word)) {
+                store_integer(field, s->size, w->value);
+                return 0;
+            }
+            size_t used = strlen(expect);
+            snprintf(expect + used, sizeof expect - used, "%s\"%s\"",
+                     w == s->words ? "" : w[1].word ? ", " : " or ", w->word);
+        }
+        return refuse(s, expect, v, err, errlen);
+    }
+    case SETTING_STRING:
+        if (s->valid && !s->valid(v))
+            return refuse(s, s->expect, v, err, errlen);
+        *(const char **)field = v;
+        return 0;
+    }
+    return 0;
+}
+
+/* read() of ID: the spec's name unless set. */
+static int read_id(svc_config *c, const svc_spec *spec, const svc_setting *s, const char *v,
+                   char *err, size_t errlen)
+{
+    (void)s, (void)err, (void)errlen;
+    c->id = v ? v : spec->name;
+    return 0;
+}
+
+/* read() of PORT: the spec's port unless set. */
+static int read_port(svc_config *c, const svc_spec *spec, const svc_setting *s, const char *v,
+                     char *err, size_t errlen)
+{
+    c->port = spec->default_port;
+    return v ? setting_parse(s, v, c, err, errlen) : 0;
+}
+
+/* read() of MAX_CONNECTIONS: THREADS + CONNECTION_QUEUE unless set. */
+static int read_max_connections(svc_config *c, const svc_spec *spec, const svc_setting *s,
+                                const char *v, char *err, size_t errlen)
+{
+    (void)spec;
+    c->max_connections = c->threads + c->connection_queue;
+    return v ? setting_parse(s, v, c, err, errlen) : 0;
+}
+
+/* read() of RESERVED_WORKERS: 16, at most THREADS / 4, unless set; at most
+ * THREADS - 1 when set. */
+static int read_reserved_workers(svc_config *c, const svc_spec *spec, const svc_setting *s,
+                                 const char *v, char *err, size_t errlen)
+{
+    (void)spec;
+    c->reserved_workers = c->threads / 4 < 16 ? c->threads / 4 : 16;
+    if (!v)
+        return 0;
+    int64_t n;
+    if (parse_integer(s->name, v, 0, c->threads - 1, &n, err, errlen))
+        return -1;
+    c->reserved_workers = (int)n;
+    return 0;
+}
+
+/* read() of REPLICA_ID: copied into c->replica; the host name (or "local")
+ * unless set. */
+static int read_replica(svc_config *c, const svc_spec *spec, const svc_setting *s,
+                        const char *v, char *err, size_t errlen)
+{
+    (void)spec;
+    c->replica_given = v != NULL;
+    if (v && !replica_id_valid(v))
+        return refuse(s, s->expect, v, err, errlen);
+    if (v) {
+        snprintf(c->replica, sizeof c->replica, "%s", v);
     } else if (gethostname(c->replica, sizeof c->replica) != 0 || !c->replica[0]) {
         snprintf(c->replica, sizeof c->replica, "%s", "local");
     }
     c->replica[sizeof c->replica - 1] = '\0';
-    const char *shared = env("CB_SHARED");
-    if (shared && strcmp(shared, "on") && strcmp(shared, "off")) {
-        snprintf(err, errlen, "CB_SHARED: expected \"on\" or \"off\", got \"%s\"", shared);
-        return -1;
-    }
-    c->cb_shared = shared && !strcmp(shared, "on");
-    c->cb_shared_circuit = env("CB_SHARED_CIRCUIT");
-    if (c->cb_shared_circuit && strlen(c->cb_shared_circuit) >= 64) {
-        snprintf(err, errlen, "CB_SHARED_CIRCUIT: expected at most 63 bytes, got \"%s\"",
-                 c->cb_shared_circuit);
-        return -1;
-    }
-    if (env_int("CB_QUORUM", 0, 64, &c->cb_quorum, err, errlen) ||
-        env_int64("CB_HEARTBEAT_TIMEOUT_MS", 0, 3600000, &c->cb_heartbeat_timeout_ms, err, errlen) ||
-        env_int64("CB_LEASE_MS", 0, 3600000, &c->cb_lease_ms, err, errlen))
-        return -1;
     return 0;
 }
 
-/* Reads the limits against slow and greedy clients. */
-static int config_limits(svc_config *c, char *err, size_t errlen)
+/* finish() of CHAIN_CONNECTIONS: unless set, half the threads, at most 64,
+ * so the next hop keeps threads for others. This function can't fail. */
+static int finish_chain_connections(svc_config *c, char *err, size_t errlen)
 {
-    if (env_int("THREADS", 1, 8192, &c->threads, err, errlen) ||
-        env_int("CONNECTION_QUEUE", 1, 65536, &c->connection_queue, err, errlen) ||
-        env_int("LISTEN_BACKLOG", 1, 65535, &c->listen_backlog, err, errlen) ||
-        env_int("HEADER_TIMEOUT_MS", 100, 600000, &c->header_timeout_ms, err, errlen) ||
-        env_int("BODY_TIMEOUT_MS", 100, 600000, &c->body_timeout_ms, err, errlen) ||
-        env_int("KEEP_ALIVE_TIMEOUT_MS", 0, 600000, &c->keep_alive_timeout_ms, err, errlen) ||
-        env_int("MAX_HEADER_BYTES", 1024, 1024 * 1024, &c->max_header_bytes, err, errlen) ||
-        env_int("MAX_BODY_BYTES", 1, 256 * 1024 * 1024, &c->max_body_bytes, err, errlen) ||
-        env_int("MAX_BODY_KEYS", 1, 1000000, &c->body_limits.body_keys, err, errlen) ||
-        env_int("MAX_OBJECT_KEYS", 1, 1000000, &c->body_limits.object_keys, err, errlen) ||
-        env_int("MAX_ARRAY_ELEMENTS", 1, 1000000, &c->body_limits.array_elements, err, errlen) ||
-        env_int("MAX_STRING_BYTES", 1, 256 * 1024 * 1024, &c->body_limits.string_bytes, err,
-                errlen) ||
-        env_int("THREAD_STACK_KB", 128, 65536, &c->thread_stack_kb, err, errlen))
-        return -1;
-    c->max_connections = c->threads + c->connection_queue;
-    c->reserved_workers = c->threads / 4 < 16 ? c->threads / 4 : 16;
-    return env_int("MAX_CONNECTIONS", 1, 1000000, &c->max_connections, err, errlen) ||
-           env_int("RESERVED_WORKERS", 0, c->threads - 1, &c->reserved_workers, err, errlen) ||
-           env_double("ADMIN_AUTH_RATE", 0.01, 1000.0, &c->admin_auth_rate, err, errlen) ||
-           env_int("ADMIN_AUTH_BURST", 1, 1000, &c->admin_auth_burst, err, errlen);
-}
-
-int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
-{
-    config_defaults(c, spec);
-    if (config_strings(c, err, errlen) ||
-        env_int("PORT", 1, 65535, &c->port, err, errlen) ||
-        env_int("JUMPS", 1, 1000000, &c->jumps, err, errlen) ||
-        env_flag("INJECT_ERR", &c->inject_err, err, errlen) ||
-        env_double("ERR_RATE", 0.0, 1.0, &c->err_rate, err, errlen) ||
-        env_int("DELAY_MS", 0, 600000, &c->delay_ms, err, errlen) ||
-        env_int("MONGO_TIMEOUT_MS", 1, 600000, &c->mongo_timeout_ms, err, errlen) ||
-        env_int("DB_MAX_CONNECTIONS", 1, 1000, &c->db_max_connections, err, errlen) ||
-        env_int64("OUTCOME_RESOLVE_AFTER_MS", 0, 86400000, &c->outcome_resolve_after_ms, err, errlen) ||
-        env_flag("LOG_SNAPSHOTS", &c->log_snapshots, err, errlen) ||
-        env_flag("DEADLINE_PROPAGATION", &c->deadlines, err, errlen) ||
-        env_int("DEADLINE_MARGIN_MS", 0, 60000, &c->deadline_margin_ms, err, errlen) ||
-        env_int("CHAIN_CONNECTIONS", 1, 1024, &c->chain_connections, err, errlen) ||
-        config_limits(c, err, errlen) || config_shared(c, err, errlen))
-        return -1;
+    (void)err, (void)errlen;
     if (!c->chain_connections) {
-        /* fewer than the next hop's threads, so it keeps threads for others */
         int half = c->threads > 1 ? c->threads / 2 : 1;
         c->chain_connections = half < 64 ? half : 64;
     }
-    return config_breaker(c, err, errlen);
+    return 0;
+}
+
+/* finish() of CB_BUCKETS: the buckets must divide the window. */
+static int finish_cb_buckets(svc_config *c, char *err, size_t errlen)
+{
+    if (c->cb_window_ms % c->cb_buckets) {
+        snprintf(err, errlen, "CB_BUCKETS: expected a divisor of CB_WINDOW_MS (%lld), got %d",
+                 (long long)c->cb_window_ms, c->cb_buckets);
+        return -1;
+    }
+    return 0;
+}
+
+static const svc_word log_formats[] = { { "human", 0 }, { "json", 1 }, { NULL, 0 } };
+static const svc_word log_levels[] = { { "transitions", 0 }, { "requests", 1 },
+                                       { "events", 2 }, { NULL, 0 } };
+static const svc_word on_off[] = { { "on", 1 }, { "off", 0 }, { NULL, 0 } };
+
+#define FIELD(f) .offset = offsetof(svc_config, f), .size = sizeof(((svc_config *)0)->f)
+#define INTEGER(l, h) .kind = SETTING_INTEGER, .lo = (l), .hi = (h)
+#define NUMBER(l, h) .kind = SETTING_NUMBER, .lo = (l), .hi = (h)
+#define SERVICE .docs = SETTING_DOC_SERVICE
+#define LIMITS .docs = SETTING_DOC_LIMITS
+#define BOTH .docs = SETTING_DOC_SERVICE | SETTING_DOC_LIMITS
+
+const svc_setting svc_settings[] = {
+    /* the strings first */
+    { .name = "ID", .kind = SETTING_STRING, FIELD(id), .read = read_id, SERVICE,
+      .doc_default = "the service's name", .meaning = "name in answers and logs" },
+    { .name = "CHAIN_SVC", .kind = SETTING_STRING, FIELD(chain_svc), .valid = chain_url_valid,
+      .expect = "an http:// or https:// URL", SERVICE,
+      .meaning = "next hop's URL, e.g. `http://payment:3000/create`; none = last service" },
+    { .name = "MONGO_URL", .kind = SETTING_STRING, FIELD(mongo_url),
+      .dflt = "mongodb://127.0.0.1:27017", .valid = mongo_url_valid,
+      .expect = "a mongodb:// URL", SERVICE, .meaning = "the database" },
+    { .name = "MONGO_DB", .kind = SETTING_STRING, FIELD(mongo_db), SERVICE,
+      .doc_default = "the URL's database, else `resilience`", .meaning = "database name" },
+    { .name = "LOG_FORMAT", .kind = SETTING_WORDS, FIELD(log_json), .dflt = "human",
+      .words = log_formats, SERVICE, .meaning = "or `json` (JSON lines)" },
+    { .name = "LOG_PREFIX", .kind = SETTING_STRING, SERVICE, /* read by log.c */
+      .meaning = "text written before every log line (`make run` sets `[order] ` and so on)" },
+    { .name = "LOG_LEVEL", .kind = SETTING_WORDS, FIELD(log_level), .dflt = "transitions",
+      .words = log_levels, SERVICE,
+      .meaning = "`transitions`: state changes, runtime-fault changes and messages; "
+                 "`requests`: also one line per request and the breaker events where "
+                 "something went wrong (failure, timeout, reject); `events`: every breaker "
+                 "event" },
+    { .name = "ADMIN_TOKEN", .kind = SETTING_STRING, FIELD(admin_token), SERVICE,
+      .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open` and "
+                 "`/breaker/close`" },
+    { .name = "ADMIN_ALLOWED_ORIGIN", .kind = SETTING_STRING, FIELD(admin_origin),
+      .valid = origins_valid,
+      .expect = "origins such as \"https://admin.example\" separated by commas (never \"*\")",
+      SERVICE,
+      .meaning = "the origins (comma-separated, never `*`) whose pages may call the admin "
+                 "routes; the dashboard served by order on 3000 needs `http://localhost:3000` "
+                 "on payment and shipment to steer them (the classroom profile sets it)" },
+    { .name = "RUN_STATUS_FILE", .kind = SETTING_STRING, FIELD(run_status_file), SERVICE,
+      .meaning = "a supervisor's status file (JSON), read on each `GET /health` and shown as "
+                 "its `supervisor` (`make run` sets `$DATA_DIR/run/status.json`: every "
+                 "process's restarts and last exit)" },
+
+    /* the original demo's, the database, deadlines */
+    { .name = "PORT", INTEGER(1, 65535), FIELD(port), .read = read_port, SERVICE,
+      .doc_default = "3000 / 3001 / 3002", .meaning = "port to listen on, on all interfaces" },
+    { .name = "JUMPS", INTEGER(1, 1000000), FIELD(jumps), .dflt = "6", SERVICE,
+      .meaning = "a hop with `count >= JUMPS` answers \"last\"" },
+    { .name = "INJECT_ERR", .kind = SETTING_FLAG, FIELD(inject_err), .dflt = "0", SERVICE,
+      .meaning = "1 = answer 502 with probability `ERR_RATE` (after storing): the error fault "
+                 "in force at start" },
+    { .name = "ERR_RATE", NUMBER(0.0, 1.0), FIELD(err_rate), .dflt = "0.4", SERVICE,
+      .meaning = "the probability of `INJECT_ERR`'s 502, the original demo's rate" },
+    { .name = "DELAY_MS", INTEGER(0, 600000), FIELD(delay_ms), .dflt = "0", SERVICE,
+      .meaning = "every `/create` waits this long after storing: the latency fault in force "
+                 "at start" },
+    { .name = "MONGO_TIMEOUT_MS", INTEGER(1, 600000), FIELD(mongo_timeout_ms), .dflt = "1000",
+      SERVICE,
+      .meaning = "how long a request waits for an unreachable database (or for one of its "
+                 "busy connections) before 503" },
+    { .name = "DB_MAX_CONNECTIONS", INTEGER(1, 1000), FIELD(db_max_connections), .dflt = "16",
+      SERVICE,
+      .meaning = "database operations in flight at once (libmongoc's `maxPoolSize`); kept "
+                 "below what FerretDB's PostgreSQL pool can serve, see "
+                 "[docs/database.md](docs/database.md)" },
+    { .name = "OUTCOME_RESOLVE_AFTER_MS", INTEGER(0, 86400000), FIELD(outcome_resolve_after_ms),
+      .dflt = "30000", SERVICE,
+      .meaning = "a document whose outcome is still `pending` this long after it was received "
+                 "(its service died between its two writes, or lost the database) is marked "
+                 "`unknown` by the service; 0 = never" },
+    { .name = "LOG_SNAPSHOTS", .kind = SETTING_FLAG, FIELD(log_snapshots), .dflt = "0", SERVICE,
+      .meaning = "1 = also log the breakers' once-per-bucket snapshot events" },
+    { .name = "DEADLINE_PROPAGATION", .kind = SETTING_FLAG, FIELD(deadlines), .dflt = "1",
+      SERVICE,
+      .meaning = "1 = honour a caller's `X-Deadline-Ms` and pass the next hop what is left; "
+                 "0 = every hop has its own `CB_TIMEOUT_MS` (the timeout cascade)" },
+    { .name = "DEADLINE_MARGIN_MS", INTEGER(0, 60000), FIELD(deadline_margin_ms), .dflt = "25",
+      SERVICE, .meaning = "of a caller's deadline, the time kept back to answer it" },
+    { .name = "CHAIN_CONNECTIONS", INTEGER(1, 1024), FIELD(chain_connections),
+      .finish = finish_chain_connections, SERVICE,
+      .doc_default = "`THREADS` / 2, at most 64",
+      .meaning = "at most this many kept-alive connections to the next hop; a call waits for "
+                 "a free one within its timeout. Each connection holds one of the next hop's "
+                 "worker threads while it lives: fewer connections than threads leave the "
+                 "next hop free to answer `/health`, the admin routes and streams under load" },
+
+    /* limits against slow and greedy clients (docs/security.md) */
+    { .name = "THREADS", INTEGER(1, 8192), FIELD(threads), .dflt = "1024", BOTH,
+      .meaning = "worker threads, one per connection: connections served at once" },
+    { .name = "CONNECTION_QUEUE", INTEGER(1, 65536), FIELD(connection_queue), .dflt = "64",
+      LIMITS, .meaning = "accepted connections waiting for a worker" },
+    { .name = "LISTEN_BACKLOG", INTEGER(1, 65535), FIELD(listen_backlog), .dflt = "1024",
+      LIMITS, .meaning = "connections the kernel holds before accept" },
+    { .name = "HEADER_TIMEOUT_MS", INTEGER(100, 600000), FIELD(header_timeout_ms),
+      .dflt = "5000", LIMITS,
+      .meaning = "a head must arrive within this (civetweb `request_timeout_ms`); also the "
+                 "longest wait for one read of a body" },
+    { .name = "BODY_TIMEOUT_MS", INTEGER(100, 600000), FIELD(body_timeout_ms), .dflt = "10000",
+      LIMITS, .meaning = "a body must arrive within this, else 408" },
+    { .name = "KEEP_ALIVE_TIMEOUT_MS", INTEGER(0, 600000), FIELD(keep_alive_timeout_ms),
+      .dflt = "5000", LIMITS, .meaning = "an idle kept-alive connection is closed after this" },
+    { .name = "MAX_HEADER_BYTES", INTEGER(1024, 1024 * 1024), FIELD(max_header_bytes),
+      .dflt = "16384", LIMITS, .meaning = "request line and headers" },
+    { .name = "MAX_BODY_BYTES", INTEGER(1, 256 * 1024 * 1024), FIELD(max_body_bytes),
+      .dflt = "1048576", LIMITS, .meaning = "a body's bytes; more get 413" },
+    { .name = "MAX_BODY_KEYS", INTEGER(1, 1000000), FIELD(body_limits.body_keys),
+      .dflt = "1000", SERVICE,
+      .meaning = "a body with more keys than this, counted at every depth, gets 413 before it "
+                 "is parsed or stored" },
+    { .name = "MAX_OBJECT_KEYS", INTEGER(1, 1000000), FIELD(body_limits.object_keys),
+      .dflt = "200", SERVICE, .meaning = "an object with more keys: 413" },
+    { .name = "MAX_ARRAY_ELEMENTS", INTEGER(1, 1000000), FIELD(body_limits.array_elements),
+      .dflt = "1000", SERVICE, .meaning = "an array with more elements: 413" },
+    { .name = "MAX_STRING_BYTES", INTEGER(1, 256 * 1024 * 1024), FIELD(body_limits.string_bytes),
+      .dflt = "16384", SERVICE,
+      .meaning = "a string or key longer than this, in bytes of UTF-8 as decoded: 413" },
+    { .name = "THREAD_STACK_KB", INTEGER(128, 65536), FIELD(thread_stack_kb), .dflt = "512",
+      LIMITS,
+      .meaning = "stack of each thread the service starts; the default is kept under "
+                 "ThreadSanitizer" },
+    { .name = "MAX_CONNECTIONS", INTEGER(1, 1000000), FIELD(max_connections),
+      .read = read_max_connections, LIMITS, .doc_default = "`THREADS` + `CONNECTION_QUEUE`",
+      .meaning = "more are answered 503 with `Retry-After: 1` at accept time" },
+    { .name = "RESERVED_WORKERS", .kind = SETTING_INTEGER, FIELD(reserved_workers),
+      .read = read_reserved_workers, BOTH, .doc_default = "16, at most `THREADS` / 4",
+      .doc_range = "0..`THREADS` - 1",
+      .meaning = "worker threads only `GET`/`HEAD /health` and `/metrics` may take: any other "
+                 "request gets 503 with `Retry-After: 1` while `THREADS` - `RESERVED_WORKERS` "
+                 "requests are in handlers" },
+    { .name = "ADMIN_AUTH_RATE", NUMBER(0.01, 1000.0), FIELD(admin_auth_rate), .dflt = "2",
+      SERVICE,
+      .meaning = "wrong admin tokens a second each client address may try after the burst; "
+                 "more get 429 with `Retry-After`, see [docs/security.md](docs/security.md)" },
+    { .name = "ADMIN_AUTH_BURST", INTEGER(1, 1000), FIELD(admin_auth_burst), .dflt = "5",
+      SERVICE, .meaning = "wrong admin tokens an address may try at once" },
+
+    /* replicas and the shared breaker (docs/scale-out.md) */
+    { .name = "REPLICA_ID", .kind = SETTING_STRING, FIELD(replica), .read = read_replica,
+      .expect = "1 to 63 letters, digits or \"-_.:/@\"", SERVICE,
+      .doc_default = "the host name",
+      .meaning = "this replica's id (1–63 of letters, digits, `-_.:/@`): in log lines "
+                 "(`payment/payment.2` when set or when sharing), `/health`, `/metrics` "
+                 "(`service_replica_info`) and the dashboard's service event" },
+    { .name = "CB_SHARED", .kind = SETTING_WORDS, FIELD(cb_shared), .dflt = "off",
+      .words = on_off, SERVICE,
+      .meaning = "`on`: the replicas of this service share the chain breaker by quorum "
+                 "through the database ([scale-out](#scale-out-replicas-on-docker-swarm))" },
+    { .name = "CB_SHARED_CIRCUIT", .kind = SETTING_STRING, FIELD(cb_shared_circuit),
+      .valid = circuit_valid, .expect = "at most 63 bytes", SERVICE,
+      .doc_default = "the breaker's name",
+      .meaning = "the name the replicas share the circuit under (set it when replicas reach "
+                 "the next hop through different addresses)" },
+    { .name = "CB_QUORUM", INTEGER(0, 64), FIELD(cb_quorum), .dflt = "0", SERVICE,
+      .meaning = "open votes of live replicas that open the shared circuit; 0 = a majority of "
+                 "the live replicas" },
+    { .name = "CB_HEARTBEAT_TIMEOUT_MS", INTEGER(0, 3600000), FIELD(cb_heartbeat_timeout_ms),
+      .dflt = "0", SERVICE, .doc_default = "0 = 3 buckets",
+      .meaning = "a replica whose last vote is older leaves the quorum" },
+    { .name = "CB_LEASE_MS", INTEGER(0, 3600000), FIELD(cb_lease_ms), .dflt = "0", SERVICE,
+      .doc_default = "0 = 2 buckets",
+      .meaning = "lifetime of the probe lease, renewed every bucket by its holder: a dead "
+                 "prober's lease runs out" },
+
+    /* the breakers, by default the original demo's options */
+    { .name = "CB_TIMEOUT_MS", INTEGER(0, 3600000), FIELD(cb_timeout_ms), .dflt = "300",
+      SERVICE, .meaning = "chain breaker: timeout of the downstream call, the demo's" },
+    { .name = "CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(cb_reset_timeout_ms),
+      .dflt = "10000", SERVICE,
+      .meaning = "chain breaker: open → half-open after this, the demo's" },
+    { .name = "CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(cb_error_threshold), .dflt = "50",
+      SERVICE, .meaning = "chain breaker: opens above this error percentage, the demo's" },
+    { .name = "CB_VOLUME_THRESHOLD", INTEGER(0, 1000000), FIELD(cb_volume_threshold),
+      .dflt = "0", SERVICE, .meaning = "chain breaker: calls in the window before it may open" },
+    { .name = "CB_WINDOW_MS", INTEGER(1, 86400000), FIELD(cb_window_ms), .dflt = "10000",
+      SERVICE, .meaning = "chain breaker: rolling window length" },
+    { .name = "CB_BUCKETS", INTEGER(1, 10000), FIELD(cb_buckets), .dflt = "10",
+      .finish = finish_cb_buckets, SERVICE,
+      .meaning = "chain breaker: buckets in the window, which they must divide" },
+    { .name = "CB_HALF_OPEN_CALLS", INTEGER(1, 10000), FIELD(cb_half_open_calls), .dflt = "1",
+      SERVICE, .meaning = "chain breaker: trial calls admitted while half-open" },
+    { .name = "CB_BACKOFF", NUMBER(1.0, 100.0), FIELD(cb_backoff), .dflt = "1.0", SERVICE,
+      .meaning = "chain breaker: multiplier of the open period on each re-open; 1 = none" },
+    { .name = "CB_BACKOFF_MAX_MS", INTEGER(0, 86400000), FIELD(cb_backoff_max_ms), .dflt = "0",
+      SERVICE, .meaning = "chain breaker: cap of the backed-off open period; 0 = none" },
+    { .name = "DB_CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(db_cb_reset_timeout_ms),
+      .dflt = "5000", SERVICE, .meaning = "database breaker: open → half-open after this" },
+    { .name = "DB_CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(db_cb_error_threshold),
+      .dflt = "50", SERVICE,
+      .meaning = "database breaker: opens above this percentage of failed writes" },
+    { .name = "DB_CB_VOLUME_THRESHOLD", INTEGER(0, 1000000), FIELD(db_cb_volume_threshold),
+      .dflt = "3", SERVICE,
+      .meaning = "database breaker: writes in the window before it may open" },
+};
+
+const size_t svc_settings_count = sizeof svc_settings / sizeof svc_settings[0];
+
+int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < svc_settings_count; i++) {
+        const svc_setting *s = &svc_settings[i];
+        const char *v = env(s->name);
+        if (s->read) {
+            if (s->read(c, spec, s, v, err, errlen))
+                return -1;
+        } else if (s->size && (v || s->dflt)) {
+            if (setting_parse(s, v ? v : s->dflt, c, err, errlen))
+                return -1;
+        }
+    }
+    for (size_t i = 0; i < svc_settings_count; i++)
+        if (svc_settings[i].finish && svc_settings[i].finish(c, err, errlen))
+            return -1;
+    return 0;
 }

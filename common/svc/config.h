@@ -9,83 +9,128 @@
 #include "validate.h"
 
 /* Every setting, after defaults. Strings point into the environment
- * (getenv), which the services never modify. */
+ * (getenv), which the services never modify. Each field's variable, default,
+ * range and meaning are in svc_settings[] (config.c), the one place they are
+ * written; the comments below name the variable and what a special value means. */
 typedef struct svc_config {
-    const char *id;              /* ID; the spec's name */
-    int port;                    /* PORT; the spec's default */
+    const char *id;              /* ID */
+    int port;                    /* PORT */
     const char *chain_svc;       /* CHAIN_SVC; NULL = last service of the chain */
-    int jumps;                   /* JUMPS; 6 */
-    bool inject_err;             /* INJECT_ERR=1; off */
-    double err_rate;             /* ERR_RATE; 0.4 */
-    int delay_ms;                /* DELAY_MS; 0: every /create waits this long after storing (a slow service) */
-    const char *mongo_url;       /* MONGO_URL; mongodb://127.0.0.1:27017 */
-    const char *mongo_db;        /* MONGO_DB; the URL's database, else "resilience" (NULL here) */
-    int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS; 1000: how long a request waits for the DB */
-    int db_max_connections;      /* DB_MAX_CONNECTIONS; 16: database operations in flight at once */
-    int64_t outcome_resolve_after_ms; /* OUTCOME_RESOLVE_AFTER_MS; 30000: a "pending" outcome older
-                                         than this is marked "unknown"; 0 = never */
-    bool log_json;               /* LOG_FORMAT=json; human */
-    int log_level;               /* LOG_LEVEL; 0 transitions (default), 1 requests, 2 events */
-    bool deadlines;              /* DEADLINE_PROPAGATION; on: honour and pass on X-Deadline-Ms */
-    int deadline_margin_ms;      /* DEADLINE_MARGIN_MS; 25: kept back to answer in */
-    bool log_snapshots;          /* LOG_SNAPSHOTS=1; off (one breaker snapshot per bucket) */
-    int chain_connections;       /* CHAIN_CONNECTIONS; THREADS / 2, at most 64: connections to the next hop */
+    int jumps;                   /* JUMPS */
+    bool inject_err;             /* INJECT_ERR */
+    double err_rate;             /* ERR_RATE */
+    int delay_ms;                /* DELAY_MS */
+    const char *mongo_url;       /* MONGO_URL */
+    const char *mongo_db;        /* MONGO_DB; NULL = the URL's database, else "resilience" */
+    int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS */
+    int db_max_connections;      /* DB_MAX_CONNECTIONS */
+    int64_t outcome_resolve_after_ms; /* OUTCOME_RESOLVE_AFTER_MS; 0 = never */
+    bool log_json;               /* LOG_FORMAT=json */
+    int log_level;               /* LOG_LEVEL: 0 transitions, 1 requests, 2 events */
+    bool deadlines;              /* DEADLINE_PROPAGATION */
+    int deadline_margin_ms;      /* DEADLINE_MARGIN_MS */
+    bool log_snapshots;          /* LOG_SNAPSHOTS */
+    int chain_connections;       /* CHAIN_CONNECTIONS */
     /* limits against slow and greedy clients (docs/security.md) */
-    int threads;                 /* THREADS; 1024 worker threads: connections served at once */
-    int connection_queue;        /* CONNECTION_QUEUE; 64 accepted connections waiting for a worker */
-    int max_connections;         /* MAX_CONNECTIONS; THREADS + CONNECTION_QUEUE: more get 503 at accept */
-    int reserved_workers;        /* RESERVED_WORKERS; 16, at most THREADS / 4 by default: workers only
-                                    GET /health and /metrics may take (others get 503 when the rest are busy) */
-    int listen_backlog;          /* LISTEN_BACKLOG; 1024 connections the kernel holds before accept */
-    int header_timeout_ms;       /* HEADER_TIMEOUT_MS; 5000: a request's head must arrive within this
-                                    (also the longest wait for one read of a body) */
-    int body_timeout_ms;         /* BODY_TIMEOUT_MS; 10000: a request's body must arrive within this */
-    int keep_alive_timeout_ms;   /* KEEP_ALIVE_TIMEOUT_MS; 5000: an idle kept-alive connection is closed */
-    int max_header_bytes;        /* MAX_HEADER_BYTES; 16384: request line and headers */
-    int max_body_bytes;          /* MAX_BODY_BYTES; 1048576 */
-    validate_limits body_limits; /* a body's shape, checked before the database (413):
-                                    .body_keys MAX_BODY_KEYS; 1000 keys in all, 1..1000000
-                                    .object_keys MAX_OBJECT_KEYS; 200 keys in one object, 1..1000000
-                                    .array_elements MAX_ARRAY_ELEMENTS; 1000 in one array, 1..1000000
-                                    .string_bytes MAX_STRING_BYTES; 16384 bytes of one string
-                                    or key, 1..268435456 */
-    int thread_stack_kb;         /* THREAD_STACK_KB; 512: stack of every thread the service starts */
+    int threads;                 /* THREADS */
+    int connection_queue;        /* CONNECTION_QUEUE */
+    int max_connections;         /* MAX_CONNECTIONS */
+    int reserved_workers;        /* RESERVED_WORKERS */
+    int listen_backlog;          /* LISTEN_BACKLOG */
+    int header_timeout_ms;       /* HEADER_TIMEOUT_MS */
+    int body_timeout_ms;         /* BODY_TIMEOUT_MS */
+    int keep_alive_timeout_ms;   /* KEEP_ALIVE_TIMEOUT_MS */
+    int max_header_bytes;        /* MAX_HEADER_BYTES */
+    int max_body_bytes;          /* MAX_BODY_BYTES */
+    validate_limits body_limits; /* MAX_BODY_KEYS, MAX_OBJECT_KEYS, MAX_ARRAY_ELEMENTS,
+                                    MAX_STRING_BYTES: a body's shape, checked before the
+                                    database (413) */
+    int thread_stack_kb;         /* THREAD_STACK_KB */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
     const char *admin_origin;    /* ADMIN_ALLOWED_ORIGIN; NULL = no other origin's page may call them */
-    const char *run_status_file; /* RUN_STATUS_FILE; NULL = none: make run's supervisor status (JSON),
-                                    shown as /health's "supervisor" */
-    double admin_auth_rate;      /* ADMIN_AUTH_RATE; 2: admin token tries a second per client address */
-    int admin_auth_burst;        /* ADMIN_AUTH_BURST; 5: tries an address may make at once (then 429) */
+    const char *run_status_file; /* RUN_STATUS_FILE; NULL = none */
+    double admin_auth_rate;      /* ADMIN_AUTH_RATE */
+    int admin_auth_burst;        /* ADMIN_AUTH_BURST */
 
     /* the breaker, by default the original demo's options */
-    int64_t cb_timeout_ms;       /* CB_TIMEOUT_MS; 300 */
-    int64_t cb_reset_timeout_ms; /* CB_RESET_TIMEOUT_MS; 10000 */
-    int cb_error_threshold;      /* CB_ERROR_THRESHOLD; 50 (percent) */
-    int cb_volume_threshold;     /* CB_VOLUME_THRESHOLD; 0 */
-    int64_t cb_window_ms;        /* CB_WINDOW_MS; 10000 */
-    int cb_buckets;              /* CB_BUCKETS; 10 */
-    int cb_half_open_calls;      /* CB_HALF_OPEN_CALLS; 1 */
+    int64_t cb_timeout_ms;       /* CB_TIMEOUT_MS */
+    int64_t cb_reset_timeout_ms; /* CB_RESET_TIMEOUT_MS */
+    int cb_error_threshold;      /* CB_ERROR_THRESHOLD (percent) */
+    int cb_volume_threshold;     /* CB_VOLUME_THRESHOLD */
+    int64_t cb_window_ms;        /* CB_WINDOW_MS */
+    int cb_buckets;              /* CB_BUCKETS; divides cb_window_ms */
+    int cb_half_open_calls;      /* CB_HALF_OPEN_CALLS */
     double cb_backoff;           /* CB_BACKOFF; 1.0 = no back-off */
     int64_t cb_backoff_max_ms;   /* CB_BACKOFF_MAX_MS; 0 = no cap */
 
     /* replicas and the shared breaker (docs/scale-out.md) */
-    char replica[64];            /* REPLICA_ID; the host name: this replica's id (< 64 bytes) */
+    char replica[64];            /* REPLICA_ID, else the host name */
     bool replica_given;          /* REPLICA_ID was set */
-    bool cb_shared;              /* CB_SHARED=on|off; off: replicas of the next-hop breaker decide together */
-    const char *cb_shared_circuit; /* CB_SHARED_CIRCUIT; the breaker's name: the circuit replicas share */
+    bool cb_shared;              /* CB_SHARED=on */
+    const char *cb_shared_circuit; /* CB_SHARED_CIRCUIT; NULL = the breaker's name */
     int cb_quorum;               /* CB_QUORUM; 0 = a majority of the live replicas */
-    int64_t cb_heartbeat_timeout_ms; /* CB_HEARTBEAT_TIMEOUT_MS; 0 = 3 buckets: a silent replica leaves */
-    int64_t cb_lease_ms;         /* CB_LEASE_MS; 0 = 2 buckets: the probe lease's lifetime */
+    int64_t cb_heartbeat_timeout_ms; /* CB_HEARTBEAT_TIMEOUT_MS; 0 = 3 buckets */
+    int64_t cb_lease_ms;         /* CB_LEASE_MS; 0 = 2 buckets */
 
     /* the database breaker, around every write of a received document */
-    int64_t db_cb_reset_timeout_ms; /* DB_CB_RESET_TIMEOUT_MS; 5000 */
-    int db_cb_error_threshold;      /* DB_CB_ERROR_THRESHOLD; 50 (percent) */
-    int db_cb_volume_threshold;     /* DB_CB_VOLUME_THRESHOLD; 3 */
+    int64_t db_cb_reset_timeout_ms; /* DB_CB_RESET_TIMEOUT_MS */
+    int db_cb_error_threshold;      /* DB_CB_ERROR_THRESHOLD (percent) */
+    int db_cb_volume_threshold;     /* DB_CB_VOLUME_THRESHOLD */
 } svc_config;
 
 /* Fills c from the environment and spec's defaults. Returns 0, or -1 with a
  * sentence in err naming the variable, what it expected and what it got
  * ("PORT: expected an integer in 1..65535, got \"abc\""). */
 int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen);
+
+/* How a variable's text is read. */
+typedef enum svc_setting_kind {
+    SETTING_INTEGER, /* a decimal integer in lo..hi, into an int or an int64_t */
+    SETTING_NUMBER,  /* a finite number in lo..hi, into a double */
+    SETTING_FLAG,    /* 0 or 1, into a bool */
+    SETTING_WORDS,   /* one of words[], into a bool or an int: the word's value */
+    SETTING_STRING,  /* text that valid() accepts (any when NULL), kept as a pointer */
+} svc_setting_kind;
+
+/* One word a SETTING_WORDS variable accepts, and the value it stands for. */
+typedef struct svc_word {
+    const char *word;
+    int value;
+} svc_word;
+
+/* The README tables a setting is documented in (a bit set): README.md's
+ * "Environment variables" and common/svc/README.md's "Environment", or
+ * docs/security.md's limits against slow and greedy clients. */
+enum { SETTING_DOC_SERVICE = 1, SETTING_DOC_LIMITS = 2 };
+
+/* One environment variable of the services: a row of svc_settings[]. Its
+ * order is the order variables are read in, so of several bad values the
+ * first row's is reported. */
+typedef struct svc_setting {
+    const char *name;
+    svc_setting_kind kind;
+    size_t offset, size;   /* its field in svc_config; size 0: read elsewhere (log.c) */
+    const char *dflt;      /* the default, written as the variable would be; NULL: none */
+    double lo, hi;         /* INTEGER, NUMBER: the range (exact for integers below 2^53) */
+    const svc_word *words; /* WORDS: the accepted words, ended by { NULL } */
+    bool (*valid)(const char *v);  /* STRING: NULL = any text */
+    const char *expect;    /* STRING: what valid() wants, as in "NAME: expected <expect>" */
+    /* Instead of the kind's reading: fills the field from v, or from a
+     * default computed from the spec or earlier rows when v is NULL. Returns
+     * 0, or -1 with the message in err. */
+    int (*read)(svc_config *c, const svc_spec *spec, const struct svc_setting *s,
+                const char *v, char *err, size_t errlen);
+    /* Run after every row is read (a check or default across rows). Returns
+     * 0, or -1 with the message in err. */
+    int (*finish)(svc_config *c, char *err, size_t errlen);
+    unsigned docs;         /* SETTING_DOC_* */
+    const char *doc_default; /* the README's default when it is not dflt (computed) */
+    const char *doc_range;   /* the README's range when it is not lo..hi */
+    const char *meaning;     /* the README's one-line meaning (Markdown) */
+} svc_setting;
+
+/* Every variable the services read, in the order config_load() reads them. */
+extern const svc_setting svc_settings[];
+extern const size_t svc_settings_count;
 
 #endif
