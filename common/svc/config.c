@@ -416,8 +416,8 @@ const svc_setting svc_settings[] = {
       .read = read_reserved_workers, BOTH, .doc_default = "16, at most `THREADS` / 4",
       .doc_range = "0..`THREADS` - 1",
       .meaning = "worker threads only `GET`/`HEAD /health` and `/metrics` may take: any other "
-                 "request gets 503 with `Retry-After: 1` while `THREADS` - `RESERVED_WORKERS` "
-                 "requests are in handlers" },
+                 "request gets 503 with `Retry-After: 1` at `begin_request` while `THREADS` - "
+                 "`RESERVED_WORKERS` requests are in handlers" },
     { .name = "ADMIN_AUTH_RATE", NUMBER(0.01, 1000.0), FIELD(admin_auth_rate), .dflt = "2",
       SERVICE,
       .meaning = "wrong admin tokens a second each client address may try after the burst; "
