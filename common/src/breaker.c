@@ -174,6 +174,16 @@ static cb_event_kind set_state(cb_breaker *b, cb_state to, int64_t now, int64_t 
     return overridden(b) ? NO_EVENT : ev;
 }
 
+/* Emits kind with the window's stats attached, when some listener wants it. */
+static void emit_with_stats(cb_breaker *b, cb_event_kind k)
+{
+    if (!cb__wants(b, k))
+        return;
+    cb_stats st;
+    cb_get_stats(b, &st);
+    cb__emit_stats(b, k, &st);
+}
+
 /* Tells the listeners of a transition set_state() made (b->lock released);
  * open and close carry the window's stats. NO_EVENT is a no-op. */
 static void announce(cb_breaker *b, cb_event_kind ev)
@@ -181,7 +191,7 @@ static void announce(cb_breaker *b, cb_event_kind ev)
     if (ev == CB_EV_HALF_OPEN)
         cb__emit(b, ev, 0, 0, 0);
     else if (ev != NO_EVENT)
-        cb__emit_with_stats(b, ev);
+        emit_with_stats(b, ev);
 }
 
 /* ---- creation ------------------------------------------------------------ */
@@ -249,7 +259,7 @@ int cb__breaker_start(cb_breaker *b)
             return rc;
     }
     if (b->o.ticker)
-        return cb__ticker_start(b);
+        return cb__ticker_start(b, cb_tick);
     return CB_OK;
 }
 
@@ -388,7 +398,7 @@ void cb__tick_due(cb_breaker *b, int64_t now, bool wait)
     if (hc_failed)
         health_check_failed(b, now);
     if (rotated)
-        cb__emit_with_stats(b, CB_EV_SNAPSHOT);
+        emit_with_stats(b, CB_EV_SNAPSHOT);
 }
 
 /* Runs what is due now. Returns CB_OK (CB_EINVAL for NULL). */

@@ -131,6 +131,7 @@ struct cb_breaker {
     /* ticker thread */
     bool ticker_running;
     pthread_t ticker;
+    int (*ticker_tick)(cb_breaker *); /* what the ticker calls: cb_tick */
     pthread_mutex_t ticker_mx;
     pthread_cond_t ticker_cv;
     bool ticker_stop;
@@ -175,8 +176,8 @@ static inline bool cb__wants(cb_breaker *b, cb_event_kind k) {
 }
 /* Emits kind with the given figures when some listener wants it. */
 void cb__emit(cb_breaker *b, cb_event_kind k, double latency_ms, int error, int action_rc);
-/* Emits kind with the window's stats attached. */
-void cb__emit_with_stats(cb_breaker *b, cb_event_kind k);
+/* Emits kind with the window's stats st attached (read by the caller). */
+void cb__emit_stats(cb_breaker *b, cb_event_kind k, const cb_stats *st);
 void cb__listeners_free(cb_breaker *b);
 
 /* ---- breaker.c (state machine) ---- */
@@ -224,7 +225,7 @@ void cb__pool_stop(cb__pool *p);
 void cb__pool_free(cb__pool *p);
 
 /* ---- ticker.c ---- */
-int cb__ticker_start(cb_breaker *b);
+int cb__ticker_start(cb_breaker *b, int (*tick)(cb_breaker *));
 void cb__ticker_stop(cb_breaker *b);
 void cb__ticker_join(cb_breaker *b);
 void cb__ticker_wake(cb_breaker *b);

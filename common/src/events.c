@@ -54,18 +54,15 @@ void cb__emit(cb_breaker *b, cb_event_kind k, double latency_ms, int error, int 
     cb__emit_slow(b, &ev);
 }
 
-/* Emits kind with the window's stats attached, when some listener wants it. */
-void cb__emit_with_stats(cb_breaker *b, cb_event_kind k)
+/* Emits kind with the window's stats st attached (the caller read them:
+ * this file stays below the breaker it serves). */
+void cb__emit_stats(cb_breaker *b, cb_event_kind k, const cb_stats *st)
 {
-    if (!cb__wants(b, k))
-        return;
-    cb_stats st;
-    cb_get_stats(b, &st);
     cb_event ev = {
         .kind = k,
-        .state = st.state,
+        .state = st->state,
         .time_ns = cb__now(b),
-        .stats = &st,
+        .stats = st,
     };
     cb__emit_slow(b, &ev);
 }

@@ -1,4 +1,4 @@
-/* ticker.c -- the optional ticker thread: calls cb_tick() when the next thing
+/* ticker.c -- the optional ticker thread: calls the breaker's tick (cb_tick()) when the next thing
  * is due (bucket rotation, end of the open period, health check) and at least
  * every ticker_interval_ms (default: the bucket interval) of real time, so the
  * circuit goes half-open on time, health checks run and snapshots are emitted
@@ -31,16 +31,18 @@ static void *ticker_main(void *v)
         if (b->ticker_stop)
             break;
         pthread_mutex_unlock(&b->ticker_mx);
-        cb_tick(b);
+        b->ticker_tick(b);
         pthread_mutex_lock(&b->ticker_mx);
     }
     pthread_mutex_unlock(&b->ticker_mx);
     return NULL;
 }
 
-/* Starts the ticker thread. Returns CB_OK or CB_ETHREAD. */
-int cb__ticker_start(cb_breaker *b)
+/* Starts the ticker thread, which calls tick(b) (cb_tick, handed down so
+ * that this file stays below the breaker). Returns CB_OK or CB_ETHREAD. */
+int cb__ticker_start(cb_breaker *b, int (*tick)(cb_breaker *))
 {
+    b->ticker_tick = tick;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
