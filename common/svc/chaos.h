@@ -18,7 +18,8 @@
  * parser, GET /chaos (whose "kinds" the dashboard builds its controls from),
  * the log lines and /metrics walk; request.c keeps the list of what each
  * fault does to a request, in the order a request meets them. A new fault
- * is a row there and its hook in request.c.
+ * is a constant below, a row in chaos_faults[] and its hook in request.c
+ * (a compile-time check counts the hooks).
  *
  * GET /chaos shows them; PUT /chaos (admin token) replaces them all with the
  * JSON body's; DELETE /chaos (admin token) clears them. INJECT_ERR/ERR_RATE
