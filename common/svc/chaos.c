@@ -1,7 +1,13 @@
 /* chaos.c -- runtime faults: their state, the /chaos admin API, and the means
  * to hang or reset a connection (see chaos.h).
  *
- * The faults are one process-wide table under a mutex. A request that meets
+ * What a fault is lives in one table, chaos_faults[]: a row per fault with
+ * its fields (type, range, default), its words and what one request draws
+ * from it. The parser, GET /chaos, the log lines and /metrics walk it; no
+ * code here branches on a fault, except hang's own machinery and the
+ * faults in force at start (INJECT_ERR, DELAY_MS).
+ *
+ * The faults in force are one process-wide array under a mutex. A request that meets
  * no fault reads one atomic flag and takes no lock. A PUT is checked whole
  * before anything changes, then swapped in under the lock: nothing is ever
  * half-applied. Expiry is lazy: a fault past its time is switched off (and
@@ -34,16 +40,74 @@
 #define CHAOS_MAX_EXPIRES_S 86400   /* a fault lasts at most a day */
 #define CHAOS_HANG_DEFAULT_MS 60000
 
-static const char *const chaos_names[CHAOS_KINDS] = {
-    "error", "latency", "hang", "reset", "database", "no_deadlines"
+/* fraction and expires_s: the fields every fault takes. */
+static const chaos_field common_fields[] = {
+    { .name = "fraction", .label = "fraction", .min = 0, .max = 1, .dflt = 1,
+      .about = "the share of requests it applies to (0 = off)" },
+    { .name = "expires_s", .label = "expires in s", .min = 0, .max = CHAOS_MAX_EXPIRES_S,
+      .about = "it ends by itself after this many seconds (0 = never)" },
+    { .name = NULL }
+};
+
+/* latency: ms, +- jitter_ms uniformly; never below 0. */
+static int latency_amount(const int *fields)
+{
+    int j = fields[1];
+    int ms = fields[0] + (j ? (int)((chaos_random_unit() * 2.0 - 1.0) * j) : 0);
+    return ms > 0 ? ms : 0;
+}
+
+/* hang: the longest hold. */
+static int hang_amount(const int *fields)
+{
+    return fields[0];
+}
+
+const chaos_fault_kind chaos_faults[CHAOS_KINDS] = {
+    [CHAOS_ERROR] = {
+        .name = "error", .label = "error 502",
+        .about = "answer 502 after storing (the demo's injected error)",
+    },
+    [CHAOS_LATENCY] = {
+        .name = "latency", .label = "latency",
+        .about = "wait ms ± jitter_ms after storing (a slow service)",
+        .fields = {
+            { .name = "ms", .label = "ms", .about = "the added milliseconds", .integer = true,
+              .min = 0, .max = CHAOS_MAX_MS, .required = true },
+            { .name = "jitter_ms", .label = "± jitter ms", .about = "± this much, uniformly",
+              .integer = true, .min = 0, .max = CHAOS_MAX_MS, .dflt = 0 },
+        },
+        .shown = "{ms}±{jitter_ms} ms", .amount = latency_amount,
+    },
+    [CHAOS_HANG] = {
+        .name = "hang", .label = "hang",
+        .about = "hold the request, answering nothing, until the caller gives up, max_ms "
+                 "passes or the fault is cleared",
+        .fields = {
+            { .name = "max_ms", .label = "max ms", .about = "the longest hold", .integer = true,
+              .min = 1, .max = CHAOS_MAX_MS, .dflt = CHAOS_HANG_DEFAULT_MS },
+        },
+        .shown = "up to {max_ms} ms", .amount = hang_amount,
+    },
+    [CHAOS_RESET] = {
+        .name = "reset", .label = "reset",
+        .about = "drop the connection with a TCP reset before anything is stored",
+    },
+    [CHAOS_DATABASE] = {
+        .name = "database", .label = "database",
+        .about = "the write fails as if the database were unreachable; /health says so",
+        .health_down = true,
+    },
+    [CHAOS_NO_DEADLINES] = {
+        .name = "no_deadlines", .label = "no deadlines",
+        .about = "ignore the caller's X-Deadline-Ms and pass none on (the timeout cascade)",
+    },
 };
 
 typedef struct chaos_fault {
     bool on;
     double fraction;      /* share of requests it applies to, 0..1 */
-    int ms;               /* latency: added milliseconds */
-    int jitter_ms;        /* latency: +- this much, uniformly */
-    int max_ms;           /* hang: the longest hold */
+    int field[CHAOS_MAX_FIELDS];   /* the row's own fields, in its order */
     int64_t expires_ns;   /* monotonic; 0 = never */
     int64_t expires_wall_ms;
     int64_t set_wall_ms;
@@ -53,8 +117,8 @@ static struct {
     pthread_mutex_t lock;
     chaos_fault faults[CHAOS_KINDS];
     atomic_bool any;                    /* some fault is on */
-    atomic_bool database_down;          /* a database fault with fraction 1 */
-    atomic_uint hang_generation;        /* bumped on every change of the hang fault */
+    atomic_bool database_down;          /* a health_down fault with fraction 1 */
+    atomic_uint hang_generation;        /* bumped on every change of the faults */
     atomic_uint_fast64_t changes;       /* PUT, DELETE and expiries */
     atomic_uint_fast64_t injected[CHAOS_KINDS];
 } chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -79,31 +143,61 @@ double chaos_random_unit(void)
     return (double)(chaos_random_u64() >> 11) / 9007199254740992.0;
 }
 
+/* The index of the row's field whose name, then '}', starts at p; -1 when none. */
+static int field_named(const chaos_fault_kind *row, const char *p)
+{
+    for (int i = 0; row->fields[i].name; i++) {
+        size_t l = strlen(row->fields[i].name);
+        if (!strncmp(p, row->fields[i].name, l) && p[l] == '}')
+            return i;
+    }
+    return -1;
+}
+
+/* The row's "shown" words with its field values in place of "{name}"
+ * ("300±50 ms"); "" for a row without. */
+static void shown_words(const chaos_fault_kind *row, const int *field, char *buf, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = row->shown ? row->shown : ""; *p && n + 1 < len;) {
+        int i = *p == '{' ? field_named(row, p + 1) : -1;
+        if (i < 0) {
+            buf[n++] = *p++;
+            continue;
+        }
+        int w = snprintf(buf + n, len - n, "%d", field[i]);
+        n = w < 0 ? n : n + (size_t)w >= len ? len - 1 : n + (size_t)w;
+        p = strchr(p, '}') + 1;
+    }
+    buf[n] = '\0';
+}
+
 /* One fault as words for the log: "latency 200±50 ms on 50% for 60 s". */
 static void fault_words(chaos_kind k, const chaos_fault *f, char *buf, size_t len)
 {
-    char what[96] = "";
-    if (k == CHAOS_LATENCY)
-        snprintf(what, sizeof what, " %d±%d ms", f->ms, f->jitter_ms);
-    else if (k == CHAOS_HANG)
-        snprintf(what, sizeof what, " up to %d ms", f->max_ms);
+    char what[96] = " ";
+    shown_words(&chaos_faults[k], f->field, what + 1, sizeof what - 1);
+    if (!what[1])
+        what[0] = '\0';
     char until[48] = " until cleared";
     if (f->expires_ns)
         snprintf(until, sizeof until, " for %.0f s",
                  (double)(f->expires_wall_ms - f->set_wall_ms) / 1000.0);
-    snprintf(buf, len, "%s%s on %g%% of requests%s", chaos_names[k], what, f->fraction * 100.0,
-             until);
+    snprintf(buf, len, "%s%s on %g%% of requests%s", chaos_faults[k].name, what,
+             f->fraction * 100.0, until);
 }
 
 /* Recomputes the summary flags. Call with the lock held. */
 static void summarise_locked(void)
 {
-    bool any = false;
-    for (int k = 0; k < CHAOS_KINDS; k++)
-        any |= chaos_g.faults[k].on;
+    bool any = false, down = false;
+    for (int k = 0; k < CHAOS_KINDS; k++) {
+        const chaos_fault *f = &chaos_g.faults[k];
+        any |= f->on;
+        down |= chaos_faults[k].health_down && f->on && f->fraction >= 1.0;
+    }
     atomic_store(&chaos_g.any, any);
-    const chaos_fault *db = &chaos_g.faults[CHAOS_DATABASE];
-    atomic_store(&chaos_g.database_down, db->on && db->fraction >= 1.0);
+    atomic_store(&chaos_g.database_down, down);
 }
 
 /* Switches off the faults past their time. Call with the lock held. */
@@ -119,12 +213,12 @@ static void expire_locked(int64_t now)
         log_message(false, "chaos: expired %s", words);
         memset(f, 0, sizeof *f);
         atomic_fetch_add(&chaos_g.changes, 1);
-        if (k == CHAOS_HANG)
-            atomic_fetch_add(&chaos_g.hang_generation, 1);
         changed = true;
     }
-    if (changed)
+    if (changed) {
+        atomic_fetch_add(&chaos_g.hang_generation, 1);
         summarise_locked();
+    }
 }
 
 void chaos_init(const svc_config *cfg)
@@ -135,9 +229,10 @@ void chaos_init(const svc_config *cfg)
     if (cfg->inject_err && cfg->err_rate > 0)
         chaos_g.faults[CHAOS_ERROR] = (chaos_fault){ .on = true, .fraction = cfg->err_rate,
                                                      .set_wall_ms = now };
-    if (cfg->delay_ms > 0)
+    if (cfg->delay_ms > 0)   /* latency's fields: ms, jitter_ms */
         chaos_g.faults[CHAOS_LATENCY] = (chaos_fault){ .on = true, .fraction = 1.0,
-                                                       .ms = cfg->delay_ms, .set_wall_ms = now };
+                                                       .field = { cfg->delay_ms, 0 },
+                                                       .set_wall_ms = now };
     summarise_locked();
     pthread_mutex_unlock(&chaos_g.lock);
 }
@@ -155,24 +250,18 @@ void chaos_draw_request(chaos_draw *d)
         return;
     pthread_mutex_lock(&chaos_g.lock);
     expire_locked(mono_ns());
-    const chaos_fault *f = chaos_g.faults;
-    d->reset = hits(&f[CHAOS_RESET]);
-    d->database = hits(&f[CHAOS_DATABASE]);
-    d->no_deadlines = hits(&f[CHAOS_NO_DEADLINES]);
-    if (hits(&f[CHAOS_LATENCY])) {
-        int j = f[CHAOS_LATENCY].jitter_ms;
-        int ms = f[CHAOS_LATENCY].ms + (j ? (int)((chaos_random_unit() * 2.0 - 1.0) * j) : 0);
-        d->latency_ms = ms > 0 ? ms : 0;
+    for (int k = 0; k < CHAOS_KINDS; k++) {
+        const chaos_fault *f = &chaos_g.faults[k];
+        if (!hits(f))
+            continue;
+        int (*amount)(const int *) = chaos_faults[k].amount;
+        d->amount[k] = amount ? amount(f->field) : 0;
+        d->hit[k] = !amount || d->amount[k] > 0;   /* a latency of 0 ms is none */
     }
-    d->hang = hits(&f[CHAOS_HANG]);
-    d->hang_max_ms = f[CHAOS_HANG].max_ms;
-    d->error = hits(&f[CHAOS_ERROR]);
     pthread_mutex_unlock(&chaos_g.lock);
     /* Counted here, whether or not the request gets as far as the fault. */
-    bool drawn[CHAOS_KINDS] = { d->error, d->latency_ms > 0, d->hang, d->reset, d->database,
-                                d->no_deadlines };
     for (int k = 0; k < CHAOS_KINDS; k++)
-        if (drawn[k])
+        if (d->hit[k])
             atomic_fetch_add(&chaos_g.injected[k], 1);
 }
 
@@ -298,14 +387,11 @@ cJSON *chaos_to_json(void)
     for (int k = 0; k < CHAOS_KINDS; k++) {
         if (!f[k].on)
             continue;
-        cJSON *x = cJSON_AddObjectToObject(faults, chaos_names[k]);
+        const chaos_fault_kind *row = &chaos_faults[k];
+        cJSON *x = cJSON_AddObjectToObject(faults, row->name);
         cJSON_AddNumberToObject(x, "fraction", f[k].fraction);
-        if (k == CHAOS_LATENCY) {
-            cJSON_AddNumberToObject(x, "ms", f[k].ms);
-            cJSON_AddNumberToObject(x, "jitter_ms", f[k].jitter_ms);
-        }
-        if (k == CHAOS_HANG)
-            cJSON_AddNumberToObject(x, "max_ms", f[k].max_ms);
+        for (int i = 0; row->fields[i].name; i++)
+            cJSON_AddNumberToObject(x, row->fields[i].name, f[k].field[i]);
         if (f[k].expires_ns)
             cJSON_AddNumberToObject(x, "expires_in_s",
                                     (double)(f[k].expires_wall_ms - now) / 1000.0);
@@ -315,39 +401,141 @@ cJSON *chaos_to_json(void)
     }
     cJSON *n = cJSON_AddObjectToObject(o, "injected");
     for (int k = 0; k < CHAOS_KINDS; k++)
-        cJSON_AddNumberToObject(n, chaos_names[k], (double)atomic_load(&chaos_g.injected[k]));
+        cJSON_AddNumberToObject(n, chaos_faults[k].name, (double)atomic_load(&chaos_g.injected[k]));
     cJSON_AddNumberToObject(o, "changes", (double)atomic_load(&chaos_g.changes));
     return o;
 }
 
-/* Reads an optional number field of fault object x into *out, checking
- * [lo, hi] and, when integer, that it is whole. Returns 0, or -1 with err set. */
-static int read_number(const cJSON *x, const char *fault, const char *field, double lo, double hi,
-                       bool integer, double *out, char *err, size_t errlen)
+/* One field as JSON: its name, type, range, default (null when required)
+ * and words. */
+static cJSON *field_to_json(const chaos_field *f, bool common)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, field);
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddStringToObject(x, "name", f->name);
+    cJSON_AddStringToObject(x, "type", f->integer ? "integer" : "number");
+    cJSON_AddNumberToObject(x, "min", f->min);
+    cJSON_AddNumberToObject(x, "max", f->max);
+    if (f->required)
+        cJSON_AddNullToObject(x, "default");
+    else
+        cJSON_AddNumberToObject(x, "default", f->dflt);
+    cJSON_AddBoolToObject(x, "required", f->required);
+    cJSON_AddBoolToObject(x, "common", common);
+    cJSON_AddStringToObject(x, "label", f->label);
+    cJSON_AddStringToObject(x, "about", f->about);
+    return x;
+}
+
+cJSON *chaos_kinds_to_json(void)
+{
+    cJSON *kinds = cJSON_CreateArray();
+    for (int k = 0; kinds && k < CHAOS_KINDS; k++) {
+        const chaos_fault_kind *row = &chaos_faults[k];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddItemToArray(kinds, x);
+        cJSON_AddStringToObject(x, "name", row->name);
+        cJSON_AddStringToObject(x, "label", row->label);
+        cJSON_AddStringToObject(x, "about", row->about);
+        if (row->shown)
+            cJSON_AddStringToObject(x, "shown", row->shown);
+        else
+            cJSON_AddNullToObject(x, "shown");
+        cJSON *fields = cJSON_AddArrayToObject(x, "fields");
+        for (const chaos_field *f = common_fields; f->name; f++)
+            cJSON_AddItemToArray(fields, field_to_json(f, true));
+        for (const chaos_field *f = row->fields; f->name; f++)
+            cJSON_AddItemToArray(fields, field_to_json(f, false));
+    }
+    return kinds;
+}
+
+/* The faults' names, "error, latency, ...", written into buf (for the
+ * parser's messages). Returns buf. */
+static const char *fault_list(char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < CHAOS_KINDS && n < len; k++) {
+        int w = snprintf(buf + n, len - n, "%s%s", k ? ", " : "", chaos_faults[k].name);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
+
+/* Reads the number field f of fault object x into *out, checking its range
+ * and, for an integer, that it is whole; leaves *out when x has no such
+ * field. Returns 0, or -1 with err set. */
+static int read_number(const cJSON *x, const char *fault, const chaos_field *f, double *out,
+                       char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, f->name);
     if (!v)
         return 0;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > hi || (integer && v->valuedouble != floor(v->valuedouble))) {
-        snprintf(err, errlen, "%s.%s must be %s in %g..%g", fault, field,
-                 integer ? "an integer" : "a number", lo, hi);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < f->min ||
+        v->valuedouble > f->max || (f->integer && v->valuedouble != floor(v->valuedouble))) {
+        snprintf(err, errlen, "%s.%s must be %s in %g..%g", fault, f->name,
+                 f->integer ? "an integer" : "a number", f->min, f->max);
         return -1;
     }
     *out = v->valuedouble;
     return 0;
 }
 
-/* The fields each fault accepts beyond fraction and expires_s. */
-static bool field_known(chaos_kind k, const char *name)
+/* The field named name in list (NULL-name ended), or NULL. */
+static const chaos_field *find_field(const chaos_field *list, const char *name)
 {
-    if (!strcmp(name, "fraction") || !strcmp(name, "expires_s"))
-        return true;
-    if (k == CHAOS_LATENCY)
-        return !strcmp(name, "ms") || !strcmp(name, "jitter_ms");
-    if (k == CHAOS_HANG)
-        return !strcmp(name, "max_ms");
-    return false;
+    for (; list->name; list++)
+        if (!strcmp(list->name, name))
+            return list;
+    return NULL;
+}
+
+/* Checks fault object x, a fault of row's kind, into out (all zero when
+ * its fraction is 0). Returns 0, or -1 with a sentence naming the field in
+ * err. */
+static int parse_fault(const cJSON *x, const chaos_fault_kind *row, int64_t now_mono,
+                       int64_t now_wall, chaos_fault *out, char *err, size_t errlen)
+{
+    const char *name = row->name;
+    if (!cJSON_IsObject(x)) {
+        snprintf(err, errlen, "%s must be an object, e.g. {\"fraction\": 0.5}", name);
+        return -1;
+    }
+    for (const cJSON *f = x->child; f; f = f->next)
+        if (!find_field(common_fields, f->string) && !find_field(row->fields, f->string)) {
+            snprintf(err, errlen, "%s has no field \"%.64s\"", name, f->string);
+            return -1;
+        }
+    double common[sizeof common_fields / sizeof common_fields[0]], own[CHAOS_MAX_FIELDS] = { 0 };
+    for (int i = 0; common_fields[i].name; i++) {
+        common[i] = common_fields[i].dflt;
+        if (read_number(x, name, &common_fields[i], &common[i], err, errlen))
+            return -1;
+    }
+    for (int i = 0; row->fields[i].name; i++) {
+        own[i] = row->fields[i].dflt;
+        if (read_number(x, name, &row->fields[i], &own[i], err, errlen))
+            return -1;
+    }
+    for (const chaos_field *f = row->fields; f->name; f++)
+        if (f->required && !cJSON_GetObjectItemCaseSensitive(x, f->name)) {
+            snprintf(err, errlen, "%s.%s is required (%s)", name, f->name, f->about);
+            return -1;
+        }
+    double fraction = common[0], expires = common[1];   /* common_fields' order */
+    memset(out, 0, sizeof *out);
+    if (fraction <= 0)
+        return 0;
+    out->on = true;
+    out->fraction = fraction;
+    for (int i = 0; i < CHAOS_MAX_FIELDS; i++)
+        out->field[i] = (int)own[i];
+    out->set_wall_ms = now_wall;
+    if (expires > 0) {
+        out->expires_ns = now_mono + (int64_t)(expires * 1e9);
+        out->expires_wall_ms = now_wall + (int64_t)(expires * 1000.0);
+    }
+    return 0;
 }
 
 /* Checks the PUT body into out (every fault, on or off). Returns 0, or -1
@@ -355,63 +543,33 @@ static bool field_known(chaos_kind k, const char *name)
 static int chaos_parse(const cJSON *body, chaos_fault out[CHAOS_KINDS], char *err, size_t errlen)
 {
     memset(out, 0, sizeof(chaos_fault) * CHAOS_KINDS);
+    char names[160];
     if (!cJSON_IsObject(body)) {
-        snprintf(err, errlen, "the body must be a JSON object of faults: error, latency, hang, "
-                              "reset, database, no_deadlines");
+        snprintf(err, errlen, "the body must be a JSON object of faults: %s",
+                 fault_list(names, sizeof names));
         return -1;
     }
     int64_t now_mono = mono_ns(), now_wall = wall_ms();
     bool seen[CHAOS_KINDS] = { false };
     for (const cJSON *x = body->child; x; x = x->next) {
         int k = 0;
-        while (k < CHAOS_KINDS && strcmp(x->string, chaos_names[k]))
+        while (k < CHAOS_KINDS && strcmp(x->string, chaos_faults[k].name))
             k++;
         if (k == CHAOS_KINDS) {
-            snprintf(err, errlen, "unknown fault \"%.64s\"; the faults are error, latency, hang, "
-                                  "reset, database, no_deadlines", x->string);
+            snprintf(err, errlen, "unknown fault \"%.64s\"; the faults are %s", x->string,
+                     fault_list(names, sizeof names));
             return -1;
         }
         if (seen[k]) {
-            snprintf(err, errlen, "fault \"%s\" is given twice; give each fault once", chaos_names[k]);
+            snprintf(err, errlen, "fault \"%s\" is given twice; give each fault once",
+                     chaos_faults[k].name);
             return -1;
         }
         seen[k] = true;
         if (cJSON_IsNull(x))
             continue;   /* "latency": null says "none", like leaving it out */
-        if (!cJSON_IsObject(x)) {
-            snprintf(err, errlen, "%s must be an object, e.g. {\"fraction\": 0.5}", chaos_names[k]);
+        if (parse_fault(x, &chaos_faults[k], now_mono, now_wall, &out[k], err, errlen))
             return -1;
-        }
-        for (const cJSON *f = x->child; f; f = f->next)
-            if (!field_known((chaos_kind)k, f->string)) {
-                snprintf(err, errlen, "%s has no field \"%.64s\"", chaos_names[k], f->string);
-                return -1;
-            }
-        double fraction = 1.0, expires = 0, ms = 0, jitter = 0, max_ms = CHAOS_HANG_DEFAULT_MS;
-        const char *name = chaos_names[k];
-        if (read_number(x, name, "fraction", 0, 1, false, &fraction, err, errlen) ||
-            read_number(x, name, "expires_s", 0, CHAOS_MAX_EXPIRES_S, false, &expires, err, errlen) ||
-            read_number(x, name, "ms", 0, CHAOS_MAX_MS, true, &ms, err, errlen) ||
-            read_number(x, name, "jitter_ms", 0, CHAOS_MAX_MS, true, &jitter, err, errlen) ||
-            read_number(x, name, "max_ms", 1, CHAOS_MAX_MS, true, &max_ms, err, errlen))
-            return -1;
-        if (k == CHAOS_LATENCY && !cJSON_GetObjectItemCaseSensitive(x, "ms")) {
-            snprintf(err, errlen, "latency.ms is required (the added milliseconds)");
-            return -1;
-        }
-        chaos_fault *f = &out[k];
-        f->on = fraction > 0;
-        f->fraction = fraction;
-        f->ms = (int)ms;
-        f->jitter_ms = (int)jitter;
-        f->max_ms = k == CHAOS_HANG ? (int)max_ms : 0;
-        f->set_wall_ms = now_wall;
-        if (expires > 0) {
-            f->expires_ns = now_mono + (int64_t)(expires * 1e9);
-            f->expires_wall_ms = now_wall + (int64_t)(expires * 1000.0);
-        }
-        if (!f->on)
-            memset(f, 0, sizeof *f);
     }
     return 0;
 }
@@ -430,13 +588,13 @@ static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
             fault_words((chaos_kind)k, &next[k], words, sizeof words);
             log_message(false, "chaos: %s %s", how, words);
         } else {
-            log_message(false, "chaos: %s %s (cleared)", how, chaos_names[k]);
+            log_message(false, "chaos: %s %s (cleared)", how, chaos_faults[k].name);
         }
         *cur = next[k];
-        if (k == CHAOS_HANG)
-            atomic_fetch_add(&chaos_g.hang_generation, 1);
         changed++;
     }
+    if (changed)
+        atomic_fetch_add(&chaos_g.hang_generation, 1);
     if (!changed)
         log_message(false, "chaos: %s: no faults before or after", how);
     atomic_fetch_add(&chaos_g.changes, 1);
@@ -444,13 +602,20 @@ static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
     pthread_mutex_unlock(&chaos_g.lock);
 }
 
-/* Sends the faults in force with status. */
-static int send_state(struct mg_connection *conn, const char *service, int status, const char *origin)
+/* Sends the faults in force with status; with kinds, the table of faults too. */
+static int send_state(struct mg_connection *conn, const char *service, int status, const char *origin,
+                      bool kinds)
 {
     cJSON *o = chaos_to_json();
-    if (!o)
+    cJSON *table = kinds ? chaos_kinds_to_json() : NULL;
+    if (!o || (kinds && !table)) {
+        cJSON_Delete(o);
+        cJSON_Delete(table);
         return http_send_error_cors(conn, 500, service, true, origin, "out of memory");
+    }
     cJSON_AddStringToObject(o, "service", service);
+    if (table)
+        cJSON_AddItemToObject(o, "kinds", table);
     int rc = http_send_json_cors(conn, status, o, false, origin);
     cJSON_Delete(o);
     return rc;
@@ -460,12 +625,12 @@ int chaos_serve(struct mg_connection *conn, const char *service, const char *ori
 {
     const char *method = mg_get_request_info(conn)->request_method;
     if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
-        return send_state(conn, service, 200, origin);
+        return send_state(conn, service, 200, origin, true);
     if (!strcmp(method, "DELETE")) {
         chaos_fault none[CHAOS_KINDS];
         memset(none, 0, sizeof none);
         chaos_apply(none, "DELETE /chaos:");
-        return send_state(conn, service, 200, origin);
+        return send_state(conn, service, 200, origin, false);
     }
     if (strcmp(method, "PUT"))
         return http_send_error_cors(conn, 405, service, false, origin,
@@ -496,7 +661,7 @@ int chaos_serve(struct mg_connection *conn, const char *service, const char *ori
     if (rc)
         return http_send_error_cors(conn, 400, service, false, origin, "%s", err);
     chaos_apply(next, "PUT /chaos:");
-    return send_state(conn, service, 200, origin);
+    return send_state(conn, service, 200, origin, false);
 }
 
 void chaos_put_metrics(FILE *f, const char *service)
@@ -510,12 +675,12 @@ void chaos_put_metrics(FILE *f, const char *service)
                "# TYPE chaos_fault_fraction gauge\n");
     for (int k = 0; k < CHAOS_KINDS; k++)
         fprintf(f, "chaos_fault_fraction{service=\"%s\",fault=\"%s\"} %g\n", service,
-                chaos_names[k], faults[k].on ? faults[k].fraction : 0.0);
+                chaos_faults[k].name, faults[k].on ? faults[k].fraction : 0.0);
     fprintf(f, "# HELP chaos_injected_total Requests a runtime fault was drawn for.\n"
                "# TYPE chaos_injected_total counter\n");
     for (int k = 0; k < CHAOS_KINDS; k++)
         fprintf(f, "chaos_injected_total{service=\"%s\",fault=\"%s\"} %llu\n", service,
-                chaos_names[k], (unsigned long long)atomic_load(&chaos_g.injected[k]));
+                chaos_faults[k].name, (unsigned long long)atomic_load(&chaos_g.injected[k]));
     fprintf(f, "# HELP chaos_changes_total Changes of the runtime faults (PUT, DELETE, expiry).\n"
                "# TYPE chaos_changes_total counter\nchaos_changes_total{service=\"%s\"} %llu\n",
             service, (unsigned long long)atomic_load(&chaos_g.changes));

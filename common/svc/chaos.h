@@ -1,6 +1,6 @@
 /* chaos.h -- faults a service injects into its own requests, switched at runtime.
  *
- * Five faults, each applying to a fraction of POST /create requests and each
+ * Six faults, each applying to a fraction of POST /create requests and each
  * able to expire by itself:
  *
  *   error     answer 502 after storing (the demo's injected error)
@@ -12,6 +12,14 @@
  *             were down, through the database breaker, and /health says so
  *   no_deadlines  ignore the caller's X-Deadline-Ms and pass none on, as with
  *             DEADLINE_PROPAGATION=0: the timeout cascade, switched at runtime
+ *
+ * They are one table, chaos_faults[] (a row per fault: its name, its fields
+ * with their types, ranges and defaults, what it does), which the PUT /chaos
+ * parser, GET /chaos (whose "kinds" the dashboard builds its controls from),
+ * the log lines and /metrics walk; request.c keeps the list of what each
+ * fault does to a request, in the order a request meets them. A new fault
+ * is a constant below, a row in chaos_faults[] and its hook in request.c
+ * (a compile-time check counts the hooks).
  *
  * GET /chaos shows them; PUT /chaos (admin token) replaces them all with the
  * JSON body's; DELETE /chaos (admin token) clears them. INJECT_ERR/ERR_RATE
@@ -28,20 +36,48 @@
 #include <stdio.h>
 #include "config.h"
 
+/* The faults, in the order of chaos_faults[] (and of GET /chaos, the log
+ * and /metrics). */
 typedef enum chaos_kind {
     CHAOS_ERROR = 0, CHAOS_LATENCY, CHAOS_HANG, CHAOS_RESET, CHAOS_DATABASE, CHAOS_NO_DEADLINES,
     CHAOS_KINDS
 } chaos_kind;
 
+#define CHAOS_MAX_FIELDS 2   /* a fault's own fields, beyond fraction and expires_s */
+
+/* One field of a fault in PUT /chaos: a number in [min, max]. */
+typedef struct chaos_field {
+    const char *name;     /* "ms"; NULL ends a row's list */
+    const char *label;    /* the dashboard's short label, "± jitter ms" */
+    const char *about;    /* what it is, "the added milliseconds" */
+    bool integer;         /* a whole number (else any number) */
+    double min, max;
+    bool required;        /* no default: PUT /chaos refuses a fault without it */
+    double dflt;          /* the value when left out (unless required) */
+} chaos_field;
+
+/* One fault: a row of chaos_faults[]. */
+typedef struct chaos_fault_kind {
+    const char *name;     /* as PUT /chaos, GET /chaos and /metrics spell it */
+    const char *label;    /* the dashboard's row label */
+    const char *about;    /* one line: what a request meets */
+    chaos_field fields[CHAOS_MAX_FIELDS + 1];   /* its own fields, NULL-name ended */
+    const char *shown;    /* its fields in words for the log and the dashboard,
+                           * "{ms}±{jitter_ms} ms"; NULL = none */
+    /* The number one request draws from the fault's field values (latency:
+     * the milliseconds to wait, jitter included); a draw of 0 is no fault.
+     * NULL = 0 and the fault applies. */
+    int (*amount)(const int *fields);
+    bool health_down;     /* on for every request, /health says the database is down */
+} chaos_fault_kind;
+
+/* The table of faults, indexed by chaos_kind. */
+extern const chaos_fault_kind chaos_faults[CHAOS_KINDS];
+
 /* What the faults in force decided for one request. */
 typedef struct chaos_draw {
-    bool error;          /* answer 502 */
-    bool reset;          /* reset the connection */
-    bool hang;           /* hold until the caller gives up or hang_max_ms */
-    bool database;       /* the database is "unreachable" for this request */
-    bool no_deadlines;   /* deadlines neither honoured nor passed on */
-    int latency_ms;      /* wait this long after storing; 0 = none */
-    int hang_max_ms;
+    bool hit[CHAOS_KINDS];      /* the request meets this fault */
+    int amount[CHAOS_KINDS];    /* what it drew (the row's amount()); 0 when none */
 } chaos_draw;
 
 /* Sets the faults in force at start from INJECT_ERR/ERR_RATE and DELAY_MS.
@@ -49,11 +85,11 @@ typedef struct chaos_draw {
 void chaos_init(const svc_config *cfg);
 
 /* Rolls the dice for one request against the faults in force (expiring the
- * ones past their time). Thread-safe. */
+ * ones past their time) and counts each fault drawn. Thread-safe. */
 void chaos_draw_request(chaos_draw *d);
 
-/* True while a database fault covers every request (fraction 1): /health
- * reports the database down. Thread-safe. */
+/* True while a fault marked health_down (database) covers every request
+ * (fraction 1): /health reports the database down. Thread-safe. */
 bool chaos_database_down(void);
 
 /* 64 random bits from a per-thread xorshift generator (not for secrets). */
@@ -74,12 +110,19 @@ int chaos_reset(struct mg_connection *conn);
 
 /* GET, PUT and DELETE on /chaos. The admin check (and OPTIONS) is the
  * caller's (observe.c); this answers an authorised request, with origin as
- * its Access-Control-Allow-Origin (NULL = none). Returns the status. */
+ * its Access-Control-Allow-Origin (NULL = none). GET's answer also holds
+ * "kinds" (chaos_kinds_to_json). Returns the status. */
 int chaos_serve(struct mg_connection *conn, const char *service, const char *origin);
 
 /* The faults in force as a JSON object, for GET /chaos and /health; NULL
  * when out of memory. */
 cJSON *chaos_to_json(void);
+
+/* The table of faults as a JSON array, a description per fault (name,
+ * label, about, shown, and its fields with type, min, max, default,
+ * required, label, about; fraction and expires_s marked "common"), from
+ * which the dashboard builds its controls; NULL when out of memory. */
+cJSON *chaos_kinds_to_json(void);
 
 /* Writes the chaos metrics (Prometheus text) to f; service is the label
  * value, already escaped. */

@@ -55,6 +55,8 @@ typedef struct create_req {
     cJSON *body;
     char doc_id[25];       /* the stored document, "" before it is stored */
     chaos_draw chaos;      /* the runtime faults drawn for this request */
+    bool db_fault;         /* the database fault: the writes fail as if it were down */
+    bool no_deadlines;     /* the no_deadlines fault: no deadline honoured or passed on */
 } create_req;
 
 /* Logs a finished request and counts it for /metrics. */
@@ -185,7 +187,7 @@ typedef struct store_call {
 static bool record_outcome(create_req *r, const char *outcome, const char *reason, int status)
 {
     store_call sc = { .rt = r->rt, .doc_id = r->doc_id, .outcome = outcome, .reason = reason,
-                      .status = status, .fault = r->chaos.database };
+                      .status = status, .fault = r->db_fault };
     cb_result res = { 0 };
     int rc = cb_fire(r->rt->db_breaker, &sc, &res);
     if (rc != CB_OK)
@@ -326,7 +328,7 @@ static int create_chain(create_req *r)
     const svc_config *cfg = &r->rt->cfg;
     int64_t budget = -1;    /* what the next hop is told it has; -1 = nothing said */
     int64_t left = trace_left_ms();
-    if (cfg->deadlines && !r->chaos.no_deadlines) {
+    if (cfg->deadlines && !r->no_deadlines) {
         budget = cfg->cb_timeout_ms > 0 ? cfg->cb_timeout_ms : -1;
         if (left != INT64_MAX) {
             /* Our caller waits left ms; keep a margin to answer it in. */
@@ -431,7 +433,7 @@ static int create_store(create_req *r)
     if (!json)
         return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
     store_call sc = { .rt = rt, .json = json, .count = r->count, .doc_id = r->doc_id,
-                      .fault = r->chaos.database };
+                      .fault = r->db_fault };
     cb_result res = { 0 };
     int rc = cb_fire(rt->db_breaker, &sc, &res);
     free(json);
@@ -542,38 +544,115 @@ static bool wait_within_deadline(int ms)
     return cut;
 }
 
+/* ---- what each runtime fault does to POST /create --------------------------
+ *
+ * A hook gets the request and what the fault drew for it (chaos_draw's
+ * amount) and returns 0 to go on, or the status it answered with. */
+
+/* no_deadlines: drop the caller's deadline and pass none on. */
+static int fault_no_deadlines(create_req *r, int amount)
+{
+    (void)amount;
+    trace_drop_deadline();
+    r->no_deadlines = true;
+    return 0;
+}
+
+/* reset: drop the connection; when its socket cannot be found, go on. */
+static int fault_reset(create_req *r, int amount)
+{
+    (void)amount;
+    return chaos_reset(r->conn) == 0 ? 444 : 0;   /* 444: nothing was sent */
+}
+
+/* database: the writes fail as if the database were unreachable. */
+static int fault_database(create_req *r, int amount)
+{
+    (void)amount;
+    r->db_fault = true;
+    return 0;
+}
+
+/* latency: wait ms, within the caller's deadline. */
+static int fault_latency(create_req *r, int ms)
+{
+    return wait_within_deadline(ms) ? create_late(r, "during the latency fault") : 0;
+}
+
+/* hang: hold until the caller gives up, max_ms or the caller's deadline. */
+static int fault_hang(create_req *r, int max_ms)
+{
+    int64_t left = trace_left_ms();
+    int max = max_ms;
+    if (left != INT64_MAX && left < max)
+        max = left > 0 ? (int)left : 0;
+    int held = chaos_hang(r->conn, max, &r->rt->draining);
+    record_outcome(r, "hang", NULL, 504);
+    return http_send_error(r->conn, 504, r->rt->cfg.id, false,
+                           "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
+}
+
+/* error: answer 502. */
+static int fault_error(create_req *r, int amount)
+{
+    (void)amount;
+    return create_injected(r);
+}
+
+typedef enum fault_stage { BEFORE_STORING, AROUND_STORING, AFTER_STORING } fault_stage;
+
+/* The faults in the order a request meets them (chaos.h has what each is). */
+static const struct fault_hook {
+    chaos_kind kind;
+    fault_stage stage;
+    int (*act)(create_req *r, int amount);
+} fault_hooks[] = {
+    { CHAOS_NO_DEADLINES, BEFORE_STORING, fault_no_deadlines },
+    { CHAOS_RESET,        BEFORE_STORING, fault_reset },
+    { CHAOS_DATABASE,     AROUND_STORING, fault_database },
+    { CHAOS_LATENCY,      AFTER_STORING,  fault_latency },
+    { CHAOS_HANG,         AFTER_STORING,  fault_hang },
+    { CHAOS_ERROR,        AFTER_STORING,  fault_error },
+};
+_Static_assert(sizeof fault_hooks / sizeof fault_hooks[0] == CHAOS_KINDS,
+               "every runtime fault has its hook");
+
+/* Runs the hooks of stage for the faults drawn for r, in order, until one
+ * answers. Returns 0, or the status it answered with. */
+static int meet_faults(create_req *r, fault_stage stage)
+{
+    for (size_t i = 0; i < sizeof fault_hooks / sizeof fault_hooks[0]; i++) {
+        const struct fault_hook *h = &fault_hooks[i];
+        if (h->stage != stage || !r->chaos.hit[h->kind])
+            continue;
+        int status = h->act(r, r->chaos.amount[h->kind]);
+        if (status)
+            return status;
+    }
+    return 0;
+}
+
 /* POST /create, from the body to the answer. Returns the status sent. The
- * runtime faults act in the order a request meets them: reset (nothing
- * stored), database (the write fails), latency, hang, error (after storing). */
+ * runtime faults act where fault_hooks puts them: before storing (nothing
+ * stored), around storing (the write fails), after storing. */
 static int create(create_req *r)
 {
     int status = create_parse(r);
     if (status)
         return status;
     chaos_draw_request(&r->chaos);
-    if (r->chaos.no_deadlines)
-        trace_drop_deadline();
-    if (r->chaos.reset && chaos_reset(r->conn) == 0)
-        return 444;   /* nothing was sent: the connection was reset */
-    status = create_store(r);
+    status = meet_faults(r, BEFORE_STORING);
+    if (!status)
+        status = meet_faults(r, AROUND_STORING);
+    if (!status)
+        status = create_store(r);
     if (status)
         return status;
     if (trace_left_ms() <= 0)
         return create_late(r, "while the document was stored");
-    if (r->chaos.latency_ms > 0 && wait_within_deadline(r->chaos.latency_ms))
-        return create_late(r, "during the latency fault");
-    if (r->chaos.hang) {
-        int64_t left = trace_left_ms();
-        int max = r->chaos.hang_max_ms;
-        if (left != INT64_MAX && left < max)
-            max = left > 0 ? (int)left : 0;
-        int held = chaos_hang(r->conn, max, &r->rt->draining);
-        record_outcome(r, "hang", NULL, 504);
-        return http_send_error(r->conn, 504, r->rt->cfg.id, false,
-                               "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
-    }
-    if (r->chaos.error)
-        return create_injected(r);
+    status = meet_faults(r, AFTER_STORING);
+    if (status)
+        return status;
     if (r->count >= r->rt->cfg.jumps || !r->rt->breaker) {
         cJSON *answer = answer_new(r, "last");
         if (answer)

@@ -48,22 +48,20 @@ static void reported(const chaos_fault next[CHAOS_KINDS])
     FUZZ_CHECK(state != NULL, "no state");
     const cJSON *faults = cJSON_GetObjectItemCaseSensitive(state, "faults");
     for (int k = 0; k < CHAOS_KINDS; k++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(faults, chaos_names[k]);
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(faults, chaos_faults[k].name);
         if (next[k].expires_ns && next[k].expires_ns < soon)
             continue;
-        FUZZ_CHECK(next[k].on == (x != NULL), "%s is %s but reported %s", chaos_names[k],
+        FUZZ_CHECK(next[k].on == (x != NULL), "%s is %s but reported %s", chaos_faults[k].name,
                    next[k].on ? "on" : "off", x ? "on" : "off");
         if (!x)
             continue;
         FUZZ_CHECK(number(x, "fraction") == next[k].fraction, "%s.fraction %g reported as %g",
-                   chaos_names[k], next[k].fraction, number(x, "fraction"));
-        if (k == CHAOS_LATENCY)
-            FUZZ_CHECK(number(x, "ms") == next[k].ms && number(x, "jitter_ms") == next[k].jitter_ms,
-                       "latency %d±%d reported as %g±%g", next[k].ms, next[k].jitter_ms,
-                       number(x, "ms"), number(x, "jitter_ms"));
-        if (k == CHAOS_HANG)
-            FUZZ_CHECK(number(x, "max_ms") == next[k].max_ms, "hang.max_ms %d reported as %g",
-                       next[k].max_ms, number(x, "max_ms"));
+                   chaos_faults[k].name, next[k].fraction, number(x, "fraction"));
+        for (int i = 0; chaos_faults[k].fields[i].name; i++) {
+            const char *field = chaos_faults[k].fields[i].name;
+            FUZZ_CHECK(number(x, field) == next[k].field[i], "%s.%s %d reported as %g",
+                       chaos_faults[k].name, field, next[k].field[i], number(x, field));
+        }
     }
     cJSON_Delete(state);
 }
@@ -76,16 +74,16 @@ static void last_mention_wins(const cJSON *body, const chaos_fault next[CHAOS_KI
     for (int k = 0; k < CHAOS_KINDS; k++) {
         const cJSON *last = NULL;
         for (const cJSON *x = body->child; x; x = x->next)
-            if (!strcmp(x->string, chaos_names[k]))
+            if (!strcmp(x->string, chaos_faults[k].name))
                 last = x;
         if (cJSON_IsNull(last))
-            FUZZ_CHECK(!next[k].on, "%s is on though its last mention is null", chaos_names[k]);
+            FUZZ_CHECK(!next[k].on, "%s is on though its last mention is null", chaos_faults[k].name);
         if (!last || !cJSON_IsObject(last) || !next[k].on)
             continue;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(last, "expires_s");
         if (!e || (cJSON_IsNumber(e) && e->valuedouble == 0))
             FUZZ_CHECK(next[k].expires_ns == 0, "%s expires though its last mention says never",
-                       chaos_names[k]);
+                       chaos_faults[k].name);
     }
 }
 
@@ -108,13 +106,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const chaos_fault *f = &next[k];
         if (!f->on)
             continue;
-        FUZZ_CHECK(f->fraction > 0 && f->fraction <= 1, "%s.fraction %g", chaos_names[k],
+        FUZZ_CHECK(f->fraction > 0 && f->fraction <= 1, "%s.fraction %g", chaos_faults[k].name,
                    f->fraction);
-        FUZZ_CHECK(f->ms >= 0 && f->ms <= CHAOS_MAX_MS && f->jitter_ms >= 0 &&
-                   f->jitter_ms <= CHAOS_MAX_MS, "%s: %d±%d ms", chaos_names[k], f->ms,
-                   f->jitter_ms);
-        FUZZ_CHECK(k != CHAOS_HANG || (f->max_ms >= 1 && f->max_ms <= CHAOS_MAX_MS),
-                   "hang.max_ms %d", f->max_ms);
+        for (int i = 0; chaos_faults[k].fields[i].name; i++) {
+            const chaos_field *c = &chaos_faults[k].fields[i];
+            FUZZ_CHECK(f->field[i] >= c->min && f->field[i] <= c->max, "%s.%s %d out of %g..%g",
+                       chaos_faults[k].name, c->name, f->field[i], c->min, c->max);
+        }
     }
     chaos_apply(next, "fuzz:");
     reported(next);
@@ -122,12 +120,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         chaos_draw d;
         chaos_draw_request(&d);
         const chaos_fault *lat = &next[CHAOS_LATENCY];
-        FUZZ_CHECK(d.latency_ms >= 0 && d.latency_ms <= lat->ms + lat->jitter_ms,
-                   "latency %d ms drawn from %d±%d", d.latency_ms, lat->ms, lat->jitter_ms);
-        FUZZ_CHECK(!d.hang || d.hang_max_ms >= 1, "a hang of at most %d ms", d.hang_max_ms);
-        FUZZ_CHECK(!d.error || next[CHAOS_ERROR].on, "an error drawn while off");
-        FUZZ_CHECK(!d.reset || next[CHAOS_RESET].on, "a reset drawn while off");
-        FUZZ_CHECK(!d.database || next[CHAOS_DATABASE].on, "a database fault drawn while off");
+        int ms = d.amount[CHAOS_LATENCY];
+        FUZZ_CHECK(ms >= 0 && ms <= lat->field[0] + lat->field[1],
+                   "latency %d ms drawn from %d±%d", ms, lat->field[0], lat->field[1]);
+        FUZZ_CHECK(!d.hit[CHAOS_HANG] || d.amount[CHAOS_HANG] >= 1, "a hang of at most %d ms",
+                   d.amount[CHAOS_HANG]);
+        for (int k = 0; k < CHAOS_KINDS; k++)
+            FUZZ_CHECK(!d.hit[k] || next[k].on, "%s drawn while off", chaos_faults[k].name);
     }
     chaos_fault none[CHAOS_KINDS];
     memset(none, 0, sizeof none);

@@ -932,6 +932,49 @@ def chaos_admin_api_checks_token_and_every_field_and_never_half_applies(ctx):
 
 
 @test
+def chaos_kinds_describe_every_fault_as_the_readme_table_and_the_parser_do(ctx):
+    """GET /chaos's "kinds" is the service's table of faults: each with its
+    fields (type, range, default); the README's fault table, the unknown-fault
+    message, "injected" and /metrics name the same faults in the same order."""
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    state = http("GET", ship.url("/chaos")).json()
+    kinds = state["kinds"]
+    names = [k["name"] for k in kinds]
+    expect(names == list(state["injected"]), f"kinds {names} vs injected {list(state['injected'])}")
+    for k in kinds:
+        expect(k["about"] and k["label"], f"{k['name']} has no words: {k}")
+        fields = {f["name"]: f for f in k["fields"]}
+        expect(fields.get("fraction", {}).get("common") and fields.get("expires_s", {}).get("common"),
+               f"{k['name']} lacks the common fields: {list(fields)}")
+        for f in k["fields"]:
+            expect(f["type"] in ("integer", "number") and f["min"] <= f["max"] and
+                   (f["default"] is None) == f["required"], f"{k['name']}.{f['name']}: {f}")
+    # the unknown-fault message lists the table
+    r = chaos(ship, "PUT", {"nope": {}})
+    expect(r.status == 400 and r.json()["error"].endswith("the faults are " + ", ".join(names)), r)
+    # /metrics: a series per fault, in the table's order
+    metrics = http("GET", ship.url("/metrics")).text()
+    expect(re.findall(r'chaos_fault_fraction\{service="shipment",fault="(\w+)"\}', metrics) == names,
+           "chaos_fault_fraction per fault")
+    # the README's table: the same faults, each with its own fields and their defaults
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| fault | fields | what a request meets |"):]
+    table = table[:table.index("\n\n")]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]*) \|", table, re.M)
+    expect([n for n, _ in rows] == names, f"README's fault table {[n for n, _ in rows]} vs {names}")
+    for (name, cell), k in zip(rows, kinds):
+        own = [f for f in k["fields"] if not f["common"]]
+        expect(re.findall(r"`(\w+)`", cell) == [f["name"] for f in own] + ["fraction"],
+               f"README's fields of {name}: {cell!r} vs {[f['name'] for f in own]}")
+        for f in own:
+            said = re.search(rf"`{f['name']}` \(default (\d+)\)", cell)
+            expect((said and float(said.group(1)) == f["default"]) or
+                   (not said and f["default"] in (None, 0)),
+                   f"README's default of {name}.{f['name']}: {cell!r} vs {f['default']}")
+
+
+@test
 def runtime_faults_act_expire_and_clear_without_a_restart(ctx):
     st = ctx.stack()
     ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "DB_CB_VOLUME_THRESHOLD": "100"})

@@ -541,19 +541,19 @@ def all_closed(card, n):
             and len(card["panels"]) == n and all(p["state"] == "closed" for p in card["panels"]))
 
 
-FAULT_FIELDS = {"error": [], "latency": ["ms", "jitter_ms"], "hang": ["max_ms"], "reset": [],
-                "database": []}
-
-
 def set_fault_from_dashboard(b, service, faults, expires_s=None):
     """Types faults ({kind: {field: text}}) and expires_s into service's card
     as a person would (every other fault field emptied), clicks Apply and
     waits for the answer; returns the message shown next to the controls."""
     card = f"section.card[data-service={service}]"
-    for kind, fields in FAULT_FIELDS.items():
-        for field in ["fraction"] + fields:
-            b.type(f"{card} input[data-fault={kind}][data-field={field}]",
-                   str(faults.get(kind, {}).get(field, "")))
+    # the rows are the service's table of faults (GET /chaos's "kinds"), built once it answers
+    inputs = wait_until(lambda: b.script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map((i) => [i.dataset.fault, i.dataset.field])", f"{card} .faults input[data-fault]"),
+        10, "the fault controls, built from GET /chaos")
+    for kind, field in inputs:
+        b.type(f"{card} input[data-fault={kind}][data-field={field}]",
+               str(faults.get(kind, {}).get(field, "")))
     b.type(f"{card} input[data-field=expires_s]", "" if expires_s is None else str(expires_s))
     b.click(f"{card} button[data-action=apply]")
     return wait_until(lambda: (lambda m: m if m and not m["text"].endswith("…") else None)(

@@ -14,7 +14,8 @@
 // every live replica with its breakers' states, drawn as a row of chips, so
 // that a page reaching one replica per connection through a load balancer
 // still shows them all (docs/scale-out.md). The
-// controls change those faults (PUT and DELETE /chaos) and force breakers
+// controls change those faults (PUT and DELETE /chaos, a row per fault of the
+// service's table, GET /chaos's "kinds") and force breakers
 // (POST /breaker/open|close?name=...) with the admin token typed once at the
 // top of the page and kept in this tab's sessionStorage.
 'use strict';
@@ -28,15 +29,6 @@ const HEALTH_TIMEOUT_MS = 5000;
 const GAP_MS = 3500;
 const TOKEN_KEY = 'dashboard.adminToken';
 const STATE_EVENTS = ['open', 'halfOpen', 'close'];
-
-// The faults of PUT /chaos, and the fields each takes beyond fraction and expires_s.
-const FAULTS = [
-  { kind: 'error', label: 'error 502', fields: [] },
-  { kind: 'reset', label: 'reset', fields: [] },
-  { kind: 'database', label: 'database', fields: [] },
-  { kind: 'hang', label: 'hang', fields: [['max_ms', 'max ms', '60000']] },
-  { kind: 'latency', label: 'latency', fields: [['ms', 'ms', '300'], ['jitter_ms', '± jitter ms', '0']] },
-];
 
 const ERR_TIP = "opossum's error %: failures ÷ every call in the window, rejected calls " +
   'included. While the circuit is open, each rejected call counts as a call but not as a ' +
@@ -177,32 +169,15 @@ function buildCard(svc) {
 
 // The fault controls: a row per fault (fraction and its fields), an expiry,
 // Apply (PUT /chaos with every row that has a fraction) and Clear (DELETE).
+// The rows come from the service's table of faults (GET /chaos's "kinds"),
+// read by loadKinds once the service answers; until then there are none.
 function buildChaos(svc) {
   const box = el('div', 'chaos');
   const inForce = el('div', 'inforce', 'faults: -');
   inForce.dataset.faults = '';
   const grid = el('div', 'faults');
-  const inputs = {};
-  const mark = (i) => ['input', 'change'].forEach((t) => i.addEventListener(t, () => { ui.dirty = true; }));
-  for (const f of FAULTS) {
-    const row = el('div', 'fault');
-    row.dataset.fault = f.kind;
-    row.append(el('span', 'fname', f.label));
-    const frac = input(f.kind, 'fraction', 'off', 'fraction of requests, 0..1 (empty: off)');
-    mark(frac);
-    row.append(frac);
-    inputs[f.kind] = { fraction: frac };
-    for (const [field, label, dflt] of f.fields) {
-      const i = input(f.kind, field, dflt, `${f.kind}.${field}`);
-      mark(i);
-      row.append(el('span', 'flabel', label), i);
-      inputs[f.kind][field] = i;
-    }
-    grid.append(row);
-  }
   const actions = el('div', 'actions');
   const expires = input('', 'expires_s', 'never', 'the faults end by themselves after this many seconds');
-  mark(expires);
   const apply = el('button', 'apply', 'Apply');
   apply.dataset.action = 'apply';
   apply.title = 'PUT /chaos: these faults replace the ones in force';
@@ -213,10 +188,60 @@ function buildChaos(svc) {
   msg.dataset.for = 'chaos';
   actions.append(el('span', 'flabel', 'expires in'), expires, el('span', 'flabel', 's'), apply, clear, msg);
   box.append(inForce, grid, actions);
-  const ui = { box, inForce, inputs, expires, msg, dirty: false, faults: null, at: 0 };
+  const ui = { box, inForce, grid, kinds: null, inputs: {}, expires, msg, dirty: false, faults: null, at: 0 };
+  markDirty(ui, expires);
   apply.addEventListener('click', () => applyChaos(svc, ui));
   clear.addEventListener('click', () => clearChaos(svc, ui));
   return ui;
+}
+
+function markDirty(ui, i) {
+  ['input', 'change'].forEach((t) => i.addEventListener(t, () => { ui.dirty = true; }));
+}
+
+// A fault's own fields: those beyond the ones every fault takes (fraction, expires_s).
+function ownFields(kind) {
+  return kind.fields.filter((f) => !f.common);
+}
+
+// Reads the service's table of faults (GET /chaos, open to all) and builds a
+// row per fault: its label, fraction and own fields, each with the table's
+// words as its title and its default as its placeholder. Once per card.
+async function loadKinds(svc) {
+  const ui = svc.ui.chaos;
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
+  try {
+    const r = await fetch(`${svc.base}/chaos`, { cache: 'no-store', signal: ctl.signal });
+    const state = r.ok ? await r.json() : null;
+    if (ui.kinds || !state || !Array.isArray(state.kinds)) return;
+    ui.kinds = state.kinds;
+    for (const k of ui.kinds) {
+      const own = ownFields(k);
+      const row = el('div', `fault${own.length > 1 ? ' wide' : ''}`);
+      row.dataset.fault = k.name;
+      row.title = `${k.name}: ${k.about}`;
+      row.append(el('span', 'fname', k.label));
+      const frac = input(k.name, 'fraction', 'off', 'fraction of requests, 0..1 (empty: off)');
+      markDirty(ui, frac);
+      row.append(frac);
+      ui.inputs[k.name] = { fraction: frac };
+      for (const f of own) {
+        const i = input(k.name, f.name, f.default === null ? 'req.' : String(f.default),
+          `${k.name}.${f.name}: ${f.about}, ${f.type} ${f.min}..${f.max}${f.required ? ' (required)' : ''}`);
+        markDirty(ui, i);
+        row.append(el('span', 'flabel', f.label), i);
+        ui.inputs[k.name][f.name] = i;
+      }
+      ui.grid.append(row);
+    }
+    ui.grid.dataset.kinds = ui.kinds.map((k) => k.name).join(',');
+    showChaos(svc, state, !ui.dirty);
+  } catch (e) {
+    // the service is not up yet: the next poll asks again
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function input(fault, field, placeholder, title) {
@@ -242,16 +267,16 @@ function typed(node) {
 function chaosBody(ui) {
   const body = {};
   const expires = typed(ui.expires);
-  for (const f of FAULTS) {
-    const fraction = typed(ui.inputs[f.kind].fraction);
+  for (const k of ui.kinds || []) {
+    const fraction = typed(ui.inputs[k.name].fraction);
     if (fraction === undefined) continue;
     const o = { fraction };
-    for (const [field] of f.fields) {
-      const v = typed(ui.inputs[f.kind][field]);
-      if (v !== undefined) o[field] = v;
+    for (const f of ownFields(k)) {
+      const v = typed(ui.inputs[k.name][f.name]);
+      if (v !== undefined) o[f.name] = v;
     }
     if (expires !== undefined) o.expires_s = expires;
-    body[f.kind] = o;
+    body[k.name] = o;
   }
   return body;
 }
@@ -282,11 +307,13 @@ async function clearChaos(svc, ui) {
   }
 }
 
-function describeFault(kind, f) {
+// A fault in force in words: its name, its fields in the table's "shown"
+// words ("300±50 ms"), the share of requests.
+function describeFault(ui, name, f) {
   const pct = `${fmt(f.fraction * 100, 0)}%`;
-  if (kind === 'latency') return `latency ${f.ms}${f.jitter_ms ? `±${f.jitter_ms}` : ''} ms ${pct}`;
-  if (kind === 'hang') return `hang ≤${f.max_ms} ms ${pct}`;
-  return `${kind} ${pct}`;
+  const kind = (ui.kinds || []).find((k) => k.name === name);
+  const shown = kind && kind.shown ? kind.shown.replace(/\{(\w+)\}/g, (m, field) => String(f[field])) : '';
+  return shown ? `${name} ${shown} ${pct}` : `${name} ${pct}`;
 }
 
 // Shows the faults in force (a GET /chaos object) and, when the form has no
@@ -300,11 +327,11 @@ function showChaos(svc, state, force) {
   if (ui.box.contains(document.activeElement) && document.activeElement.tagName === 'INPUT' && !force)
     return;
   let expires;
-  for (const f of FAULTS) {
-    const cur = ui.faults[f.kind];
-    ui.inputs[f.kind].fraction.value = cur ? String(cur.fraction) : '';
-    for (const [field] of f.fields)
-      ui.inputs[f.kind][field].value = cur && cur[field] !== undefined ? String(cur[field]) : '';
+  for (const k of ui.kinds || []) {
+    const cur = ui.faults[k.name];
+    ui.inputs[k.name].fraction.value = cur ? String(cur.fraction) : '';
+    for (const f of ownFields(k))
+      ui.inputs[k.name][f.name].value = cur && cur[f.name] !== undefined ? String(cur[f.name]) : '';
     if (cur && Number.isFinite(cur.expires_in_s)) expires = Math.max(expires || 0, cur.expires_in_s);
   }
   ui.expires.value = expires === undefined ? '' : String(Math.ceil(expires));
@@ -317,7 +344,7 @@ function renderInForce(ui) {
   const elapsed = (Date.now() - ui.at) / 1000;
   const parts = kinds.map((k) => {
     const f = ui.faults[k];
-    let s = describeFault(k, f);
+    let s = describeFault(ui, k, f);
     if (Number.isFinite(f.expires_in_s)) s += `, ends in ${Math.max(0, Math.ceil(f.expires_in_s - elapsed))} s`;
     return s;
   });
@@ -627,6 +654,7 @@ async function poll(svc) {
     const name = h.database && h.database.name ? ` (${h.database.name})` : '';
     setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
       : `the database${name} is unreachable, or a database fault covers every request`);
+    if (!svc.ui.chaos.kinds) await loadKinds(svc);
     if (h.chaos) showChaos(svc, h.chaos, false);
     if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
