@@ -252,7 +252,8 @@ BAD_ENV = [
 
 @test
 def bad_environment_values_stop_the_service_naming_the_variable(ctx):
-    env = dict(os.environ, **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}))
+    env = dict(os.environ, **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}),
+               **(harness.TSAN_ENV if ctx.flavour == "tsan" else {}))
     path = str(harness.binary("payment", ctx.flavour))
     failures = []
     for bad, name in BAD_ENV:
@@ -1160,7 +1161,8 @@ def log_level_transitions_shows_state_changes_not_every_call(ctx):
            f"LOG_LEVEL=transitions logged calls:\n{log[-1500:]}")
     r = subprocess.run([str(harness.binary("payment", ctx.flavour))],
                        env=dict(os.environ, LOG_LEVEL="loud",
-                                **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {})),
+                                **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}),
+                                **(harness.TSAN_ENV if ctx.flavour == "tsan" else {})),
                        capture_output=True, text=True, timeout=20)
     expect(r.returncode == 2 and "LOG_LEVEL:" in r.stdout + r.stderr, f"LOG_LEVEL=loud: {r}")
 
