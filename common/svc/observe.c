@@ -25,13 +25,6 @@ const double obs_latency_bounds_s[OBS_LAT_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 };
 
-int64_t obs_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 double obs_uptime_s(void)
 {
     return (double)(mono_ns() - obs_g.start_ns) / 1e9;
@@ -136,7 +129,7 @@ static void ring_push(const obs_breaker *ob, const cb_event *ev)
 {
     obs_event e = {
         .breaker = ob->index,
-        .wall_ms = obs_wall_ms(),
+        .wall_ms = wall_ms(),
         .kind = ev->kind,
         .state = ev->state,
         .latency_ms = -1,
@@ -203,7 +196,7 @@ void obs_shared_event(const char *name, const char *state, const char *detail)
 {
     if (!obs_g.initialised)
         return;
-    obs_event e = { .breaker = 0, .wall_ms = obs_wall_ms(), .latency_ms = -1,
+    obs_event e = { .breaker = 0, .wall_ms = wall_ms(), .latency_ms = -1,
                     .error_percentage = -1 };
     snprintf(e.shared_name, sizeof e.shared_name, "%s", name);
     snprintf(e.shared_state, sizeof e.shared_state, "%s", state);

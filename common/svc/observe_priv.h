@@ -103,8 +103,6 @@ typedef struct obs_global {
 
 extern obs_global obs_g;
 
-/* Wall-clock time in milliseconds since the epoch. This function can't fail. */
-int64_t obs_wall_ms(void);
 /* Seconds since obs_init(). */
 double obs_uptime_s(void);
 

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "monotime.h"
 #include "store.h"
 #include "timedwait.h"
 
@@ -46,13 +47,6 @@ struct roster {
     int64_t read_ms;     /* under lock: when it was read */
     bool reachable;      /* under lock: whether the last step's reads and writes answered */
 };
-
-static int64_t roster_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* This replica's breakers as [{name, state}] (a breaker's name holds dots,
  * which a field name may not). */
@@ -172,7 +166,7 @@ static cJSON *roster_read(roster *r, mongoc_collection_t *coll, int64_t now)
 /* One step: publish, then read the peers. */
 static void roster_step(roster *r)
 {
-    int64_t now = roster_now_ms();
+    int64_t now = wall_ms();
     mongoc_client_t *client = mongoc_client_pool_pop(r->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, r->db, ROSTER_COLLECTION);
     cJSON *list = roster_publish(r, coll, now) ? roster_read(r, coll, now) : NULL;
@@ -221,7 +215,7 @@ int roster_start(const svc_config *c, const char *service, cb_breaker *const *br
     if (r->period_ms < 1)
         r->period_ms = 1;
     r->timeout_ms = c->cb_heartbeat_timeout_ms ? c->cb_heartbeat_timeout_ms : 3 * r->period_ms;
-    r->started_ms = roster_now_ms();
+    r->started_ms = wall_ms();
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     char err[512];
@@ -278,7 +272,7 @@ static cJSON *self_entry(const roster *r, int64_t now)
 cJSON *roster_json(void *ctx)
 {
     roster *r = ctx;
-    int64_t now = roster_now_ms();
+    int64_t now = wall_ms();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;

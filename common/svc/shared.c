@@ -30,6 +30,7 @@
 
 #include "cb_quorum.h"
 #include "log.h"
+#include "monotime.h"
 #include "observe.h"
 #include "quorum_mongo.h"
 #include "timedwait.h"
@@ -61,15 +62,6 @@ struct shared {
     atomic_bool probing;
     atomic_int trial;
 };
-
-/* The wall clock in ms since the epoch: heartbeats and lease expiries are
- * compared across replicas (and hosts). */
-static int64_t shared_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The shared state word an event is logged with. */
 static const char *shared_state_word(const shared *s, const cb_quorum_event *ev)
@@ -158,7 +150,9 @@ static void shared_apply(shared *s, const cb_quorum_view *view)
 /* One poll: the trial if one came in, then the sync. */
 static void shared_step(shared *s)
 {
-    int64_t now = shared_now_ms();
+    /* the wall clock: heartbeats and lease expiries are compared across
+     * replicas (and hosts) */
+    int64_t now = wall_ms();
     cb_quorum_view view;
     int trial = atomic_load(&s->trial);
     if (trial != TRIAL_NONE && atomic_load(&s->probing)) {
