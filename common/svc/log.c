@@ -34,6 +34,7 @@
  */
 #include "log.h"
 
+#include "breaker_json.h"
 #include "monotime.h"
 #include "strbuf.h"
 #include "trace.h"
@@ -550,20 +551,6 @@ void log_request(const char *method, const char *uri, const char *query, int sta
     log_write(line);
 }
 
-/* Adds the window's counts to o. */
-static void log_json_counts(cJSON *o, const cb_counts *c)
-{
-    cJSON *k = cJSON_AddObjectToObject(o, "counts");
-    if (!k)
-        return;
-    cJSON_AddNumberToObject(k, "fires", (double)c->fires);
-    cJSON_AddNumberToObject(k, "successes", (double)c->successes);
-    cJSON_AddNumberToObject(k, "failures", (double)c->failures);
-    cJSON_AddNumberToObject(k, "timeouts", (double)c->timeouts);
-    cJSON_AddNumberToObject(k, "rejects", (double)c->rejects);
-    cJSON_AddNumberToObject(k, "fallbacks", (double)c->fallbacks);
-}
-
 /* Writes a breaker event as a JSON line. */
 static void log_breaker_json(cb_breaker *b, const cb_event *ev, const cb_stats *st)
 {
@@ -579,7 +566,7 @@ static void log_breaker_json(cb_breaker *b, const cb_event *ev, const cb_stats *
     if (ev->action_rc)
         cJSON_AddNumberToObject(o, "action_rc", ev->action_rc);
     cJSON_AddNumberToObject(o, "error_percentage", st->error_percentage);
-    log_json_counts(o, &st->window);
+    breaker_counts_json(o, "counts", &st->window);
     log_json_emit(o);
 }
 

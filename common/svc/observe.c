@@ -7,6 +7,7 @@
  */
 #include "observe.h"
 #include "authlimit.h"
+#include "breaker_json.h"
 #include "observe_priv.h"
 #include "chaos.h"
 #include "http.h"
@@ -217,20 +218,6 @@ uint64_t obs_events_newest_seq(void)
 
 /* ---- /health ------------------------------------------------------------- */
 
-static void add_counts(cJSON *parent, const char *name, const cb_counts *c)
-{
-    cJSON *o = cJSON_AddObjectToObject(parent, name);
-    cJSON_AddNumberToObject(o, "fires", (double)c->fires);
-    cJSON_AddNumberToObject(o, "successes", (double)c->successes);
-    cJSON_AddNumberToObject(o, "failures", (double)c->failures);
-    cJSON_AddNumberToObject(o, "timeouts", (double)c->timeouts);
-    cJSON_AddNumberToObject(o, "rejects", (double)c->rejects);
-    cJSON_AddNumberToObject(o, "fallbacks", (double)c->fallbacks);
-    cJSON_AddNumberToObject(o, "fallbackFailures", (double)c->fallback_failures);
-    cJSON_AddNumberToObject(o, "semaphoreRejections", (double)c->semaphore_rejections);
-    cJSON_AddNumberToObject(o, "slowCalls", (double)c->slow_calls);
-}
-
 /* One breaker's part of /health: name, state and rolling stats; NULL when
  * its stats cannot be read. */
 static cJSON *breaker_health(cb_breaker *cb)
@@ -251,8 +238,8 @@ static cJSON *breaker_health(cb_breaker *cb)
     }
     cJSON_AddNumberToObject(b, "inFlight", st.in_flight);
     cJSON_AddNumberToObject(b, "resetTimeoutMs", (double)st.current_reset_timeout_ms);
-    add_counts(b, "window", &st.window);
-    add_counts(b, "total", &st.total);
+    breaker_counts_json(b, "window", &st.window);
+    breaker_counts_json(b, "total", &st.total);
     return b;
 }
 
