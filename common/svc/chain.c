@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "dynbuf.h"
 #include "trace.h"
 #include "monotime.h"
 
@@ -153,21 +154,13 @@ static struct curl_slist *chain_append(struct curl_slist *list, const char *p, s
     return grown;
 }
 
-/* Appends received bytes to the call's response, refusing over 1 MiB. */
+/* Appends received bytes to the response body (a dynbuf capped at
+ * CHAIN_MAX_RESPONSE); over the cap, or out of memory, the transfer fails. */
 static size_t chain_write(char *data, size_t size, size_t n, void *userp)
 {
-    chain_call *c = userp;
+    dynbuf *body = userp;
     size_t len = size * n;
-    if (c->response_len + len > CHAIN_MAX_RESPONSE)
-        return 0;
-    char *grown = realloc(c->response, c->response_len + len + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + c->response_len, data, len);
-    c->response = grown;
-    c->response_len += len;
-    c->response[c->response_len] = '\0';
-    return len;
+    return dynbuf_add(body, data, len) == 0 ? len : 0;
 }
 
 /* Reads the db-chain of the answer's Server-Timing header (trace.h). */
@@ -200,18 +193,81 @@ static int chain_code(const chain_call *c)
     }
 }
 
-int chain_post(chain_call *c, long timeout_ms)
+/* The CLOCK_MONOTONIC time timeout_ms from *start (read now). */
+static struct timespec chain_deadline(struct timespec *start, long timeout_ms)
 {
-    if (timeout_ms < 1)
-        timeout_ms = 1;
-    struct timespec start, deadline;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    deadline.tv_sec = start.tv_sec + timeout_ms / 1000;
-    deadline.tv_nsec = start.tv_nsec + (timeout_ms % 1000) * 1000000L;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, start);
+    deadline.tv_sec = start->tv_sec + timeout_ms / 1000;
+    deadline.tv_nsec = start->tv_nsec + (timeout_ms % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
+    return deadline;
+}
+
+/* The header list for c on h: NULL when c adds none (h's own are sent),
+ * else h's fixed headers followed by c's (trace, deadline), which the
+ * caller frees. Returns 0, or -1 when out of memory. */
+static int chain_call_headers(const chain_handle *h, const chain_call *c, struct curl_slist **out)
+{
+    struct curl_slist *extra = NULL;
+    *out = NULL;
+    if (!c->headers || !*c->headers)
+        return 0;
+    for (const struct curl_slist *x = h->headers; x; x = x->next)
+        if (!(extra = chain_append(extra, x->data, strlen(x->data))))
+            return -1;
+    for (const char *p = c->headers; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (!(extra = chain_append(extra, p, n)))
+            return -1;
+        p += n + (p[n] == '\n');
+    }
+    *out = extra;
+    return 0;
+}
+
+/* Runs the transfer of c on h with headers (h's own when NULL) and at most
+ * timeout_ms: sets c's curl_rc, status, response and next_db_ns, then
+ * leaves h as it found it, for the next call. */
+static void chain_perform(chain_handle *h, chain_call *c, struct curl_slist *headers, long timeout_ms)
+{
+    CURL *k = h->curl;
+    dynbuf body;
+    dynbuf_init(&body, CHAIN_MAX_RESPONSE);
+    curl_easy_setopt(k, CURLOPT_URL, c->url);
+    curl_easy_setopt(k, CURLOPT_HTTPHEADER, headers ? headers : h->headers);
+    curl_easy_setopt(k, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
+    curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
+    curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A name is looked up again after a second (curl keeps it 60 s): behind
+     * DNS round robin (Swarm's dnsrr) replicas come and go with new addresses. */
+    curl_easy_setopt(k, CURLOPT_DNS_CACHE_TIMEOUT, 1L);
+    curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, chain_write);
+    curl_easy_setopt(k, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, chain_header);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, c);
+    c->next_db_ns = 0;
+    c->curl_rc = curl_easy_perform(k);
+    c->status = 0;
+    curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &c->status);
+    c->response = dynbuf_take(&body, &c->response_len);
+    if (headers)
+        curl_easy_setopt(k, CURLOPT_HTTPHEADER, h->headers);
+    curl_easy_setopt(k, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(k, CURLOPT_HEADERDATA, NULL);
+}
+
+int chain_post(chain_call *c, long timeout_ms)
+{
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    struct timespec start;
+    struct timespec deadline = chain_deadline(&start, timeout_ms);
     int timed_out;
     chain_handle *h = chain_handle_take(&deadline, &timed_out);
     c->status = 0;
@@ -222,49 +278,14 @@ int chain_post(chain_call *c, long timeout_ms)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     long waited_ms = (long)((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
-    timeout_ms -= waited_ms;
-    CURL *k = h->curl;
-    struct curl_slist *extra = NULL;
-    if (c->headers && *c->headers) {
-        /* The thread's fixed headers, then this call's (trace, deadline). */
-        for (const struct curl_slist *x = h->headers; x; x = x->next)
-            if (!(extra = chain_append(extra, x->data, strlen(x->data))))
-                break;
-        for (const char *p = c->headers; extra && *p;) {
-            size_t n = strcspn(p, "\n");
-            extra = chain_append(extra, p, n);
-            p += n + (p[n] == '\n');
-        }
-        if (!extra) {
-            chain_handle_put(h);
-            c->curl_rc = CURLE_OUT_OF_MEMORY;
-            return CHAIN_ETRANSFER;
-        }
+    struct curl_slist *headers;
+    if (chain_call_headers(h, c, &headers)) {
+        chain_handle_put(h);
+        c->curl_rc = CURLE_OUT_OF_MEMORY;
+        return CHAIN_ETRANSFER;
     }
-    curl_easy_setopt(k, CURLOPT_URL, c->url);
-    curl_easy_setopt(k, CURLOPT_HTTPHEADER, extra ? extra : h->headers);
-    curl_easy_setopt(k, CURLOPT_POSTFIELDS, c->body);
-    curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
-    curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, timeout_ms < 1 ? 1L : timeout_ms);
-    curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* A name is looked up again after a second (curl keeps it 60 s): behind
-     * DNS round robin (Swarm's dnsrr) replicas come and go with new addresses. */
-    curl_easy_setopt(k, CURLOPT_DNS_CACHE_TIMEOUT, 1L);
-    curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, chain_write);
-    curl_easy_setopt(k, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, chain_header);
-    curl_easy_setopt(k, CURLOPT_HEADERDATA, c);
-    c->next_db_ns = 0;
-    c->curl_rc = curl_easy_perform(k);
-    c->status = 0;
-    curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &c->status);
-    if (extra) {
-        curl_easy_setopt(k, CURLOPT_HTTPHEADER, h->headers);
-        curl_slist_free_all(extra);
-    }
-    curl_easy_setopt(k, CURLOPT_WRITEDATA, NULL);
-    curl_easy_setopt(k, CURLOPT_HEADERDATA, NULL);
+    chain_perform(h, c, headers, timeout_ms - waited_ms);
+    curl_slist_free_all(headers);
     chain_handle_put(h);
     return chain_code(c);
 }

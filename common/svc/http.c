@@ -1,6 +1,7 @@
 /* http.c -- civetweb helpers: JSON responses with CORS headers, bounded body reads, content types. */
 #include "http.h"
 
+#include "dynbuf.h"
 #include "monotime.h"
 #include "strbuf.h"
 #include "trace.h"
@@ -228,22 +229,6 @@ int http_send_preflight(struct mg_connection *conn, const char *allow)
     return 204;
 }
 
-/* Makes room for at least one more byte plus the NUL in *buf. Returns 0, 413
- * when that would pass limit, 500 when out of memory. */
-static int http_grow(char **buf, size_t *cap, size_t used, size_t limit)
-{
-    if (used + 1 < *cap)
-        return 0;
-    if (*cap > limit + 1)
-        return 413;
-    char *grown = realloc(*buf, *cap * 2);
-    if (!grown)
-        return 500;
-    *buf = grown;
-    *cap *= 2;
-    return 0;
-}
-
 /* Milliseconds on the monotonic clock. */
 static int64_t http_now_ms(void)
 {
@@ -276,48 +261,55 @@ static int http_read_step(struct mg_connection *conn, char *buf, size_t want, si
     return n;
 }
 
+/* Sends "100 Continue" when the client holds its body back until asked
+ * (RFC 9110 10.1.1). Returns 0, or -1 when the write failed. */
+static int http_send_continue(struct mg_connection *conn)
+{
+    static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!http_req.expect_continue)
+        return 0;
+    http_req.expect_continue = false;
+    return mg_write(conn, go_on, sizeof go_on - 1) == (int)(sizeof go_on - 1) ? 0 : -1;
+}
+
 int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, char **out, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length > (long long)limit)
         return 413;
-    if (http_req.expect_continue) {
-        /* The client holds its body back until asked (RFC 9110 10.1.1). */
-        static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        http_req.expect_continue = false;
-        if (mg_write(conn, go_on, sizeof go_on - 1) != (int)(sizeof go_on - 1))
-            return 400;
-    }
+    if (http_send_continue(conn))
+        return 400;
     int64_t deadline = http_now_ms() + timeout_ms;
-    size_t cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 16384;
-    char *buf = malloc(cap);
-    if (!buf)
-        return 500;
-    size_t used = 0, step = 1;
+    dynbuf body;
+    dynbuf_init(&body, limit);
+    char chunk[16384];
+    size_t step = 1;
+    int status = 0;
     for (;;) {
-        int rc = http_grow(&buf, &cap, used, limit);
-        if (!rc && http_now_ms() > deadline)
-            rc = 408;
-        if (rc) {
-            free(buf);
-            return rc;
-        }
-        int n = http_read_step(conn, buf + used, cap - used - 1, &step);
-        if (n < 0) {
-            free(buf);
-            return 400;
-        }
-        if (n == 0)
+        if (http_now_ms() > deadline) {
+            status = 408;
             break;
-        used += (size_t)n;
-        if (used > limit) {
-            free(buf);
-            return 413;
+        }
+        /* one byte past the limit at most: enough to tell that it was passed */
+        size_t room = limit - dynbuf_len(&body);
+        int n = http_read_step(conn, chunk, room < sizeof chunk ? room + 1 : sizeof chunk, &step);
+        if (n <= 0) {
+            status = n < 0 ? 400 : 0;
+            break;
+        }
+        int rc = dynbuf_add(&body, chunk, (size_t)n);
+        if (rc) {
+            status = rc == DYNBUF_ETOOBIG ? 413 : 500;
+            break;
         }
     }
-    buf[used] = '\0';
-    *out = buf;
-    *len = used;
+    if (status) {
+        dynbuf_free(&body);
+        return status;
+    }
+    *out = dynbuf_take(&body, len);
+    if (!*out && !(*out = calloc(1, 1)))
+        return 500;
     return 0;
 }
 

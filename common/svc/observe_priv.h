@@ -103,8 +103,6 @@ typedef struct obs_global {
 
 extern obs_global obs_g;
 
-/* Wall-clock time in milliseconds since the epoch. This function can't fail. */
-int64_t obs_wall_ms(void);
 /* Seconds since obs_init(). */
 double obs_uptime_s(void);
 
@@ -130,7 +128,28 @@ size_t obs_events_since(uint64_t after, obs_event *out, size_t max);
 /* The seq of the newest event, 0 when there was none. Thread-safe. */
 uint64_t obs_events_newest_seq(void);
 
+/* Sends {"error": message, "status": status, "service": ...}, open to every
+ * origin. Returns status. */
+int obs_send_error(struct mg_connection *conn, int status, const char *message);
+
+/* Answers a CORS preflight: 204 with methods and the headers the routes
+ * accept, for origin ("*" or one origin). Returns 204. */
+int obs_send_preflight(struct mg_connection *conn, const char *methods, const char *origin);
+
+/* A read-only route's method check: answers a preflight or a 405 and
+ * returns its status, or 0 for GET and HEAD. */
+int obs_answer_unless_get(struct mg_connection *conn);
+
+/* The breaker listener (a cb_listener_fn; ctx is the obs_breaker): every
+ * completed call's latency into the breaker's histogram, the events worth
+ * showing into the ring (observe_events.c). */
+void obs_on_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
+
 /* Route handlers, one per file that serves them. Each returns the status. */
+int obs_handle_health(struct mg_connection *conn, void *cbdata);   /* observe_health.c */
+int obs_handle_replicas(struct mg_connection *conn, void *cbdata); /* observe_health.c */
+int obs_handle_breaker(struct mg_connection *conn, void *cbdata);  /* observe_admin.c */
+int obs_handle_chaos(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
 int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
 int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);

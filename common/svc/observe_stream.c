@@ -107,7 +107,7 @@ char *obs_hystrix_json(int i)
     cJSON_AddStringToObject(o, "type", "HystrixCommand");
     cJSON_AddStringToObject(o, "name", cb_name(cb));
     cJSON_AddStringToObject(o, "group", obs_g.service);
-    add_num(o, "currentTime", (double)obs_wall_ms());
+    add_num(o, "currentTime", (double)wall_ms());
     cJSON_AddBoolToObject(o, "isCircuitBreakerOpen", open);
     cJSON_AddStringToObject(o, "state", cb_state_name(st.state));
     add_num(o, "errorPercentage", (double)(int64_t)(st.error_percentage + 0.5));
@@ -133,7 +133,7 @@ static char *service_json(void)
     if (obs_g.replica)
         cJSON_AddStringToObject(o, "replica", obs_g.replica);
     cJSON_AddNumberToObject(o, "uptime_s", obs_uptime_s());
-    cJSON_AddNumberToObject(o, "currentTime", (double)obs_wall_ms());
+    cJSON_AddNumberToObject(o, "currentTime", (double)wall_ms());
     cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(o, "shared", shared);

@@ -7,7 +7,7 @@
 
 #include <cJSON.h>
 #include <stddef.h>
-#include "svc.h"
+#include "spec.h"
 #include "validate.h"
 
 /* Reads "count" from the query string (len bytes, not necessarily

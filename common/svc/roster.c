@@ -21,8 +21,9 @@
 #include <time.h>
 
 #include "log.h"
+#include "monotime.h"
 #include "store.h"
-#include "timedwait.h"
+#include "ticker.h"
 
 #define ROSTER_COLLECTION "replicas"
 #define ROSTER_MAX 64   /* replicas listed at most */
@@ -37,22 +38,12 @@ struct roster {
     int64_t period_ms;
     int64_t timeout_ms;
     int64_t started_ms;
-    pthread_t thread;
-    bool started;
+    ticker *ticker;      /* runs roster_step() once per period */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;
     cJSON *peers;        /* under lock: the last list read (an array), NULL before one */
     int64_t read_ms;     /* under lock: when it was read */
     bool reachable;      /* under lock: whether the last step's reads and writes answered */
 };
-
-static int64_t roster_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* This replica's breakers as [{name, state}] (a breaker's name holds dots,
  * which a field name may not). */
@@ -169,10 +160,11 @@ static cJSON *roster_read(roster *r, mongoc_collection_t *coll, int64_t now)
     return list;
 }
 
-/* One step: publish, then read the peers. */
-static void roster_step(roster *r)
+/* One step (a ticker_step_fn; ctx is the roster): publish, then read the peers. */
+static void roster_step(void *ctx)
 {
-    int64_t now = roster_now_ms();
+    roster *r = ctx;
+    int64_t now = wall_ms();
     mongoc_client_t *client = mongoc_client_pool_pop(r->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, r->db, ROSTER_COLLECTION);
     cJSON *list = roster_publish(r, coll, now) ? roster_read(r, coll, now) : NULL;
@@ -186,22 +178,6 @@ static void roster_step(roster *r)
         r->read_ms = now;
     }
     pthread_mutex_unlock(&r->lock);
-}
-
-static void *roster_run(void *arg)
-{
-    roster *r = arg;
-    pthread_mutex_lock(&r->lock);
-    while (!r->stop) {
-        pthread_mutex_unlock(&r->lock);
-        roster_step(r);
-        pthread_mutex_lock(&r->lock);
-        if (r->stop)
-            break;
-        cond_wait_ms(&r->wake, &r->lock, r->period_ms);
-    }
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
 }
 
 int roster_start(const svc_config *c, const char *service, cb_breaker *const *breakers, size_t n,
@@ -221,9 +197,8 @@ int roster_start(const svc_config *c, const char *service, cb_breaker *const *br
     if (r->period_ms < 1)
         r->period_ms = 1;
     r->timeout_ms = c->cb_heartbeat_timeout_ms ? c->cb_heartbeat_timeout_ms : 3 * r->period_ms;
-    r->started_ms = roster_now_ms();
+    r->started_ms = wall_ms();
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->wake, NULL);
     char err[512];
     r->pool = store_pool_open(c->mongo_url, c->mongo_db, c->mongo_timeout_ms,
                               c->mongo_timeout_ms > 2500 ? c->mongo_timeout_ms : 2500, 0, "replica-roster",
@@ -234,12 +209,11 @@ int roster_start(const svc_config *c, const char *service, cb_breaker *const *br
         return -1;
     }
     mongoc_client_pool_max_size(r->pool, 1);
-    if (pthread_create(&r->thread, NULL, roster_run, r) != 0) {
+    if (ticker_start(r->period_ms, roster_step, r, &r->ticker)) {
         log_message(true, "replica roster: cannot start its thread");
         roster_stop(r);
         return -1;
     }
-    r->started = true;
     *out = r;
     return 0;
 }
@@ -248,13 +222,11 @@ void roster_stop(roster *r)
 {
     if (!r)
         return;
-    if (r->started)
-        ticker_stop_join(&r->lock, &r->wake, &r->stop, r->thread);
+    ticker_stop(r->ticker);
     if (r->pool)
         mongoc_client_pool_destroy(r->pool);
     free(r->db);
     cJSON_Delete(r->peers);
-    pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -278,7 +250,7 @@ static cJSON *self_entry(const roster *r, int64_t now)
 cJSON *roster_json(void *ctx)
 {
     roster *r = ctx;
-    int64_t now = roster_now_ms();
+    int64_t now = wall_ms();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;

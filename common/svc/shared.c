@@ -30,9 +30,10 @@
 
 #include "cb_quorum.h"
 #include "log.h"
+#include "monotime.h"
 #include "observe.h"
 #include "quorum_mongo.h"
-#include "timedwait.h"
+#include "ticker.h"
 
 /* How often the ticker looks at the trial and the bucket. */
 #define SHARED_POLL_MS 25
@@ -46,11 +47,8 @@ struct shared {
     cb_quorum *q;
     char circuit[CB_QUORUM_ID_MAX];
     int listener_id;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;   /* stop, view */
-    pthread_cond_t wake;
-    bool stop;
+    ticker *ticker;         /* runs shared_step() every SHARED_POLL_MS */
+    pthread_mutex_t lock;   /* view */
     cb_quorum_view view;    /* the last view, for /health */
     bool have_view;
     /* the ticker's own */
@@ -61,15 +59,6 @@ struct shared {
     atomic_bool probing;
     atomic_int trial;
 };
-
-/* The wall clock in ms since the epoch: heartbeats and lease expiries are
- * compared across replicas (and hosts). */
-static int64_t shared_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The shared state word an event is logged with. */
 static const char *shared_state_word(const shared *s, const cb_quorum_event *ev)
@@ -155,10 +144,14 @@ static void shared_apply(shared *s, const cb_quorum_view *view)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* One poll: the trial if one came in, then the sync. */
-static void shared_step(shared *s)
+/* One poll (a ticker_step_fn; ctx is the shared): the trial if one came
+ * in, then the sync. */
+static void shared_step(void *ctx)
 {
-    int64_t now = shared_now_ms();
+    shared *s = ctx;
+    /* the wall clock: heartbeats and lease expiries are compared across
+     * replicas (and hosts) */
+    int64_t now = wall_ms();
     cb_quorum_view view;
     int trial = atomic_load(&s->trial);
     if (trial != TRIAL_NONE && atomic_load(&s->probing)) {
@@ -181,23 +174,6 @@ static void shared_step(shared *s)
         shared_apply(s, &view);
 }
 
-/* The ticker thread. */
-static void *shared_run(void *arg)
-{
-    shared *s = arg;
-    pthread_mutex_lock(&s->lock);
-    while (!s->stop) {
-        pthread_mutex_unlock(&s->lock);
-        shared_step(s);
-        pthread_mutex_lock(&s->lock);
-        if (s->stop)
-            break;
-        cond_wait_ms(&s->wake, &s->lock, SHARED_POLL_MS);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
-
 int shared_start(const svc_config *c, cb_breaker *b, shared **out)
 {
     *out = NULL;
@@ -209,7 +185,6 @@ int shared_start(const svc_config *c, cb_breaker *b, shared **out)
     s->cfg = c;
     s->b = b;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
     snprintf(s->circuit, sizeof s->circuit, "%s", c->cb_shared_circuit ? c->cb_shared_circuit : cb_name(b));
     char err[512];
     if (quorum_mongo_open(c->mongo_url, c->mongo_db, c->mongo_timeout_ms, &s->m, err, sizeof err)) {
@@ -239,12 +214,11 @@ int shared_start(const svc_config *c, cb_breaker *b, shared **out)
     }
     s->listener_id = cb_on(b, CB_EV_MASK(CB_EV_SUCCESS) | CB_EV_MASK(CB_EV_FAILURE) |
                               CB_EV_MASK(CB_EV_TIMEOUT), shared_on_call, s);
-    if (s->listener_id <= 0 || pthread_create(&s->thread, NULL, shared_run, s) != 0) {
+    if (s->listener_id <= 0 || ticker_start(SHARED_POLL_MS, shared_step, s, &s->ticker)) {
         log_message(true, "shared breaker %s: cannot start its thread", s->circuit);
         shared_stop(s);
         return -1;
     }
-    s->started = true;
     log_message(false, "shared breaker %s: replica %s, bucket %lld ms, quorum %s, "
                 "heartbeat timeout %lld ms, lease %lld ms", s->circuit, c->replica,
                 (long long)o.bucket_ms, c->cb_quorum ? "fixed" : "majority",
@@ -258,15 +232,13 @@ void shared_stop(shared *s)
 {
     if (!s)
         return;
-    if (s->started)
-        ticker_stop_join(&s->lock, &s->wake, &s->stop, s->thread);
+    ticker_stop(s->ticker);
     if (s->listener_id > 0)
         cb_off(s->b, s->listener_id);
     if (s->held)
         cb_force(s->b, CB_FORCE_NONE);
     cb_quorum_free(s->q);
     quorum_mongo_close(s->m);
-    pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

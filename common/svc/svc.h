@@ -8,33 +8,7 @@
 #ifndef SVC_H
 #define SVC_H
 
-#include <stddef.h>
-
-/* The JSON type a required field must have. */
-typedef enum svc_type {
-    SVC_STRING = 1,
-    SVC_NUMBER,
-    SVC_ARRAY,
-    SVC_OBJECT,
-    SVC_BOOL
-} svc_type;
-
-/* One required top-level field of a request body. */
-typedef struct svc_field {
-    const char *name;
-    svc_type type;
-} svc_field;
-
-#define SVC_MAX_FIELDS 8
-
-/* What makes a service this service. */
-typedef struct svc_spec {
-    const char *name;                    /* default ID, e.g. "order" */
-    int default_port;                    /* PORT when unset */
-    const char *collection;              /* where documents go, e.g. "orders" */
-    svc_field required[SVC_MAX_FIELDS];  /* required fields; the list ends at a NULL name */
-    const char *pass_on;                 /* nested object POSTed to CHAIN_SVC; NULL = none */
-} svc_spec;
+#include "spec.h"
 
 /* Runs the service described by spec until SIGTERM or SIGINT. With
  * "--healthcheck" as the only argument, asks the running instance's /health
@@ -42,8 +16,5 @@ typedef struct svc_spec {
  * 0 after a clean shutdown, 2 for a bad configuration (the message names the
  * variable), 1 for any other start-up failure. */
 int svc_main(const svc_spec *spec, int argc, char **argv);
-
-/* "string", "number", "array", "object", "boolean". Never NULL. */
-const char *svc_type_name(svc_type t);
 
 #endif

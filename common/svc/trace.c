@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "chaos.h"
+#include "random.h"
 #include "monotime.h"
 #include "strbuf.h"
 
@@ -78,7 +78,7 @@ static void random_hex(char *out, int n)
     uint64_t r = 0;
     for (int i = 0; i < 2 * n; i++) {
         if (i % 16 == 0)
-            r = chaos_random_u64();
+            r = random_u64();
         out[i] = hex[(r >> 60) & 15]; /* the high bits: xorshift's best */
         r <<= 4;
     }

@@ -210,6 +210,8 @@ typedef struct scan {
     size_t str_start;      /* the opening quote of the string being read */
     bool str_is_key;
     long long nul_at;      /* the first NUL in that string (byte offset), -1 = none */
+    bool in_string;        /* byte i is inside a string */
+    bool escaped;          /* and follows a backslash */
 } scan;
 
 /* Appends n bytes of JSON text s to buf (cap bytes, *pos used) for a
@@ -320,6 +322,84 @@ static bool json_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Reads byte c at i of a string: escapes, the closing quote (a key's
+ * name is kept), NULs and raw control characters. Returns 0, or -1 with
+ * err (and *why) set. */
+static int scan_string_byte(scan *sc, unsigned char c, size_t i, size_t len, validate_refusal *why,
+                            char *err, size_t errlen)
+{
+    const char *text = sc->text;
+    if (sc->escaped) {
+        sc->escaped = false;
+        if (c == 'u' && len - i > 4 && !memcmp(text + i + 1, "0000", 4) && sc->nul_at < 0)
+            sc->nul_at = (long long)i - 1;
+    } else if (c == '\\') {
+        sc->escaped = true;
+    } else if (c == '"') {
+        sc->in_string = false;
+        if (sc->nul_at >= 0)
+            return scan_refuse_nul(sc, i, why, err, errlen);
+        scan_level *l = &sc->level[sc->depth];
+        if (sc->str_is_key) {
+            l->key = text + sc->str_start + 1;
+            l->key_len = i - sc->str_start - 1;
+        }
+    } else if (c == 0) {
+        if (sc->nul_at < 0)
+            sc->nul_at = (long long)i;
+    } else if (c < 0x20) {
+        char path[256];
+        snprintf(err, errlen, "the body is not valid JSON: a raw control character (0x%02X) "
+                 "in the string at \"%s\" (byte %zu) must be escaped", c,
+                 scan_path(sc, sc->str_is_key ? sc->depth - 1 : sc->depth, path, sizeof path), i);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads byte c at i outside any string: opens a string, opens or closes a
+ * container, counts an item against limits. Returns 0, or -1 with err (and
+ * *why) set. */
+static int scan_structure_byte(scan *sc, unsigned char c, size_t i, const validate_limits *limits,
+                               validate_refusal *why, char *err, size_t errlen)
+{
+    if (json_space((char)c))
+        return 0;
+    if (c < 0x20) {
+        snprintf(err, errlen, "the body is not valid JSON: a %s (0x%02X) at byte %zu",
+                 c ? "raw control character" : "NUL byte", c, i);
+        return -1;
+    }
+    scan_level *l = &sc->level[sc->depth];
+    bool in_array = sc->depth > 0 && l->kind == '[';
+    if (c == '"') {
+        sc->in_string = true;
+        sc->str_start = i;
+        sc->nul_at = -1;
+        sc->str_is_key = sc->depth > 0 && l->kind == '{' && l->want_item;
+        if ((in_array || sc->str_is_key) && scan_item(sc, limits, i, why, err, errlen))
+            return -1;
+    } else if (c == '{' || c == '[') {
+        if (in_array && scan_item(sc, limits, i, why, err, errlen))
+            return -1;
+        if (sc->depth == VALIDATE_MAX_DEPTH) {
+            snprintf(err, errlen, "the body is nested deeper than %d levels (at byte %zu)",
+                     VALIDATE_MAX_DEPTH, i);
+            return -1;
+        }
+        sc->level[++sc->depth] = (scan_level){ .kind = (char)c, .want_item = true };
+    } else if (c == '}' || c == ']') {
+        if (sc->depth > 0)
+            sc->depth--;
+    } else if (c == ',') {
+        if (sc->depth > 0)
+            l->want_item = true;
+    } else if (c != ':' && in_array) {
+        return scan_item(sc, limits, i, why, err, errlen);   /* a number, true, false, null */
+    }
+    return 0;
+}
+
 int validate_text(const char *text, size_t len, const validate_limits *limits,
                   validate_refusal *why, char *err, size_t errlen)
 {
@@ -327,76 +407,14 @@ int validate_text(const char *text, size_t len, const validate_limits *limits,
     why->status = 400;
     why->limit = NULL;
     why->value = 0;
-    bool in_string = false, escaped = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-                if (c == 'u' && len - i > 4 && !memcmp(text + i + 1, "0000", 4) && sc.nul_at < 0)
-                    sc.nul_at = (long long)i - 1;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-                if (sc.nul_at >= 0)
-                    return scan_refuse_nul(&sc, i, why, err, errlen);
-                scan_level *l = &sc.level[sc.depth];
-                if (sc.str_is_key) {
-                    l->key = text + sc.str_start + 1;
-                    l->key_len = i - sc.str_start - 1;
-                }
-            } else if (c == 0) {
-                if (sc.nul_at < 0)
-                    sc.nul_at = (long long)i;
-            } else if (c < 0x20) {
-                char path[256];
-                snprintf(err, errlen, "the body is not valid JSON: a raw control character (0x%02X) "
-                         "in the string at \"%s\" (byte %zu) must be escaped", c,
-                         scan_path(&sc, sc.str_is_key ? sc.depth - 1 : sc.depth, path, sizeof path),
-                         i);
-                return -1;
-            }
-            continue;
-        }
-        if (json_space((char)c))
-            continue;
-        if (c < 0x20) {
-            snprintf(err, errlen, "the body is not valid JSON: a %s (0x%02X) at byte %zu",
-                     c ? "raw control character" : "NUL byte", c, i);
-            return -1;
-        }
-        scan_level *l = &sc.level[sc.depth];
-        if (c == '"') {
-            in_string = true;
-            sc.str_start = i;
-            sc.nul_at = -1;
-            sc.str_is_key = sc.depth > 0 && l->kind == '{' && l->want_item;
-            if (sc.depth > 0 && l->kind == '[' && scan_item(&sc, limits, i, why, err, errlen))
-                return -1;
-            if (sc.str_is_key && scan_item(&sc, limits, i, why, err, errlen))
-                return -1;
-        } else if (c == '{' || c == '[') {
-            if (sc.depth > 0 && l->kind == '[' && scan_item(&sc, limits, i, why, err, errlen))
-                return -1;
-            if (sc.depth == VALIDATE_MAX_DEPTH) {
-                snprintf(err, errlen, "the body is nested deeper than %d levels (at byte %zu)",
-                         VALIDATE_MAX_DEPTH, i);
-                return -1;
-            }
-            sc.level[++sc.depth] = (scan_level){ .kind = (char)c, .want_item = true };
-        } else if (c == '}' || c == ']') {
-            if (sc.depth > 0)
-                sc.depth--;
-        } else if (c == ',') {
-            if (sc.depth > 0)
-                l->want_item = true;
-        } else if (c != ':' && sc.depth > 0 && l->kind == '[') {
-            if (scan_item(&sc, limits, i, why, err, errlen))   /* a number, true, false, null */
-                return -1;
-        }
+        int rc = sc.in_string ? scan_string_byte(&sc, c, i, len, why, err, errlen)
+                              : scan_structure_byte(&sc, c, i, limits, why, err, errlen);
+        if (rc)
+            return rc;
     }
-    if (in_string && sc.nul_at >= 0)
+    if (sc.in_string && sc.nul_at >= 0)
         return scan_refuse_nul(&sc, len, why, err, errlen);
     return 0;
 }

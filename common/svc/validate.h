@@ -4,7 +4,7 @@
 
 #include <cJSON.h>
 #include <stddef.h>
-#include "svc.h"
+#include "spec.h"
 
 /* The deepest nesting a body may have (objects and arrays). */
 #define VALIDATE_MAX_DEPTH 32
@@ -60,5 +60,9 @@ int validate_text(const char *text, size_t len, const validate_limits *limits,
  * ("payment.shipment.$where"). */
 int validate_body(const cJSON *body, const svc_spec *spec, const validate_limits *limits,
                   validate_refusal *why, char *err, size_t errlen);
+
+/* "string", "number", "array", "object", "boolean". Never NULL. This
+ * function can't fail. */
+const char *svc_type_name(svc_type t);
 
 #endif

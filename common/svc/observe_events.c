@@ -1,0 +1,92 @@
+/* observe_events.c -- the breaker listener (latency histograms, recent events) and the recent-events ring that /events.stream reads. */
+#include "observe.h"
+#include "observe_priv.h"
+#include "monotime.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Whether an event kind belongs in the recent-events feed: state changes and
+ * everything that went wrong; fires, successes and snapshots would drown them. */
+static bool event_is_feed_worthy(cb_event_kind k)
+{
+    switch (k) {
+    case CB_EV_FAILURE: case CB_EV_TIMEOUT: case CB_EV_REJECT: case CB_EV_OPEN:
+    case CB_EV_HALF_OPEN: case CB_EV_CLOSE: case CB_EV_FALLBACK:
+    case CB_EV_SEMAPHORE_LOCKED: case CB_EV_HEALTH_CHECK_FAILED: case CB_EV_SHUTDOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Gives e the next sequence number and stores it in the ring, over the
+ * oldest event when the ring is full. */
+static void ring_put(obs_event *e)
+{
+    pthread_mutex_lock(&obs_g.ring_lock);
+    e->seq = obs_g.next_seq++;
+    obs_g.ring[e->seq % OBS_EVENT_RING] = *e;
+    pthread_mutex_unlock(&obs_g.ring_lock);
+}
+
+/* Puts a breaker event of ob into the ring. */
+static void ring_push(const obs_breaker *ob, const cb_event *ev)
+{
+    obs_event e = {
+        .breaker = ob->index,
+        .wall_ms = wall_ms(),
+        .kind = ev->kind,
+        .state = ev->state,
+        .latency_ms = -1,
+        .error_percentage = ev->stats ? ev->stats->error_percentage : -1,
+        .error = ev->error,
+    };
+    if (ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
+        e.latency_ms = ev->latency_ms;
+    ring_put(&e);
+}
+
+/* cb_listener_fn: latency of every completed call into the breaker's
+ * histogram, and the feed-worthy events into the ring. ctx is the obs_breaker. */
+void obs_on_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
+{
+    (void)b;
+    obs_breaker *ob = ctx;
+    if (ev->kind == CB_EV_SUCCESS || ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
+        obs_histogram_observe(&ob->latency, ev->latency_ms / 1000.0);
+    if (event_is_feed_worthy(ev->kind))
+        ring_push(ob, ev);
+}
+
+size_t obs_events_since(uint64_t after, obs_event *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&obs_g.ring_lock);
+    uint64_t oldest = obs_g.next_seq > OBS_EVENT_RING ? obs_g.next_seq - OBS_EVENT_RING : 1;
+    uint64_t s = after + 1 > oldest ? after + 1 : oldest;
+    for (; s < obs_g.next_seq && n < max; s++)
+        out[n++] = obs_g.ring[s % OBS_EVENT_RING];
+    pthread_mutex_unlock(&obs_g.ring_lock);
+    return n;
+}
+
+void obs_shared_event(const char *name, const char *state, const char *detail)
+{
+    if (!obs_g.initialised)
+        return;
+    obs_event e = { .breaker = 0, .wall_ms = wall_ms(), .latency_ms = -1,
+                    .error_percentage = -1 };
+    snprintf(e.shared_name, sizeof e.shared_name, "%s", name);
+    snprintf(e.shared_state, sizeof e.shared_state, "%s", state);
+    snprintf(e.detail, sizeof e.detail, "%s", detail ? detail : "");
+    ring_put(&e);
+}
+
+uint64_t obs_events_newest_seq(void)
+{
+    pthread_mutex_lock(&obs_g.ring_lock);
+    uint64_t newest = obs_g.next_seq - 1;
+    pthread_mutex_unlock(&obs_g.ring_lock);
+    return newest;
+}
