@@ -33,6 +33,7 @@
 #include "http.h"
 #include "log.h"
 #include "monotime.h"
+#include "random.h"
 
 #define CHAOS_MAX_BODY 16384
 #define CHAOS_BODY_TIMEOUT_MS 10000  /* a PUT's small body must arrive within this */
@@ -123,24 +124,9 @@ static struct {
     atomic_uint_fast64_t injected[CHAOS_KINDS];
 } chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-uint64_t chaos_random_u64(void)
-{
-    static _Thread_local uint64_t state;
-    if (!state) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&ts ^ (uint64_t)ts.tv_sec;
-        state |= 1;
-    }
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 2685821657736338717ULL;
-}
-
 double chaos_random_unit(void)
 {
-    return (double)(chaos_random_u64() >> 11) / 9007199254740992.0;
+    return (double)(random_u64() >> 11) / 9007199254740992.0;
 }
 
 /* The index of the row's field whose name, then '}', starts at p; -1 when none. */

@@ -92,8 +92,6 @@ void chaos_draw_request(chaos_draw *d);
  * (fraction 1): /health reports the database down. Thread-safe. */
 bool chaos_database_down(void);
 
-/* 64 random bits from a per-thread xorshift generator (not for secrets). */
-uint64_t chaos_random_u64(void);
 
 /* A uniform number in [0, 1) from the same generator. */
 double chaos_random_unit(void);

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "svc.h"
+#include "spec.h"
 #include "validate.h"
 
 /* Every setting, after defaults. Strings point into the environment

@@ -16,6 +16,7 @@
  * deadline (X-Deadline-Ms) bounds every wait, and what is left of it, less
  * DEADLINE_MARGIN_MS, is what the next hop is given.
  */
+#include "request.h"
 #include "runtime.h"
 
 #include <cJSON.h>

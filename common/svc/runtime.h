@@ -24,10 +24,4 @@ typedef struct svc_runtime {
     atomic_int busy;       /* requests between begin_request and end_request (the reserve) */
 } svc_runtime;
 
-/* request.c's API (request_register() and the civetweb and breaker
- * callbacks) is declared in request.h. Included here for the files that
- * still find it through this header (svc.c, request.c): once they include
- * request.h themselves, this line goes. */
-#include "request.h"
-
 #endif

@@ -30,6 +30,7 @@
 #include "guard.h"
 #include "log.h"
 #include "observe.h"
+#include "request.h"
 #include "runtime.h"
 #include "roster.h"
 #include "shared.h"
