@@ -36,6 +36,7 @@ static struct {
     int nslots;
     atomic_int next_slot;
     atomic_bool overflow_told;
+    int misses;                 /* failed pings in a row */
     _Atomic int64_t write_ok_ns; /* when a request's write last succeeded */
 } w = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
@@ -85,26 +86,34 @@ static int64_t oldest_open_ms(void)
     return oldest;
 }
 
-/* Pings once and records the answer; logs a change of state. */
-static void watch_ping(void)
+/* Pings once and records the answer; logs a change of state. A database
+ * known to answer is called silent only after DBWATCH_MISSES failed pings
+ * in a row (one slow ping on a busy machine is not an outage). Returns true
+ * when the ping failed but the state has not changed yet: ping again soon. */
+static bool watch_ping(void)
 {
     char err[160] = "";
     bool up = store_ping(w.db, err, sizeof err) == 0;
     int64_t now = mono_ns();
     pthread_mutex_lock(&w.lock);
-    bool changed = !w.st.known || w.st.reachable != up;
+    w.misses = up ? 0 : w.misses + 1;
+    bool doubt = !up && w.st.known && w.st.reachable && w.misses < DBWATCH_MISSES;
+    bool changed = !doubt && (!w.st.known || w.st.reachable != up);
     bool was_known = w.st.known;
-    w.st.known = true;
-    w.st.reachable = up;
-    snprintf(w.st.error, sizeof w.st.error, "%s", up ? "" : err);
-    w.checked_ns = now;
-    if (changed)
-        w.changed_ns = now;
+    if (!doubt) {
+        w.st.known = true;
+        w.st.reachable = up;
+        snprintf(w.st.error, sizeof w.st.error, "%s", up ? "" : err);
+        w.checked_ns = now;
+        if (changed)
+            w.changed_ns = now;
+    }
     pthread_cond_broadcast(&w.wake);
     pthread_mutex_unlock(&w.lock);
     if (changed && (was_known || !up))
         log_message(!up, "database watch: the database %s%s%s", up ? "answers again" : "does not answer",
                     up ? "" : ": ", up ? "" : err);
+    return doubt;
 }
 
 /* Marks the outcomes left pending as "unknown" (only while the database answers). */
@@ -141,7 +150,7 @@ static void *watch_run(void *arg)
     pthread_mutex_lock(&w.lock);
     while (!w.stop) {
         pthread_mutex_unlock(&w.lock);
-        watch_ping();
+        bool again = watch_ping();
         if (w.resolve_after_ms > 0 && mono_ns() >= next_resolve) {
             pthread_mutex_lock(&w.lock);
             bool up = w.st.reachable;
@@ -152,7 +161,7 @@ static void *watch_run(void *arg)
         }
         pthread_mutex_lock(&w.lock);
         if (!w.stop)
-            cond_wait_ms(&w.wake, &w.lock, DBWATCH_PING_MS);
+            cond_wait_ms(&w.wake, &w.lock, again ? DBWATCH_RETRY_MS : DBWATCH_PING_MS);
     }
     pthread_mutex_unlock(&w.lock);
     return NULL;

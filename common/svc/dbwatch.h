@@ -1,7 +1,9 @@
 /* dbwatch.h -- the database watch: what /health knows of the database without asking it, and the outcomes no request recorded.
  *
  * One thread per service pings the database every DBWATCH_PING_MS over its
- * own connection and keeps the answer, so /health reads the last known
+ * own connection (a ping gives up after 2 s) and keeps the answer; a
+ * database that answered is called silent after DBWATCH_MISSES failed pings
+ * in a row, the second 100 ms after the first, so /health reads the last known
  * state (and its age) instead of waiting on the database in the request.
  * While the database answers, the same thread marks the documents this
  * service stored more than OUTCOME_RESOLVE_AFTER_MS ago whose outcome is
@@ -19,6 +21,8 @@
 
 #define DBWATCH_PING_MS     1000   /* one ping a second */
 #define DBWATCH_RESOLVE_MS  5000   /* a pass over the pending outcomes every 5 s */
+#define DBWATCH_MISSES      2      /* failed pings in a row before an answering database is called silent */
+#define DBWATCH_RETRY_MS    100    /* the wait before pinging again after a failed ping */
 
 /* The last known state of the database. */
 typedef struct dbwatch_state {
