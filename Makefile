@@ -18,7 +18,11 @@ BUILD    ?= build
 WARN     := -Wall -Wextra -Werror
 CSTD     := -std=c11 -D_GNU_SOURCE
 OPT      ?= -O2 -g
-CFLAGS_BASE := $(CSTD) $(WARN) -pthread -Icommon/include -Icommon/svc
+# The services' runtime: svc.c on top, then its rooms (common/svc/README.md);
+# every header is found by its bare name.
+SVC_ROOMS   := cluster core observe lab log http base
+SVC_INCLUDE := -Icommon/svc $(addprefix -Icommon/svc/,$(SVC_ROOMS))
+CFLAGS_BASE := $(CSTD) $(WARN) -pthread -Icommon/include $(SVC_INCLUDE)
 CFLAGS   ?= $(OPT)
 PKGS     := libmongoc-1.0 libcjson libcurl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

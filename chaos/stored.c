@@ -1,7 +1,7 @@
 /* stored.c -- the documents-stored probe: every 200 answer's documents, looked up in the stack's database after the load.
  *
  * A service answers 2xx only once its document's outcome is recorded (see
- * answer_send in common/svc/request.c), so each hop of a 200 answer that
+ * answer_send in common/svc/core/request.c), so each hop of a 200 answer that
  * names a document must find it in its service's collection, with the
  * request's id ("chaos-<n>") and the status the hop answered as its
  * _meta.outcome. The documents are read by _id, a few hundred at a time.

@@ -8,10 +8,10 @@
 
 DOCS_FILES := README.md common/svc/README.md docs/security.md
 
-$(BUILD)/bin/settings_doc: tests/tools/settings_doc.c common/svc/config.c common/svc/config.h \
-                          common/svc/svc.h common/svc/validate.h
+$(BUILD)/bin/settings_doc: tests/tools/settings_doc.c common/svc/core/config.c common/svc/core/config.h \
+                          common/svc/svc.h common/svc/core/validate.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(PKG_CFLAGS) -o $@ tests/tools/settings_doc.c common/svc/config.c $(PKG_LIBS)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(PKG_CFLAGS) -o $@ tests/tools/settings_doc.c common/svc/core/config.c $(PKG_LIBS)
 
 TEST_SUITES += docs
 .PHONY: docs test-docs

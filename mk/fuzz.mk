@@ -3,7 +3,7 @@
 # the kept corpus in `make test`.
 #
 # Built with Debian's clang (packages clang and libclang-rt-14-dev, listed in
-# scripts/packages.d/fuzz.txt): every common/src and common/svc source is
+# scripts/packages.d/fuzz.txt): every common/src and common/svc/<room> source is
 # compiled again under $(BUILD)/fuzz with coverage instrumentation and
 # ASan+UBSan, and each harness is linked against them with libFuzzer.
 #
@@ -17,15 +17,15 @@
 
 FUZZ_CC        ?= clang
 FUZZ_SECONDS   ?= 120
-# chaos (PUT /chaos's body) exists where the runtime faults do (common/svc/chaos.c)
-FUZZ_ALL       := body query config state wire $(if $(wildcard common/svc/chaos.c),chaos)
+# chaos (PUT /chaos's body) exists where the runtime faults do (common/svc/lab/chaos.c)
+FUZZ_ALL       := body query config state wire $(if $(wildcard common/svc/lab/chaos.c),chaos)
 FUZZ_HARNESSES ?= $(FUZZ_ALL)
 FUZZ_DIR       := $(BUILD)/fuzz
 FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS     = $(CSTD) $(WARN) -pthread -Icommon/include -Icommon/svc -Itests/fuzz -O1 -g \
+FUZZ_CFLAGS     = $(CSTD) $(WARN) -pthread -Icommon/include $(SVC_INCLUDE) -Itests/fuzz -O1 -g \
                   $(FUZZ_SAN) $(PKG_CFLAGS)
 FUZZ_LIBS       = $(PKG_LIBS) -lcivetweb -pthread -lm
-FUZZ_OBJS      := $(patsubst common/%.c,$(FUZZ_DIR)/obj/%.o,$(wildcard common/src/*.c common/svc/*.c)) \
+FUZZ_OBJS      := $(patsubst common/%.c,$(FUZZ_DIR)/obj/%.o,$(wildcard common/src/*.c common/svc/*.c common/svc/*/*.c)) \
                   $(FUZZ_DIR)/obj/fuzz_specs.o
 
 $(FUZZ_DIR)/obj/%.o: common/%.c $(LIBCB_HDRS) $(SVC_HDRS) $(SVC_ASSETS)

@@ -2,7 +2,7 @@
 # /hystrix.stream as SSE, /breaker admin, and the dashboard in headless Chromium.
 #
 # The observe*.c sources themselves are compiled into the services by mk/svc.mk
-# (every common/svc/*.c); this file only runs their tests against the real
+# (every common/svc/<room>/*.c); this file only runs their tests against the real
 # services, FerretDB and a real browser. Screenshots and logs land in
 # build/results/. The suite runs once per flavour in OBS_FLAVOURS: ASan/UBSan
 # (memory errors, leaks) and TSan (races between streams and request threads).

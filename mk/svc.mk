@@ -1,14 +1,14 @@
 # mk/svc.mk -- the services' shared runtime (libsvc.a), the three service binaries,
 # the database tool the tests use, `make run` and the integration suite.
 #
-# Every common/svc/*.c (observe*.c included) goes into $(BUILD)/<flavour>/libsvc.a;
+# common/svc/svc.c and every common/svc/<room>/*.c go into $(BUILD)/<flavour>/libsvc.a;
 # objects depend on every header and on the dashboard's files, which observe*.c
 # may embed. Binaries: $(BUILD)/bin/{order,payment,shipment} (rel) and
 # $(BUILD)/<flavour>/bin/... for the sanitizer flavours.
 
-SVC_SRCS     := $(wildcard common/svc/*.c)
-SVC_HDRS     := $(wildcard common/svc/*.h) $(wildcard common/include/*.h)
-SVC_ASSETS   := $(shell find common/svc/dashboard -type f 2>/dev/null)
+SVC_SRCS     := $(wildcard common/svc/*.c common/svc/*/*.c)
+SVC_HDRS     := $(wildcard common/svc/*.h common/svc/*/*.h) $(wildcard common/include/*.h)
+SVC_ASSETS   := $(shell find common/svc/observe/dashboard -type f 2>/dev/null)
 SVC_NAMES    := order payment shipment
 SVC_FLAVOURS := rel asan tsan
 SVC_LIBS      = $(PKG_LIBS) -lcivetweb -pthread -lm

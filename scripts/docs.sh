@@ -52,7 +52,7 @@ for f in "$@"; do
     elif cmp -s "$f" "$tmp"; then
         passed=$((passed + 1))
     elif [ $check = 1 ]; then
-        echo "FAIL $f: its settings table differs from svc_settings[] (common/svc/config.c); run make docs"
+        echo "FAIL $f: its settings table differs from svc_settings[] (common/svc/core/config.c); run make docs"
         diff -u "$f" "$tmp" | sed -n '3,$p'
         failed=$((failed + 1))
     else

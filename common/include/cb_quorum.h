@@ -38,8 +38,8 @@
  * replica's ticker) or serialise the calls. Listeners run inside the call.
  *
  * No backend ships in libcb; a MongoDB, Redis or etcd backend implements
- * cb_quorum_backend. The services' MongoDB backend is common/svc/quorum_mongo.c,
- * used when CB_SHARED=on (common/svc/shared.c).
+ * cb_quorum_backend. The services' MongoDB backend is common/svc/cluster/quorum_mongo.c,
+ * used when CB_SHARED=on (common/svc/cluster/shared.c).
  */
 #ifndef CB_QUORUM_H
 #define CB_QUORUM_H

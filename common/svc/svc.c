@@ -528,7 +528,7 @@ int svc_main(const svc_spec *spec, int argc, char **argv)
     if (rt.cfg.replica_given || rt.cfg.cb_shared)
         log_set_replica(rt.cfg.replica);
     log_set_level(rt.cfg.log_level);
-    chaos_init(&rt.cfg);
+    chaos_init(rt.cfg.inject_err ? rt.cfg.err_rate : 0.0, rt.cfg.delay_ms);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

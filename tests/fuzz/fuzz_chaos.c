@@ -8,7 +8,7 @@
  * exactly what GET /chaos then reports (each fault on or off, its fraction
  * and milliseconds); a fault is what its last mention says; a draw stays
  * within the faults' bounds. */
-#include "../../common/svc/chaos.c"
+#include "../../common/svc/lab/chaos.c"
 
 #include <fcntl.h>
 #include <stdint.h>

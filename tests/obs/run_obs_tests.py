@@ -520,7 +520,7 @@ def dashboard_files_are_served(s):
         r = http("GET", s.shipment.url(path))
         assert r.status == 200 and r.headers["content-type"].startswith(ctype), (path, r)
         assert len(r.body) > 500, path
-        local = (ROOT / "common/svc/dashboard" / (Path(path).name if "." in path else "index.html"))
+        local = (ROOT / "common/svc/observe/dashboard" / (Path(path).name if "." in path else "index.html"))
         assert r.body == local.read_bytes(), f"{path} differs from {local}"
     assert http("GET", s.order.url("/dashboard/nope.js")).status == 404
 

@@ -1,6 +1,6 @@
 /* observe_assets.c -- GET /dashboard: the live dashboard's files, embedded in the binary.
  *
- * The files under common/svc/dashboard/ are pulled into .rodata by the
+ * The files under common/svc/observe/dashboard/ are pulled into .rodata by the
  * assembler's .incbin at build time (paths relative to the project root,
  * where make runs), so the service needs no file system and no generated
  * sources. Each blob gets a terminating NUL that is not part of its length.
@@ -21,9 +21,9 @@
             ".popsection\n");                                  \
     extern const char sym[], sym##_end[]
 
-OBS_EMBED(obs_asset_html, "common/svc/dashboard/index.html");
-OBS_EMBED(obs_asset_css, "common/svc/dashboard/dashboard.css");
-OBS_EMBED(obs_asset_js, "common/svc/dashboard/dashboard.js");
+OBS_EMBED(obs_asset_html, "common/svc/observe/dashboard/index.html");
+OBS_EMBED(obs_asset_css, "common/svc/observe/dashboard/dashboard.css");
+OBS_EMBED(obs_asset_js, "common/svc/observe/dashboard/dashboard.js");
 
 typedef struct asset {
     const char *path;

@@ -34,7 +34,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include "config.h"
 
 /* The faults, in the order of chaos_faults[] (and of GET /chaos, the log
  * and /metrics). */
@@ -80,9 +79,11 @@ typedef struct chaos_draw {
     int amount[CHAOS_KINDS];    /* what it drew (the row's amount()); 0 when none */
 } chaos_draw;
 
-/* Sets the faults in force at start from INJECT_ERR/ERR_RATE and DELAY_MS.
- * Call once before the server starts. This function can't fail. */
-void chaos_init(const svc_config *cfg);
+/* Sets the faults in force at start: the error fault on error_fraction of
+ * requests (INJECT_ERR=1 with ERR_RATE; 0 = off) and the latency fault of
+ * delay_ms on every request (DELAY_MS; 0 = off). Call once before the
+ * server starts. This function can't fail. */
+void chaos_init(double error_fraction, int delay_ms);
 
 /* Rolls the dice for one request against the faults in force (expiring the
  * ones past their time) and counts each fault drawn. Thread-safe. */

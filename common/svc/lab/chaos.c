@@ -207,17 +207,17 @@ static void expire_locked(int64_t now)
     }
 }
 
-void chaos_init(const svc_config *cfg)
+void chaos_init(double error_fraction, int delay_ms)
 {
     pthread_mutex_lock(&chaos_g.lock);
     memset(chaos_g.faults, 0, sizeof chaos_g.faults);
     int64_t now = wall_ms();
-    if (cfg->inject_err && cfg->err_rate > 0)
-        chaos_g.faults[CHAOS_ERROR] = (chaos_fault){ .on = true, .fraction = cfg->err_rate,
+    if (error_fraction > 0)
+        chaos_g.faults[CHAOS_ERROR] = (chaos_fault){ .on = true, .fraction = error_fraction,
                                                      .set_wall_ms = now };
-    if (cfg->delay_ms > 0)   /* latency's fields: ms, jitter_ms */
+    if (delay_ms > 0)   /* latency's fields: ms, jitter_ms */
         chaos_g.faults[CHAOS_LATENCY] = (chaos_fault){ .on = true, .fraction = 1.0,
-                                                       .field = { cfg->delay_ms, 0 },
+                                                       .field = { delay_ms, 0 },
                                                        .set_wall_ms = now };
     summarise_locked();
     pthread_mutex_unlock(&chaos_g.lock);
