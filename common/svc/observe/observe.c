@@ -129,13 +129,13 @@ obs_breaker *obs_breaker_named(const char *name)
 
 void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx)
 {
-    obs_g.shared_json = fn;
+    obs_g.shared_report = fn;
     obs_g.shared_ctx = ctx;
 }
 
 void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx)
 {
-    obs_g.roster_json = fn;
+    obs_g.replicas_report = fn;
     obs_g.roster_ctx = ctx;
 }
 
@@ -157,7 +157,7 @@ int obs_init(const obs_source *src)
     obs_g.admin_origin = dup_or_null(src->admin_origin);
     obs_g.run_status_file = dup_or_null(src->run_status_file);
     obs_g.replica = dup_or_null(src->replica);
-    obs_g.shared_json = src->shared_json;
+    obs_g.shared_report = src->shared_report;
     obs_g.shared_ctx = src->shared_ctx;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||

@@ -37,7 +37,7 @@ typedef struct obs_source {
     const char *replica;          /* this replica's id (REPLICA_ID or the host name); NULL = none */
     /* The shared breaker's state for /health ("shared"), a new cJSON object,
      * or NULL; NULL function = sharing off. Thread-safe. */
-    cJSON *(*shared_json)(void *ctx);
+    cJSON *(*shared_report)(void *ctx);
     void *shared_ctx;
 } obs_source;
 
@@ -52,7 +52,7 @@ void obs_register(struct mg_context *ctx);
  * Thread-safe and cheap. */
 void obs_record_request(const char *route, int status, double seconds);
 
-/* Sets /health's "shared" source (see obs_source.shared_json). Call after
+/* Sets /health's "shared" source (see obs_source.shared_report). Call after
  * obs_init() and before obs_register(). */
 void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx);
 

@@ -109,7 +109,7 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON_AddStringToObject(root, "service", obs_g.service);
     if (obs_g.replica)
         cJSON_AddStringToObject(root, "replica", obs_g.replica);
-    if (obs_g.roster_json)
+    if (obs_g.replicas_report)
         cJSON_AddBoolToObject(root, "roster", true); /* GET /replicas answers */
     cJSON_AddNumberToObject(root, "uptime_s", obs_uptime_s());
     cJSON *db = cJSON_AddObjectToObject(root, "database");
@@ -118,7 +118,7 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     if (obs_g.db_detail)
         obs_g.db_detail(obs_g.db_ctx, db);
     add_breakers(root);
-    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(root, "shared", shared);
     cJSON *chaos = chaos_to_json();
@@ -141,10 +141,10 @@ int obs_handle_replicas(struct mg_connection *conn, void *cbdata)
     int sent = obs_answer_unless_get(conn);
     if (sent)
         return sent;
-    if (!obs_g.roster_json)
+    if (!obs_g.replicas_report)
         return obs_send_error(conn, 404, "no replica roster: it is kept in the database when the service "
                                      "runs with CB_SHARED=on");
-    cJSON *root = obs_g.roster_json(obs_g.roster_ctx);
+    cJSON *root = obs_g.replicas_report(obs_g.roster_ctx);
     char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text)

@@ -204,7 +204,7 @@ static void put_service_metrics(FILE *f)
         fprintf(f, "service_replica_info{service=\"%s\",replica=\"%s\"} 1\n", service,
                 label_value(rbuf, sizeof rbuf, obs_g.replica));
     }
-    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared) {
         char rbuf[128], cbuf[256];
         const char *circuit = cJSON_GetStringValue(cJSON_GetObjectItem(shared, "circuit"));

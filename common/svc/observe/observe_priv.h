@@ -78,9 +78,9 @@ typedef struct obs_global {
     void *db_ctx;
     int interval_ms;
     char *replica;              /* NULL = none */
-    cJSON *(*shared_json)(void *ctx);
+    cJSON *(*shared_report)(void *ctx);
     void *shared_ctx;
-    cJSON *(*roster_json)(void *ctx); /* GET /replicas; NULL = the roster is off */
+    cJSON *(*replicas_report)(void *ctx); /* GET /replicas; NULL = the roster is off */
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 

@@ -134,7 +134,7 @@ static char *service_json(void)
         cJSON_AddStringToObject(o, "replica", obs_g.replica);
     cJSON_AddNumberToObject(o, "uptime_s", obs_uptime_s());
     cJSON_AddNumberToObject(o, "currentTime", (double)wall_ms());
-    cJSON *shared = obs_g.shared_json ? obs_g.shared_json(obs_g.shared_ctx) : NULL;
+    cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(o, "shared", shared);
     if (obs_g.nbreakers) {
