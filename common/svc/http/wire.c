@@ -385,10 +385,150 @@ static void wire_line_end(struct wire_conn *c)
     c->empty_line = true;
 }
 
+/* True for a control byte (other than what the caller allows). */
+static bool wire_ctl(unsigned char b)
+{
+    return b < 0x20 || b == 0x7f;
+}
+
+/* One byte of the request line (states W_START to W_VERSION); buf[i] may be
+ * rewritten (a target that does not start with '/'). Returns true when the
+ * byte ends the line. */
+static bool wire_request_line_byte(struct wire_conn *c, char *buf, size_t i)
+{
+    unsigned char b = (unsigned char)buf[i];
+    bool eol = b == '\r' || b == '\n';
+    switch (c->state) {
+    case W_START:
+        if (eol)
+            return false;
+        if (isspace(b)) {
+            c->flags |= WIRE_SPACES;
+            return false;
+        }
+        c->state = W_METHOD;
+        if (wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        return false;
+    case W_METHOD:
+        if (b == ' ')
+            c->state = W_TARGET0;
+        else if (eol)
+            return true;
+        else if (wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        return false;
+    case W_TARGET0:
+        if (b == ' ' || b == '\t') {
+            c->flags |= WIRE_SPACES;
+            return false;
+        }
+        if (eol)
+            return true;
+        wire_target_byte(c, (char)b);
+        if (b != '/')
+            buf[i] = '/';   /* civetweb routes it; begin_request answers from the raw target */
+        c->state = W_TARGET;
+        return false;
+    case W_TARGET:
+        if (b == ' ') {
+            c->state = W_VERSION;
+            return false;
+        }
+        if (eol)
+            return true;
+        if (wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        wire_target_byte(c, (char)b);
+        return false;
+    default: /* W_VERSION */
+        if (b == ' ' || b == '\t')
+            c->flags |= WIRE_SPACES;
+        else if (eol)
+            return true;
+        else if (wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        return false;
+    }
+}
+
+/* One byte of a header line (states W_LINE0 to W_LF_WANTED). Returns true
+ * when the byte ends the line. */
+static bool wire_header_byte(struct wire_conn *c, unsigned char b)
+{
+    bool eol = b == '\r' || b == '\n';
+    switch (c->state) {
+    case W_LINE0:
+        if (eol)
+            return true;
+        c->empty_line = false;
+        if (b == ' ' || b == '\t') {
+            c->flags |= WIRE_FOLD;
+            c->state = W_VALUE;
+            return false;
+        }
+        c->state = W_NAME;
+        c->name_len = 0;
+        c->header = H_OTHER;
+        /* fall through */
+    case W_NAME:
+        if (b == ':') {
+            wire_name_done(c);
+            c->state = W_VALUE;
+            c->length_digits_done = false;
+            return false;
+        }
+        if (eol)
+            return true;
+        if (wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        if (c->name_len < sizeof c->name - 1)
+            c->name[c->name_len++] = (char)tolower(b);
+        return false;
+    case W_VALUE:
+        if (eol)
+            return true;
+        if (b != '\t' && wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        if (c->header == H_LENGTH)
+            wire_length_byte(c, b);
+        return false;
+    default: /* W_LF_WANTED */
+        if (b == '\n') {
+            wire_line_end(c);
+            return false;
+        }
+        /* the CR was a byte of a line that goes on */
+        c->flags |= WIRE_BARE_CR;
+        c->empty_line = false;
+        if (b == '\r')
+            return false;   /* still waiting for an LF */
+        c->state = W_VALUE;
+        if (b != '\t' && wire_ctl(b))
+            c->flags |= WIRE_CTL;
+        return false;
+    }
+}
+
+/* A CR or LF that ended a line: a CR waits for its LF; a bare LF ends the
+ * line at once and marks the head. */
+static void wire_line_break(struct wire_conn *c, unsigned char b)
+{
+    if (c->state != W_LINE0)
+        c->empty_line = false;
+    if (b == '\r') {
+        c->state = W_LF_WANTED;
+    } else {
+        c->flags |= WIRE_BARE_LF;
+        wire_line_end(c);
+    }
+}
+
 void wire_scan(struct wire_conn *c, char *buf, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char b = (unsigned char)buf[i];
+        bool ended;
         switch (c->state) {
         case W_STOP:
             return;
@@ -400,118 +540,21 @@ void wire_scan(struct wire_conn *c, char *buf, size_t n)
             i += take - 1;
             if (c->body_left == 0)
                 c->state = W_START;
-            break;
+            continue;
         }
         case W_START:
-            if (b == '\r' || b == '\n')
-                break;
-            if (isspace(b)) {
-                c->flags |= WIRE_SPACES;
-                break;
-            }
-            c->state = W_METHOD;
-            if (b < 0x20 || b == 0x7f)
-                c->flags |= WIRE_CTL;
-            break;
         case W_METHOD:
-            if (b == ' ')
-                c->state = W_TARGET0;
-            else if (b == '\r' || b == '\n')
-                goto line_break;
-            else if (b < 0x20 || b == 0x7f)
-                c->flags |= WIRE_CTL;
-            break;
         case W_TARGET0:
-            if (b == ' ' || b == '\t') {
-                c->flags |= WIRE_SPACES;
-                break;
-            }
-            if (b == '\r' || b == '\n')
-                goto line_break;
-            wire_target_byte(c, (char)b);
-            if (b != '/')
-                buf[i] = '/';   /* civetweb routes it; begin_request answers from the raw target */
-            c->state = W_TARGET;
-            break;
         case W_TARGET:
-            if (b == ' ') {
-                c->state = W_VERSION;
-                break;
-            }
-            if (b == '\r' || b == '\n')
-                goto line_break;
-            if (b < 0x20 || b == 0x7f)
-                c->flags |= WIRE_CTL;
-            wire_target_byte(c, (char)b);
-            break;
         case W_VERSION:
-            if (b == ' ' || b == '\t')
-                c->flags |= WIRE_SPACES;
-            else if (b == '\r' || b == '\n')
-                goto line_break;
-            else if (b < 0x20 || b == 0x7f)
-                c->flags |= WIRE_CTL;
+            ended = wire_request_line_byte(c, buf, i);
             break;
-        case W_LINE0:
-            if (b == '\r' || b == '\n')
-                goto line_break;
-            c->empty_line = false;
-            if (b == ' ' || b == '\t') {
-                c->flags |= WIRE_FOLD;
-                c->state = W_VALUE;
-                break;
-            }
-            c->state = W_NAME;
-            c->name_len = 0;
-            c->header = H_OTHER;
-            /* fall through */
-        case W_NAME:
-            if (b == ':') {
-                wire_name_done(c);
-                c->state = W_VALUE;
-                c->length_digits_done = false;
-                break;
-            }
-            if (b == '\r' || b == '\n')
-                goto line_break;
-            if (b < 0x20 || b == 0x7f)
-                c->flags |= WIRE_CTL;
-            if (c->name_len < sizeof c->name - 1)
-                c->name[c->name_len++] = (char)tolower(b);
-            break;
-        case W_VALUE:
-            if (b == '\r' || b == '\n')
-                goto line_break;
-            if ((b < 0x20 && b != '\t') || b == 0x7f)
-                c->flags |= WIRE_CTL;
-            if (c->header == H_LENGTH)
-                wire_length_byte(c, b);
-            break;
-        case W_LF_WANTED:
-            if (b == '\n') {
-                wire_line_end(c);
-                break;
-            }
-            /* the CR was a byte of a line that goes on */
-            c->flags |= WIRE_BARE_CR;
-            c->empty_line = false;
-            if (b == '\r')
-                break;   /* still waiting for an LF */
-            c->state = W_VALUE;
-            if ((b < 0x20 && b != '\t') || b == 0x7f)
-                c->flags |= WIRE_CTL;
+        default:
+            ended = wire_header_byte(c, b);
             break;
         }
-        continue;
-    line_break:
-        if (c->state != W_LINE0)
-            c->empty_line = false;
-        if (b == '\r') {
-            c->state = W_LF_WANTED;
-        } else {
-            c->flags |= WIRE_BARE_LF;
-            wire_line_end(c);
-        }
+        if (ended)
+            wire_line_break(c, b);
     }
 }
 
