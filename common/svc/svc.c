@@ -254,28 +254,38 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     return ctx;
 }
 
-/* /health's database check, from the watch's last ping (never a wait): a
- * database fault covering every request makes the database look down, as
- * it does to the requests. */
+/* True while the database breaker holds its circuit open: every write
+ * fails at once, which is known without asking the database. */
+static bool svc_db_circuit_open(const svc_runtime *rt)
+{
+    cb_state state = cb_get_state(rt->db_breaker);
+    return state == CB_OPEN || state == CB_FORCED_OPEN;
+}
+
+/* /health's database check, from what the service already knows (never a
+ * wait): the watch's last ping, the database breaker's circuit, and a
+ * database fault covering every request, which makes the database look
+ * down as it does to the requests. ctx is the svc_runtime. */
 static int svc_db_ping(void *ctx)
 {
-    (void)ctx;
     dbwatch_state st;
     dbwatch_get(&st);
-    return chaos_database_down() || !st.reachable ? 1 : 0;
+    return chaos_database_down() || !st.reachable || svc_db_circuit_open(ctx) ? 1 : 0;
 }
 
 /* /health's database details: how old the state is, since when it holds,
- * why the last ping failed, and the outcomes the watch resolved. */
+ * why the last ping failed, whether the database circuit is open, and the
+ * outcomes the watch resolved. ctx is the svc_runtime. */
 static void svc_db_detail(void *ctx, cJSON *db)
 {
-    (void)ctx;
     dbwatch_state st;
     dbwatch_get(&st);
     cJSON_AddNumberToObject(db, "checkedAgoMs", (double)st.checked_ago_ms);
     cJSON_AddNumberToObject(db, "stateForMs", (double)st.since_ms);
     if (st.error[0])
         cJSON_AddStringToObject(db, "error", st.error);
+    if (svc_db_circuit_open(ctx))
+        cJSON_AddStringToObject(db, "circuit", "open: every write fails at once until its trial succeeds");
     if (chaos_database_down())
         cJSON_AddStringToObject(db, "fault", "the database fault is on (DELETE /chaos clears it)");
     cJSON_AddNumberToObject(db, "outcomesResolved", (double)st.resolved);
@@ -291,7 +301,7 @@ static int svc_observe(svc_runtime *rt)
                       rt->breaker ? rt->db_breaker : NULL },
         .db_ping = svc_db_ping,
         .db_detail = svc_db_detail,
-        .db_ctx = rt->db,
+        .db_ctx = rt,
         .db_name = store_db_name(rt->db),
         .admin_token = rt->cfg.admin_token,
         .admin_origin = rt->cfg.admin_origin,
