@@ -1,5 +1,6 @@
 /* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command. */
-#include "runner.h"
+#include "act.h"
+#include "net.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -92,14 +93,6 @@ static pid_t port_pid(int port, const char *svc, char *err, size_t errlen)
     return found;
 }
 
-/* Monotonic seconds. */
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Runs command under /bin/sh in its own process group, with RUN_LIMIT_S
  * seconds; its output (stdout and stderr, the last RUN_KEEP bytes) goes to
  * out. Returns the exit status (-1 when it could not start or ran out of time). */
@@ -136,10 +129,10 @@ static int run_shell(const char *command, char *out, size_t outlen)
     close(fds[1]);
     char keep[RUN_KEEP + 1];
     size_t kept = 0;
-    double deadline = mono() + RUN_LIMIT_S;
+    double deadline = chaos_mono() + RUN_LIMIT_S;
     bool timed_out = false;
     for (;;) {
-        double left = deadline - mono();
+        double left = deadline - chaos_mono();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -220,12 +213,12 @@ static long act_process(chaos_run *r, const chaos_step *s, char *text, size_t le
         snprintf(text, len, "SIGKILL to %s (pid %d); make run's supervisor restarts it", s->service, (int)pid);
         return 200;
     }
-    double start = mono();
-    while (!chaos_signal && mono() - start < RESTART_LIMIT_S) {
+    double start = chaos_mono();
+    while (!chaos_signal && chaos_mono() - start < RESTART_LIMIT_S) {
         pid_t back = pid_file(r->run_dir, s->service, "ready");
         if (back > 0 && back != pid && kill(back, 0) == 0) {
             snprintf(text, len, "SIGTERM to %s (pid %d); back as pid %d, answering %.1f s later", s->service,
-                     (int)pid, (int)back, mono() - start);
+                     (int)pid, (int)back, chaos_mono() - start);
             return 200;
         }
         struct timespec ts = { 0, 50 * 1000 * 1000 };

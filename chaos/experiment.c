@@ -5,7 +5,7 @@
  * number") or, for a JSON syntax error, the line and column, and nothing of
  * it runs. The parsed cJSON tree is kept and the steps point into it.
  */
-#include "runner.h"
+#include "experiment.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,11 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
-const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
-const char *const chaos_states[3] = { "closed", "open", "half-open" };
-const char *const chaos_processes[CHAOS_NPROC] = { "order", "payment", "shipment", "ferretdb", "postgres" };
 
 /* What a step's action acts on: the one field that names it, required, and
  * the values it may take. */

@@ -1,5 +1,5 @@
 /* journal.c -- journal.json: every action, probe, breaker event and request of a run, with times in seconds from the start of the load. */
-#include "runner.h"
+#include "output.h"
 
 #include <errno.h>
 #include <math.h>

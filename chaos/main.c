@@ -14,9 +14,11 @@
  * --check only checks the file. Exit 0: the experiment passed; 1: it did
  * not; 2: a bad file, flag or stack (named), nothing run.
  */
-#include "runner.h"
+#include "experiment.h"
+#include "run.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,10 +18,14 @@
  * sees the signals (the others block them): the handler sets chaos_signal,
  * the main thread's sleeps are short, and it then goes to the rollbacks.
  */
-#include "runner.h"
+#include "run.h"
+
+#include "act.h"
+#include "net.h"
+#include "output.h"
+#include "stored.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +35,6 @@
 #define POLL_INTERVAL_S 0.25
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
-
-volatile sig_atomic_t chaos_signal;
-
-/* Monotonic seconds. */
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Wall-clock milliseconds since the epoch. */
 static double wall_ms(void)
@@ -54,38 +48,6 @@ static double wall_ms(void)
 static double round3(double x)
 {
     return round(x * 1000) / 1000;
-}
-
-double chaos_now(const chaos_run *r)
-{
-    return r->t0 > 0 ? mono() - r->t0 : 0.0;
-}
-
-void chaos_say(const chaos_run *r, const char *fmt, ...)
-{
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (r->t0 > 0)
-        printf("chaos %6.1fs  %s\n", chaos_now(r), msg);
-    else
-        printf("chaos  %s\n", msg);
-    fflush(stdout);
-}
-
-const char *chaos_plain(const char *state)
-{
-    return state && strncmp(state, "forced-", 7) == 0 ? state + 7 : state;
-}
-
-const char *chaos_ref_name(const chaos_run *r, const char *ref)
-{
-    for (int i = 0; i < r->nrefs; i++)
-        if (strcmp(r->refs[i], ref) == 0)
-            return r->ref_names[i];
-    return NULL;
 }
 
 /* Room for one more of an array's n items (each `size` bytes): the array
@@ -120,7 +82,9 @@ static chaos_band *band_of(chaos_run *r, const char *name)
     return b;
 }
 
-void chaos_note_state(chaos_run *r, const char *name, const char *state, double t)
+/* Records that breaker name is in state at time t (<0: now), when it differs
+ * from the band's last state. Takes the lock. */
+static void note_state(chaos_run *r, const char *name, const char *state, double t)
 {
     if (t < 0)
         t = chaos_now(r);
@@ -161,7 +125,7 @@ static void note_health(chaos_run *r, int svc, const cJSON *h, bool refs)
                     r->nrefs++;
             }
         }
-        chaos_note_state(r, name->valuestring, state->valuestring, refs ? 0.0 : -1.0);
+        note_state(r, name->valuestring, state->valuestring, refs ? 0.0 : -1.0);
     }
 }
 
@@ -197,9 +161,9 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
 /* Sleeps until r->stop or secs pass. Returns true when stopped. */
 static bool nap(chaos_run *r, double secs)
 {
-    double end = mono() + secs;
+    double end = chaos_mono() + secs;
     while (!atomic_load(&r->stop)) {
-        double left = end - mono();
+        double left = end - chaos_mono();
         if (left <= 0)
             return false;
         struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
@@ -400,7 +364,7 @@ static void reader_event(reader *rd, const char *json)
     const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "state"));
     if (!seen && kind && breaker && state &&
         (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
-        chaos_note_state(r, breaker, state, t);
+        note_state(r, breaker, state, t);
     cJSON_Delete(ev);
 }
 
@@ -664,7 +628,7 @@ int chaos_run_experiment(chaos_run *r)
     r->actions = cJSON_CreateArray();
     r->events = cJSON_CreateArray();
     r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
-    r->t0 = mono();
+    r->t0 = chaos_mono();
     r->wall0_ms = wall_ms() - 50;
     pthread_t load, readers[CHAOS_NSVC], poller;
     reader rd[CHAOS_NSVC];

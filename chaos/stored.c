@@ -8,7 +8,7 @@
  * A database that does not answer makes the probe SKIPPED, said in the
  * verdict, never passed.
  */
-#include "runner.h"
+#include "stored.h"
 
 #include <mongoc/mongoc.h>
 #include <stdarg.h>

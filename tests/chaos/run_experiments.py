@@ -18,7 +18,9 @@ none of the run's documents and say SKIPPED when no database answers; a
 SIGINT in the middle must still run the rollbacks (the fault is gone from
 the stack) and exit 1; bad experiment files must exit 2 naming the field,
 or the line of a JSON syntax error, with nothing run. Pictures go to
-build/chaos/<experiment>/timeline.svg. Ends with "N passed, N failed, N skipped".
+build/chaos/<experiment>/timeline.svg. First of all, from the runner's objects
+(nm), that no file of chaos/ calls into a file that calls it back. Ends with
+"N passed, N failed, N skipped".
 """
 import argparse
 import html
@@ -136,6 +138,36 @@ class StackRun:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def chaos_file_calls(obj_dir):
+    """{file: the other files of chaos/ whose functions or data it uses}, from nm of obj_dir/*.o."""
+    defined, used = {}, {}
+    for o in sorted(Path(obj_dir).glob("*.o")):
+        out = subprocess.run(["nm", str(o)], capture_output=True, text=True, check=True).stdout
+        used[o.stem + ".c"] = {line.split()[1] for line in out.splitlines() if line.split()[:1] == ["U"]}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "TDBR":
+                defined[parts[2]] = o.stem + ".c"
+    return {f: {defined[s] for s in syms if s in defined and defined[s] != f} for f, syms in used.items()}
+
+
+def check_no_circles(res):
+    """No file of chaos/ reaches, through the calls, a file that reaches it back."""
+    graph = chaos_file_calls(harness.BUILD / "rel" / "chaos")
+    reach = {}
+    for f in graph:
+        seen, todo = set(), list(graph[f])
+        while todo:
+            g = todo.pop()
+            if g not in seen:
+                seen.add(g)
+                todo += graph.get(g, ())
+        reach[f] = seen
+    circles = sorted({f"{a} <-> {b}" for a in graph for b in reach[a] if a < b and a in reach.get(b, ())})
+    res.check(f"chaos/: no circle of files ({len(graph)} files; run.c calls "
+              f"{', '.join(sorted(graph.get('run.c', ())))})", len(graph) > 1 and not circles, str(circles))
+
+
 def check_picture(res, name, svg_path, breakers):
     svg = svg_path.read_text() if svg_path.exists() else ""
     res.check(f"{name}: timeline picture written ({svg_path.relative_to(ROOT)})",
@@ -151,6 +183,7 @@ def main():
     ap.add_argument("-k", default="")
     args = ap.parse_args()
     res = harness.Checks()
+    check_no_circles(res)
     out_root = ROOT / "build" / "chaos"
     groups = {}
     for path in sorted((ROOT / "experiments").glob("*.json")):

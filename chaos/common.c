@@ -1,0 +1,53 @@
+/* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names; the tables of services, processes and states. Calls nothing of the runner. */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
+const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
+const char *const chaos_states[3] = { "closed", "open", "half-open" };
+const char *const chaos_processes[CHAOS_NPROC] = { "order", "payment", "shipment", "ferretdb", "postgres" };
+
+volatile sig_atomic_t chaos_signal;
+
+double chaos_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double chaos_now(const chaos_run *r)
+{
+    return r->t0 > 0 ? chaos_mono() - r->t0 : 0.0;
+}
+
+void chaos_say(const chaos_run *r, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->t0 > 0)
+        printf("chaos %6.1fs  %s\n", chaos_now(r), msg);
+    else
+        printf("chaos  %s\n", msg);
+    fflush(stdout);
+}
+
+const char *chaos_plain(const char *state)
+{
+    return state && strncmp(state, "forced-", 7) == 0 ? state + 7 : state;
+}
+
+const char *chaos_ref_name(const chaos_run *r, const char *ref)
+{
+    for (int i = 0; i < r->nrefs; i++)
+        if (strcmp(r->refs[i], ref) == 0)
+            return r->ref_names[i];
+    return NULL;
+}
