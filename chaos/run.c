@@ -603,49 +603,71 @@ static void note_signal(chaos_run *r)
     chaos_say(r, "%s", r->aborted);
 }
 
-/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the main thread sees them. */
-static int start_threads(chaos_run *r, pthread_t *load, pthread_t *readers, reader *rd, pthread_t *poller)
+/* The run's worker threads, and which of them started. */
+typedef struct workers {
+    pthread_t load, poller, readers[CHAOS_NSVC];
+    reader rd[CHAOS_NSVC];
+    bool load_on, poller_on, reader_on[CHAOS_NSVC];
+} workers;
+
+/* Stops the threads that started (sets r->stop) and waits for them. Can't fail. */
+static void stop_workers(chaos_run *r, workers *w)
+{
+    atomic_store(&r->stop, true);
+    if (w->load_on)
+        pthread_join(w->load, NULL);
+    if (w->poller_on)
+        pthread_join(w->poller, NULL);
+    for (int i = 0; i < CHAOS_NSVC; i++)
+        if (w->reader_on[i])
+            pthread_join(w->readers[i], NULL);
+}
+
+/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the
+ * main thread sees them. Returns 0, or -1 when one could not start (then
+ * those that did are stopped again). */
+static int start_workers(chaos_run *r, workers *w)
 {
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = 0;
+    bool ok = true;
     for (int i = 0; i < CHAOS_NSVC; i++) {
-        rd[i] = (reader){ .r = r, .svc = i };
-        rc |= pthread_create(&readers[i], NULL, reader_main, &rd[i]);
+        w->rd[i] = (reader){ .r = r, .svc = i };
+        ok = ok && (w->reader_on[i] = pthread_create(&w->readers[i], NULL, reader_main, &w->rd[i]) == 0);
     }
-    rc |= pthread_create(poller, NULL, poll_main, r);
-    rc |= pthread_create(load, NULL, load_main, r);
+    ok = ok && (w->poller_on = pthread_create(&w->poller, NULL, poll_main, r) == 0);
+    ok = ok && (w->load_on = pthread_create(&w->load, NULL, load_main, r) == 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+    if (!ok)
+        stop_workers(r, w);
+    return ok ? 0 : -1;
 }
 
-int chaos_run_experiment(chaos_run *r)
+/* Says what the run does and, when the experiment names them, the settings the stack needs. */
+static void say_start(chaos_run *r)
 {
     const chaos_experiment *e = r->exp;
-    r->actions = cJSON_CreateArray();
-    r->events = cJSON_CreateArray();
-    r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
-    r->t0 = chaos_mono();
-    r->wall0_ms = wall_ms() - 50;
-    pthread_t load, readers[CHAOS_NSVC], poller;
-    reader rd[CHAOS_NSVC];
-    if (!r->actions || !r->events || !r->expects || start_threads(r, &load, readers, rd, &poller)) {
-        fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
-        exit(2);
-    }
     chaos_say(r, "%s: load %g/s for %g s", e->title, e->rate, e->seconds);
-    if (e->requires) {
-        char need[400] = "";
-        const cJSON *k;
-        cJSON_ArrayForEach(k, e->requires) {
-            size_t n = strlen(need);
-            snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
-        }
-        chaos_say(r, "this experiment needs a stack started with%s", need);
+    if (!e->requires)
+        return;
+    char need[400] = "";
+    const cJSON *k;
+    cJSON_ArrayForEach(k, e->requires) {
+        size_t n = strlen(need);
+        snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
     }
+    chaos_say(r, "this experiment needs a stack started with%s", need);
+}
+
+/* The method: each step at its time, an action carried out, an expectation
+ * noted for judging. Stops early (r->aborted says why) when an action fails
+ * or a signal comes. */
+static void run_method(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
     for (int i = 0; i < e->nmethod && !r->aborted[0]; i++) {
         const chaos_step *s = &e->method[i];
         if (s->at > chaos_now(r)) {
@@ -662,7 +684,12 @@ int chaos_run_experiment(chaos_run *r)
         else if (!chaos_act(r, s, "method"))
             snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
     }
-    /* the whole load: every request sent and answered (or timed out) */
+}
+
+/* Waits for the whole load: every request sent and answered (or timed out),
+ * unless the run was aborted or a signal comes. */
+static void wait_load(chaos_run *r)
+{
     while (!r->aborted[0] && !atomic_load(&r->load_done)) {
         if (chaos_signal) {
             note_signal(r);
@@ -671,15 +698,14 @@ int chaos_run_experiment(chaos_run *r)
         struct timespec ts = { 0, 50 * 1000000L };
         nanosleep(&ts, NULL);
     }
-    /* the rollbacks run whatever happened */
-    for (int i = 0; i < e->nrollbacks; i++)
-        chaos_act(r, &e->rollbacks[i], "rollback");
-    atomic_store(&r->stop, true);
-    pthread_join(load, NULL);
-    pthread_join(poller, NULL);
-    for (int i = 0; i < CHAOS_NSVC; i++)
-        pthread_join(readers[i], NULL);
-    /* the threads are done: what follows reads the records without the lock */
+}
+
+/* Judges the run from its records (the threads are done): the expectations,
+ * the hypothesis before and after, the stored probe, the late-sends note.
+ * Sets r->passed. */
+static void judge(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
     qsort(r->reqs, (size_t)r->nreqs, sizeof *r->reqs, by_n);
     judge_expectations(r);
     bool before = hypothesis(r, &r->probes[0], "before");
@@ -701,6 +727,12 @@ int chaos_run_experiment(chaos_run *r)
         met = met && x->met;
     }
     r->passed = before && after && met && !r->aborted[0] && (!r->stored.asked || r->stored.result != 0);
+}
+
+/* Writes the journal and the picture and says the verdict. Returns 0 when
+ * the run passed, 1 when it did not, 2 when the output could not be written. */
+static int write_verdict(chaos_run *r)
+{
     char err[600];
     if (chaos_journal_write(r, err, sizeof err) || chaos_svg_write(r, err, sizeof err)) {
         chaos_say(r, "verdict: %s; but %s", r->passed ? "PASSED" : "FAILED", err);
@@ -716,6 +748,31 @@ int chaos_run_experiment(chaos_run *r)
     }
     chaos_say(r, "verdict: %s%s; journal and picture in %s", r->passed ? "PASSED" : "FAILED", note, r->out);
     return r->passed ? 0 : 1;
+}
+
+int chaos_run_experiment(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
+    r->actions = cJSON_CreateArray();
+    r->events = cJSON_CreateArray();
+    r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
+    r->t0 = chaos_mono();
+    r->wall0_ms = wall_ms() - 50;
+    workers w = { 0 };
+    if (!r->actions || !r->events || !r->expects || start_workers(r, &w)) {
+        fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
+        return 2;
+    }
+    say_start(r);
+    run_method(r);
+    wait_load(r);
+    /* the rollbacks run whatever happened */
+    for (int i = 0; i < e->nrollbacks; i++)
+        chaos_act(r, &e->rollbacks[i], "rollback");
+    stop_workers(r, &w);
+    /* the threads are done: what follows reads the records without the lock */
+    judge(r);
+    return write_verdict(r);
 }
 
 void chaos_run_free(chaos_run *r)

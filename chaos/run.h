@@ -10,7 +10,8 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen);
 
 /* Runs the experiment: load, method, rollbacks (always), probes, verdict,
  * journal and picture in r->out. Returns 0 when it passed, 1 when it did not,
- * 2 when the output could not be written. */
+ * 2 when its threads could not start (nothing run) or the output could not
+ * be written (said on stderr). */
 int chaos_run_experiment(chaos_run *r);
 
 /* Frees the run's records. */
