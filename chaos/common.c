@@ -44,6 +44,14 @@ const char *chaos_plain(const char *state)
     return state && strncmp(state, "forced-", 7) == 0 ? state + 7 : state;
 }
 
+int chaos_service_index(const char *name)
+{
+    for (int i = 0; name && i < CHAOS_NSVC; i++)
+        if (strcmp(chaos_services[i], name) == 0)
+            return i;
+    return -1;
+}
+
 const char *chaos_ref_name(const chaos_run *r, const char *ref)
 {
     for (int i = 0; i < r->nrefs; i++)

@@ -41,17 +41,47 @@ extern const char *const chaos_states[3];
 
 /* ---- an experiment (checked by experiment.c) ------------------------------------ */
 
+/* A field an action takes beside at, action and why: its JSON key, its check
+ * (experiment.c's field table) and the step member it fills. */
+typedef enum chaos_field {
+    CHAOS_FIELD_NONE,       /* ends a row's list of fields */
+    CHAOS_FIELD_SERVICE,    /* "service": order, payment, shipment (acts on its URL) -> service */
+    CHAOS_FIELD_PROCESS,    /* "service": one of make run's processes (its pid file) -> service */
+    CHAOS_FIELD_BREAKER,    /* "breaker": "<service>" or "<service>/db" -> breaker */
+    CHAOS_FIELD_COMMAND,    /* "command": a non-empty shell command -> command */
+    CHAOS_FIELD_FAULTS,     /* "faults": a non-empty object, the body of PUT /chaos -> faults */
+} chaos_field;
+
+struct chaos_run;
+struct chaos_step;
+
+/* Carries out a checked step of its action. Returns the status: 200 when
+ * done, an HTTP status when a service answered, 0 when nothing answered or it
+ * failed; *answer is set to the answer (JSON) or words saying what happened
+ * (a JSON string). */
+typedef long chaos_act_fn(struct chaos_run *r, const struct chaos_step *s, cJSON **answer);
+
+/* One action of the experiment files, one row of act.c's chaos_actions: the
+ * checker (experiment.c) walks it for the name and the fields, the actor
+ * (act.c) calls its act. */
+typedef struct chaos_action {
+    const char *name;
+    chaos_field fields[3];  /* what it takes, in the order they are checked; CHAOS_FIELD_NONE ends */
+    chaos_act_fn *act;
+} chaos_action;
+
 /* One step of "method" or "rollbacks": an action, or (method only) an expectation.
  * Strings point into chaos_experiment.doc; absent ones are NULL. */
 typedef struct chaos_step {
     double at;              /* seconds from the start of the load (method only; 0 in rollbacks) */
     const char *expect;     /* the state expected, or NULL for an action */
     double within;          /* an expectation's deadline, seconds after at */
-    const char *action;     /* fault, clear, open, close, stop, resume, kill, restart, run */
-    const char *service;    /* fault, clear, stop, resume: a service; kill, restart: a process */
-    const char *breaker;    /* open, close, and expectations: "<service>" or "<service>/db" */
-    const char *command;    /* run: a shell command */
-    const cJSON *faults;    /* fault: the body of PUT /chaos */
+    const char *action;     /* the action's name (a row of chaos_actions), NULL for an expectation */
+    const chaos_action *kind;   /* that row, NULL for an expectation */
+    const char *service;    /* CHAOS_FIELD_SERVICE or _PROCESS */
+    const char *breaker;    /* CHAOS_FIELD_BREAKER, and expectations: "<service>" or "<service>/db" */
+    const char *command;    /* CHAOS_FIELD_COMMAND */
+    const cJSON *faults;    /* CHAOS_FIELD_FAULTS */
     const char *why;        /* optional words for the reader */
 } chaos_step;
 
@@ -204,6 +234,9 @@ void chaos_say(const chaos_run *r, const char *fmt, ...) __attribute__((format(p
 
 /* "forced-open" -> "open": a circuit forced open is open. */
 const char *chaos_plain(const char *state);
+
+/* The index of service name in chaos_services, or -1 when it is none of them. */
+int chaos_service_index(const char *name);
 
 /* A breaker's full name for a ref ("payment/db"), or NULL when the stack has none. */
 const char *chaos_ref_name(const chaos_run *r, const char *ref);
