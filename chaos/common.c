@@ -1,4 +1,4 @@
-/* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names; the tables of services, processes and states. Calls nothing of the runner. */
+/* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names; the tables of services (services.tsv), databases and states. Calls nothing of the runner. */
 #include "common.h"
 
 #include <stdarg.h>
@@ -6,10 +6,9 @@
 #include <string.h>
 #include <time.h>
 
-const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
-const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
+const chaos_service chaos_services[CHAOS_NSVC] = { CHAOS_SERVICE_ROWS };
+const char *const chaos_databases[CHAOS_NDB] = { "ferretdb", "postgres" };
 const char *const chaos_states[3] = { "closed", "open", "half-open" };
-const char *const chaos_processes[CHAOS_NPROC] = { "order", "payment", "shipment", "ferretdb", "postgres" };
 
 volatile sig_atomic_t chaos_signal;
 
@@ -47,7 +46,7 @@ const char *chaos_plain(const char *state)
 int chaos_service_index(const char *name)
 {
     for (int i = 0; name && i < CHAOS_NSVC; i++)
-        if (strcmp(chaos_services[i], name) == 0)
+        if (strcmp(chaos_services[i].name, name) == 0)
             return i;
     return -1;
 }

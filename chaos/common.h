@@ -2,10 +2,13 @@
  *
  * The runner's files form layers, each calling only the ones below it:
  *
- *   main.c                      the command line
- *   run.c                       a run: load, readers, poll, method, rollbacks, verdict
- *   act.c  stored.c  journal.c  svg.c  experiment.c     the parts run.c and main.c call
- *   net.c  common.c             HTTP; the clock, progress lines, breaker names
+ *   main.c                        the command line
+ *   run.c          experiment.c   a run (load, readers, poll, method, rollbacks,
+ *                                 verdict); reading and checking a file
+ *   act.c  stored.c  journal.c  svg.c   an action (and the table of actions the
+ *                                 checker walks), the stored probe, the output
+ *   net.c  common.c               HTTP; the clock, progress lines, breaker names,
+ *                                 the services (services.tsv, through services.h)
  *
  * Each part declares its entry points in its own header (experiment.h, act.h,
  * stored.h, output.h, run.h, net.h); this one holds the types they share.
@@ -22,20 +25,28 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CHAOS_NSVC 3
-#define CHAOS_NPROC 5
+#include "services.h"   /* generated from services.tsv: CHAOS_NSVC, CHAOS_SERVICE_ROWS */
+
+#define CHAOS_NDB 2
 #define CHAOS_MAX_HOPS 8
 #define CHAOS_MAX_REFS 8
 /* A request sent this much after its due time says the machine stalled the runner. */
 #define CHAOS_LATE_S 0.5
 
-/* order, payment, shipment: the services, in chain order. */
-extern const char *const chaos_services[CHAOS_NSVC];
-/* The collection each service stores its documents in (the svc_spec of its main.c). */
-extern const char *const chaos_collections[CHAOS_NSVC];
-/* order, payment, shipment, ferretdb, postgres: make run's processes, which kill and
- * restart find through their pid files ($DATA_DIR/run/<name>.pid). */
-extern const char *const chaos_processes[CHAOS_NPROC];
+/* One service of services.tsv. */
+typedef struct chaos_service {
+    const char *name;       /* order, payment, shipment */
+    int port;               /* its default port, make run's */
+    const char *collection; /* where it stores its documents (the svc_spec of its main.c) */
+    const char *next;       /* the service it calls, "" for the last */
+} chaos_service;
+
+/* The services of services.tsv, in chain order. */
+extern const chaos_service chaos_services[CHAOS_NSVC];
+/* ferretdb, postgres: make run's database processes. With the services they
+ * are the processes kill and restart find through their pid files
+ * ($DATA_DIR/run/<name>.pid). */
+extern const char *const chaos_databases[CHAOS_NDB];
 /* closed, open, half-open: the states a hypothesis or an expectation names. */
 extern const char *const chaos_states[3];
 

@@ -114,12 +114,13 @@ static bool breaker_ref_ok(const char *ref)
     return chaos_service_index(svc) >= 0;
 }
 
-/* "a, b, c" from n names, into buf. */
-static const char *listed(char *buf, size_t len, const char *const *names, size_t n)
+/* "order, payment, shipment" (with_databases: then "ferretdb, postgres"), into buf. */
+static const char *listed(char *buf, size_t len, bool with_databases)
 {
     buf[0] = '\0';
-    for (size_t i = 0; i < n; i++)
-        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "", names[i]);
+    for (size_t i = 0; i < CHAOS_NSVC + (with_databases ? CHAOS_NDB : 0); i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "",
+                 i < CHAOS_NSVC ? chaos_services[i].name : chaos_databases[i - CHAOS_NSVC]);
     return buf;
 }
 
@@ -131,7 +132,7 @@ static int check_service(checker *c, const cJSON *v, const char *f, chaos_step *
 {
     char names[200];
     if (!cJSON_IsString(v) || chaos_service_index(v->valuestring) < 0)
-        return bad(c, f, "one of %s", listed(names, sizeof names, chaos_services, CHAOS_NSVC));
+        return bad(c, f, "one of %s", listed(names, sizeof names, false));
     s->service = v->valuestring;
     return 0;
 }
@@ -139,9 +140,9 @@ static int check_service(checker *c, const cJSON *v, const char *f, chaos_step *
 static int check_process(checker *c, const cJSON *v, const char *f, chaos_step *s)
 {
     char names[200];
-    if (!cJSON_IsString(v) || !one_of(v->valuestring, chaos_processes, CHAOS_NPROC))
-        return bad(c, f, "one of make run's processes: %s",
-                   listed(names, sizeof names, chaos_processes, CHAOS_NPROC));
+    if (!cJSON_IsString(v) ||
+        (chaos_service_index(v->valuestring) < 0 && !one_of(v->valuestring, chaos_databases, CHAOS_NDB)))
+        return bad(c, f, "one of make run's processes: %s", listed(names, sizeof names, true));
     s->service = v->valuestring;
     return 0;
 }

@@ -4,7 +4,8 @@
  *         [--token T] [--out DIR] [--mongo URL] [--run-dir DIR] [--check]
  *
  * Base URLs from the flags or ORDER_URL, PAYMENT_URL, SHIPMENT_URL (default
- * http://127.0.0.1:3000..3002, make run's stack); the admin token from
+ * http://127.0.0.1:<port> with the ports of services.tsv, make run's stack;
+ * a flag and a variable for each service there); the admin token from
  * --token or ADMIN_TOKEN; the database the documents-stored probe reads from
  * --mongo or MONGO_URL (default mongodb://127.0.0.1:27017, make run's), its
  * name from the URL's path or MONGO_DB (default "resilience"), as the
@@ -25,9 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: chaos EXPERIMENT.json [--order URL] [--payment URL] [--shipment URL] [--token T]\n"
-    "             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n";
+/* Prints the usage line, a flag for each service of services.tsv, to f. */
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: chaos EXPERIMENT.json");
+    for (int s = 0; s < CHAOS_NSVC; s++)
+        fprintf(f, " [--%s URL]", chaos_services[s].name);
+    fprintf(f, " [--token T]\n             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n");
+}
 
 /* The handler of SIGINT and SIGTERM: notes the signal; the main thread rolls back. */
 static void on_signal(int sig)
@@ -66,7 +72,8 @@ static int flag(int argc, char **argv, int *i, const char *name, const char **va
     if (argv[*i][n] != '\0')
         return 0;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "%schaos: %s: expected a value\n", usage, name);
+        usage(stderr);
+        fprintf(stderr, "chaos: %s: expected a value\n", name);
         return -1;
     }
     *value = argv[++*i];
@@ -96,7 +103,7 @@ typedef struct options {
 static const char **value_flag(options *o, const char *arg, char *name, size_t len)
 {
     for (int s = 0; s < CHAOS_NSVC; s++) {
-        snprintf(name, len, "--%s", chaos_services[s]);
+        snprintf(name, len, "--%s", chaos_services[s].name);
         if (strncmp(arg, name, strlen(name)) == 0)
             return &o->urls[s];
     }
@@ -118,9 +125,14 @@ static const char **value_flag(options *o, const char *arg, char *name, size_t l
  * top of this file). Returns 0, or 2 with a message on stderr. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){ .urls = { getenv("ORDER_URL"), getenv("PAYMENT_URL"), getenv("SHIPMENT_URL") },
-                    .token = getenv("ADMIN_TOKEN"), .mongo = getenv("MONGO_URL"),
-                    .run_dir = getenv("RUN_DIR") };
+    *o = (options){ .token = getenv("ADMIN_TOKEN"), .mongo = getenv("MONGO_URL"), .run_dir = getenv("RUN_DIR") };
+    for (int s = 0; s < CHAOS_NSVC; s++) {
+        char var[64];       /* ORDER_URL, ... */
+        snprintf(var, sizeof var, "%s_URL", chaos_services[s].name);
+        for (char *c = var; *c; c++)
+            *c = (char)toupper((unsigned char)*c);
+        o->urls[s] = getenv(var);
+    }
     for (int i = 1; i < argc; i++) {
         char name[32];
         const char **slot = value_flag(o, argv[i], name, sizeof name);
@@ -135,17 +147,20 @@ static int parse_args(int argc, char **argv, options *o)
             o->help = true;
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "%schaos: %s: unknown flag\n", usage, argv[i]);
+            usage(stderr);
+        fprintf(stderr, "chaos: %s: unknown flag\n", argv[i]);
             return 2;
         } else if (o->path) {
-            fprintf(stderr, "%schaos: %s: one experiment file at a time\n", usage, argv[i]);
+            usage(stderr);
+        fprintf(stderr, "chaos: %s: one experiment file at a time\n", argv[i]);
             return 2;
         } else {
             o->path = argv[i];
         }
     }
     if (!o->path) {
-        fprintf(stderr, "%schaos: the experiment file is missing (see experiments/)\n", usage);
+        usage(stderr);
+        fprintf(stderr, "chaos: the experiment file is missing (see experiments/)\n");
         return 2;
     }
     return 0;
@@ -156,17 +171,17 @@ static int parse_args(int argc, char **argv, options *o)
  * 2 with a message on stderr. */
 static int set_up_run(chaos_run *r, const options *o, char *outbuf, size_t outlen)
 {
-    static const char *const defaults[CHAOS_NSVC] = { "http://127.0.0.1:3000", "http://127.0.0.1:3001",
-                                                      "http://127.0.0.1:3002" };
     r->token = o->token ? o->token : "";
     for (int s = 0; s < CHAOS_NSVC; s++) {
-        const char *u = o->urls[s] && *o->urls[s] ? o->urls[s] : defaults[s];
+        char fallback[64];  /* make run's: the port of services.tsv */
+        snprintf(fallback, sizeof fallback, "http://127.0.0.1:%d", chaos_services[s].port);
+        const char *u = o->urls[s] && *o->urls[s] ? o->urls[s] : fallback;
         size_t n = strlen(u);
         while (n && u[n - 1] == '/')
             n--;
         snprintf(r->urls[s], sizeof r->urls[s], "%.*s", (int)n, u);
         if (!base_url_ok(r->urls[s])) {
-            fprintf(stderr, "chaos: --%s: expected http://host:port, got \"%s\"\n", chaos_services[s], u);
+            fprintf(stderr, "chaos: --%s: expected http://host:port, got \"%s\"\n", chaos_services[s].name, u);
             return 2;
         }
     }
@@ -214,7 +229,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc || o.help) {
         if (o.help)
-            printf("%s", usage);
+            usage(stdout);
         return rc;
     }
     char err[1200];

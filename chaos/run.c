@@ -117,7 +117,7 @@ static void note_health(chaos_run *r, int svc, const cJSON *h, bool refs)
             size_t n = strlen(name->valuestring);
             bool db = n >= 9 && strcmp(name->valuestring + n - 9, "->mongodb") == 0;
             char ref[32];
-            snprintf(ref, sizeof ref, "%s%s", chaos_services[svc], db ? "/db" : "");
+            snprintf(ref, sizeof ref, "%s%s", chaos_services[svc].name, db ? "/db" : "");
             if (!chaos_ref_name(r, ref)) {
                 r->refs[r->nrefs] = strdup(ref);
                 r->ref_names[r->nrefs] = strdup(name->valuestring);
@@ -139,9 +139,9 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
         cJSON *h = st ? cJSON_Parse(a.body) : NULL;
         if (st == 0)
             snprintf(err, errlen, "%s does not answer at %s (%s); start the stack (make run) or give --%s",
-                     chaos_services[i], r->urls[i], a.error, chaos_services[i]);
+                     chaos_services[i].name, r->urls[i], a.error, chaos_services[i].name);
         else if (!cJSON_IsObject(h))
-            snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i], st);
+            snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i].name, st);
         else
             note_health(r, i, h, true);
         /* make run's supervisor says where its pid files are (kill, restart) */
@@ -200,13 +200,13 @@ static void read_answer(chaos_request *q, const net_answer *a)
             snprintf(q->degraded, sizeof q->degraded, "%s:%s", svc ? svc : "?", why ? why : "unknown");
             degraded = true;
         }
-        for (int i = 0; svc && doc && status && i < CHAOS_NSVC; i++)
-            if (strcmp(svc, chaos_services[i]) == 0 && strlen(doc) == 24) {
-                chaos_doc *d = &q->docs[q->ndocs++];
-                d->svc = i;
-                memcpy(d->id, doc, 25);
-                snprintf(d->outcome, sizeof d->outcome, "%s", status);
-            }
+        int i = chaos_service_index(svc);
+        if (i >= 0 && doc && status && strlen(doc) == 24) {
+            chaos_doc *d = &q->docs[q->ndocs++];
+            d->svc = i;
+            memcpy(d->id, doc, 25);
+            snprintf(d->outcome, sizeof d->outcome, "%s", status);
+        }
     }
     const char *last_status = last ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, "status")) : NULL;
     q->whole = q->status == 200 && last_status && strcmp(last_status, "last") == 0 && !degraded;
