@@ -1,4 +1,10 @@
-/* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command. */
+/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command.
+ *
+ * chaos_actions, at the end, is their one table: each row names an action,
+ * the fields it takes (experiment.c checks them, a check per kind of field)
+ * and its act function, which chaos_act() calls. A new action is a row there
+ * and its function.
+ */
 #include "act.h"
 #include "net.h"
 

@@ -4,6 +4,8 @@
  * naming the file and the field ("method[2].within: seconds, a positive
  * number") or, for a JSON syntax error, the line and column, and nothing of
  * it runs. The parsed cJSON tree is kept and the steps point into it.
+ * An action step is checked against its row of act.c's chaos_actions: the
+ * fields the row names, each with the check of its kind (field_rules).
  */
 #include "experiment.h"
 
