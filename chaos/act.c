@@ -1,5 +1,12 @@
-/* act.c -- one action of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command. */
-#include "runner.h"
+/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command.
+ *
+ * chaos_actions, at the end, is their one table: each row names an action,
+ * the fields it takes (experiment.c checks them, a check per kind of field)
+ * and its act function, which chaos_act() calls. A new action is a row there
+ * and its function.
+ */
+#include "act.h"
+#include "net.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -92,14 +99,6 @@ static pid_t port_pid(int port, const char *svc, char *err, size_t errlen)
     return found;
 }
 
-/* Monotonic seconds. */
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Runs command under /bin/sh in its own process group, with RUN_LIMIT_S
  * seconds; its output (stdout and stderr, the last RUN_KEEP bytes) goes to
  * out. Returns the exit status (-1 when it could not start or ran out of time). */
@@ -136,10 +135,10 @@ static int run_shell(const char *command, char *out, size_t outlen)
     close(fds[1]);
     char keep[RUN_KEEP + 1];
     size_t kept = 0;
-    double deadline = mono() + RUN_LIMIT_S;
+    double deadline = chaos_mono() + RUN_LIMIT_S;
     bool timed_out = false;
     for (;;) {
-        double left = deadline - mono();
+        double left = deadline - chaos_mono();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -198,9 +197,8 @@ static pid_t pid_file(const char *dir, const char *name, const char *ext)
  * file names a new, live pid; RESTART_LIMIT_S at most) of one of make run's
  * processes, found through its pid file. Says what happened in text. Returns
  * 200 when done, 0 when not. */
-static long act_process(chaos_run *r, const chaos_step *s, char *text, size_t len)
+static long process_signal(chaos_run *r, const chaos_step *s, bool restart, char *text, size_t len)
 {
-    bool restart = strcmp(s->action, "restart") == 0;
     if (!r->run_dir[0]) {
         snprintf(text, len, "no pid files: kill and restart act on make run's processes, and no service's "
                             "/health names its supervisor; give --run-dir ($DATA_DIR/run)");
@@ -220,12 +218,12 @@ static long act_process(chaos_run *r, const chaos_step *s, char *text, size_t le
         snprintf(text, len, "SIGKILL to %s (pid %d); make run's supervisor restarts it", s->service, (int)pid);
         return 200;
     }
-    double start = mono();
-    while (!chaos_signal && mono() - start < RESTART_LIMIT_S) {
+    double start = chaos_mono();
+    while (!chaos_signal && chaos_mono() - start < RESTART_LIMIT_S) {
         pid_t back = pid_file(r->run_dir, s->service, "ready");
         if (back > 0 && back != pid && kill(back, 0) == 0) {
             snprintf(text, len, "SIGTERM to %s (pid %d); back as pid %d, answering %.1f s later", s->service,
-                     (int)pid, (int)back, mono() - start);
+                     (int)pid, (int)back, chaos_mono() - start);
             return 200;
         }
         struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -253,59 +251,144 @@ static void act_http(chaos_run *r, const char *method, const char *url, const cJ
     net_answer_free(&a);
 }
 
-/* The index of a service name. */
-static int svc_index(const char *name)
+/* The base URL of the step's service ("service", or the service of its
+ * "breaker"), or NULL, with words in *answer, when it names none of them. */
+static const char *service_url(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
-    for (int i = 0; i < CHAOS_NSVC; i++)
-        if (strcmp(chaos_services[i], name) == 0)
-            return i;
-    return 0;
+    char svc[32];
+    const char *name = s->service ? s->service : s->breaker ? s->breaker : "";
+    snprintf(svc, sizeof svc, "%.*s", (int)strcspn(name, "/"), name);
+    int i = chaos_service_index(svc);
+    if (i >= 0)
+        return r->urls[i];
+    char text[100];
+    snprintf(text, sizeof text, "\"%s\" is none of the services", svc);
+    *answer = cJSON_CreateString(text);
+    return NULL;
 }
 
-bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)
+/* fault: PUT /chaos on the service with the step's faults as the body. */
+static long act_fault(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
-    const char *a = s->action;
+    const char *base = service_url(r, s, answer);
+    char url[600];
     long status = 0;
-    cJSON *answer = NULL;
-    char url[600], text[RUN_KEEP + 200];
-    if (strcmp(a, "fault") == 0 || strcmp(a, "clear") == 0) {
-        snprintf(url, sizeof url, "%s/chaos", r->urls[svc_index(s->service)]);
-        act_http(r, a[0] == 'f' ? "PUT" : "DELETE", url, a[0] == 'f' ? s->faults : NULL, &status, &answer);
-    } else if (strcmp(a, "open") == 0 || strcmp(a, "close") == 0) {
-        char svc[16];
-        snprintf(svc, sizeof svc, "%.*s", (int)strcspn(s->breaker, "/"), s->breaker);
-        const char *name = chaos_ref_name(r, s->breaker);
-        char *quoted = curl_easy_escape(NULL, name ? name : "", 0);
-        snprintf(url, sizeof url, "%s/breaker/%s?name=%s", r->urls[svc_index(svc)], a, quoted ? quoted : "");
-        curl_free(quoted);
-        act_http(r, "POST", url, NULL, &status, &answer);
-    } else if (strcmp(a, "stop") == 0 || strcmp(a, "resume") == 0) {
-        int port = url_port(r->urls[svc_index(s->service)]);
-        pid_t pid = port_pid(port, s->service, text, sizeof text);
-        bool stop = strcmp(a, "stop") == 0;
-        if (pid < 0) {
-            status = 0;
-        } else if (kill(pid, stop ? SIGSTOP : SIGCONT) != 0) {
-            snprintf(text, sizeof text, "kill %d: %s", (int)pid, strerror(errno));
-            status = 0;
-        } else {
-            snprintf(text, sizeof text, "%s to pid %d", stop ? "SIGSTOP" : "SIGCONT", (int)pid);
-            status = 200;
-        }
-        answer = cJSON_CreateString(text);
-    } else if (strcmp(a, "kill") == 0 || strcmp(a, "restart") == 0) {
-        status = act_process(r, s, text, sizeof text);
-        answer = cJSON_CreateString(text);
-    } else {
-        int rc = run_shell(s->command, text, sizeof text);
-        status = rc == 0 ? 200 : 500;
-        answer = cJSON_CreateString(text);
+    snprintf(url, sizeof url, "%s/chaos", base ? base : "");
+    if (base)
+        act_http(r, "PUT", url, s->faults, &status, answer);
+    return status;
+}
+
+/* clear: DELETE /chaos on the service. */
+static long act_clear(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    char url[600];
+    long status = 0;
+    snprintf(url, sizeof url, "%s/chaos", base ? base : "");
+    if (base)
+        act_http(r, "DELETE", url, NULL, &status, answer);
+    return status;
+}
+
+/* open, close: POST /breaker/<action>?name=<the breaker's full name> on its service. */
+static long act_force(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    if (!base)
+        return 0;
+    const char *name = chaos_ref_name(r, s->breaker);
+    char *quoted = curl_easy_escape(NULL, name ? name : "", 0);
+    char url[600];
+    long status = 0;
+    snprintf(url, sizeof url, "%s/breaker/%s?name=%s", base, s->action, quoted ? quoted : "");
+    curl_free(quoted);
+    act_http(r, "POST", url, NULL, &status, answer);
+    return status;
+}
+
+/* Sends sig to the process listening on the service's port. Returns 200 or 0; words in *answer. */
+static long signal_listener(chaos_run *r, const chaos_step *s, int sig, cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    if (!base)
+        return 0;
+    char text[300];
+    long status = 0;
+    pid_t pid = port_pid(url_port(base), s->service, text, sizeof text);
+    if (pid < 0)
+        status = 0;
+    else if (kill(pid, sig) != 0)
+        snprintf(text, sizeof text, "kill %d: %s", (int)pid, strerror(errno));
+    else {
+        snprintf(text, sizeof text, "%s to pid %d", sig == SIGSTOP ? "SIGSTOP" : "SIGCONT", (int)pid);
+        status = 200;
     }
+    *answer = cJSON_CreateString(text);
+    return status;
+}
+
+/* stop: SIGSTOP to the process listening on the service's port. */
+static long act_stop(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    return signal_listener(r, s, SIGSTOP, answer);
+}
+
+/* resume: SIGCONT to it. */
+static long act_resume(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    return signal_listener(r, s, SIGCONT, answer);
+}
+
+/* kill: SIGKILL to one of make run's processes; its supervisor restarts it. */
+static long act_kill(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    char text[RUN_KEEP + 200];
+    long status = process_signal(r, s, false, text, sizeof text);
+    *answer = cJSON_CreateString(text);
+    return status;
+}
+
+/* restart: SIGTERM to it, then wait until the supervisor's new process answers. */
+static long act_restart(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    char text[RUN_KEEP + 200];
+    long status = process_signal(r, s, true, text, sizeof text);
+    *answer = cJSON_CreateString(text);
+    return status;
+}
+
+/* run: a shell command (RUN_LIMIT_S at most); 200 when it exits 0, else 500. */
+static long act_run(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    (void)r;
+    char text[RUN_KEEP + 200];
+    int rc = run_shell(s->command, text, sizeof text);
+    *answer = cJSON_CreateString(text);
+    return rc == 0 ? 200 : 500;
+}
+
+const chaos_action chaos_actions[] = {
+    { "fault", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_FAULTS }, act_fault },
+    { "clear", { CHAOS_FIELD_SERVICE }, act_clear },
+    { "open", { CHAOS_FIELD_BREAKER }, act_force },
+    { "close", { CHAOS_FIELD_BREAKER }, act_force },
+    { "stop", { CHAOS_FIELD_SERVICE }, act_stop },
+    { "resume", { CHAOS_FIELD_SERVICE }, act_resume },
+    { "kill", { CHAOS_FIELD_PROCESS }, act_kill },
+    { "restart", { CHAOS_FIELD_PROCESS }, act_restart },
+    { "run", { CHAOS_FIELD_COMMAND }, act_run },
+};
+const size_t chaos_nactions = sizeof chaos_actions / sizeof chaos_actions[0];
+
+/* Records the step's outcome in r->actions (taking answer) and prints its line. */
+static void record(chaos_run *r, const chaos_step *s, const char *phase, long status, cJSON *answer)
+{
     bool ok = status >= 200 && status < 300;
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddNumberToObject(rec, "t", r->t0 > 0 ? (double)(long long)(chaos_now(r) * 1000 + 0.5) / 1000 : 0.0);
     cJSON_AddStringToObject(rec, "phase", phase);
-    cJSON_AddStringToObject(rec, "action", a);
+    cJSON_AddStringToObject(rec, "action", s->action);
     cJSON_AddItemToObject(rec, "service", s->service ? cJSON_CreateString(s->service) : cJSON_CreateNull());
     cJSON_AddItemToObject(rec, "breaker", s->breaker ? cJSON_CreateString(s->breaker) : cJSON_CreateNull());
     cJSON_AddItemToObject(rec, "why", s->why ? cJSON_CreateString(s->why) : cJSON_CreateNull());
@@ -323,8 +406,15 @@ bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)
     cJSON_AddItemToArray(r->actions, rec);
     const char *what = s->service ? s->service : s->breaker ? s->breaker : s->command ? s->command : "";
     if (ok)
-        chaos_say(r, "%s: %s %s: done", phase, a, what);
+        chaos_say(r, "%s: %s %s: done", phase, s->action, what);
     else
-        chaos_say(r, "%s: %s %s: FAILED: %s", phase, a, what, shown);
-    return ok;
+        chaos_say(r, "%s: %s %s: FAILED: %s", phase, s->action, what, shown);
+}
+
+bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)
+{
+    cJSON *answer = NULL;
+    long status = s->kind->act(r, s, &answer);
+    record(r, s, phase, status, answer);
+    return status >= 200 && status < 300;
 }

@@ -4,8 +4,12 @@
  * naming the file and the field ("method[2].within: seconds, a positive
  * number") or, for a JSON syntax error, the line and column, and nothing of
  * it runs. The parsed cJSON tree is kept and the steps point into it.
+ * An action step is checked against its row of act.c's chaos_actions: the
+ * fields the row names, each with the check of its kind (field_rules).
  */
-#include "runner.h"
+#include "experiment.h"
+
+#include "act.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,47 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const char *const chaos_services[CHAOS_NSVC] = { "order", "payment", "shipment" };
-const char *const chaos_collections[CHAOS_NSVC] = { "orders", "payments", "shipments" };
-const char *const chaos_states[3] = { "closed", "open", "half-open" };
-const char *const chaos_processes[CHAOS_NPROC] = { "order", "payment", "shipment", "ferretdb", "postgres" };
-
-/* What a step's action acts on: the one field that names it, required, and
- * the values it may take. */
-typedef enum action_target {
-    TARGET_SERVICE,     /* "service": order, payment, shipment (its URL) */
-    TARGET_PROCESS,     /* "service": one of make run's processes (its pid file) */
-    TARGET_BREAKER,     /* "breaker": "<service>" or "<service>/db" */
-    TARGET_COMMAND,     /* "command": a shell command */
-} action_target;
-
-/* The actions, one row each: the checker walks this table (act.c carries them out). */
-static const struct action_row {
-    const char *name;
-    action_target target;
-    bool faults;        /* takes "faults", the body of PUT /chaos */
-} action_rows[] = {
-    { "fault", TARGET_SERVICE, true },
-    { "clear", TARGET_SERVICE, false },
-    { "open", TARGET_BREAKER, false },
-    { "close", TARGET_BREAKER, false },
-    { "stop", TARGET_SERVICE, false },
-    { "resume", TARGET_SERVICE, false },
-    { "kill", TARGET_PROCESS, false },
-    { "restart", TARGET_PROCESS, false },
-    { "run", TARGET_COMMAND, false },
-};
-#define NACTIONS (sizeof action_rows / sizeof action_rows[0])
-
-/* The row of action name, or NULL when there is none. */
-static const struct action_row *action_row(const char *name)
-{
-    for (size_t i = 0; name && i < NACTIONS; i++)
-        if (strcmp(action_rows[i].name, name) == 0)
-            return &action_rows[i];
-    return NULL;
-}
 
 /* The checker's state: where to write the one message. */
 typedef struct checker {
@@ -145,24 +108,162 @@ static int string(checker *c, const cJSON *obj, const char *key, const char *fie
 /* "<service>" or "<service>/db". */
 static bool breaker_ref_ok(const char *ref)
 {
-    if (!ref)
+    size_t n = ref ? strcspn(ref, "/") : 0;
+    char svc[32];
+    if (!ref || n >= sizeof svc || (ref[n] && strcmp(ref + n, "/db") != 0))
         return false;
-    for (int i = 0; i < CHAOS_NSVC; i++) {
-        size_t n = strlen(chaos_services[i]);
-        if (strncmp(ref, chaos_services[i], n) == 0 && (ref[n] == '\0' || strcmp(ref + n, "/db") == 0))
-            return true;
-    }
-    return false;
+    snprintf(svc, sizeof svc, "%.*s", (int)n, ref);
+    return chaos_service_index(svc) >= 0;
 }
 
-/* Checks one step of method (in_method) or rollbacks and fills *s. Returns 0 or -1. */
-static int check_step(checker *c, const cJSON *j, const char *field, double seconds, bool in_method,
-                      chaos_step *s)
+/* "order, payment, shipment" (with_databases: then "ferretdb, postgres"), into buf. */
+static const char *listed(char *buf, size_t len, bool with_databases)
 {
-    char f[128];
-    if (!cJSON_IsObject(j))
-        return bad(c, field, "must be an object");
-    memset(s, 0, sizeof *s);
+    buf[0] = '\0';
+    for (size_t i = 0; i < CHAOS_NSVC + (with_databases ? CHAOS_NDB : 0); i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "",
+                 i < CHAOS_NSVC ? chaos_services[i].name : chaos_databases[i - CHAOS_NSVC]);
+    return buf;
+}
+
+/* A field's check: v is the field's value (NULL when absent), f its name for
+ * messages. Fills its member of *s. Returns 0, or -1 with the message. */
+typedef int field_check(checker *c, const cJSON *v, const char *f, chaos_step *s);
+
+static int check_service(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    char names[200];
+    if (!cJSON_IsString(v) || chaos_service_index(v->valuestring) < 0)
+        return bad(c, f, "one of %s", listed(names, sizeof names, false));
+    s->service = v->valuestring;
+    return 0;
+}
+
+static int check_process(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    char names[200];
+    if (!cJSON_IsString(v) ||
+        (chaos_service_index(v->valuestring) < 0 && !one_of(v->valuestring, chaos_databases, CHAOS_NDB)))
+        return bad(c, f, "one of make run's processes: %s", listed(names, sizeof names, true));
+    s->service = v->valuestring;
+    return 0;
+}
+
+static int check_breaker(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    if (!cJSON_IsString(v) || !breaker_ref_ok(v->valuestring))
+        return bad(c, f, "\"<service>\" (its chain breaker) or \"<service>/db\" (its database breaker)");
+    s->breaker = v->valuestring;
+    return 0;
+}
+
+static int check_command(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return bad(c, f, "a shell command");
+    s->command = v->valuestring;
+    return 0;
+}
+
+static int check_faults(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    if (!cJSON_IsObject(v) || !v->child)
+        return bad(c, f, "an object of faults, as PUT /chaos takes");
+    s->faults = v;
+    return 0;
+}
+
+/* The fields an action row may name: each one's key and check. */
+static const struct field_rule {
+    const char *key;
+    field_check *check;
+} field_rules[] = {
+    [CHAOS_FIELD_SERVICE] = { "service", check_service },
+    [CHAOS_FIELD_PROCESS] = { "service", check_process },
+    [CHAOS_FIELD_BREAKER] = { "breaker", check_breaker },
+    [CHAOS_FIELD_COMMAND] = { "command", check_command },
+    [CHAOS_FIELD_FAULTS] = { "faults", check_faults },
+};
+
+/* Checks key of step j (named field) with check. Returns 0 or -1. */
+static int check_field(checker *c, const cJSON *j, const char *field, const char *key, field_check *check,
+                       chaos_step *s)
+{
+    char f[160];
+    snprintf(f, sizeof f, "%s.%s", field, key);
+    return check(c, cJSON_GetObjectItemCaseSensitive(j, key), f, s);
+}
+
+/* The row of action name in chaos_actions, or NULL when there is none. */
+static const chaos_action *action_row(const char *name)
+{
+    for (size_t i = 0; name && i < chaos_nactions; i++)
+        if (strcmp(chaos_actions[i].name, name) == 0)
+            return &chaos_actions[i];
+    return NULL;
+}
+
+/* Checks an action step: its name is a row of chaos_actions, its fields
+ * those of the row, each passing its check. Returns 0 or -1. */
+static int check_action(checker *c, const cJSON *j, const char *field, chaos_step *s)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
+    const chaos_action *row = cJSON_IsString(a) ? action_row(a->valuestring) : NULL;
+    char f[160];
+    snprintf(f, sizeof f, "%s.action", field);
+    if (!row) {
+        char names[200] = "";
+        for (size_t i = 0; i < chaos_nactions; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     chaos_actions[i].name);
+        return bad(c, f, "one of %s (or an expect step)", names);
+    }
+    s->action = row->name;
+    s->kind = row;
+    const char *allowed[3 + sizeof row->fields / sizeof row->fields[0]] = { "at", "action", "why" };
+    size_t nallowed = 3;
+    for (const chaos_field *k = row->fields; *k != CHAOS_FIELD_NONE; k++) {
+        const struct field_rule *rule = &field_rules[*k];
+        if (check_field(c, j, field, rule->key, rule->check, s))
+            return -1;
+        allowed[nallowed++] = rule->key;
+    }
+    char prefix[160], what[64];
+    snprintf(prefix, sizeof prefix, "%s.", field);
+    snprintf(what, sizeof what, "unknown field for action %s", s->action);
+    return only_known(c, j, prefix, allowed, nallowed, what);
+}
+
+/* Checks an expectation step (method only): expect, within, breaker. Returns 0 or -1. */
+static int check_expectation(checker *c, const cJSON *j, const char *field, bool in_method, chaos_step *s)
+{
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(j, "expect");
+    char f[160];
+    snprintf(f, sizeof f, "%s.expect", field);
+    if (!in_method)
+        return bad(c, f, "expectations belong in method");
+    if (!cJSON_IsString(expect) || !one_of(expect->valuestring, chaos_states, 3))
+        return bad(c, f, "one of closed, open, half-open");
+    s->expect = expect->valuestring;
+    const cJSON *within = cJSON_GetObjectItemCaseSensitive(j, "within");
+    snprintf(f, sizeof f, "%s.within", field);
+    if (!cJSON_IsNumber(within) || within->valuedouble <= 0)
+        return bad(c, f, "seconds, a positive number");
+    s->within = within->valuedouble;
+    if (check_field(c, j, field, "breaker", check_breaker, s))
+        return -1;
+    static const char *const known[] = { "at", "expect", "breaker", "within", "why" };
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "%s.", field);
+    return only_known(c, j, prefix, known, 5, "unknown field");
+}
+
+/* Checks the fields every step may have: why, and at (required in method,
+ * within the load). Returns 0 or -1. */
+static int check_why_at(checker *c, const cJSON *j, const char *field, double seconds, bool in_method,
+                        chaos_step *s)
+{
+    char f[160];
     snprintf(f, sizeof f, "%s.why", field);
     if (string(c, j, "why", f, &s->why))
         return -1;
@@ -175,81 +276,22 @@ static int check_step(checker *c, const cJSON *j, const char *field, double seco
     } else if (at && !cJSON_IsNumber(at)) {
         return bad(c, f, "a number of seconds");
     }
-    char prefix[128];
-    snprintf(prefix, sizeof prefix, "%s.", field);
-    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(j, "expect");
-    if (expect) {
-        snprintf(f, sizeof f, "%s.expect", field);
-        if (!in_method)
-            return bad(c, f, "expectations belong in method");
-        if (!cJSON_IsString(expect) || !one_of(expect->valuestring, chaos_states, 3))
-            return bad(c, f, "one of closed, open, half-open");
-        s->expect = expect->valuestring;
-        const cJSON *within = cJSON_GetObjectItemCaseSensitive(j, "within");
-        snprintf(f, sizeof f, "%s.within", field);
-        if (!cJSON_IsNumber(within) || within->valuedouble <= 0)
-            return bad(c, f, "seconds, a positive number");
-        s->within = within->valuedouble;
-        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "breaker");
-        snprintf(f, sizeof f, "%s.breaker", field);
-        if (!cJSON_IsString(ref) || !breaker_ref_ok(ref->valuestring))
-            return bad(c, f, "\"<service>\" (its chain breaker) or \"<service>/db\" (its database breaker)");
-        s->breaker = ref->valuestring;
-        static const char *const known[] = { "at", "expect", "breaker", "within", "why" };
-        return only_known(c, j, prefix, known, 5, "unknown field");
-    }
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
-    snprintf(f, sizeof f, "%s.action", field);
-    const struct action_row *row = cJSON_IsString(a) ? action_row(a->valuestring) : NULL;
-    if (!row) {
-        char names[160] = "";
-        for (size_t i = 0; i < NACTIONS; i++)
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
-                     action_rows[i].name);
-        return bad(c, f, "one of %s (or an expect step)", names);
-    }
-    s->action = a->valuestring;
-    const char *allowed[8] = { "at", "action", "why" };
-    size_t nallowed = 3;
-    if (row->target == TARGET_SERVICE || row->target == TARGET_PROCESS) {
-        const cJSON *svc = cJSON_GetObjectItemCaseSensitive(j, "service");
-        snprintf(f, sizeof f, "%s.service", field);
-        bool process = row->target == TARGET_PROCESS;
-        if (!cJSON_IsString(svc) ||
-            !(process ? one_of(svc->valuestring, chaos_processes, CHAOS_NPROC)
-                      : one_of(svc->valuestring, chaos_services, CHAOS_NSVC)))
-            return bad(c, f, process ? "one of make run's processes: order, payment, shipment, ferretdb, postgres"
-                                     : "one of order, payment, shipment");
-        s->service = svc->valuestring;
-        allowed[nallowed++] = "service";
-    }
-    if (row->faults) {
-        const cJSON *faults = cJSON_GetObjectItemCaseSensitive(j, "faults");
-        snprintf(f, sizeof f, "%s.faults", field);
-        if (!cJSON_IsObject(faults) || !faults->child)
-            return bad(c, f, "an object of faults, as PUT /chaos takes");
-        s->faults = faults;
-        allowed[nallowed++] = "faults";
-    }
-    if (row->target == TARGET_BREAKER) {
-        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "breaker");
-        snprintf(f, sizeof f, "%s.breaker", field);
-        if (!cJSON_IsString(ref) || !breaker_ref_ok(ref->valuestring))
-            return bad(c, f, "\"<service>\" (its chain breaker) or \"<service>/db\" (its database breaker)");
-        s->breaker = ref->valuestring;
-        allowed[nallowed++] = "breaker";
-    }
-    if (row->target == TARGET_COMMAND) {
-        const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "command");
-        snprintf(f, sizeof f, "%s.command", field);
-        if (!cJSON_IsString(cmd) || !cmd->valuestring[0])
-            return bad(c, f, "a shell command");
-        s->command = cmd->valuestring;
-        allowed[nallowed++] = "command";
-    }
-    char what[64];
-    snprintf(what, sizeof what, "unknown field for action %s", s->action);
-    return only_known(c, j, prefix, allowed, nallowed, what);
+    return 0;
+}
+
+/* Checks one step of method (in_method) or rollbacks and fills *s: an
+ * expectation when it has "expect", else an action. Returns 0 or -1. */
+static int check_step(checker *c, const cJSON *j, const char *field, double seconds, bool in_method,
+                      chaos_step *s)
+{
+    if (!cJSON_IsObject(j))
+        return bad(c, field, "must be an object");
+    memset(s, 0, sizeof *s);
+    if (check_why_at(c, j, field, seconds, in_method, s))
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(j, "expect"))
+        return check_expectation(c, j, field, in_method, s);
+    return check_action(c, j, field, s);
 }
 
 /* Checks a list of steps ("method" or "rollbacks") into a new array. Returns 0 or -1. */

@@ -1,5 +1,5 @@
 /* journal.c -- journal.json: every action, probe, breaker event and request of a run, with times in seconds from the start of the load. */
-#include "runner.h"
+#include "output.h"
 
 #include <errno.h>
 #include <math.h>
@@ -126,7 +126,7 @@ static cJSON *journal(const chaos_run *r)
     cJSON_AddItemToObject(j, "lesson", str_or_null(e->lesson));
     cJSON *urls = cJSON_AddObjectToObject(j, "urls");
     for (int i = 0; i < CHAOS_NSVC; i++)
-        cJSON_AddStringToObject(urls, chaos_services[i], r->urls[i]);
+        cJSON_AddStringToObject(urls, chaos_services[i].name, r->urls[i]);
     cJSON *v = cJSON_AddObjectToObject(j, "verdict");
     cJSON_AddBoolToObject(v, "passed", r->passed);
     cJSON_AddBoolToObject(v, "hypothesis_before", r->probes[0].ok);

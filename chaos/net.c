@@ -1,5 +1,5 @@
 /* net.c -- the runner's HTTP client on libcurl: one request set up the same way for the load, the probes and the actions. */
-#include "runner.h"
+#include "net.h"
 
 #include <stdio.h>
 #include <stdlib.h>

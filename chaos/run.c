@@ -18,10 +18,14 @@
  * sees the signals (the others block them): the handler sets chaos_signal,
  * the main thread's sleeps are short, and it then goes to the rollbacks.
  */
-#include "runner.h"
+#include "run.h"
+
+#include "act.h"
+#include "net.h"
+#include "output.h"
+#include "stored.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +35,6 @@
 #define POLL_INTERVAL_S 0.25
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
-
-volatile sig_atomic_t chaos_signal;
-
-/* Monotonic seconds. */
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Wall-clock milliseconds since the epoch. */
 static double wall_ms(void)
@@ -54,38 +48,6 @@ static double wall_ms(void)
 static double round3(double x)
 {
     return round(x * 1000) / 1000;
-}
-
-double chaos_now(const chaos_run *r)
-{
-    return r->t0 > 0 ? mono() - r->t0 : 0.0;
-}
-
-void chaos_say(const chaos_run *r, const char *fmt, ...)
-{
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (r->t0 > 0)
-        printf("chaos %6.1fs  %s\n", chaos_now(r), msg);
-    else
-        printf("chaos  %s\n", msg);
-    fflush(stdout);
-}
-
-const char *chaos_plain(const char *state)
-{
-    return state && strncmp(state, "forced-", 7) == 0 ? state + 7 : state;
-}
-
-const char *chaos_ref_name(const chaos_run *r, const char *ref)
-{
-    for (int i = 0; i < r->nrefs; i++)
-        if (strcmp(r->refs[i], ref) == 0)
-            return r->ref_names[i];
-    return NULL;
 }
 
 /* Room for one more of an array's n items (each `size` bytes): the array
@@ -120,7 +82,9 @@ static chaos_band *band_of(chaos_run *r, const char *name)
     return b;
 }
 
-void chaos_note_state(chaos_run *r, const char *name, const char *state, double t)
+/* Records that breaker name is in state at time t (<0: now), when it differs
+ * from the band's last state. Takes the lock. */
+static void note_state(chaos_run *r, const char *name, const char *state, double t)
 {
     if (t < 0)
         t = chaos_now(r);
@@ -153,7 +117,7 @@ static void note_health(chaos_run *r, int svc, const cJSON *h, bool refs)
             size_t n = strlen(name->valuestring);
             bool db = n >= 9 && strcmp(name->valuestring + n - 9, "->mongodb") == 0;
             char ref[32];
-            snprintf(ref, sizeof ref, "%s%s", chaos_services[svc], db ? "/db" : "");
+            snprintf(ref, sizeof ref, "%s%s", chaos_services[svc].name, db ? "/db" : "");
             if (!chaos_ref_name(r, ref)) {
                 r->refs[r->nrefs] = strdup(ref);
                 r->ref_names[r->nrefs] = strdup(name->valuestring);
@@ -161,7 +125,7 @@ static void note_health(chaos_run *r, int svc, const cJSON *h, bool refs)
                     r->nrefs++;
             }
         }
-        chaos_note_state(r, name->valuestring, state->valuestring, refs ? 0.0 : -1.0);
+        note_state(r, name->valuestring, state->valuestring, refs ? 0.0 : -1.0);
     }
 }
 
@@ -175,9 +139,9 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
         cJSON *h = st ? cJSON_Parse(a.body) : NULL;
         if (st == 0)
             snprintf(err, errlen, "%s does not answer at %s (%s); start the stack (make run) or give --%s",
-                     chaos_services[i], r->urls[i], a.error, chaos_services[i]);
+                     chaos_services[i].name, r->urls[i], a.error, chaos_services[i].name);
         else if (!cJSON_IsObject(h))
-            snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i], st);
+            snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i].name, st);
         else
             note_health(r, i, h, true);
         /* make run's supervisor says where its pid files are (kill, restart) */
@@ -197,9 +161,9 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
 /* Sleeps until r->stop or secs pass. Returns true when stopped. */
 static bool nap(chaos_run *r, double secs)
 {
-    double end = mono() + secs;
+    double end = chaos_mono() + secs;
     while (!atomic_load(&r->stop)) {
-        double left = end - mono();
+        double left = end - chaos_mono();
         if (left <= 0)
             return false;
         struct timespec ts = { 0, (long)((left < 0.05 ? left : 0.05) * 1e9) };
@@ -236,13 +200,13 @@ static void read_answer(chaos_request *q, const net_answer *a)
             snprintf(q->degraded, sizeof q->degraded, "%s:%s", svc ? svc : "?", why ? why : "unknown");
             degraded = true;
         }
-        for (int i = 0; svc && doc && status && i < CHAOS_NSVC; i++)
-            if (strcmp(svc, chaos_services[i]) == 0 && strlen(doc) == 24) {
-                chaos_doc *d = &q->docs[q->ndocs++];
-                d->svc = i;
-                memcpy(d->id, doc, 25);
-                snprintf(d->outcome, sizeof d->outcome, "%s", status);
-            }
+        int i = chaos_service_index(svc);
+        if (i >= 0 && doc && status && strlen(doc) == 24) {
+            chaos_doc *d = &q->docs[q->ndocs++];
+            d->svc = i;
+            memcpy(d->id, doc, 25);
+            snprintf(d->outcome, sizeof d->outcome, "%s", status);
+        }
     }
     const char *last_status = last ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, "status")) : NULL;
     q->whole = q->status == 200 && last_status && strcmp(last_status, "last") == 0 && !degraded;
@@ -400,7 +364,7 @@ static void reader_event(reader *rd, const char *json)
     const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "state"));
     if (!seen && kind && breaker && state &&
         (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
-        chaos_note_state(r, breaker, state, t);
+        note_state(r, breaker, state, t);
     cJSON_Delete(ev);
 }
 
@@ -639,49 +603,71 @@ static void note_signal(chaos_run *r)
     chaos_say(r, "%s", r->aborted);
 }
 
-/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the main thread sees them. */
-static int start_threads(chaos_run *r, pthread_t *load, pthread_t *readers, reader *rd, pthread_t *poller)
+/* The run's worker threads, and which of them started. */
+typedef struct workers {
+    pthread_t load, poller, readers[CHAOS_NSVC];
+    reader rd[CHAOS_NSVC];
+    bool load_on, poller_on, reader_on[CHAOS_NSVC];
+} workers;
+
+/* Stops the threads that started (sets r->stop) and waits for them. Can't fail. */
+static void stop_workers(chaos_run *r, workers *w)
+{
+    atomic_store(&r->stop, true);
+    if (w->load_on)
+        pthread_join(w->load, NULL);
+    if (w->poller_on)
+        pthread_join(w->poller, NULL);
+    for (int i = 0; i < CHAOS_NSVC; i++)
+        if (w->reader_on[i])
+            pthread_join(w->readers[i], NULL);
+}
+
+/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the
+ * main thread sees them. Returns 0, or -1 when one could not start (then
+ * those that did are stopped again). */
+static int start_workers(chaos_run *r, workers *w)
 {
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int rc = 0;
+    bool ok = true;
     for (int i = 0; i < CHAOS_NSVC; i++) {
-        rd[i] = (reader){ .r = r, .svc = i };
-        rc |= pthread_create(&readers[i], NULL, reader_main, &rd[i]);
+        w->rd[i] = (reader){ .r = r, .svc = i };
+        ok = ok && (w->reader_on[i] = pthread_create(&w->readers[i], NULL, reader_main, &w->rd[i]) == 0);
     }
-    rc |= pthread_create(poller, NULL, poll_main, r);
-    rc |= pthread_create(load, NULL, load_main, r);
+    ok = ok && (w->poller_on = pthread_create(&w->poller, NULL, poll_main, r) == 0);
+    ok = ok && (w->load_on = pthread_create(&w->load, NULL, load_main, r) == 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+    if (!ok)
+        stop_workers(r, w);
+    return ok ? 0 : -1;
 }
 
-int chaos_run_experiment(chaos_run *r)
+/* Says what the run does and, when the experiment names them, the settings the stack needs. */
+static void say_start(chaos_run *r)
 {
     const chaos_experiment *e = r->exp;
-    r->actions = cJSON_CreateArray();
-    r->events = cJSON_CreateArray();
-    r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
-    r->t0 = mono();
-    r->wall0_ms = wall_ms() - 50;
-    pthread_t load, readers[CHAOS_NSVC], poller;
-    reader rd[CHAOS_NSVC];
-    if (!r->actions || !r->events || !r->expects || start_threads(r, &load, readers, rd, &poller)) {
-        fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
-        exit(2);
-    }
     chaos_say(r, "%s: load %g/s for %g s", e->title, e->rate, e->seconds);
-    if (e->requires) {
-        char need[400] = "";
-        const cJSON *k;
-        cJSON_ArrayForEach(k, e->requires) {
-            size_t n = strlen(need);
-            snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
-        }
-        chaos_say(r, "this experiment needs a stack started with%s", need);
+    if (!e->requires)
+        return;
+    char need[400] = "";
+    const cJSON *k;
+    cJSON_ArrayForEach(k, e->requires) {
+        size_t n = strlen(need);
+        snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
     }
+    chaos_say(r, "this experiment needs a stack started with%s", need);
+}
+
+/* The method: each step at its time, an action carried out, an expectation
+ * noted for judging. Stops early (r->aborted says why) when an action fails
+ * or a signal comes. */
+static void run_method(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
     for (int i = 0; i < e->nmethod && !r->aborted[0]; i++) {
         const chaos_step *s = &e->method[i];
         if (s->at > chaos_now(r)) {
@@ -698,7 +684,12 @@ int chaos_run_experiment(chaos_run *r)
         else if (!chaos_act(r, s, "method"))
             snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
     }
-    /* the whole load: every request sent and answered (or timed out) */
+}
+
+/* Waits for the whole load: every request sent and answered (or timed out),
+ * unless the run was aborted or a signal comes. */
+static void wait_load(chaos_run *r)
+{
     while (!r->aborted[0] && !atomic_load(&r->load_done)) {
         if (chaos_signal) {
             note_signal(r);
@@ -707,15 +698,14 @@ int chaos_run_experiment(chaos_run *r)
         struct timespec ts = { 0, 50 * 1000000L };
         nanosleep(&ts, NULL);
     }
-    /* the rollbacks run whatever happened */
-    for (int i = 0; i < e->nrollbacks; i++)
-        chaos_act(r, &e->rollbacks[i], "rollback");
-    atomic_store(&r->stop, true);
-    pthread_join(load, NULL);
-    pthread_join(poller, NULL);
-    for (int i = 0; i < CHAOS_NSVC; i++)
-        pthread_join(readers[i], NULL);
-    /* the threads are done: what follows reads the records without the lock */
+}
+
+/* Judges the run from its records (the threads are done): the expectations,
+ * the hypothesis before and after, the stored probe, the late-sends note.
+ * Sets r->passed. */
+static void judge(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
     qsort(r->reqs, (size_t)r->nreqs, sizeof *r->reqs, by_n);
     judge_expectations(r);
     bool before = hypothesis(r, &r->probes[0], "before");
@@ -737,6 +727,12 @@ int chaos_run_experiment(chaos_run *r)
         met = met && x->met;
     }
     r->passed = before && after && met && !r->aborted[0] && (!r->stored.asked || r->stored.result != 0);
+}
+
+/* Writes the journal and the picture and says the verdict. Returns 0 when
+ * the run passed, 1 when it did not, 2 when the output could not be written. */
+static int write_verdict(chaos_run *r)
+{
     char err[600];
     if (chaos_journal_write(r, err, sizeof err) || chaos_svg_write(r, err, sizeof err)) {
         chaos_say(r, "verdict: %s; but %s", r->passed ? "PASSED" : "FAILED", err);
@@ -752,6 +748,31 @@ int chaos_run_experiment(chaos_run *r)
     }
     chaos_say(r, "verdict: %s%s; journal and picture in %s", r->passed ? "PASSED" : "FAILED", note, r->out);
     return r->passed ? 0 : 1;
+}
+
+int chaos_run_experiment(chaos_run *r)
+{
+    const chaos_experiment *e = r->exp;
+    r->actions = cJSON_CreateArray();
+    r->events = cJSON_CreateArray();
+    r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
+    r->t0 = chaos_mono();
+    r->wall0_ms = wall_ms() - 50;
+    workers w = { 0 };
+    if (!r->actions || !r->events || !r->expects || start_workers(r, &w)) {
+        fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
+        return 2;
+    }
+    say_start(r);
+    run_method(r);
+    wait_load(r);
+    /* the rollbacks run whatever happened */
+    for (int i = 0; i < e->nrollbacks; i++)
+        chaos_act(r, &e->rollbacks[i], "rollback");
+    stop_workers(r, &w);
+    /* the threads are done: what follows reads the records without the lock */
+    judge(r);
+    return write_verdict(r);
 }
 
 void chaos_run_free(chaos_run *r)

@@ -8,7 +8,7 @@
  * A database that does not answer makes the probe SKIPPED, said in the
  * verdict, never passed.
  */
-#include "runner.h"
+#include "stored.h"
 
 #include <mongoc/mongoc.h>
 #include <stdarg.h>
@@ -92,7 +92,7 @@ static int lookup(mongoc_collection_t *coll, wanted *w, int n, char *err, size_t
 static int check_collection(chaos_run *r, mongoc_client_t *client, int svc, char *err, size_t errlen)
 {
     chaos_stored *st = &r->stored;
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, st->db, chaos_collections[svc]);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, st->db, chaos_services[svc].collection);
     wanted *w = calloc(BATCH + CHAOS_MAX_HOPS, sizeof *w);
     int n = 0, rc = 0;
     if (!w) {
@@ -115,11 +115,11 @@ static int check_collection(chaos_run *r, mongoc_client_t *client, int svc, char
             st->documents++;
             if (!w[k].found) {
                 st->missing++;
-                example(st, "%s %s (request %s) is not stored", chaos_collections[svc], w[k].d->id, rid);
+                example(st, "%s %s (request %s) is not stored", chaos_services[svc].collection, w[k].d->id, rid);
             } else if (strcmp(w[k].outcome, w[k].d->outcome) != 0 || strcmp(w[k].id, rid) != 0) {
                 st->wrong++;
                 example(st, "%s %s (request %s): stored with id %s and outcome %s, answered %s",
-                        chaos_collections[svc], w[k].d->id, rid, w[k].id[0] ? w[k].id : "(none)",
+                        chaos_services[svc].collection, w[k].d->id, rid, w[k].id[0] ? w[k].id : "(none)",
                         w[k].outcome[0] ? w[k].outcome : "(none)", w[k].d->outcome);
             } else {
                 st->found++;
@@ -188,12 +188,12 @@ void chaos_stored_check(chaos_run *r)
             order_doc = order_doc || q->docs[k].svc == 0;
         if (!order_doc) {
             st->no_document++;
-            example(st, "request chaos-%d answered 200 naming no document of order", q->n);
+            example(st, "request chaos-%d answered 200 naming no document of %s", q->n, chaos_services[0].name);
         }
     }
     for (int svc = 0; svc < CHAOS_NSVC; svc++)
         if (check_collection(r, client, svc, err, sizeof err)) {
-            snprintf(why, sizeof why, "reading %s.%s at %s failed: %s", st->db, chaos_collections[svc],
+            snprintf(why, sizeof why, "reading %s.%s at %s failed: %s", st->db, chaos_services[svc].collection,
                      r->mongo_url, err);
             skipped(r, why);
             mongoc_client_destroy(client);

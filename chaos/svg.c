@@ -1,5 +1,5 @@
 /* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the actions as dashed lines, each expectation from its start to its deadline, met or missed. */
-#include "runner.h"
+#include "output.h"
 
 #include <errno.h>
 #include <stdio.h>

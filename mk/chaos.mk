@@ -14,16 +14,23 @@
 # $(BUILD)/tsan/bin/chaos (ThreadSanitizer, for a run by hand).
 
 CHAOS_SRCS := $(wildcard chaos/*.c)
-CHAOS_HDRS := $(wildcard chaos/*.h)
+# services.h, the services of services.tsv as C rows (chaos/services.awk), is made
+# once for every flavour.
+CHAOS_GEN := $(BUILD)/gen/chaos
+CHAOS_HDRS := $(wildcard chaos/*.h) $(CHAOS_GEN)/services.h
 CHAOS_BIN_rel  := $(BUILD)/bin/chaos
 CHAOS_BIN_asan := $(BUILD)/asan/bin/chaos
 CHAOS_BIN_tsan := $(BUILD)/tsan/bin/chaos
+
+$(CHAOS_GEN)/services.h: services.tsv chaos/services.awk
+	@mkdir -p $(@D)
+	awk -f chaos/services.awk services.tsv > $@.tmp && mv -f $@.tmp $@
 
 # $(1) = flavour: objects under $(BUILD)/$(1)/chaos/, the binary $(CHAOS_BIN_$(1)).
 define chaos_flavour
 $(BUILD)/$(1)/chaos/%.o: chaos/%.c $(CHAOS_HDRS)
 	@mkdir -p $$(@D)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(PKG_CFLAGS) -c $$< -o $$@
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -I$(CHAOS_GEN) $(PKG_CFLAGS) -c $$< -o $$@
 
 $(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS))
 	@mkdir -p $$(@D)

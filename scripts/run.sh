@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh -- runs the whole suite on this machine (what `make run` calls): FerretDB and
-# order (3000) -> payment (3001) -> shipment (3002), wired as docker-compose wires them.
+# the services of services.tsv, order (3000) -> payment (3001) -> shipment (3002), wired
+# as docker-compose wires them.
 #
 #   make run                      FerretDB on 127.0.0.1:27017 over PostgreSQL, data in .data/postgres
 #   FERRETDB_BACKEND=sqlite make run   FerretDB over SQLite instead, data in .data/ferretdb
@@ -11,7 +12,7 @@
 # outcome update slows as a collection grows, and its writers wait in SQLite's
 # sleeping busy handler; see "Performance" in the README for the figures.
 #
-# Ports can be moved with ORDER_PORT, PAYMENT_PORT, SHIPMENT_PORT, FERRETDB_PORT,
+# Ports can be moved with <NAME>_PORT for each service (ORDER_PORT, ...), FERRETDB_PORT,
 # the data with DATA_DIR (default .data; `make bench-services` uses a temporary one);
 # FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
 # PROFILE=classroom applies scripts/profiles/classroom.env (a calm baseline,
@@ -36,9 +37,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 BIN="${BUILD:-build}/bin"
-ORDER_PORT="${ORDER_PORT:-3000}"
-PAYMENT_PORT="${PAYMENT_PORT:-3001}"
-SHIPMENT_PORT="${SHIPMENT_PORT:-3002}"
+# The services, in chain order, from services.tsv (name port collection next):
+# each one's port is in <NAME>_PORT (its default there), NEXT[name] is the
+# service it calls (- for the last).
+SERVICES=""; SERVICES_LAST_FIRST=""; declare -A NEXT
+while read -r svc port _ next; do
+    case "$svc" in ''|'#'*) continue ;; esac
+    SERVICES="${SERVICES:+$SERVICES }$svc"; SERVICES_LAST_FIRST="$svc${SERVICES_LAST_FIRST:+ $SERVICES_LAST_FIRST}"
+    NEXT[$svc]=$next
+    var="${svc^^}_PORT"; printf -v "$var" '%s' "${!var:-$port}"
+done < services.tsv
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 DATA_DIR="$(mkdir -p "${DATA_DIR:-.data}" && cd "${DATA_DIR:-.data}" && pwd)"
 RUN_DIR="$DATA_DIR/run"
@@ -56,7 +64,7 @@ WATCHDOG_TIMEOUT_S=2
 WATCHDOG_MISSES=3
 READY_LIMIT_S=30
 # The processes, in start order; names are the log prefixes and the pid files'.
-SUPERVISED="postgres ferretdb shipment payment order"
+SUPERVISED="postgres ferretdb $SERVICES_LAST_FIRST"
 KEEPERS=()          # "name:pid" of each keeper (and the watchdog), in start order
 
 # Prints a line from this script.
@@ -85,9 +93,7 @@ is_ready() {
     case "$1" in
     postgres) pg_isready -q -h "$DATA_DIR/postgres" -U postgres -d postgres ;;
     ferretdb) (exec 3<>"/dev/tcp/127.0.0.1/$FERRETDB_PORT") 2>/dev/null ;;
-    order) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$ORDER_PORT/" ;;
-    payment) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PAYMENT_PORT/" ;;
-    shipment) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$SHIPMENT_PORT/" ;;
+    *) local port="${1^^}_PORT"; curl -fs -m 2 -o /dev/null "http://127.0.0.1:${!port}/" ;;
     esac
 }
 
@@ -129,8 +135,8 @@ status_write() {
 # in one go (sed -u would read it a byte at a time).
 launch() {
     local name=$1; shift
-    case "$name" in
-    order|payment|shipment) LOG_PREFIX="[$name] " "$@" 2>&1 & ;;
+    case " $SERVICES " in
+    *" $name "*) LOG_PREFIX="[$name] " "$@" 2>&1 & ;;
     *) "$@" > >(trap '' INT; exec awk -v p="[$name] " '{ print p $0; fflush() }') 2>&1 & ;;
     esac
 }
@@ -322,15 +328,13 @@ if [ -n "${PROFILE:-}" ]; then
     say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
 fi
 
-for b in order payment shipment; do
+for b in $SERVICES; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }
 done
 # the watchdog's ping (tests/tools/dbtool.c); a sanitizer build (BUILD=build/asan) has none of its own
 DBTOOL="$BIN/dbtool"; [ -x "$DBTOOL" ] || DBTOOL=build/bin/dbtool
 [ -n "${MONGO_URL:-}" ] || [ -x "$DBTOOL" ] || { say "$DBTOOL is missing: run make"; exit 1; }
-need_free_port "$ORDER_PORT" order ORDER_PORT
-need_free_port "$PAYMENT_PORT" payment PAYMENT_PORT
-need_free_port "$SHIPMENT_PORT" shipment SHIPMENT_PORT
+for svc in $SERVICES; do var="${svc^^}_PORT"; need_free_port "${!var}" "$svc" "$var"; done
 if [ -f "$RUN_DIR/supervisor.pid" ] && kill -0 "$(cat "$RUN_DIR/supervisor.pid")" 2>/dev/null; then
     say "another run.sh (pid $(cat "$RUN_DIR/supervisor.pid")) uses DATA_DIR=$DATA_DIR: stop it, or set DATA_DIR"
     exit 1
@@ -365,15 +369,22 @@ fi
 export JUMPS="${JUMPS:-4}"
 export RUN_STATUS_FILE="$STATUS_FILE"
 
-start shipment TERM env ID=shipment PORT="$SHIPMENT_PORT" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/shipment"
-start payment TERM env ID=payment PORT="$PAYMENT_PORT" \
-    CHAIN_SVC="http://127.0.0.1:$SHIPMENT_PORT/create" "$BIN/payment"
-start order TERM env ID=order PORT="$ORDER_PORT" \
-    CHAIN_SVC="http://127.0.0.1:$PAYMENT_PORT/create" "$BIN/order"
+# the last of the chain first, each wired to the next (the last injects errors, INJECT_ERR)
+for svc in $SERVICES_LAST_FIRST; do
+    var="${svc^^}_PORT"; next="${NEXT[$svc]}"; next_port="${next^^}_PORT"
+    if [ "$next" = - ]; then
+        start "$svc" TERM env ID="$svc" PORT="${!var}" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/$svc"
+    else
+        start "$svc" TERM env ID="$svc" PORT="${!var}" CHAIN_SVC="http://127.0.0.1:${!next_port}/create" "$BIN/$svc"
+    fi
+done
 
-say "order     http://127.0.0.1:$ORDER_PORT/    (POST /create; dashboard at /dashboard)"
-say "payment   http://127.0.0.1:$PAYMENT_PORT/"
-say "shipment  http://127.0.0.1:$SHIPMENT_PORT/  (INJECT_ERR=${INJECT_ERR:-1})"
+for svc in $SERVICES; do
+    var="${svc^^}_PORT"; note=""
+    [ "$svc" != "${SERVICES%% *}" ] || note="    (POST /create; dashboard at /dashboard)"
+    [ "${NEXT[$svc]}" != - ] || note="  (INJECT_ERR=${INJECT_ERR:-1})"
+    say "$(printf '%-9s' "$svc") http://127.0.0.1:${!var}/$note"
+done
 say "every process is restarted when it exits; state in $RUN_DIR (status.json, <name>.pid)"
 say "send order/tests.http (VS Code REST Client or JetBrains HTTP client); Ctrl-C stops everything"
 # The keepers run until stop_all; wait returns on a signal (its trap runs) or,

@@ -18,7 +18,11 @@ none of the run's documents and say SKIPPED when no database answers; a
 SIGINT in the middle must still run the rollbacks (the fault is gone from
 the stack) and exit 1; bad experiment files must exit 2 naming the field,
 or the line of a JSON syntax error, with nothing run. Pictures go to
-build/chaos/<experiment>/timeline.svg. Ends with "N passed, N failed, N skipped".
+build/chaos/<experiment>/timeline.svg. First of all, from the runner's objects
+(nm), that no file of chaos/ calls into a file that calls it back, and that
+services.tsv agrees with the services' main.c and the runner refuses any other
+service. Ends with
+"N passed, N failed, N skipped".
 """
 import argparse
 import html
@@ -44,7 +48,10 @@ CHAOS = {"rel": harness.BUILD / "bin" / "chaos", "asan": harness.BUILD / "asan" 
 # the experiments run a second time on the ASan+UBSan build of the runner
 ASAN_RUNS = ("2-fallback", "6-forced")
 # what the runner reads from the environment: the test gives everything as flags
-RUNNER_ENV = ("ORDER_URL", "PAYMENT_URL", "SHIPMENT_URL", "ADMIN_TOKEN", "MONGO_URL", "MONGO_DB")
+# the services of services.tsv, in chain order, and those that call the next
+SERVICES = harness.SERVICE_NAMES
+CALLERS = tuple(s["name"] for s in harness.SERVICES if s["next"])
+RUNNER_ENV = tuple(f"{s.upper()}_URL" for s in SERVICES) + ("ADMIN_TOKEN", "MONGO_URL", "MONGO_DB")
 
 
 def call(method, url, token=TOKEN):
@@ -62,13 +69,11 @@ class StackRun:
     def __init__(self, extra_env=None):
         self.tmp = Path(tempfile.mkdtemp(prefix="chaos-lab-", dir="/tmp"))
         self.tmp.chmod(0o755)    # PostgreSQL runs as its own user and must reach its folder
-        self.ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb")}
+        self.ports = {n: harness.free_port() for n in SERVICES + ("ferretdb",)}
         self.urls = {n: f"http://127.0.0.1:{p}" for n, p in self.ports.items()}
-        env = dict(os.environ, PROFILE="classroom", **(extra_env or {}),
-                   DATA_DIR=str(self.tmp / "data"), ORDER_PORT=str(self.ports["order"]),
-                   PAYMENT_PORT=str(self.ports["payment"]), SHIPMENT_PORT=str(self.ports["shipment"]),
-                   FERRETDB_PORT=str(self.ports["ferretdb"]))
-        for k in ("MONGO_URL", "INJECT_ERR", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
+        env = dict(os.environ, PROFILE="classroom", **(extra_env or {}), DATA_DIR=str(self.tmp / "data"),
+                   **{f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
+        for k in ("MONGO_URL", "INJECT_ERR", "ADMIN_TOKEN", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
                   "CB_RESET_TIMEOUT_MS", "DELAY_MS"):
             env.pop(k, None)
         env["ADMIN_TOKEN"] = TOKEN   # the profile would make a random one
@@ -77,21 +82,21 @@ class StackRun:
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         harness.wait_until(lambda: self.proc.poll() is not None or
-                           call("GET", self.urls["order"] + "/health")[0] == 200, 180,
+                           call("GET", self.urls[SERVICES[0]] + "/health")[0] == 200, 180,
                            "make run's stack (PROFILE=classroom)")
         if self.proc.poll() is not None:
             raise RuntimeError(f"scripts/run.sh exited:\n{self.log.read_text()[-2000:]}")
 
     def calm(self):
         """Clears every fault and closes every breaker; waits until /health shows them closed."""
-        for svc in ("order", "payment", "shipment"):
+        for svc in SERVICES:
             call("DELETE", self.urls[svc] + "/chaos")
             status, h = call("GET", self.urls[svc] + "/health")
             for b in (h or {}).get("breakers", []):
                 call("POST", f"{self.urls[svc]}/breaker/close?name={urllib.parse.quote(b['name'])}")
 
         def closed():
-            for svc in ("order", "payment", "shipment"):
+            for svc in SERVICES:
                 status, h = call("GET", self.urls[svc] + "/health")
                 if status != 200 or any(b["state"] != "closed" for b in h.get("breakers", [])):
                     return False
@@ -101,7 +106,7 @@ class StackRun:
         def empty():
             # the last experiment's calls leave the rolling windows (10 s), so that
             # each experiment's breakers start from the same place
-            for svc in ("order", "payment"):
+            for svc in CALLERS:
                 status, h = call("GET", self.urls[svc] + "/health")
                 if status != 200 or any(b["window"]["fires"] for b in h.get("breakers", [])):
                     return False
@@ -112,7 +117,7 @@ class StackRun:
         """The command line of the C runner on this stack (its database with --mongo)."""
         return ([str(CHAOS[flavour]), str(path), "--out", str(out), "--token", TOKEN,
                  f"--mongo=mongodb://127.0.0.1:{self.ports['ferretdb']}"]
-                + [f"--{s}={self.urls[s]}" for s in ("order", "payment", "shipment")] + list(extra))
+                + [f"--{s}={self.urls[s]}" for s in SERVICES] + list(extra))
 
     @staticmethod
     def runner_env(flavour="rel", extra=None):
@@ -137,6 +142,71 @@ class StackRun:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def chaos_file_calls(obj_dir):
+    """{file: the other files of chaos/ whose functions or data it uses}, from nm of obj_dir/*.o."""
+    defined, used = {}, {}
+    for o in sorted(Path(obj_dir).glob("*.o")):
+        out = subprocess.run(["nm", str(o)], capture_output=True, text=True, check=True).stdout
+        used[o.stem + ".c"] = {line.split()[1] for line in out.splitlines() if line.split()[:1] == ["U"]}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "TDBR":
+                defined[parts[2]] = o.stem + ".c"
+    return {f: {defined[s] for s in syms if s in defined and defined[s] != f} for f, syms in used.items()}
+
+
+def check_no_circles(res):
+    """No file of chaos/ reaches, through the calls, a file that reaches it back."""
+    graph = chaos_file_calls(harness.BUILD / "rel" / "chaos")
+    reach = {}
+    for f in graph:
+        seen, todo = set(), list(graph[f])
+        while todo:
+            g = todo.pop()
+            if g not in seen:
+                seen.add(g)
+                todo += graph.get(g, ())
+        reach[f] = seen
+    circles = sorted({f"{a} <-> {b}" for a in graph for b in reach[a] if a < b and a in reach.get(b, ())})
+    res.check(f"chaos/: no circle of files ({len(graph)} files; run.c calls "
+              f"{', '.join(sorted(graph.get('run.c', ())))})", len(graph) > 1 and not circles, str(circles))
+
+
+def check_services_list(res):
+    """services.tsv is the services' own list: each row agrees with the svc_spec
+    of <name>/main.c, the runner takes a flag for each and refuses any other
+    service, in a flag or in a file."""
+    for svc in harness.SERVICES:
+        main_c = ROOT / svc["name"] / "main.c"
+        text = main_c.read_text() if main_c.exists() else ""
+        spec = dict(re.findall(r'\.(name|collection|pass_on)\s*=\s*"([^"]*)"', text))
+        port = re.search(r"\.default_port\s*=\s*(\d+)", text)
+        res.check(f"services.tsv: {svc['name']} agrees with {svc['name']}/main.c (port, collection, next)",
+                  spec.get("name") == svc["name"] and port and int(port.group(1)) == svc["port"]
+                  and spec.get("collection") == svc["collection"] and spec.get("pass_on") == svc["next"],
+                  f"{svc} vs {spec} port {port and port.group(1)}")
+    usage = subprocess.run([str(CHAOS["rel"]), "--help"], capture_output=True, text=True).stdout
+    res.check("the runner takes a flag for each service of services.tsv",
+              all(f"[--{s} URL]" in usage for s in SERVICES), usage)
+    tmp = Path(tempfile.mkdtemp())
+    ok = tmp / "ok.json"
+    ok.write_text(json.dumps({"title": "x", "method": [{"at": 1, "action": "clear", "service": SERVICES[0]}]}))
+    r = subprocess.run([str(CHAOS["rel"]), str(ok), "--inventory=http://127.0.0.1:1"], capture_output=True,
+                       text=True)
+    res.check("an unknown service as a flag is refused (exit 2, unknown flag)",
+              r.returncode == 2 and "--inventory=http://127.0.0.1:1: unknown flag" in r.stderr, r.stderr[-300:])
+    for step, words in (({"action": "clear", "service": "inventory"}, "method[0].service"),
+                        ({"action": "stop", "service": "inventory"}, "method[0].service"),
+                        ({"action": "open", "breaker": "inventory/db"}, "method[0].breaker"),
+                        ({"expect": "open", "breaker": "inventory", "within": 2}, "method[0].breaker")):
+        bad = tmp / "bad.json"
+        bad.write_text(json.dumps({"title": "x", "method": [dict(step, at=1)]}))
+        r = subprocess.run([str(CHAOS["rel"]), str(bad), "--check"], capture_output=True, text=True)
+        res.check(f"an unknown service in a file is refused naming {words!r} ({json.dumps(step)})",
+                  r.returncode == 2 and words in r.stderr, f"exit {r.returncode}: {r.stderr[-300:]}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_picture(res, name, svg_path, breakers):
     svg = svg_path.read_text() if svg_path.exists() else ""
     res.check(f"{name}: timeline picture written ({svg_path.relative_to(ROOT)})",
@@ -152,6 +222,8 @@ def main():
     ap.add_argument("-k", default="")
     args = ap.parse_args()
     res = harness.Checks()
+    check_no_circles(res)
+    check_services_list(res)
     out_root = ROOT / "build" / "chaos"
     groups = {}
     for path in sorted((ROOT / "experiments").glob("*.json")):
@@ -328,7 +400,7 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
     stack = StackRun(req)
     try:
         breakers = []
-        for svc in ("order", "payment", "shipment"):
+        for svc in SERVICES:
             breakers += [b["name"] for b in call("GET", stack.urls[svc] + "/health")[1]["breakers"]]
         for path in paths:
             stack.calm()

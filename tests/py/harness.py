@@ -43,6 +43,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("BUILD", ROOT / "build"))
 DBTOOL = BUILD / "bin" / "dbtool"
+
+
+def read_services(path: Path = ROOT / "services.tsv") -> list:
+    """The suite's services from services.tsv, in chain order: a dict each with
+    name, port (its default, an int), collection and next (None for the last)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        name, port, collection, nxt = fields
+        rows.append({"name": name, "port": int(port), "collection": collection,
+                     "next": None if nxt == "-" else nxt})
+    return rows
+
+
+# order, payment, shipment: the services of services.tsv, in chain order
+SERVICES = read_services()
+SERVICE_NAMES = tuple(s["name"] for s in SERVICES)
+
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=23:halt_on_error=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
@@ -331,9 +351,11 @@ class FerretDB(Proc):
 
 
 class Service(Proc):
-    """One of order, payment, shipment on its own port."""
+    """One of order, payment, shipment (SERVICE_NAMES) on its own port."""
 
     def __init__(self, name, flavour, env, log_dir: Path, port=None, label=None):
+        if name not in SERVICE_NAMES:
+            raise ValueError(f"{name!r} is none of the services of services.tsv {SERVICE_NAMES}")
         self.port = port or free_port()
         self.flavour = flavour
         path = binary(name, flavour)

@@ -1,41 +1,85 @@
-/* runner.h -- the chaos runner's shared types: an experiment file, a run and its records, and each part's entry points.
+/* common.h -- the chaos runner's shared vocabulary: the services, an experiment's steps, a run and its records, and the few helpers every part uses (common.c).
  *
- * experiment.c reads and checks a file into a chaos_experiment; run.c runs it
- * (the load, the readers of /events.stream, the /health poll, the method's
- * timeline, the probes and the verdict); act.c carries out one action;
- * net.c is the HTTP client every part uses; stored.c checks the database;
- * journal.c and svg.c write what happened. Records that several threads add
- * to (requests, events, the state bands) live in chaos_run under its lock.
+ * The runner's files form layers, each calling only the ones below it:
+ *
+ *   main.c                        the command line
+ *   run.c          experiment.c   a run (load, readers, poll, method, rollbacks,
+ *                                 verdict); reading and checking a file
+ *   act.c  stored.c  journal.c  svg.c   an action (and the table of actions the
+ *                                 checker walks), the stored probe, the output
+ *   net.c  common.c               HTTP; the clock, progress lines, breaker names,
+ *                                 the services (services.tsv, through services.h)
+ *
+ * Each part declares its entry points in its own header (experiment.h, act.h,
+ * stored.h, output.h, run.h, net.h); this one holds the types they share.
+ * Records that several threads add to (requests, events, the state bands)
+ * live in chaos_run under its lock.
  */
-#ifndef CHAOS_RUNNER_H
-#define CHAOS_RUNNER_H
+#ifndef CHAOS_COMMON_H
+#define CHAOS_COMMON_H
 
 #include <cJSON.h>
-#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CHAOS_NSVC 3
-#define CHAOS_NPROC 5
+#include "services.h"   /* generated from services.tsv: CHAOS_NSVC, CHAOS_SERVICE_ROWS */
+
+#define CHAOS_NDB 2
 #define CHAOS_MAX_HOPS 8
 #define CHAOS_MAX_REFS 8
 /* A request sent this much after its due time says the machine stalled the runner. */
 #define CHAOS_LATE_S 0.5
 
-/* order, payment, shipment: the services, in chain order. */
-extern const char *const chaos_services[CHAOS_NSVC];
-/* The collection each service stores its documents in (the svc_spec of its main.c). */
-extern const char *const chaos_collections[CHAOS_NSVC];
-/* order, payment, shipment, ferretdb, postgres: make run's processes, which kill and
- * restart find through their pid files ($DATA_DIR/run/<name>.pid). */
-extern const char *const chaos_processes[CHAOS_NPROC];
+/* One service of services.tsv. */
+typedef struct chaos_service {
+    const char *name;       /* order, payment, shipment */
+    int port;               /* its default port, make run's */
+    const char *collection; /* where it stores its documents (the svc_spec of its main.c) */
+    const char *next;       /* the service it calls, "" for the last */
+} chaos_service;
+
+/* The services of services.tsv, in chain order. */
+extern const chaos_service chaos_services[CHAOS_NSVC];
+/* ferretdb, postgres: make run's database processes. With the services they
+ * are the processes kill and restart find through their pid files
+ * ($DATA_DIR/run/<name>.pid). */
+extern const char *const chaos_databases[CHAOS_NDB];
 /* closed, open, half-open: the states a hypothesis or an expectation names. */
 extern const char *const chaos_states[3];
 
-/* ---- the experiment file (experiment.c) ------------------------------------------ */
+/* ---- an experiment (checked by experiment.c) ------------------------------------ */
+
+/* A field an action takes beside at, action and why: its JSON key, its check
+ * (experiment.c's field table) and the step member it fills. */
+typedef enum chaos_field {
+    CHAOS_FIELD_NONE,       /* ends a row's list of fields */
+    CHAOS_FIELD_SERVICE,    /* "service": order, payment, shipment (acts on its URL) -> service */
+    CHAOS_FIELD_PROCESS,    /* "service": one of make run's processes (its pid file) -> service */
+    CHAOS_FIELD_BREAKER,    /* "breaker": "<service>" or "<service>/db" -> breaker */
+    CHAOS_FIELD_COMMAND,    /* "command": a non-empty shell command -> command */
+    CHAOS_FIELD_FAULTS,     /* "faults": a non-empty object, the body of PUT /chaos -> faults */
+} chaos_field;
+
+struct chaos_run;
+struct chaos_step;
+
+/* Carries out a checked step of its action. Returns the status: 200 when
+ * done, an HTTP status when a service answered, 0 when nothing answered or it
+ * failed; *answer is set to the answer (JSON) or words saying what happened
+ * (a JSON string). */
+typedef long chaos_act_fn(struct chaos_run *r, const struct chaos_step *s, cJSON **answer);
+
+/* One action of the experiment files, one row of act.c's chaos_actions: the
+ * checker (experiment.c) walks it for the name and the fields, the actor
+ * (act.c) calls its act. */
+typedef struct chaos_action {
+    const char *name;
+    chaos_field fields[3];  /* what it takes, in the order they are checked; CHAOS_FIELD_NONE ends */
+    chaos_act_fn *act;
+} chaos_action;
 
 /* One step of "method" or "rollbacks": an action, or (method only) an expectation.
  * Strings point into chaos_experiment.doc; absent ones are NULL. */
@@ -43,11 +87,12 @@ typedef struct chaos_step {
     double at;              /* seconds from the start of the load (method only; 0 in rollbacks) */
     const char *expect;     /* the state expected, or NULL for an action */
     double within;          /* an expectation's deadline, seconds after at */
-    const char *action;     /* fault, clear, open, close, stop, resume, kill, restart, run */
-    const char *service;    /* fault, clear, stop, resume: a service; kill, restart: a process */
-    const char *breaker;    /* open, close, and expectations: "<service>" or "<service>/db" */
-    const char *command;    /* run: a shell command */
-    const cJSON *faults;    /* fault: the body of PUT /chaos */
+    const char *action;     /* the action's name (a row of chaos_actions), NULL for an expectation */
+    const chaos_action *kind;   /* that row, NULL for an expectation */
+    const char *service;    /* CHAOS_FIELD_SERVICE or _PROCESS */
+    const char *breaker;    /* CHAOS_FIELD_BREAKER, and expectations: "<service>" or "<service>/db" */
+    const char *command;    /* CHAOS_FIELD_COMMAND */
+    const cJSON *faults;    /* CHAOS_FIELD_FAULTS */
     const char *why;        /* optional words for the reader */
 } chaos_step;
 
@@ -72,53 +117,7 @@ typedef struct chaos_experiment {
     int nrollbacks;
 } chaos_experiment;
 
-/* Reads and checks the file at path into *exp. Returns 0, or -1 with a
- * message in err naming the file and the field ("method[2].within: ...") or,
- * for a JSON syntax error, the line and column ("x.json:3:3: not valid JSON").
- * On error *exp holds nothing to free. */
-int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, size_t errlen);
-
-/* Frees what chaos_experiment_load() allocated. Safe on a zeroed struct. */
-void chaos_experiment_free(chaos_experiment *exp);
-
-/* ---- HTTP (net.c) ------------------------------------------------------------------ */
-
-/* An answer: status 0 when none came (error says why); body NUL-terminated. */
-typedef struct net_answer {
-    long status;
-    char *body;
-    size_t len;
-    char request_id[80];    /* the X-Request-Id header, "" when absent */
-    char error[256];
-} net_answer;
-
-/* Per-transfer state net_setup() hands to libcurl; the caller keeps it alive
- * until the transfer ends and then calls net_transfer_done(). */
-typedef struct net_transfer {
-    net_answer answer;
-    struct curl_slist *headers;
-    char errbuf[256];
-} net_transfer;
-
-/* Sets up handle h (a fresh or reset easy handle) for one request: method,
- * url, an optional JSON body (copied by libcurl), a Bearer token (NULL or ""
- * for none), a total time limit. The answer is collected in t. Returns 0, or
- * -1 when out of memory. */
-int net_setup(CURL *h, net_transfer *t, const char *method, const char *url, const char *json_body,
-              const char *token, long timeout_ms);
-
-/* Fills t->answer's status or error after the transfer ended with code rc and frees the header list. Can't fail. */
-void net_transfer_done(CURL *h, net_transfer *t, CURLcode rc);
-
-/* One blocking request (see net_setup). Always fills *a; free it with
- * net_answer_free(). Returns a->status (0 when no answer came). */
-long net_request(const char *method, const char *url, const char *json_body, const char *token,
-                 long timeout_ms, net_answer *a);
-
-/* Frees the body. Safe twice. */
-void net_answer_free(net_answer *a);
-
-/* ---- the run (run.c) ---------------------------------------------------------------- */
+/* ---- a run and its records (run.c adds to them; the parts below read them) ---------- */
 
 /* One document an answer names: the hop's service, its id and the status it answered. */
 typedef struct chaos_doc {
@@ -230,8 +229,13 @@ typedef struct chaos_run {
     bool passed;
 } chaos_run;
 
+/* ---- helpers (common.c) ------------------------------------------------------------ */
+
 /* Set by the SIGINT / SIGTERM handler: the signal's number, 0 when none came. */
 extern volatile sig_atomic_t chaos_signal;
+
+/* Monotonic seconds. Can't fail. */
+double chaos_mono(void);
 
 /* Seconds since the start of the load (0 before it started). */
 double chaos_now(const chaos_run *r);
@@ -239,48 +243,13 @@ double chaos_now(const chaos_run *r);
 /* Prints a progress line "chaos   12.3s  msg" (printf-style). */
 void chaos_say(const chaos_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Records that breaker name is in state at time t (<0: now), when it differs
- * from the band's last state. Takes the lock. */
-void chaos_note_state(chaos_run *r, const char *name, const char *state, double t);
-
-/* A breaker's full name for a ref ("payment/db"), or NULL when the stack has none. */
-const char *chaos_ref_name(const chaos_run *r, const char *ref);
-
-/* Reads every service's /health and the names of its breakers. Returns 0, or
- * -1 with a message in err when a service does not answer. */
-int chaos_discover(chaos_run *r, char *err, size_t errlen);
-
-/* Runs the experiment: load, method, rollbacks (always), probes, verdict,
- * journal and picture in r->out. Returns 0 when it passed, 1 when it did not,
- * 2 when the output could not be written. */
-int chaos_run_experiment(chaos_run *r);
-
-/* Frees the run's records. */
-void chaos_run_free(chaos_run *r);
-
 /* "forced-open" -> "open": a circuit forced open is open. */
 const char *chaos_plain(const char *state);
 
-/* ---- actions (act.c) ---------------------------------------------------------------- */
+/* The index of service name in chaos_services, or -1 when it is none of them. */
+int chaos_service_index(const char *name);
 
-/* Carries out step s in phase ("method" or "rollback"), records it in
- * r->actions and prints a line. Returns true when it succeeded. */
-bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase);
-
-/* ---- the documents-stored probe (stored.c) ----------------------------------------- */
-
-/* Checks, after the load, every 200 answer's documents against the database
- * at r->mongo_url: each stored once in its service's collection with the
- * request's id and the outcome answered. Fills r->stored; a database that
- * does not answer makes it skipped (result -1) with the reason. */
-void chaos_stored_check(chaos_run *r);
-
-/* ---- output (journal.c, svg.c) ------------------------------------------------------ */
-
-/* Writes r->out/journal.json. Returns 0, or -1 with a message in err. */
-int chaos_journal_write(const chaos_run *r, char *err, size_t errlen);
-
-/* Writes r->out/timeline.svg. Returns 0, or -1 with a message in err. */
-int chaos_svg_write(const chaos_run *r, char *err, size_t errlen);
+/* A breaker's full name for a ref ("payment/db"), or NULL when the stack has none. */
+const char *chaos_ref_name(const chaos_run *r, const char *ref);
 
 #endif
