@@ -9,21 +9,12 @@
 /* Bodies past this are cut (an answer of the chain is under 2 KB). */
 #define NET_MAX_BODY (4u << 20)
 
-/* libcurl write callback: appends to the answer's body. */
+/* libcurl write callback: appends to the transfer's body (at most NET_MAX_BODY). */
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-    net_answer *a = arg;
+    net_transfer *t = arg;
     size_t len = size * n;
-    if (a->len + len > NET_MAX_BODY)
-        return 0;
-    char *bigger = realloc(a->body, a->len + len + 1);
-    if (!bigger)
-        return 0;
-    a->body = bigger;
-    memcpy(a->body + a->len, data, len);
-    a->len += len;
-    a->body[a->len] = '\0';
-    return len;
+    return dynbuf_add(&t->body, data, len) ? 0 : len;
 }
 
 /* libcurl header callback: keeps X-Request-Id. */
@@ -51,13 +42,14 @@ int net_setup(CURL *h, net_transfer *t, const char *method, const char *url, con
               const char *token, long timeout_ms)
 {
     memset(t, 0, sizeof *t);
+    dynbuf_init(&t->body, NET_MAX_BODY);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 3000 ? timeout_ms : 3000L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->answer);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->answer);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
@@ -96,10 +88,9 @@ void net_transfer_done(CURL *h, net_transfer *t, CURLcode rc)
         a->status = 0;
         snprintf(a->error, sizeof a->error, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
     }
-    if (!a->body) {
+    a->body = dynbuf_take(&t->body, &a->len);
+    if (!a->body)
         a->body = calloc(1, 1);
-        a->len = 0;
-    }
     curl_slist_free_all(t->headers);
     t->headers = NULL;
 }

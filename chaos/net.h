@@ -2,6 +2,7 @@
 #ifndef CHAOS_NET_H
 #define CHAOS_NET_H
 
+#include "dynbuf.h"
 #include <curl/curl.h>
 #include <stddef.h>
 
@@ -18,6 +19,7 @@ typedef struct net_answer {
  * until the transfer ends and then calls net_transfer_done(). */
 typedef struct net_transfer {
     net_answer answer;
+    dynbuf body;            /* the answer's body as it arrives */
     struct curl_slist *headers;
     char errbuf[256];
 } net_transfer;

@@ -20,6 +20,9 @@
  */
 #include "run.h"
 
+#include "dynbuf.h"
+#include "monotime.h"
+
 #include "act.h"
 #include "net.h"
 #include "output.h"
@@ -35,14 +38,6 @@
 #define POLL_INTERVAL_S 0.25
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
-
-/* Wall-clock milliseconds since the epoch. */
-static double wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1000 + ts.tv_nsec / 1e6;
-}
 
 /* x rounded to 3 decimals, as the journal keeps times. */
 static double round3(double x)
@@ -330,8 +325,7 @@ static void *load_main(void *arg)
 typedef struct reader {
     chaos_run *r;
     int svc;
-    char *line;
-    size_t len, cap;
+    dynbuf line;            /* the line being read, at most SSE_MAX_LINE bytes */
     bool breaker_event;     /* the frame's "event:" is breaker */
 } reader;
 
@@ -389,26 +383,18 @@ static size_t reader_data(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (atomic_load(&rd->r->stop))
         return 0;
+    size_t from = 0;
     for (size_t i = 0; i < len; i++) {
-        if (data[i] == '\n') {
-            if (rd->line) {
-                rd->line[rd->len] = '\0';
-                reader_line(rd, rd->line);
-            }
-            rd->len = 0;
+        if (data[i] != '\n')
             continue;
-        }
-        if (rd->len + 2 > rd->cap) {
-            size_t cap = rd->cap ? rd->cap * 2 : 4096;
-            char *b = cap <= SSE_MAX_LINE ? realloc(rd->line, cap) : NULL;
-            if (!b)
-                return 0;
-            rd->line = b;
-            rd->cap = cap;
-        }
-        rd->line[rd->len++] = data[i];
+        if (dynbuf_add(&rd->line, data + from, i - from))
+            return 0;
+        char empty[1] = "";
+        reader_line(rd, rd->line.buf ? rd->line.buf : empty);
+        dynbuf_free(&rd->line);
+        from = i + 1;
     }
-    return len;
+    return dynbuf_add(&rd->line, data + from, len - from) ? 0 : len;
 }
 
 /* libcurl progress callback of a stream: ends the transfer when the run stops. */
@@ -429,7 +415,7 @@ static void *reader_main(void *arg)
     while (!atomic_load(&r->stop)) {
         CURL *h = curl_easy_init();
         if (h) {
-            rd->len = 0;
+            dynbuf_free(&rd->line);
             rd->breaker_event = false;
             curl_easy_setopt(h, CURLOPT_URL, url);
             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -447,8 +433,7 @@ static void *reader_main(void *arg)
         }
         nap(r, 0.2);
     }
-    free(rd->line);
-    rd->line = NULL;
+    dynbuf_free(&rd->line);
     return NULL;
 }
 
@@ -636,6 +621,7 @@ static int start_workers(chaos_run *r, workers *w)
     bool ok = true;
     for (int i = 0; i < CHAOS_NSVC; i++) {
         w->rd[i] = (reader){ .r = r, .svc = i };
+        dynbuf_init(&w->rd[i].line, SSE_MAX_LINE);
         ok = ok && (w->reader_on[i] = pthread_create(&w->readers[i], NULL, reader_main, &w->rd[i]) == 0);
     }
     ok = ok && (w->poller_on = pthread_create(&w->poller, NULL, poll_main, r) == 0);
@@ -757,7 +743,7 @@ int chaos_run_experiment(chaos_run *r)
     r->events = cJSON_CreateArray();
     r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
     r->t0 = chaos_mono();
-    r->wall0_ms = wall_ms() - 50;
+    r->wall0_ms = (double)wall_ms() - 50;
     workers w = { 0 };
     if (!r->actions || !r->events || !r->expects || start_workers(r, &w)) {
         fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");

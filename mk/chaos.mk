@@ -17,7 +17,7 @@ CHAOS_SRCS := $(wildcard chaos/*.c)
 # services.h, the services of services.tsv as C rows (chaos/services.awk), is made
 # once for every flavour.
 CHAOS_GEN := $(BUILD)/gen/chaos
-CHAOS_HDRS := $(wildcard chaos/*.h) $(CHAOS_GEN)/services.h
+CHAOS_HDRS := $(wildcard chaos/*.h) $(CHAOS_GEN)/services.h common/svc/base/dynbuf.h common/svc/base/monotime.h
 CHAOS_BIN_rel  := $(BUILD)/bin/chaos
 CHAOS_BIN_asan := $(BUILD)/asan/bin/chaos
 CHAOS_BIN_tsan := $(BUILD)/tsan/bin/chaos
@@ -32,7 +32,12 @@ $(BUILD)/$(1)/chaos/%.o: chaos/%.c $(CHAOS_HDRS)
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -I$(CHAOS_GEN) $(PKG_CFLAGS) -c $$< -o $$@
 
-$(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS))
+# the services' growable buffer (common/svc/base/dynbuf.c), for answers and stream lines
+$(BUILD)/$(1)/chaos/base/dynbuf.o: common/svc/base/dynbuf.c common/svc/base/dynbuf.h
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -c $$< -o $$@
+
+$(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS)) $(BUILD)/$(1)/chaos/base/dynbuf.o
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS) $(SAN_$(1)) -o $$@ $$^ $$(PKG_LIBS) -pthread -lm
 endef

@@ -9,7 +9,8 @@
 SVC_SRCS     := $(wildcard common/svc/*.c common/svc/*/*.c)
 SVC_HDRS     := $(wildcard common/svc/*.h common/svc/*/*.h) $(wildcard common/include/*.h)
 SVC_ASSETS   := $(shell find common/svc/observe/dashboard -type f 2>/dev/null)
-SVC_NAMES    := order payment shipment
+# the services, from the one list of them (services.tsv)
+SVC_NAMES    := $(shell awk '!/^\#/ && NF { print $$1 }' services.tsv)
 SVC_FLAVOURS := rel asan tsan
 SVC_LIBS      = $(PKG_LIBS) -lcivetweb -pthread -lm
 SVC_BINDIR_rel  := $(BUILD)/bin

@@ -500,8 +500,9 @@ def hold_then(svc, body, headers=None, timeout=30):
 # (docs/security.md, "Bad bodies"). Every body is sent to all three services, each the last
 # hop (JUMPS=1), over a raw socket so that no client re-encodes it.
 
-BODY_OF = {"order": ORDER, "payment": PAYMENT, "shipment": SHIPMENT}
-COLLECTION_OF = {"order": "orders", "payment": "payments", "shipment": "shipments"}
+# each service's body (what its caller passes it) and collection, for the services of services.tsv
+BODY_OF = dict(zip(harness.SERVICE_NAMES, (ORDER, PAYMENT, SHIPMENT)))
+COLLECTION_OF = {s["name"]: s["collection"] for s in harness.SERVICES}
 SHAPE_LIMITS = {"MAX_BODY_KEYS": 1000, "MAX_OBJECT_KEYS": 200, "MAX_ARRAY_ELEMENTS": 1000,
                 "MAX_STRING_BYTES": 16384}
 
@@ -808,8 +809,8 @@ def kill_and_time_recovery(run, name, sig=signal.SIGKILL):
 # ---- HTTP edges, one spelling per path, the admin door, the workers' reserve ------------------
 # (RFC 9112 and 9110; docs/security.md "Request heads" and "Slow and greedy clients")
 
-BODIES = {"order": ORDER, "payment": PAYMENT, "shipment": SHIPMENT}
-COLLECTIONS = {"order": "orders", "payment": "payments", "shipment": "shipments"}
+BODIES = BODY_OF
+COLLECTIONS = COLLECTION_OF
 
 
 def edge_exchange(port, data: bytes, timeout=5.0, src=None, half_close=False):
