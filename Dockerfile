@@ -20,7 +20,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the services are built from, so edits elsewhere keep the cache.
-COPY Makefile ./
+COPY Makefile services.tsv ./
 COPY mk/ mk/
 COPY common/ common/
 COPY order/main.c order/
