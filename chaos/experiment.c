@@ -10,6 +10,7 @@
 #include "experiment.h"
 
 #include "act.h"
+#include "dynbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -314,7 +315,11 @@ static int check_steps(checker *c, const cJSON *list, const char *name, double s
     return 0;
 }
 
-/* Reads the whole file into a new NUL-terminated buffer. NULL with a message on error. */
+/* The largest experiment file read. */
+#define EXPERIMENT_MAX_BYTES (16u << 20)
+
+/* Reads the whole file into a new NUL-terminated buffer (at most
+ * EXPERIMENT_MAX_BYTES). NULL with a message on error. */
 static char *read_file(checker *c, const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -322,34 +327,24 @@ static char *read_file(checker *c, const char *path)
         snprintf(c->err, c->errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0)
-            break;
-        if (len + 1 == cap) {
-            char *bigger = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    bool failed = ferror(f), too_large = !buf;
+    dynbuf d;
+    dynbuf_init(&d, EXPERIMENT_MAX_BYTES);
+    char chunk[8192];
+    size_t got;
+    int rc = 0;
+    while (!rc && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = dynbuf_add(&d, chunk, got);
+    bool failed = ferror(f);
+    int saved = errno;
     fclose(f);
-    if (too_large || failed) {
-        free(buf);
+    if (rc || failed) {
+        dynbuf_free(&d);
         snprintf(c->err, c->errlen, "%s: cannot be read (%s)", path,
-                 too_large ? "too large or out of memory" : strerror(errno));
+                 rc ? dynbuf_strerror(rc) : strerror(saved));
         return NULL;
     }
-    buf[len] = '\0';
-    return buf;
+    char *text = dynbuf_take(&d, NULL);
+    return text ? text : calloc(1, 1);
 }
 
 /* Writes "<path>:<line>:<col>: not valid JSON ..." for a parse that stopped at where. */
