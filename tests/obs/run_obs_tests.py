@@ -613,8 +613,12 @@ def dashboard_shows_breakers_live_in_chromium(s):
             time.sleep(1.5)
             b.screenshot(shot)
             print(f"payment's card showed open {took:.2f}s after its breaker opened; screenshot {shot}")
+            # shipment was stopped on purpose: a request to it may be refused, or cut
+            # without an answer when it was in flight at the stop; nothing else may fail
+            gone = f"http://127.0.0.1:{s.shipment.port}/"
             errors = [e for e in b.logs() if e.get("level") == "SEVERE"
-                      and "ERR_CONNECTION_REFUSED" not in e.get("message", "")]
+                      and "ERR_CONNECTION_REFUSED" not in e.get("message", "")
+                      and not e.get("message", "").startswith(gone)]
             assert not errors, f"console errors: {errors}"
         finally:
             s.ensure_running()
