@@ -267,28 +267,31 @@ static const char *service_url(chaos_run *r, const chaos_step *s, cJSON **answer
     return NULL;
 }
 
+/* method on the step's service's /chaos with body (NULL for none); the
+ * status, 0 when the service is unknown (its reason in *answer). */
+static long act_chaos(chaos_run *r, const chaos_step *s, const char *method, const cJSON *body,
+                      cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    long status = 0;
+    if (base) {
+        char url[600];
+        snprintf(url, sizeof url, "%s/chaos", base);
+        act_http(r, method, url, body, &status, answer);
+    }
+    return status;
+}
+
 /* fault: PUT /chaos on the service with the step's faults as the body. */
 static long act_fault(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
-    const char *base = service_url(r, s, answer);
-    char url[600];
-    long status = 0;
-    snprintf(url, sizeof url, "%s/chaos", base ? base : "");
-    if (base)
-        act_http(r, "PUT", url, s->faults, &status, answer);
-    return status;
+    return act_chaos(r, s, "PUT", s->faults, answer);
 }
 
 /* clear: DELETE /chaos on the service. */
 static long act_clear(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
-    const char *base = service_url(r, s, answer);
-    char url[600];
-    long status = 0;
-    snprintf(url, sizeof url, "%s/chaos", base ? base : "");
-    if (base)
-        act_http(r, "DELETE", url, NULL, &status, answer);
-    return status;
+    return act_chaos(r, s, "DELETE", NULL, answer);
 }
 
 /* open, close: POST /breaker/<action>?name=<the breaker's full name> on its service. */

@@ -122,8 +122,7 @@ class StackRun:
     @staticmethod
     def runner_env(flavour="rel", extra=None):
         env = {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
-        if flavour == "asan":
-            env.update(harness.SANITIZER_ENV)
+        env.update(harness.flavour_env(flavour))
         env.update(extra or {})
         return env
 

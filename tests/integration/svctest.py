@@ -196,25 +196,8 @@ def framing_shapes(body: bytes):
 
 def framing_exchange(port, data: bytes, timeout=5.0):
     """Sends data without half-closing; returns (bytes received, closed by the server)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
-        out, closed = b"", False
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                chunk = s.recv(65536)
-                if not chunk:
-                    closed = True
-                    break
-                out += chunk
-        except socket.timeout:
-            pass
-        except OSError:
-            closed = True  # reset after the answer: closed all the same
-        return out, closed
+    _, out, closed, _ = edge_exchange(port, data, timeout)
+    return out, closed
 
 
 # ---- slow and greedy clients ----------------------------------------------------------------
@@ -676,10 +659,9 @@ class RunSh:
                    ORDER_PORT=str(self.ports["order"]), PAYMENT_PORT=str(self.ports["payment"]),
                    SHIPMENT_PORT=str(self.ports["shipment"]), FERRETDB_PORT=str(self.ports["ferretdb"]))
         env.update(CB_RESET_TIMEOUT_MS="2000")
-        if ctx.flavour == "asan":
-            env.update(harness.SANITIZER_ENV)
+        env.update(harness.flavour_env(ctx.flavour))
         if ctx.flavour == "tsan":
-            env.update(harness.TSAN_ENV, CB_TIMEOUT_MS="2000")
+            env.update(CB_TIMEOUT_MS="2000")
         # SIGINT at its default, whatever this test inherited: run.sh must be able to trap it
         self.proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
                                      stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,

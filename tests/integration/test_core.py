@@ -109,8 +109,7 @@ def each_bad_input_gets_its_status_and_stores_nothing(ctx):
 
 @test
 def bad_environment_values_stop_the_service_naming_the_variable(ctx):
-    env = dict(os.environ, **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}),
-               **(harness.TSAN_ENV if ctx.flavour == "tsan" else {}))
+    env = dict(os.environ, **harness.flavour_env(ctx.flavour))
     path = str(harness.binary("payment", ctx.flavour))
     failures = []
     for bad, name in BAD_ENV:

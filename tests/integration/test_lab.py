@@ -269,9 +269,7 @@ def log_level_transitions_shows_state_changes_not_every_call(ctx):
     expect(not re.search(r" request POST | event=(fire|success|failure|reject|fallback) ", log),
            f"LOG_LEVEL=transitions logged calls:\n{log[-1500:]}")
     r = subprocess.run([str(harness.binary("payment", ctx.flavour))],
-                       env=dict(os.environ, LOG_LEVEL="loud",
-                                **(harness.SANITIZER_ENV if ctx.flavour != "rel" else {}),
-                                **(harness.TSAN_ENV if ctx.flavour == "tsan" else {})),
+                       env=dict(os.environ, LOG_LEVEL="loud", **harness.flavour_env(ctx.flavour)),
                        capture_output=True, text=True, timeout=20)
     expect(r.returncode == 2 and "LOG_LEVEL:" in r.stdout + r.stderr, f"LOG_LEVEL=loud: {r}")
 

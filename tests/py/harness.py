@@ -75,6 +75,17 @@ TSAN_ENV = {
     # set THREADS themselves.
     "THREADS": "64",
 }
+
+
+def flavour_env(flavour: str) -> dict:
+    """The environment a build of that flavour runs with: the sanitizers'
+    options for asan and tsan, and TSAN_ENV's besides for tsan; {} for rel."""
+    env = dict(SANITIZER_ENV) if flavour != "rel" else {}
+    if flavour == "tsan":
+        env.update(TSAN_ENV)
+    return env
+
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer")
 
@@ -362,8 +373,7 @@ class Service(Proc):
         if not path.exists():
             raise Skip(f"{path} is not built (make services-{flavour})")
         full_env = dict(os.environ)
-        full_env.update(SANITIZER_ENV if flavour != "rel" else {})
-        full_env.update(TSAN_ENV if flavour == "tsan" else {})
+        full_env.update(flavour_env(flavour))
         full_env.update({"ID": name, "PORT": str(self.port)})
         full_env.update(env)
         # label: the process's name (and log file's) when a stack runs several replicas

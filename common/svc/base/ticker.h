@@ -1,4 +1,4 @@
-/* ticker.h -- a thread that runs a step every period until stopped: the roster's and the shared breaker's loop. */
+/* ticker.h -- a thread that runs a step every period until stopped: the roster's, the shared breaker's and the database watch's loop. */
 #ifndef SVC_TICKER_H
 #define SVC_TICKER_H
 

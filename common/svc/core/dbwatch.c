@@ -18,17 +18,18 @@
 
 #include "log.h"
 #include "monotime.h"
+#include "ticker.h"
 #include "timedwait.h"
 
 static struct {
     store *db;
     const char *service;
     int64_t resolve_after_ms;
-    pthread_t thread;
-    bool started;
+    ticker *ticker;             /* runs watch_step() every DBWATCH_RETRY_MS */
+    int64_t next_ping_ns;       /* watch_step's due times (its thread only) */
+    int64_t next_resolve_ns;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;
+    pthread_cond_t wake;        /* a ping finished (dbwatch_start waits for the first) */
     dbwatch_state st;           /* checked_ago_ms and since_ms hold monotonic stamps here */
     int64_t checked_ns;
     int64_t changed_ns;
@@ -143,28 +144,26 @@ static void watch_resolve(void)
         log_message(true, "database watch: cannot resolve pending outcomes: %s", err);
 }
 
-static void *watch_run(void *arg)
+/* One step of the watch's ticker: a ping when one is due (every
+ * DBWATCH_PING_MS, or DBWATCH_RETRY_MS after a failed one that has not
+ * changed the state yet), then a pass over the pending outcomes when one is
+ * due and the database answers. */
+static void watch_step(void *ctx)
 {
-    (void)arg;
-    int64_t next_resolve = mono_ns();
+    (void)ctx;
+    if (mono_ns() < w.next_ping_ns)
+        return;
+    bool again = watch_ping();
+    int64_t now = mono_ns();
+    w.next_ping_ns = now + (int64_t)(again ? DBWATCH_RETRY_MS : DBWATCH_PING_MS) * 1000000;
+    if (w.resolve_after_ms <= 0 || now < w.next_resolve_ns)
+        return;
     pthread_mutex_lock(&w.lock);
-    while (!w.stop) {
-        pthread_mutex_unlock(&w.lock);
-        bool again = watch_ping();
-        if (w.resolve_after_ms > 0 && mono_ns() >= next_resolve) {
-            pthread_mutex_lock(&w.lock);
-            bool up = w.st.reachable;
-            pthread_mutex_unlock(&w.lock);
-            if (up)
-                watch_resolve();
-            next_resolve = mono_ns() + (int64_t)DBWATCH_RESOLVE_MS * 1000000;
-        }
-        pthread_mutex_lock(&w.lock);
-        if (!w.stop)
-            cond_wait_ms(&w.wake, &w.lock, again ? DBWATCH_RETRY_MS : DBWATCH_PING_MS);
-    }
+    bool up = w.st.reachable;
     pthread_mutex_unlock(&w.lock);
-    return NULL;
+    if (up)
+        watch_resolve();
+    w.next_resolve_ns = mono_ns() + (int64_t)DBWATCH_RESOLVE_MS * 1000000;
 }
 
 int dbwatch_start(store *s, const char *service, int64_t resolve_after_ms, int slots)
@@ -172,18 +171,17 @@ int dbwatch_start(store *s, const char *service, int64_t resolve_after_ms, int s
     w.db = s;
     w.service = service;
     w.resolve_after_ms = resolve_after_ms;
-    w.stop = false;
+    w.next_ping_ns = w.next_resolve_ns = 0;
     memset(&w.st, 0, sizeof w.st);
     w.nslots = slots > 0 ? slots : 1;
     w.slots = calloc((size_t)w.nslots, sizeof *w.slots);
     if (!w.slots)
         return -1;
-    if (pthread_create(&w.thread, NULL, watch_run, NULL) != 0) {
+    if (ticker_start(DBWATCH_RETRY_MS, watch_step, NULL, &w.ticker)) {
         free((void *)w.slots);
         w.slots = NULL;
         return -1;
     }
-    w.started = true;
     /* The first answer, so /health right after start says what is true. */
     pthread_mutex_lock(&w.lock);
     int64_t until = mono_ns() + 500 * 1000000LL;
@@ -195,10 +193,10 @@ int dbwatch_start(store *s, const char *service, int64_t resolve_after_ms, int s
 
 void dbwatch_stop(void)
 {
-    if (!w.started)
+    if (!w.ticker)
         return;
-    ticker_stop_join(&w.lock, &w.wake, &w.stop, w.thread);
-    w.started = false;
+    ticker_stop(w.ticker);
+    w.ticker = NULL;
     free((void *)w.slots);
     w.slots = NULL;
 }
