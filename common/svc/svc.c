@@ -275,7 +275,8 @@ static int svc_db_ping(void *ctx)
 
 /* /health's database details: how old the state is, since when it holds,
  * why the last ping failed, whether the database circuit is open, and the
- * outcomes the watch resolved. ctx is the svc_runtime. */
+ * inserts written with the documents they carried (group commit). ctx is
+ * the svc_runtime. */
 static void svc_db_detail(void *ctx, cJSON *db)
 {
     dbwatch_state st;
@@ -288,8 +289,10 @@ static void svc_db_detail(void *ctx, cJSON *db)
         cJSON_AddStringToObject(db, "circuit", "open: every write fails at once until its trial succeeds");
     if (chaos_database_down())
         cJSON_AddStringToObject(db, "fault", "the database fault is on (DELETE /chaos clears it)");
-    cJSON_AddNumberToObject(db, "outcomesResolved", (double)st.resolved);
-    cJSON_AddNumberToObject(db, "resolvePasses", (double)st.resolve_passes);
+    int64_t batches, docs;
+    store_get_stats(((svc_runtime *)ctx)->db, &batches, &docs);
+    cJSON_AddNumberToObject(db, "inserts", (double)batches);
+    cJSON_AddNumberToObject(db, "documentsWritten", (double)docs);
 }
 
 /* Hands the runtime to the observability module. Returns 0 or -1. */
@@ -451,11 +454,11 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     mongoc_init();
     mg_init_library(0);
     if (store_open(rt->cfg.mongo_url, rt->cfg.mongo_db, rt->spec->collection,
-                   rt->cfg.mongo_timeout_ms, rt->cfg.db_max_connections, &rt->db, err, sizeof err)) {
+                   rt->cfg.mongo_timeout_ms, rt->cfg.db_max_connections, rt->cfg.db_writers,
+                   &rt->db, err, sizeof err)) {
         log_message(true, "%s", err);
         code = 2;
-    } else if (dbwatch_start(rt->db, rt->cfg.id, rt->cfg.outcome_resolve_after_ms,
-                             rt->cfg.threads + 64)) {
+    } else if (dbwatch_start(rt->db)) {
         log_message(true, "cannot start the database watch's thread");
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
                svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&

@@ -120,7 +120,7 @@ static void accepted(const svc_config *c, const svc_spec *spec)
         store *s = NULL;
         char err[512] = "";
         if (store_open(c->mongo_url, c->mongo_db, spec->collection, c->mongo_timeout_ms,
-                       c->db_max_connections, &s, err,
+                       c->db_max_connections, c->db_writers, &s, err,
                        sizeof err) == 0)
             store_close(s);
         else

@@ -30,7 +30,8 @@ import test_run  # noqa: E402,F401
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flavour", default="rel")
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", action="append", default=[],
+                    help="run only the tests whose name holds this (repeatable: any of them)")
     args = ap.parse_args()
     passed = failed = skipped = 0
     tmp = Path(tempfile.mkdtemp(prefix="svc-db-"))
@@ -45,7 +46,7 @@ def main():
         return 0
     try:
         for fn in TESTS:
-            if args.k not in fn.__name__:
+            if args.k and not any(k in fn.__name__ for k in args.k):
                 continue
             ctx = Ctx(args.flavour, shared, fn.__name__)
             start = time.monotonic()

@@ -338,13 +338,13 @@ const svc_setting svc_settings[] = {
     { .name = "JUMPS", INTEGER(1, 1000000), FIELD(jumps), .dflt = "6", SERVICE,
       .meaning = "a hop with `count >= JUMPS` answers \"last\"" },
     { .name = "INJECT_ERR", .kind = SETTING_FLAG, FIELD(inject_err), .dflt = "0", SERVICE,
-      .meaning = "1 = answer 502 with probability `ERR_RATE` (after storing): the error fault "
+      .meaning = "1 = answer 502 with probability `ERR_RATE` (its document stored with outcome `injected`): the error fault "
                  "in force at start" },
     { .name = "ERR_RATE", NUMBER(0.0, 1.0), FIELD(err_rate), .dflt = "0.4", SERVICE,
       .meaning = "the probability of `INJECT_ERR`'s 502, the original demo's rate" },
     { .name = "DELAY_MS", INTEGER(0, 600000), FIELD(delay_ms), .dflt = "0", SERVICE,
-      .meaning = "every `/create` waits this long after storing: the latency fault in force "
-                 "at start" },
+      .meaning = "every `/create` waits this long before its work (the call to the next "
+                 "hop, then the write): the latency fault in force at start" },
     { .name = "MONGO_TIMEOUT_MS", INTEGER(1, 600000), FIELD(mongo_timeout_ms), .dflt = "1000",
       SERVICE,
       .meaning = "how long a request waits for an unreachable database (or for one of its "
@@ -354,11 +354,10 @@ const svc_setting svc_settings[] = {
       .meaning = "database operations in flight at once (libmongoc's `maxPoolSize`); kept "
                  "below what FerretDB's PostgreSQL pool can serve, see "
                  "[docs/database.md](docs/database.md)" },
-    { .name = "OUTCOME_RESOLVE_AFTER_MS", INTEGER(0, 86400000), FIELD(outcome_resolve_after_ms),
-      .dflt = "30000", SERVICE,
-      .meaning = "a document whose outcome is still `pending` this long after it was received "
-                 "(its service died between its two writes, or lost the database) is marked "
-                 "`unknown` by the service; 0 = never" },
+    { .name = "DB_WRITERS", INTEGER(1, 1000), FIELD(db_writers), .dflt = "2", SERVICE,
+      .meaning = "inserts of documents in flight at once; the documents of requests that "
+                 "finish meanwhile wait and go together in the next one, one round trip and "
+                 "one commit for all of them (group commit; at most `DB_MAX_CONNECTIONS`)" },
     { .name = "LOG_SNAPSHOTS", .kind = SETTING_FLAG, FIELD(log_snapshots), .dflt = "0", SERVICE,
       .meaning = "1 = also log the breakers' once-per-bucket snapshot events" },
     { .name = "DEADLINE_PROPAGATION", .kind = SETTING_FLAG, FIELD(deadlines), .dflt = "1",

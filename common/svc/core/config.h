@@ -24,7 +24,7 @@ typedef struct svc_config {
     const char *mongo_db;        /* MONGO_DB; NULL = the URL's database, else "resilience" */
     int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS */
     int db_max_connections;      /* DB_MAX_CONNECTIONS */
-    int64_t outcome_resolve_after_ms; /* OUTCOME_RESOLVE_AFTER_MS; 0 = never */
+    int db_writers;              /* DB_WRITERS: inserts in flight at once (group commit) */
     bool log_json;               /* LOG_FORMAT=json */
     int log_level;               /* LOG_LEVEL: 0 transitions, 1 requests, 2 events */
     bool deadlines;              /* DEADLINE_PROPAGATION */

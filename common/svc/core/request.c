@@ -4,12 +4,14 @@
  * body's shape limits (413: keys, elements, string length), JSON with
  * nothing after it and no NUL (400), the spec's fields and safe keys (400),
  * the runtime faults drawn (chaos.h: a reset drops the connection here,
- * before anything is stored),
- * store through the database breaker (503 when the database is unreachable,
- * its circuit open or the database fault on), the latency and hang faults,
- * the error fault (502), jump counting (last hop), the call to CHAIN_SVC
- * through its breaker (degraded answer from its fallback), and the outcome
- * recorded on the stored document, again through the database breaker.
+ * before anything is stored), 503 at once when the write is bound to fail
+ * (the database fault, or the database circuit open), the latency and hang
+ * faults, the error fault (502), jump counting (last hop), the call to
+ * CHAIN_SVC through its breaker (degraded answer from its fallback), and
+ * then the request's one write: its document with its outcome, through
+ * the database breaker, grouped with concurrent requests' (store.h). The
+ * answer goes out after that write is committed; when it fails, the answer
+ * is the database's 503 instead.
  *
  * Every request runs in its trace context (trace.h): its trace id goes on
  * the answer, the document, the log lines and the call to the next hop; its
@@ -54,7 +56,9 @@ typedef struct create_req {
     struct mg_connection *conn;
     int count;             /* N + 1 */
     cJSON *body;
-    char doc_id[25];       /* the stored document, "" before it is stored */
+    char doc_id[25];       /* the document's id, made when the body is taken */
+    int64_t received_ms;   /* when the body was taken (ms since the epoch) */
+    bool called_next;      /* the next hop was called (and may have stored its document) */
     chaos_draw chaos;      /* the runtime faults drawn for this request */
     bool db_fault;         /* the database fault: the writes fail as if it were down */
     bool no_deadlines;     /* the no_deadlines fault: no deadline honoured or passed on */
@@ -166,58 +170,55 @@ static cJSON *answer_new(const create_req *r, const char *status)
     return o;
 }
 
-/* One write through the database breaker, its arg: the insert of a received
- * document (outcome NULL) or the outcome update of the stored one. */
+/* The one write of a request through the database breaker: its arg. */
 typedef struct store_call {
     svc_runtime *rt;
-    const char *json;      /* insert: the document */
-    int count;             /* insert: the jump count */
-    char *doc_id;          /* 25 bytes; filled by the insert, read by the update */
-    int64_t received_ms;   /* insert: the document's "received" time */
-    const char *outcome;   /* update: the outcome; NULL for the insert */
-    const char *reason;    /* update: its reason, or NULL */
-    int status;            /* update: the HTTP status answered */
+    store_doc doc;
     bool fault;            /* the database fault: fail as an unreachable database */
     char err[512];
 } store_call;
 
-/* Writes the outcome on the stored document through the database breaker.
- * Returns true when it is stored; a failure (the database went away since
- * the insert, or its circuit opened) is logged, and the document keeps
- * "pending". */
-static bool record_outcome(create_req *r, const char *outcome, const char *reason, int status)
+/* Writes r's document, with its outcome (reason and status: NULL / 0 to
+ * omit), through the database breaker: the request's one write. Returns
+ * the breaker's result (CB_OK: stored, committed), *res and sc filled. */
+static int write_doc(create_req *r, const char *outcome, const char *reason, int status,
+                     store_call *sc, cb_result *res)
 {
-    store_call sc = { .rt = r->rt, .doc_id = r->doc_id, .outcome = outcome, .reason = reason,
-                      .status = status, .fault = r->db_fault };
-    cb_result res = { 0 };
-    int rc = cb_fire(r->rt->db_breaker, &sc, &res);
-    if (rc != CB_OK)
-        log_message(true, "could not record outcome \"%s\" on document %s (%s); it stays \"pending\"",
-                    outcome, r->doc_id, rc == CB_EOPEN ? "database circuit open" : cb_strerror(rc));
-    return rc == CB_OK;
+    char *json = cJSON_PrintUnformatted(r->body);
+    if (!json) {
+        snprintf(sc->err, sizeof sc->err, "out of memory");
+        res->action_rc = STORE_ENOMEM;
+        return CB_EFAILED;
+    }
+    const trace_ctx *t = trace_current();
+    *sc = (store_call){ .rt = r->rt, .fault = r->db_fault,
+                        .doc = { .id_hex = r->doc_id, .json = json, .service = r->rt->cfg.id,
+                                 .count = r->count, .received_ms = r->received_ms,
+                                 .outcome = outcome, .reason = reason, .status = status,
+                                 .trace = t ? t->id : NULL } };
+    int rc = cb_fire(r->rt->db_breaker, sc, res);
+    free(json);
+    return rc;
 }
 
-/* Answers 503 for a document that is stored (or may be: stored is
- * "unknown") but whose outcome is not recorded: the database watch marks
- * it "unknown" once the database answers again (dbwatch.h). The answer
- * says so in "stored", "document" and "outcome", so a client can tell it
- * from a 503 that stored nothing. */
-static int answer_stored_unknown(create_req *r, const char *stored, const char *why)
+/* Answers 503 for a document whose insert left but whose answer was lost:
+ * it may be stored, with the outcome it was sent with. The answer says so
+ * in "stored", "document" and "outcome", so a client can tell it from a 503
+ * that stored nothing. */
+static int answer_stored_unknown(create_req *r, const char *outcome, const char *why)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
-    char msg[400];
-    snprintf(msg, sizeof msg, "database \"%s\" %s; document %s %s, its outcome unknown: the "
-             "service marks it \"unknown\" once the database answers; try again",
-             store_db_name(r->rt->db), why, r->doc_id,
-             strcmp(stored, "yes") ? "may be stored" : "is stored");
+    char msg[600];
+    snprintf(msg, sizeof msg, "database \"%s\" %s; document %s may be stored (with outcome "
+             "\"%s\"); try again", store_db_name(r->rt->db), why, r->doc_id, outcome);
     cJSON_AddStringToObject(o, "error", msg);
     cJSON_AddNumberToObject(o, "status", 503);
     cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
     cJSON_AddStringToObject(o, "document", r->doc_id);
-    cJSON_AddStringToObject(o, "stored", stored);
-    cJSON_AddStringToObject(o, "outcome", "unknown");
+    cJSON_AddStringToObject(o, "stored", "unknown");
+    cJSON_AddStringToObject(o, "outcome", outcome);
     const trace_ctx *t = trace_current();
     if (t)
         cJSON_AddStringToObject(o, "trace", t->id);
@@ -226,14 +227,91 @@ static int answer_stored_unknown(create_req *r, const char *stored, const char *
     return status;
 }
 
-/* Records the outcome and sends answer (freed) with status 200. A 2xx means
- * the outcome is stored: when it cannot be, the answer is 503 instead,
- * saying the document is stored with its outcome unknown. */
+/* Answers the failed write of r (write_doc()'s rc, res and sc): 503 when
+ * the database is unreachable, failing or its circuit open (nothing of
+ * this hop was stored; when the next hop was called, its own document may
+ * be: "stored": "no" says so), 503 with "stored": "unknown" when the
+ * answer of the insert was lost, 400 when the database refused the
+ * document. Returns the status sent. */
+static int answer_write_failed(create_req *r, const char *outcome, int rc, const cb_result *res,
+                               const store_call *sc)
+{
+    svc_runtime *rt = r->rt;
+    const char *db = store_db_name(rt->db);
+    char why[400];
+    if (rc == CB_EOPEN) {
+        cb_stats st;
+        cb_get_stats(rt->db_breaker, &st);
+        snprintf(why, sizeof why, "its circuit is open after repeated failures and is tried "
+                 "again every %lld ms", (long long)st.current_reset_timeout_ms);
+    } else if (rc != CB_EFAILED) {
+        snprintf(why, sizeof why, "%s", cb_strerror(rc));
+    } else if (res->action_rc == STORE_EUNKNOWN) {
+        snprintf(why, sizeof why, "did not answer the insert (%.200s)", sc->err);
+        return answer_stored_unknown(r, outcome, why);
+    } else if (res->action_rc == STORE_ENOMEM) {
+        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
+    } else if (res->action_rc == STORE_EREJECTED) {
+        return http_send_error(r->conn, 400, rt->cfg.id, false,
+                               "the database refused the document: %s", sc->err);
+    } else {
+        snprintf(why, sizeof why, "%.300s", sc->err);
+    }
+    if (!r->called_next)
+        return http_send_error(r->conn, 503, rt->cfg.id, false,
+                               "database \"%s\" is unavailable: %s; nothing was stored; try "
+                               "again shortly", db, why);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
+    char msg[600];
+    snprintf(msg, sizeof msg, "database \"%s\" is unavailable: %s; this hop's document was not "
+             "stored, but the next hop was called first and may have stored its own",
+             db, why);
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddNumberToObject(o, "status", 503);
+    cJSON_AddStringToObject(o, "service", rt->cfg.id);
+    cJSON_AddStringToObject(o, "stored", "no");
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
+    int status = http_send_json(r->conn, 503, o, false);
+    cJSON_Delete(o);
+    return status;
+}
+
+/* Writes r's document with its outcome; returns 0 when it is stored, or the
+ * status of the failure, already answered (answer_write_failed()). */
+static int write_or_answer(create_req *r, const char *outcome, const char *reason, int status)
+{
+    store_call sc;
+    cb_result res = { 0 };
+    int rc = write_doc(r, outcome, reason, status, &sc, &res);
+    return rc == CB_OK ? 0 : answer_write_failed(r, outcome, rc, &res, &sc);
+}
+
+/* Writes r's document for an answer that goes out whatever the write did
+ * (504: the caller has given up): a failure is logged. */
+static void write_or_log(create_req *r, const char *outcome, const char *reason, int status)
+{
+    store_call sc;
+    cb_result res = { 0 };
+    int rc = write_doc(r, outcome, reason, status, &sc, &res);
+    if (rc != CB_OK)
+        log_message(true, "could not store document %s with outcome \"%s\" (%s)", r->doc_id,
+                    outcome, rc == CB_EOPEN ? "database circuit open"
+                         : rc == CB_EFAILED ? sc.err : cb_strerror(rc));
+}
+
+/* Stores the document with its outcome, then sends answer (freed) with
+ * status 200: a 2xx is sent only once the document is committed. When it
+ * cannot be stored, the answer is the write's failure instead. */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
-    if (!record_outcome(r, outcome, reason, 200)) {
+    int failed = write_or_answer(r, outcome, reason, 200);
+    if (failed) {
         cJSON_Delete(answer);
-        return answer_stored_unknown(r, "yes", "went away before the outcome was recorded");
+        return failed;
     }
     if (!answer)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
@@ -347,6 +425,7 @@ static int create_chain(create_req *r)
     hop.http.headers = trace_next_headers(headers, sizeof headers, budget);
     cb_result res = { 0 };
     int64_t called = mono_ns();
+    r->called_next = true;
     int rc = cb_fire(r->rt->breaker, &hop, &res);
     trace_time_next(mono_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
     int status;
@@ -372,7 +451,9 @@ static int create_chain(create_req *r)
 /* Answers 502 for an injected error, as the demo: "<ID> @mm:ss -> unavailable". */
 static int create_injected(create_req *r)
 {
-    record_outcome(r, "injected", NULL, 502);
+    int failed = write_or_answer(r, "injected", NULL, 502);
+    if (failed)
+        return failed;
     time_t t = time(NULL);
     struct tm tm;
     localtime_r(&t, &tm);
@@ -401,16 +482,7 @@ int request_store_action(const cb_call *call, void **result)
         return STORE_EUNAVAILABLE;
     }
     int64_t t0 = mono_ns();
-    int rc;
-    if (sc->outcome) {
-        rc = store_record_outcome(sc->rt->db, sc->doc_id, sc->outcome, sc->reason, sc->status);
-    } else {
-        const trace_ctx *t = trace_current();
-        rc = store_insert(sc->rt->db, sc->json, sc->rt->cfg.id, sc->count, t ? t->id : NULL,
-                          sc->doc_id, &sc->received_ms, sc->err, sizeof sc->err);
-        if (rc == STORE_OK || rc == STORE_EUNKNOWN)
-            dbwatch_open(sc->received_ms);   /* its outcome is ours to record */
-    }
+    int rc = store_insert(sc->rt->db, &sc->doc, sc->err, sizeof sc->err);
     trace_time_db(mono_ns() - t0);
     if (rc == STORE_OK)
         dbwatch_write_ok();
@@ -424,52 +496,23 @@ bool request_store_error_filter(int action_rc, void *arg, void *user)
     return action_rc != STORE_EUNAVAILABLE && action_rc != STORE_EUNKNOWN;
 }
 
-/* Stores the body through the database breaker. Returns 0, or the error
- * status already sent: 503 when the database is unreachable or its circuit
- * open (nothing is written then), 400 when it refused the document. */
-static int create_store(create_req *r)
+/* Before any work: answers 503 at once, with nothing stored and the next
+ * hop not called, when the request's write is bound to fail: the database
+ * fault drawn for it (its write fails through the breaker, as the
+ * database's would) or the database circuit open. Returns 0 to go on, or
+ * the status sent. */
+static int database_refuses(create_req *r)
 {
-    svc_runtime *rt = r->rt;
-    char *json = cJSON_PrintUnformatted(r->body);
-    if (!json)
-        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
-    store_call sc = { .rt = rt, .json = json, .count = r->count, .doc_id = r->doc_id,
-                      .fault = r->db_fault };
-    cb_result res = { 0 };
-    int rc = cb_fire(rt->db_breaker, &sc, &res);
-    free(json);
-    if (rc == CB_OK)
+    if (r->db_fault)
+        return write_or_answer(r, "ok", NULL, 200);   /* fails: the fault is on */
+    cb_breaker *db = r->rt->db_breaker;
+    cb_tick(db);   /* an open circuit whose time is up turns half-open: the write is its trial */
+    cb_state state = cb_get_state(db);
+    if (state != CB_OPEN && state != CB_FORCED_OPEN)
         return 0;
-    char maybe[25];
-    snprintf(maybe, sizeof maybe, "%s", r->doc_id);
-    r->doc_id[0] = '\0';
-    const char *db = store_db_name(rt->db);
-    if (rc == CB_EOPEN) {
-        cb_stats st;
-        cb_get_stats(rt->db_breaker, &st);
-        return http_send_error(r->conn, 503, rt->cfg.id, false,
-                               "database \"%s\" is unavailable: its circuit is open after repeated "
-                               "failures and is tried again every %lld ms",
-                               db, (long long)st.current_reset_timeout_ms);
-    }
-    if (rc != CB_EFAILED)
-        return http_send_error(r->conn, 503, rt->cfg.id, false, "database \"%s\" is unavailable: %s",
-                               db, cb_strerror(rc));
-    if (res.action_rc == STORE_EUNKNOWN) {
-        /* The insert left but its answer never came back. */
-        snprintf(r->doc_id, sizeof r->doc_id, "%s", maybe);
-        char why[300];
-        snprintf(why, sizeof why, "did not answer the insert (%.200s)", sc.err);
-        return answer_stored_unknown(r, "unknown", why);
-    }
-    if (res.action_rc == STORE_EUNAVAILABLE)
-        return http_send_error(r->conn, 503, rt->cfg.id, false,
-                               "database \"%s\" is unavailable: %s; nothing was stored; try again "
-                               "shortly", db, sc.err);
-    if (res.action_rc == STORE_ENOMEM)
-        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
-    return http_send_error(r->conn, 400, rt->cfg.id, false,
-                           "the database refused the document: %s", sc.err);
+    cb_result res = { .action_rc = STORE_EUNAVAILABLE };
+    store_call sc = { .rt = r->rt };
+    return answer_write_failed(r, "ok", CB_EOPEN, &res, &sc);
 }
 
 /* Answers 413, after draining a body of reasonable size so that a client
@@ -523,11 +566,10 @@ static int create_parse(create_req *r)
 }
 
 /* Answers 504 because the caller's deadline passed while we worked; the
- * document (when stored) records it. */
+ * document records it. */
 static int create_late(create_req *r, const char *what)
 {
-    if (r->doc_id[0])
-        record_outcome(r, "deadline", what, 504);
+    write_or_log(r, "deadline", what, 504);
     return http_send_error(r->conn, 504, r->rt->cfg.id, false,
                            "the caller's deadline (X-Deadline-Ms) passed %s", what);
 }
@@ -588,7 +630,7 @@ static int fault_hang(create_req *r, int max_ms)
     if (left != INT64_MAX && left < max)
         max = left > 0 ? (int)left : 0;
     int held = chaos_hang(r->conn, max, &r->rt->draining);
-    record_outcome(r, "hang", NULL, 504);
+    write_or_log(r, "hang", NULL, 504);
     return http_send_error(r->conn, 504, r->rt->cfg.id, false,
                            "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
 }
@@ -600,7 +642,11 @@ static int fault_error(create_req *r, int amount)
     return create_injected(r);
 }
 
-typedef enum fault_stage { BEFORE_STORING, AROUND_STORING, AFTER_STORING } fault_stage;
+typedef enum fault_stage {
+    ON_ARRIVAL,   /* nothing is stored, nothing called */
+    ON_WRITE,     /* the request's one write fails */
+    ON_WORK,      /* before the work: the call to the next hop, then the write */
+} fault_stage;
 
 /* The faults in the order a request meets them (chaos.h has what each is). */
 static const struct fault_hook {
@@ -608,12 +654,12 @@ static const struct fault_hook {
     fault_stage stage;
     int (*act)(create_req *r, int amount);
 } fault_hooks[] = {
-    { CHAOS_NO_DEADLINES, BEFORE_STORING, fault_no_deadlines },
-    { CHAOS_RESET,        BEFORE_STORING, fault_reset },
-    { CHAOS_DATABASE,     AROUND_STORING, fault_database },
-    { CHAOS_LATENCY,      AFTER_STORING,  fault_latency },
-    { CHAOS_HANG,         AFTER_STORING,  fault_hang },
-    { CHAOS_ERROR,        AFTER_STORING,  fault_error },
+    { CHAOS_NO_DEADLINES, ON_ARRIVAL, fault_no_deadlines },
+    { CHAOS_RESET,        ON_ARRIVAL, fault_reset },
+    { CHAOS_DATABASE,     ON_WRITE,   fault_database },
+    { CHAOS_LATENCY,      ON_WORK,    fault_latency },
+    { CHAOS_HANG,         ON_WORK,    fault_hang },
+    { CHAOS_ERROR,        ON_WORK,    fault_error },
 };
 _Static_assert(sizeof fault_hooks / sizeof fault_hooks[0] == CHAOS_KINDS,
                "every runtime fault has its hook");
@@ -633,25 +679,27 @@ static int meet_faults(create_req *r, fault_stage stage)
     return 0;
 }
 
-/* POST /create, from the body to the answer. Returns the status sent. The
- * runtime faults act where fault_hooks puts them: before storing (nothing
- * stored), around storing (the write fails), after storing. */
+/* POST /create, from the body to the answer. Returns the status sent.
+ * The request writes once, at the end, its document with its outcome: the
+ * next hop (when there is one) is called first, so the outcome is known,
+ * and a 2xx goes out only after that write is committed. The runtime
+ * faults act where fault_hooks puts them: on arrival (nothing stored), on
+ * the write (it fails), before the work (their outcome is stored). */
 static int create(create_req *r)
 {
     int status = create_parse(r);
     if (status)
         return status;
+    r->received_ms = wall_ms();
+    store_new_id(r->doc_id);
     chaos_draw_request(&r->chaos);
-    status = meet_faults(r, BEFORE_STORING);
+    status = meet_faults(r, ON_ARRIVAL);
     if (!status)
-        status = meet_faults(r, AROUND_STORING);
+        status = meet_faults(r, ON_WRITE);
     if (!status)
-        status = create_store(r);
-    if (status)
-        return status;
-    if (trace_left_ms() <= 0)
-        return create_late(r, "while the document was stored");
-    status = meet_faults(r, AFTER_STORING);
+        status = database_refuses(r);
+    if (!status)
+        status = meet_faults(r, ON_WORK);
     if (status)
         return status;
     if (r->count >= r->rt->cfg.jumps || !r->rt->breaker) {
@@ -700,7 +748,6 @@ static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char 
                                "the caller's deadline (X-Deadline-Ms) has already passed");
     create_req r = { .rt = rt, .conn = conn };
     int status = create(&r);
-    dbwatch_close();
     cJSON_Delete(r.body);
     return status;
 }

@@ -6,19 +6,24 @@
  * back, with no restart. Server fields live under "_meta", a key requests may
  * not use, so a client can never overwrite them.
  *
- * The pool holds at most DB_MAX_CONNECTIONS clients (16), and a request
- * waits at most MONGO_TIMEOUT_MS for one (waitQueueTimeoutMS), then answers
- * 503: each client is one connection with one operation in flight, so the
- * number of database operations a service can have in flight is bounded.
- * That bound is what keeps FerretDB's PostgreSQL backend from wedging: its
- * update holds one pooled PostgreSQL connection (the rows of its lookup)
- * while it takes a second one (the transaction that rewrites the row), so
- * once as many updates run at once as its pool has connections, each holds
- * one and waits for another for ever (docs/database.md has the arithmetic).
+ * A request's document is written once, with its outcome, when the
+ * request's work is done (request.c). The writes of concurrent requests are
+ * grouped: at most DB_WRITERS inserts are in flight, and the documents that
+ * arrive meanwhile wait for the next free writer, which carries all of them
+ * in one unordered insert_many. FerretDB writes an insert of many documents
+ * as one multi-row INSERT in one PostgreSQL transaction: one round trip and
+ * one commit (one WAL flush) for the group instead of one each. Each
+ * request returns only when the insert carrying its own document was
+ * answered, with that document's own result.
+ *
+ * The pool holds at most DB_MAX_CONNECTIONS clients (16), and a writer
+ * waits at most MONGO_TIMEOUT_MS for one (waitQueueTimeoutMS), then fails
+ * its batch as unavailable (503): each client is one connection with one
+ * operation in flight, so the database operations a service has in flight
+ * are bounded (docs/database.md: what that bound keeps FerretDB from).
  *
  * A second pool of one client serves the database watch (dbwatch.c): its
- * ping and the resolution of outcomes left "pending" never wait behind the
- * requests' operations.
+ * ping never waits behind the requests' operations.
  */
 #include "store.h"
 
@@ -26,10 +31,20 @@
 #include "monotime.h"
 
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* One request's document on its way to the database. */
+typedef struct store_write {
+    bson_t *doc;
+    int rc;                           /* set by the batch's writer */
+    bool done;                        /* under the store's lock */
+    char err[200];
+    struct store_write *next;
+} store_write;
 
 struct store {
     mongoc_client_pool_t *pool;       /* the requests' writes */
@@ -38,6 +53,12 @@ struct store {
     char *collection;
     int max_connections;
     int wait_ms;                      /* longest wait for a client of pool */
+    pthread_mutex_t lock;             /* the queue and the counts below */
+    pthread_cond_t written;           /* a batch was written */
+    store_write *queue, **queue_tail; /* documents waiting for a writer */
+    int batches;                      /* batches being written */
+    int max_batches;                  /* DB_WRITERS */
+    int64_t written_batches, written_docs;
 };
 
 /* Routes libmongoc's own messages into the service's log: warnings and
@@ -88,7 +109,7 @@ mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeo
 }
 
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
-               int max_connections, store **out, char *err, size_t errlen)
+               int max_connections, int writers, store **out, char *err, size_t errlen)
 {
     mongoc_log_set_handler(store_mongoc_log, NULL);
     store *s = calloc(1, sizeof *s);
@@ -98,7 +119,11 @@ int store_open(const char *url, const char *db, const char *collection, int time
         return -1;
     }
     s->max_connections = max_connections;
+    s->max_batches = writers < 1 ? 1 : writers > max_connections ? max_connections : writers;
     s->wait_ms = timeout_ms;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->written, NULL);
+    s->queue_tail = &s->queue;
     s->pool = store_pool_open(url, db, timeout_ms, 5000, timeout_ms, collection, &s->db, err,
                               errlen);
     char *watch_db = NULL;
@@ -168,91 +193,188 @@ static int store_error_kind(const bson_error_t *e)
     }
 }
 
-/* Builds the document: the request's fields, an _id and _meta. */
-static bson_t *store_document(const char *json, const char *service, int count, const char *trace,
-                              bson_oid_t *oid, int64_t received_ms, char *err, size_t errlen)
+/* Builds the document: the request's fields, its _id and _meta, the
+ * outcome included. */
+static bson_t *store_document(const store_doc *d, char *err, size_t errlen)
 {
     bson_error_t e;
-    bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &e);
+    bson_t *doc = bson_new_from_json((const uint8_t *)d->json, -1, &e);
     if (!doc) {
         snprintf(err, errlen, "the body cannot be stored: %s", e.message);
         return NULL;
     }
-    bson_oid_init(oid, NULL);
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, d->id_hex);
     bson_t meta;
-    BSON_APPEND_OID(doc, "_id", oid);
+    BSON_APPEND_OID(doc, "_id", &oid);
     BSON_APPEND_DOCUMENT_BEGIN(doc, "_meta", &meta);
-    BSON_APPEND_UTF8(&meta, "service", service);
-    BSON_APPEND_INT32(&meta, "count", count);
-    BSON_APPEND_DATE_TIME(&meta, "received", received_ms);
-    BSON_APPEND_UTF8(&meta, "outcome", "pending");
-    if (trace && *trace)
-        BSON_APPEND_UTF8(&meta, "trace", trace);
+    BSON_APPEND_UTF8(&meta, "service", d->service);
+    BSON_APPEND_INT32(&meta, "count", d->count);
+    BSON_APPEND_DATE_TIME(&meta, "received", d->received_ms);
+    BSON_APPEND_UTF8(&meta, "outcome", d->outcome);
+    if (d->reason)
+        BSON_APPEND_UTF8(&meta, "reason", d->reason);
+    if (d->status)
+        BSON_APPEND_INT32(&meta, "status", d->status);
+    if (d->trace && *d->trace)
+        BSON_APPEND_UTF8(&meta, "trace", d->trace);
     bson_append_document_end(doc, &meta);
     return doc;
 }
 
-int store_insert(store *s, const char *json, const char *service, int count, const char *trace,
-                 char id_hex[25], int64_t *received_ms, char *err, size_t errlen)
+void store_new_id(char id_hex[25])
 {
     bson_oid_t oid;
-    *received_ms = wall_ms();
-    bson_t *doc = store_document(json, service, count, trace, &oid, *received_ms, err, errlen);
-    if (!doc)
-        return STORE_EREJECTED;
-    mongoc_client_t *client = store_take(s, s->pool, err, errlen);
-    if (!client) {
-        bson_destroy(doc);
-        return STORE_EUNAVAILABLE;
-    }
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
-    bson_error_t e;
-    int rc = STORE_OK;
-    if (!mongoc_collection_insert_one(coll, doc, NULL, NULL, &e)) {
-        rc = store_error_kind(&e);
-        /* Sent but not answered: the database may have stored it. */
-        if (rc == STORE_EUNAVAILABLE && e.domain == MONGOC_ERROR_STREAM)
-            rc = STORE_EUNKNOWN;
-        snprintf(err, errlen, "%s", e.message);
-    }
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(s->pool, client);
-    bson_destroy(doc);
-    if (rc == STORE_OK || rc == STORE_EUNKNOWN)
-        bson_oid_to_string(&oid, id_hex);
-    return rc;
+    bson_oid_init(&oid, NULL);
+    bson_oid_to_string(&oid, id_hex);
 }
 
-int store_record_outcome(store *s, const char *id_hex, const char *outcome,
-                         const char *reason, int status)
+/* The result of one write of a batch, read by its writer. */
+static void write_fail(store_write *w, int rc, const char *msg)
 {
-    if (!bson_oid_is_valid(id_hex, strlen(id_hex)))
-        return STORE_EREJECTED;
-    bson_oid_t oid;
-    bson_oid_init_from_string(&oid, id_hex);
-    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid));
-    bson_t set = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&set, "_meta.outcome", outcome);
-    if (reason)
-        BSON_APPEND_UTF8(&set, "_meta.reason", reason);
-    if (status)
-        BSON_APPEND_INT32(&set, "_meta.status", status);
-    bson_t update = BSON_INITIALIZER;
-    BSON_APPEND_DOCUMENT(&update, "$set", &set);
-    int rc = STORE_EUNAVAILABLE;
-    mongoc_client_t *client = store_take(s, s->pool, NULL, 0);
-    if (client) {
-        mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
-        bson_error_t e;
-        rc = mongoc_collection_update_one(coll, filter, &update, NULL, NULL, &e)
-                 ? STORE_OK : store_error_kind(&e);
-        mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(s->pool, client);
+    w->rc = rc;
+    snprintf(w->err, sizeof w->err, "%.199s", msg);
+}
+
+/* Inserts one document alone; a duplicate _id means an earlier try of the
+ * same batch stored it. */
+static void store_insert_alone(mongoc_collection_t *coll, store_write *w)
+{
+    bson_error_t e;
+    if (mongoc_collection_insert_one(coll, w->doc, NULL, NULL, &e) || e.code == 11000) {
+        w->rc = STORE_OK;
+        return;
     }
-    bson_destroy(&update);
-    bson_destroy(&set);
-    bson_destroy(filter);
-    return rc;
+    int rc = store_error_kind(&e);
+    write_fail(w, rc == STORE_EUNAVAILABLE && e.domain == MONGOC_ERROR_STREAM ? STORE_EUNKNOWN : rc,
+               e.message);
+}
+
+/* Writes the n documents of batch in one insert (unordered: one refused
+ * document does not keep the others out) and sets each write's result. A
+ * batch the server failed as a whole, with more than one document, is
+ * written again one by one, so that each request learns its own
+ * document's fate: FerretDB inserts a failed batch's documents one by one
+ * and stops at the first that fails, after storing the ones before it
+ * (their _id is ours, so storing them again is a duplicate, not a copy). */
+static void store_flush(store *s, store_write *batch, int n)
+{
+    char err[200];
+    mongoc_client_t *client = store_take(s, s->pool, err, sizeof err);
+    if (!client) {
+        for (store_write *w = batch; w; w = w->next)
+            write_fail(w, STORE_EUNAVAILABLE, err);
+        return;
+    }
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
+    const bson_t *docs[STORE_BATCH_MAX];
+    int i = 0;
+    for (store_write *w = batch; w; w = w->next)
+        docs[i++] = w->doc;
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    bson_t reply;
+    bson_error_t e;
+    bool ok = mongoc_collection_insert_many(coll, docs, (size_t)n, opts, &reply, &e);
+    for (store_write *w = batch; w; w = w->next)
+        w->rc = STORE_OK;
+    bson_iter_t it, errs;
+    if (!ok && bson_iter_init_find(&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it)
+        && bson_iter_recurse(&it, &errs) && bson_iter_next(&errs)) {
+        /* per document: the others are stored */
+        do {
+            bson_iter_t one;
+            int32_t index = -1, code = 0;
+            const char *msg = "refused";
+            if (!BSON_ITER_HOLDS_DOCUMENT(&errs) || !bson_iter_recurse(&errs, &one))
+                continue;
+            while (bson_iter_next(&one)) {
+                if (!strcmp(bson_iter_key(&one), "index") && BSON_ITER_HOLDS_INT32(&one))
+                    index = bson_iter_int32(&one);
+                else if (!strcmp(bson_iter_key(&one), "code") && BSON_ITER_HOLDS_INT32(&one))
+                    code = bson_iter_int32(&one);
+                else if (!strcmp(bson_iter_key(&one), "errmsg") && BSON_ITER_HOLDS_UTF8(&one))
+                    msg = bson_iter_utf8(&one, NULL);
+            }
+            store_write *w = batch;
+            for (int k = 0; w && k < index; k++)
+                w = w->next;
+            if (index >= 0 && w)
+                write_fail(w, store_server_failed((uint32_t)code) ? STORE_EUNAVAILABLE
+                                                                  : STORE_EREJECTED, msg);
+        } while (bson_iter_next(&errs));
+    } else if (!ok && n > 1 && e.domain != MONGOC_ERROR_STREAM
+               && store_error_kind(&e) != STORE_EUNAVAILABLE) {
+        for (store_write *w = batch; w; w = w->next)
+            store_insert_alone(coll, w);
+    } else if (!ok) {
+        int rc = store_error_kind(&e);
+        /* Sent but not answered: the database may have stored them. */
+        if (rc == STORE_EUNAVAILABLE && e.domain == MONGOC_ERROR_STREAM)
+            rc = STORE_EUNKNOWN;
+        for (store_write *w = batch; w; w = w->next)
+            write_fail(w, rc, e.message);
+    }
+    bson_destroy(&reply);
+    bson_destroy(opts);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(s->pool, client);
+}
+
+int store_insert(store *s, const store_doc *d, char *err, size_t errlen)
+{
+    if (!bson_oid_is_valid(d->id_hex, strlen(d->id_hex))) {
+        snprintf(err, errlen, "not a document id: \"%.30s\"", d->id_hex);
+        return STORE_EREJECTED;
+    }
+    store_write me = { .doc = store_document(d, err, errlen) };
+    if (!me.doc)
+        return STORE_EREJECTED;
+    pthread_mutex_lock(&s->lock);
+    *s->queue_tail = &me;
+    s->queue_tail = &me.next;
+    while (!me.done) {
+        if (s->batches >= s->max_batches || !s->queue) {
+            pthread_cond_wait(&s->written, &s->lock);
+            continue;
+        }
+        /* A writer is free: this thread writes what waits, its own write
+         * or not, up to STORE_BATCH_MAX documents. */
+        store_write *batch = s->queue, *last = batch;
+        int n = 1;
+        while (n < STORE_BATCH_MAX && last->next) {
+            last = last->next;
+            n++;
+        }
+        s->queue = last->next;
+        if (!s->queue)
+            s->queue_tail = &s->queue;
+        last->next = NULL;
+        s->batches++;
+        pthread_mutex_unlock(&s->lock);
+        store_flush(s, batch, n);
+        pthread_mutex_lock(&s->lock);
+        s->batches--;
+        for (store_write *w = batch, *next; w; w = next) {
+            next = w->next;   /* w may return (and go) once done is seen */
+            w->done = true;
+        }
+        s->written_batches++;
+        s->written_docs += n;
+        pthread_cond_broadcast(&s->written);
+    }
+    pthread_mutex_unlock(&s->lock);
+    bson_destroy(me.doc);
+    if (me.rc != STORE_OK)
+        snprintf(err, errlen, "%s", me.err);
+    return me.rc;
+}
+
+void store_get_stats(store *s, int64_t *batches, int64_t *documents)
+{
+    pthread_mutex_lock(&s->lock);
+    *batches = s->written_batches;
+    *documents = s->written_docs;
+    pthread_mutex_unlock(&s->lock);
 }
 
 int store_ping(store *s, char *err, size_t errlen)
@@ -270,43 +392,6 @@ int store_ping(store *s, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
-int store_resolve_pending(store *s, const char *service, int64_t before_ms, const char *reason,
-                          int64_t *resolved, char *err, size_t errlen)
-{
-    *resolved = 0;
-    bson_t *filter = BCON_NEW("_meta.outcome", BCON_UTF8("pending"),
-                              "_meta.service", BCON_UTF8(service),
-                              "_meta.received", "{", "$lt", BCON_DATE_TIME(before_ms), "}");
-    bson_t *update = BCON_NEW("$set", "{",
-                              "_meta.outcome", BCON_UTF8("unknown"),
-                              "_meta.reason", BCON_UTF8(reason),
-                              "_meta.resolved", BCON_DATE_TIME(wall_ms()),
-                              "}");
-    int rc = STORE_EUNAVAILABLE;
-    mongoc_client_t *client = store_take(s, s->watch_pool, err, errlen);
-    if (client) {
-        mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
-        bson_error_t e;
-        bson_t reply;
-        if (mongoc_collection_update_many(coll, filter, update, NULL, &reply, &e)) {
-            bson_iter_t it;
-            if (bson_iter_init_find(&it, &reply, "modifiedCount") && BSON_ITER_HOLDS_NUMBER(&it))
-                *resolved = bson_iter_as_int64(&it);
-            rc = STORE_OK;
-        } else {
-            rc = store_error_kind(&e);
-            if (err)
-                snprintf(err, errlen, "%s", e.message);
-        }
-        bson_destroy(&reply);
-        mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(s->watch_pool, client);
-    }
-    bson_destroy(update);
-    bson_destroy(filter);
-    return rc;
-}
-
 const char *store_db_name(const store *s)
 {
     return s->db;
@@ -320,6 +405,8 @@ void store_close(store *s)
         mongoc_client_pool_destroy(s->pool);
     if (s->watch_pool)
         mongoc_client_pool_destroy(s->watch_pool);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->written);
     free(s->db);
     free(s->collection);
     free(s);

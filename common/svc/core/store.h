@@ -4,6 +4,7 @@
 
 #include <mongoc/mongoc.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct store store;
 
@@ -32,43 +33,56 @@ mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeo
  * gives up after timeout_ms, so an unreachable database fails requests fast
  * and the pool reconnects by itself once it returns. At most
  * max_connections operations are in flight at once; one more waits at most
- * timeout_ms for a connection, then fails as STORE_EUNAVAILABLE. Connects
- * lazily: an unreachable database does not fail this call. Returns STORE_OK
- * and sets *out, or -1 with a message naming MONGO_URL in err. */
+ * timeout_ms for a connection, then fails as STORE_EUNAVAILABLE. The
+ * requests' documents are written by at most writers inserts at a time
+ * (1..max_connections), each carrying every document that waited for it
+ * (group commit, below). Connects lazily: an unreachable database does not
+ * fail this call. Returns STORE_OK and sets *out, or -1 with a message
+ * naming MONGO_URL in err. */
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
-               int max_connections, store **out, char *err, size_t errlen);
+               int max_connections, int writers, store **out, char *err, size_t errlen);
 
-/* Inserts the request's JSON object (json, already validated) with the
- * server's fields under "_meta": service, count, received (a date),
- * outcome "pending" and trace (the request's trace id; NULL or "" = none).
- * Writes the new _id's hex (25 bytes) to id_hex and the "received" time
- * (milliseconds since the epoch) to *received_ms. Returns STORE_OK,
- * STORE_EUNAVAILABLE (not stored: the database could not be reached, or
- * every connection stayed busy), STORE_EUNKNOWN (sent, but the answer was
- * lost: it may be stored, with id_hex), STORE_EREJECTED or STORE_ENOMEM,
- * with a message in err. Thread-safe. */
-int store_insert(store *s, const char *json, const char *service, int count, const char *trace,
-                 char id_hex[25], int64_t *received_ms, char *err, size_t errlen);
+/* The most documents one insert carries. */
+#define STORE_BATCH_MAX 64
 
-/* Sets _meta.outcome (and _meta.reason, _meta.status when given: NULL / 0
- * to omit) on the document id_hex. Returns STORE_OK or an error as
- * store_insert(). Thread-safe. */
-int store_record_outcome(store *s, const char *id_hex, const char *outcome,
-                         const char *reason, int status);
+/* One request's document: its body and what the service adds under
+ * "_meta". */
+typedef struct store_doc {
+    const char *id_hex;     /* its _id: 24 hex digits, from store_new_id() */
+    const char *json;       /* the request's JSON object, already validated */
+    const char *service;    /* _meta.service */
+    int count;              /* _meta.count: the jump count */
+    int64_t received_ms;    /* _meta.received: when the request came (ms since the epoch) */
+    const char *outcome;    /* _meta.outcome: ok, last, degraded, injected, hang, deadline */
+    const char *reason;     /* _meta.reason, or NULL for none */
+    int status;             /* _meta.status (the HTTP status answered), or 0 for none */
+    const char *trace;      /* _meta.trace: the request's trace id; NULL or "" = none */
+} store_doc;
+
+/* A new document id (an ObjectId's 24 hex digits and a NUL). */
+void store_new_id(char id_hex[25]);
+
+/* Stores d in one insert, its outcome included, and returns once that
+ * insert is answered: over PostgreSQL, committed. Group commit: while
+ * `writers` inserts are in flight, the documents of other requests wait,
+ * and the next free writer takes all of them (up to STORE_BATCH_MAX) in one
+ * unordered insert, so concurrent requests share a round trip and a
+ * commit; each caller still returns only after its own document's insert
+ * is answered, with that document's own result. A lone request waits for
+ * nobody. Returns STORE_OK, STORE_EUNAVAILABLE (not stored: the database
+ * could not be reached, failed, or every connection stayed busy),
+ * STORE_EUNKNOWN (sent, but the answer was lost: it may be stored),
+ * STORE_EREJECTED or STORE_ENOMEM, with a message in err. Thread-safe. */
+int store_insert(store *s, const store_doc *d, char *err, size_t errlen);
+
+/* Inserts written and the documents they carried, since the store opened
+ * (documents / batches is the mean group size). Thread-safe. */
+void store_get_stats(store *s, int64_t *batches, int64_t *documents);
 
 /* Returns 0 when the database answers a ping, -1 otherwise with the reason
  * in err (NULL for none). Uses the watch's own connection, so it never waits
  * behind the requests' operations. Thread-safe. */
 int store_ping(store *s, char *err, size_t errlen);
-
-/* Marks every document of this collection that service stored before
- * before_ms (milliseconds since the epoch) and whose outcome is still
- * "pending" with outcome "unknown", the reason given and "resolved" (the
- * time now). *resolved gets how many were marked. Uses the watch's own
- * connection. Returns STORE_OK or an error as store_insert(), with a
- * message in err. Thread-safe. */
-int store_resolve_pending(store *s, const char *service, int64_t before_ms, const char *reason,
-                          int64_t *resolved, char *err, size_t errlen);
 
 /* The database's name, e.g. "resilience". */
 const char *store_db_name(const store *s);

@@ -67,11 +67,11 @@ static int hang_amount(const int *fields)
 const chaos_fault_kind chaos_faults[CHAOS_KINDS] = {
     [CHAOS_ERROR] = {
         .name = "error", .label = "error 502",
-        .about = "answer 502 after storing (the demo's injected error)",
+        .about = "answer 502, its document stored as "injected" (the demo's injected error)",
     },
     [CHAOS_LATENCY] = {
         .name = "latency", .label = "latency",
-        .about = "wait ms ± jitter_ms after storing (a slow service)",
+        .about = "wait ms ± jitter_ms before the work (a slow service)",
         .fields = {
             { .name = "ms", .label = "ms", .about = "the added milliseconds", .integer = true,
               .min = 0, .max = CHAOS_MAX_MS, .required = true },

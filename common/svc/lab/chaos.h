@@ -3,8 +3,8 @@
  * Six faults, each applying to a fraction of POST /create requests and each
  * able to expire by itself:
  *
- *   error     answer 502 after storing (the demo's injected error)
- *   latency   wait ms +- jitter_ms after storing (a slow service)
+ *   error     answer 502, its document stored as "injected" (the demo's injected error)
+ *   latency   wait ms +- jitter_ms before the work (a slow service)
  *   hang      hold the request, answering nothing, until the caller gives up
  *             (its connection closes), max_ms passes or the fault is cleared
  *   reset     drop the connection with a TCP reset before anything is stored
