@@ -71,7 +71,7 @@ SANITIZER_ENV = {
 TSAN_ENV = {
     "TSAN_OPTIONS": f"suppressions={ROOT / 'tests' / 'integration' / 'tsan.supp'}:exitcode=66",
     # ThreadSanitizer starts a thread in milliseconds, not microseconds: the
-    # default 1024 workers would take seconds per service. Tests of the limits
+    # default 128 workers would take a while per service. Tests of the limits
     # set THREADS themselves.
     "THREADS": "64",
 }

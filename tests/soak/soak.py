@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "py"))
 import harness  # noqa: E402
 from harness import Stack, wait_until  # noqa: E402
 
-# What one service may use at most in the short soak (1024 worker threads with
-# their stacks touched, the pools full).
+# What one service may use at most in the short soak (every worker thread with
+# its stack touched, the pools full; set when THREADS was 1024 by default).
 RSS_CEILING_MB = 300
 FD_CEILING = 4096
 COLLECTIONS = {"order": "orders", "payment": "payments", "shipment": "shipments"}

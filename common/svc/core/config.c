@@ -375,8 +375,10 @@ const svc_setting svc_settings[] = {
                  "next hop free to answer `/health`, the admin routes and streams under load" },
 
     /* limits against slow and greedy clients (docs/security.md) */
-    { .name = "THREADS", INTEGER(1, 8192), FIELD(threads), .dflt = "1024", BOTH,
-      .meaning = "worker threads, one per connection: connections served at once" },
+    { .name = "THREADS", INTEGER(1, 8192), FIELD(threads), .dflt = "128", BOTH,
+      .meaning = "worker threads, one per connection: connections served at once. civetweb "
+                 "starts them all with the service and each holds ~20 KB even idle (1024 were "
+                 "20 MB of an idle service's 35; docs/database.md, \"Memory\")" },
     { .name = "CONNECTION_QUEUE", INTEGER(1, 65536), FIELD(connection_queue), .dflt = "64",
       LIMITS, .meaning = "accepted connections waiting for a worker" },
     { .name = "LISTEN_BACKLOG", INTEGER(1, 65535), FIELD(listen_backlog), .dflt = "1024",
@@ -408,6 +410,10 @@ const svc_setting svc_settings[] = {
       LIMITS,
       .meaning = "stack of each thread the service starts; the default is kept under "
                  "ThreadSanitizer" },
+    { .name = "MALLOC_ARENAS", INTEGER(1, 64), FIELD(malloc_arenas), .dflt = "2", LIMITS,
+      .meaning = "glibc's malloc arenas at most (`M_ARENA_MAX`): the threads share them, so "
+                 "what one frees serves the next; glibc's own cap is 8 per core, each arena "
+                 "keeping the pages it once used. Not under a sanitizer" },
     { .name = "MAX_CONNECTIONS", INTEGER(1, 1000000), FIELD(max_connections),
       .read = read_max_connections, LIMITS, .doc_default = "`THREADS` + `CONNECTION_QUEUE`",
       .meaning = "more are answered 503 with `Retry-After: 1` at accept time" },

@@ -46,6 +46,7 @@ typedef struct svc_config {
                                     MAX_STRING_BYTES: a body's shape, checked before the
                                     database (413) */
     int thread_stack_kb;         /* THREAD_STACK_KB */
+    int malloc_arenas;           /* MALLOC_ARENAS */
     const char *admin_token;     /* ADMIN_TOKEN; NULL = admin routes off */
     const char *admin_origin;    /* ADMIN_ALLOWED_ORIGIN; NULL = no other origin's page may call them */
     const char *run_status_file; /* RUN_STATUS_FILE; NULL = none */

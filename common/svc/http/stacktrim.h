@@ -4,7 +4,7 @@
 
 /* Returns to the kernel the pages of the calling thread's stack below its
  * current frame (less a margin), which hold nothing once its connection is
- * closed. civetweb hands connections to its 1024 workers in turn, so
+ * closed. civetweb hands connections to its workers (THREADS) in turn, so
  * without this every worker keeps the deepest stack any connection ever
  * touched in it, and a service's RSS climbs for as long as new connections
  * come (~100 KB per worker; docs/database.md, "Memory"). Costs one
