@@ -99,3 +99,12 @@ $(BUILD)/rel/bench/db_bench: tests/bench/db_bench.c
 bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench
 	@scripts/setup.sh >/dev/null
 	@python3 tests/bench/bench_services.py $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+# The chain's benchmark on commit REF's services and on this tree's, ROUNDS
+# rounds in alternating order, then the medians side by side:
+# tests/bench/bench_compare.py (make bench-compare REF=HEAD~1 ROUNDS=3).
+.PHONY: bench-compare
+bench-compare: services-rel $(BUILD)/bin/dbtool
+	@$(if $(REF),,echo "bench-compare: name the old commit: make bench-compare REF=<commit> [ROUNDS=3]"; exit 2)
+	@scripts/setup.sh >/dev/null
+	@python3 tests/bench/bench_compare.py $(REF) $(ROUNDS) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))

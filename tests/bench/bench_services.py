@@ -14,7 +14,18 @@ Every chain answer must be 2xx and not degraded, and the documents of every
 answered request must be in the database; a failed check ends the run with
 exit 1. Standard library only; wrk is Debian's package.
 
-    tests/bench/bench_services.py [--seconds S] [--keep]
+For the chain at 1 and 16 connections it also prints what a request costs
+the database and the services (see DbMeter): PostgreSQL's transactions
+committed and rows written per request, from its own counters, and the CPU
+time per request of the database (FerretDB and every PostgreSQL process)
+and of the three services.
+
+    tests/bench/bench_services.py [--seconds S] [--keep] [--only chain] [--build DIR]
+
+--only chain runs the chain's case alone (and the RSS figures), ~1 min in all;
+--build DIR runs the services of another build (DIR/bin/order, ...) under
+this tree's scripts/run.sh, which is how `make bench-compare` measures an
+older commit with the same yardstick.
 """
 import argparse
 import concurrent.futures
@@ -217,6 +228,105 @@ def pid_of(binary: str, port: int) -> int:
     return 0
 
 
+def cpu_ticks(pid: int) -> int:
+    """The CPU time (user + system, in clock ticks) of process pid, every
+    thread included, plus that of its children that have exited and been
+    waited for (cutime, cstime). 0 when the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # fields[0] is the state, the stat file's 3rd field: utime is its 14th
+    return sum(int(f) for f in fields[11:15])
+
+
+def children_of(pid: int) -> list:
+    """The pids of the live children of pid."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(d.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+class DbMeter:
+    """What the chain's requests cost the database and the services.
+
+    Database counters come from PostgreSQL itself (pg_stat_database, for the
+    database FerretDB uses): xact_commit counts every transaction committed
+    (reads among them: FerretDB's lookups, and the services' own reads, are
+    transactions too), tup_inserted + tup_updated every row written. A
+    backend adds its counts to that view only when it goes idle, at most once
+    a second; counts held back by that limit are added 10 s later
+    (PostgreSQL 15's PGSTAT_MIN_INTERVAL and PGSTAT_IDLE_INTERVAL), and
+    pg_stat_force_next_flush() acts on the calling backend only. So a window
+    of counts opens and closes on a quiet database, SETTLE_S after the last
+    request (settle): after a 3 s load at 16 connections, a third of its
+    counts came in 9-10 s after it ended. A window holds the requests of its
+    loads and what the stack does by itself meanwhile: its database watch and
+    run.sh's watchdog, ~4 read-only commits a second here (~0.04 a request
+    in the 17 s window of the load at 16 connections), no rows. Requests
+    still in flight when wrk stopped (one per connection) are written and not
+    counted as answered.
+
+    CPU is read from /proc around each load, in clock ticks: FerretDB, and
+    PostgreSQL's postmaster with its children (backends, checkpointer, WAL
+    writer, autovacuum), live ones read one by one and those that exited
+    through the postmaster's cutime/cstime, so a backend forked and gone
+    within the load is counted too; and the three services."""
+    SETTLE_S = 11.0
+
+    def __init__(self, data_dir: Path, service_pids: dict):
+        self.pg_dir = data_dir / "postgres"
+        self.run_dir = data_dir / "run"
+        self.service_pids = service_pids
+        psql = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
+        if not psql:
+            fail("psql is missing (Debian's postgresql-15, installed by scripts/setup.sh)")
+        # as scripts/postgres.sh's as_owner: as root, the cluster is user postgres's
+        self.psql = (["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []) + [str(psql[-1])]
+        self.quiet_since = time.monotonic()
+
+    def pids(self):
+        """The postmaster's pid (its data folder's postmaster.pid) and FerretDB's (run.sh's pid file)."""
+        try:
+            postmaster = int((self.pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+            ferretdb = int((self.run_dir / "ferretdb.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError) as e:
+            fail(f"cannot find the database's processes in {self.pg_dir} and {self.run_dir}: {e}")
+        return postmaster, ferretdb
+
+    def cpu(self) -> dict:
+        """Clock ticks so far: "db" (FerretDB and the whole cluster), "services" (the three)."""
+        postmaster, ferretdb = self.pids()
+        db = sum(cpu_ticks(p) for p in children_of(postmaster)) + cpu_ticks(postmaster) + cpu_ticks(ferretdb)
+        return {"db": db, "services": sum(cpu_ticks(p) for p in self.service_pids.values())}
+
+    def counters(self) -> dict:
+        """PostgreSQL's counts for database ferretdb; read from database
+        postgres, so that reading them adds nothing to them."""
+        sql = ("select xact_commit, tup_inserted + tup_updated from pg_stat_database "
+               "where datname = 'ferretdb'")
+        r = subprocess.run(self.psql + ["-X", "-Atq", "-h", str(self.pg_dir), "-U", "postgres",
+                                        "-d", "postgres", "-c", sql],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0 or not re.fullmatch(r"\d+\|\d+\n", r.stdout):
+            fail(f"psql on {self.pg_dir}: {r.stdout.strip()} {r.stderr.strip()}")
+        commits, rows = map(int, r.stdout.split("|"))
+        return {"commits": commits, "rows": rows}
+
+    def settle(self) -> dict:
+        """The counters once every backend has added its counts: SETTLE_S
+        after the stack was last used (quiet_since, set by each load)."""
+        time.sleep(max(0.0, self.quiet_since + self.SETTLE_S - time.monotonic()))
+        return self.counters()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -225,9 +335,10 @@ def rss_mb(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, seconds: float, keep: bool):
+    def __init__(self, seconds: float, keep: bool, build: Path = None):
         self.seconds = seconds
         self.keep = keep
+        self.build = build      # the services' build, when not this tree's
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-services-", dir="/tmp"))
         self.tmp.chmod(0o755)   # PostgreSQL runs as its own user and must reach its folder
         self.ports = {n: free_port() for n in ("order", "payment", "shipment", "ferretdb", "hello")}
@@ -246,13 +357,16 @@ class Bench:
         say(f"bench-services {case} {value:.2f} {unit}" if isinstance(value, float)
             else f"bench-services {case} {value} {unit}")
 
-    def start(self):
+    def start(self, hello: bool = True):
+        """Starts make run's stack and, with hello, the bare civetweb server."""
         env = dict(os.environ, ORDER_PORT=str(self.ports["order"]),
                    PAYMENT_PORT=str(self.ports["payment"]),
                    SHIPMENT_PORT=str(self.ports["shipment"]),
                    FERRETDB_PORT=str(self.ports["ferretdb"]), DATA_DIR=str(self.tmp / "data"),
                    INJECT_ERR="0", ADMIN_TOKEN=TOKEN, LOG_LEVEL="requests")
         env.pop("MONGO_URL", None)
+        if self.build:
+            env["BUILD"] = str(self.build)      # scripts/run.sh starts $BUILD/bin/<service>
         log = open(self.tmp / "run.log", "wb")
         self.run = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -261,6 +375,13 @@ class Bench:
                    120, "make run's stack (scripts/run.sh) to answer")
         if self.run.poll() is not None:
             fail(f"scripts/run.sh exited:\n{(self.tmp / 'run.log').read_text()[-3000:]}")
+        self.pids = {n: pid_of(n, self.ports[n]) for n in ("order", "payment", "shipment")}
+        if not all(self.pids.values()):
+            fail(f"cannot find the services' processes: {self.pids}")
+        self.meter = DbMeter(self.tmp / "data", self.pids)
+        self.mongo = f"mongodb://127.0.0.1:{self.ports['ferretdb']}"
+        if not hello:
+            return
         hello = BUILD / "rel" / "bench" / "civetweb_hello"
         # In a session of its own, as the stack is (and as a user runs a
         # server in one terminal and wrk in another): with the kernel's
@@ -272,10 +393,6 @@ class Bench:
                                       start_new_session=True)
         self.procs.append(self.hello)
         wait_until(lambda: http("GET", self.url("hello"))[0] == 200, 20, "the civetweb hello server")
-        self.pids = {n: pid_of(n, self.ports[n]) for n in ("order", "payment", "shipment")}
-        if not all(self.pids.values()):
-            fail(f"cannot find the services' processes: {self.pids}")
-        self.mongo = f"mongodb://127.0.0.1:{self.ports['ferretdb']}"
 
     def count(self, collection: str, filt=None) -> int:
         r = subprocess.run([str(BUILD / "bin" / "dbtool"), "count", self.mongo, "resilience",
@@ -323,14 +440,38 @@ class Bench:
         before = {c: self.count(c) for c in ("orders", "payments", "shipments")}
         degraded_before = {c: self.count(c, {"_meta.outcome": "degraded"}) for c in ("orders", "payments")}
         total = in_flight = 0
+        meter = self.meter
+        cpu = {"db": 0, "services": 0}
 
         def load(conns, seconds, script):
             nonlocal total, in_flight
+            c0 = meter.cpu()
             r = wrk(url, conns, seconds, script)
+            c1 = meter.cpu()
+            meter.quiet_since = time.monotonic()
+            for k in cpu:
+                cpu[k] += c1[k] - c0[k]
             in_flight += conns
             require_whole(r, f"chain at {conns} connection(s)")
             total += r["requests"]
             return r
+
+        def costs(conns, before, requests):
+            """Prints the database's and the services' cost per request of
+            the loads since before (counters) and since cpu was zeroed."""
+            after = meter.settle()
+            tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
+            self.figure(f"chain_db_commits_per_request_c{conns}",
+                        (after["commits"] - before["commits"]) / requests, "commits")
+            self.figure(f"chain_db_rows_written_per_request_c{conns}",
+                        (after["rows"] - before["rows"]) / requests, "rows")
+            self.figure(f"chain_db_cpu_ms_per_request_c{conns}", cpu["db"] * tick_ms / requests, "ms")
+            self.figure(f"chain_services_cpu_ms_per_request_c{conns}",
+                        cpu["services"] * tick_ms / requests, "ms")
+            cpu.update(db=0, services=0)
+            return after
+        meter.quiet_since = time.monotonic()
+        counted = meter.settle()
         # One connection: three rounds and the median of each figure, so
         # that one stall outside the database does not decide the goal (a
         # 100 ms stall adds ~0.27 ms to the mean of a 3 s round's ~370).
@@ -342,10 +483,12 @@ class Bench:
         self.figure("chain_db_ms_c1", statistics.median(r["db_chain_mean"] for r in ones), "ms")
         self.figure("chain_beyond_db_ms_c1",
                     statistics.median(r["latency_mean"] - r["db_chain_mean"] for r in ones), "ms")
+        counted = costs(1, counted, sum(r["requests"] for r in ones))
         r = load(16, self.seconds, self.chain_lua)
         self.figure("chain_rps_c16", r["rps"], "req/s")
         self.figure("chain_p50_ms_c16", r["p50"], "ms")
         self.figure("chain_p99_ms_c16", r["p99"], "ms")
+        costs(16, counted, r["requests"])
         stored = {}
 
         def every_stored():
@@ -436,15 +579,19 @@ class Bench:
     def goals(self):
         f = self.figures
         goals = [
-            ("hello_vs_civetweb", f["hello_vs_civetweb_rounds"], ">=", 0.9),
-            ("chain_c16_vs_c1", f["chain_rps_c16"] / f["chain_rps_c1"], ">=", 1.5),
-            ("chain_p99_ms_c16", f["chain_p99_ms_c16"], "<=", 200.0),
-            ("chain_beyond_db_ms_c1", f["chain_beyond_db_ms_c1"], "<", 1.0),
-            ("shipment_c16_vs_c1", f["shipment_rps_c16"] / f["shipment_rps_c1"], ">=", 0.9),
-            ("open_circuit_vs_last_hop", f["open_circuit_ms"] / f["last_hop_ms"], "<=", 1.10),
+            ("hello_vs_civetweb", ("hello_vs_civetweb_rounds",), lambda a: a, ">=", 0.9),
+            ("chain_c16_vs_c1", ("chain_rps_c16", "chain_rps_c1"), lambda a, b: a / b, ">=", 1.5),
+            ("chain_p99_ms_c16", ("chain_p99_ms_c16",), lambda a: a, "<=", 200.0),
+            ("chain_beyond_db_ms_c1", ("chain_beyond_db_ms_c1",), lambda a: a, "<", 1.0),
+            ("shipment_c16_vs_c1", ("shipment_rps_c16", "shipment_rps_c1"), lambda a, b: a / b, ">=", 0.9),
+            ("open_circuit_vs_last_hop", ("open_circuit_ms", "last_hop_ms"), lambda a, b: a / b, "<=", 1.10),
         ]
         missed = 0
-        for name, value, op, goal in goals:
+        # each goal whose figures this run measured (--only leaves some out)
+        for name, figures, value_of, op, goal in goals:
+            if not all(k in f for k in figures):
+                continue
+            value = value_of(*(f[k] for k in figures))
             ok = {">=": value >= goal, "<=": value <= goal, "<": value < goal}[op]
             missed += not ok
             say(f"bench-services goal {name} {value:.3f} {op} {goal:g} {'met' if ok else 'MISSED'}")
@@ -469,22 +616,29 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 6)),
                     help="length of each measured load (default 6)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and data")
+    ap.add_argument("--only", choices=("chain",), help="run only this case (and the RSS figures)")
+    ap.add_argument("--build", type=Path, metavar="DIR",
+                    help="run the services of this build (DIR/bin/<service>) under this tree's scripts/run.sh")
     args = ap.parse_args()
     if not 1 <= args.seconds <= 120:
         ap.error("--seconds must be 1..120")
+    if args.build:
+        args.build = args.build.resolve()
+        missing = [n for n in ("order", "payment", "shipment") if not (args.build / "bin" / n).is_file()]
+        if missing:
+            ap.error(f"--build {args.build}: no bin/{', bin/'.join(missing)}")
     if not shutil.which("wrk"):
         fail("wrk is not installed (scripts/setup.sh installs it)")
-    b = Bench(args.seconds, args.keep)
+    b = Bench(args.seconds, args.keep, args.build)
+    cases = [b.case_chain] if args.only == "chain" else [
+        b.case_hello, b.case_chain, b.case_shipment, b.case_open_circuit, b.case_database]
     try:
-        b.start()
+        b.start(hello=b.case_hello in cases)
         say(f"bench-services machine {os.cpu_count()} cores; {b.seconds:g} s per load; "
-            f"logs in {b.tmp / 'run.log'}")
+            f"services of {args.build or BUILD}; logs in {b.tmp / 'run.log'}")
         b.rss("idle")
-        b.case_hello()
-        b.case_chain()
-        b.case_shipment()
-        b.case_open_circuit()
-        b.case_database()
+        for case in cases:
+            case()
         b.rss("loaded")
         b.goals()
     except SystemExit:
