@@ -67,7 +67,7 @@ static int hang_amount(const int *fields)
 const chaos_fault_kind chaos_faults[CHAOS_KINDS] = {
     [CHAOS_ERROR] = {
         .name = "error", .label = "error 502",
-        .about = "answer 502, its document stored as "injected" (the demo's injected error)",
+        .about = "answer 502, its document stored as \"injected\" (the demo's injected error)",
     },
     [CHAOS_LATENCY] = {
         .name = "latency", .label = "latency",
