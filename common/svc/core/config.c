@@ -354,7 +354,7 @@ const svc_setting svc_settings[] = {
       .meaning = "database operations in flight at once (libmongoc's `maxPoolSize`); kept "
                  "below what FerretDB's PostgreSQL pool can serve, see "
                  "[docs/database.md](docs/database.md)" },
-    { .name = "DB_WRITERS", INTEGER(1, 1000), FIELD(db_writers), .dflt = "2", SERVICE,
+    { .name = "DB_WRITERS", INTEGER(1, 1000), FIELD(db_writers), .dflt = "1", SERVICE,
       .meaning = "inserts of documents in flight at once; the documents of requests that "
                  "finish meanwhile wait and go together in the next one, one round trip and "
                  "one commit for all of them (group commit; at most `DB_MAX_CONNECTIONS`)" },
