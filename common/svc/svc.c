@@ -29,12 +29,14 @@
 #include "dbwatch.h"
 #include "guard.h"
 #include "log.h"
+#include "monotime.h"
 #include "observe.h"
 #include "request.h"
 #include "runtime.h"
 #include "roster.h"
 #include "shared.h"
 #include "stacktrim.h"
+#include "ticker.h"
 #include "wire.h"
 
 /* How long shutdown waits for the requests in flight. */
@@ -181,6 +183,31 @@ static void svc_connection_closed(const struct mg_connection *conn)
     stack_trim();
 }
 
+/* How long a request at the reserve's limit waits for the slow body cut in
+ * its favour to leave its handler. */
+#define SVC_GIVE_WAY_MS 100
+
+/* civetweb's begin_request: request_begin() (request.c), which answers 503
+ * while THREADS - RESERVED_WORKERS requests are in handlers. Before that,
+ * a request that would be so refused, and has arrived whole (its body
+ * too: one still arriving would only be the next slow body), has the
+ * handler that has waited longest for a body cut (wire.c, when
+ * SLOW_CLIENT_MS is on) and waits up to SVC_GIVE_WAY_MS for it to leave: a
+ * slow body gives way to a whole request, as a slow head gives way to a new
+ * connection at accept. */
+static int svc_begin_request(struct mg_connection *conn)
+{
+    svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
+    int limit = rt->cfg.threads - rt->cfg.reserved_workers;
+    if (rt->cfg.slow_client_ms > 0 && atomic_load(&rt->busy) >= limit && wire_whole_here() &&
+        wire_cut_slowest(true)) {
+        struct timespec tick = { 0, 1000000 };
+        for (int waited = 0; atomic_load(&rt->busy) >= limit && waited < SVC_GIVE_WAY_MS; waited++)
+            nanosleep(&tick, NULL);
+    }
+    return request_begin(conn);
+}
+
 /* Turns on the raw head scanner (wire.c) for the connections civetweb will
  * serve: descriptors up to the soft limit, this service's names for an
  * absolute-form target (ID and the host name). Returns 0, or -1 after
@@ -230,12 +257,13 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     struct mg_callbacks callbacks;
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = svc_civetweb_log;
-    callbacks.begin_request = request_begin;
+    callbacks.begin_request = svc_begin_request;
     callbacks.http_error = request_http_error;
     callbacks.connection_closed = svc_connection_closed;
     callbacks.end_request = request_end;
     if (svc_wire_start(c))
         return NULL;
+    wire_slow_init(c->slow_client_ms, c->threads - c->reserved_workers);
     guard_init(c->max_connections, 1, c->id);
     struct mg_init_data init = { .callbacks = &callbacks, .user_data = rt,
                                  .configuration_options = options };
@@ -252,6 +280,45 @@ static struct mg_context *svc_http_start(svc_runtime *rt)
     obs_register(ctx);
     request_register(ctx, rt);
     return ctx;
+}
+
+/* The slow-client sweep's ticker (wire.c cuts; this logs): one line when
+ * cuts begin, one when a second has passed without any, with their count. */
+typedef struct svc_slow_watch {
+    const svc_config *cfg;
+    long seen;          /* cuts counted at the last step */
+    long burst_start;   /* cuts counted when the burst began; -1 = no burst */
+    int64_t last_ns;    /* when the last cut was seen */
+    ticker *ticker;
+} svc_slow_watch;
+
+/* The sweep's period: a quarter of SLOW_CLIENT_MS, within 10..100 ms. */
+static int64_t svc_slow_period_ms(const svc_config *c)
+{
+    int64_t p = c->slow_client_ms / 4;
+    return p < 10 ? 10 : p > 100 ? 100 : p;
+}
+
+/* One step of the sweep (ctx is the svc_slow_watch). */
+static void svc_slow_step(void *ctx)
+{
+    svc_slow_watch *w = ctx;
+    long cuts = wire_sweep();
+    int64_t now = mono_ns();
+    if (cuts != w->seen) {
+        if (w->burst_start < 0) {
+            w->burst_start = w->seen;
+            log_message(false, "slow clients: cutting connections that keep a worker waiting over "
+                        "%d ms for a head or body (SLOW_CLIENT_MS; %d connections open)",
+                        w->cfg->slow_client_ms, guard_open());
+        }
+        w->seen = cuts;
+        w->last_ns = now;
+    } else if (w->burst_start >= 0 && now - w->last_ns >= 1000000000) {
+        log_message(false, "slow clients: %ld connection(s) cut; none in the last second",
+                    cuts - w->burst_start);
+        w->burst_start = -1;
+    }
 }
 
 /* True while the database breaker holds its circuit open: every write
@@ -377,6 +444,10 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     struct mg_context *ctx = svc_http_start(rt);
     if (!ctx)
         return 1;
+    svc_slow_watch slow = { .cfg = &rt->cfg, .burst_start = -1 };
+    if (rt->cfg.slow_client_ms > 0 &&
+        ticker_start(svc_slow_period_ms(&rt->cfg), svc_slow_step, &slow, &slow.ticker))
+        log_message(true, "no thread for the slow-client sweep: slow clients are cut only when they send");
     log_message(false, "listening on port %d; next hop %s; JUMPS=%d INJECT_ERR=%d ERR_RATE=%g "
                 "DELAY_MS=%d; database %s; deadlines %s; admin routes %s",
                 rt->cfg.port, rt->cfg.chain_svc ? rt->cfg.chain_svc : "(none, last service)",
@@ -388,6 +459,7 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
                 atomic_load(&rt->in_flight));
     svc_drain(rt);
     obs_shutdown();
+    ticker_stop(slow.ticker);
     svc_http_stop(ctx, rt->cfg.port);
     wire_free();
     log_message(false, "stopped");

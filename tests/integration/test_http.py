@@ -142,13 +142,16 @@ def count_given_twice_is_refused(ctx):
 
 @test
 def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
-    """200 clients trickling header lines and 200 sending a body a byte a
-    second hold no answer to a normal client past 1 s; the header tricklers
-    are dropped after HEADER_TIMEOUT_MS, the body tricklers after
-    BODY_TIMEOUT_MS."""
+    """200 clients trickling header lines and 200 sending a body a byte at a
+    time hold no answer to a normal client past 1 s, with the default
+    workers (THREADS 128, fewer than the tricklers): under pressure a client
+    that keeps a worker waiting over SLOW_CLIENT_MS for a head or body is
+    cut, and at MAX_CONNECTIONS the longest waiting gives way to a new
+    connection. Every trickler is dropped, the header tricklers well before
+    HEADER_TIMEOUT_MS, and /metrics counts the cuts."""
     raise_fd_limit(4096)
     st = ctx.stack()
-    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
+    svc = st.service("shipment", env={"JUMPS": "1"})   # the default limits
     header_timeout = 5.0   # the defaults, as README documents them
     body_timeout = 10.0
     heads = open_clients(svc.port, 200, b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -156,10 +159,13 @@ def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
                           b"application/json\r\nContent-Length: 1000\r\n\r\n{")
     start = time.monotonic()
     worst, samples, i = 0.0, 0, 0
+    heads_gone = None   # when every header trickler had been dropped
     try:
         while time.monotonic() - start < header_timeout + 1:
             trickle(heads, b"X-%d: 1\r\n" % i)
             trickle(bodies, b" ")
+            if heads_gone is None and all(dropped(s) for s in heads):
+                heads_gone = time.monotonic() - start
             i += 1
             for _ in range(4):
                 status, took = timed_get(svc.port)
@@ -172,10 +178,11 @@ def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
         print(f"    {samples} GET / and POST /create beside 400 slow clients: worst {worst * 1000:.0f} ms",
               flush=True)
         expect(worst < 1.0, f"a normal client waited {worst:.2f}s")
-        # The header tricklers kept sending but never finished: dropped by now.
-        wait_until(lambda: all(dropped(s) for s in heads), 3.0, "every header trickler dropped")
-        took = time.monotonic() - start
-        expect(took < header_timeout + 4, f"header tricklers dropped after {took:.1f}s")
+        # The header tricklers kept sending but never finished: cut under
+        # pressure, long before HEADER_TIMEOUT_MS would have dropped them.
+        expect(heads_gone is not None and heads_gone < header_timeout / 2,
+               f"header tricklers all dropped only after {heads_gone}s")
+        took = heads_gone
         wait_until(lambda: trickle(bodies, b" ") == 0 or all(dropped(s) for s in bodies),
                    body_timeout + 5 - (time.monotonic() - start), "every body trickler dropped")
         print(f"    header tricklers dropped within {took:.1f}s, body tricklers within "
@@ -184,6 +191,9 @@ def slow_clients_never_keep_a_normal_client_waiting_over_a_second(ctx):
         for s in heads + bodies:
             s.close()
     expect(svc.ready(), "the service answers after the slow clients")
+    m = re.search(r'service_slow_clients_cut_total\{[^}]*\} (\d+)', http("GET", svc.url("/metrics")).text())
+    expect(m and int(m.group(1)) > 0, f"no slow client counted as cut in /metrics: {m}")
+    print(f"    {m.group(1)} slow clients cut (service_slow_clients_cut_total)", flush=True)
     docs = st.find("shipments")
     expect(all(d.get("id") == "1" for d in docs), "a trickled body was stored")
 
@@ -459,8 +469,9 @@ def health_answers_within_100ms_while_slow_bodies_hold_every_worker(ctx):
     """One client holds 76 connections more than the service has workers,
     each sending a body a byte at a time, re-opening every one the service
     drops: /health and /metrics answer 200 within 100 ms on the workers kept
-    for them, POST /create from another client gets 503 at once, and no
-    trickled body is stored."""
+    for them, POST /create from another client is answered at once (served
+    in the place of the slowest body, SLOW_CLIENT_MS: its "{}" gets 400; or
+    503 when no slow body may give way), and no trickled body is stored."""
     raise_fd_limit(8192)
     st = ctx.stack()
     # THREADS's default, 128 (64 under ThreadSanitizer, harness.TSAN_ENV), and
@@ -500,7 +511,7 @@ def health_answers_within_100ms_while_slow_bodies_hold_every_worker(ctx):
         bad = [(p, s, round(t * 1000), b) for p, s, t, b in samples if s != 200]
         expect(not bad, f"{name}: health checks not answered 200: {bad[:10]}")
         expect(p90 < 0.1, f"{name}: 90% of health checks within {p90 * 1000:.0f} ms, not 100 ms")
-        expect(all(s == 503 for s, _ in creates), f"{name}: POST /create during the flood: {creates}")
-        expect(all(t is not None and t < 1.0 for _, t in creates), f"{name}: 503s took {creates}")
+        expect(all(s in (400, 503) for s, _ in creates), f"{name}: POST /create during the flood: {creates}")
+        expect(all(t is not None and t < 1.0 for _, t in creates), f"{name}: answers took {creates}")
         wait_until(lambda: timed_get(svc.port)[0] == 200, 15, f"{name}: 200 again after the flood")
         expect(not st.find(COLLECTIONS[name]), f"{name}: a trickled body was stored")

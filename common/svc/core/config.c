@@ -423,6 +423,12 @@ const svc_setting svc_settings[] = {
       .meaning = "worker threads only `GET`/`HEAD /health` and `/metrics` may take: any other "
                  "request gets 503 with `Retry-After: 1` at `begin_request` while `THREADS` - "
                  "`RESERVED_WORKERS` requests are in handlers" },
+    { .name = "SLOW_CLIENT_MS", INTEGER(0, 600000), FIELD(slow_client_ms), .dflt = "300", LIMITS,
+      .meaning = "under pressure (`THREADS` - `RESERVED_WORKERS` connections open), a "
+                 "connection that has kept its worker waiting this long for the rest of a head "
+                 "or body is cut: 408, its worker freed; at `MAX_CONNECTIONS` the longest "
+                 "waiting one gives way to a new connection. 0 = never (only the timeouts "
+                 "above drop slow clients)" },
     { .name = "ADMIN_AUTH_RATE", NUMBER(0.01, 1000.0), FIELD(admin_auth_rate), .dflt = "2",
       SERVICE,
       .meaning = "wrong admin tokens a second each client address may try after the burst; "

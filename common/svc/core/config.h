@@ -36,6 +36,7 @@ typedef struct svc_config {
     int connection_queue;        /* CONNECTION_QUEUE */
     int max_connections;         /* MAX_CONNECTIONS */
     int reserved_workers;        /* RESERVED_WORKERS */
+    int slow_client_ms;          /* SLOW_CLIENT_MS; 0 = slow clients are never cut */
     int listen_backlog;          /* LISTEN_BACKLOG */
     int header_timeout_ms;       /* HEADER_TIMEOUT_MS */
     int body_timeout_ms;         /* BODY_TIMEOUT_MS */

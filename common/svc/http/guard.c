@@ -13,6 +13,12 @@
  * every connection a worker took (process_new_connection always ends in
  * close_connection), so it cannot drift while the server runs.
  *
+ * At the cap, a slow client gives way first: when wire.c finds a connection
+ * that has kept its worker waiting for the rest of a head or body (the
+ * longest waiting one, cut by wire_cut_slowest()), the new connection is
+ * taken in its place, and the count runs over the cap by the cut ones until
+ * their workers close them (a few milliseconds: they are woken at once).
+ *
  * The services accept nothing else; libcurl and libmongoc only connect.
  */
 #include "guard.h"
@@ -93,7 +99,7 @@ int accept(int fd, struct sockaddr *addr, socklen_t *len)
         wire_accepted(c);
         return c;
     }
-    if (atomic_fetch_add(&guard_count, 1) >= max) {
+    if (atomic_fetch_add(&guard_count, 1) >= max && !wire_cut_slowest(false)) {
         atomic_fetch_sub(&guard_count, 1);
         guard_refuse(c);
         errno = EAGAIN;

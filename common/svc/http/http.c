@@ -5,6 +5,7 @@
 #include "monotime.h"
 #include "strbuf.h"
 #include "trace.h"
+#include "wire.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -294,7 +295,8 @@ int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, cha
         size_t room = limit - dynbuf_len(&body);
         int n = http_read_step(conn, chunk, room < sizeof chunk ? room + 1 : sizeof chunk, &step);
         if (n <= 0) {
-            status = n < 0 ? 400 : 0;
+            /* cut as a slow client under pressure (wire.c): its body was too slow */
+            status = n < 0 ? (wire_cut_here() ? 408 : 400) : 0;
             break;
         }
         int rc = dynbuf_add(&body, chunk, (size_t)n);

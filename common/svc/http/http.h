@@ -51,7 +51,8 @@ int http_send_preflight(struct mg_connection *conn, const char *allow);
 /* Reads the request body, at most limit bytes and for at most timeout_ms
  * in all (a client sending a byte a second is cut off), into a malloc'd
  * NUL-terminated buffer. Returns 0 and sets *out and *len; 413 when the body
- * is larger than limit; 408 when it did not arrive in time; 400 when the
+ * is larger than limit; 408 when it did not arrive in time, or was cut as
+ * too slow while the service is under pressure (wire.h); 400 when the
  * connection broke; 500 when out of memory. */
 int http_read_body(struct mg_connection *conn, size_t limit, int timeout_ms, char **out, size_t *len);
 

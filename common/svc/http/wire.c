@@ -46,20 +46,51 @@
  *   NAME        ':'                   VALUE
  *   head end    plain, length N       BODY (N bytes), then START
  *   head end    otherwise             STOP (nothing more is read)
+ *
+ * Slow clients. civetweb holds a worker for a connection from its accept
+ * to its close, so a client that sends its head or body a byte at a time
+ * holds one for as long as the timeouts allow (HEADER_TIMEOUT_MS,
+ * BODY_TIMEOUT_MS), and a few hundred of them fill the service. The
+ * scanner knows when a connection started to owe the service bytes (its
+ * accept, the first byte of a later head, the end of a head with a body)
+ * and when it stopped (the head's or body's last byte); each connection
+ * publishes that time in owed_since. Under pressure (SLOW_CLIENT_MS set,
+ * THREADS - RESERVED_WORKERS connections open), a connection that has owed
+ * for SLOW_CLIENT_MS is cut, in three places:
+ *
+ *   recv()             a byte arrives and its head or body is still not whole
+ *   wire_sweep()       every tick (svc.c), for clients that send nothing more
+ *   wire_cut_slowest() when a new connection or request would be refused
+ *                      for want of a worker (MAX_CONNECTIONS, the reserve),
+ *                      the one that has owed longest, whatever its age
+ *
+ * A connection with bytes still unread in the kernel is never cut: those
+ * bytes wait for the service (a queued connection, a busy handler), not
+ * for the client. A cut connection is marked, its reading side shut down
+ * (which wakes the worker polling it), and its next recv() fails with
+ * ECONNRESET, after a 408 when a head was in progress (civetweb would answer
+ * a head cut short 400); in a handler, http_read_body() answers 408. A
+ * cut from another thread holds wire_lock, as does close() when it drops a
+ * tracked descriptor, so a descriptor is never shut down after its number
+ * has been handed to someone else.
  */
 #include "wire.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "monotime.h"
 
 enum wire_state {
     W_START, W_METHOD, W_TARGET0, W_TARGET, W_VERSION, W_LF_WANTED, W_LINE0, W_NAME, W_VALUE,
@@ -91,6 +122,12 @@ struct wire_conn {
     uint32_t served;         /* verdicts handed out */
     wire_head *last;         /* the special head (see the top), once read */
     uint32_t last_seq;       /* its number, 0 = none */
+    /* read by other threads (the sweep, accept), written by the worker */
+    _Atomic int64_t owed_since; /* mono_ns() since bytes are owed; 0 = none owed */
+    atomic_bool owed_body;   /* what is owed is a body (read in a handler) */
+    atomic_bool read;        /* a worker has read bytes from it */
+    atomic_bool cut;         /* cut as a slow client: every read fails */
+    bool cut_answered;       /* the worker has sent the cut's 408 (or chose not to) */
 };
 
 /* The descriptors tracked: made once by wire_init() and never freed, so that
@@ -105,6 +142,16 @@ static int wire_port;
 static char **wire_names;
 static _Atomic(wire_table *) wire_tracked;
 static _Thread_local int wire_current_fd = -1;
+
+/* The slow-client cut (see the top). */
+static pthread_mutex_t wire_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int wire_open;              /* tracked connections */
+static atomic_int wire_fd_high;           /* highest descriptor ever tracked, + 1 */
+static _Atomic int64_t wire_slow_ns;      /* SLOW_CLIENT_MS; 0 = off */
+static atomic_int wire_pressure_at;       /* connections open from which it applies */
+static atomic_long wire_cut_count;
+static char wire_cut_answer[512];
+static size_t wire_cut_answer_len;
 
 struct wire_conn *wire_conn_new(void)
 {
@@ -312,9 +359,12 @@ static void wire_head_done(struct wire_conn *c)
     if (!special) {
         c->body_left = c->lengths ? c->length : 0;
         c->state = c->body_left > 0 ? W_BODY : W_START;
+        atomic_store(&c->owed_body, c->body_left > 0);
+        atomic_store(&c->owed_since, c->body_left > 0 ? mono_ns() : 0);
         wire_head_start(c);
         return;
     }
+    atomic_store(&c->owed_since, 0);   /* nothing more is followed */
     c->state = W_STOP;
     c->last = malloc(sizeof *c->last);
     if (c->last) {
@@ -402,6 +452,8 @@ static bool wire_request_line_byte(struct wire_conn *c, char *buf, size_t i)
     case W_START:
         if (eol)
             return false;
+        if (atomic_load_explicit(&c->owed_since, memory_order_relaxed) == 0)
+            atomic_store(&c->owed_since, mono_ns());   /* a later head: owed from its first byte */
         if (isspace(b)) {
             c->flags |= WIRE_SPACES;
             return false;
@@ -538,8 +590,11 @@ void wire_scan(struct wire_conn *c, char *buf, size_t n)
                 take = (size_t)c->body_left;
             c->body_left -= (long long)take;
             i += take - 1;
-            if (c->body_left == 0)
+            if (c->body_left == 0) {
                 c->state = W_START;
+                atomic_store(&c->owed_since, 0);
+                atomic_store(&c->owed_body, false);
+            }
             continue;
         }
         case W_START:
@@ -613,8 +668,11 @@ int wire_init(int max_fd, int port, const char *const *names)
 void wire_free(void)
 {
     wire_table *t = atomic_load(&wire_tracked);
+    pthread_mutex_lock(&wire_lock);
     for (int i = 0; t && i < t->n; i++)
         wire_conn_free(atomic_exchange(&t->slot[i], NULL));
+    atomic_store(&wire_open, 0);
+    pthread_mutex_unlock(&wire_lock);
     for (char **l = wire_names; l && *l; l++)
         free(*l);
     free(wire_names);
@@ -639,8 +697,21 @@ static _Atomic(struct wire_conn *) *wire_slot(int fd)
 void wire_accepted(int fd)
 {
     _Atomic(struct wire_conn *) *slot = wire_slot(fd);
-    if (slot)
-        wire_conn_free(atomic_exchange(slot, wire_conn_new()));
+    if (!slot)
+        return;
+    struct wire_conn *c = wire_conn_new();
+    if (c)
+        atomic_store(&c->owed_since, mono_ns());   /* its first head is owed from now */
+    pthread_mutex_lock(&wire_lock);
+    struct wire_conn *old = atomic_exchange(slot, c);
+    if (c && !old)
+        atomic_fetch_add(&wire_open, 1);
+    else if (!c && old)
+        atomic_fetch_sub(&wire_open, 1);
+    if (fd + 1 > atomic_load(&wire_fd_high))
+        atomic_store(&wire_fd_high, fd + 1);
+    pthread_mutex_unlock(&wire_lock);
+    wire_conn_free(old);
 }
 
 int wire_next_head(wire_head *out)
@@ -652,6 +723,63 @@ int wire_next_head(wire_head *out)
     if (!c || !wire_scan_next(c, out))
         return -1;
     return 1;
+}
+
+/* ---- slow clients under pressure (see the top) ---------------------------- */
+
+void wire_slow_init(int slow_ms, int pressure_at)
+{
+    const char *service = wire_names && wire_names[0] ? wire_names[0] : "service";
+    char body[300];
+    int blen = snprintf(body, sizeof body,
+                        "{\"error\":\"the request's head did not arrive within %d ms while %s is "
+                        "busy (SLOW_CLIENT_MS)\",\"status\":408,\"service\":\"%s\"}",
+                        slow_ms, service, service);
+    int n = snprintf(wire_cut_answer, sizeof wire_cut_answer,
+                     "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nAccess-Control-Allow-Origin: *\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                     blen, body);
+    wire_cut_answer_len = blen > 0 && n > 0 && (size_t)n < sizeof wire_cut_answer ? (size_t)n : 0;
+    atomic_store(&wire_cut_count, 0);
+    atomic_store(&wire_pressure_at, pressure_at);
+    atomic_store(&wire_slow_ns, (int64_t)slow_ms * 1000000);
+}
+
+long wire_cuts(void)
+{
+    return atomic_load(&wire_cut_count);
+}
+
+/* True when the cut applies now: on, and enough connections open. */
+static bool wire_under_pressure(void)
+{
+    return atomic_load(&wire_slow_ns) > 0 && atomic_load(&wire_open) >= atomic_load(&wire_pressure_at);
+}
+
+/* True when fd has bytes in the kernel that nobody has read yet. */
+static bool wire_unread(int fd)
+{
+    int pending = 0;
+    return ioctl(fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
+/* Marks c cut and counts it. Returns false when it already was. */
+static bool wire_mark_cut(struct wire_conn *c)
+{
+    bool was = false;
+    if (!atomic_compare_exchange_strong(&c->cut, &was, true))
+        return false;
+    atomic_fetch_add(&wire_cut_count, 1);
+    return true;
+}
+
+/* For another thread than c's worker, holding wire_lock: cuts c and wakes
+ * the worker that polls fd (its next recv() fails). */
+static void wire_cut_locked(struct wire_conn *c, int fd)
+{
+    if (wire_mark_cut(c))
+        shutdown(fd, SHUT_RD);
 }
 
 /* The C library's recv(), found once: the next definition after this
@@ -669,20 +797,122 @@ static ssize_t (*wire_real_recv(void))(int, void *, size_t, int)
     return f;
 }
 
+long wire_sweep(void)
+{
+    if (!wire_under_pressure())
+        return wire_cuts();
+    wire_table *t = atomic_load(&wire_tracked);
+    int64_t now = mono_ns(), slow = atomic_load(&wire_slow_ns);
+    pthread_mutex_lock(&wire_lock);
+    int high = atomic_load(&wire_fd_high);
+    for (int fd = 0; t && fd < high && fd < t->n; fd++) {
+        struct wire_conn *c = atomic_load(&t->slot[fd]);
+        if (!c || atomic_load(&c->cut))
+            continue;
+        int64_t since = atomic_load(&c->owed_since);
+        if (since && now - since >= slow && !wire_unread(fd))
+            wire_cut_locked(c, fd);
+    }
+    pthread_mutex_unlock(&wire_lock);
+    return wire_cuts();
+}
+
+int wire_cut_slowest(bool body)
+{
+    wire_table *t = atomic_load(&wire_tracked);
+    if (!t || atomic_load(&wire_slow_ns) <= 0)
+        return 0;
+    pthread_mutex_lock(&wire_lock);
+    int high = atomic_load(&wire_fd_high);
+    int victim[2] = { -1, -1 };   /* the oldest with nothing unread, the oldest of all */
+    int64_t oldest[2] = { 0, 0 };
+    for (int fd = 0; fd < high && fd < t->n; fd++) {
+        struct wire_conn *c = atomic_load(&t->slot[fd]);
+        if (!c || !atomic_load(&c->read) || atomic_load(&c->cut) || (body && !atomic_load(&c->owed_body)))
+            continue;   /* never read: it may still wait in civetweb's queue, holding no worker */
+        int64_t since = atomic_load(&c->owed_since);
+        if (!since)
+            continue;
+        if (victim[1] < 0 || since < oldest[1]) {
+            victim[1] = fd;
+            oldest[1] = since;
+        }
+        if ((victim[0] < 0 || since < oldest[0]) && !wire_unread(fd)) {
+            victim[0] = fd;
+            oldest[0] = since;
+        }
+    }
+    /* A byte unread means its worker has not caught up yet; a trickler's
+     * last byte may be one, so it only makes a connection the last choice. */
+    int fd = victim[0] >= 0 ? victim[0] : victim[1];
+    if (fd >= 0)
+        wire_cut_locked(atomic_load(&t->slot[fd]), fd);
+    pthread_mutex_unlock(&wire_lock);
+    return fd >= 0;
+}
+
+bool wire_cut_here(void)
+{
+    _Atomic(struct wire_conn *) *slot = wire_slot(wire_current_fd);
+    struct wire_conn *c = slot ? atomic_load(slot) : NULL;
+    return c && atomic_load(&c->cut);
+}
+
+bool wire_whole_here(void)
+{
+    _Atomic(struct wire_conn *) *slot = wire_slot(wire_current_fd);
+    struct wire_conn *c = slot ? atomic_load(slot) : NULL;
+    return c && atomic_load(&c->owed_since) == 0;
+}
+
+/* On c's worker, in recv(): true when c, whose head or body is still not
+ * whole after the bytes just read, has owed them too long under pressure. */
+static bool wire_too_slow(struct wire_conn *c, int fd)
+{
+    int64_t since = atomic_load(&c->owed_since);
+    if (!since || !wire_under_pressure())
+        return false;
+    return mono_ns() - since >= atomic_load(&wire_slow_ns) && !wire_unread(fd);
+}
+
+/* On c's worker: the read of a cut connection. A head in progress is
+ * answered 408 first (once; a body's is the handler's to answer), and
+ * the connection closed for writing, so that civetweb's own answer to a
+ * head cut short cannot follow it. Returns -1 with errno ECONNRESET. */
+static ssize_t wire_refuse_cut(struct wire_conn *c, int fd)
+{
+    if (!c->cut_answered) {
+        c->cut_answered = true;
+        if (c->state != W_BODY && c->state != W_STOP && wire_cut_answer_len) {
+            (void)send(fd, wire_cut_answer, wire_cut_answer_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            shutdown(fd, SHUT_WR);
+        }
+    }
+    errno = ECONNRESET;
+    return -1;
+}
+
 /* See the top of the file: civetweb's recv() lands here. Returns what the
- * C library's recv() returns; a tracked descriptor's bytes are scanned first. */
+ * C library's recv() returns; a tracked descriptor's bytes are scanned
+ * first. A cut connection's reads fail with ECONNRESET. */
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t (*real)(int, void *, size_t, int) = wire_real_recv();
-    ssize_t n = real ? real(fd, buf, len, flags) : recvfrom(fd, buf, len, flags, NULL, NULL);
-    if (n <= 0 || (flags & MSG_PEEK))
-        return n;
     _Atomic(struct wire_conn *) *slot = wire_slot(fd);
     struct wire_conn *c = slot ? atomic_load(slot) : NULL;
-    if (c) {
+    if (c && atomic_load(&c->cut)) {
         wire_current_fd = fd;
-        wire_scan(c, buf, (size_t)n);
+        return wire_refuse_cut(c, fd);
     }
+    ssize_t n = real ? real(fd, buf, len, flags) : recvfrom(fd, buf, len, flags, NULL, NULL);
+    if (n <= 0 || (flags & MSG_PEEK) || !c)
+        return n;
+    wire_current_fd = fd;
+    if (!atomic_load_explicit(&c->read, memory_order_relaxed))
+        atomic_store(&c->read, true);
+    wire_scan(c, buf, (size_t)n);
+    if (wire_too_slow(c, fd) && wire_mark_cut(c))
+        return wire_refuse_cut(c, fd);
     return n;
 }
 
@@ -703,11 +933,18 @@ static int (*wire_real_close(void))(int)
 int close(int fd)
 {
     _Atomic(struct wire_conn *) *slot = wire_slot(fd);
-    if (slot) {
-        wire_conn_free(atomic_exchange(slot, NULL));
-        if (wire_current_fd == fd)
-            wire_current_fd = -1;
+    if (slot && atomic_load(slot)) {
+        /* under wire_lock: a cut from another thread sees the slot empty
+         * or the descriptor still open, never the number reused */
+        pthread_mutex_lock(&wire_lock);
+        struct wire_conn *c = atomic_exchange(slot, NULL);
+        if (c)
+            atomic_fetch_sub(&wire_open, 1);
+        pthread_mutex_unlock(&wire_lock);
+        wire_conn_free(c);
     }
+    if (slot && wire_current_fd == fd)
+        wire_current_fd = -1;
     int (*real)(int) = wire_real_close();
     if (!real) {
         errno = ENOSYS;

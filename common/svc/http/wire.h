@@ -64,6 +64,45 @@ void wire_accepted(int fd);
  * connection's bytes were never seen (the request must be refused). */
 int wire_next_head(wire_head *out);
 
+/* ---- slow clients under pressure ----------------------------------------
+ *
+ * A tracked connection owes bytes from its accept (its first head), from the
+ * first byte of a later head, and from the end of a head with a body until
+ * the body's last byte; it owes nothing while the service works on its
+ * request or while it idles between requests (civetweb's keep-alive timeout
+ * bounds that). Under pressure (at least pressure_at connections open), a
+ * connection that has owed the rest of its head or body for slow_ms, with
+ * nothing unread in the kernel, is cut: its worker is woken, a head in
+ * progress is answered 408 and closed, and a body read in a handler fails
+ * (http_read_body() answers 408). */
+
+/* Arms the cut: slow_ms 0 turns it off. Call before civetweb starts. */
+void wire_slow_init(int slow_ms, int pressure_at);
+
+/* Cuts every connection that has owed bytes for slow_ms or more, when
+ * under pressure; a no-op otherwise. Returns the cuts made since
+ * wire_slow_init() (this call's and every other's). Safe on any thread. */
+long wire_sweep(void);
+
+/* For a newcomer that would be refused for want of a worker (guard.c's
+ * accept() at MAX_CONNECTIONS; with body, a request at the reserve's limit,
+ * where only body readers hold handlers): cuts the connection that has kept
+ * a worker waiting longest for the rest of a head or body (with body: of a
+ * body), one that has sent bytes and has none unread, whatever its age.
+ * Returns 1 when one was cut (the newcomer may take its place), 0 when none
+ * qualifies or the cut is off. */
+int wire_cut_slowest(bool body);
+
+/* True when this thread's connection owes nothing: its request (head and
+ * body) has arrived whole. False when it is not tracked. */
+bool wire_whole_here(void);
+
+/* True when this thread's connection was cut by the above (its reads fail). */
+bool wire_cut_here(void);
+
+/* Connections cut since wire_slow_init(). */
+long wire_cuts(void);
+
 /* Checks a raw path (up to its '?', len bytes, not NUL-terminated) for its
  * one canonical spelling, as civetweb would route it: starts with '/'; no
  * empty segment ("//"), no "." or ".." segment, no segment ending in "."

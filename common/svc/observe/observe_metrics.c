@@ -8,6 +8,7 @@
 #include "observe.h"
 #include "authlimit.h"
 #include "guard.h"
+#include "wire.h"
 #include "observe_priv.h"
 #include "chaos.h"
 
@@ -241,6 +242,9 @@ static void put_service_metrics(FILE *f)
     put_header(f, "service_connections_refused_total", "counter",
                "Connections answered 503 at accept time (MAX_CONNECTIONS).");
     fprintf(f, "service_connections_refused_total{service=\"%s\"} %ld\n", service, guard_refused());
+    put_header(f, "service_slow_clients_cut_total", "counter",
+               "Connections cut under pressure for keeping a worker waiting over SLOW_CLIENT_MS for a head or body.");
+    fprintf(f, "service_slow_clients_cut_total{service=\"%s\"} %ld\n", service, wire_cuts());
     chaos_put_metrics(f, service);
 }
 
