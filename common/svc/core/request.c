@@ -551,8 +551,10 @@ static int create_parse(create_req *r)
     if (rc == 413)
         return create_too_large(r);
     if (rc == 408)
-        return http_send_error(r->conn, 408, id, true, "the body did not arrive within %d ms",
-                               cfg->body_timeout_ms);
+        return http_send_error(r->conn, 408, id, true, "the body did not arrive within %d ms "
+                               "(BODY_TIMEOUT_MS), or came slower than %d ms while the service "
+                               "was full (SLOW_CLIENT_MS)", cfg->body_timeout_ms,
+                               cfg->slow_client_ms);
     if (rc)
         return http_send_error(r->conn, rc, id, true, "the body could not be read");
     char err[600];
