@@ -192,9 +192,10 @@ static void svc_connection_closed(const struct mg_connection *conn)
  * a request that would be so refused, and has arrived whole (its body
  * too: one still arriving would only be the next slow body), has the
  * handler that has waited longest for a body cut (wire.c, when
- * SLOW_CLIENT_MS is on) and waits up to SVC_GIVE_WAY_MS for it to leave: a
- * slow body gives way to a whole request, as a slow head gives way to a new
- * connection at accept. */
+ * SLOW_CLIENT_MS is on), waits up to SVC_GIVE_WAY_MS for it to leave and
+ * is admitted in its place, even when another request (a slow body's head
+ * arriving meanwhile) took the freed count first: a slow body gives way to
+ * a whole request, as a slow head gives way to a new connection at accept. */
 static int svc_begin_request(struct mg_connection *conn)
 {
     svc_runtime *rt = mg_get_user_data(mg_get_context(conn));
@@ -204,6 +205,8 @@ static int svc_begin_request(struct mg_connection *conn)
         struct timespec tick = { 0, 1000000 };
         for (int waited = 0; atomic_load(&rt->busy) >= limit && waited < SVC_GIVE_WAY_MS; waited++)
             nanosleep(&tick, NULL);
+        /* its place is this request's, whoever reaches the count first */
+        request_admit_in_place();
     }
     return request_begin(conn);
 }

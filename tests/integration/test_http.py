@@ -206,7 +206,7 @@ def a_connection_flood_is_answered_or_refused_quickly_and_recovers(ctx):
     small MAX_CONNECTIONS, the connections over it get 503 at once."""
     raise_fd_limit(4096)
     st = ctx.stack()
-    svc = st.service("shipment", env={"JUMPS": "1", "THREADS": "1024"})
+    svc = st.service("shipment", env={"JUMPS": "1"})
     flood = open_clients(svc.port, 1000, b"")
     try:
         outcomes = []

@@ -881,6 +881,14 @@ static bool request_is_health_check(const struct mg_request_info *ri)
            (!strcmp(ri->local_uri, "/health") || !strcmp(ri->local_uri, "/metrics"));
 }
 
+/* Set by request_admit_in_place() for this thread's next request_begin(). */
+static __thread bool request_in_place;
+
+void request_admit_in_place(void)
+{
+    request_in_place = true;
+}
+
 /* Set while this thread's request is counted in rt->busy. */
 static _Thread_local svc_runtime *request_counted;
 
@@ -932,7 +940,10 @@ int request_begin(struct mg_connection *conn)
     http_request_begin(expect_continue, last);
     int busy = atomic_fetch_add(&rt->busy, 1) + 1;
     request_counted = rt;
-    if (busy > rt->cfg.threads - rt->cfg.reserved_workers && !request_is_health_check(ri)) {
+    bool in_place = request_in_place;
+    request_in_place = false;
+    if (busy > rt->cfg.threads - rt->cfg.reserved_workers && !request_is_health_check(ri) &&
+        !in_place) {
         http_retry_after(1);
         http_send_error(conn, 503, rt->cfg.id, true,
                         "%s is busy: all but the %d workers kept for /health and /metrics are serving; "

@@ -12,6 +12,10 @@ typedef struct svc_runtime svc_runtime; /* runtime.h */
  * obs_register(), so that its routes are in place first. rt must outlive ctx. */
 void request_register(struct mg_context *ctx, svc_runtime *rt);
 
+/* The calling thread's next request_begin() admits its request even at
+ * the reserve's limit: a slow body was cut to make room for it (svc.c). */
+void request_admit_in_place(void);
+
 /* civetweb's begin_request callback, before any route's handler and before
  * any body is read. Refused with a JSON error, the connection closed after
  * it, and nothing else run: a head whose raw bytes (wire.h) hold a fold, a
