@@ -4,7 +4,7 @@
 # Users link:  $(BUILD)/<flavour>/libcb.a $(LIBCB_LIBS)   (i.e. -lcb -lcjson -pthread)
 
 LIBCB_SRCS   := $(wildcard common/src/*.c)
-LIBCB_HDRS   := common/include/cb.h common/include/cb_quorum.h $(wildcard common/src/*.h)
+LIBCB_HDRS   := common/include/cb.h common/include/cb_quorum.h common/include/cb_retry.h $(wildcard common/src/*.h)
 LIBCB_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 LIBCB_LIBS   := -lcjson -pthread
 CMOCKA_LIBS  := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -24,6 +24,11 @@ $(BUILD)/$(1)/tests/lib_core: $(wildcard tests/lib/core/*.c tests/lib/core/*.h) 
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -Itests/lib/core $$(filter %.c,$$^) \
 	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
 
+$(BUILD)/$(1)/tests/lib_retry: $(wildcard tests/lib/retry/*.c) $(BUILD)/$(1)/libcb.a
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
+	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
+
 $(BUILD)/$(1)/tests/lib_stress: $(wildcard tests/lib/stress/*.c) $(BUILD)/$(1)/libcb.a
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
@@ -38,15 +43,19 @@ libcb: $(BUILD)/rel/libcb.a $(BUILD)/asan/libcb.a $(BUILD)/tsan/libcb.a
 
 TEST_SUITES += lib-unit lib-stress
 
-# Unit tests, plain, under ASan+UBSan (with LeakSanitizer) and under TSan
-# (several tests run real threads: coalescing, the issue-385 storm, ticker, pool).
-test-lib-unit: $(BUILD)/rel/tests/lib_core $(BUILD)/asan/tests/lib_core $(BUILD)/tsan/tests/lib_core
-	@echo "-- lib-unit (rel)"; $(BUILD)/rel/tests/lib_core; r1=$$?; \
-	echo "-- lib-unit (asan+ubsan)"; \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    $(BUILD)/asan/tests/lib_core; r2=$$?; \
-	echo "-- lib-unit (tsan)"; TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/lib_core; r3=$$?; \
-	test $$r1 -eq 0 -a $$r2 -eq 0 -a $$r3 -eq 0
+# Unit tests of the breaker (tests/lib/core) and of the retry policy
+# (tests/lib/retry), plain, under ASan+UBSan (with LeakSanitizer) and under
+# TSan (several tests run real threads: coalescing, the issue-385 storm,
+# ticker, pool, threads sharing a retry policy).
+LIB_UNIT := lib_core lib_retry
+test-lib-unit: $(foreach f,rel asan tsan,$(foreach t,$(LIB_UNIT),$(BUILD)/$(f)/tests/$(t)))
+	@rc=0; for t in $(LIB_UNIT); do \
+	    echo "-- lib-unit $$t (rel)"; $(BUILD)/rel/tests/$$t || rc=1; \
+	    echo "-- lib-unit $$t (asan+ubsan)"; \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	        $(BUILD)/asan/tests/$$t || rc=1; \
+	    echo "-- lib-unit $$t (tsan)"; TSAN_OPTIONS=halt_on_error=1 $(BUILD)/tsan/tests/$$t || rc=1; \
+	done; test $$rc -eq 0
 
 # Concurrency stress test under ThreadSanitizer, then the plain build.
 test-lib-stress: $(BUILD)/tsan/tests/lib_stress $(BUILD)/rel/tests/lib_stress
