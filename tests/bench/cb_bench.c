@@ -1,8 +1,11 @@
 /* cb_bench.c -- the breaker library's benchmark: cost per call of cb_fire()
- * in each state, next to a bare call of the same action. Prints one line per
- * case: "bench <case> <ns> ns/call" (the best of 9 interleaved rounds).
+ * in each state, next to a bare call of the same action, and of a successful
+ * call through a retry policy and a closed breaker (cb_retry_fire()). Prints
+ * one line per case: "bench <case> <ns> ns/call" (the best of 9 interleaved
+ * rounds).
  */
 #include "cb.h"
+#include "cb_retry.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -60,6 +63,25 @@ static double run_fires(cb_breaker *b, int expect)
     return (now_s() - t0) * 1e9 / CALLS;
 }
 
+/* Successful calls through a retry policy with its defaults (budget on)
+ * around b: one attempt each, the budget full. */
+static double run_retry_fires(cb_breaker *b)
+{
+    cb_retry_options o;
+    cb_retry_options_init(&o);
+    cb_retry *r;
+    int rc = cb_retry_create(&o, &r);
+    if (rc != CB_OK)
+        die("cb_retry_create", rc);
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++)
+        if (cb_retry_fire(r, b, &i, NULL, NULL) != CB_OK)
+            die("retry_closed_success", CB_EFAILED);
+    double ns = (now_s() - t0) * 1e9 / CALLS;
+    cb_retry_destroy(r);
+    return ns;
+}
+
 static double run_baseline(void)
 {
     double t0 = now_s();
@@ -93,11 +115,11 @@ static double run_two_threads(cb_breaker *b)
 }
 
 typedef enum { CASE_BASELINE, CASE_CLOSED, CASE_CLOSED_NO_TIMEOUT, CASE_OPEN, CASE_HALF_OPEN,
-               CASE_TWO_THREADS, CASE_COUNT } bench_case;
+               CASE_TWO_THREADS, CASE_RETRY, CASE_COUNT } bench_case;
 
 static const char *const case_names[CASE_COUNT] = {
     "baseline_call", "closed_success", "closed_success_no_timeout", "open_reject",
-    "half_open_trial", "closed_success_2threads",
+    "half_open_trial", "closed_success_2threads", "retry_closed_success",
 };
 
 static double run_case(bench_case c)
@@ -122,6 +144,7 @@ static double run_case(bench_case c)
         ns = run_fires(b, CB_OK);
         break;
     case CASE_TWO_THREADS: b = make(10000, 30000, 1); ns = run_two_threads(b); break;
+    case CASE_RETRY: b = make(10000, 30000, 1); ns = run_retry_fires(b); break;
     default: break;
     }
     cb_destroy(b);
