@@ -504,7 +504,7 @@ static void backoff_is_full_jitter_within_its_bounds(void **state)
         cb_retry_call c = { 0 };
         assert_int_equal(cb_retry_fire(f->r, f->b, &s, NULL, &c), CB_EFAILED);
         assert_int_equal(c.attempts, ATTEMPTS);
-        /* a zero delay is not slept: match sleeps to retries by the clock */
+        /* a zero delay is not slept, so there may be fewer sleeps than retries */
         int slept = atomic_load(&f->nsleeps);
         assert_true(slept <= ATTEMPTS - 1);
         for (int j = 0; j < slept; j++)
@@ -914,6 +914,37 @@ static void failed_attempts_that_open_the_breaker_end_the_call(void **state)
     fixture_free(f);
 }
 
+/* The outer call holds the breaker's one slot while its action fires an
+ * inner call through the same policy and breaker. */
+static int inner_rc, inner_attempts;
+
+static int nested_action(const cb_call *call, void **result)
+{
+    fixture *f = call->user;
+    script inner = { { 503 }, 1, 0, 0 };
+    cb_retry_call c = { 0 };
+    inner_rc = cb_retry_fire(f->r, f->b, &inner, NULL, &c);
+    inner_attempts = c.attempts;
+    *result = NULL;
+    return 0;
+}
+
+static void a_capacity_rejection_is_not_retried(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->bo.capacity = 1;
+    f->bo.action = nested_action;
+    fixture_start(f);
+    assert_int_equal(cb_retry_fire(f->r, f->b, NULL, NULL, NULL), CB_OK);
+    assert_int_equal(inner_rc, CB_ESEMLOCKED);
+    assert_int_equal(inner_attempts, 1);
+    assert_int_equal(bstats(f).total.semaphore_rejections, 1);
+    assert_int_equal(rstats(f).refused, 1);
+    assert_int_equal(atomic_load(&f->kinds[CB_REV_RETRY]), 0);
+    fixture_free(f);
+}
+
 static void a_retried_attempts_fallback_value_is_discarded(void **state)
 {
     (void)state;
@@ -1104,6 +1135,7 @@ int main(void)
         cmocka_unit_test(half_open_trial_that_fails_reopens_and_the_retry_is_rejected),
         cmocka_unit_test(half_open_trial_that_succeeds_closes_in_one_attempt),
         cmocka_unit_test(failed_attempts_that_open_the_breaker_end_the_call),
+        cmocka_unit_test(a_capacity_rejection_is_not_retried),
         cmocka_unit_test(a_retried_attempts_fallback_value_is_discarded),
         cmocka_unit_test(a_key_reaches_the_breakers_cache),
         cmocka_unit_test(listeners_hear_the_kinds_they_asked_for),
