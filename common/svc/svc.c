@@ -190,12 +190,13 @@ static void svc_connection_closed(const struct mg_connection *conn)
 /* civetweb's begin_request: request_begin() (request.c), which answers 503
  * while THREADS - RESERVED_WORKERS requests are in handlers. Before that,
  * a request that would be so refused, and has arrived whole (its body
- * too: one still arriving would only be the next slow body), has the
- * handler that has waited longest for a body cut (wire.c, when
- * SLOW_CLIENT_MS is on), waits up to SVC_GIVE_WAY_MS for it to leave and
- * is admitted in its place, even when another request (a slow body's head
- * arriving meanwhile) took the freed count first: a slow body gives way to
- * a whole request, as a slow head gives way to a new connection at accept. */
+ * too, in civetweb's hands or waiting in the kernel: a client may send it
+ * in a packet of its own; one still arriving would only be the next slow
+ * body), has the handler that has waited longest for a body cut (wire.c,
+ * when SLOW_CLIENT_MS is on; never its own connection), waits up to
+ * SVC_GIVE_WAY_MS for it to leave and is admitted in its place, even when
+ * another request took the freed count first: a slow body gives way to a
+ * whole request, as a slow head gives way to a new connection at accept. */
 static int svc_begin_request(struct mg_connection *conn)
 {
     svc_runtime *rt = mg_get_user_data(mg_get_context(conn));

@@ -830,6 +830,8 @@ int wire_cut_slowest(bool body)
         struct wire_conn *c = atomic_load(&t->slot[fd]);
         if (!c || !atomic_load(&c->read) || atomic_load(&c->cut) || (body && !atomic_load(&c->owed_body)))
             continue;   /* never read: it may still wait in civetweb's queue, holding no worker */
+        if (fd == wire_current_fd)
+            continue;   /* the caller's own connection makes room, it is not the room */
         int64_t since = atomic_load(&c->owed_since);
         if (!since)
             continue;
@@ -860,9 +862,17 @@ bool wire_cut_here(void)
 
 bool wire_whole_here(void)
 {
-    _Atomic(struct wire_conn *) *slot = wire_slot(wire_current_fd);
+    int fd = wire_current_fd;
+    _Atomic(struct wire_conn *) *slot = wire_slot(fd);
     struct wire_conn *c = slot ? atomic_load(slot) : NULL;
-    return c && atomic_load(&c->owed_since) == 0;
+    if (!c)
+        return false;
+    if (atomic_load(&c->owed_since) == 0)
+        return true;
+    /* a body sent in a packet of its own after the head: here already */
+    int pending = 0;
+    return atomic_load(&c->owed_body) && c->state == W_BODY && c->body_left > 0 &&
+           ioctl(fd, FIONREAD, &pending) == 0 && pending >= c->body_left;
 }
 
 /* On c's worker, in recv(): true when c, whose head or body is still not

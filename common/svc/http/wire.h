@@ -94,7 +94,8 @@ long wire_sweep(void);
 int wire_cut_slowest(bool body);
 
 /* True when this thread's connection owes nothing: its request (head and
- * body) has arrived whole. False when it is not tracked. */
+ * body) has arrived whole, the rest of the body waiting in the kernel
+ * counting as arrived. False when it is not tracked. */
 bool wire_whole_here(void);
 
 /* True when this thread's connection was cut by the above (its reads fail). */
