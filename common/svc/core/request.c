@@ -7,11 +7,13 @@
  * before anything is stored), 503 at once when the write is bound to fail
  * (the database fault, or the database circuit open), the latency and hang
  * faults, the error fault (502), jump counting (last hop), the call to
- * CHAIN_SVC through its breaker (degraded answer from its fallback), and
+ * CHAIN_SVC through its breaker (degraded answer from its fallback), with
+ * retries around the breaker when RETRY_ATTEMPTS > 1 (hop_retry.h), and
  * then the request's one write: its document with its outcome, through
  * the database breaker, grouped with concurrent requests' (store.h). The
  * answer goes out after that write is committed; when it fails, the answer
- * is the database's 503 instead.
+ * is the database's 503 instead; the lose_answer fault resets the
+ * connection in its place.
  *
  * Every request runs in its trace context (trace.h): its trace id goes on
  * the answer, the document, the log lines and the call to the next hop; its
