@@ -28,6 +28,7 @@
 #include "chaos.h"
 #include "dbwatch.h"
 #include "guard.h"
+#include "hop_retry.h"
 #include "log.h"
 #include "monotime.h"
 #include "observe.h"
@@ -382,6 +383,9 @@ static int svc_observe(svc_runtime *rt)
         .run_status_file = rt->cfg.run_status_file,
         .hystrix_interval_ms = 0,
         .replica = rt->cfg.replica,
+        .retry_report = rt->breaker ? hop_retry_json : NULL,
+        .retry_stats = rt->breaker ? hop_retry_stats : NULL,
+        .retry_set = rt->breaker ? hop_retry_set_json : NULL,
     };
     return obs_init(&src);
 }
@@ -538,6 +542,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         log_message(true, "cannot start the database watch's thread");
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
                svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
+               (!rt->breaker || hop_retry_init(&rt->cfg, rt->cfg.log_level) == 0) &&
                svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);
@@ -554,6 +559,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         obs_free();
     }
     dbwatch_stop();
+    hop_retry_free();
     cb_destroy(rt->breaker);
     cb_destroy(rt->db_breaker);
     store_close(rt->db);

@@ -22,6 +22,7 @@ from svctest import Ctx, Skip, TESTS, harness, shutil, tempfile  # noqa: E402,F4
 import test_core  # noqa: E402,F401
 import test_http  # noqa: E402,F401
 import test_lab  # noqa: E402,F401
+import test_retry  # noqa: E402,F401
 import test_cluster  # noqa: E402,F401
 import test_run  # noqa: E402,F401
 

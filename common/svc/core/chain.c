@@ -293,6 +293,13 @@ int chain_post(chain_call *c, long timeout_ms)
 int chain_action(const cb_call *call, void **result)
 {
     chain_call *c = call->arg;
+    /* A retried call (hop_retry.h) runs this again on the same chain_call:
+     * the earlier attempt's answer is dropped. */
+    free(c->response);
+    c->response = NULL;
+    c->response_len = 0;
+    c->status = 0;
+    c->next_db_ns = 0;
     long timeout_ms = 24L * 3600 * 1000;
     int64_t deadline = call->deadline_ns;
     if (c->deadline_ns > 0 && c->deadline_ns < deadline)

@@ -41,7 +41,9 @@ int chain_post(chain_call *c, long timeout_ms);
 /* The breaker's action (a cb_action_fn): call->arg is a chain_call *. Gives
  * chain_post() what is left until call->deadline_ns (the system monotonic
  * clock, the breaker's default), or until the chain_call's own deadline_ns
- * when that comes first. Sets *result to the chain_call. */
+ * when that comes first. Sets *result to the chain_call. Frees and clears
+ * what an earlier attempt on the same chain_call left (response, status),
+ * so a retry may run it again: the chain_call must start zeroed. */
 int chain_action(const cb_call *call, void **result);
 
 /* A short word for an action code: "failure(502)", "timeout", "connect". The

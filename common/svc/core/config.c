@@ -315,11 +315,11 @@ const svc_setting svc_settings[] = {
       .words = log_levels, SERVICE,
       .meaning = "`transitions`: state changes, runtime-fault changes and messages; "
                  "`requests`: also one line per request and the breaker events where "
-                 "something went wrong (failure, timeout, reject); `events`: every breaker "
-                 "event" },
+                 "something went wrong (failure, timeout, reject) and every retry event (retry, "
+                 "retry-exhausted, budget-exhausted, deadline); `events`: every breaker event" },
     { .name = "ADMIN_TOKEN", .kind = SETTING_STRING, FIELD(admin_token), SERVICE,
-      .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open` and "
-                 "`/breaker/close`" },
+      .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open`, "
+                 "`/breaker/close` and `/retry`" },
     { .name = "ADMIN_ALLOWED_ORIGIN", .kind = SETTING_STRING, FIELD(admin_origin),
       .valid = origins_valid,
       .expect = "origins such as \"https://admin.example\" separated by commas (never \"*\")",
@@ -484,6 +484,24 @@ const svc_setting svc_settings[] = {
       .meaning = "chain breaker: multiplier of the open period on each re-open; 1 = none" },
     { .name = "CB_BACKOFF_MAX_MS", INTEGER(0, 86400000), FIELD(cb_backoff_max_ms), .dflt = "0",
       SERVICE, .meaning = "chain breaker: cap of the backed-off open period; 0 = none" },
+    { .name = "RETRY_ATTEMPTS", INTEGER(1, 100), FIELD(retry_attempts), .dflt = "1", SERVICE,
+      .meaning = "attempts of each call to the next hop, the first included; 1 = no retry, the "
+                 "demo's. A timeout, a refused or broken connection, 502, 503 and 504 are retried, "
+                 "never a call the breaker refused (open, capacity). `POST /retry` changes the "
+                 "`RETRY_*` settings at runtime" },
+    { .name = "RETRY_BASE_MS", INTEGER(0, 60000), FIELD(retry_base_ms), .dflt = "100", SERVICE,
+      .meaning = "the back-off before retry n is random in [0, min(`RETRY_CAP_MS`, "
+                 "`RETRY_BASE_MS` × 2^(n-1))] ms (full jitter); no retry or back-off passes the "
+                 "call's deadline" },
+    { .name = "RETRY_CAP_MS", INTEGER(0, 600000), FIELD(retry_cap_ms), .dflt = "1000", SERVICE,
+      .meaning = "the back-off's ceiling" },
+    { .name = "RETRY_BUDGET_TOKENS", INTEGER(0, 1000), FIELD(retry_budget_tokens), .dflt = "10",
+      SERVICE,
+      .meaning = "the retry budget shared by every call (gRPC's retry throttle): a failure that "
+                 "may be retried costs a token, and retries stop while half or fewer are left; "
+                 "0 = no budget" },
+    { .name = "RETRY_BUDGET_RATIO", NUMBER(0.001, 1000.0), FIELD(retry_budget_ratio),
+      .dflt = "0.1", SERVICE, .meaning = "tokens a successful attempt gives back to the budget" },
     { .name = "DB_CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(db_cb_reset_timeout_ms),
       .dflt = "5000", SERVICE, .meaning = "database breaker: open → half-open after this" },
     { .name = "DB_CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(db_cb_error_threshold),

@@ -65,6 +65,13 @@ typedef struct svc_config {
     double cb_backoff;           /* CB_BACKOFF; 1.0 = no back-off */
     int64_t cb_backoff_max_ms;   /* CB_BACKOFF_MAX_MS; 0 = no cap */
 
+    /* retries of the call to the next hop (hop_retry.h); off by default */
+    int retry_attempts;          /* RETRY_ATTEMPTS; 1 = off */
+    int64_t retry_base_ms;       /* RETRY_BASE_MS */
+    int64_t retry_cap_ms;        /* RETRY_CAP_MS */
+    int retry_budget_tokens;     /* RETRY_BUDGET_TOKENS; 0 = no budget */
+    double retry_budget_ratio;   /* RETRY_BUDGET_RATIO */
+
     /* replicas and the shared breaker (docs/scale-out.md) */
     char replica[64];            /* REPLICA_ID, else the host name */
     bool replica_given;          /* REPLICA_ID was set */

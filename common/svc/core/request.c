@@ -7,11 +7,13 @@
  * before anything is stored), 503 at once when the write is bound to fail
  * (the database fault, or the database circuit open), the latency and hang
  * faults, the error fault (502), jump counting (last hop), the call to
- * CHAIN_SVC through its breaker (degraded answer from its fallback), and
+ * CHAIN_SVC through its breaker (degraded answer from its fallback), with
+ * retries around the breaker when RETRY_ATTEMPTS > 1 (hop_retry.h), and
  * then the request's one write: its document with its outcome, through
  * the database breaker, grouped with concurrent requests' (store.h). The
  * answer goes out after that write is committed; when it fails, the answer
- * is the database's 503 instead.
+ * is the database's 503 instead; the lose_answer fault resets the
+ * connection in its place.
  *
  * Every request runs in its trace context (trace.h): its trace id goes on
  * the answer, the document, the log lines and the call to the next hop; its
@@ -33,6 +35,7 @@
 #include "chain.h"
 #include "chaos.h"
 #include "dbwatch.h"
+#include "hop_retry.h"
 #include "http.h"
 #include "log.h"
 #include "monotime.h"
@@ -48,7 +51,17 @@ typedef struct hop_call {
     chain_call http;
     svc_runtime *rt;
     int count;
+    int attempts;          /* with retries on: the attempts made; 0 = retries off */
+    cb_retry_stop stop;    /* with retries on: why no further attempt was made */
 } hop_call;
+
+/* Where a request meets a runtime fault (fault_hooks[] below). */
+typedef enum fault_stage {
+    ON_ARRIVAL,   /* nothing is stored, nothing called */
+    ON_WRITE,     /* the request's one write fails */
+    ON_WORK,      /* before the work: the call to the next hop, then the write */
+    ON_ANSWER,    /* after the work and its write, instead of the answer */
+} fault_stage;
 
 /* One POST /create being answered. */
 typedef struct create_req {
@@ -303,12 +316,17 @@ static void write_or_log(create_req *r, const char *outcome, const char *reason,
                          : rc == CB_EFAILED ? sc.err : cb_strerror(rc));
 }
 
+static int meet_faults(create_req *r, fault_stage stage);
+
 /* Stores the document with its outcome, then sends answer (freed) with
  * status 200: a 2xx is sent only once the document is committed. When it
- * cannot be stored, the answer is the write's failure instead. */
+ * cannot be stored, the answer is the write's failure instead; when the
+ * lose_answer fault takes it, the connection is reset instead. */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
     int failed = write_or_answer(r, outcome, reason, 200);
+    if (!failed)
+        failed = meet_faults(r, ON_ANSWER);
     if (failed) {
         cJSON_Delete(answer);
         return failed;
@@ -350,6 +368,25 @@ int request_fallback(void *arg, int reason, int action_rc, void **result, void *
     return 0;
 }
 
+/* Adds "retry": {"attempts", "stop"} to an answer when the call went
+ * through the retry policy; "stop" says why no further attempt was made:
+ * "done" (success, or a failure that is not retried), "refused" (by the
+ * breaker), "retry-exhausted", "budget-exhausted" or "deadline". */
+static void hop_retry_put(cJSON *answer, const hop_call *hop)
+{
+    static const char *const stops[] = {
+        [CB_RETRY_DONE] = "done", [CB_RETRY_REFUSED] = "refused",
+        [CB_RETRY_ATTEMPTS] = "retry-exhausted", [CB_RETRY_BUDGET] = "budget-exhausted",
+        [CB_RETRY_DEADLINE] = "deadline",
+    };
+    if (!answer || !hop->attempts)
+        return;
+    cJSON *x = cJSON_AddObjectToObject(answer, "retry");
+    cJSON_AddNumberToObject(x, "attempts", hop->attempts);
+    cJSON_AddStringToObject(x, "stop", (unsigned)hop->stop < sizeof stops / sizeof stops[0]
+                                           ? stops[hop->stop] : "unknown");
+}
+
 /* Turns a degraded answer (from the fallback, or built here when there is
  * none) into the response, with the breaker's state after the call. */
 static int answer_degraded(create_req *r, hop_call *hop, int rc, cb_result *res)
@@ -364,6 +401,7 @@ static int answer_degraded(create_req *r, hop_call *hop, int rc, cb_result *res)
     const trace_ctx *t = trace_current();
     if (t)
         cJSON_AddStringToObject(o, "trace", t->id);
+    hop_retry_put(o, hop);
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
     char reason[32];
     snprintf(reason, sizeof reason, "%s", cJSON_IsString(why) ? why->valuestring : "unknown");
@@ -426,7 +464,19 @@ static int create_chain(create_req *r)
     cb_result res = { 0 };
     int64_t called = mono_ns();
     r->called_next = true;
-    int rc = cb_fire(r->rt->breaker, &hop, &res);
+    hop_retry_settings retry_settings;
+    cb_retry *retry = hop_retry_current(&retry_settings);
+    int rc;
+    if (retry && retry_settings.attempts > 1) {
+        /* The retry outside, the breaker inside; no attempt or back-off
+         * past the hop's deadline (mono_ns(), the policy's clock too). */
+        cb_retry_call call = { .deadline_ns = hop.http.deadline_ns };
+        rc = cb_retry_fire(retry, r->rt->breaker, &hop, &res, &call);
+        hop.attempts = call.attempts;
+        hop.stop = call.stop;
+    } else {
+        rc = cb_fire(r->rt->breaker, &hop, &res);
+    }
     trace_time_next(mono_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
     int status;
     if (rc == CB_OK) {
@@ -438,6 +488,7 @@ static int create_chain(create_req *r)
             cJSON_AddItemToObject(answer, "next", next);
         else
             cJSON_Delete(next);
+        hop_retry_put(answer, &hop);
         status = answer_send(r, answer, "ok", NULL);
     } else {
         status = answer_degraded(r, &hop, rc, &res);
@@ -452,6 +503,8 @@ static int create_chain(create_req *r)
 static int create_injected(create_req *r)
 {
     int failed = write_or_answer(r, "injected", NULL, 502);
+    if (!failed)
+        failed = meet_faults(r, ON_ANSWER);
     if (failed)
         return failed;
     time_t t = time(NULL);
@@ -610,6 +663,15 @@ static int fault_reset(create_req *r, int amount)
     return chaos_reset(r->conn) == 0 ? 444 : 0;   /* 444: nothing was sent */
 }
 
+/* lose_answer: the work is done and stored; drop the connection instead of
+ * the answer (a caller that retries meets a completed write). When its
+ * socket cannot be found, the answer goes out. */
+static int fault_lose_answer(create_req *r, int amount)
+{
+    (void)amount;
+    return chaos_reset(r->conn) == 0 ? 444 : 0;   /* 444: nothing was sent */
+}
+
 /* database: the writes fail as if the database were unreachable. */
 static int fault_database(create_req *r, int amount)
 {
@@ -644,11 +706,6 @@ static int fault_error(create_req *r, int amount)
     return create_injected(r);
 }
 
-typedef enum fault_stage {
-    ON_ARRIVAL,   /* nothing is stored, nothing called */
-    ON_WRITE,     /* the request's one write fails */
-    ON_WORK,      /* before the work: the call to the next hop, then the write */
-} fault_stage;
 
 /* The faults in the order a request meets them (chaos.h has what each is). */
 static const struct fault_hook {
@@ -662,6 +719,7 @@ static const struct fault_hook {
     { CHAOS_LATENCY,      ON_WORK,    fault_latency },
     { CHAOS_HANG,         ON_WORK,    fault_hang },
     { CHAOS_ERROR,        ON_WORK,    fault_error },
+    { CHAOS_LOSE_ANSWER,  ON_ANSWER,  fault_lose_answer },
 };
 _Static_assert(sizeof fault_hooks / sizeof fault_hooks[0] == CHAOS_KINDS,
                "every runtime fault has its hook");

@@ -103,12 +103,23 @@ const chaos_fault_kind chaos_faults[CHAOS_KINDS] = {
         .name = "no_deadlines", .label = "no deadlines",
         .about = "ignore the caller's X-Deadline-Ms and pass none on (the timeout cascade)",
     },
+    [CHAOS_LOSE_ANSWER] = {
+        .name = "lose_answer", .label = "lose answer",
+        .about = "do the work and store the document with its outcome, then reset the "
+                 "connection instead of answering (a retry meets a completed write)",
+        .fields = {
+            { .name = "times", .label = "times", .about = "only the next this many requests, "
+              "then it switches itself off (0 = until cleared)", .integer = true,
+              .min = 0, .max = 1000000, .dflt = 0, .uses = true },
+        },
+    },
 };
 
 typedef struct chaos_fault {
     bool on;
     double fraction;      /* share of requests it applies to, 0..1 */
     int field[CHAOS_MAX_FIELDS];   /* the row's own fields, in its order */
+    int uses_left;        /* a row with a uses field set > 0: requests it may still meet */
     int64_t expires_ns;   /* monotonic; 0 = never */
     int64_t expires_wall_ms;
     int64_t set_wall_ms;
@@ -169,6 +180,8 @@ static void fault_words(chaos_kind k, const chaos_fault *f, char *buf, size_t le
     if (f->expires_ns)
         snprintf(until, sizeof until, " for %.0f s",
                  (double)(f->expires_wall_ms - f->set_wall_ms) / 1000.0);
+    if (f->uses_left)
+        snprintf(until + strlen(until), sizeof until - strlen(until), " (%d more)", f->uses_left);
     snprintf(buf, len, "%s%s on %g%% of requests%s", chaos_faults[k].name, what,
              f->fraction * 100.0, until);
 }
@@ -229,6 +242,22 @@ static bool hits(const chaos_fault *f)
     return f->on && (f->fraction >= 1.0 || chaos_random_unit() < f->fraction);
 }
 
+/* Counts one request met by fault k, which has a limit of uses; at the
+ * last, switches it off and logs it. Call with the lock held. */
+static void use_locked(int k)
+{
+    chaos_fault *f = &chaos_g.faults[k];
+    if (!f->uses_left || --f->uses_left > 0)
+        return;
+    char words[200];
+    fault_words((chaos_kind)k, f, words, sizeof words);
+    log_message(false, "chaos: used up %s", words);
+    memset(f, 0, sizeof *f);
+    atomic_fetch_add(&chaos_g.changes, 1);
+    atomic_fetch_add(&chaos_g.hang_generation, 1);
+    summarise_locked();
+}
+
 void chaos_draw_request(chaos_draw *d)
 {
     memset(d, 0, sizeof *d);
@@ -243,6 +272,8 @@ void chaos_draw_request(chaos_draw *d)
         int (*amount)(const int *) = chaos_faults[k].amount;
         d->amount[k] = amount ? amount(f->field) : 0;
         d->hit[k] = !amount || d->amount[k] > 0;   /* a latency of 0 ms is none */
+        if (d->hit[k])
+            use_locked(k);
     }
     pthread_mutex_unlock(&chaos_g.lock);
     /* Counted here, whether or not the request gets as far as the fault. */
@@ -384,6 +415,8 @@ cJSON *chaos_to_json(void)
         else
             cJSON_AddNullToObject(x, "expires_in_s");
         cJSON_AddNumberToObject(x, "set_at_ms", (double)f[k].set_wall_ms);
+        if (f[k].uses_left)
+            cJSON_AddNumberToObject(x, "uses_left", f[k].uses_left);
     }
     cJSON *n = cJSON_AddObjectToObject(o, "injected");
     for (int k = 0; k < CHAOS_KINDS; k++)
@@ -516,6 +549,9 @@ static int parse_fault(const cJSON *x, const chaos_fault_kind *row, int64_t now_
     out->fraction = fraction;
     for (int i = 0; i < CHAOS_MAX_FIELDS; i++)
         out->field[i] = (int)own[i];
+    for (int i = 0; row->fields[i].name; i++)
+        if (row->fields[i].uses && own[i] > 0)
+            out->uses_left = (int)own[i];
     out->set_wall_ms = now_wall;
     if (expires > 0) {
         out->expires_ns = now_mono + (int64_t)(expires * 1e9);

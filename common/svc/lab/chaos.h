@@ -1,6 +1,6 @@
 /* chaos.h -- faults a service injects into its own requests, switched at runtime.
  *
- * Six faults, each applying to a fraction of POST /create requests and each
+ * Seven faults, each applying to a fraction of POST /create requests and each
  * able to expire by itself:
  *
  *   error     answer 502, its document stored as "injected" (the demo's injected error)
@@ -12,6 +12,10 @@
  *             were down, through the database breaker, and /health says so
  *   no_deadlines  ignore the caller's X-Deadline-Ms and pass none on, as with
  *             DEADLINE_PROPAGATION=0: the timeout cascade, switched at runtime
+ *   lose_answer  do all the work (call the next hop, store the document with
+ *             its outcome), then reset the connection instead of answering:
+ *             a caller that retries meets a completed write; with times,
+ *             only the next times requests, then it switches itself off
  *
  * They are one table, chaos_faults[] (a row per fault: its name, its fields
  * with their types, ranges and defaults, what it does), which the PUT /chaos
@@ -39,7 +43,7 @@
  * and /metrics). */
 typedef enum chaos_kind {
     CHAOS_ERROR = 0, CHAOS_LATENCY, CHAOS_HANG, CHAOS_RESET, CHAOS_DATABASE, CHAOS_NO_DEADLINES,
-    CHAOS_KINDS
+    CHAOS_LOSE_ANSWER, CHAOS_KINDS
 } chaos_kind;
 
 #define CHAOS_MAX_FIELDS 2   /* a fault's own fields, beyond fraction and expires_s */
@@ -53,6 +57,8 @@ typedef struct chaos_field {
     double min, max;
     bool required;        /* no default: PUT /chaos refuses a fault without it */
     double dflt;          /* the value when left out (unless required) */
+    bool uses;            /* a count of requests: the fault switches itself off once
+                             it has met this many (0 = no limit) */
 } chaos_field;
 
 /* One fault: a row of chaos_faults[]. */

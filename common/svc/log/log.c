@@ -247,6 +247,45 @@ void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
         log_breaker_human(b, ev, st);
 }
 
+uint32_t log_retry_mask(int level)
+{
+    return level >= LOG_REQUESTS ? CB_REV_ALL : 0;
+}
+
+void log_retry_event(cb_retry *r, const cb_retry_event *ev, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    const char *breaker = ev->breaker ? cb_name(ev->breaker) : "";
+    const char *event = cb_retry_event_name(ev->kind);
+    if (log_json) {
+        cJSON *o = log_json_start("retry");
+        if (!o)
+            return;
+        cJSON_AddStringToObject(o, "breaker", breaker);
+        cJSON_AddStringToObject(o, "event", event);
+        cJSON_AddNumberToObject(o, "attempt", ev->attempt);
+        if (ev->kind == CB_REV_RETRY)
+            cJSON_AddNumberToObject(o, "delay_ms", (double)ev->delay_ns / 1e6);
+        cJSON_AddStringToObject(o, "error", cb_err_name(ev->rc));
+        if (ev->action_rc)
+            cJSON_AddNumberToObject(o, "rc", ev->action_rc);
+        cJSON_AddNumberToObject(o, "budget_tokens", ev->budget_tokens);
+        log_json_emit(o);
+        return;
+    }
+    char now[40], line[700], delay[48] = "", rc[24] = "", tw[96];
+    log_time(now, sizeof now);
+    if (ev->kind == CB_REV_RETRY)
+        snprintf(delay, sizeof delay, " delay=%.1fms", (double)ev->delay_ns / 1e6);
+    if (ev->action_rc)
+        snprintf(rc, sizeof rc, " rc=%d", ev->action_rc);
+    snprintf(line, sizeof line, "%s %s retry %.200s event=%s attempt=%d%s error=%s%s tokens=%.3f%s",
+             now, log_service, breaker, event, ev->attempt, delay, cb_err_name(ev->rc), rc,
+             ev->budget_tokens, trace_words(tw, sizeof tw));
+    logwriter_line(line);
+}
+
 void log_shared_event(const char *breaker, const char *event, const char *state, int live,
                       int open_votes, int needed, const char *peer, int64_t open_ms, int rc)
 {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "cb.h"
+#include "cb_retry.h"
 
 /* Sets the service ID every line carries and the format. Call once, before
  * any other log_ function. This function can't fail. */
@@ -41,6 +42,17 @@ void log_request(const char *method, const char *uri, const char *query, int sta
  * breaker name, event, state, latency, error percentage and window counts.
  * ctx is unused. Thread-safe. */
 void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
+
+/* The retry events a level logs (for cb_retry_on()): none at
+ * LOG_TRANSITIONS; retry, retry-exhausted, budget-exhausted and deadline
+ * from LOG_REQUESTS on (each is a call that went wrong). */
+uint32_t log_retry_mask(int level);
+
+/* A cb_retry_listener_fn: writes one line per retry event with the time,
+ * service, the breaker the call went through, the event, the attempt, the
+ * back-off (retry), the last attempt's code and the budget's tokens. ctx is
+ * unused. Thread-safe. */
+void log_retry_event(cb_retry *r, const cb_retry_event *ev, void *ctx);
 
 /* Adds the replica's id to every line from now on: "service/replica" in
  * human lines, a "replica" key in JSON lines. replica must outlive the log.

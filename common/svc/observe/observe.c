@@ -159,6 +159,9 @@ int obs_init(const obs_source *src)
     obs_g.replica = dup_or_null(src->replica);
     obs_g.shared_report = src->shared_report;
     obs_g.shared_ctx = src->shared_ctx;
+    obs_g.retry_report = src->retry_report;
+    obs_g.retry_stats = src->retry_stats;
+    obs_g.retry_set = src->retry_set;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
         (src->run_status_file && !obs_g.run_status_file) ||
@@ -223,6 +226,7 @@ static const obs_handler obs_handlers[] = {
     { "/breaker", "/breaker", obs_handle_breaker, NULL },
     { "/dashboard", "/dashboard", obs_handle_dashboard, NULL },
     { "/chaos", "/chaos", obs_handle_chaos, NULL },
+    { "/retry", "/retry", obs_handle_retry, NULL },
 };
 
 /* The route label of a request to h: the admin routes are told apart. */

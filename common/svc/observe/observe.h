@@ -12,6 +12,7 @@
 #include <civetweb.h>
 #include <cJSON.h>
 #include "cb.h"
+#include "cb_retry.h"
 
 #define OBS_MAX_BREAKERS 4
 
@@ -39,6 +40,14 @@ typedef struct obs_source {
      * or NULL; NULL function = sharing off. Thread-safe. */
     cJSON *(*shared_report)(void *ctx);
     void *shared_ctx;
+    /* The retry policy around the call to the next hop (core/hop_retry.h);
+     * NULL functions = none (no next hop). retry_report: its settings and
+     * counts as a new cJSON object (GET /breaker, /health); retry_stats: the
+     * counts since the start (/metrics); retry_set: POST /retry's body
+     * applied, 0 or an HTTP status with err. Thread-safe. */
+    cJSON *(*retry_report)(void);
+    void (*retry_stats)(cb_retry_stats *st);
+    int (*retry_set)(const char *body, size_t len, char *err, size_t errlen);
 } obs_source;
 
 /* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */

@@ -1,9 +1,10 @@
-/* observe_admin.c -- GET /breaker, the admin routes POST /breaker/open and /breaker/close, and /chaos.
+/* observe_admin.c -- GET /breaker, the admin routes POST /breaker/open, /breaker/close and /retry, and /chaos.
  *
  * Every admin route passes admin_gate(): the token (ADMIN_TOKEN), compared
  * in constant time, a per-address limit on wrong tokens (authlimit.c), and
  * CORS for ADMIN_ALLOWED_ORIGIN alone. GET /breaker and GET /chaos are open
- * to all, like /health.
+ * to all, like /health; GET /breaker also shows the retry settings of the
+ * call to the next hop, which POST /retry changes.
  */
 #include "observe.h"
 #include "observe_priv.h"
@@ -14,6 +15,7 @@
 #include "monotime.h"
 
 #include <cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -64,10 +66,23 @@ static obs_breaker *requested_breaker(struct mg_connection *conn, int *status)
     return ob;
 }
 
-/* Sends the breaker's export with status. */
-static int send_export(struct mg_connection *conn, cb_breaker *cb, int status)
+/* Sends the breaker's export with status; for the next hop's breaker (the
+ * first) of a service with a retry policy, with "retry" beside it (its
+ * settings and counts). */
+static int send_export(struct mg_connection *conn, obs_breaker *ob, int status)
 {
-    char *text = cb_export_json(cb);
+    char *text = cb_export_json(ob->cb);
+    if (text && ob->index == 0 && obs_g.retry_report) {
+        cJSON *o = cJSON_Parse(text);
+        cJSON *retry = o ? obs_g.retry_report() : NULL;
+        free(text);
+        text = NULL;
+        if (retry) {
+            cJSON_AddItemToObject(o, "retry", retry);
+            text = cJSON_PrintUnformatted(o);
+        }
+        cJSON_Delete(o);
+    }
     int rc = obs_send_json(conn, status, text);
     free(text);
     return rc;
@@ -203,7 +218,48 @@ int obs_handle_breaker(struct mg_connection *conn, void *cbdata)
         return sent;
     int status;
     obs_breaker *ob = requested_breaker(conn, &status);
-    return ob ? send_export(conn, ob->cb, 200) : status;
+    return ob ? send_export(conn, ob, 200) : status;
+}
+
+/* The largest POST /retry body, and how long it may take to arrive. */
+#define RETRY_MAX_BODY 4096
+#define RETRY_BODY_TIMEOUT_MS 10000
+
+/* POST /retry (admin token, CORS as /breaker/open): replaces the retry
+ * settings of the call to the next hop with the JSON body's fields (any of
+ * attempts, base_ms, cap_ms, budget_tokens, budget_ratio) and answers the
+ * settings in force. GET /breaker shows them. */
+int obs_handle_retry(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->local_uri ? ri->local_uri : "", "/retry") != 0)
+        return obs_send_error(conn, 404, "no such route; try POST /retry");
+    int gate = admin_gate(conn, "POST, OPTIONS");
+    if (gate)
+        return gate;
+    if (strcmp(ri->request_method, "POST") != 0)
+        return send_admin_error(conn, 405, "use POST; GET /breaker shows the retry settings");
+    if (!obs_g.retry_set || !obs_g.retry_report)
+        return send_admin_error(conn, 404, "this service has no next hop, so nothing to retry");
+    if (!http_is_json(mg_get_header(conn, "Content-Type")))
+        return send_admin_error(conn, 415, "Content-Type must be application/json");
+    char *text = NULL;
+    size_t len = 0;
+    int rc = http_read_body(conn, RETRY_MAX_BODY, RETRY_BODY_TIMEOUT_MS, &text, &len);
+    if (rc == 413)
+        return send_admin_error(conn, 413, "the body is larger than 4096 bytes");
+    if (rc)
+        return send_admin_error(conn, rc, "the body could not be read in time");
+    char err[300];
+    rc = obs_g.retry_set(text, len, err, sizeof err);
+    free(text);
+    if (rc)
+        return send_admin_error(conn, rc, err);
+    cJSON *retry = obs_g.retry_report();
+    char *answer = retry ? cJSON_PrintUnformatted(retry) : NULL;
+    cJSON_Delete(retry);
+    return send_admin(conn, 200, answer);
 }
 
 /* GET /chaos (open to all, like GET /breaker); PUT and DELETE behind the

@@ -121,6 +121,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(root, "shared", shared);
+    cJSON *retry = obs_g.retry_report ? obs_g.retry_report() : NULL;
+    if (retry)
+        cJSON_AddItemToObject(root, "retry", retry);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);

@@ -1,6 +1,6 @@
 /* observe_metrics.c -- GET /metrics: the Prometheus text exposition format 0.0.4.
  *
- * Breaker series carry {service, breaker}; request series carry {service,
+ * Breaker and retry series carry {service, breaker}; request series carry {service,
  * route, status}. Counters come from cb_stats.total (monotonic since the
  * breaker was created), the latency histograms from observe.c's listener and
  * obs_record_request(). The page is built in a growing buffer (open_memstream).
@@ -186,6 +186,48 @@ static void put_request_metrics(FILE *f)
     }
 }
 
+/* A retry counter family: its name, help, and where it sits in cb_retry_stats. */
+static const breaker_counter retry_counters[] = {
+    { "retry_calls_total", "Calls to the next hop made through the retry policy.",
+      offsetof(cb_retry_stats, calls) },
+    { "retry_attempts_total", "Attempts (breaker calls) those calls made.",
+      offsetof(cb_retry_stats, attempts) },
+    { "retry_retries_total", "Attempts after a call's first.",
+      offsetof(cb_retry_stats, retries) },
+    { "retry_exhausted_total", "Calls that failed after every attempt (retry-exhausted).",
+      offsetof(cb_retry_stats, retries_exhausted) },
+    { "retry_budget_exhausted_total", "Calls whose retry the budget refused (budget-exhausted).",
+      offsetof(cb_retry_stats, budget_exhausted) },
+    { "retry_deadline_exceeded_total", "Calls whose retry the deadline cut off.",
+      offsetof(cb_retry_stats, deadline_exceeded) },
+    { "retry_refused_total", "Calls ended by the breaker's refusal (never retried).",
+      offsetof(cb_retry_stats, refused) },
+};
+
+/* The retry policy of the call to the next hop: its counters since the
+ * start (every policy's since POST /retry changes swap them) and the
+ * budget's tokens now, labelled with the next hop's breaker. */
+static void put_retry_metrics(FILE *f)
+{
+    if (!obs_g.retry_stats || !obs_g.nbreakers)
+        return;
+    cb_retry_stats st;
+    obs_g.retry_stats(&st);
+    for (size_t i = 0; i < sizeof retry_counters / sizeof retry_counters[0]; i++) {
+        const breaker_counter *c = &retry_counters[i];
+        put_header(f, c->name, "counter", c->help);
+        fprintf(f, "%s", c->name);
+        put_breaker_labels(f, obs_g.breakers[0].cb);
+        fprintf(f, "} %llu\n",
+                (unsigned long long)*(const uint64_t *)((const char *)&st + c->offset));
+    }
+    put_header(f, "retry_budget_tokens", "gauge",
+               "Tokens in the retry budget now; retries stop at half its size or below.");
+    fprintf(f, "retry_budget_tokens");
+    put_breaker_labels(f, obs_g.breakers[0].cb);
+    fprintf(f, "} %.3f\n", st.budget_tokens);
+}
+
 static void put_service_metrics(FILE *f)
 {
     char buf[128];
@@ -257,6 +299,7 @@ int obs_handle_metrics(struct mg_connection *conn, void *cbdata)
     if (!f)
         return obs_send_json(conn, 500, NULL);
     put_breaker_metrics(f);
+    put_retry_metrics(f);
     put_request_metrics(f);
     put_service_metrics(f);
     fclose(f);

@@ -1,0 +1,147 @@
+"""test_retry.py -- integration tests of the retries around the call to the next hop
+(common/svc/core/hop_retry.c: RETRY_*, POST /retry) and of the lose_answer fault that
+makes a retry meet a completed write.
+
+Registered with svctest's @test when imported; run by test_services.py.
+"""
+from svctest import *  # noqa: F401,F403 -- the shared helpers, constants and @test
+
+# Short back-offs, and a breaker that stays closed through a call's failed attempts
+# (with the demo's CB_VOLUME_THRESHOLD=0 the first failure opens it, and the breaker's
+# refusal is never retried).
+RETRY_ENV = {"RETRY_ATTEMPTS": "3", "RETRY_BASE_MS": "10", "RETRY_CAP_MS": "50",
+             "CB_VOLUME_THRESHOLD": "100", "ADMIN_TOKEN": TOKEN}
+
+
+def admin(svc, method, path, body=None, token=TOKEN, headers=None):
+    """One request to an admin route with the admin token (None = without one)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    return http(method, svc.url(path), body, headers=h)
+
+
+def labelled(svc, name) -> float:
+    """The value of the series name in svc's /metrics (the first one); -1 when absent."""
+    text = http("GET", svc.url("/metrics")).text()
+    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else -1.0
+
+
+@test
+def retries_are_off_by_default_so_a_lost_answer_is_called_once(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env={"CB_VOLUME_THRESHOLD": "100"})
+    expect(chaos(ship, "PUT", {"lose_answer": {"fraction": 1}}).status == 200, "lose_answer on")
+    r = http("POST", pay.url("/create"), PAYMENT)
+    body = r.json()
+    expect(r.status == 200 and body["status"] == "degraded" and body["reason"] == "failure(connect)",
+           f"payment degraded by the lost answer: {r}")
+    expect("retry" not in body, f"no retry without RETRY_ATTEMPTS: {body}")
+    ships = st.find("shipments")
+    expect(len(ships) == 1 and meta(ships[0])["outcome"] == "last",
+           f"shipment stored its one document with its outcome: {ships}")
+    expect(http("GET", pay.url("/breaker")).json()["retry"]["attempts"] == 1, "GET /breaker: 1 attempt")
+    expect(labelled(pay, "retry_calls_total") == 0, "no call through the retry policy")
+
+
+@test
+def three_attempts_meet_three_completed_writes_then_retries_are_exhausted(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env=RETRY_ENV)
+    expect(chaos(ship, "PUT", {"lose_answer": {"fraction": 1}}).status == 200, "lose_answer on")
+    r = http("POST", pay.url("/create"), PAYMENT)
+    body = r.json()
+    expect(r.status == 200 and body["status"] == "degraded" and body["reason"] == "failure(connect)",
+           f"payment degraded: {r}")
+    expect(body.get("retry") == {"attempts": 3, "stop": "retry-exhausted"}, f"retry: {body}")
+    # one client request, three documents downstream: the duplicates idempotency keys will fix
+    ships = st.find("shipments")
+    expect(len(ships) == 3 and all(meta(d)["outcome"] == "last" for d in ships),
+           f"shipment stored 3 documents: {ships}")
+    pays = st.find("payments")
+    expect(len(pays) == 1 and meta(pays[0])["outcome"] == "degraded", f"payment stored once: {pays}")
+    # /metrics, /health, GET /breaker and the log say so
+    for name, want in [("retry_calls_total", 1), ("retry_attempts_total", 3),
+                       ("retry_retries_total", 2), ("retry_exhausted_total", 1),
+                       ("retry_budget_exhausted_total", 0), ("retry_budget_tokens", 7)]:
+        got = labelled(pay, name)
+        expect(got == want, f"/metrics {name} = {got}, want {want}")
+    stats = http("GET", pay.url("/health")).json()["retry"]["stats"]
+    expect(stats["attempts"] == 3 and stats["retries_exhausted"] == 1, f"/health retry: {stats}")
+    b = http("GET", pay.url("/breaker")).json()
+    expect(b["retry"]["on"] and b["retry"]["stats"]["retries"] == 2, f"GET /breaker retry: {b}")
+    expect(b["state"] if "state" in b else True, "the breaker's own export is still there")
+    pay.wait_log(r"event=retry attempt=2 ", timeout=5)
+    pay.wait_log(r"event=retry-exhausted attempt=3 ", timeout=5)
+
+
+@test
+def a_retry_after_one_lost_answer_succeeds(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env=RETRY_ENV)
+    r = chaos(ship, "PUT", {"lose_answer": {"fraction": 1, "times": 1}})
+    expect(r.status == 200, f"lose_answer once: {r}")
+    r = http("POST", pay.url("/create"), PAYMENT)
+    body = r.json()
+    expect(r.status == 200 and body["status"] == "ok" and body["next"]["status"] == "last",
+           f"the retry's answer: {r}")
+    expect(body.get("retry") == {"attempts": 2, "stop": "done"}, f"retry: {body}")
+    expect(len(st.find("shipments")) == 2, "the lost answer's write and the retry's")
+    state = http("GET", ship.url("/chaos")).json()
+    expect("lose_answer" not in state["faults"] and state["injected"]["lose_answer"] == 1,
+           f"the fault used itself up: {state}")
+    ship.wait_log(r"chaos: used up lose_answer", timeout=5)
+    # the next request meets no fault: one attempt, one document
+    r = http("POST", pay.url("/create"), PAYMENT)
+    expect(r.json().get("retry") == {"attempts": 1, "stop": "done"}, f"no fault: {r}")
+    expect(len(st.find("shipments")) == 3, "one more document")
+
+
+@test
+def retry_settings_change_at_runtime_behind_the_admin_token(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env={"ADMIN_TOKEN": TOKEN, "CB_VOLUME_THRESHOLD": "100"})
+    new = {"attempts": 3, "base_ms": 5, "cap_ms": 20, "budget_tokens": 20, "budget_ratio": 0.5}
+    expect(admin(pay, "POST", "/retry", new, token=None).status == 401, "no token: 401")
+    expect(admin(pay, "POST", "/retry", new, token="wrong").status == 401, "wrong token: 401")
+    expect(http("GET", pay.url("/breaker")).json()["retry"]["attempts"] == 1, "unchanged after 401")
+    for bad, words in [({"attempts": 0}, "attempts must be an integer in 1..100"),
+                       ({"attempts": 2.5}, "attempts"), ({"cap_ms": -1}, "cap_ms"),
+                       ({"budget_ratio": 0}, "budget_ratio"), ({"nope": 1}, "unknown field"),
+                       ([1], "JSON object")]:
+        r = admin(pay, "POST", "/retry", bad)
+        expect(r.status == 400 and words in r.json()["error"], f"{bad}: {r}")
+    r = admin(pay, "POST", "/retry", b"{", headers={"Content-Type": "application/json"})
+    expect(r.status == 400, f"bad JSON: {r}")
+    r = admin(pay, "POST", "/retry", b"{}", headers={"Content-Type": "text/plain"})
+    expect(r.status == 415, f"not JSON: {r}")
+    expect(admin(pay, "GET", "/retry").status == 405, "GET /retry: 405 (GET /breaker shows them)")
+    r = admin(pay, "OPTIONS", "/retry", headers={"Origin": "http://elsewhere.example"})
+    expect(r.status == 403, f"a preflight from another origin: {r}")
+    r = admin(pay, "POST", "/retry", new)
+    expect(r.status == 200 and r.json()["attempts"] == 3 and r.json()["changes"] == 1, f"set: {r}")
+    shown = http("GET", pay.url("/breaker")).json()["retry"]
+    expect({k: shown[k] for k in new} == new and shown["on"], f"GET /breaker: {shown}")
+    pay.wait_log(r"admin: retries of the next hop set to 3 attempts", timeout=5)
+    # a field left out keeps its value
+    r = admin(pay, "POST", "/retry", {"cap_ms": 30})
+    expect(r.status == 200 and r.json()["attempts"] == 3 and r.json()["cap_ms"] == 30, f"{r}")
+    # in force at once
+    chaos(ship, "PUT", {"lose_answer": {"fraction": 1}})
+    body = http("POST", pay.url("/create"), PAYMENT).json()
+    expect(body.get("retry") == {"attempts": 3, "stop": "retry-exhausted"}, f"{body}")
+    expect(len(st.find("shipments")) == 3, "three attempts")
+    expect(labelled(pay, "retry_attempts_total") == 3, "/metrics")
+    # and off again
+    expect(admin(pay, "POST", "/retry", {"attempts": 1}).status == 200, "off")
+    body = http("POST", pay.url("/create"), PAYMENT).json()
+    expect("retry" not in body and len(st.find("shipments")) == 4, f"one call: {body}")
+    expect(labelled(pay, "retry_attempts_total") == 3, "the counts since the start are kept")
+    # the last hop has nothing to retry
+    r = admin(ship, "POST", "/retry", {"attempts": 2})
+    expect(r.status == 404, f"shipment: {r}")
