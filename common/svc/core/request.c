@@ -205,6 +205,14 @@ static int write_doc(create_req *r, const char *outcome, const char *reason, int
                                  .answer = r->key[0] ? answer : NULL } };
     int rc = cb_fire(r->rt->db_breaker, sc, res);
     free(json);
+    if (r->key_held) {
+        /* stored: a request with this key now meets the unique index and
+         * gets the stored answer; not stored: it may run. Let go before the
+         * answer leaves, so a client that sends again at once is not told
+         * the key is in progress. */
+        idem_end(r->key);
+        r->key_held = false;
+    }
     return rc;
 }
 
