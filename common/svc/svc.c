@@ -29,6 +29,7 @@
 #include "dbwatch.h"
 #include "guard.h"
 #include "hop_retry.h"
+#include "idem.h"
 #include "log.h"
 #include "monotime.h"
 #include "observe.h"
@@ -367,6 +368,20 @@ static void svc_db_detail(void *ctx, cJSON *db)
     cJSON_AddNumberToObject(db, "documentsWritten", (double)docs);
 }
 
+/* With IDEMPOTENCY_KEYS, the store's unique index of keys and the table of
+ * keys in flight (one slot per worker and then some). Returns 0, or -1
+ * after logging why. */
+static int svc_keys_start(svc_runtime *rt)
+{
+    if (!rt->cfg.idempotency_keys)
+        return 0;
+    store_use_keys(rt->db);
+    if (idem_init(rt->cfg.threads + 64) == 0)
+        return 0;
+    log_message(true, "out of memory for the table of idempotency keys in flight");
+    return -1;
+}
+
 /* Hands the runtime to the observability module. Returns 0 or -1. */
 static int svc_observe(svc_runtime *rt)
 {
@@ -538,6 +553,8 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
                    &rt->db, err, sizeof err)) {
         log_message(true, "%s", err);
         code = 2;
+    } else if (svc_keys_start(rt)) {
+        log_message(true, "out of memory for the idempotency keys' table");
     } else if (dbwatch_start(rt->db)) {
         log_message(true, "cannot start the database watch's thread");
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&

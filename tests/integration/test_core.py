@@ -636,3 +636,142 @@ def data_after_the_json_value_is_refused_and_nothing_is_stored(ctx):
     for name in svcs:
         docs = st.find(COLLECTION_OF[name])
         expect(len(docs) == 1, f"{name}: only the whitespace-wrapped body may be stored: {docs}")
+
+
+# ---- idempotency keys -----------------------------------------------------------------------
+
+def stored_with_key(st, collection, key):
+    return st.find(collection, {"_meta.key": key})
+
+
+@test
+def a_replayed_key_returns_the_first_answer_and_stores_nothing(ctx):
+    """The same Idempotency-Key and body twice: the second answer is the
+    first's (same document id, Idempotent-Replayed: true) and nothing more
+    is stored; the key with another body gets 422; a malformed key 400."""
+    st = ctx.stack()
+    ship = st.service("shipment")
+    key = {"Idempotency-Key": '"order-7-attempt"'}
+    first = http("POST", ship.url("/create"), SHIPMENT, headers=key)
+    expect(first.status == 200 and "idempotent-replayed" not in first.headers, first)
+    again = http("POST", ship.url("/create"), SHIPMENT, headers=key)
+    expect(again.status == 200 and again.headers.get("idempotent-replayed") == "true", again)
+    expect(again.json()["document"] == first.json()["document"], f"{again.json()} vs {first.json()}")
+    expect(again.body == first.body, "the replay is the stored answer, byte for byte")
+    other = http("POST", ship.url("/create"), dict(SHIPMENT, directions="elsewhere"), headers=key)
+    expect(other.status == 422 and "another body" in other.json()["error"], other)
+    docs = st.find("shipments")
+    expect(len(docs) == 1 and meta(docs[0]).get("key") == "order-7-attempt"
+           and meta(docs[0]).get("status") == 200, f"one document, with its key: {docs}")
+    bad = http("POST", ship.url("/create"), SHIPMENT, headers={"Idempotency-Key": "has space"})
+    expect(bad.status == 400 and "Idempotency-Key" in bad.json()["error"], bad)
+    m = http("GET", ship.url("/metrics")).text()
+    expect(re.search(r'service_idempotent_replays_total\{service="shipment"\} 1\b', m), "replays counted")
+    expect(len(st.find("shipments")) == 1, "nothing stored by the refused requests")
+
+
+@test
+def each_hop_passes_the_next_a_key_of_its_own_and_a_repeated_chain_stores_nothing(ctx):
+    """A chain request with a key, sent twice: every hop stores one
+    document, each under its own key (derived, different per hop), and the
+    repeat is answered whole from the stored answers."""
+    st = ctx.stack()
+    ship = st.service("shipment")
+    pay = st.service("payment", chain=ship)
+    order = st.service("order", chain=pay)
+    key = {"Idempotency-Key": "client-key-1"}
+    first = http("POST", order.url("/create"), ORDER, headers=key)
+    again = http("POST", order.url("/create"), ORDER, headers=key)
+    expect(first.status == 200 and first.json()["status"] == "ok", first)
+    expect(again.headers.get("idempotent-replayed") == "true" and again.body == first.body, again)
+    keys = set()
+    for c in ("orders", "payments", "shipments"):
+        docs = st.find(c)
+        expect(len(docs) == 1, f"{c}: {len(docs)} documents")
+        keys.add(meta(docs[0]).get("key"))
+    expect(len(keys) == 3 and "client-key-1" in keys, f"one key per hop: {keys}")
+    # without a client key, a repeat is a new request
+    http("POST", order.url("/create"), ORDER)
+    http("POST", order.url("/create"), ORDER)
+    expect(len(st.find("orders")) == 3, "requests without a key are each their own")
+
+
+@test
+def concurrent_requests_with_one_key_give_one_2xx_and_one_409(ctx):
+    """While a request with a key is in progress (held at payment's call to a
+    slow shipment), another with the same key gets 409 at once and stores
+    nothing; with another body, 422."""
+    st = ctx.stack()
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env={"CB_TIMEOUT_MS": "3000"})
+    chaos(ship, "PUT", {"latency": {"ms": 1500}})
+    key = {"Idempotency-Key": "same-key"}
+    t, box = hold_then(pay, PAYMENT, headers=key)
+    in_flight = re.compile(r'circuit_breaker_in_flight_calls\{[^}]*\} 1\b')
+    wait_until(lambda: in_flight.search(http("GET", pay.url("/metrics")).text()), 5,
+               "the first request to be in progress at payment", 0.02)
+    second = http("POST", pay.url("/create"), PAYMENT, headers=key)
+    expect(second.status == 409 and "in progress" in second.json()["error"], second)
+    expect(second.elapsed < 0.5, f"the 409 took {second.elapsed:.2f}s")
+    third = http("POST", pay.url("/create"), dict(PAYMENT, amount=5), headers=key)
+    expect(third.status == 422, third)
+    t.join(10)
+    expect(box.get("r") is not None and box["r"].status == 200, f"the first request: {box}")
+    chaos(ship, "DELETE")
+    expect(len(st.find("payments")) == 1 and len(st.find("shipments")) == 1,
+           "one document each for the key")
+
+
+@test
+def two_replicas_sharing_a_collection_cannot_both_store_one_key(ctx):
+    """Two shipment replicas on one collection get the same key at the same
+    time: the unique index lets one store; the other answers the stored
+    answer (or 409), and exactly one document holds the key."""
+    st = ctx.stack()
+    a = st.service("shipment")
+    b = st.service("shipment", label="shipment-b")
+    for i in range(5):
+        key = {"Idempotency-Key": f"replicas-{i}"}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda s: http("POST", s.url("/create"), SHIPMENT, headers=key),
+                                    (a, b)))
+        expect(all(r.status in (200, 409) for r in answers) and any(r.status == 200 for r in answers),
+               f"round {i}: {[(r.status, r.body[:120]) for r in answers]}")
+        docs = stored_with_key(st, "shipments", f"replicas-{i}")
+        expect(len(docs) == 1, f"round {i}: {len(docs)} documents with one key")
+        ok = [r for r in answers if r.status == 200]
+        expect(all(r.json()["document"] == docs[0]["_id"]["$oid"] for r in ok),
+               f"round {i}: every 200 names the one stored document")
+
+
+@test
+def with_keys_off_a_repeated_request_stores_twice(ctx):
+    """IDEMPOTENCY_KEYS=0: the header is ignored; the same request twice is
+    stored twice (what a retry without keys does)."""
+    st = ctx.stack()
+    ship = st.service("shipment", env={"IDEMPOTENCY_KEYS": "0"})
+    key = {"Idempotency-Key": "ignored"}
+    r1 = http("POST", ship.url("/create"), SHIPMENT, headers=key)
+    r2 = http("POST", ship.url("/create"), SHIPMENT, headers=key)
+    expect(r1.status == r2.status == 200 and "idempotent-replayed" not in r2.headers, (r1, r2))
+    docs = st.find("shipments")
+    expect(len(docs) == 2 and all("key" not in meta(d) for d in docs), f"two documents: {docs}")
+
+
+@test
+def a_key_older_than_its_ttl_is_freed_and_its_request_runs_again(ctx):
+    """IDEMPOTENCY_TTL_S=1: once the stored key is older than a second, the
+    same key runs as a new request (a second document under the key, the
+    first one's key renamed "<key>#expired-<id>")."""
+    st = ctx.stack()
+    ship = st.service("shipment", env={"IDEMPOTENCY_TTL_S": "1"})
+    key = {"Idempotency-Key": "short-lived"}
+    first = http("POST", ship.url("/create"), SHIPMENT, headers=key)
+    expect(first.status == 200, first)
+    fresh = wait_until(lambda: (lambda r: r if "idempotent-replayed" not in r.headers else None)(
+        http("POST", ship.url("/create"), SHIPMENT, headers=key)), 5, "the key to expire", 0.2)
+    expect(fresh.status == 200 and fresh.json()["document"] != first.json()["document"], fresh)
+    docs = {d["_id"]["$oid"]: meta(d).get("key") for d in st.find("shipments")}
+    old = first.json()["document"]
+    expect(len(docs) == 2 and docs[fresh.json()["document"]] == "short-lived"
+           and docs[old] == f"short-lived#expired-{old}", f"documents and keys: {docs}")

@@ -47,9 +47,13 @@ def retries_are_off_by_default_so_a_lost_answer_is_called_once(ctx):
 
 
 @test
-def three_attempts_meet_three_completed_writes_then_retries_are_exhausted(ctx):
+def three_attempts_meet_a_completed_write_then_retries_are_exhausted(ctx):
+    """Every answer of shipment is lost: payment's three attempts each meet
+    a completed write. Without idempotency keys shipment stores three
+    documents for one client request; with them (the default), one, the
+    other two attempts meeting its key (their replayed answers lost too)."""
     st = ctx.stack()
-    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "IDEMPOTENCY_KEYS": "0"})
     pay = st.service("payment", chain=ship, env=RETRY_ENV)
     expect(chaos(ship, "PUT", {"lose_answer": {"fraction": 1}}).status == 200, "lose_answer on")
     r = http("POST", pay.url("/create"), PAYMENT)
@@ -57,10 +61,10 @@ def three_attempts_meet_three_completed_writes_then_retries_are_exhausted(ctx):
     expect(r.status == 200 and body["status"] == "degraded" and body["reason"] == "failure(connect)",
            f"payment degraded: {r}")
     expect(body.get("retry") == {"attempts": 3, "stop": "retry-exhausted"}, f"retry: {body}")
-    # one client request, three documents downstream: the duplicates idempotency keys will fix
+    # one client request, three documents downstream: the duplicates idempotency keys fix
     ships = st.find("shipments")
     expect(len(ships) == 3 and all(meta(d)["outcome"] == "last" for d in ships),
-           f"shipment stored 3 documents: {ships}")
+           f"without keys shipment stored 3 documents: {ships}")
     pays = st.find("payments")
     expect(len(pays) == 1 and meta(pays[0])["outcome"] == "degraded", f"payment stored once: {pays}")
     # /metrics, /health, GET /breaker and the log say so
@@ -76,35 +80,54 @@ def three_attempts_meet_three_completed_writes_then_retries_are_exhausted(ctx):
     expect(b["state"] if "state" in b else True, "the breaker's own export is still there")
     pay.wait_log(r"event=retry attempt=2 ", timeout=5)
     pay.wait_log(r"event=retry-exhausted attempt=3 ", timeout=5)
+    # with keys (a shipment of its own, the default): the same three attempts, one document
+    keyed = st.service("shipment", env={"ADMIN_TOKEN": TOKEN}, label="shipment-keyed")
+    pay2 = st.service("payment", chain=keyed, env=RETRY_ENV, label="payment-keyed")
+    chaos(keyed, "PUT", {"lose_answer": {"fraction": 1}})
+    body = http("POST", pay2.url("/create"), PAYMENT).json()
+    expect(body.get("retry") == {"attempts": 3, "stop": "retry-exhausted"}, f"with keys: {body}")
+    ships = st.find("shipments", {"_meta.trace": body["trace"]})
+    expect(len(ships) == 1, f"with keys shipment stored once: {ships}")
 
 
 @test
-def a_retry_after_one_lost_answer_succeeds(ctx):
+def a_retry_after_one_lost_answer_succeeds_and_stores_once_with_keys_twice_without(ctx):
+    """One answer of shipment is lost (lose_answer, times 1), payment retries:
+    the retry succeeds. With idempotency keys (the default) it meets the
+    stored key and gets the first answer replayed, so shipment stored once;
+    without keys it stores a second document."""
     st = ctx.stack()
-    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
-    pay = st.service("payment", chain=ship, env=RETRY_ENV)
-    r = chaos(ship, "PUT", {"lose_answer": {"fraction": 1, "times": 1}})
-    expect(r.status == 200, f"lose_answer once: {r}")
-    r = http("POST", pay.url("/create"), PAYMENT)
-    body = r.json()
-    expect(r.status == 200 and body["status"] == "ok" and body["next"]["status"] == "last",
-           f"the retry's answer: {r}")
-    expect(body.get("retry") == {"attempts": 2, "stop": "done"}, f"retry: {body}")
-    expect(len(st.find("shipments")) == 2, "the lost answer's write and the retry's")
-    state = http("GET", ship.url("/chaos")).json()
-    expect("lose_answer" not in state["faults"] and state["injected"]["lose_answer"] == 1,
-           f"the fault used itself up: {state}")
-    ship.wait_log(r"chaos: used up lose_answer", timeout=5)
-    # the next request meets no fault: one attempt, one document
-    r = http("POST", pay.url("/create"), PAYMENT)
-    expect(r.json().get("retry") == {"attempts": 1, "stop": "done"}, f"no fault: {r}")
-    expect(len(st.find("shipments")) == 3, "one more document")
+    for keys, stored in (("1", 1), ("0", 2)):
+        ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "IDEMPOTENCY_KEYS": keys},
+                          label=f"shipment-keys-{keys}")
+        pay = st.service("payment", chain=ship, env=RETRY_ENV, label=f"payment-keys-{keys}")
+        r = chaos(ship, "PUT", {"lose_answer": {"fraction": 1, "times": 1}})
+        expect(r.status == 200, f"lose_answer once: {r}")
+        r = http("POST", pay.url("/create"), PAYMENT)
+        body = r.json()
+        expect(r.status == 200 and body["status"] == "ok" and body["next"]["status"] == "last",
+               f"keys={keys}: the retry's answer: {r}")
+        expect(body.get("retry") == {"attempts": 2, "stop": "done"}, f"retry: {body}")
+        ships = st.find("shipments", {"_meta.trace": body["trace"]})
+        expect(len(ships) == stored, f"keys={keys}: {len(ships)} shipment documents, want {stored}")
+        expect(body["next"]["document"] == ships[0]["_id"]["$oid"] or stored == 2,
+               f"the replayed answer names the one stored document: {body['next']}")
+        replays = labelled(ship, "service_idempotent_replays_total")
+        expect(replays == (1 if keys == "1" else 0), f"keys={keys}: {replays} replays")
+        state = http("GET", ship.url("/chaos")).json()
+        expect("lose_answer" not in state["faults"] and state["injected"]["lose_answer"] == 1,
+               f"the fault used itself up: {state}")
+        ship.wait_log(r"chaos: used up lose_answer", timeout=5)
+        # the next request meets no fault: one attempt, one more document
+        r = http("POST", pay.url("/create"), PAYMENT)
+        expect(r.json().get("retry") == {"attempts": 1, "stop": "done"}, f"no fault: {r}")
 
 
 @test
 def retry_settings_change_at_runtime_behind_the_admin_token(ctx):
     st = ctx.stack()
-    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    # without keys, so that each attempt's write is a document to count
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN, "IDEMPOTENCY_KEYS": "0"})
     pay = st.service("payment", chain=ship, env={"ADMIN_TOKEN": TOKEN, "CB_VOLUME_THRESHOLD": "100"})
     new = {"attempts": 3, "base_ms": 5, "cap_ms": 20, "budget_tokens": 20, "budget_ratio": 0.5}
     expect(admin(pay, "POST", "/retry", new, token=None).status == 401, "no token: 401")

@@ -358,6 +358,16 @@ const svc_setting svc_settings[] = {
       .meaning = "inserts of documents in flight at once; the documents of requests that "
                  "finish meanwhile wait and go together in the next one, one round trip and "
                  "one commit for all of them (group commit; at most `DB_MAX_CONNECTIONS`)" },
+    { .name = "IDEMPOTENCY_KEYS", .kind = SETTING_FLAG, FIELD(idempotency_keys), .dflt = "1",
+      SERVICE,
+      .meaning = "1 = honour a request's `Idempotency-Key` (or make one), store it under a "
+                 "unique index, answer a key stored already with its stored answer "
+                 "(`Idempotent-Replayed: true`) and pass the next hop a key derived from it; "
+                 "0 = no keys: a retried call stores twice" },
+    { .name = "IDEMPOTENCY_TTL_S", INTEGER(1, 31536000), FIELD(idempotency_ttl_s),
+      .dflt = "86400", SERVICE,
+      .meaning = "how long a stored key is answered from the database; an older one is "
+                 "freed and its request runs again" },
     { .name = "LOG_SNAPSHOTS", .kind = SETTING_FLAG, FIELD(log_snapshots), .dflt = "0", SERVICE,
       .meaning = "1 = also log the breakers' once-per-bucket snapshot events" },
     { .name = "DEADLINE_PROPAGATION", .kind = SETTING_FLAG, FIELD(deadlines), .dflt = "1",

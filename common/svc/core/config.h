@@ -24,6 +24,8 @@ typedef struct svc_config {
     const char *mongo_db;        /* MONGO_DB; NULL = the URL's database, else "resilience" */
     int mongo_timeout_ms;        /* MONGO_TIMEOUT_MS */
     int db_max_connections;      /* DB_MAX_CONNECTIONS */
+    bool idempotency_keys;       /* IDEMPOTENCY_KEYS */
+    int idempotency_ttl_s;       /* IDEMPOTENCY_TTL_S */
     int db_writers;              /* DB_WRITERS: inserts in flight at once (group commit) */
     bool log_json;               /* LOG_FORMAT=json */
     int log_level;               /* LOG_LEVEL: 0 transitions, 1 requests, 2 events */

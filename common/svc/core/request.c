@@ -37,6 +37,7 @@
 #include "dbwatch.h"
 #include "hop_retry.h"
 #include "http.h"
+#include "idem.h"
 #include "log.h"
 #include "monotime.h"
 #include "observe.h"
@@ -72,6 +73,9 @@ typedef struct create_req {
     char doc_id[25];       /* the document's id, made when the body is taken */
     int64_t received_ms;   /* when the body was taken (ms since the epoch) */
     bool called_next;      /* the next hop was called (and may have stored its document) */
+    char key[IDEM_KEY_MAX + 1];       /* the idempotency key; "" when keys are off */
+    char body_hash[IDEM_HASH_HEX + 1]; /* the digest of the body as received */
+    bool key_held;         /* key is held in idem's table until the request ends */
     chaos_draw chaos;      /* the runtime faults drawn for this request */
     bool db_fault;         /* the database fault: the writes fail as if it were down */
     bool no_deadlines;     /* the no_deadlines fault: no deadline honoured or passed on */
@@ -192,10 +196,11 @@ typedef struct store_call {
 } store_call;
 
 /* Writes r's document, with its outcome (reason and status: NULL / 0 to
- * omit), through the database breaker: the request's one write. Returns
+ * omit) and, with its idempotency key, the answer about to be sent (JSON
+ * text), through the database breaker: the request's one write. Returns
  * the breaker's result (CB_OK: stored, committed), *res and sc filled. */
 static int write_doc(create_req *r, const char *outcome, const char *reason, int status,
-                     store_call *sc, cb_result *res)
+                     const char *answer, store_call *sc, cb_result *res)
 {
     char *json = cJSON_PrintUnformatted(r->body);
     if (!json) {
@@ -208,9 +213,19 @@ static int write_doc(create_req *r, const char *outcome, const char *reason, int
                         .doc = { .id_hex = r->doc_id, .json = json, .service = r->rt->cfg.id,
                                  .count = r->count, .received_ms = r->received_ms,
                                  .outcome = outcome, .reason = reason, .status = status,
-                                 .trace = t ? t->id : NULL } };
+                                 .trace = t ? t->id : NULL, .key = r->key[0] ? r->key : NULL,
+                                 .body_hash = r->key[0] ? r->body_hash : NULL,
+                                 .answer = r->key[0] ? answer : NULL } };
     int rc = cb_fire(r->rt->db_breaker, sc, res);
     free(json);
+    if (r->key_held) {
+        /* stored: a request with this key now meets the unique index and
+         * gets the stored answer; not stored: it may run. Let go before the
+         * answer leaves, so a client that sends again at once is not told
+         * the key is in progress. */
+        idem_end(r->key);
+        r->key_held = false;
+    }
     return rc;
 }
 
@@ -293,48 +308,130 @@ static int answer_write_failed(create_req *r, const char *outcome, int rc, const
     return status;
 }
 
-/* Writes r's document with its outcome; returns 0 when it is stored, or the
- * status of the failure, already answered (answer_write_failed()). */
-static int write_or_answer(create_req *r, const char *outcome, const char *reason, int status)
+static int meet_faults(create_req *r, fault_stage stage);
+
+/* The request's key is stored already (the write failed as
+ * STORE_EDUPLICATE): answers what that request answered, marked as a
+ * replay, and stores nothing; 422 when it came with another body; when it
+ * is older than IDEMPOTENCY_TTL_S, frees the key and returns 0 (the caller
+ * writes again). Returns the status sent, or 0. */
+static int answer_replay(create_req *r)
 {
-    store_call sc;
-    cb_result res = { 0 };
-    int rc = write_doc(r, outcome, reason, status, &sc, &res);
-    return rc == CB_OK ? 0 : answer_write_failed(r, outcome, rc, &res, &sc);
+    svc_runtime *rt = r->rt;
+    store_keyed prior;
+    char err[300] = "";
+    int rc = store_find_key(rt->db, r->key, &prior, err, sizeof err);
+    if (rc == STORE_ENOTFOUND)
+        return http_send_error(r->conn, 409, rt->cfg.id, false,
+                               "Idempotency-Key %s was taken by another request just now; try "
+                               "again", r->key);
+    if (rc != STORE_OK)
+        return http_send_error(r->conn, 503, rt->cfg.id, false,
+                               "database \"%s\" is unavailable: %s; this request's key is stored "
+                               "already but its answer cannot be read", store_db_name(rt->db), err);
+    int status;
+    if (strcmp(prior.body_hash, r->body_hash)) {
+        status = http_send_error(r->conn, 422, rt->cfg.id, false,
+                                 "Idempotency-Key %s was used with another body (document %s)",
+                                 r->key, prior.id_hex);
+    } else if (prior.received_ms < wall_ms() - (int64_t)rt->cfg.idempotency_ttl_s * 1000) {
+        status = store_expire_key(rt->db, r->key, prior.id_hex, err, sizeof err) == STORE_OK ? 0
+            : http_send_error(r->conn, 503, rt->cfg.id, false, "database \"%s\" is unavailable: "
+                              "%s; the expired key could not be freed", store_db_name(rt->db), err);
+    } else if (!prior.answer || prior.status < 100) {
+        status = http_send_error(r->conn, 409, rt->cfg.id, false,
+                                 "Idempotency-Key %s was used by document %s, whose answer was "
+                                 "not kept", r->key, prior.id_hex);
+    } else if (!(status = meet_faults(r, ON_ANSWER))) {   /* lose_answer loses replays too */
+        http_replayed();
+        status = http_send_raw(r->conn, prior.status, "application/json", NULL, prior.answer,
+                               strlen(prior.answer), false);
+        obs_count_replay();
+    }
+    free(prior.answer);
+    return status;
+}
+
+/* Writes r's document with its outcome and answer (JSON text, or NULL);
+ * returns 0 when it is stored, or the status already answered: the write's
+ * failure (answer_write_failed()), or the replay of the answer stored with
+ * the same idempotency key (answer_replay()). */
+static int write_or_answer(create_req *r, const char *outcome, const char *reason, int status,
+                           const char *answer)
+{
+    for (int tries = 0;; tries++) {
+        store_call sc;
+        cb_result res = { 0 };
+        int rc = write_doc(r, outcome, reason, status, answer, &sc, &res);
+        if (rc == CB_OK)
+            return 0;
+        if (rc != CB_EFAILED || res.action_rc != STORE_EDUPLICATE || tries > 0)
+            return answer_write_failed(r, outcome, rc, &res, &sc);
+        int replayed = answer_replay(r);
+        if (replayed)
+            return replayed;
+    }
 }
 
 /* Writes r's document for an answer that goes out whatever the write did
  * (504: the caller has given up): a failure is logged. */
-static void write_or_log(create_req *r, const char *outcome, const char *reason, int status)
+static void write_or_log(create_req *r, const char *outcome, const char *reason, int status,
+                         const char *answer)
 {
     store_call sc;
     cb_result res = { 0 };
-    int rc = write_doc(r, outcome, reason, status, &sc, &res);
+    int rc = write_doc(r, outcome, reason, status, answer, &sc, &res);
     if (rc != CB_OK)
         log_message(true, "could not store document %s with outcome \"%s\" (%s)", r->doc_id,
                     outcome, rc == CB_EOPEN ? "database circuit open"
                          : rc == CB_EFAILED ? sc.err : cb_strerror(rc));
 }
 
-static int meet_faults(create_req *r, fault_stage stage);
+/* Sends status with the JSON text answer (not freed). */
+static int send_text_json(create_req *r, int status, const char *answer)
+{
+    return http_send_raw(r->conn, status, "application/json", NULL, answer, strlen(answer), false);
+}
+
+/* {"error": msg, "status": status, "service": ..., "document": ..., "trace": ...} as
+ * JSON text (malloc'd), or NULL when out of memory. */
+static char *error_text(create_req *r, int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
+    cJSON_AddStringToObject(o, "document", r->doc_id);
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
 
 /* Stores the document with its outcome, then sends answer (freed) with
  * status 200: a 2xx is sent only once the document is committed. When it
- * cannot be stored, the answer is the write's failure instead; when the
- * lose_answer fault takes it, the connection is reset instead. */
+ * cannot be stored, the answer is the write's failure instead (or, for a
+ * key stored already, the stored answer); when the lose_answer fault takes
+ * it, the connection is reset instead. */
 static int answer_send(create_req *r, cJSON *answer, const char *outcome, const char *reason)
 {
-    int failed = write_or_answer(r, outcome, reason, 200);
+    char *text = answer ? cJSON_PrintUnformatted(answer) : NULL;
+    cJSON_Delete(answer);
+    int failed = write_or_answer(r, outcome, reason, 200, text);
     if (!failed)
         failed = meet_faults(r, ON_ANSWER);
     if (failed) {
-        cJSON_Delete(answer);
+        free(text);
         return failed;
     }
-    if (!answer)
+    if (!text)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
-    int status = http_send_json(r->conn, 200, answer, false);
-    cJSON_Delete(answer);
+    int status = send_text_json(r, 200, text);
+    free(text);
     return status;
 }
 
@@ -459,8 +556,15 @@ static int create_chain(create_req *r)
             hop.http.deadline_ns = mono_ns() + ours * 1000000;
         }
     }
-    char headers[256];
+    char headers[512];
     hop.http.headers = trace_next_headers(headers, sizeof headers, budget);
+    if (r->key[0]) {
+        /* the same key on every attempt of this call, another at every hop */
+        char next_key[IDEM_KEY_MAX + 1];
+        idem_derive(r->key, r->rt->cfg.id, next_key);
+        size_t used = strlen(headers);
+        snprintf(headers + used, sizeof headers - used, "Idempotency-Key: %s\n", next_key);
+    }
     cb_result res = { 0 };
     int64_t called = mono_ns();
     r->called_next = true;
@@ -502,27 +606,21 @@ static int create_chain(create_req *r)
 /* Answers 502 for an injected error, as the demo: "<ID> @mm:ss -> unavailable". */
 static int create_injected(create_req *r)
 {
-    int failed = write_or_answer(r, "injected", NULL, 502);
-    if (!failed)
-        failed = meet_faults(r, ON_ANSWER);
-    if (failed)
-        return failed;
     time_t t = time(NULL);
     struct tm tm;
     localtime_r(&t, &tm);
-    cJSON *o = cJSON_CreateObject();
     char msg[160];
     snprintf(msg, sizeof msg, "%s @%d:%d -> unavailable (injected error)", r->rt->cfg.id,
              tm.tm_min, tm.tm_sec);
-    cJSON_AddStringToObject(o, "error", msg);
-    cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
-    if (r->doc_id[0])
-        cJSON_AddStringToObject(o, "document", r->doc_id);
-    const trace_ctx *tc = trace_current();
-    if (tc)
-        cJSON_AddStringToObject(o, "trace", tc->id);
-    int status = http_send_json(r->conn, 502, o, false);
-    cJSON_Delete(o);
+    char *text = error_text(r, 502, msg);
+    if (!text)
+        return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
+    int status = write_or_answer(r, "injected", NULL, 502, text);
+    if (!status)
+        status = meet_faults(r, ON_ANSWER);
+    if (!status)
+        status = send_text_json(r, 502, text);
+    free(text);
     return status;
 }
 
@@ -557,7 +655,7 @@ bool request_store_error_filter(int action_rc, void *arg, void *user)
 static int database_refuses(create_req *r)
 {
     if (r->db_fault)
-        return write_or_answer(r, "ok", NULL, 200);   /* fails: the fault is on */
+        return write_or_answer(r, "ok", NULL, 200, NULL);   /* fails: the fault is on */
     cb_breaker *db = r->rt->db_breaker;
     cb_tick(db);   /* an open circuit whose time is up turns half-open: the write is its trial */
     cb_state state = cb_get_state(db);
@@ -614,19 +712,33 @@ static int create_parse(create_req *r)
     validate_refusal why;
     rc = request_parse_body(text, len, r->rt->spec, &cfg->body_limits, &r->body, &why, err,
                             sizeof err);
+    if (!rc && cfg->idempotency_keys)
+        idem_digest(text, len, r->body_hash);
     free(text);
     if (rc)
         return send_refusal(r->conn, id, &why, err);
     return 0;
 }
 
+/* Answers 504 (outcome, reason, the message msg) to a caller that has
+ * given up, after writing the document: a failed write is only logged. */
+static int answer_given_up(create_req *r, const char *outcome, const char *reason, const char *msg)
+{
+    char *text = error_text(r, 504, msg);
+    write_or_log(r, outcome, reason, 504, text);
+    int status = text ? send_text_json(r, 504, text)
+                      : http_send_error(r->conn, 504, r->rt->cfg.id, false, "%s", msg);
+    free(text);
+    return status;
+}
+
 /* Answers 504 because the caller's deadline passed while we worked; the
  * document records it. */
 static int create_late(create_req *r, const char *what)
 {
-    write_or_log(r, "deadline", what, 504);
-    return http_send_error(r->conn, 504, r->rt->cfg.id, false,
-                           "the caller's deadline (X-Deadline-Ms) passed %s", what);
+    char msg[200];
+    snprintf(msg, sizeof msg, "the caller's deadline (X-Deadline-Ms) passed %s", what);
+    return answer_given_up(r, "deadline", what, msg);
 }
 
 /* Waits ms, or until the caller's deadline when that comes first. Returns
@@ -694,9 +806,9 @@ static int fault_hang(create_req *r, int max_ms)
     if (left != INT64_MAX && left < max)
         max = left > 0 ? (int)left : 0;
     int held = chaos_hang(r->conn, max, &r->rt->draining);
-    write_or_log(r, "hang", NULL, 504);
-    return http_send_error(r->conn, 504, r->rt->cfg.id, false,
-                           "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
+    char msg[200];
+    snprintf(msg, sizeof msg, "held for %d ms by the hang fault (DELETE /chaos clears it)", held);
+    return answer_given_up(r, "hang", NULL, msg);
 }
 
 /* error: answer 502. */
@@ -739,6 +851,37 @@ static int meet_faults(create_req *r, fault_stage stage)
     return 0;
 }
 
+/* With IDEMPOTENCY_KEYS: takes the request's Idempotency-Key (400 when
+ * malformed), or makes one, and holds it while the request runs: 409 when
+ * a request with the same key and body is running here, 422 when one with
+ * another body is. Returns 0 or the status sent. */
+static int take_key(create_req *r)
+{
+    const svc_config *cfg = &r->rt->cfg;
+    if (!cfg->idempotency_keys)
+        return 0;
+    char err[200];
+    int got = idem_read(r->conn, r->key, err, sizeof err);
+    if (got < 0)
+        return http_send_error(r->conn, 400, cfg->id, false, "%s", err);
+    if (!got)
+        idem_new(r->key);
+    int held = idem_begin(r->key, r->body_hash);
+    if (held == 409)
+        return http_send_error(r->conn, 409, cfg->id, false,
+                               "a request with Idempotency-Key %s is in progress; try again when "
+                               "it has answered", r->key);
+    if (held == 422)
+        return http_send_error(r->conn, 422, cfg->id, false,
+                               "a request with Idempotency-Key %s and another body is in progress",
+                               r->key);
+    if (held)
+        return http_send_error(r->conn, 503, cfg->id, false,
+                               "too many requests with idempotency keys in progress; try again");
+    r->key_held = true;
+    return 0;
+}
+
 /* POST /create, from the body to the answer. Returns the status sent.
  * The request writes once, at the end, its document with its outcome: the
  * next hop (when there is one) is called first, so the outcome is known,
@@ -748,6 +891,9 @@ static int meet_faults(create_req *r, fault_stage stage)
 static int create(create_req *r)
 {
     int status = create_parse(r);
+    if (status)
+        return status;
+    status = take_key(r);
     if (status)
         return status;
     r->received_ms = wall_ms();
@@ -808,6 +954,8 @@ static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char 
                                "the caller's deadline (X-Deadline-Ms) has already passed");
     create_req r = { .rt = rt, .conn = conn };
     int status = create(&r);
+    if (r.key_held)
+        idem_end(r.key);
     cJSON_Delete(r.body);
     return status;
 }

@@ -59,6 +59,8 @@ struct store {
     int batches;                      /* batches being written */
     int max_batches;                  /* DB_WRITERS */
     int64_t written_batches, written_docs;
+    bool keys;                        /* documents carry a unique _meta.key */
+    bool key_index;                   /* its index is known to exist (under lock) */
 };
 
 /* Routes libmongoc's own messages into the service's log: warnings and
@@ -218,6 +220,12 @@ static bson_t *store_document(const store_doc *d, char *err, size_t errlen)
         BSON_APPEND_INT32(&meta, "status", d->status);
     if (d->trace && *d->trace)
         BSON_APPEND_UTF8(&meta, "trace", d->trace);
+    if (d->key)
+        BSON_APPEND_UTF8(&meta, "key", d->key);
+    if (d->body_hash)
+        BSON_APPEND_UTF8(&meta, "bodyHash", d->body_hash);
+    if (d->answer)
+        BSON_APPEND_UTF8(&meta, "answer", d->answer);
     bson_append_document_end(doc, &meta);
     return doc;
 }
@@ -241,13 +249,57 @@ static void write_fail(store_write *w, int rc, const char *msg)
 static void store_insert_alone(mongoc_collection_t *coll, store_write *w)
 {
     bson_error_t e;
-    if (mongoc_collection_insert_one(coll, w->doc, NULL, NULL, &e) || e.code == 11000) {
+    if (mongoc_collection_insert_one(coll, w->doc, NULL, NULL, &e)) {
         w->rc = STORE_OK;
+        return;
+    }
+    if (e.code == 11000) {
+        /* its own _id (stored by the batch's first try), or its key */
+        bson_iter_t id;
+        bson_t *filter = NULL;
+        if (bson_iter_init_find(&id, w->doc, "_id") && BSON_ITER_HOLDS_OID(&id))
+            filter = BCON_NEW("_id", BCON_OID(bson_iter_oid(&id)));
+        int64_t n = filter ? mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &e) : 0;
+        bson_destroy(filter);
+        if (n > 0)
+            w->rc = STORE_OK;
+        else
+            write_fail(w, n < 0 ? store_error_kind(&e) : STORE_EDUPLICATE,
+                       n < 0 ? e.message : "a document with this idempotency key is stored already");
         return;
     }
     int rc = store_error_kind(&e);
     write_fail(w, rc == STORE_EUNAVAILABLE && e.domain == MONGOC_ERROR_STREAM ? STORE_EUNKNOWN : rc,
                e.message);
+}
+
+/* Makes sure the unique index of idempotency keys exists (once per
+ * process: createIndexes is a no-op when it does). Returns false with the
+ * reason in err when it cannot be made. */
+static bool store_key_index(store *s, mongoc_client_t *client, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->lock);
+    bool known = s->key_index;
+    pthread_mutex_unlock(&s->lock);
+    if (known)
+        return true;
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(s->collection), "indexes", "[", "{",
+                           "key", "{", "_meta.key", BCON_INT32(1), "}",
+                           "name", BCON_UTF8("_meta.key_unique"), "unique", BCON_BOOL(true),
+                           "sparse", BCON_BOOL(true), "}", "]");
+    mongoc_database_t *db = mongoc_client_get_database(client, s->db);
+    bson_error_t e;
+    bool ok = mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &e);
+    mongoc_database_destroy(db);
+    bson_destroy(cmd);
+    if (!ok) {
+        snprintf(err, errlen, "cannot make the unique index of idempotency keys: %.140s", e.message);
+        return false;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->key_index = true;
+    pthread_mutex_unlock(&s->lock);
+    return true;
 }
 
 /* Writes the n documents of batch in one insert (unordered: one refused
@@ -264,6 +316,12 @@ static void store_flush(store *s, store_write *batch, int n)
     if (!client) {
         for (store_write *w = batch; w; w = w->next)
             write_fail(w, STORE_EUNAVAILABLE, err);
+        return;
+    }
+    if (s->keys && !store_key_index(s, client, err, sizeof err)) {
+        for (store_write *w = batch; w; w = w->next)
+            write_fail(w, STORE_EUNAVAILABLE, err);
+        mongoc_client_pool_push(s->pool, client);
         return;
     }
     mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
@@ -299,8 +357,9 @@ static void store_flush(store *s, store_write *batch, int n)
             for (int k = 0; w && k < index; k++)
                 w = w->next;
             if (index >= 0 && w)
-                write_fail(w, store_server_failed((uint32_t)code) ? STORE_EUNAVAILABLE
-                                                                  : STORE_EREJECTED, msg);
+                write_fail(w, code == 11000 ? STORE_EDUPLICATE
+                              : store_server_failed((uint32_t)code) ? STORE_EUNAVAILABLE
+                                                                    : STORE_EREJECTED, msg);
         } while (bson_iter_next(&errs));
     } else if (!ok && n > 1 && e.domain != MONGOC_ERROR_STREAM
                && store_error_kind(&e) != STORE_EUNAVAILABLE) {
@@ -367,6 +426,85 @@ int store_insert(store *s, const store_doc *d, char *err, size_t errlen)
     if (me.rc != STORE_OK)
         snprintf(err, errlen, "%s", me.err);
     return me.rc;
+}
+
+void store_use_keys(store *s)
+{
+    s->keys = true;
+}
+
+int store_find_key(store *s, const char *key, store_keyed *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    mongoc_client_t *client = store_take(s, s->pool, err, errlen);
+    if (!client)
+        return STORE_EUNAVAILABLE;
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
+    bson_t *filter = BCON_NEW("_meta.key", BCON_UTF8(key));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    int rc = STORE_ENOTFOUND;
+    if (mongoc_cursor_next(cur, &doc)) {
+        rc = STORE_OK;
+        bson_iter_t it, m;
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+            bson_oid_to_string(bson_iter_oid(&it), out->id_hex);
+        if (bson_iter_init_find(&it, doc, "_meta") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+            bson_iter_recurse(&it, &m)) {
+            while (bson_iter_next(&m)) {
+                const char *k = bson_iter_key(&m);
+                if (!strcmp(k, "received") && BSON_ITER_HOLDS_DATE_TIME(&m))
+                    out->received_ms = bson_iter_date_time(&m);
+                else if (!strcmp(k, "status") && BSON_ITER_HOLDS_NUMBER(&m))
+                    out->status = (int)bson_iter_as_int64(&m);
+                else if (!strcmp(k, "bodyHash") && BSON_ITER_HOLDS_UTF8(&m))
+                    snprintf(out->body_hash, sizeof out->body_hash, "%s", bson_iter_utf8(&m, NULL));
+                else if (!strcmp(k, "answer") && BSON_ITER_HOLDS_UTF8(&m))
+                    out->answer = strdup(bson_iter_utf8(&m, NULL));
+            }
+        }
+    }
+    bson_error_t e;
+    if (rc == STORE_ENOTFOUND && mongoc_cursor_error(cur, &e)) {
+        rc = store_error_kind(&e);
+        snprintf(err, errlen, "%s", e.message);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(s->pool, client);
+    return rc;
+}
+
+int store_expire_key(store *s, const char *key, const char *id_hex, char *err, size_t errlen)
+{
+    if (!bson_oid_is_valid(id_hex, strlen(id_hex))) {
+        snprintf(err, errlen, "not a document id: \"%.30s\"", id_hex);
+        return STORE_EREJECTED;
+    }
+    mongoc_client_t *client = store_take(s, s->pool, err, errlen);
+    if (!client)
+        return STORE_EUNAVAILABLE;
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, id_hex);
+    char renamed[400];
+    snprintf(renamed, sizeof renamed, "%s#expired-%s", key, id_hex);
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "_meta.key", BCON_UTF8(key));
+    bson_t *update = BCON_NEW("$set", "{", "_meta.key", BCON_UTF8(renamed), "}");
+    bson_error_t e;
+    int rc = STORE_OK;
+    if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &e)) {
+        rc = store_error_kind(&e);
+        snprintf(err, errlen, "%s", e.message);
+    }
+    bson_destroy(update);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(s->pool, client);
+    return rc;
 }
 
 void store_get_stats(store *s, int64_t *batches, int64_t *documents)

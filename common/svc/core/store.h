@@ -13,6 +13,8 @@ typedef struct store store;
 #define STORE_EREJECTED    -2  /* the database refused the document */
 #define STORE_ENOMEM       -3
 #define STORE_EUNKNOWN     -4  /* sent, but no answer came back: it may be stored */
+#define STORE_EDUPLICATE   -5  /* a document with this idempotency key is stored already */
+#define STORE_ENOTFOUND    -6  /* no such document */
 
 /* A client pool on url (a mongodb:// URL) for the services' database
  * work: server selection and connecting give up after timeout_ms, reads
@@ -42,6 +44,13 @@ mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeo
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
                int max_connections, int writers, store **out, char *err, size_t errlen);
 
+/* Stored documents carry an idempotency key (_meta.key), unique in the
+ * collection: before its first insert the store creates the index
+ * {_meta.key: 1} (unique, sparse: documents without a key are not in it),
+ * and an insert whose key is stored already fails as STORE_EDUPLICATE.
+ * Call before the first insert. */
+void store_use_keys(store *s);
+
 /* The most documents one insert carries. */
 #define STORE_BATCH_MAX 64
 
@@ -57,6 +66,9 @@ typedef struct store_doc {
     const char *reason;     /* _meta.reason, or NULL for none */
     int status;             /* _meta.status (the HTTP status answered), or 0 for none */
     const char *trace;      /* _meta.trace: the request's trace id; NULL or "" = none */
+    const char *key;        /* _meta.key: the idempotency key; NULL = none */
+    const char *body_hash;  /* _meta.bodyHash: the digest of the request's body; NULL = none */
+    const char *answer;     /* _meta.answer: the answer sent, as JSON text; NULL = none */
 } store_doc;
 
 /* A new document id (an ObjectId's 24 hex digits and a NUL). */
@@ -74,6 +86,24 @@ void store_new_id(char id_hex[25]);
  * STORE_EUNKNOWN (sent, but the answer was lost: it may be stored),
  * STORE_EREJECTED or STORE_ENOMEM, with a message in err. Thread-safe. */
 int store_insert(store *s, const store_doc *d, char *err, size_t errlen);
+
+/* What store_find_key() found: the stored request with that key. */
+typedef struct store_keyed {
+    char id_hex[25];
+    int64_t received_ms;
+    int status;                      /* the HTTP status it answered */
+    char body_hash[40];
+    char *answer;                    /* malloc'd JSON text, or NULL when none was kept */
+} store_keyed;
+
+/* Finds the document stored with idempotency key. Returns STORE_OK (free
+ * out->answer), STORE_ENOTFOUND, or an error as store_insert(). Thread-safe. */
+int store_find_key(store *s, const char *key, store_keyed *out, char *err, size_t errlen);
+
+/* Frees an expired key: renames the key of document id_hex (to
+ * "<key>#expired-<id>"), so a new request may use it. Returns STORE_OK or
+ * an error as store_insert(). Thread-safe. */
+int store_expire_key(store *s, const char *key, const char *id_hex, char *err, size_t errlen);
 
 /* Inserts written and the documents they carried, since the store opened
  * (documents / batches is the mean group size). Thread-safe. */

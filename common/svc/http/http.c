@@ -20,6 +20,7 @@ static _Thread_local struct {
     bool expect_continue;   /* the client waits for 100 Continue before its body */
     bool close_after;       /* the connection closes after this request's answer */
     int retry_after_s;      /* > 0: the next answer carries Retry-After */
+    bool replayed;          /* the next answer carries Idempotent-Replayed: true */
 } http_req;
 
 void http_retry_after(int seconds)
@@ -27,11 +28,17 @@ void http_retry_after(int seconds)
     http_req.retry_after_s = seconds;
 }
 
+void http_replayed(void)
+{
+    http_req.replayed = true;
+}
+
 void http_request_begin(bool expect_continue, bool close_after)
 {
     http_req.expect_continue = expect_continue;
     http_req.close_after = close_after;
     http_req.retry_after_s = 0;
+    http_req.replayed = false;
 }
 
 /* Returns true when the connection should close after this answer: asked
@@ -111,7 +118,7 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
         sb_lit(&h, "Access-Control-Allow-Origin: ");
         sb_str(&h, origin, 120);
         sb_str(&h, strcmp(origin, "*") ? "\r\nVary: Origin\r\n" : "\r\n", 20);
-        sb_lit(&h, "Access-Control-Expose-Headers: X-Request-Id, Server-Timing\r\n");
+        sb_lit(&h, "Access-Control-Expose-Headers: X-Request-Id, Server-Timing, Idempotent-Replayed\r\n");
     }
     if (t) {
         sb_lit(&h, "X-Request-Id: ");
@@ -129,6 +136,10 @@ int http_send_cors(struct mg_connection *conn, int status, const char *type, con
         sb_uint(&h, (unsigned)http_req.retry_after_s, 1);
         sb_lit(&h, "\r\n");
         http_req.retry_after_s = 0;
+    }
+    if (http_req.replayed) {
+        sb_lit(&h, "Idempotent-Replayed: true\r\n");
+        http_req.replayed = false;
     }
     sb_lit(&h, "Cache-Control: ");
     sb_str(&h, cache ? cache : "no-store", 200);

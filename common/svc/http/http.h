@@ -100,6 +100,10 @@ void http_request_begin(bool expect_continue, bool close_after);
  * carries "Retry-After: seconds" (429, 503). */
 void http_retry_after(int seconds);
 
+/* The next answer this thread sends carries "Idempotent-Replayed: true": it
+ * is the stored answer of an earlier request with the same Idempotency-Key. */
+void http_replayed(void);
+
 /* Returns true when content_type names JSON: application/json or
  * application/(anything)+json, with any parameters. */
 bool http_is_json(const char *content_type);

@@ -61,6 +61,10 @@ void obs_register(struct mg_context *ctx);
  * Thread-safe and cheap. */
 void obs_record_request(const char *route, int status, double seconds);
 
+/* Counts one answer replayed for an idempotency key stored already (the
+ * request stored nothing). Thread-safe and cheap. */
+void obs_count_replay(void);
+
 /* Sets /health's "shared" source (see obs_source.shared_report). Call after
  * obs_init() and before obs_register(). */
 void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx);

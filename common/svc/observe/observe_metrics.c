@@ -12,10 +12,14 @@
 #include "observe_priv.h"
 #include "chaos.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Answers replayed for a stored idempotency key (obs_count_replay()). */
+static atomic_long obs_replays;
 
 /* Copies s into buf (of len bytes) as a label value: backslash, double quote
  * and newline escaped; truncated when it does not fit. Returns buf. */
@@ -287,7 +291,16 @@ static void put_service_metrics(FILE *f)
     put_header(f, "service_slow_clients_cut_total", "counter",
                "Connections cut under pressure for keeping a worker waiting over SLOW_CLIENT_MS for a head or body.");
     fprintf(f, "service_slow_clients_cut_total{service=\"%s\"} %ld\n", service, wire_cuts());
+    put_header(f, "service_idempotent_replays_total", "counter",
+               "Requests answered with the stored answer of their Idempotency-Key (nothing stored).");
+    fprintf(f, "service_idempotent_replays_total{service=\"%s\"} %ld\n", service,
+            atomic_load_explicit(&obs_replays, memory_order_relaxed));
     chaos_put_metrics(f, service);
+}
+
+void obs_count_replay(void)
+{
+    atomic_fetch_add_explicit(&obs_replays, 1, memory_order_relaxed);
 }
 
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata)
