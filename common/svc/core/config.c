@@ -360,10 +360,10 @@ const svc_setting svc_settings[] = {
                  "one commit for all of them (group commit; at most `DB_MAX_CONNECTIONS`)" },
     { .name = "IDEMPOTENCY_KEYS", .kind = SETTING_FLAG, FIELD(idempotency_keys), .dflt = "1",
       SERVICE,
-      .meaning = "1 = honour a request's `Idempotency-Key` (or make one), store it under a "
-                 "unique index, answer a key stored already with its stored answer "
-                 "(`Idempotent-Replayed: true`) and pass the next hop a key derived from it; "
-                 "0 = no keys: a retried call stores twice" },
+      .meaning = "1 = honour a request's `Idempotency-Key` (or make one when the call to the "
+                 "next hop may be retried), store it under a unique index, answer a key stored "
+                 "already with its stored answer (`Idempotent-Replayed: true`) and pass the next "
+                 "hop a key derived from it; 0 = no keys: a retried call stores twice" },
     { .name = "IDEMPOTENCY_TTL_S", INTEGER(1, 31536000), FIELD(idempotency_ttl_s),
       .dflt = "86400", SERVICE,
       .meaning = "how long a stored key is answered from the database; an older one is "

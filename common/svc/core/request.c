@@ -852,9 +852,11 @@ static int meet_faults(create_req *r, fault_stage stage)
 }
 
 /* With IDEMPOTENCY_KEYS: takes the request's Idempotency-Key (400 when
- * malformed), or makes one, and holds it while the request runs: 409 when
- * a request with the same key and body is running here, 422 when one with
- * another body is. Returns 0 or the status sent. */
+ * malformed), or makes one when its call to the next hop may be retried
+ * (RETRY_ATTEMPTS > 1), and holds it while the request runs: 409 when a
+ * request with the same key and body is running here, 422 when one with
+ * another body is. A request with no key, made or given, runs as without
+ * keys. Returns 0 or the status sent. */
 static int take_key(create_req *r)
 {
     const svc_config *cfg = &r->rt->cfg;
@@ -864,8 +866,16 @@ static int take_key(create_req *r)
     int got = idem_read(r->conn, r->key, err, sizeof err);
     if (got < 0)
         return http_send_error(r->conn, 400, cfg->id, false, "%s", err);
-    if (!got)
+    if (!got) {
+        /* A key of its own only where a retry can repeat the call to the
+         * next hop: elsewhere nobody would ever send it again, and a
+         * document without a key costs the database less. */
+        hop_retry_settings retry;
+        if (!r->rt->breaker || r->count >= cfg->jumps || !hop_retry_current(&retry) ||
+            retry.attempts <= 1)
+            return 0;
         idem_new(r->key);
+    }
     int held = idem_begin(r->key, r->body_hash);
     if (held == 409)
         return http_send_error(r->conn, 409, cfg->id, false,
