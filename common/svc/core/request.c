@@ -170,6 +170,14 @@ static int send_refusal(struct mg_connection *conn, const char *service,
     return status;
 }
 
+/* Adds "trace" (the request's trace id) to o, when there is one. */
+static void add_trace(cJSON *o)
+{
+    const trace_ctx *t = trace_current();
+    if (t)
+        cJSON_AddStringToObject(o, "trace", t->id);
+}
+
 /* Builds the answer's common fields. */
 static cJSON *answer_new(const create_req *r, const char *status)
 {
@@ -181,9 +189,7 @@ static cJSON *answer_new(const create_req *r, const char *status)
     cJSON_AddStringToObject(o, "status", status);
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
+    add_trace(o);
     return o;
 }
 
@@ -229,30 +235,47 @@ static int write_doc(create_req *r, const char *outcome, const char *reason, int
     return rc;
 }
 
+/* {"error": msg, "status": status, "service": ...}, for a caller to add to;
+ * NULL when out of memory. */
+static cJSON *error_object(const create_req *r, int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddNumberToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
+    }
+    return o;
+}
+
+/* Sends o (from error_object(), freed; NULL: out of memory, 500) with
+ * status and the trace id. Returns the status sent. */
+static int send_error_object(create_req *r, int status, cJSON *o)
+{
+    if (!o)
+        return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
+    add_trace(o);
+    int sent = http_send_json(r->conn, status, o, false);
+    cJSON_Delete(o);
+    return sent;
+}
+
 /* Answers 503 for a document whose insert left but whose answer was lost:
  * it may be stored, with the outcome it was sent with. The answer says so
  * in "stored", "document" and "outcome", so a client can tell it from a 503
  * that stored nothing. */
 static int answer_stored_unknown(create_req *r, const char *outcome, const char *why)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
     char msg[600];
     snprintf(msg, sizeof msg, "database \"%s\" %s; document %s may be stored (with outcome "
              "\"%s\"); try again", store_db_name(r->rt->db), why, r->doc_id, outcome);
-    cJSON_AddStringToObject(o, "error", msg);
-    cJSON_AddNumberToObject(o, "status", 503);
-    cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
-    cJSON_AddStringToObject(o, "document", r->doc_id);
-    cJSON_AddStringToObject(o, "stored", "unknown");
-    cJSON_AddStringToObject(o, "outcome", outcome);
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
-    int status = http_send_json(r->conn, 503, o, false);
-    cJSON_Delete(o);
-    return status;
+    cJSON *o = error_object(r, 503, msg);
+    if (o) {
+        cJSON_AddStringToObject(o, "document", r->doc_id);
+        cJSON_AddStringToObject(o, "stored", "unknown");
+        cJSON_AddStringToObject(o, "outcome", outcome);
+    }
+    return send_error_object(r, 503, o);
 }
 
 /* Answers the failed write of r (write_doc()'s rc, res and sc): 503 when
@@ -289,23 +312,14 @@ static int answer_write_failed(create_req *r, const char *outcome, int rc, const
         return http_send_error(r->conn, 503, rt->cfg.id, false,
                                "database \"%s\" is unavailable: %s; nothing was stored; try "
                                "again shortly", db, why);
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return http_send_error(r->conn, 500, rt->cfg.id, true, "out of memory");
     char msg[600];
     snprintf(msg, sizeof msg, "database \"%s\" is unavailable: %s; this hop's document was not "
              "stored, but the next hop was called first and may have stored its own",
              db, why);
-    cJSON_AddStringToObject(o, "error", msg);
-    cJSON_AddNumberToObject(o, "status", 503);
-    cJSON_AddStringToObject(o, "service", rt->cfg.id);
-    cJSON_AddStringToObject(o, "stored", "no");
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
-    int status = http_send_json(r->conn, 503, o, false);
-    cJSON_Delete(o);
-    return status;
+    cJSON *o = error_object(r, 503, msg);
+    if (o)
+        cJSON_AddStringToObject(o, "stored", "no");
+    return send_error_object(r, 503, o);
 }
 
 static int meet_faults(create_req *r, fault_stage stage);
@@ -393,20 +407,15 @@ static int send_text_json(create_req *r, int status, const char *answer)
     return http_send_raw(r->conn, status, "application/json", NULL, answer, strlen(answer), false);
 }
 
-/* {"error": msg, "status": status, "service": ..., "document": ..., "trace": ...} as
- * JSON text (malloc'd), or NULL when out of memory. */
+/* error_object() with the document's id and the trace id, as JSON text
+ * (malloc'd), or NULL when out of memory. */
 static char *error_text(create_req *r, int status, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = error_object(r, status, msg);
     if (!o)
         return NULL;
-    cJSON_AddStringToObject(o, "error", msg);
-    cJSON_AddNumberToObject(o, "status", status);
-    cJSON_AddStringToObject(o, "service", r->rt->cfg.id);
     cJSON_AddStringToObject(o, "document", r->doc_id);
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
+    add_trace(o);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
@@ -495,9 +504,7 @@ static int answer_degraded(create_req *r, hop_call *hop, int rc, cb_result *res)
                               cJSON_CreateString(cb_state_name(cb_get_state(r->rt->breaker))));
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
+    add_trace(o);
     hop_retry_put(o, hop);
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
     char reason[32];
@@ -517,9 +524,7 @@ static int answer_spent(create_req *r, hop_call *hop)
         "the caller's deadline left no time to call the next service; this is the fallback"));
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
+    add_trace(o);
     return answer_send(r, o, "degraded", "deadline");
 }
 

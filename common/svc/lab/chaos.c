@@ -199,6 +199,18 @@ static void summarise_locked(void)
     atomic_store(&chaos_g.database_down, down);
 }
 
+/* Switches fault k off by itself (why: "expired", "used up") and logs it,
+ * naming what it was. Call with the lock held. */
+static void switch_off_locked(int k, const char *why)
+{
+    chaos_fault *f = &chaos_g.faults[k];
+    char words[200];
+    fault_words((chaos_kind)k, f, words, sizeof words);
+    log_message(false, "chaos: %s %s", why, words);
+    memset(f, 0, sizeof *f);
+    atomic_fetch_add(&chaos_g.changes, 1);
+}
+
 /* Switches off the faults past their time. Call with the lock held. */
 static void expire_locked(int64_t now)
 {
@@ -207,11 +219,7 @@ static void expire_locked(int64_t now)
         chaos_fault *f = &chaos_g.faults[k];
         if (!f->on || !f->expires_ns || now < f->expires_ns)
             continue;
-        char words[200];
-        fault_words((chaos_kind)k, f, words, sizeof words);
-        log_message(false, "chaos: expired %s", words);
-        memset(f, 0, sizeof *f);
-        atomic_fetch_add(&chaos_g.changes, 1);
+        switch_off_locked(k, "expired");
         changed = true;
     }
     if (changed) {
@@ -249,11 +257,7 @@ static void use_locked(int k)
     chaos_fault *f = &chaos_g.faults[k];
     if (!f->uses_left || --f->uses_left > 0)
         return;
-    char words[200];
-    fault_words((chaos_kind)k, f, words, sizeof words);
-    log_message(false, "chaos: used up %s", words);
-    memset(f, 0, sizeof *f);
-    atomic_fetch_add(&chaos_g.changes, 1);
+    switch_off_locked(k, "used up");
     atomic_fetch_add(&chaos_g.hang_generation, 1);
     summarise_locked();
 }
