@@ -1,4 +1,4 @@
-/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command.
+/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command, the retries of a call to the next hop set.
  *
  * chaos_actions, at the end, is their one table: each row names an action,
  * the fields it takes (experiment.c checks them, a check per kind of field)
@@ -294,6 +294,20 @@ static long act_clear(chaos_run *r, const chaos_step *s, cJSON **answer)
     return act_chaos(r, s, "DELETE", NULL, answer);
 }
 
+/* retry: POST /retry on the service with the step's settings as the body
+ * (the admin token's route: the retries of its call to the next hop). */
+static long act_retry(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    long status = 0;
+    if (base) {
+        char url[600];
+        snprintf(url, sizeof url, "%s/retry", base);
+        act_http(r, "POST", url, s->settings, &status, answer);
+    }
+    return status;
+}
+
 /* open, close: POST /breaker/<action>?name=<the breaker's full name> on its service. */
 static long act_force(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
@@ -381,6 +395,7 @@ const chaos_action chaos_actions[] = {
     { "kill", { CHAOS_FIELD_PROCESS }, act_kill },
     { "restart", { CHAOS_FIELD_PROCESS }, act_restart },
     { "run", { CHAOS_FIELD_COMMAND }, act_run },
+    { "retry", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_retry },
 };
 const size_t chaos_nactions = sizeof chaos_actions / sizeof chaos_actions[0];
 

@@ -61,10 +61,27 @@ typedef enum chaos_field {
     CHAOS_FIELD_BREAKER,    /* "breaker": "<service>" or "<service>/db" -> breaker */
     CHAOS_FIELD_COMMAND,    /* "command": a non-empty shell command -> command */
     CHAOS_FIELD_FAULTS,     /* "faults": a non-empty object, the body of PUT /chaos -> faults */
+    CHAOS_FIELD_SETTINGS,   /* "settings": a non-empty object, the body of POST /retry -> settings */
 } chaos_field;
 
 struct chaos_run;
 struct chaos_step;
+
+/* How a measure is compared with an expectation's bound. */
+typedef enum chaos_op { CHAOS_LE, CHAOS_LT, CHAOS_GE, CHAOS_GT, CHAOS_EQ } chaos_op;
+
+/* Computes a measure over [lo, hi] seconds of the run into *value. Returns 0,
+ * or -1 with the reason it could not be measured in why. */
+typedef int chaos_measure_fn(const struct chaos_run *r, double lo, double hi, double *value, char *why,
+                             size_t whylen);
+
+/* A measure an expectation can bound ("amplification <= 1.3"): one row of
+ * measure.c's chaos_measures. */
+typedef struct chaos_measure {
+    const char *name;
+    const char *about;      /* what it counts, in words, for --check's message and the docs */
+    chaos_measure_fn *measure;
+} chaos_measure;
 
 /* Carries out a checked step of its action. Returns the status: 200 when
  * done, an HTTP status when a service answered, 0 when nothing answered or it
@@ -93,6 +110,10 @@ typedef struct chaos_step {
     const char *breaker;    /* CHAOS_FIELD_BREAKER, and expectations: "<service>" or "<service>/db" */
     const char *command;    /* CHAOS_FIELD_COMMAND */
     const cJSON *faults;    /* CHAOS_FIELD_FAULTS */
+    const cJSON *settings;  /* CHAOS_FIELD_SETTINGS */
+    const chaos_measure *measure;   /* a measure's expectation ("amplification <= 1.3"), else NULL */
+    chaos_op op;            /* with measure: the comparison */
+    double bound;           /* with measure: the number it is compared with */
     const char *why;        /* optional words for the reader */
 } chaos_step;
 
@@ -134,10 +155,18 @@ typedef struct chaos_request {
     int status;             /* 0: no answer */
     bool whole;             /* 200, every hop answered, no degraded hop */
     char degraded[64];      /* "<service>:<reason>" of the first degraded hop, "" when none */
-    char trace[80];         /* the trace id, "" when none */
+    char trace[80];         /* the trace id (the runner's traceparent names it) */
     chaos_doc docs[CHAOS_MAX_HOPS];
     int ndocs;
+    int duplicates;         /* documents stored beyond one per hop for it; -1 when not counted */
 } chaos_request;
+
+/* A service's count of POST /create arrivals (GET /health's requests.arrived) at time t. */
+typedef struct chaos_sample {
+    double t;
+    int svc;
+    double arrived;
+} chaos_sample;
 
 /* A breaker's state over time: (t, state) from the first sight on. */
 typedef struct chaos_point {
@@ -154,9 +183,11 @@ typedef struct chaos_band {
 /* An expectation and how it was judged. */
 typedef struct chaos_expectation {
     const chaos_step *step;
-    const char *name;       /* the breaker's full name (the ref when unknown) */
+    const char *name;       /* the breaker's full name (the ref when unknown); the measure's name */
     bool met;
     double met_at;
+    double value;           /* a measure's value over the expectation's span */
+    char unmeasured[200];   /* why a measure could not be measured; "" when it was */
 } chaos_expectation;
 
 /* The hypothesis probe over one window. */
@@ -185,6 +216,10 @@ typedef struct chaos_stored {
     char examples[5][200];  /* the first problems, said in words */
     int nexamples;
     char reason[1100];      /* why it was skipped */
+    /* the duplicates count (when an expectation measures duplicates) */
+    bool counted;           /* every request's duplicates were counted */
+    int duplicates;         /* documents stored beyond one per hop, over every request */
+    char count_error[1400]; /* why they could not be counted */
 } chaos_stored;
 
 typedef struct chaos_run {
@@ -195,6 +230,7 @@ typedef struct chaos_run {
     const char *mongo_url;
     const char *mongo_db;
     char run_dir[512];      /* make run's $DATA_DIR/run (pid files); "" when unknown */
+    unsigned long long trace_base;  /* the run's own trace ids: this, then the request's n */
 
     double t0;              /* monotonic seconds at the start of the load; 0 before */
     double wall0_ms;        /* wall-clock ms at the start, minus 50 (older events are history) */
@@ -207,6 +243,10 @@ typedef struct chaos_run {
     cJSON *events;          /* breaker events from /events.stream, with "t" */
     chaos_band *bands;
     int nbands, capbands;
+    chaos_sample *samples;  /* every service's arrivals, from the /health poll */
+    int nsamples, capsamples;
+    double *amplification;  /* after the load, when an expectation measures it: per second, NAN when unknown */
+    int namplification;
     unsigned long long last_seq[CHAOS_NSVC];
     double last_time[CHAOS_NSVC];
 

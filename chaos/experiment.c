@@ -11,6 +11,7 @@
 
 #include "act.h"
 #include "dynbuf.h"
+#include "measure.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -174,6 +175,15 @@ static int check_faults(checker *c, const cJSON *v, const char *f, chaos_step *s
     return 0;
 }
 
+static int check_settings(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    if (!cJSON_IsObject(v) || !v->child)
+        return bad(c, f, "an object of retry settings, as POST /retry takes, e.g. "
+                         "{\"attempts\": 3, \"budget_tokens\": 0}");
+    s->settings = v;
+    return 0;
+}
+
 /* The fields an action row may name: each one's key and check. */
 static const struct field_rule {
     const char *key;
@@ -184,6 +194,7 @@ static const struct field_rule {
     [CHAOS_FIELD_BREAKER] = { "breaker", check_breaker },
     [CHAOS_FIELD_COMMAND] = { "command", check_command },
     [CHAOS_FIELD_FAULTS] = { "faults", check_faults },
+    [CHAOS_FIELD_SETTINGS] = { "settings", check_settings },
 };
 
 /* Checks key of step j (named field) with check. Returns 0 or -1. */
@@ -235,28 +246,43 @@ static int check_action(checker *c, const cJSON *j, const char *field, chaos_ste
     return only_known(c, j, prefix, allowed, nallowed, what);
 }
 
-/* Checks an expectation step (method only): expect, within, breaker. Returns 0 or -1. */
-static int check_expectation(checker *c, const cJSON *j, const char *field, bool in_method, chaos_step *s)
+/* Checks an expectation step (method only): expect, within, and breaker
+ * for a state ("open"), none for a measure ("amplification <= 1.3").
+ * Returns 0 or -1. */
+static int check_expectation(checker *c, const cJSON *j, const char *field, double seconds, bool in_method,
+                             chaos_step *s)
 {
     const cJSON *expect = cJSON_GetObjectItemCaseSensitive(j, "expect");
     char f[160];
     snprintf(f, sizeof f, "%s.expect", field);
     if (!in_method)
         return bad(c, f, "expectations belong in method");
-    if (!cJSON_IsString(expect) || !one_of(expect->valuestring, chaos_states, 3))
-        return bad(c, f, "one of closed, open, half-open");
+    bool state = cJSON_IsString(expect) && one_of(expect->valuestring, chaos_states, 3);
+    if (!state && (!cJSON_IsString(expect) ||
+                   chaos_measure_parse(expect->valuestring, &s->measure, &s->op, &s->bound))) {
+        char names[200] = "";
+        for (size_t i = 0; i < chaos_nmeasures; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     chaos_measures[i].name);
+        return bad(c, f, "a breaker state (closed, open, half-open) or \"<measure> <op> <number>\" "
+                         "with a measure of %s and an op of <=, <, >=, >, == (\"amplification <= 1.3\")",
+                   names);
+    }
     s->expect = expect->valuestring;
     const cJSON *within = cJSON_GetObjectItemCaseSensitive(j, "within");
     snprintf(f, sizeof f, "%s.within", field);
     if (!cJSON_IsNumber(within) || within->valuedouble <= 0)
         return bad(c, f, "seconds, a positive number");
     s->within = within->valuedouble;
-    if (check_field(c, j, field, "breaker", check_breaker, s))
+    if (s->measure && s->at + s->within > seconds)
+        return bad(c, f, "a measure is taken within the load: at + within must be at most %g s", seconds);
+    if (state && check_field(c, j, field, "breaker", check_breaker, s))
         return -1;
-    static const char *const known[] = { "at", "expect", "breaker", "within", "why" };
+    static const char *const known[] = { "at", "expect", "within", "why", "breaker" };
     char prefix[160];
     snprintf(prefix, sizeof prefix, "%s.", field);
-    return only_known(c, j, prefix, known, 5, "unknown field");
+    return only_known(c, j, prefix, known, state ? 5 : 4,
+                      state ? "unknown field" : "unknown field for a measure (it names no breaker)");
 }
 
 /* Checks the fields every step may have: why, and at (required in method,
@@ -291,7 +317,7 @@ static int check_step(checker *c, const cJSON *j, const char *field, double seco
     if (check_why_at(c, j, field, seconds, in_method, s))
         return -1;
     if (cJSON_GetObjectItemCaseSensitive(j, "expect"))
-        return check_expectation(c, j, field, in_method, s);
+        return check_expectation(c, j, field, seconds, in_method, s);
     return check_action(c, j, field, s);
 }
 

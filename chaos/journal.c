@@ -76,6 +76,8 @@ static cJSON *request_json(const chaos_request *q)
     cJSON_AddBoolToObject(o, "whole", q->whole);
     cJSON_AddItemToObject(o, "degraded", str_or_null(q->degraded));
     cJSON_AddItemToObject(o, "trace", str_or_null(q->trace));
+    if (q->duplicates >= 0)
+        cJSON_AddNumberToObject(o, "duplicates", q->duplicates);
     const char *doc = NULL;
     for (int k = 0; k < q->ndocs && !doc; k++)
         if (q->docs[k].svc == 0)
@@ -91,8 +93,14 @@ static cJSON *expectation_json(const chaos_expectation *x)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "at", s->at);
     cJSON_AddStringToObject(o, "expect", s->expect);
-    cJSON_AddStringToObject(o, "breaker", s->breaker);
+    cJSON_AddItemToObject(o, "breaker", str_or_null(s->breaker));
     cJSON_AddNumberToObject(o, "within", s->within);
+    if (s->measure) {
+        cJSON_AddStringToObject(o, "measure", s->measure->name);
+        cJSON_AddItemToObject(o, "value", x->unmeasured[0] ? cJSON_CreateNull()
+                                                           : cJSON_CreateNumber(round(x->value * 1000) / 1000));
+        cJSON_AddItemToObject(o, "unmeasured", str_or_null(x->unmeasured));
+    }
     if (s->why)
         cJSON_AddStringToObject(o, "why", s->why);
     cJSON_AddItemToObject(o, "met_at", x->met ? cJSON_CreateNumber(x->met_at) : cJSON_CreateNull());
@@ -161,6 +169,31 @@ static cJSON *journal(const chaos_run *r)
     for (int i = 0; i < 2; i++)
         cJSON_AddItemToArray(pr, probe_json(&r->probes[i]));
     cJSON_AddItemToObject(j, "stored", stored_json(&r->stored));
+    if (r->stored.counted || r->stored.count_error[0]) {
+        cJSON *d = cJSON_AddObjectToObject(j, "duplicates");
+        cJSON_AddBoolToObject(d, "counted", r->stored.counted);
+        cJSON_AddNumberToObject(d, "documents", r->stored.duplicates);
+        cJSON_AddItemToObject(d, "reason", str_or_null(r->stored.count_error));
+    }
+    if (r->namplification) {
+        /* per second of the load: calls at the last service per request at the first */
+        cJSON *a = cJSON_AddArrayToObject(j, "amplification");
+        for (int i = 0; i < r->namplification; i++)
+            cJSON_AddItemToArray(a, isnan(r->amplification[i]) ? cJSON_CreateNull()
+                                     : cJSON_CreateNumber(round(r->amplification[i] * 100) / 100));
+    }
+    cJSON *arr = cJSON_AddObjectToObject(j, "arrivals");
+    for (int svc = 0; svc < CHAOS_NSVC; svc++) {
+        /* each service's count of arrivals, [t, count] as the poll read it */
+        cJSON *list = cJSON_AddArrayToObject(arr, chaos_services[svc].name);
+        for (int i = 0; i < r->nsamples; i++)
+            if (r->samples[i].svc == svc) {
+                cJSON *pt = cJSON_CreateArray();
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(round(r->samples[i].t * 1000) / 1000));
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(r->samples[i].arrived));
+                cJSON_AddItemToArray(list, pt);
+            }
+    }
     cJSON_AddItemToObject(j, "events", cJSON_Duplicate(r->events, true));
     cJSON *reqs = cJSON_AddArrayToObject(j, "requests");
     for (int i = 0; i < r->nreqs; i++)

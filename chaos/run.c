@@ -24,6 +24,7 @@
 #include "monotime.h"
 
 #include "act.h"
+#include "measure.h"
 #include "net.h"
 #include "output.h"
 #include "stored.h"
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REQUEST_TIMEOUT_MS 10000L
 #define POLL_INTERVAL_S 0.25
@@ -173,10 +175,11 @@ static bool nap(chaos_run *r, double secs)
 typedef struct xfer {
     int n;
     double start;
+    char trace[33];
     net_transfer t;
 } xfer;
 
-/* Reads a chain answer into the request record: hops, whole, degraded, trace, documents. */
+/* Reads a chain answer into the request record: hops, whole, degraded, documents. */
 static void read_answer(chaos_request *q, const net_answer *a)
 {
     cJSON *root = q->status ? cJSON_Parse(a->body) : NULL;
@@ -205,8 +208,6 @@ static void read_answer(chaos_request *q, const net_answer *a)
     }
     const char *last_status = last ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, "status")) : NULL;
     q->whole = q->status == 200 && last_status && strcmp(last_status, "last") == 0 && !degraded;
-    const char *trace = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "trace"));
-    snprintf(q->trace, sizeof q->trace, "%s", trace ? trace : a->request_id);
     cJSON_Delete(root);
 }
 
@@ -227,6 +228,17 @@ static int load_send(chaos_run *r, CURLM *m, int n)
         free(x);
         return -1;
     }
+    /* the request's own trace id, so that every hop's documents can be found
+     * by it, even those of a request that got no answer */
+    char traceparent[100];
+    snprintf(traceparent, sizeof traceparent, "traceparent: 00-%016llx%016llx-%016llx-01", r->trace_base,
+             (unsigned long long)n + 1, r->trace_base ^ ((unsigned long long)n + 1));
+    struct curl_slist *hl = curl_slist_append(x->t.headers, traceparent);
+    if (hl) {
+        x->t.headers = hl;
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    }
+    snprintf(x->trace, sizeof x->trace, "%016llx%016llx", r->trace_base, (unsigned long long)n + 1);
     x->n = n;
     x->start = chaos_now(r);
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
@@ -264,9 +276,10 @@ static void load_reap(chaos_run *r, CURLM *m)
         xfer *x = NULL;
         curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x);
         net_transfer_done(h, &x->t, rc);
-        chaos_request q = { .n = x->n, .t = round3(x->start) };
+        chaos_request q = { .n = x->n, .t = round3(x->start), .duplicates = -1 };
         q.ms = round((chaos_now(r) - x->start) * 10000) / 10;
         q.status = (int)x->t.answer.status;
+        memcpy(q.trace, x->trace, sizeof x->trace);
         read_answer(&q, &x->t.answer);
         load_record(r, &q);
         curl_multi_remove_handle(m, h);
@@ -298,7 +311,7 @@ static void *load_main(void *arg)
             }
             r->late_sends += late > CHAOS_LATE_S;
             if (load_send(r, m, n)) {
-                chaos_request q = { .n = n, .t = round3(chaos_now(r)) };
+                chaos_request q = { .n = n, .t = round3(chaos_now(r)), .duplicates = -1 };
                 load_record(r, &q);
             }
             n++;
@@ -437,7 +450,24 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* The poller: every breaker's state from /health four times a second. */
+/* Records service svc's count of arrivals (its /health's requests.arrived) at time t. */
+static void note_arrivals(chaos_run *r, int svc, const cJSON *h, double t)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h, "requests"), "arrived");
+    if (!cJSON_IsNumber(n))
+        return;
+    pthread_mutex_lock(&r->lock);
+    chaos_sample *s = grow(r->samples, r->nsamples, &r->capsamples, sizeof *r->samples, 256);
+    if (s) {
+        r->samples = s;
+        r->samples[r->nsamples++] = (chaos_sample){ .t = t, .svc = svc, .arrived = n->valuedouble };
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* The poller: every breaker's state, and each service's arrivals, from
+ * /health four times a second. An arrivals count is dated halfway through
+ * its request. */
 static void *poll_main(void *arg)
 {
     chaos_run *r = arg;
@@ -446,9 +476,12 @@ static void *poll_main(void *arg)
             char url[300];
             snprintf(url, sizeof url, "%s/health", r->urls[i]);
             net_answer a;
+            double asked = chaos_now(r);
             cJSON *h = net_request("GET", url, NULL, NULL, 2000, &a) ? cJSON_Parse(a.body) : NULL;
-            if (cJSON_IsObject(h))
+            if (cJSON_IsObject(h)) {
                 note_health(r, i, h, false);
+                note_arrivals(r, i, h, (asked + chaos_now(r)) / 2);
+            }
             cJSON_Delete(h);
             net_answer_free(&a);
         }
@@ -523,13 +556,31 @@ static bool hypothesis(chaos_run *r, chaos_probe *p, const char *when)
     return p->ok;
 }
 
-/* Judges every expectation from the bands: met when the breaker was seen in
- * the state between at and at + within (or was in it at at). */
+/* Judges a measure's expectation: met when the measure, taken over
+ * [at, at + within], compares with the bound as written. */
+static void judge_measure(chaos_run *r, chaos_expectation *x)
+{
+    const chaos_step *s = x->step;
+    x->name = s->measure->name;
+    x->met = false;
+    if (s->measure->measure(r, s->at, s->at + s->within, &x->value, x->unmeasured, sizeof x->unmeasured))
+        return;
+    x->met = chaos_op_holds(s->op, x->value, s->bound);
+    x->met_at = s->at + s->within;
+}
+
+/* Judges every expectation: a state from the bands, met when the breaker
+ * was seen in the state between at and at + within (or was in it at at);
+ * a measure over its span. */
 static void judge_expectations(chaos_run *r)
 {
     for (int i = 0; i < r->nexpects; i++) {
         chaos_expectation *x = &r->expects[i];
         const chaos_step *s = x->step;
+        if (s->measure) {
+            judge_measure(r, x);
+            continue;
+        }
         const char *name = chaos_ref_name(r, s->breaker);
         x->name = name ? name : s->breaker;
         x->met = false;
@@ -561,7 +612,9 @@ static int by_n(const void *a, const void *b)
 /* What the next step is, for the "next at" line. */
 static void step_words(const chaos_step *s, char *buf, size_t len)
 {
-    if (s->expect)
+    if (s->measure)
+        snprintf(buf, len, "expect %s over %g-%g s", s->expect, s->at, s->at + s->within);
+    else if (s->expect)
         snprintf(buf, len, "expect %s %s within %g s", s->breaker, s->expect, s->within);
     else
         snprintf(buf, len, "%s %s", s->action, s->service ? s->service : s->breaker ? s->breaker : "");
@@ -693,6 +746,18 @@ static void judge(chaos_run *r)
 {
     const chaos_experiment *e = r->exp;
     qsort(r->reqs, (size_t)r->nreqs, sizeof *r->reqs, by_n);
+    bool dups = false, amp = false;
+    for (int i = 0; i < r->nexpects; i++) {
+        const chaos_measure *m = r->expects[i].step->measure;
+        dups = dups || (m && strcmp(m->name, "duplicates") == 0);
+        amp = amp || (m && strcmp(m->name, "amplification") == 0);
+    }
+    if (dups)
+        chaos_duplicates_count(r);
+    if (amp && (r->amplification = malloc(((size_t)e->seconds + 1) * sizeof *r->amplification))) {
+        r->namplification = (int)e->seconds;
+        chaos_amplification_series(r, r->amplification, r->namplification);
+    }
     judge_expectations(r);
     bool before = hypothesis(r, &r->probes[0], "before");
     bool after = hypothesis(r, &r->probes[1], "after");
@@ -706,10 +771,18 @@ static void judge(chaos_run *r)
     bool met = true;
     for (int i = 0; i < r->nexpects; i++) {
         const chaos_expectation *x = &r->expects[i];
+        const chaos_step *s = x->step;
         char when[40];
         snprintf(when, sizeof when, "met at %.1f s", x->met_at);
-        chaos_say(r, "expectation: %s (%s) %s within %g s of %g s: %s", x->step->breaker, x->name,
-                  x->step->expect, x->step->within, x->step->at, x->met ? when : "MISSED");
+        if (s->measure && x->unmeasured[0])
+            chaos_say(r, "expectation: %s over %g-%g s: MISSED: not measured: %s", s->expect, s->at,
+                      s->at + s->within, x->unmeasured);
+        else if (s->measure)
+            chaos_say(r, "expectation: %s over %g-%g s: %s (%s was %.2f)", s->expect, s->at, s->at + s->within,
+                      x->met ? "met" : "MISSED", x->name, x->value);
+        else
+            chaos_say(r, "expectation: %s (%s) %s within %g s of %g s: %s", s->breaker, x->name, s->expect,
+                      s->within, s->at, x->met ? when : "MISSED");
         met = met && x->met;
     }
     r->passed = before && after && met && !r->aborted[0] && (!r->stored.asked || r->stored.result != 0);
@@ -736,6 +809,18 @@ static int write_verdict(chaos_run *r)
     return r->passed ? 0 : 1;
 }
 
+/* 64 random bits for the run's trace ids (never 0). */
+static unsigned long long run_trace_base(void)
+{
+    unsigned long long v = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&v, sizeof v, 1, f) != 1)
+        v = (unsigned long long)wall_ms() * 2654435761ULL ^ (unsigned long long)getpid();
+    if (f)
+        fclose(f);
+    return v ? v : 1;
+}
+
 int chaos_run_experiment(chaos_run *r)
 {
     const chaos_experiment *e = r->exp;
@@ -744,6 +829,7 @@ int chaos_run_experiment(chaos_run *r)
     r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
     r->t0 = chaos_mono();
     r->wall0_ms = (double)wall_ms() - 50;
+    r->trace_base = run_trace_base();
     workers w = { 0 };
     if (!r->actions || !r->events || !r->expects || start_workers(r, &w)) {
         fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
@@ -771,6 +857,8 @@ void chaos_run_free(chaos_run *r)
         free(r->bands[i].pts);
     }
     free(r->bands);
+    free(r->samples);
+    free(r->amplification);
     for (int i = 0; i < r->nrefs; i++) {
         free(r->refs[i]);
         free(r->ref_names[i]);

@@ -1,4 +1,4 @@
-/* stored.c -- the documents-stored probe: every 200 answer's documents, looked up in the stack's database after the load.
+/* stored.c -- the documents-stored probe: every 200 answer's documents, looked up in the stack's database after the load; and the duplicates count.
  *
  * A service answers 2xx only once its document's outcome is recorded (see
  * answer_send in common/svc/core/request.c), so each hop of a 200 answer that
@@ -7,6 +7,12 @@
  * _meta.outcome. The documents are read by _id, a few hundred at a time.
  * A database that does not answer makes the probe SKIPPED, said in the
  * verdict, never passed.
+ *
+ * The duplicates count (for an expectation on "duplicates") finds every
+ * document of each request, answered or not, by its trace id: the runner
+ * sends each request a traceparent of its own and every hop stores it as
+ * _meta.trace. One request's documents in one collection beyond the first
+ * are duplicates: a retried call stored again.
  */
 #include "stored.h"
 
@@ -140,18 +146,18 @@ static void skipped(chaos_run *r, const char *why)
     chaos_say(r, "hypothesis stored: SKIPPED: %s", why);
 }
 
-void chaos_stored_check(chaos_run *r)
+/* A client of the stack's database (--mongo), which answered a ping; sets
+ * r->stored's url and db. NULL, with the reason in why, when there is none. */
+static mongoc_client_t *db_client(chaos_run *r, char *why, size_t whylen)
 {
     chaos_stored *st = &r->stored;
-    char why[1024], err[520];
     snprintf(st->url, sizeof st->url, "%s", r->mongo_url);
     bson_error_t e;
     mongoc_uri_t *uri = mongoc_uri_new_with_error(r->mongo_url, &e);
     if (!uri) {
-        snprintf(why, sizeof why, "--mongo: expected a MongoDB connection string, got \"%s\" (%s)",
-                 r->mongo_url, e.message);
-        skipped(r, why);
-        return;
+        snprintf(why, whylen, "--mongo: expected a MongoDB connection string, got \"%s\" (%s)", r->mongo_url,
+                 e.message);
+        return NULL;
     }
     const char *uri_db = mongoc_uri_get_database(uri);
     snprintf(st->db, sizeof st->db, "%s",
@@ -162,8 +168,8 @@ void chaos_stored_check(chaos_run *r)
     mongoc_client_t *client = mongoc_client_new_from_uri(uri);
     mongoc_uri_destroy(uri);
     if (!client) {
-        skipped(r, "cannot make a database client for --mongo");
-        return;
+        snprintf(why, whylen, "cannot make a database client for --mongo");
+        return NULL;
     }
     mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_set_appname(client, "chaos");
@@ -171,11 +177,106 @@ void chaos_stored_check(chaos_run *r)
     bool up = mongoc_client_command_simple(client, "admin", ping, NULL, NULL, &e);
     bson_destroy(ping);
     if (!up) {
-        snprintf(why, sizeof why,
-                 "no database answers at %s (%s); give the stack's database with --mongo or MONGO_URL",
+        snprintf(why, whylen, "no database answers at %s (%s); give the stack's database with --mongo or MONGO_URL",
                  r->mongo_url, e.message);
-        skipped(r, why);
         mongoc_client_destroy(client);
+        return NULL;
+    }
+    return client;
+}
+
+/* Counts, in one service's collection, the documents stored under the
+ * traces of r's requests, and adds those beyond the first of each trace to
+ * its request's duplicates. Returns 0, or -1 with the driver's message in err. */
+static int count_collection(chaos_run *r, mongoc_client_t *client, int svc, char *err, size_t errlen)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, r->stored.db, chaos_services[svc].collection);
+    int *seen = calloc((size_t)r->nreqs + 1, sizeof *seen);
+    int rc = seen ? 0 : -1;
+    if (!seen)
+        snprintf(err, errlen, "out of memory");
+    for (int from = 0; rc == 0 && from < r->nreqs; from += BATCH) {
+        bson_t filter, in, traces;
+        bson_init(&filter);
+        bson_append_document_begin(&filter, "_meta.trace", -1, &in);
+        bson_append_array_begin(&in, "$in", -1, &traces);
+        for (int i = from; i < r->nreqs && i < from + BATCH; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", i - from);
+            bson_append_utf8(&traces, key, -1, r->reqs[i].trace, -1);
+        }
+        bson_append_array_end(&in, &traces);
+        bson_append_document_end(&filter, &in);
+        bson_t *opts = BCON_NEW("projection", "{", "_meta.trace", BCON_INT32(1), "}");
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t it;
+            if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, "_meta.trace", &it) ||
+                !BSON_ITER_HOLDS_UTF8(&it))
+                continue;
+            /* the runner's trace ids end in the request's n + 1, in hex */
+            const char *trace = bson_iter_utf8(&it, NULL);
+            size_t len = strlen(trace);
+            long long n = len == 32 ? strtoll(trace + 16, NULL, 16) - 1 : -1;
+            for (int i = from; i < r->nreqs && i < from + BATCH; i++)
+                if (r->reqs[i].n == n && strcmp(r->reqs[i].trace, trace) == 0 && seen[i]++)
+                    r->reqs[i].duplicates++;
+        }
+        bson_error_t e;
+        if (mongoc_cursor_error(cur, &e)) {
+            snprintf(err, errlen, "%s", e.message);
+            rc = -1;
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        bson_destroy(&filter);
+    }
+    free(seen);
+    mongoc_collection_destroy(coll);
+    return rc;
+}
+
+void chaos_duplicates_count(chaos_run *r)
+{
+    chaos_stored *st = &r->stored;
+    char err[520];
+    mongoc_client_t *client = db_client(r, st->count_error, sizeof st->count_error);
+    if (!client) {
+        chaos_say(r, "duplicates: not counted: %s", st->count_error);
+        return;
+    }
+    for (int i = 0; i < r->nreqs; i++)
+        r->reqs[i].duplicates = 0;
+    for (int svc = 0; svc < CHAOS_NSVC; svc++)
+        if (count_collection(r, client, svc, err, sizeof err)) {
+            snprintf(st->count_error, sizeof st->count_error, "reading %s.%s at %s failed: %s", st->db,
+                     chaos_services[svc].collection, r->mongo_url, err);
+            chaos_say(r, "duplicates: not counted: %s", st->count_error);
+            for (int i = 0; i < r->nreqs; i++)
+                r->reqs[i].duplicates = -1;
+            mongoc_client_destroy(client);
+            return;
+        }
+    mongoc_client_destroy(client);
+    int requests = 0;
+    st->duplicates = 0;
+    for (int i = 0; i < r->nreqs; i++) {
+        st->duplicates += r->reqs[i].duplicates;
+        requests += r->reqs[i].duplicates > 0;
+    }
+    st->counted = true;
+    chaos_say(r, "duplicates: %d documents stored twice or more, for %d of the %d requests (database %s at %s)",
+              st->duplicates, requests, r->nreqs, st->db, st->url);
+}
+
+void chaos_stored_check(chaos_run *r)
+{
+    chaos_stored *st = &r->stored;
+    char why[1024], err[520];
+    mongoc_client_t *client = db_client(r, why, sizeof why);
+    if (!client) {
+        skipped(r, why);
         return;
     }
     for (int i = 0; i < r->nreqs; i++) {

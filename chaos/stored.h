@@ -10,4 +10,11 @@
  * does not answer makes it skipped (result -1) with the reason. */
 void chaos_stored_check(chaos_run *r);
 
+/* Counts, after the load, every request's duplicates: the documents stored
+ * beyond one per hop under its trace id (the runner's traceparent), in every
+ * service's collection, into each request's duplicates and r->stored's
+ * duplicates and counted. A database that does not answer leaves them
+ * uncounted, with the reason in r->stored.count_error. */
+void chaos_duplicates_count(chaos_run *r);
+
 #endif

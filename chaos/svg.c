@@ -1,7 +1,8 @@
-/* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the actions as dashed lines, each expectation from its start to its deadline, met or missed. */
+/* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines, each expectation from its start to its deadline, met or missed. */
 #include "output.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #define BAND_H 26
 #define TOP 96
 #define LAT_H 160
+#define AMP_H 100
 #define GREEN "#2e9d4f"
 #define ORANGE "#f0a020"
 #define RED "#d33b2c"
@@ -138,6 +140,57 @@ static void draw_requests(FILE *f, const chaos_run *r, const scale *s, double ou
                 out_top, outcome_colour(&r->reqs[i]));
 }
 
+/* The amplification of each second as a line over [0, top], with a dashed
+ * line at 1 (no retries) and at each amplification expectation's bound,
+ * across its span. */
+static void draw_amplification(FILE *f, const chaos_run *r, const scale *s, double y0)
+{
+    double top = 3;
+    for (int i = 0; i < r->namplification; i++)
+        if (!isnan(r->amplification[i]) && r->amplification[i] > top)
+            top = ceil(r->amplification[i]);
+#define AY(v) (y0 + AMP_H - ((v) < top ? (v) : top) / top * AMP_H)
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">amplification</text>\n", LEFT - 8, y0 + 12);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">calls at %s per request "
+            "at %s</text>\n", LEFT - 8, y0 + 28, chaos_services[CHAOS_NSVC - 1].name, chaos_services[0].name);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">max %.0f</text>\n", LEFT - 8,
+            y0 + 44, top);
+    fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT, y0,
+            W - LEFT - RIGHT, AMP_H);
+    fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"2 3\">"
+            "<title>1: one call per request, no retries</title></line>\n", LEFT, AY(1.0), W - RIGHT, AY(1.0));
+    for (int k = 0; k < r->nexpects; k++) {
+        const chaos_step *st = r->expects[k].step;
+        if (!st->measure || strcmp(st->measure->name, "amplification") != 0)
+            continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"6 3\">"
+                "<title>", X(s, st->at), AY(st->bound), X(s, st->at + st->within), AY(st->bound),
+                r->expects[k].met ? GREEN : RED);
+        esc(f, st->expect);
+        fputs("</title></line>\n", f);
+    }
+    bool open = false;
+    for (int i = 0; i < r->namplification; i++) {
+        double v = r->amplification[i];
+        if (isnan(v)) {
+            if (open)
+                fputs("\"/>\n", f);
+            open = false;
+            continue;
+        }
+        fprintf(f, "%s%.1f,%.1f", open ? " " : "<polyline fill=\"none\" stroke=\"#3060c0\" stroke-width=\"2\" points=\"",
+                X(s, i + 0.5), AY(v));
+        open = true;
+    }
+    if (open)
+        fputs("\"/>\n", f);
+    for (int i = 0; i < r->namplification; i++)
+        if (!isnan(r->amplification[i]))
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"#3060c0\"><title>%d-%d s: %.2f</title>"
+                    "</circle>\n", X(s, i + 0.5), AY(r->amplification[i]), i, i + 1, r->amplification[i]);
+#undef AY
+}
+
 /* The time axis and the actions (rollbacks at the right edge, unlabelled). */
 static void draw_axis_actions(FILE *f, const chaos_run *r, const scale *s, double ax)
 {
@@ -186,6 +239,14 @@ static void draw_expectations(FILE *f, const chaos_run *r, const scale *s, doubl
         if (x->met)
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.0f\" r=\"5\" fill=\"%s\"/>\n", X(s, x->met_at), y, colour);
         fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"%s\">", LEFT - 8, y + 4, colour);
+        if (x->step->measure) {
+            esc(f, x->step->expect);
+            if (x->unmeasured[0])
+                fputs(": not measured</text>\n", f);
+            else
+                fprintf(f, ": %s (%.2f)</text>\n", x->met ? "met" : "MISSED", x->value);
+            continue;
+        }
         esc(f, x->step->breaker);
         fputc(' ', f);
         esc(f, x->step->expect);
@@ -200,7 +261,8 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     for (int i = 0; i < r->nreqs; i++)
         if (r->reqs[i].ms > s.max_ms)
             s.max_ms = r->reqs[i].ms;
-    double out_top = s.lat_top + LAT_H + 30;
+    double amp_top = s.lat_top + LAT_H + 20;
+    double out_top = r->namplification ? amp_top + AMP_H + 30 : s.lat_top + LAT_H + 30;
     double ax = out_top + 34;
     int h = (int)out_top + 40 + 70 + 20 * r->nexpects;
     char path[1100];
@@ -215,6 +277,8 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     draw_head(f, r);
     draw_bands(f, r, &s);
     draw_requests(f, r, &s, out_top);
+    if (r->namplification)
+        draw_amplification(f, r, &s, amp_top);
     draw_axis_actions(f, r, &s, ax);
     draw_expectations(f, r, &s, ax + 24);
     fputs("</svg>\n", f);

@@ -58,6 +58,7 @@ typedef struct hop_call {
 
 /* Where a request meets a runtime fault (fault_hooks[] below). */
 typedef enum fault_stage {
+    ON_KEY,       /* before the idempotency key is taken */
     ON_ARRIVAL,   /* nothing is stored, nothing called */
     ON_WRITE,     /* the request's one write fails */
     ON_WORK,      /* before the work: the call to the next hop, then the write */
@@ -79,6 +80,7 @@ typedef struct create_req {
     chaos_draw chaos;      /* the runtime faults drawn for this request */
     bool db_fault;         /* the database fault: the writes fail as if it were down */
     bool no_deadlines;     /* the no_deadlines fault: no deadline honoured or passed on */
+    bool no_keys;          /* the no_idempotency fault: no key honoured or passed on */
 } create_req;
 
 /* Logs a finished request and counts it for /metrics. */
@@ -773,6 +775,14 @@ static int fault_no_deadlines(create_req *r, int amount)
     return 0;
 }
 
+/* no_idempotency: take no key and pass none on, as with IDEMPOTENCY_KEYS=0. */
+static int fault_no_idempotency(create_req *r, int amount)
+{
+    (void)amount;
+    r->no_keys = true;
+    return 0;
+}
+
 /* reset: drop the connection; when its socket cannot be found, go on. */
 static int fault_reset(create_req *r, int amount)
 {
@@ -830,6 +840,7 @@ static const struct fault_hook {
     fault_stage stage;
     int (*act)(create_req *r, int amount);
 } fault_hooks[] = {
+    { CHAOS_NO_IDEMPOTENCY, ON_KEY,   fault_no_idempotency },
     { CHAOS_NO_DEADLINES, ON_ARRIVAL, fault_no_deadlines },
     { CHAOS_RESET,        ON_ARRIVAL, fault_reset },
     { CHAOS_DATABASE,     ON_WRITE,   fault_database },
@@ -865,7 +876,7 @@ static int meet_faults(create_req *r, fault_stage stage)
 static int take_key(create_req *r)
 {
     const svc_config *cfg = &r->rt->cfg;
-    if (!cfg->idempotency_keys)
+    if (!cfg->idempotency_keys || r->no_keys)
         return 0;
     char err[200];
     int got = idem_read(r->conn, r->key, err, sizeof err);
@@ -908,12 +919,13 @@ static int create(create_req *r)
     int status = create_parse(r);
     if (status)
         return status;
+    chaos_draw_request(&r->chaos);
+    meet_faults(r, ON_KEY);
     status = take_key(r);
     if (status)
         return status;
     r->received_ms = wall_ms();
     store_new_id(r->doc_id);
-    chaos_draw_request(&r->chaos);
     status = meet_faults(r, ON_ARRIVAL);
     if (!status)
         status = meet_faults(r, ON_WRITE);
@@ -964,6 +976,7 @@ static int serve_create(svc_runtime *rt, struct mg_connection *conn, const char 
     if (strcmp(ri->request_method, "POST"))
         return http_send_error(conn, 405, rt->cfg.id, false,
                                "method %.20s is not allowed on /create; use POST", ri->request_method);
+    obs_count_arrival();
     if (trace_left_ms() <= 0)
         return http_send_error(conn, 504, rt->cfg.id, false,
                                "the caller's deadline (X-Deadline-Ms) has already passed");

@@ -113,6 +113,11 @@ const chaos_fault_kind chaos_faults[CHAOS_KINDS] = {
               .min = 0, .max = 1000000, .dflt = 0, .uses = true },
         },
     },
+    [CHAOS_NO_IDEMPOTENCY] = {
+        .name = "no_idempotency", .label = "no idempotency keys",
+        .about = "ignore the request's Idempotency-Key and pass none on: a retried call stores "
+                 "again (as IDEMPOTENCY_KEYS=0)",
+    },
 };
 
 typedef struct chaos_fault {

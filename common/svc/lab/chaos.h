@@ -43,7 +43,7 @@
  * and /metrics). */
 typedef enum chaos_kind {
     CHAOS_ERROR = 0, CHAOS_LATENCY, CHAOS_HANG, CHAOS_RESET, CHAOS_DATABASE, CHAOS_NO_DEADLINES,
-    CHAOS_LOSE_ANSWER, CHAOS_KINDS
+    CHAOS_LOSE_ANSWER, CHAOS_NO_IDEMPOTENCY, CHAOS_KINDS
 } chaos_kind;
 
 #define CHAOS_MAX_FIELDS 2   /* a fault's own fields, beyond fraction and expires_s */

@@ -65,6 +65,12 @@ void obs_record_request(const char *route, int status, double seconds);
  * request stored nothing). Thread-safe and cheap. */
 void obs_count_replay(void);
 
+/* Counts one POST /create that arrived (before anything is done with it):
+ * /health's requests.arrived and /metrics' service_create_arrivals_total,
+ * the count the chaos runner divides to measure retry amplification.
+ * Thread-safe and cheap. */
+void obs_count_arrival(void);
+
 /* Sets /health's "shared" source (see obs_source.shared_report). Call after
  * obs_init() and before obs_register(). */
 void obs_set_shared(cJSON *(*fn)(void *ctx), void *ctx);

@@ -118,6 +118,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     if (obs_g.db_detail)
         obs_g.db_detail(obs_g.db_ctx, db);
     add_breakers(root);
+    cJSON *requests = obs_requests_json();
+    if (requests)
+        cJSON_AddItemToObject(root, "requests", requests);
     cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(root, "shared", shared);

@@ -18,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Answers replayed for a stored idempotency key (obs_count_replay()). */
-static atomic_long obs_replays;
+/* Answers replayed for a stored idempotency key (obs_count_replay()), and
+ * POST /create requests that arrived (obs_count_arrival()). */
+static atomic_long obs_replays, obs_arrivals;
 
 /* Copies s into buf (of len bytes) as a label value: backslash, double quote
  * and newline escaped; truncated when it does not fit. Returns buf. */
@@ -295,12 +296,33 @@ static void put_service_metrics(FILE *f)
                "Requests answered with the stored answer of their Idempotency-Key (nothing stored).");
     fprintf(f, "service_idempotent_replays_total{service=\"%s\"} %ld\n", service,
             atomic_load_explicit(&obs_replays, memory_order_relaxed));
+    put_header(f, "service_create_arrivals_total", "counter",
+               "POST /create requests that arrived, counted before anything else is done with them.");
+    fprintf(f, "service_create_arrivals_total{service=\"%s\"} %ld\n", service,
+            atomic_load_explicit(&obs_arrivals, memory_order_relaxed));
     chaos_put_metrics(f, service);
 }
 
 void obs_count_replay(void)
 {
     atomic_fetch_add_explicit(&obs_replays, 1, memory_order_relaxed);
+}
+
+void obs_count_arrival(void)
+{
+    atomic_fetch_add_explicit(&obs_arrivals, 1, memory_order_relaxed);
+}
+
+cJSON *obs_requests_json(void)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddNumberToObject(o, "arrived",
+                                (double)atomic_load_explicit(&obs_arrivals, memory_order_relaxed));
+        cJSON_AddNumberToObject(o, "replayed",
+                                (double)atomic_load_explicit(&obs_replays, memory_order_relaxed));
+    }
+    return o;
 }
 
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata)

@@ -149,6 +149,9 @@ int obs_answer_unless_get(struct mg_connection *conn);
 void obs_on_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
 
 /* Route handlers, one per file that serves them. Each returns the status. */
+/* /health's "requests": {"arrived": POST /create requests that arrived,
+ * "replayed": answers replayed for a stored idempotency key}. */
+cJSON *obs_requests_json(void);                                     /* observe_metrics.c */
 int obs_handle_health(struct mg_connection *conn, void *cbdata);   /* observe_health.c */
 int obs_handle_replicas(struct mg_connection *conn, void *cbdata); /* observe_health.c */
 int obs_handle_breaker(struct mg_connection *conn, void *cbdata);  /* observe_admin.c */

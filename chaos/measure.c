@@ -1,0 +1,136 @@
+/* measure.c -- the measures an expectation can bound: retry amplification, from the services' own counts, and duplicate documents, from the database.
+ *
+ * An expectation such as {"at": 4, "within": 20, "expect": "amplification <= 1.3"}
+ * holds when the measure, taken over [at, at + within], compares with the
+ * bound as written. chaos_measures, below, is their one table.
+ *
+ *   amplification   calls that arrived at the last service of the chain per
+ *                   request that arrived at the first, both read from each
+ *                   service's GET /health (requests.arrived, counted on
+ *                   arrival, before anything else is done), which the poller
+ *                   reads four times a second. Retries at every hop multiply
+ *                   it: three attempts at two hops can make nine.
+ *   duplicates      documents stored beyond one per hop for the requests the
+ *                   load sent in the span: every hop of a request stores under
+ *                   the request's trace id (the runner's traceparent), so two
+ *                   documents of one trace in one collection are a duplicate
+ *                   (stored.c counts them after the load).
+ */
+#include "measure.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The arrivals count of service svc at time t, interpolated between the
+ * poll's samples (the first or last sample's outside them). Returns -1 when
+ * the poll never read the service. */
+static double arrived_at(const chaos_run *r, int svc, double t)
+{
+    const chaos_sample *before = NULL, *after = NULL;
+    for (int i = 0; i < r->nsamples; i++) {
+        const chaos_sample *s = &r->samples[i];
+        if (s->svc != svc)
+            continue;
+        if (s->t <= t)
+            before = s;
+        else if (!after)
+            after = s;
+    }
+    if (!before && !after)
+        return -1;
+    if (!before)
+        return after->arrived;
+    if (!after || after->t <= before->t)
+        return before->arrived;
+    return before->arrived + (after->arrived - before->arrived) * (t - before->t) / (after->t - before->t);
+}
+
+/* amplification: arrivals at the last service / arrivals at the first over [lo, hi]. */
+static int measure_amplification(const chaos_run *r, double lo, double hi, double *value, char *why,
+                                 size_t whylen)
+{
+    int first = 0, last = CHAOS_NSVC - 1;
+    double f0 = arrived_at(r, first, lo), f1 = arrived_at(r, first, hi);
+    double l0 = arrived_at(r, last, lo), l1 = arrived_at(r, last, hi);
+    if (f0 < 0 || l0 < 0) {
+        snprintf(why, whylen, "no GET /health of %s gave requests.arrived (a service older than the runner?)",
+                 f0 < 0 ? chaos_services[first].name : chaos_services[last].name);
+        return -1;
+    }
+    if (f1 - f0 < 1) {
+        snprintf(why, whylen, "no request arrived at %s between %g s and %g s", chaos_services[first].name, lo, hi);
+        return -1;
+    }
+    *value = (l1 - l0) / (f1 - f0);
+    return 0;
+}
+
+/* duplicates: the documents stored beyond one per hop for the requests sent in [lo, hi]. */
+static int measure_duplicates(const chaos_run *r, double lo, double hi, double *value, char *why,
+                              size_t whylen)
+{
+    if (!r->stored.counted) {
+        snprintf(why, whylen, "%s", r->stored.count_error[0] ? r->stored.count_error : "not counted");
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < r->nreqs; i++)
+        if (r->reqs[i].t >= lo && r->reqs[i].t <= hi && r->reqs[i].duplicates > 0)
+            n += r->reqs[i].duplicates;
+    *value = n;
+    return 0;
+}
+
+const chaos_measure chaos_measures[] = {
+    { "amplification",
+      "calls arriving at the last service per request arriving at the first (their GET /health "
+      "requests.arrived)", measure_amplification },
+    { "duplicates",
+      "documents stored beyond one per hop for the requests sent in the span (read from the "
+      "database with --mongo)", measure_duplicates },
+};
+const size_t chaos_nmeasures = sizeof chaos_measures / sizeof chaos_measures[0];
+
+int chaos_measure_parse(const char *text, const chaos_measure **m, chaos_op *op, double *bound)
+{
+    static const struct { const char *word; chaos_op op; } ops[] = {
+        { "<=", CHAOS_LE }, { ">=", CHAOS_GE }, { "==", CHAOS_EQ }, { "<", CHAOS_LT }, { ">", CHAOS_GT },
+    };
+    char name[32], word[4], rest[2];
+    double number;
+    if (!text || sscanf(text, " %31[a-z_] %3[<>=] %lf %1s", name, word, &number, rest) != 3 || !isfinite(number))
+        return -1;
+    *m = NULL;
+    for (size_t i = 0; i < chaos_nmeasures; i++)
+        if (strcmp(chaos_measures[i].name, name) == 0)
+            *m = &chaos_measures[i];
+    for (size_t i = 0; *m && i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(ops[i].word, word) == 0) {
+            *op = ops[i].op;
+            *bound = number;
+            return 0;
+        }
+    return -1;
+}
+
+bool chaos_op_holds(chaos_op op, double value, double bound)
+{
+    switch (op) {
+    case CHAOS_LE: return value <= bound + 1e-9;
+    case CHAOS_LT: return value < bound;
+    case CHAOS_GE: return value >= bound - 1e-9;
+    case CHAOS_GT: return value > bound;
+    case CHAOS_EQ: return fabs(value - bound) <= 1e-9;
+    }
+    return false;
+}
+
+void chaos_amplification_series(const chaos_run *r, double *out, int n)
+{
+    char why[200];
+    for (int i = 0; i < n; i++)
+        if (measure_amplification(r, i, i + 1, &out[i], why, sizeof why))
+            out[i] = NAN;
+}

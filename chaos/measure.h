@@ -1,0 +1,23 @@
+/* measure.h -- the measures an expectation can bound, and reading "<measure> <op> <number>" (measure.c). */
+#ifndef CHAOS_MEASURE_H
+#define CHAOS_MEASURE_H
+
+#include "common.h"
+
+/* The measures, one row each (name, words, function). A new measure is a
+ * row there and its function. */
+extern const chaos_measure chaos_measures[];
+extern const size_t chaos_nmeasures;
+
+/* Reads text as "<measure> <op> <number>" (op one of <=, <, >=, >, ==).
+ * Returns 0, or -1 when it is not one. */
+int chaos_measure_parse(const char *text, const chaos_measure **m, chaos_op *op, double *bound);
+
+/* Whether value op bound holds. */
+bool chaos_op_holds(chaos_op op, double value, double bound);
+
+/* The amplification of each second of the load, [i, i+1) for i < n, into
+ * out; NAN for a second in which no request arrived at the first service. */
+void chaos_amplification_series(const chaos_run *r, double *out, int n);
+
+#endif
