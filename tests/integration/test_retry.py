@@ -124,6 +124,36 @@ def a_retry_after_one_lost_answer_succeeds_and_stores_once_with_keys_twice_witho
 
 
 @test
+def the_no_idempotency_fault_switches_keys_off_at_runtime_and_arrivals_are_counted(ctx):
+    """Keys on (the default) at both services, one answer of shipment lost:
+    with the no_idempotency fault on payment, payment sends no key and its
+    retry stores a second shipment; without the fault, the same loss is
+    replayed and stores nothing. /health's requests.arrived counts every
+    attempt at shipment, and requests.replayed the replay. A new pair of
+    services for each case: payment's first call to shipment is then on a
+    new connection (libcurl sends a request again by itself, once, when a
+    reused connection dies before any answer: see docs/database.md)."""
+    st = ctx.stack()
+    for fault, stored, replayed in ((True, 2, 0), (False, 1, 1)):
+        ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN}, label=f"shipment-fault-{fault}")
+        pay = st.service("payment", chain=ship, env=RETRY_ENV, label=f"payment-fault-{fault}")
+        counts = http("GET", ship.url("/health")).json()["requests"]
+        expect(counts == {"arrived": 0, "replayed": 0}, f"a new shipment's counts: {counts}")
+        if fault:
+            r = chaos(pay, "PUT", {"no_idempotency": {"expires_s": 60}})
+            expect(r.status == 200, f"no_idempotency on payment: {r}")
+        expect(chaos(ship, "PUT", {"lose_answer": {"times": 1}}).status == 200, "lose one answer")
+        body = http("POST", pay.url("/create"), PAYMENT).json()
+        expect(body.get("retry") == {"attempts": 2, "stop": "done"}, f"fault={fault}: {body}")
+        ships = st.find("shipments", {"_meta.trace": body["trace"]})
+        expect(len(ships) == stored, f"fault={fault}: {len(ships)} shipment documents, want {stored}")
+        after = http("GET", ship.url("/health")).json()["requests"]
+        expect(after == {"arrived": 2, "replayed": replayed}, f"fault={fault}: requests {after}")
+        expect(labelled(ship, "service_create_arrivals_total") == 2, "/metrics counts the 2 arrivals")
+        expect(labelled(pay, "service_create_arrivals_total") == 1, "payment's 1 arrival")
+
+
+@test
 def retry_settings_change_at_runtime_behind_the_admin_token(ctx):
     st = ctx.stack()
     # without keys, so that each attempt's write is a document to count
