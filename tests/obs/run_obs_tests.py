@@ -739,11 +739,7 @@ def dashboard_controls_set_a_fault_and_the_breaker_opens(s):
             close_payment_and_clear_faults(s)
 
 
-def dashboard_fits_1400x1000_and_pins_state_changes(s):
-    with Browser() as b:
-        assert b.set_viewport(1400, 1000) == [1400, 1000]
-        open_dashboard(s, b)
-        fit_js = """
+FIT_JS = """
 const se = document.scrollingElement;
 const cards = Array.from(document.querySelectorAll('section.card'));
 return {height: se.scrollHeight, inner: innerHeight, width: se.scrollWidth, innerW: innerWidth,
@@ -751,14 +747,22 @@ return {height: se.scrollHeight, inner: innerHeight, width: se.scrollWidth, inne
     overflowX: c.scrollWidth - c.clientWidth, overflowY: c.scrollHeight - c.clientHeight}))};
 """
 
-        def check_fit(when):
-            f = b.script(fit_js)
-            assert f["height"] <= f["inner"] and f["width"] <= f["innerW"], (when, f)
-            for c in f["cards"]:
-                assert c["bottom"] <= f["inner"] and c["overflowX"] <= 0 and c["overflowY"] <= 0, \
-                    (when, c)
-            return f
-        f = check_fit("at start")
+
+def check_fit(b, when):
+    """Asserts that the page does not scroll and no card overflows; returns the sizes."""
+    f = b.script(FIT_JS)
+    assert f["height"] <= f["inner"] and f["width"] <= f["innerW"], (when, f)
+    for c in f["cards"]:
+        assert c["bottom"] <= f["inner"] and c["overflowX"] <= 0 and c["overflowY"] <= 0, \
+            (when, c)
+    return f
+
+
+def dashboard_fits_1400x1000_and_pins_state_changes(s):
+    with Browser() as b:
+        assert b.set_viewport(1400, 1000) == [1400, 1000]
+        open_dashboard(s, b)
+        f = check_fit(b, "at start")
         print(f"page {f['width']}x{f['height']} in a {f['innerW']}x{f['inner']} window")
         try:
             auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -781,7 +785,7 @@ return {height: se.scrollHeight, inner: innerHeight, width: se.scrollWidth, inne
             lines = b.script("""return Array.from(document.querySelectorAll('ul.log li')).map(li =>
                 ({ws: getComputedStyle(li).whiteSpace, cut: li.scrollWidth - li.clientWidth}))""")
             assert lines and all(li["ws"] == "normal" and li["cut"] <= 0 for li in lines), lines
-            check_fit("with the feeds full")
+            check_fit(b, "with the feeds full")
         finally:
             close_payment_and_clear_faults(s)
 
@@ -854,6 +858,152 @@ def health_and_dashboard_show_make_runs_restarts(s):
         svc.stop()
 
 
+RETRY_JS = """
+const box = document.querySelector(`section.card[data-service=${arguments[0]}] .retry`);
+if (!box) return null;
+const counts = {};
+for (const f of box.querySelectorAll('.figure[data-count]'))
+  counts[f.dataset.count] = {value: f.dataset.value, text: f.querySelector('.v').textContent,
+                             amp: f.dataset.amplification, title: f.title};
+const budget = box.querySelector('.rbudget');
+return {hidden: box.hidden, shown: box.offsetParent !== null, on: box.dataset.on,
+  settings: box.querySelector('.rsettings').textContent,
+  settingsTitle: box.querySelector('.rsettings').title, counts,
+  budget: {shown: budget.offsetParent !== null, tokens: budget.dataset.tokens, max: budget.dataset.max,
+           width: budget.querySelector('.rfill').style.width,
+           text: budget.querySelector('.rtokens').textContent, title: budget.title}};
+"""
+
+# Records, from now on, which of a card's retry counts get marked as changed.
+WATCH_CHANGES_JS = """
+const box = document.querySelector(`section.card[data-service=${arguments[0]}] .retry`);
+window.retryChanged = new Set();
+new MutationObserver((records) => records.forEach((m) => {
+  if (m.target.classList.contains('changed')) window.retryChanged.add(m.target.dataset.count);
+})).observe(box, {subtree: true, attributes: true, attributeFilter: ['class']});
+"""
+
+RETRY_COUNT_KEYS = ("calls", "attempts", "retries", "budget_exhausted", "retries_exhausted")
+
+
+def dashboard_shows_the_retry_policy(s):
+    """Each card's retry panel, drawn from the /health the page already polls: off on order
+    (RETRY_ATTEMPTS=1), off at payment until POST /retry sets 3 attempts and then on with its
+    settings, hidden on shipment (the last hop: no "retry" in its /health, as an older service).
+    Orders then meet an error fault on half of shipment's calls: payment's panel shows the counts
+    of payment's own /health (attempts above calls, retries = attempts - calls, the
+    amplification, the budget's tokens as a bar), marks the counts that moved, and order's stays
+    off with no call counted."""
+    admin = {"ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_AUTH_BURST": "1000"}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # A chain of its own, so that its counts start at zero and the suite's stack keeps retries
+    # off. Payment's breaker opens only when every call of its window fails, so that each failed
+    # attempt meets the retry policy rather than an open circuit.
+    ship = s.stack.service("shipment", env=admin, label="shipment-retry")
+    pay = s.stack.service("payment", chain=ship, env={**admin, "CB_ERROR_THRESHOLD": "100"},
+                          label="payment-retry")
+    order = s.stack.service("order", chain=pay, env={"RETRY_ATTEMPTS": "1"}, label="order-retry")
+    trio = {"order": order, "payment": pay, "shipment": ship}   # their cards' names
+    sent = 30
+    try:
+        assert "retry" not in http("GET", ship.url("/health")).json(), "shipment has no next hop"
+        services = ",".join(f"{name}@http://127.0.0.1:{v.port}" for name, v in trio.items())
+        with Browser() as b:
+            assert b.set_viewport(1400, 1000) == [1400, 1000]
+            b.get(f"{order.url('/dashboard')}?services={services}")
+
+            def panels():
+                return {name: b.script(RETRY_JS, name) for name in trio}
+            off = "off (RETRY_ATTEMPTS=1)"
+            p = wait_until(lambda: (lambda p: p if all(p[n] and p[n]["shown"] and p[n]["on"] == "false"
+                                                       and p[n]["settings"] == off
+                                                       for n in ("order", "payment"))
+                                    and p["shipment"]["on"] == "" else None)(panels()),
+                           10, "order's and payment's retry panels to say off")
+            assert p["shipment"]["hidden"] and not p["shipment"]["shown"], p["shipment"]
+            for name in ("order", "payment"):
+                assert not p[name]["budget"]["shown"], (name, p[name]["budget"])
+                assert {k: c["value"] for k, c in p[name]["counts"].items()} == \
+                    {k: "0" for k in RETRY_COUNT_KEYS}, p[name]["counts"]
+                for k, c in p[name]["counts"].items():
+                    assert "/health" in c["title"], (k, c["title"])
+            # retries on at payment, at runtime, with the admin token
+            r = http("POST", pay.url("/retry"), {"attempts": 3, "base_ms": 20, "cap_ms": 100}, auth)
+            assert r.status == 200 and r.json()["on"] is True and r.json()["budget_tokens"] == 10, r
+            want = "on · 3 attempts · back-off 20..100 ms"
+            p = wait_until(lambda: (lambda p: p if p["on"] == "true" and p["settings"] == want
+                                    else None)(b.script(RETRY_JS, "payment")),
+                           6, "payment's retry panel to say on with the new settings")
+            assert p["budget"]["shown"] and p["budget"]["max"] == "10", p["budget"]
+            assert p["budget"]["tokens"] == "10" and p["budget"]["width"] == "100%", p["budget"]
+            assert p["budget"]["text"] == "10.0/10 tokens, +0.1 a success", p["budget"]
+            assert "changed 1 time(s) by POST /retry" in p["settingsTitle"], p["settingsTitle"]
+            b.script(WATCH_CHANGES_JS, "payment")
+            # half of shipment's calls answer 502, which payment retries
+            r = http("PUT", ship.url("/chaos"), {"error": {"fraction": 0.5, "expires_s": 30}}, auth)
+            assert r.status == 200, r
+            try:
+                statuses = [http("POST", order.url("/create"), order_body(700 + i)).status
+                            for i in range(sent)]
+            finally:
+                assert http("DELETE", ship.url("/chaos"), None, auth).status == 200
+            assert statuses == [200] * sent, statuses
+            # no more calls: payment's counts stay as they are now, and the page must show them
+            retry = http("GET", pay.url("/health")).json()["retry"]
+            st = retry["stats"]
+            print(f"payment's retry counts after {sent} orders at a 50% error fault: {st}")
+            assert retry["on"] is True and retry["attempts"] == 3, retry
+            assert st["calls"] == sent, st
+            assert st["attempts"] > st["calls"], st
+            # retries = attempts - calls, plus the calls whose deadline passed before any
+            # attempt, which are among deadline_exceeded
+            assert st["retries"] >= st["attempts"] - st["calls"], st
+            if st["deadline_exceeded"] == 0:
+                assert st["retries"] == st["attempts"] - st["calls"], st
+            assert st["attempts"] <= 3 * st["calls"], st
+            want_counts = {k: str(st[k]) for k in RETRY_COUNT_KEYS}
+            amp = f"{st['attempts'] / st['calls']:.2f}"
+            seen = []
+
+            def shows_health():
+                p = b.script(RETRY_JS, "payment")
+                seen[:] = [p]
+                return p if {k: c["value"] for k, c in p["counts"].items()} == want_counts \
+                    and float(p["budget"]["tokens"]) == st["budget_tokens"] else None
+            try:
+                p = wait_until(shows_health, 6, "payment's retry panel to show its /health counts")
+            except TimeoutError as e:
+                raise AssertionError(f"{e}: /health {st}, panel {seen}")
+            assert http("GET", pay.url("/health")).json()["retry"]["stats"] == st, "counts moved"
+            for k in RETRY_COUNT_KEYS:
+                assert p["counts"][k]["text"].startswith(str(st[k])), (k, p["counts"][k])
+            assert p["counts"]["retries"]["amp"] == amp, (amp, p["counts"]["retries"])
+            assert p["counts"]["retries"]["text"] == f"{st['retries']} ×{amp}", p["counts"]["retries"]
+            tokens = st["budget_tokens"]
+            assert abs(float(p["budget"]["text"].split("/")[0]) - tokens) <= 0.05, p["budget"]
+            assert p["budget"]["text"].endswith("/10 tokens, +0.1 a success"), p["budget"]
+            width = max(0.0, min(1.0, tokens / 10)) * 100
+            assert abs(float(p["budget"]["width"].rstrip("%")) - width) <= 0.1, (width, p["budget"])
+            changed = b.script("return Array.from(window.retryChanged)")
+            assert {"calls", "attempts", "retries"} <= set(changed), changed
+            # order: retries off, no call through its policy; shipment: still no panel
+            o = b.script(RETRY_JS, "order")
+            assert o["on"] == "false" and o["settings"] == off, o
+            assert o["counts"]["calls"]["value"] == "0", o["counts"]
+            assert http("GET", order.url("/health")).json()["retry"]["stats"]["calls"] == 0
+            assert b.script(RETRY_JS, "shipment")["hidden"]
+            check_fit(b, "with payment's retry panel on")
+            shot = RESULTS / "dashboard-retry.png"
+            b.screenshot(shot)
+            print(f"payment's panel: {p['settings']}; {p['counts']['retries']['text']} retries; "
+                  f"budget {p['budget']['text']}; screenshot {shot}")
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+            assert not errors, f"console errors: {errors}"
+    finally:
+        codes = {v.name: v.stop() for v in trio.values()}
+    assert all(rc == 0 for rc in codes.values()), f"exit codes on SIGTERM: {codes}"
+
+
 TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
@@ -879,6 +1029,7 @@ TESTS = [
     dashboard_fits_1400x1000_and_pins_state_changes,
     dashboard_defaults_to_ports_3000_to_3002_as_make_run,
     health_and_dashboard_show_make_runs_restarts,
+    dashboard_shows_the_retry_policy,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,
 ]

@@ -9,7 +9,9 @@
 //
 // Every POLL_MS the page also reads each service's /health: whether its
 // database is reachable, the runtime faults in force ("chaos"), the restarts
-// of make run's supervisor ("supervisor", a row under the header); and, for
+// of make run's supervisor ("supervisor", a row under the header), the retry
+// policy of the call to the next hop ("retry": its settings and counts, a
+// small panel under the breakers, hidden when /health has none); and, for
 // a service whose replicas keep a roster (CB_SHARED=on), its /replicas:
 // every live replica with its breakers' states, drawn as a row of chips, so
 // that a page reaching one replica per connection through a load balancer
@@ -28,6 +30,8 @@ const HEALTH_TIMEOUT_MS = 5000;
 // Samples arrive every second; a longer silence is a gap the chart does not bridge.
 const GAP_MS = 3500;
 const TOKEN_KEY = 'dashboard.adminToken';
+// How long a retry count that changed since the last /health read stays marked.
+const HIGHLIGHT_MS = 1500;
 const STATE_EVENTS = ['open', 'halfOpen', 'close'];
 
 const ERR_TIP = "opossum's error %: failures ÷ every call in the window, rejected calls " +
@@ -157,14 +161,144 @@ function buildCard(svc) {
   const replicas = el('div', 'replicas');
   replicas.hidden = true;
   const panels = el('div', 'panels');
+  const retry = buildRetry();
   const chaos = buildChaos(svc);
   const statesHead = el('div', 'feedhead', 'state changes');
   const states = el('ul', 'log states');
   const feedHead = el('div', 'feedhead', 'events');
   const feed = el('ul', 'log feed');
-  card.append(h2, info, replicas, panels, chaos.box, statesHead, states, feedHead, feed);
+  card.append(h2, info, replicas, panels, retry.box, chaos.box, statesHead, states, feedHead, feed);
   document.getElementById('cards').append(card);
-  return { card, badge, db, info, replicas, panels, chaos, states, feed };
+  return { card, badge, db, info, replicas, panels, retry, chaos, states, feed };
+}
+
+// ---- the retry policy ---------------------------------------------------------------
+
+// The counts of the retry panel: /health's retry.stats field, the label, and
+// what the figure means (its title). Every count is since the service
+// started, summed over every setting it had (POST /retry keeps them).
+const RETRY_FROM = "From /health's retry.stats, read every 2 s; since the start, summed over " +
+  'every setting POST /retry put in force (also /metrics ';
+const RETRY_COUNTS = [
+  ['calls', 'calls', 'Calls to the next hop made through the retry policy. With retries off ' +
+    '(RETRY_ATTEMPTS=1) a call goes straight to the breaker and is not counted here. ' +
+    `${RETRY_FROM}retry_calls_total).`],
+  ['attempts', 'attempts', 'Attempts those calls made: breaker calls, the first of each call ' +
+    `included. ${RETRY_FROM}retry_attempts_total).`],
+  ['retries', 'retries (×amp.)', 'Retries: attempts after a call\'s first (retry.stats.retries, ' +
+    'which is attempts − calls, plus the rare call whose deadline had passed before its first ' +
+    'attempt). ×amp is the amplification, attempts ÷ calls: how many requests the next hop ' +
+    `received per call. ${RETRY_FROM}retry_retries_total).`],
+  ['budget_exhausted', 'budget gave up', 'Calls whose retry the budget refused ' +
+    '(budget-exhausted): the attempt failed and could be retried, but half or fewer of the ' +
+    `budget's tokens were left. ${RETRY_FROM}retry_budget_exhausted_total).`],
+  ['retries_exhausted', 'exhausted', 'Calls that failed on every attempt (retry-exhausted): ' +
+    `all the attempts of the settings in force were made. ${RETRY_FROM}retry_exhausted_total).`],
+];
+
+// The retry panel of a card: a line with the settings and the budget's
+// tokens as a bar, and a figure per count. Hidden until /health has a
+// "retry" object (order and payment; not shipment, the last hop, nor a
+// service older than the policy).
+function buildRetry() {
+  const box = el('div', 'retry');
+  box.hidden = true;
+  box.dataset.on = '';
+  const head = el('div', 'rhead');
+  const title = el('span', 'rtitle', 'retries');
+  title.title = 'The retry policy around the call to the next hop (hop_retry.c): the retry ' +
+    'outside, the breaker inside, each attempt one breaker call. RETRY_* at start, POST /retry ' +
+    "(admin token) at runtime; shown from /health's retry, read every 2 s.";
+  const settings = el('span', 'rsettings', '-');
+  const budget = el('span', 'rbudget');
+  const bar = el('span', 'rbar');
+  const fill = el('span', 'rfill');
+  bar.append(fill, el('span', 'rhalf'));
+  const tokens = el('span', 'rtokens', '-');
+  budget.append(el('span', 'flabel', 'budget'), bar, tokens);
+  head.append(title, settings, budget);
+  const figs = el('div', 'figures rfigures');
+  const counts = {};
+  for (const [key, label, tip] of RETRY_COUNTS) {
+    const v = figure(figs, label, tip);
+    v.parentNode.dataset.count = key;
+    counts[key] = v;
+  }
+  const amp = el('span', 'amp', '');
+  box.append(head, figs);
+  return { box, settings, budget, fill, tokens, counts, amp, last: null };
+}
+
+// The settings in words, as hop_retry.c logs them; the budget's size and
+// ratio are beside its bar (retryBudgetWords), or "no budget" here.
+function retryWords(r) {
+  if (!r.on) return 'off (RETRY_ATTEMPTS=1)';
+  return `on · ${r.attempts} attempts · back-off ${r.base_ms}..${r.cap_ms} ms` +
+    (r.budget_tokens > 0 ? '' : ' · no budget');
+}
+
+function retryBudgetWords(tokens, r) {
+  return `${fmt(tokens, 1)}/${r.budget_tokens} tokens, +${r.budget_ratio} a success`;
+}
+
+// Marks a figure whose count changed since the last read, for HIGHLIGHT_MS.
+function highlight(fig) {
+  fig.classList.add('changed');
+  clearTimeout(fig.highlightTimer);
+  fig.highlightTimer = setTimeout(() => fig.classList.remove('changed'), HIGHLIGHT_MS);
+}
+
+// Shows /health's "retry" (r), or hides the panel when there is none.
+function showRetry(svc, r) {
+  const ui = svc.ui.retry;
+  if (!r || typeof r !== 'object' || !r.stats) {
+    ui.box.hidden = true;
+    ui.box.dataset.on = '';
+    ui.last = null;
+    return;
+  }
+  const st = r.stats;
+  ui.box.hidden = false;
+  ui.box.dataset.on = String(!!r.on);
+  ui.box.classList.toggle('off', !r.on);
+  ui.settings.textContent = retryWords(r);
+  ui.settings.title = (r.on ? `Each call to the next hop makes up to ${r.attempts} attempts; the ` +
+    `back-off before retry n is random in [0, min(${r.cap_ms}, ${r.base_ms} × 2^(n-1))] ms (full ` +
+    'jitter). A timeout, a refused or broken connection, 502, 503 and 504 are retried, never a ' +
+    'call the breaker refused (open, capacity).'
+    : 'Retries are off: each call to the next hop is one breaker call (RETRY_ATTEMPTS=1, the ' +
+      'default). POST /retry {"attempts": 3} turns them on; the counts below are kept.') +
+    ` Settings from /health's retry (attempts, base_ms, cap_ms, budget_tokens, budget_ratio); ` +
+    `changed ${r.changes || 0} time(s) by POST /retry since the start.`;
+  for (const [key] of RETRY_COUNTS) {
+    const v = ui.counts[key];
+    const n = st[key];
+    v.textContent = fmt(n, 0);
+    v.parentNode.dataset.value = String(n);
+    if (ui.last && ui.last[key] !== n) highlight(v.parentNode);
+  }
+  const amp = st.calls > 0 ? st.attempts / st.calls : NaN;
+  ui.amp.textContent = Number.isFinite(amp) ? ` ×${fmt(amp, 2)}` : '';
+  ui.counts.retries.append(ui.amp);
+  ui.counts.retries.parentNode.dataset.amplification = fmt(amp, 2);
+  // the budget: tokens left of the policy in force, over its size; retries
+  // are refused while half or fewer are left (the mark at the middle)
+  const max = r.budget_tokens;
+  const tokens = st.budget_tokens;
+  ui.budget.hidden = !(r.on && max > 0);
+  ui.budget.dataset.tokens = String(tokens);
+  ui.budget.dataset.max = String(max);
+  const share = max > 0 ? Math.max(0, Math.min(1, tokens / max)) : 0;
+  ui.fill.style.width = `${(share * 100).toFixed(1)}%`;
+  ui.fill.classList.toggle('low', max > 0 && tokens <= max / 2);
+  ui.tokens.textContent = retryBudgetWords(tokens, r);
+  ui.budget.title = `The retry budget: ${fmt(tokens, 3)} of ${max} tokens left (/health's ` +
+    'retry.stats.budget_tokens over retry.budget_tokens; /metrics retry_budget_tokens). A failed ' +
+    `attempt that may be retried costs a token, a successful one gives back ${r.budget_ratio}; ` +
+    'retries are refused while half or fewer are left (the mark in the middle), and those calls ' +
+    'are counted under "budget gave up". It belongs to the settings in force: POST /retry starts ' +
+    'a full one.';
+  ui.last = { ...st };
 }
 
 // The fault controls: a row per fault (fraction and its fields), an expiry,
@@ -640,7 +774,8 @@ function setDb(svc, state, title) {
   db.title = title;
 }
 
-// Reads /health: the database indicator and the faults in force. One read
+// Reads /health: the database indicator, the faults in force and the retry
+// policy (no request of its own: the same answer). One read
 // at a time per service, each bounded by HEALTH_TIMEOUT_MS.
 async function poll(svc) {
   if (svc.polling) return;
@@ -656,6 +791,7 @@ async function poll(svc) {
       : `the database${name} is unreachable, or a database fault covers every request`);
     if (!svc.ui.chaos.kinds) await loadKinds(svc);
     if (h.chaos) showChaos(svc, h.chaos, false);
+    showRetry(svc, h.retry);
     if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
