@@ -111,6 +111,7 @@ BAD_INPUTS = [
     ("top-level $set", "POST", "/create", {**ORDER, "$set": {}}, "application/json", 400, "$set"),
     ("reserved _meta", "POST", "/create", {**ORDER, "_meta": {"outcome": "ok"}}, "application/json", 400, "_meta"),
     ("reserved _id", "POST", "/create", {**ORDER, "_id": "x"}, "application/json", 400, "_id"),
+    ("reserved _key", "POST", "/create", {**ORDER, "_key": "order-1"}, "application/json", 400, "_key"),
     ("count not a number", "POST", "/create?count=abc", ORDER, "application/json", 400, "count"),
     ("unknown path", "GET", "/nope", None, None, 404, "/nope"),
     ("unknown path under create", "POST", "/create/x", ORDER, "application/json", 404, "/create/x"),

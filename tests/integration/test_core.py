@@ -641,7 +641,7 @@ def data_after_the_json_value_is_refused_and_nothing_is_stored(ctx):
 # ---- idempotency keys -----------------------------------------------------------------------
 
 def stored_with_key(st, collection, key):
-    return st.find(collection, {"_meta.key": key})
+    return st.find(collection, {"_key": key})
 
 
 @test
@@ -661,7 +661,7 @@ def a_replayed_key_returns_the_first_answer_and_stores_nothing(ctx):
     other = http("POST", ship.url("/create"), dict(SHIPMENT, directions="elsewhere"), headers=key)
     expect(other.status == 422 and "another body" in other.json()["error"], other)
     docs = st.find("shipments")
-    expect(len(docs) == 1 and meta(docs[0]).get("key") == "order-7-attempt"
+    expect(len(docs) == 1 and docs[0].get("_key") == "order-7-attempt"
            and meta(docs[0]).get("status") == 200, f"one document, with its key: {docs}")
     bad = http("POST", ship.url("/create"), SHIPMENT, headers={"Idempotency-Key": "has space"})
     expect(bad.status == 400 and "Idempotency-Key" in bad.json()["error"], bad)
@@ -688,7 +688,7 @@ def each_hop_passes_the_next_a_key_of_its_own_and_a_repeated_chain_stores_nothin
     for c in ("orders", "payments", "shipments"):
         docs = st.find(c)
         expect(len(docs) == 1, f"{c}: {len(docs)} documents")
-        keys.add(meta(docs[0]).get("key"))
+        keys.add(docs[0].get("_key"))
     expect(len(keys) == 3 and "client-key-1" in keys, f"one key per hop: {keys}")
     # without a client key, a repeat is a new request
     http("POST", order.url("/create"), ORDER)
@@ -755,7 +755,7 @@ def with_keys_off_a_repeated_request_stores_twice(ctx):
     r2 = http("POST", ship.url("/create"), SHIPMENT, headers=key)
     expect(r1.status == r2.status == 200 and "idempotent-replayed" not in r2.headers, (r1, r2))
     docs = st.find("shipments")
-    expect(len(docs) == 2 and all("key" not in meta(d) for d in docs), f"two documents: {docs}")
+    expect(len(docs) == 2 and all("_key" not in d for d in docs), f"two documents: {docs}")
 
 
 @test
@@ -771,7 +771,7 @@ def a_key_older_than_its_ttl_is_freed_and_its_request_runs_again(ctx):
     fresh = wait_until(lambda: (lambda r: r if "idempotent-replayed" not in r.headers else None)(
         http("POST", ship.url("/create"), SHIPMENT, headers=key)), 5, "the key to expire", 0.2)
     expect(fresh.status == 200 and fresh.json()["document"] != first.json()["document"], fresh)
-    docs = {d["_id"]["$oid"]: meta(d).get("key") for d in st.find("shipments")}
+    docs = {d["_id"]["$oid"]: d.get("_key") for d in st.find("shipments")}
     old = first.json()["document"]
     expect(len(docs) == 2 and docs[fresh.json()["document"]] == "short-lived"
            and docs[old] == f"short-lived#expired-{old}", f"documents and keys: {docs}")

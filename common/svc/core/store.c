@@ -59,7 +59,7 @@ struct store {
     int batches;                      /* batches being written */
     int max_batches;                  /* DB_WRITERS */
     int64_t written_batches, written_docs;
-    bool keys;                        /* documents carry a unique _meta.key */
+    bool keys;                        /* documents carry a unique _key */
     bool key_index;                   /* its index is known to exist (under lock) */
 };
 
@@ -209,6 +209,8 @@ static bson_t *store_document(const store_doc *d, char *err, size_t errlen)
     bson_oid_init_from_string(&oid, d->id_hex);
     bson_t meta;
     BSON_APPEND_OID(doc, "_id", &oid);
+    if (d->key)
+        BSON_APPEND_UTF8(doc, "_key", d->key);
     BSON_APPEND_DOCUMENT_BEGIN(doc, "_meta", &meta);
     BSON_APPEND_UTF8(&meta, "service", d->service);
     BSON_APPEND_INT32(&meta, "count", d->count);
@@ -220,8 +222,6 @@ static bson_t *store_document(const store_doc *d, char *err, size_t errlen)
         BSON_APPEND_INT32(&meta, "status", d->status);
     if (d->trace && *d->trace)
         BSON_APPEND_UTF8(&meta, "trace", d->trace);
-    if (d->key)
-        BSON_APPEND_UTF8(&meta, "key", d->key);
     if (d->body_hash)
         BSON_APPEND_UTF8(&meta, "bodyHash", d->body_hash);
     if (d->answer)
@@ -284,8 +284,8 @@ static bool store_key_index(store *s, mongoc_client_t *client, char *err, size_t
     if (known)
         return true;
     bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(s->collection), "indexes", "[", "{",
-                           "key", "{", "_meta.key", BCON_INT32(1), "}",
-                           "name", BCON_UTF8("_meta.key_unique"), "unique", BCON_BOOL(true),
+                           "key", "{", "_key", BCON_INT32(1), "}",
+                           "name", BCON_UTF8("_key_unique"), "unique", BCON_BOOL(true),
                            "sparse", BCON_BOOL(true), "}", "]");
     mongoc_database_t *db = mongoc_client_get_database(client, s->db);
     bson_error_t e;
@@ -440,7 +440,7 @@ int store_find_key(store *s, const char *key, store_keyed *out, char *err, size_
     if (!client)
         return STORE_EUNAVAILABLE;
     mongoc_collection_t *coll = mongoc_client_get_collection(client, s->db, s->collection);
-    bson_t *filter = BCON_NEW("_meta.key", BCON_UTF8(key));
+    bson_t *filter = BCON_NEW("_key", BCON_UTF8(key));
     bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     const bson_t *doc;
@@ -492,8 +492,8 @@ int store_expire_key(store *s, const char *key, const char *id_hex, char *err, s
     bson_oid_init_from_string(&oid, id_hex);
     char renamed[400];
     snprintf(renamed, sizeof renamed, "%s#expired-%s", key, id_hex);
-    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "_meta.key", BCON_UTF8(key));
-    bson_t *update = BCON_NEW("$set", "{", "_meta.key", BCON_UTF8(renamed), "}");
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "_key", BCON_UTF8(key));
+    bson_t *update = BCON_NEW("$set", "{", "_key", BCON_UTF8(renamed), "}");
     bson_error_t e;
     int rc = STORE_OK;
     if (!mongoc_collection_update_one(coll, filter, update, NULL, NULL, &e)) {

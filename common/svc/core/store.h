@@ -44,9 +44,11 @@ mongoc_client_pool_t *store_pool_open(const char *url, const char *db, int timeo
 int store_open(const char *url, const char *db, const char *collection, int timeout_ms,
                int max_connections, int writers, store **out, char *err, size_t errlen);
 
-/* Stored documents carry an idempotency key (_meta.key), unique in the
- * collection: before its first insert the store creates the index
- * {_meta.key: 1} (unique, sparse: documents without a key are not in it),
+/* Stored documents carry an idempotency key (_key, at the top level, where
+ * FerretDB can hand an equality on it to PostgreSQL: under _meta it read
+ * the whole collection for each replay), unique in the collection: before
+ * its first insert the store creates the index {_key: 1} (unique, sparse:
+ * documents without a key are not in it),
  * and an insert whose key is stored already fails as STORE_EDUPLICATE.
  * Call before the first insert. */
 void store_use_keys(store *s);
@@ -66,7 +68,7 @@ typedef struct store_doc {
     const char *reason;     /* _meta.reason, or NULL for none */
     int status;             /* _meta.status (the HTTP status answered), or 0 for none */
     const char *trace;      /* _meta.trace: the request's trace id; NULL or "" = none */
-    const char *key;        /* _meta.key: the idempotency key; NULL = none */
+    const char *key;        /* _key: the idempotency key; NULL = none */
     const char *body_hash;  /* _meta.bodyHash: the digest of the request's body; NULL = none */
     const char *answer;     /* _meta.answer: the answer sent, as JSON text; NULL = none */
 } store_doc;

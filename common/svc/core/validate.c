@@ -429,7 +429,7 @@ int validate_body(const cJSON *body, const svc_spec *spec, const validate_limits
         snprintf(err, errlen, "the body must be a JSON object");
         return -1;
     }
-    static const char *const reserved[] = { "_id", "_meta" };
+    static const char *const reserved[] = { "_id", "_meta", "_key" };
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
         if (cJSON_GetObjectItemCaseSensitive(body, reserved[i])) {
             snprintf(err, errlen, "key \"%s\" is reserved for the server's fields", reserved[i]);
