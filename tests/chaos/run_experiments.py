@@ -275,6 +275,20 @@ def check_experiment(res, stack, path, out, breakers, flavour="rel"):
     res.check(f"{name}: every expectation met",
               j["expectations"] and all(e["met"] for e in j["expectations"]),
               str([(e["breaker"], e["expect"], e["at"]) for e in j["expectations"] if not e["met"]]))
+    measured = [e for e in j["expectations"] if e.get("measure")]
+    if measured:
+        # a measure's value is in the journal, with what it was taken from
+        values = ", ".join(f"{e['expect']}: {e.get('value')}" for e in measured)
+        res.check(f"{name}: each measure's value in the journal ({values})",
+                  all(isinstance(e.get("value"), (int, float)) for e in measured), json.dumps(measured)[:600])
+        if any(e["measure"] == "amplification" for e in measured):
+            res.check(f"{name}: the amplification of each second and every service's arrivals in the journal",
+                      len(j.get("amplification", [])) == int(exp["load"]["seconds"])
+                      and all(len(j["arrivals"][s]) > 10 for s in SERVICES), str(j.get("amplification"))[:300])
+        if any(e["measure"] == "duplicates" for e in measured):
+            res.check(f"{name}: every request's duplicates counted",
+                      j.get("duplicates", {}).get("counted") is True
+                      and all("duplicates" in q for q in j["requests"]), json.dumps(j.get("duplicates")))
     if exp.get("hypothesis", {}).get("stored"):
         st = j.get("stored", {})
         answered = sum(1 for q in j["requests"] if q["status"] == 200)
@@ -373,6 +387,17 @@ def check_runner_failures(res, stack, out_root, breakers):
            ({"title": "x", "method": [{"at": 1, "action": "kill", "service": "ferretbd"}]}, "method[0].service"),
            ({"title": "x", "method": [{"at": 1, "action": "restart"}]}, "method[0].service"),
            ({"title": "x", "method": [{"at": 1, "action": "stop", "service": "ferretdb"}]}, "method[0].service"),
+           # measures: an unknown one, a bad op, a breaker named with one, a span past the load
+           ({"title": "x", "method": [{"at": 1, "expect": "amplitude <= 1.3", "within": 2}]},
+            "method[0].expect: a breaker state"),
+           ({"title": "x", "method": [{"at": 1, "expect": "amplification =< 1.3", "within": 2}]},
+            "method[0].expect"),
+           ({"title": "x", "method": [{"at": 1, "expect": "duplicates == 0", "breaker": "order",
+                                       "within": 2}]}, "method[0].breaker: unknown field for a measure"),
+           ({"title": "x", "load": {"seconds": 10},
+             "method": [{"at": 5, "expect": "duplicates == 0", "within": 6}]}, "method[0].within: a measure"),
+           ({"title": "x", "method": [{"at": 1, "action": "retry", "service": "payment"}]},
+            "method[0].settings"),
            ("{\n  \"title\": \"x\",\n  oops\n}", ":3:"),
            ("{\n  \"title\": \"x\",\n  \"method\": [\n    {\"at\": 1, \"action\": \"clear\"},\n"
             "    {\"at\": 2 \"action\": \"clear\"}\n  ]\n}\n", "wrong.json:5:"),
