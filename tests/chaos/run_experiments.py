@@ -103,15 +103,21 @@ class StackRun:
             return True
         harness.wait_until(closed, 20, "every breaker closed and every database reachable")
 
+        seen = {}
+
         def empty():
             # the last experiment's calls leave the rolling windows (10 s), so that
             # each experiment's breakers start from the same place
             for svc in CALLERS:
                 status, h = call("GET", self.urls[svc] + "/health")
+                seen[svc] = (status, {b["name"]: b["window"]["fires"] for b in (h or {}).get("breakers", [])})
                 if status != 200 or any(b["window"]["fires"] for b in h.get("breakers", [])):
                     return False
             return True
-        harness.wait_until(empty, 20, "the breakers' rolling windows to empty", interval=0.5)
+        try:
+            harness.wait_until(empty, 30, "the breakers' rolling windows to empty", interval=0.5)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last /health status and window fires: {seen}") from None
 
     def runner_argv(self, path, out, flavour="rel", extra=()):
         """The command line of the C runner on this stack (its database with --mongo)."""
