@@ -5,13 +5,14 @@
  *   main.c                        the command line
  *   run.c          experiment.c   a run (load, readers, poll, method, rollbacks,
  *                                 verdict); reading and checking a file
- *   act.c  stored.c  journal.c  svg.c   an action (and the table of actions the
- *                                 checker walks), the stored probe, the output
+ *   act.c  stored.c  measure.c  journal.c  svg.c   an action (and the table
+ *                                 of actions the checker walks), the stored
+ *                                 probe and duplicates count, the measures, the output
  *   net.c  common.c               HTTP; the clock, progress lines, breaker names,
  *                                 the services (services.tsv, through services.h)
  *
  * Each part declares its entry points in its own header (experiment.h, act.h,
- * stored.h, output.h, run.h, net.h); this one holds the types they share.
+ * stored.h, measure.h, output.h, run.h, net.h); this one holds the types they share.
  * Records that several threads add to (requests, events, the state bands)
  * live in chaos_run under its lock.
  */

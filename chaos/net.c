@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Bodies past this are cut (an answer of the chain is under 2 KB). */
 #define NET_MAX_BODY (4u << 20)
@@ -17,26 +16,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return dynbuf_add(&t->body, data, len) ? 0 : len;
 }
 
-/* libcurl header callback: keeps X-Request-Id. */
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-    net_answer *a = arg;
-    size_t len = size * n;
-    static const char name[] = "x-request-id:";
-    if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-        const char *v = data + sizeof name - 1;
-        const char *end = data + len;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-            end--;
-        size_t k = (size_t)(end - v) < sizeof a->request_id - 1 ? (size_t)(end - v)
-                                                               : sizeof a->request_id - 1;
-        memcpy(a->request_id, v, k);
-        a->request_id[k] = '\0';
-    }
-    return len;
-}
 
 int net_setup(CURL *h, net_transfer *t, const char *method, const char *url, const char *json_body,
               const char *token, long timeout_ms)
@@ -50,8 +29,6 @@ int net_setup(CURL *h, net_transfer *t, const char *method, const char *url, con
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 3000 ? timeout_ms : 3000L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->answer);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
     if (json_body) {
         curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, json_body);

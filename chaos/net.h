@@ -11,7 +11,6 @@ typedef struct net_answer {
     long status;
     char *body;
     size_t len;
-    char request_id[80];    /* the X-Request-Id header, "" when absent */
     char error[256];
 } net_answer;
 

@@ -45,6 +45,20 @@ static void example(chaos_stored *st, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Destroys a cursor read to its end. Returns 0, or -1 with the driver's
+ * message in err when the read failed. */
+static int cursor_end(mongoc_cursor_t *cur, char *err, size_t errlen)
+{
+    bson_error_t e;
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &e)) {
+        snprintf(err, errlen, "%s", e.message);
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    return rc;
+}
+
 /* Reads the documents of batch w[0..n) from coll and marks what it found.
  * Returns 0, or -1 with the driver's message in err. */
 static int lookup(mongoc_collection_t *coll, wanted *w, int n, char *err, size_t errlen)
@@ -82,13 +96,7 @@ static int lookup(mongoc_collection_t *coll, wanted *w, int n, char *err, size_t
             break;
         }
     }
-    bson_error_t e;
-    int rc = 0;
-    if (mongoc_cursor_error(cur, &e)) {
-        snprintf(err, errlen, "%s", e.message);
-        rc = -1;
-    }
-    mongoc_cursor_destroy(cur);
+    int rc = cursor_end(cur, err, errlen);
     bson_destroy(opts);
     bson_destroy(&filter);
     return rc;
@@ -223,12 +231,7 @@ static int count_collection(chaos_run *r, mongoc_client_t *client, int svc, char
                 if (r->reqs[i].n == n && strcmp(r->reqs[i].trace, trace) == 0 && seen[i]++)
                     r->reqs[i].duplicates++;
         }
-        bson_error_t e;
-        if (mongoc_cursor_error(cur, &e)) {
-            snprintf(err, errlen, "%s", e.message);
-            rc = -1;
-        }
-        mongoc_cursor_destroy(cur);
+        rc = cursor_end(cur, err, errlen);
         bson_destroy(opts);
         bson_destroy(&filter);
     }

@@ -26,11 +26,11 @@ MODEL_LIMIT_S         ?= 300
 
 TEST_SUITES += lib-model
 
-$(BUILD)/%/tests/model_test: $(MODEL_DIR)/model_test.c $(BUILD)/%/libcb.a
+$(BUILD)/%/tests/model_test: $(MODEL_DIR)/model_test.c $(MODEL_DIR)/model_rng.h $(BUILD)/%/libcb.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$*) -o $@ $< $(BUILD)/$*/libcb.a $(LIBCB_LIBS) -lm
 
-$(BUILD)/%/tests/retry_model_test: $(MODEL_DIR)/retry_model_test.c $(BUILD)/%/libcb.a
+$(BUILD)/%/tests/retry_model_test: $(MODEL_DIR)/retry_model_test.c $(MODEL_DIR)/model_rng.h $(BUILD)/%/libcb.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$*) -o $@ $< $(BUILD)/$*/libcb.a $(LIBCB_LIBS) -lm
 

@@ -28,6 +28,8 @@
  */
 #include "cb.h"
 
+#include "model_rng.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -615,20 +617,7 @@ static int run(const scenario *sc, bool ticked)
 
 /* ---- generating ------------------------------------------------------------ */
 
-static uint64_t rng;
-
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int64_t below(int64_t n) { return n > 0 ? (int64_t)(next_u64() % (uint64_t)n) : 0; }
-static bool chance(int percent) { return below(100) < percent; }
-
-static int64_t pick(const int64_t *v, int n) { return v[below(n)]; }
+/* the generator: model_rng.h */
 
 /* A duration that lands near the edges that matter: a bucket, the window,
  * the timeout, the reset period. */
@@ -672,7 +661,7 @@ static void gen_config(config *c)
 
 static void gen_scenario(scenario *sc, uint64_t seed)
 {
-    rng = seed;
+    model_rng = seed;
     memset(sc, 0, sizeof *sc);
     sc->name = "generated";
     gen_config(&sc->cfg);

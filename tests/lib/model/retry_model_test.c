@@ -62,6 +62,8 @@
 #include "cb.h"
 #include "cb_retry.h"
 
+#include "model_rng.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -1139,19 +1141,7 @@ static int run(const scenario *sc, uint64_t *hash)
 
 /* ---- generating ------------------------------------------------------------ */
 
-static uint64_t rng;
-
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int64_t below(int64_t n) { return n > 0 ? (int64_t)(next_u64() % (uint64_t)n) : 0; }
-static bool chance(int percent) { return below(100) < percent; }
-static int64_t pick(const int64_t *v, int n) { return v[below(n)]; }
+/* the generator: model_rng.h */
 static int64_t at_least0(int64_t v) { return v < 0 ? 0 : v; }
 
 static const int64_t retryable_rcs[] = { 502, 503, 504, -ECONNREFUSED, -ECONNRESET, -ETIMEDOUT };
@@ -1258,7 +1248,7 @@ static void gen_fire(const config *c, step *s)
 
 static void gen_scenario(scenario *sc, uint64_t seed)
 {
-    rng = seed;
+    model_rng = seed;
     memset(sc, 0, sizeof *sc);
     sc->name = "generated";
     gen_config(&sc->cfg);
