@@ -105,7 +105,7 @@ static void svc_breaker_name(const svc_config *cfg, char *buf, size_t len)
 
 /* Creates a breaker from o into *out and logs its events. Returns 0, or -1
  * after logging why. */
-static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **out)
+static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **out, const char *label)
 {
     o->ticker = true;
     int rc = cb_create(o, out);
@@ -114,7 +114,7 @@ static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **ou
                     cb_err_name(rc));
         return -1;
     }
-    cb_on(*out, log_breaker_mask(c->log_level, c->log_snapshots), log_breaker_event, NULL);
+    cb_on(*out, log_breaker_mask(c->log_level, c->log_snapshots), log_breaker_event, (void *)label);
     return 0;
 }
 
@@ -127,6 +127,8 @@ static int svc_breaker_create(svc_runtime *rt)
         return 0;
     char name[256];
     svc_breaker_name(c, name, sizeof name);
+    snprintf(rt->breaker_label, sizeof rt->breaker_label, "%s -> %s", rt->spec->name,
+             rt->spec->pass_on ? rt->spec->pass_on : "next hop");
     cb_options o;
     cb_options_init(&o);
     o.name = name;
@@ -143,7 +145,7 @@ static int svc_breaker_create(svc_runtime *rt)
     o.half_open_success_threshold = 1;
     o.reset_backoff_multiplier = c->cb_backoff;
     o.reset_timeout_max_ms = c->cb_backoff_max_ms;
-    return svc_breaker_start(c, &o, &rt->breaker);
+    return svc_breaker_start(c, &o, &rt->breaker, rt->breaker_label);
 }
 
 /* Creates rt->db_breaker, "<ID>->mongodb", around document writes. It has no
@@ -155,6 +157,7 @@ static int svc_db_breaker_create(svc_runtime *rt)
     const svc_config *c = &rt->cfg;
     char name[256];
     snprintf(name, sizeof name, "%s->mongodb", c->id);
+    snprintf(rt->db_label, sizeof rt->db_label, "%s -> database", rt->spec->name);
     cb_options o;
     cb_options_init(&o);
     o.name = name;
@@ -165,7 +168,7 @@ static int svc_db_breaker_create(svc_runtime *rt)
     o.reset_timeout_ms = c->db_cb_reset_timeout_ms;
     o.error_threshold_percentage = c->db_cb_error_threshold;
     o.volume_threshold = c->db_cb_volume_threshold;
-    return svc_breaker_start(c, &o, &rt->db_breaker);
+    return svc_breaker_start(c, &o, &rt->db_breaker, rt->db_label);
 }
 
 /* Forwards civetweb's own messages to the log. */
@@ -389,6 +392,8 @@ static int svc_observe(svc_runtime *rt)
         .service = rt->cfg.id,
         .breakers = { rt->breaker ? rt->breaker : rt->db_breaker,
                       rt->breaker ? rt->db_breaker : NULL },
+        .labels = { rt->breaker ? rt->breaker_label : rt->db_label,
+                    rt->breaker ? rt->db_label : NULL },
         .db_ping = svc_db_ping,
         .db_detail = svc_db_detail,
         .db_ctx = rt,

@@ -31,6 +31,32 @@ def happy_path_three_hops_store_one_document_each(ctx):
 
 
 @test
+def breakers_are_named_by_what_they_protect(ctx):
+    st = ctx.stack()
+    env = {"ADMIN_TOKEN": TOKEN}
+    order, pay, ship = chain(st, env, env, env)
+    h = http("GET", pay.url("/health")).json()
+    labels = {b["name"]: b.get("label") for b in h["breakers"]}
+    hop = h["breaker"]["name"]
+    expect(labels == {hop: "payment -> shipment", "payment->mongodb": "payment -> database"},
+           f"payment's breakers in /health: {labels}")
+    got = http("GET", ship.url("/health")).json()["breakers"]
+    expect([b.get("label") for b in got] == ["shipment -> database"], f"shipment's: {got}")
+    expect(http("GET", pay.url("/breaker")).json().get("label") == "payment -> shipment", "GET /breaker's label")
+    tap = StreamTap(pay)
+    try:
+        mark = len(pay.log())
+        r = http("POST", pay.url(f"/breaker/open?name={hop}"), headers={"Authorization": f"Bearer {TOKEN}"})
+        expect(r.status == 200 and r.json().get("label") == "payment -> shipment", f"forced open: {r}")
+        pay.wait_log(r"breaker payment->\S+ event=\S+ state=forced-open \(payment -> shipment\)", 5,
+                     after=mark)
+        expect(tap.holds(b'"label":"payment -> shipment"'), "the event on /events.stream names the label")
+    finally:
+        tap.close()
+        http("POST", pay.url(f"/breaker/close?name={hop}"), headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@test
 def jumps_two_stops_at_payment(ctx):
     st = ctx.stack()
     env = {"JUMPS": "2"}

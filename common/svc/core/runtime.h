@@ -16,6 +16,8 @@ typedef struct svc_runtime {
     store *db;
     cb_breaker *breaker;   /* guards the call to CHAIN_SVC; NULL without one */
     cb_breaker *db_breaker; /* guards the writes of received documents */
+    char breaker_label[96]; /* what breaker protects, in words: "payment -> shipment" */
+    char db_label[96];      /* and db_breaker: "payment -> database" */
     struct shared *shared; /* CB_SHARED=on: the next-hop breaker shared by the replicas; else NULL */
     struct roster *roster; /* CB_SHARED=on: this service's replicas in the database; else NULL */
     cb_breaker *roster_breakers[2]; /* the breakers the roster reports */

@@ -192,12 +192,14 @@ void log_request(const char *method, const char *uri, const char *query, int sta
 }
 
 /* Writes a breaker event as a JSON line. */
-static void log_breaker_json(cb_breaker *b, const cb_event *ev, const cb_stats *st)
+static void log_breaker_json(cb_breaker *b, const char *label, const cb_event *ev, const cb_stats *st)
 {
     cJSON *o = log_json_start("breaker");
     if (!o)
         return;
     cJSON_AddStringToObject(o, "breaker", cb_name(b));
+    if (label)
+        cJSON_AddStringToObject(o, "label", label);
     cJSON_AddStringToObject(o, "event", cb_event_name(ev->kind));
     cJSON_AddStringToObject(o, "state", cb_state_name(ev->state));
     cJSON_AddNumberToObject(o, "latency_ms", ev->latency_ms);
@@ -211,9 +213,11 @@ static void log_breaker_json(cb_breaker *b, const cb_event *ev, const cb_stats *
 }
 
 /* Writes a breaker event as a human line. */
-static void log_breaker_human(cb_breaker *b, const cb_event *ev, const cb_stats *st)
+static void log_breaker_human(cb_breaker *b, const char *label, const cb_event *ev, const cb_stats *st)
 {
-    char now[40], line[1200], extra[64] = "", tw[TRACE_ID_MAX + 8];
+    char now[40], line[1200], extra[64] = "", tw[TRACE_ID_MAX + 8], what[112] = "";
+    if (label)
+        snprintf(what, sizeof what, " (%s)", label);
     log_time(now, sizeof now);
     if (ev->error)
         snprintf(extra, sizeof extra, " error=%s", cb_err_name(ev->error));
@@ -221,9 +225,9 @@ static void log_breaker_human(cb_breaker *b, const cb_event *ev, const cb_stats 
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " rc=%d", ev->action_rc);
     const cb_counts *c = &st->window;
     snprintf(line, sizeof line,
-             "%s %s breaker %s event=%s state=%s latency=%.1fms err=%.1f%%%s "
+             "%s %s breaker %s event=%s state=%s%s latency=%.1fms err=%.1f%%%s "
              "fires=%llu successes=%llu failures=%llu timeouts=%llu rejects=%llu fallbacks=%llu%s",
-             now, log_service, cb_name(b), cb_event_name(ev->kind), cb_state_name(ev->state),
+             now, log_service, cb_name(b), cb_event_name(ev->kind), cb_state_name(ev->state), what,
              ev->latency_ms, st->error_percentage, extra, (unsigned long long)c->fires,
              (unsigned long long)c->successes, (unsigned long long)c->failures,
              (unsigned long long)c->timeouts, (unsigned long long)c->rejects,
@@ -233,7 +237,7 @@ static void log_breaker_human(cb_breaker *b, const cb_event *ev, const cb_stats 
 
 void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
 {
-    (void)ctx;
+    const char *label = ctx;
     cb_stats own;
     const cb_stats *st = ev->stats;
     if (!st) {
@@ -242,9 +246,9 @@ void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
         st = &own;
     }
     if (log_json)
-        log_breaker_json(b, ev, st);
+        log_breaker_json(b, label, ev, st);
     else
-        log_breaker_human(b, ev, st);
+        log_breaker_human(b, label, ev, st);
 }
 
 uint32_t log_retry_mask(int level)

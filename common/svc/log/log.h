@@ -39,8 +39,9 @@ void log_request(const char *method, const char *uri, const char *query, int sta
                  double latency_ms);
 
 /* A cb_listener_fn: writes one line per breaker event with the time, service,
- * breaker name, event, state, latency, error percentage and window counts.
- * ctx is unused. Thread-safe. */
+ * breaker name, event, state, what it protects (ctx: its label, a string
+ * that outlives the breaker, "payment -> shipment", or NULL), latency,
+ * error percentage and window counts. Thread-safe. */
 void log_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx);
 
 /* The retry events a level logs (for cb_retry_on()): none at

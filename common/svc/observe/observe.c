@@ -115,6 +115,14 @@ int obs_answer_unless_get(struct mg_connection *conn)
     return 0;
 }
 
+const char *obs_breaker_label(const cb_breaker *cb)
+{
+    for (int i = 0; i < obs_g.nbreakers; i++)
+        if (obs_g.breakers[i].cb == cb)
+            return obs_g.breakers[i].label;
+    return cb ? cb_name(cb) : "";
+}
+
 obs_breaker *obs_breaker_named(const char *name)
 {
     if (obs_g.nbreakers == 0)
@@ -173,6 +181,7 @@ int obs_init(const obs_source *src)
         obs_breaker *ob = &obs_g.breakers[obs_g.nbreakers];
         ob->cb = src->breakers[i];
         ob->index = obs_g.nbreakers++;
+        snprintf(ob->label, sizeof ob->label, "%s", src->labels[i] ? src->labels[i] : cb_name(ob->cb));
     }
     obs_g.db_ping = src->db_ping;
     obs_g.db_detail = src->db_detail;

@@ -21,6 +21,9 @@ typedef struct obs_source {
     /* the service's breakers, the next hop's first, then the database's; the
      * list ends at the first NULL. The first is what /breaker shows by default. */
     cb_breaker *breakers[OBS_MAX_BREAKERS];
+    /* each breaker's label, what it protects in words ("payment -> shipment",
+     * "payment -> database"), shown beside its name; NULL = its name */
+    const char *labels[OBS_MAX_BREAKERS];
     /* Returns 0 when the database is known to answer, non-zero otherwise.
      * Called from request threads for /health, which must answer at once:
      * it must never wait on the database (the service keeps the last known
@@ -85,6 +88,10 @@ void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
  * state word ("shared-open", "shared-closed", "local-only") and a short
  * detail ("live=3 openVotes=2 needed=2"). The strings are copied. Thread-safe. */
 void obs_shared_event(const char *name, const char *state, const char *detail);
+
+/* The label of breaker cb (obs_source.labels), or its name when it has none
+ * or is not one of the service's. */
+const char *obs_breaker_label(const cb_breaker *cb);
 
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);

@@ -66,23 +66,29 @@ static obs_breaker *requested_breaker(struct mg_connection *conn, int *status)
     return ob;
 }
 
-/* Sends the breaker's export with status; for the next hop's breaker (the
+/* The breaker's export with its label; for the next hop's breaker (the
  * first) of a service with a retry policy, with "retry" beside it (its
- * settings and counts). */
-static int send_export(struct mg_connection *conn, obs_breaker *ob, int status)
+ * settings and counts). A new string, or NULL when out of memory. */
+static char *export_text(obs_breaker *ob)
 {
     char *text = cb_export_json(ob->cb);
-    if (text && ob->index == 0 && obs_g.retry_report) {
-        cJSON *o = cJSON_Parse(text);
-        cJSON *retry = o ? obs_g.retry_report() : NULL;
-        free(text);
-        text = NULL;
-        if (retry) {
-            cJSON_AddItemToObject(o, "retry", retry);
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    text = NULL;
+    bool with_retry = ob->index == 0 && obs_g.retry_report;
+    if (o && cJSON_AddStringToObject(o, "label", ob->label)) {
+        cJSON *retry = with_retry ? obs_g.retry_report() : NULL;
+        if (!with_retry || (retry && cJSON_AddItemToObject(o, "retry", retry)))
             text = cJSON_PrintUnformatted(o);
-        }
-        cJSON_Delete(o);
     }
+    cJSON_Delete(o);
+    return text;
+}
+
+/* Sends the breaker's export (export_text) with status. */
+static int send_export(struct mg_connection *conn, obs_breaker *ob, int status)
+{
+    char *text = export_text(ob);
     int rc = obs_send_json(conn, status, text);
     free(text);
     return rc;
@@ -198,7 +204,7 @@ static int handle_admin(struct mg_connection *conn, const char *action)
     }
     if (rc != CB_OK)
         return send_admin_error(conn, 409, cb_strerror(rc));
-    return send_admin(conn, 200, cb_export_json(ob->cb));
+    return send_admin(conn, 200, export_text(ob));
 }
 
 /* GET /breaker, POST /breaker/open, POST /breaker/close. */

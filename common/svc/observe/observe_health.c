@@ -18,6 +18,7 @@ static cJSON *breaker_health(cb_breaker *cb)
         return NULL;
     cJSON *b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "name", cb_name(cb));
+    cJSON_AddStringToObject(b, "label", obs_breaker_label(cb));
     cJSON_AddStringToObject(b, "state", cb_state_name(st.state));
     cJSON_AddNumberToObject(b, "errorPercentage", st.error_percentage);
     cJSON_AddNumberToObject(b, "latencyMeanMs", st.latency_mean_ms);

@@ -60,6 +60,7 @@ typedef struct obs_route {
 typedef struct obs_breaker {
     cb_breaker *cb;
     int index;                  /* in obs_g.breakers */
+    char label[96];             /* what it protects in words; its name when none was given */
     int listener_id;            /* cb_on() id, 0 when none */
     obs_histogram latency;
 } obs_breaker;

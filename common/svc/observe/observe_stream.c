@@ -148,6 +148,7 @@ static char *service_json(void)
     for (int i = 0; i < obs_g.nbreakers; i++) {
         cJSON *b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "name", cb_name(obs_g.breakers[i].cb));
+        cJSON_AddStringToObject(b, "label", obs_g.breakers[i].label);
         cJSON_AddStringToObject(b, "state", cb_state_name(cb_get_state(obs_g.breakers[i].cb)));
         cJSON_AddItemToArray(all, b);
     }
@@ -163,6 +164,7 @@ static char *event_json(const obs_event *e)
     cJSON_AddStringToObject(o, "service", obs_g.service);
     bool known = e->breaker >= 0 && e->breaker < obs_g.nbreakers;
     cJSON_AddStringToObject(o, "breaker", known ? cb_name(obs_g.breakers[e->breaker].cb) : "");
+    cJSON_AddStringToObject(o, "label", known ? obs_g.breakers[e->breaker].label : "");
     if (obs_g.replica)
         cJSON_AddStringToObject(o, "replica", obs_g.replica);
     if (e->shared_name[0]) {
