@@ -86,6 +86,13 @@ void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
  * detail ("live=3 openVotes=2 needed=2"). The strings are copied. Thread-safe. */
 void obs_shared_event(const char *name, const char *state, const char *detail);
 
+/* Sets /health's "next": the service this one calls (name, its spec's
+ * pass_on) and the base URL it calls it at (CHAIN_SVC), so that a page
+ * served by the first service can find the rest of the chain. Either NULL
+ * or "" leaves "next" out (the last service). The strings are copied (a
+ * name over 31 bytes or a URL over 255 is cut). Call before obs_register(). */
+void obs_set_next(const char *name, const char *url);
+
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);
 
