@@ -87,7 +87,8 @@ void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
 void obs_shared_event(const char *name, const char *state, const char *detail);
 
 /* Sets /health's "next": the service this one calls (name, its spec's
- * pass_on) and the base URL it calls it at (CHAIN_SVC), so that a page
+ * pass_on) and the base URL it calls it at (CHAIN_SVC's scheme, host and
+ * port; its path is left out), so that a page
  * served by the first service can find the rest of the chain. Either NULL
  * or "" leaves "next" out (the last service). The strings are copied (a
  * name over 31 bytes or a URL over 255 is cut). Call before obs_register(). */

@@ -16,8 +16,12 @@ static char next_url[256];
 void obs_set_next(const char *name, const char *url)
 {
     bool both = name && *name && url && *url;
+    /* the base a page calls /health at: CHAIN_SVC without its path ("/create") */
+    const char *host = both ? strstr(url, "://") : NULL;
+    host = host ? host + 3 : url;
+    int len = both ? (int)(host - url) + (int)strcspn(host, "/?#") : 0;
     snprintf(next_name, sizeof next_name, "%s", both ? name : "");
-    snprintf(next_url, sizeof next_url, "%s", both ? url : "");
+    snprintf(next_url, sizeof next_url, "%.*s", len, both ? url : "");
 }
 
 /* /health's "next": {"name": "payment", "url": "http://127.0.0.1:3001"},

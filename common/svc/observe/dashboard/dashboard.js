@@ -1092,9 +1092,11 @@ function setupCalm(services) {
   button.addEventListener('click', async () => {
     if (!token()) {
       say(msg, 'type the admin token in the box first', false);
+      msg.dataset.done = 'true';
       document.getElementById('token').focus();
       return;
     }
+    msg.dataset.done = '';
     say(msg, 'calming…', true);
     const lines = await Promise.all(services.map(calmService));
     const ok = lines.every((l) => !/refused|failed|still|not reachable|rejected/.test(l));
