@@ -327,6 +327,15 @@ if [ -n "${PROFILE:-}" ]; then
     fi
     say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
 fi
+# ADMIN_ALLOWED_ORIGIN=from-ports (the classroom profile's): the origin of the page the first
+# service serves (/dashboard), at the port it runs on here, so that its controls may call the
+# other services' admin routes whichever ports they were moved to.
+if [ "${ADMIN_ALLOWED_ORIGIN:-}" = from-ports ]; then
+    first_port="${SERVICES%% *}"; first_port="${first_port^^}_PORT"
+    ADMIN_ALLOWED_ORIGIN="http://localhost:${!first_port},http://127.0.0.1:${!first_port}"
+    export ADMIN_ALLOWED_ORIGIN
+    say "admin routes open to the dashboard at $ADMIN_ALLOWED_ORIGIN"
+fi
 
 for b in $SERVICES; do
     [ -x "$BIN/$b" ] || { say "$BIN/$b is missing: run make"; exit 1; }

@@ -331,7 +331,9 @@ typedef struct cb_stats {
     cb_state state;
     cb_counts window;                 /* over the rolling window */
     cb_counts total;                  /* since creation (or import) */
-    double error_percentage;          /* failures / fires * 100 over the window */
+    double error_percentage;          /* failures * 100 / the calls decided in the window
+                                       * (ended, rejected, cache or coalesce hits): 0..100;
+                                       * failures / fires when none is in flight */
     double slow_percentage;           /* slow_calls / completed calls * 100 */
     double latency_mean_ms;           /* -1 when percentiles are disabled */
     double percentiles_ms[CB_PERCENTILES]; /* -1 each when disabled */

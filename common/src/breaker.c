@@ -880,8 +880,17 @@ int cb_get_stats(cb_breaker *b, cb_stats *st)
     cb__raw_to_counts(win, &st->window);
     cb__raw_to_counts(total, &st->total);
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
-    st->error_percentage = st->window.fires
-        ? (double)st->window.failures / (double)st->window.fires * 100.0 : 0;
+    /* Failures are counted when a call ends, fires when it starts: a call
+     * that started before the window and failed inside it is a failure
+     * without its fire, and failures / fires then passes 100 (103.7% was
+     * seen under a 100% error fault). So the share is taken over the calls
+     * whose outcome is in the window: those that ended (successes and
+     * failures, semaphore refusals included) and those answered at once
+     * (rejects, cache and coalesce hits). With no call in flight at either
+     * edge of the window this is failures / fires, as in opossum. */
+    const cb_counts *w = &st->window;
+    uint64_t decided = w->successes + w->failures + w->rejects + w->cache_hits + w->coalesce_hits;
+    st->error_percentage = decided ? (double)w->failures / (double)decided * 100.0 : 0;
     st->slow_percentage = completed ? (double)st->window.slow_calls / (double)completed * 100.0 : 0;
     cb__window_latency(&b->win, now, b->o.rolling_percentiles_enabled, &st->latency_mean_ms,
                        st->percentiles_ms);

@@ -407,7 +407,10 @@ static int svc_observe(svc_runtime *rt)
         .retry_stats = rt->breaker ? hop_retry_stats : NULL,
         .retry_set = rt->breaker ? hop_retry_set_json : NULL,
     };
-    return obs_init(&src);
+    if (obs_init(&src) != 0)
+        return -1;
+    obs_set_next(rt->spec->pass_on, rt->cfg.chain_svc);
+    return 0;
 }
 
 /* Blocks until SIGTERM or SIGINT arrives (they are blocked in every thread). */

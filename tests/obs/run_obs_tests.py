@@ -771,14 +771,26 @@ def dashboard_fits_1400x1000_and_pins_state_changes(s):
             assert r.status == 200, r
             send_until_payment_opens(s, 400)
             wait_until(lambda: payment_hop_state(b) == "open", 2.0, "payment's panel to show open")
-            # every order now costs payment a reject and a fallback: enough to push
-            # the open line out of the event feed, not out of the pinned list
+            # every order now costs payment a reject and a fallback: 80 events that
+            # collapse into one line each ("reject x40, 12:00:03-12:00:09"), so
+            # the open line stays in the feed and in the pinned list
             for i in range(40):
                 http("POST", s.order.url("/create"), order_body(500 + i))
-            feed_max = b.script("return FEED_MAX")
-            wait_until(lambda: " open (now open)" not in card_value(b, "payment", "ul.feed",
-                                                                     "innerText"),
-                       5, f"the open line to leave the event feed ({feed_max} lines)")
+
+            def collapsed():
+                lines = b.script("return Array.from(document.querySelectorAll("
+                                 "'section.card[data-service=payment] ul.feed li')).map(li =>"
+                                 " ({event: li.dataset.event, count: +li.dataset.count,"
+                                 " text: li.innerText}))")
+                rejects = [li for li in lines if li["event"] == "reject"]
+                return lines if len(rejects) == 1 and rejects[0]["count"] >= 40 else None
+            lines = wait_until(collapsed, 5, "the 40 rejects collapsed into one line")
+            reject = next(li for li in lines if li["event"] == "reject")
+            assert re.search(r"payment -> shipment: reject x\d+, \d\d:\d\d:\d\d-\d\d:\d\d:\d\d "
+                             r"\(now open\) CB_EOPEN", reject["text"]), reject
+            since_open = next(i for i, li in enumerate(lines) if li["event"] == "open")
+            assert since_open <= 3, f"{since_open} lines for 80 events since the open: {lines}"
+            print(f"feed after 40 rejected orders: {[li['text'] for li in lines]}")
             states = card_value(b, "payment", "ul.states", "innerText")
             assert " open (now open)" in states, states
             # full lines: wrapped, none cut
@@ -807,6 +819,159 @@ def dashboard_defaults_to_ports_3000_to_3002_as_make_run(s):
             errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
             assert not errors, f"console errors: {errors}"
     assert not st.problems, st.problems
+
+
+def dashboard_follows_the_chain_from_its_own_origin(s):
+    """Served from order on the suite's (free, non-default) ports and opened without
+    ?services=, the page finds payment and shipment from each /health's "next" and shows all
+    three reachable; nothing on 3000-3002 is asked."""
+    from harness import port_open
+    s.ensure_running()
+    ports = {svc.name: svc.port for svc in s.services}
+    assert not {3000, 3001, 3002} & set(ports.values()), ports
+    busy = [p for p in (3000, 3001, 3002) if port_open(p)]
+    h = http("GET", s.order.url("/health")).json()
+    assert h["next"] == {"name": "payment", "url": f"http://127.0.0.1:{s.payment.port}"}, h
+    assert "next" not in http("GET", s.shipment.url("/health")).json()
+    with Browser() as b:
+        b.get(f"http://127.0.0.1:{s.order.port}/dashboard")
+
+        def ready():
+            by = {c["service"]: c for c in b.script(CARDS_JS)}
+            ok = (list(by) == ["order", "payment", "shipment"] and all_closed(by["order"], 2)
+                  and all_closed(by["payment"], 2) and all_closed(by["shipment"], 1))
+            return by if ok else None
+        wait_until(ready, 15, "three connected cards found from order's origin")
+        chain = b.script("return document.body.dataset.chain")
+        want = ",".join(f"{n}@http://127.0.0.1:{p}" for n, p in ports.items())
+        assert chain == want, (chain, want)
+        labels = b.script("return Array.from(document.querySelectorAll('.panel .bname'))"
+                          ".map(e => e.textContent)")
+        assert labels == ["order -> payment", "order -> database", "payment -> shipment",
+                          "payment -> database", "shipment -> database"], labels
+        errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+        assert not errors, f"console errors: {errors}"
+    print(f"chain found: {chain} (ports 3000-3002 in use here: {busy or 'none'})")
+
+
+def dashboard_opened_late_shows_the_last_state_change(s):
+    """A page opened after payment's breaker opened and 40 orders were rejected (80 events,
+    far past the stream's 20-event replay) still lists the open transition."""
+    s.ensure_running()
+    close_payment_and_clear_faults(s)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        assert http("PUT", s.shipment.url("/chaos"),
+                    {"error": {"fraction": 1, "expires_s": 120}}, auth).status == 200
+        send_until_payment_opens(s, 700)
+        for i in range(40):
+            http("POST", s.order.url("/create"), order_body(750 + i))
+        assert http("GET", s.payment.url("/breaker")).json()["state"] == "open"
+        with Browser() as b:
+            b.get(f"http://127.0.0.1:{s.order.port}/dashboard")
+            states = wait_until(lambda: (lambda t: t if t and " open (now open)" in t else None)(
+                card_value(b, "payment", "ul.states", "innerText")), 10,
+                "the open transition in payment's state changes")
+            kept = b.script("return document.querySelectorAll("
+                            "'section.card[data-service=payment] ul.states li[data-kept]').length")
+            assert kept >= 1, "the open line did not come from the kept transitions"
+            assert "payment -> shipment: open (now open)" in states, states
+            print(f"payment's state changes on a late page: {states!r}")
+    finally:
+        close_payment_and_clear_faults(s)
+
+
+def error_percentage_stays_at_most_100_under_a_100_percent_fault(s):
+    """Under load with every call to shipment failing (after 300 ms, so that calls are in
+    flight across the window's edge), payment's /health errorPercentage and the page's
+    error % stay <= 100 for 14 s (longer than the 10 s window). Takes the screenshot."""
+    import threading
+    s.ensure_running()
+    close_payment_and_clear_faults(s)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    stop = threading.Event()
+
+    def load(k):
+        n = 0
+        while not stop.is_set():
+            try:
+                http("POST", s.order.url("/create"), order_body(10000 + k * 1000 + n))
+            except Exception:
+                pass
+            n += 1
+            stop.wait(0.2)
+    # about 10 orders/s, the classroom's load: rejects do not drown the failures
+    workers = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(3)]
+    seen_health, seen_page = [], []
+    try:
+        assert http("PUT", s.shipment.url("/chaos"), {
+            "error": {"fraction": 1, "expires_s": 120},
+            "latency": {"fraction": 1, "ms": 300, "expires_s": 120}}, auth).status == 200
+        with Browser() as b:
+            assert b.set_viewport(1400, 1000) == [1400, 1000]
+            b.get(f"http://127.0.0.1:{s.order.port}/dashboard")
+            wait_until(lambda: len(b.script(CARDS_JS)) == 3, 15, "three cards")
+            for w in workers:
+                w.start()
+            end = time.monotonic() + 14
+            shot_at = time.monotonic() + 6
+            while time.monotonic() < end:
+                for br in http("GET", s.payment.url("/health")).json()["breakers"]:
+                    seen_health.append(br["errorPercentage"])
+                seen_page += [float(v) for v in b.script(
+                    "return Array.from(document.querySelectorAll('.figure .v'))"
+                    ".filter(v => v.nextSibling && v.nextSibling.textContent.startsWith('error %'))"
+                    ".map(v => v.textContent)") if v not in ("-", "")]
+                if shot_at and time.monotonic() >= shot_at:
+                    b.screenshot(Path("/tmp/dash-shot.png"))
+                    b.screenshot(RESULTS / "dashboard-fault.png")
+                    shot_at = None
+                time.sleep(0.2)
+    finally:
+        stop.set()
+        for w in workers:
+            if w.is_alive():
+                w.join(5)
+        close_payment_and_clear_faults(s)
+    print(f"error %: /health max {max(seen_health):.1f} of {len(seen_health)}, "
+          f"page max {max(seen_page):.0f} of {len(seen_page)}")
+    assert max(seen_health) > 20 and max(seen_page) > 20, "the fault never showed"
+    assert max(seen_health) <= 100 and max(seen_page) <= 100, (max(seen_health), max(seen_page))
+
+
+def calm_button_clears_a_fault_and_a_forced_breaker(s):
+    """With the token typed, "Calm everything" deletes shipment's fault and closes payment's
+    database breaker forced open, on the services themselves, and says what it cleared."""
+    s.ensure_running()
+    close_payment_and_clear_faults(s)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        with Browser() as b:
+            open_dashboard(s, b)
+            assert http("PUT", s.shipment.url("/chaos"),
+                        {"error": {"fraction": 0.3, "expires_s": 120}}, auth).status == 200
+            assert http("POST", s.payment.url("/breaker/open?name=payment-%3Emongodb"), b"",
+                        auth).status == 200
+            b.click("#calm")
+            m = wait_until(lambda: b.script("const m = document.getElementById('calm-msg');"
+                                            "return m.dataset.done ? m.textContent : null"),
+                           5, "the button's message")
+            assert "type the admin token" in m, m
+            b.script("document.getElementById('calm-msg').dataset.done = ''")
+            b.type("#token", ADMIN_TOKEN)
+            b.click("#calm")
+            m = wait_until(lambda: b.script("const m = document.getElementById('calm-msg');"
+                                            "return m.dataset.done ? m.textContent : null"),
+                           10, "the button's report")
+            assert http("GET", s.shipment.url("/chaos")).json()["faults"] == {}
+            assert http("GET", s.payment.url("/breaker?name=payment-%3Emongodb")).json()[
+                "state"] == "closed"
+            assert "shipment: cleared error" in m and "30%" in m, m
+            assert "closed payment -> database (was forced-open)" in m, m
+            assert "order:" in m and "ADMIN_TOKEN" in m, m      # order runs without admin routes
+            print(f"Calm everything said: {m}")
+    finally:
+        close_payment_and_clear_faults(s)
 
 
 def supervisor_status(restarts):
@@ -1028,6 +1193,10 @@ TESTS = [
     dashboard_controls_set_a_fault_and_the_breaker_opens,
     dashboard_fits_1400x1000_and_pins_state_changes,
     dashboard_defaults_to_ports_3000_to_3002_as_make_run,
+    dashboard_follows_the_chain_from_its_own_origin,
+    dashboard_opened_late_shows_the_last_state_change,
+    error_percentage_stays_at_most_100_under_a_100_percent_fault,
+    calm_button_clears_a_fault_and_a_forced_breaker,
     health_and_dashboard_show_make_runs_restarts,
     dashboard_shows_the_retry_policy,
     health_answers_503_while_database_is_down_and_recovers,

@@ -1,4 +1,10 @@
-/* observe_events.c -- the breaker listener (latency histograms, recent events) and the recent-events ring that /events.stream reads. */
+/* observe_events.c -- the breaker listener (latency histograms, recent events) and the recent-events ring that /events.stream reads.
+ *
+ * Besides the ring, each breaker keeps its last OBS_TRANSITIONS state
+ * changes (open, half-open, close) apart: under a flood of rejects the ring
+ * forgets a breaker's opening within seconds, and a page opened late must
+ * still be able to show why the breaker is open. Both are written under
+ * ring_lock, so an event has one seq in both. */
 #include "observe.h"
 #include "observe_priv.h"
 #include "monotime.h"
@@ -20,13 +26,40 @@ static bool event_is_feed_worthy(cb_event_kind k)
     }
 }
 
+/* Each breaker's last state changes, oldest first, under obs_g.ring_lock. */
+static obs_event transitions[OBS_MAX_BREAKERS][OBS_TRANSITIONS];
+static int ntransitions[OBS_MAX_BREAKERS];
+
+/* Whether e is a state change of a breaker (kept apart from the ring). */
+static bool event_is_transition(const obs_event *e)
+{
+    return !e->shared_name[0] && e->breaker >= 0 && e->breaker < OBS_MAX_BREAKERS &&
+           (e->kind == CB_EV_OPEN || e->kind == CB_EV_HALF_OPEN || e->kind == CB_EV_CLOSE);
+}
+
+/* Appends e to its breaker's transitions, dropping the oldest when full.
+ * Called with ring_lock held. */
+static void transition_put(const obs_event *e)
+{
+    obs_event *list = transitions[e->breaker];
+    int *n = &ntransitions[e->breaker];
+    if (*n == OBS_TRANSITIONS) {
+        memmove(list, list + 1, sizeof *list * (OBS_TRANSITIONS - 1));
+        (*n)--;
+    }
+    list[(*n)++] = *e;
+}
+
 /* Gives e the next sequence number and stores it in the ring, over the
- * oldest event when the ring is full. */
+ * oldest event when the ring is full, and a state change also in its
+ * breaker's transitions. */
 static void ring_put(obs_event *e)
 {
     pthread_mutex_lock(&obs_g.ring_lock);
     e->seq = obs_g.next_seq++;
     obs_g.ring[e->seq % OBS_EVENT_RING] = *e;
+    if (event_is_transition(e))
+        transition_put(e);
     pthread_mutex_unlock(&obs_g.ring_lock);
 }
 
@@ -81,6 +114,31 @@ void obs_shared_event(const char *name, const char *state, const char *detail)
     snprintf(e.shared_state, sizeof e.shared_state, "%s", state);
     snprintf(e.detail, sizeof e.detail, "%s", detail ? detail : "");
     ring_put(&e);
+}
+
+size_t obs_transitions_upto(uint64_t upto, obs_event *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&obs_g.ring_lock);
+    for (int b = 0; b < OBS_MAX_BREAKERS; b++)
+        for (int i = 0; i < ntransitions[b] && n < max; i++)
+            if (transitions[b][i].seq <= upto)
+                out[n++] = transitions[b][i];
+    pthread_mutex_unlock(&obs_g.ring_lock);
+    /* oldest first: a few dozen at most, so an insertion sort */
+    for (size_t i = 1; i < n; i++) {
+        obs_event e = out[i];
+        size_t j = i;
+        for (; j > 0 && out[j - 1].seq > e.seq; j--)
+            out[j] = out[j - 1];
+        out[j] = e;
+    }
+    return n;
+}
+
+void obs_transitions_clear(void)
+{
+    memset(ntransitions, 0, sizeof ntransitions);
 }
 
 uint64_t obs_events_newest_seq(void)

@@ -9,6 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The next hop, set once at start (obs_set_next) and read on every /health. */
+static char next_name[32];
+static char next_url[256];
+
+void obs_set_next(const char *name, const char *url)
+{
+    bool both = name && *name && url && *url;
+    /* the base a page calls /health at: CHAIN_SVC without its path ("/create") */
+    const char *host = both ? strstr(url, "://") : NULL;
+    host = host ? host + 3 : url;
+    int len = both ? (int)(host - url) + (int)strcspn(host, "/?#") : 0;
+    snprintf(next_name, sizeof next_name, "%s", both ? name : "");
+    snprintf(next_url, sizeof next_url, "%.*s", len, both ? url : "");
+}
+
+/* /health's "next": {"name": "payment", "url": "http://127.0.0.1:3001"},
+ * or nothing for the last service of the chain. */
+static void add_next(cJSON *root)
+{
+    if (!next_name[0])
+        return;
+    cJSON *next = cJSON_AddObjectToObject(root, "next");
+    cJSON_AddStringToObject(next, "name", next_name);
+    cJSON_AddStringToObject(next, "url", next_url);
+}
+
 /* One breaker's part of /health: name, state and rolling stats; NULL when
  * its stats cannot be read. */
 static cJSON *breaker_health(cb_breaker *cb)
@@ -118,6 +144,7 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON_AddBoolToObject(db, "reachable", reachable);
     if (obs_g.db_detail)
         obs_g.db_detail(obs_g.db_ctx, db);
+    add_next(root);
     add_breakers(root);
     cJSON *requests = obs_requests_json();
     if (requests)

@@ -45,6 +45,8 @@ typedef struct obs_event {
 } obs_event;
 
 #define OBS_EVENT_RING 128
+/* State changes kept per breaker apart from the ring (observe_events.c). */
+#define OBS_TRANSITIONS 8
 
 /* Requests counted by (route, status). */
 #define OBS_ROUTES 64
@@ -129,6 +131,14 @@ int obs_send_json(struct mg_connection *conn, int status, const char *body);
  * oldest first (events pushed out of the ring are skipped). Returns how many
  * were copied. Thread-safe. */
 size_t obs_events_since(uint64_t after, obs_event *out, size_t max);
+/* Copies every breaker's kept state changes with seq <= upto into out (at
+ * most max), oldest first: what a new stream sends before its replay of
+ * the ring, so that a page opened late still sees each breaker's last
+ * changes. Returns how many were copied. Thread-safe. */
+size_t obs_transitions_upto(uint64_t upto, obs_event *out, size_t max);
+/* Forgets the kept state changes (obs_free(), so that a new obs_init()
+ * starts with none). Only when no listener or stream runs any more. */
+void obs_transitions_clear(void);
 /* The seq of the newest event, 0 when there was none. Thread-safe. */
 uint64_t obs_events_newest_seq(void);
 

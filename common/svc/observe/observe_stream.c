@@ -3,8 +3,10 @@
  * /hystrix.stream sends one HystrixCommand JSON object ("data: {...}\n\n") per
  * interval, the format the Hystrix dashboard, Turbine and opossum-hystrix
  * use. /events.stream sends the same objects plus named events for the live
- * dashboard: "event: breaker" (one per entry of the recent-events ring) and
- * "event: service" (name, uptime, its breakers and their states).
+ * dashboard: "event: breaker" (one per entry of the recent-events ring,
+ * after, on connect, each breaker's last state changes older than the last
+ * EVENTS_ON_CONNECT events, marked "kept") and "event: service" (name,
+ * uptime, its breakers and their states).
  *
  * Each client holds one civetweb worker thread for as long as it stays, so
  * the number of open streams is capped (obs_g.stream_cap; 503 past it), a
@@ -157,10 +159,14 @@ static char *service_json(void)
     return text;
 }
 
-static char *event_json(const obs_event *e)
+/* One "breaker" event as JSON, malloc'd; kept marks a state change sent
+ * from the breaker's kept transitions rather than from the ring. */
+static char *event_json(const obs_event *e, bool kept)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+    if (kept)
+        cJSON_AddBoolToObject(o, "kept", true);
     cJSON_AddStringToObject(o, "service", obs_g.service);
     bool known = e->breaker >= 0 && e->breaker < obs_g.nbreakers;
     cJSON_AddStringToObject(o, "breaker", known ? cb_name(obs_g.breakers[e->breaker].cb) : "");
@@ -224,10 +230,21 @@ static void stream_send_new_events(stream *s)
     do {
         n = obs_events_since(s->last_seq, batch, sizeof batch / sizeof batch[0]);
         for (size_t i = 0; i < n && !s->broken; i++) {
-            stream_send_owned(s, "breaker", event_json(&batch[i]));
+            stream_send_owned(s, "breaker", event_json(&batch[i], false));
             s->last_seq = batch[i].seq;
         }
     } while (n == sizeof batch / sizeof batch[0] && !s->broken);
+}
+
+/* Sends each breaker's kept state changes older than the replay that
+ * follows (seq <= s->last_seq), oldest first, marked "kept": true, so that
+ * a page opened after a flood of rejects still sees the breaker open. */
+static void stream_send_transitions(stream *s)
+{
+    obs_event kept[OBS_MAX_BREAKERS * OBS_TRANSITIONS];
+    size_t n = obs_transitions_upto(s->last_seq, kept, sizeof kept / sizeof kept[0]);
+    for (size_t i = 0; i < n && !s->broken; i++)
+        stream_send_owned(s, "breaker", event_json(&kept[i], true));
 }
 
 static void stream_heartbeat(stream *s)
@@ -254,6 +271,7 @@ static void stream_run(stream *s)
     if (s->with_events) {
         uint64_t newest = obs_events_newest_seq();
         s->last_seq = newest > EVENTS_ON_CONNECT ? newest - EVENTS_ON_CONNECT : 0;
+        stream_send_transitions(s);
     }
     while (!s->broken && !atomic_load(&obs_g.shutting_down)) {
         int64_t now = mono_ns();

@@ -235,6 +235,26 @@ static void error_percentage_is_failures_over_fires(void **state)
     assert_true(st.error_percentage > 24.999 && st.error_percentage < 25.001);
 }
 
+/* A call that starts before the window and fails inside it is a failure
+ * without its fire (fires are counted at the start, failures at the end):
+ * the error % is taken over the calls decided in the window, so it stays
+ * at 100 where failures / fires would read 200. */
+static void error_percentage_never_passes_100_when_a_call_straddles_the_window(void **state)
+{
+    op_fx *fx = *state;
+    fx->opt.action = op_timed_failing;
+    fx->opt.volume_threshold = 100; /* stays closed: both calls run */
+    fx->opt.timeout_ms = 0;         /* no deadline: the long call fails, it does not time out */
+    op_start(fx);
+    assert_int_equal(op_fire(fx, 10500, NULL), CB_EFAILED); /* its fire leaves the 10 s window */
+    assert_int_equal(op_fire(fx, 0, NULL), CB_EFAILED);
+    cb_stats st;
+    op_stats(fx, &st);
+    assert_int_equal(st.window.failures, 2);
+    assert_int_equal(st.window.fires, 1);
+    assert_true(st.error_percentage > 99.999 && st.error_percentage < 100.001);
+}
+
 /* opossum "CircuitBreaker rolling counts": the window forgets, totals do not. */
 static void rolling_window_forgets_old_buckets(void **state)
 {
@@ -310,6 +330,7 @@ int main(void)
         OP_TEST(stats_reflect_open_state),
         OP_TEST(stats_count_fires_failures_rejects_and_fallbacks),
         OP_TEST(error_percentage_is_failures_over_fires),
+        OP_TEST(error_percentage_never_passes_100_when_a_call_straddles_the_window),
         OP_TEST(rolling_window_forgets_old_buckets),
         OP_TEST(failures_outside_the_window_do_not_open),
         OP_TEST(error_and_state_names_are_words),

@@ -20,6 +20,13 @@
 // service's table, GET /chaos's "kinds") and force breakers
 // (POST /breaker/open|close?name=...) with the admin token typed once at the
 // top of the page and kept in this tab's sessionStorage.
+//
+// Without ?services= the page follows the chain from the service that
+// served it: its own origin's /health names the service and its next hop
+// ("next": {"name", "url"}, the CHAIN_SVC it calls), whose /health names the
+// next, on whatever ports and hosts they run (findChain). "Calm everything"
+// clears every fault and closes every breaker that is not closed, on every
+// service (calmEverything).
 'use strict';
 
 const HISTORY_MS = 5 * 60 * 1000;
@@ -33,29 +40,111 @@ const TOKEN_KEY = 'dashboard.adminToken';
 // How long a retry count that changed since the last /health read stays marked.
 const HIGHLIGHT_MS = 1500;
 const STATE_EVENTS = ['open', 'halfOpen', 'close'];
+// A repeated event joins a line among the feed's newest this many, above its last state change.
+const COLLAPSE_LOOKBACK = 4;
+// The chart's time axis spans the samples it has, at least this long, at most HISTORY_MS.
+const MIN_SPAN_MS = 60 * 1000;
+// The chain has at most this many services (a loop in CHAIN_SVC stops there too).
+const MAX_HOPS = 8;
 
-const ERR_TIP = "opossum's error %: failures ÷ every call in the window, rejected calls " +
-  'included. While the circuit is open, each rejected call counts as a call but not as a ' +
-  'failure, so this figure falls though nothing got better.';
+const ERR_TIP = "opossum's error %: failures ÷ every call decided in the window, rejected " +
+  'calls included (0..100; calls still running are left out of both). While the circuit is ' +
+  'open, each rejected call counts as a call but not as a failure, so this figure falls ' +
+  'though nothing got better.';
 const FAIL_TIP = 'Failed % of the calls that ran: (failures + timeouts) ÷ (calls that ran to an ' +
   'end), rejected and short-circuited calls left out. It does not fall while the circuit is ' +
   'open; it shows what the calls that reached the next hop met.';
 
-// Reads ?services=name@url,name@url; defaults to this host's ports 3000..3002.
-function serviceList() {
+// Reads ?services=name@url,name@url; null without it.
+function serviceParam() {
   const param = new URLSearchParams(window.location.search).get('services');
-  if (param) {
-    return param.split(',').filter(Boolean).map((item) => {
-      const at = item.indexOf('@');
-      const name = at > 0 ? item.slice(0, at) : item;
-      const base = at > 0 ? item.slice(at + 1) : item;
-      return { name, base: base.replace(/\/+$/, '') };
-    });
-  }
+  if (!param) return null;
+  return param.split(',').filter(Boolean).map((item) => {
+    const at = item.indexOf('@');
+    const name = at > 0 ? item.slice(0, at) : item;
+    const base = at > 0 ? item.slice(at + 1) : item;
+    return { name, base: base.replace(/\/+$/, '') };
+  });
+}
+
+// The old default, for a page whose own origin has no /health: this host's ports 3000..3002.
+function defaultServices() {
   const host = window.location.hostname || '127.0.0.1';
   const proto = window.location.protocol === 'https:' ? 'https:' : 'http:';
   return ['order', 'payment', 'shipment'].map((name, i) =>
     ({ name, base: `${proto}//${host}:${3000 + i}` }));
+}
+
+// Reads base's /health; resolves to its JSON, or null when it does not answer
+// with a service's /health (503 with a body counts: the database is down).
+async function readHealth(base) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), HEALTH_TIMEOUT_MS);
+  try {
+    const r = await fetch(`${base}/health`, { cache: 'no-store', signal: ctl.signal });
+    const h = await r.json();
+    return h && typeof h.service === 'string' ? h : null;
+  } catch (e) {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Where the page may reach a next hop at: the URL it is called at (CHAIN_SVC),
+// then, when that names another host (a container's name, say), the same port
+// on the page's own host, as docker-compose publishes it.
+function hopCandidates(url) {
+  const out = [url.replace(/\/+$/, '')];
+  try {
+    const u = new URL(url);
+    if (u.hostname !== window.location.hostname) {
+      u.hostname = window.location.hostname;
+      out.push(u.origin);
+    }
+  } catch (e) { /* not a URL: the first candidate fails on its own */ }
+  return out;
+}
+
+// Follows the chain from the page's own origin, calling found(svc) for each
+// service as it is found: {name, base, health}; a hop that answers on none of
+// its candidates is found unreachable at its URL, and the walk stops there.
+// Resolves to false when the page's own origin has no /health.
+async function findChain(found) {
+  let base = window.location.origin;
+  let health = await readHealth(base);
+  if (!health) return false;
+  const seen = new Set();
+  for (let hops = 0; hops < MAX_HOPS; hops++) {
+    seen.add(base);
+    found({ name: health.service, base, health });
+    const next = health.next;
+    if (!next || !next.url) return true;
+    let reached = null;
+    for (const c of hopCandidates(next.url)) {
+      if (seen.has(c)) return true;          // a loop: every service is shown once
+      const h = await readHealth(c);
+      if (h) { reached = { base: c, health: h }; break; }
+    }
+    if (!reached) {
+      found({ name: next.name, base: hopCandidates(next.url)[0], health: null });
+      return true;
+    }
+    ({ base, health } = reached);
+  }
+  return true;
+}
+
+// A breaker's label: "payment -> shipment" for a chain breaker, "payment ->
+// database" for a database breaker; from /health's or the stream's "label"
+// when the service sends one, else from its name ("payment->127.0.0.1:3002")
+// and the service it calls (/health's next.name).
+function breakerLabel(svc, name, given) {
+  if (given) return given;
+  const from = svc.name;
+  if (name.endsWith('->mongodb')) return `${from} -> database`;
+  if (svc.nextName) return `${from} -> ${svc.nextName}`;
+  return name.includes('->') ? `${from} -> ${name.slice(name.indexOf('->') + 2)}` : name;
 }
 
 function el(tag, cls, text) {
@@ -504,11 +593,13 @@ function buildPanel(svc, name) {
   msg.dataset.for = 'breaker';
   const right = el('span', 'right');
   right.append(msg, open, close, badge);
-  h3.append(el('span', 'bname', name), right);
+  const bname = el('span', 'bname', breakerLabel(svc, name));
+  bname.title = `the breaker ${name}`;
+  h3.append(bname, right);
   const settings = el('div', 'breaker');
   const figs = el('div', 'figures');
   const p = {
-    name, panel, badge, settings, samples: [],
+    name, panel, badge, settings, bname, samples: [],
     errPct: figure(figs, 'error % (opossum)', ERR_TIP),
     failPct: figure(figs, 'failed % of run', FAIL_TIP),
     rate: figure(figs, 'calls/s'),
@@ -603,6 +694,7 @@ function onCommand(svc, cmd) {
 function onService(svc, info) {
   for (const b of info.breakers || []) {
     const p = panelFor(svc, b.name);
+    p.bname.textContent = breakerLabel(svc, b.name, b.label);
     if (p.panel.dataset.state !== b.state) setPanelState(svc, p, b.state);
   }
   // Replicas: which one this stream reaches, and the shared circuit's state
@@ -616,18 +708,26 @@ function onService(svc, info) {
   refreshCard(svc);
 }
 
-function eventLine(ev) {
-  const li = el('li', `ev-${ev.event}`);
-  li.dataset.event = ev.event;
-  li.append(el('span', 't', clock(ev.time)));
-  const target = ev.breaker.includes('->') ? ev.breaker.slice(ev.breaker.indexOf('->') + 2) : ev.breaker;
-  let text = `→${target} ${ev.event} (now ${ev.state})`;
+// The line's words for ev, seen count times from first to ev.time:
+// "payment -> shipment: reject x57, 12:00:03-12:00:09 (now open) CB_EOPEN".
+function eventText(svc, ev, count, first) {
+  const who = ev.breaker ? breakerLabel(svc, ev.breaker, ev.label) : svc.name;
+  const times = count > 1 ? ` x${count}, ${clock(first)}-${clock(ev.time)}` : '';
+  let text = `${who}: ${ev.event}${times} (now ${ev.state})`;
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
   if (ev.error) text += ` ${ev.error}`;
   if (ev.shared) text += ` ${ev.detail || ''}`;
   if (ev.replica) text += ` @${ev.replica}`;
-  li.append(document.createTextNode(text));
+  return text;
+}
+
+function eventLine(svc, ev) {
+  const li = el('li', `ev-${ev.event}`);
+  li.dataset.event = ev.event;
+  li.dataset.count = '1';
+  li.dataset.first = String(ev.time);
+  li.append(el('span', 't', clock(ev.time)), document.createTextNode(eventText(svc, ev, 1, ev.time)));
   return li;
 }
 
@@ -636,12 +736,51 @@ function push(list, li, max) {
   while (list.children.length > max) list.lastChild.remove();
 }
 
+// What makes two events "the same" in the feed: kind, breaker, reason, state, replica.
+function eventKey(ev) {
+  return [ev.breaker, ev.event, ev.error || '', ev.state, ev.replica || ''].join('|');
+}
+
+// Adds ev to the feed, joining it to a line of the same event among the
+// newest COLLAPSE_LOOKBACK lines above the last state change (a reject and its
+// fallback alternate, so "consecutive" is looked for among a few lines); the
+// joined line moves to the top and counts: "reject x57, 12:00:03-12:00:09".
+function feedAdd(svc, ev) {
+  const feed = svc.ui.feed;
+  const key = eventKey(ev);
+  if (!ev.shared && !STATE_EVENTS.includes(ev.event)) {
+    const lines = Array.from(feed.children).slice(0, COLLAPSE_LOOKBACK);
+    for (const li of lines) {
+      if (STATE_EVENTS.includes(li.dataset.event)) break;
+      if (li.dataset.key !== key) continue;
+      const count = Number(li.dataset.count) + 1;
+      const first = Number(li.dataset.first);
+      li.dataset.count = String(count);
+      li.firstChild.textContent = clock(first);
+      li.lastChild.textContent = eventText(svc, ev, count, first);
+      feed.prepend(li);
+      return;
+    }
+  }
+  const li = eventLine(svc, ev);
+  li.dataset.key = key;
+  push(feed, li, FEED_MAX);
+}
+
 // Every event goes to the feed; state changes are also pinned in their own
-// list, so a flood of reject/fallback pairs cannot push them out.
+// list, so a flood of reject/fallback pairs cannot push them out. A state
+// change the service kept for a late page ("kept": older than its replay)
+// goes to the pinned list only. Events seen already (a stream that
+// reconnected replays them) are skipped: an older seq at an older time.
 function onBreakerEvent(svc, ev) {
-  push(svc.ui.feed, eventLine(ev), FEED_MAX);
+  if (svc.lastSeq !== undefined && ev.seq <= svc.lastSeq && ev.time <= svc.lastTime) return;
+  svc.lastSeq = ev.seq;
+  svc.lastTime = ev.time;
+  if (!ev.kept) feedAdd(svc, ev);
   if (ev.breaker && STATE_EVENTS.includes(ev.event)) {
-    push(svc.ui.states, eventLine(ev), STATES_MAX);
+    const li = eventLine(svc, ev);
+    if (ev.kept) li.dataset.kept = 'true';
+    push(svc.ui.states, li, STATES_MAX);
     setPanelState(svc, panelFor(svc, ev.breaker), ev.state);
   }
 }
@@ -663,10 +802,23 @@ function markGap(svc) {
 const STATE_COLOURS = { open: '#e5484d', 'forced-open': '#9b1c1f', 'half-open': '#e6a23c' };
 const AXIS_PX = 13;
 
+// The chart's span: the time since its first sample, at least MIN_SPAN_MS and
+// at most HISTORY_MS, so that a page opened a moment ago draws across its width.
+function chartSpan(samples, now) {
+  const first = samples.length ? samples[0].t : now;
+  return Math.min(HISTORY_MS, Math.max(MIN_SPAN_MS, now - first));
+}
+
+// The clock axis's step for a span: 10 s up to 2 minutes, else a minute.
+function tickStep(span) {
+  return span <= 2 * 60000 ? 10000 : 60000;
+}
+
 // Draws calls/s (blue, own scale), error % (red) and failed % of run (orange,
-// dashed; both 0..100) over HISTORY_MS with a clock axis below; periods when
-// the circuit was not closed are shaded in the state's colour. A line breaks
-// where a sample is missing (the service was unreachable).
+// dashed; both 0..100) over the chart's span (chartSpan) with a clock axis
+// below; periods when the circuit was not closed are shaded in the state's
+// colour. A line breaks where a sample is missing (the service was
+// unreachable); a lone sample is drawn as a dot.
 function drawChart(p) {
   const c = p.canvas;
   const dpr = window.devicePixelRatio || 1;
@@ -676,7 +828,8 @@ function drawChart(p) {
   const g = c.getContext('2d');
   g.clearRect(0, 0, w, h);
   const now = Date.now();
-  const x = (t) => w - ((now - t) / HISTORY_MS) * w;
+  const span = chartSpan(p.samples, now);
+  const x = (t) => w - ((now - t) / span) * w;
   const pad = 4 * dpr;
   const axis = AXIS_PX * dpr;
   const ph = h - axis;   // plot height
@@ -687,23 +840,26 @@ function drawChart(p) {
     if (!colour || s[i].gap) continue;
     const x0 = x(s[i].t);
     const n = next(i);
-    const x1 = n ? x(n.t) : (i + 1 === s.length ? w : x0 + (1000 / HISTORY_MS) * w);
+    const x1 = n ? x(n.t) : (i + 1 === s.length ? w : x0 + (1000 / span) * w);
     g.fillStyle = colour + '33';
     g.fillRect(x0, 0, Math.max(1, x1 - x0), ph);
   }
-  // the clock axis: a tick and a label at every minute
+  // the clock axis: a tick and a label at every step (10 s or a minute)
   g.strokeStyle = '#2b3540';
   g.lineWidth = 1;
   g.fillStyle = '#8a96a3';
   g.font = `${10 * dpr}px system-ui, sans-serif`;
   g.textAlign = 'center';
   g.textBaseline = 'bottom';
-  const first = Math.ceil((now - HISTORY_MS) / 60000) * 60000;
-  for (let t = first; t <= now; t += 60000) {
+  const step = tickStep(span);
+  const first = Math.ceil((now - span) / step) * step;
+  for (let t = first; t <= now; t += step) {
     const gx = x(t);
     g.beginPath(); g.moveTo(gx, 0); g.lineTo(gx, ph); g.stroke();
     const d = new Date(t);
-    const label = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+    const two = (v) => String(v).padStart(2, '0');
+    const label = step < 60000 ? `${two(d.getMinutes())}:${two(d.getSeconds())}`
+      : `${two(d.getHours())}:${two(d.getMinutes())}`;
     if (gx > 16 * dpr && gx < w - 26 * dpr) g.fillText(label, gx, h);
   }
   g.textAlign = 'right';
@@ -721,23 +877,37 @@ function drawChart(p) {
   g.fillText(`max ${maxRate.toFixed(1)} calls/s`, 4 * dpr, 11 * dpr);
 }
 
-// Strokes one series, lifting the pen at gaps and at points with no value.
+// Strokes one series, lifting the pen at gaps and at points with no value;
+// a point with no neighbour to join (the first sample, the first after a
+// gap) is drawn as a dot, so that a fresh page shows its first sample.
 function line(g, samples, x, y, colour, dpr, dashed) {
   g.strokeStyle = colour;
+  g.fillStyle = colour;
   g.lineWidth = 1.5 * dpr;
   g.setLineDash(dashed ? [4 * dpr, 3 * dpr] : []);
   g.beginPath();
+  const dots = [];
   let prev = null;
+  let alone = null;
   for (const v of samples) {
     const yy = v.gap ? NaN : y(v);
-    if (!Number.isFinite(yy)) { prev = null; continue; }
+    if (!Number.isFinite(yy)) { if (alone) dots.push(alone); prev = null; alone = null; continue; }
     const xx = x(v.t);
-    if (prev && v.t - prev.t <= GAP_MS) g.lineTo(xx, yy);
-    else g.moveTo(xx, yy);
+    if (prev && v.t - prev.t <= GAP_MS) { g.lineTo(xx, yy); alone = null; } else {
+      if (alone) dots.push(alone);
+      g.moveTo(xx, yy);
+      alone = [xx, yy];
+    }
     prev = v;
   }
+  if (alone) dots.push(alone);
   g.stroke();
   g.setLineDash([]);
+  for (const [dx, dy] of dots) {
+    g.beginPath();
+    g.arc(dx, dy, 2 * dpr, 0, 2 * Math.PI);
+    g.fill();
+  }
 }
 
 function parse(svc, text) {
@@ -785,6 +955,7 @@ async function poll(svc) {
   try {
     const r = await fetch(`${svc.base}/health`, { cache: 'no-store', signal: ctl.signal });
     const h = await r.json();
+    showHealthNames(svc, h);
     const reachable = h.database && h.database.reachable;
     const name = h.database && h.database.name ? ` (${h.database.name})` : '';
     setDb(svc, reachable ? 'up' : 'down', reachable ? `the database${name} answers`
@@ -800,6 +971,15 @@ async function poll(svc) {
   } finally {
     clearTimeout(timer);
     svc.polling = false;
+  }
+}
+
+// Takes the next hop's name and the breakers' labels from /health.
+function showHealthNames(svc, h) {
+  if (h.next && h.next.name) svc.nextName = h.next.name;
+  for (const b of h.breakers || []) {
+    const p = svc.panels.get(b.name);
+    if (p) p.bname.textContent = breakerLabel(svc, b.name, b.label);
   }
 }
 
@@ -873,21 +1053,93 @@ async function pollReplicas(svc) {
   }
 }
 
-function main() {
+// ---- "Calm everything" ---------------------------------------------------------
+
+// Calms one service: reads its faults (GET /chaos) and breakers (/health),
+// deletes the faults (DELETE /chaos) and closes each breaker that is not
+// closed (POST /breaker/close?name=). Resolves to a sentence of what it did.
+async function calmService(svc) {
+  const h = await readHealth(svc.base);
+  if (!h) return `${svc.name}: not reachable`;
+  const done = [];
+  const faults = Object.keys((h.chaos && h.chaos.faults) || {});
+  try {
+    await admin(svc, 'DELETE', '/chaos');
+    done.push(faults.length ? `cleared ${faults.map((k) => describeFault(svc.ui.chaos, k,
+      h.chaos.faults[k])).join(', ')}` : 'no fault');
+    showChaos(svc, { faults: {} }, true);
+  } catch (e) {
+    return `${svc.name}: ${e.message}`;
+  }
+  for (const b of h.breakers || []) {
+    if (b.state === 'closed') continue;
+    const label = breakerLabel(svc, b.name, b.label);
+    try {
+      const r = await admin(svc, 'POST', `/breaker/close?name=${encodeURIComponent(b.name)}`);
+      done.push(`closed ${label} (was ${b.state})`);
+      if (r && r.state) setPanelState(svc, panelFor(svc, b.name), r.state);
+    } catch (e) {
+      done.push(`${label} still ${b.state}: ${e.message}`);
+    }
+  }
+  return `${svc.name}: ${done.join('; ')}`;
+}
+
+// The red button: calms every service of the page and says what it cleared.
+function setupCalm(services) {
+  const button = document.getElementById('calm');
+  const msg = document.getElementById('calm-msg');
+  button.addEventListener('click', async () => {
+    if (!token()) {
+      say(msg, 'type the admin token in the box first', false);
+      msg.dataset.done = 'true';
+      document.getElementById('token').focus();
+      return;
+    }
+    msg.dataset.done = '';
+    say(msg, 'calming…', true);
+    const lines = await Promise.all(services.map(calmService));
+    const ok = lines.every((l) => !/refused|failed|still|not reachable|rejected/.test(l));
+    say(msg, lines.join(' · '), ok);
+    msg.dataset.done = 'true';
+  });
+}
+
+// Adds a card for svc (name, base) and starts its stream and /health reads.
+function addService(services, svc) {
+  const s = { ...svc, panels: new Map() };
+  delete s.health;
+  if (svc.health && svc.health.next && svc.health.next.name) s.nextName = svc.health.next.name;
+  s.ui = buildCard(s);
+  services.push(s);
+  connect(s);
+  poll(s);
+  document.querySelector('h1 .sub').textContent = services.map((v) => v.name).join(' → ');
+}
+
+async function main() {
   document.getElementById('minutes').textContent = String(HISTORY_MS / 60000);
   setupToken();
-  const services = serviceList().map((s) => ({ ...s, panels: new Map() }));
-  for (const svc of services) {
-    svc.ui = buildCard(svc);
-    connect(svc);
-    poll(svc);
-  }
+  const services = [];
   window.dashboardServices = services;
+  setupCalm(services);
   setInterval(() => services.forEach((svc) => {
     svc.panels.forEach((p) => { trimSamples(p); drawChart(p); });
     renderInForce(svc.ui.chaos);
   }), 1000);
   setInterval(() => services.forEach(poll), POLL_MS);
+  const given = serviceParam();
+  const from = document.getElementById('chain-from');
+  if (given) {
+    given.forEach((svc) => addService(services, svc));
+    from.textContent = 'the services chosen with ?services=';
+  } else if (await findChain((svc) => addService(services, svc))) {
+    from.textContent = `the chain found from ${window.location.origin} (each /health's next hop)`;
+  } else {
+    defaultServices().forEach((svc) => addService(services, svc));
+    from.textContent = "ports 3000-3002 of this host (this page's origin has no /health)";
+  }
+  document.body.dataset.chain = services.map((v) => `${v.name}@${v.base}`).join(',');
 }
 
 main();
