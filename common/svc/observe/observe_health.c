@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One breaker's part of /health: name, state and rolling stats; NULL when
+/* One breaker's part of /health: name, state, rolling stats and live
+ * options; NULL when
  * its stats cannot be read. */
 static cJSON *breaker_health(cb_breaker *cb)
 {
@@ -31,6 +32,7 @@ static cJSON *breaker_health(cb_breaker *cb)
     cJSON_AddNumberToObject(b, "resetTimeoutMs", (double)st.current_reset_timeout_ms);
     breaker_counts_json(b, "window", &st.window);
     breaker_counts_json(b, "total", &st.total);
+    obs_tuning_json(b, cb);
     return b;
 }
 
