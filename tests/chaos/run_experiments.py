@@ -411,6 +411,13 @@ def check_runner_failures(res, stack, out_root, breakers):
             "method[0].settings"),
            ({"title": "x", "method": [{"at": 1, "action": "tune", "breaker": "payment"}]},
             "method[0].options"),
+           # fault bodies are read by the services' own parser (common/svc/lab/faults.c)
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"eror": {"fraction": 1}}}]}, 'unknown fault "eror"'),
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"error": {"fracton": 1}}}]}, 'error has no field "fracton"'),
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"latency": {"jitter_ms": 5}}}]}, "latency.ms is required"),
            ({"title": "x", "requires": {"CB_BACKOF": "2"},
              "method": [{"at": 1, "action": "clear", "service": "order"}]}, "requires.CB_BACKOF"),
            ("{\n  \"title\": \"x\",\n  oops\n}", ":3:"),
@@ -424,6 +431,16 @@ def check_runner_failures(res, stack, out_root, breakers):
                   r.returncode == 2 and words in r.stderr and not r.stdout.strip()
                   and (":" not in words or "not valid JSON" in r.stderr),
                   f"exit {r.returncode}: {r.stderr[-300:]} {r.stdout[-300:]}")
+    # --check alone (no stack) names a misspelt fault or field as PUT /chaos would
+    for faults, words in (({"eror": {"fraction": 1}}, 'unknown fault "eror"'),
+                          ({"error": {"fracton": 1}}, 'error has no field "fracton"')):
+        wrong.write_text(json.dumps({"title": "x", "method": [
+            {"at": 1, "action": "fault", "service": "shipment", "faults": faults}]}))
+        r = subprocess.run([str(CHAOS["rel"]), str(wrong), "--check"], capture_output=True, text=True,
+                           timeout=30, env=stack.runner_env())
+        res.check(f"--check refuses a fault body naming {words!r} (exit 2)",
+                  r.returncode == 2 and words in r.stderr and "method[0].faults" in r.stderr,
+                  f"exit {r.returncode}: {r.stderr[-300:]}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
