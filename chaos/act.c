@@ -1,4 +1,4 @@
-/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced, a process stopped or resumed, one of make run's processes killed or restarted, a shell command, the retries of a call to the next hop set.
+/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced or tuned, a process stopped or resumed, one of make run's processes killed or restarted, a shell command, the retries of a call to the next hop set.
  *
  * chaos_actions, at the end, is their one table: each row names an action,
  * the fields it takes (experiment.c checks them, a check per kind of field)
@@ -235,6 +235,8 @@ static long process_signal(chaos_run *r, const chaos_step *s, bool restart, char
     return 0;
 }
 
+static void record(chaos_run *r, const chaos_step *s, const char *phase, long status, cJSON *answer);
+
 /* Sends the HTTP request of an action; fills *status and *answer (parsed JSON, or a string). */
 static void act_http(chaos_run *r, const char *method, const char *url, const cJSON *body, long *status,
                      cJSON **answer)
@@ -324,6 +326,87 @@ static long act_force(chaos_run *r, const chaos_step *s, cJSON **answer)
     return status;
 }
 
+/* The URL of route ("open", "options", or "" for GET /breaker) for the
+ * step's breaker, by its full name, into url. Returns false, with words in
+ * *answer, when its service is unknown. */
+static bool breaker_url(chaos_run *r, const chaos_step *s, const char *route, char *url, size_t len,
+                        cJSON **answer)
+{
+    const char *base = service_url(r, s, answer);
+    if (!base)
+        return false;
+    const char *name = chaos_ref_name(r, s->breaker);
+    char *quoted = curl_easy_escape(NULL, name ? name : "", 0);
+    snprintf(url, len, "%s/breaker%s%s?name=%s", base, route[0] ? "/" : "", route, quoted ? quoted : "");
+    curl_free(quoted);
+    return true;
+}
+
+/* Keeps the options the step's breaker has now (GET /breaker's "options") in
+ * r->tuned, unless an earlier tune of this run kept them already: the restore
+ * puts back what the run found. Returns true when they are kept. */
+static bool tune_remember(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, r->tuned)
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "breaker")), s->breaker) == 0)
+            return true;
+    char url[600];
+    if (!breaker_url(r, s, "", url, sizeof url, answer))
+        return false;
+    long status;
+    cJSON *now = NULL;
+    act_http(r, "GET", url, NULL, &status, &now);
+    cJSON *options = cJSON_DetachItemFromObjectCaseSensitive(now, "options");
+    cJSON_Delete(now);
+    if (status != 200 || !cJSON_IsObject(options)) {
+        cJSON_Delete(options);
+        char text[200];
+        snprintf(text, sizeof text, "GET /breaker for %s answered %ld without \"options\" (a service "
+                 "older than the runner?); nothing changed", s->breaker, status);
+        *answer = cJSON_CreateString(text);
+        return false;
+    }
+    cJSON *kept = cJSON_CreateObject();
+    cJSON_AddStringToObject(kept, "breaker", s->breaker);
+    cJSON_AddItemToObject(kept, "options", options);
+    if (!r->tuned)
+        r->tuned = cJSON_CreateArray();
+    cJSON_AddItemToArray(r->tuned, kept);
+    return true;
+}
+
+/* tune: POST /breaker/options?name=<the breaker's full name> with the step's
+ * options, after keeping the options it had (chaos_tune_restore puts them back). */
+static long act_tune(chaos_run *r, const chaos_step *s, cJSON **answer)
+{
+    char url[600];
+    long status = 0;
+    if (tune_remember(r, s, answer) && breaker_url(r, s, "options", url, sizeof url, answer))
+        act_http(r, "POST", url, s->options, &status, answer);
+    return status;
+}
+
+bool chaos_tune_restore(chaos_run *r)
+{
+    bool all = true;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, r->tuned) {
+        chaos_step s = { .action = "tune", .kind = NULL,
+                         .breaker = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "breaker")),
+                         .options = cJSON_GetObjectItemCaseSensitive(t, "options"),
+                         .why = "the options it had before the run" };
+        char url[600];
+        long status = 0;
+        cJSON *answer = NULL;
+        if (breaker_url(r, &s, "options", url, sizeof url, &answer))
+            act_http(r, "POST", url, s.options, &status, &answer);
+        record(r, &s, "rollback", status, answer);
+        all = all && status == 200;
+    }
+    return all;
+}
+
 /* Sends sig to the process listening on the service's port. Returns 200 or 0; words in *answer. */
 static long signal_listener(chaos_run *r, const chaos_step *s, int sig, cJSON **answer)
 {
@@ -396,6 +479,7 @@ const chaos_action chaos_actions[] = {
     { "restart", { CHAOS_FIELD_PROCESS }, act_restart },
     { "run", { CHAOS_FIELD_COMMAND }, act_run },
     { "retry", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_retry },
+    { "tune", { CHAOS_FIELD_BREAKER, CHAOS_FIELD_OPTIONS }, act_tune },
 };
 const size_t chaos_nactions = sizeof chaos_actions / sizeof chaos_actions[0];
 

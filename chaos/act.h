@@ -14,4 +14,10 @@ extern const size_t chaos_nactions;
  * r->actions and prints a line. Returns true when it succeeded. */
 bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase);
 
+/* Puts back the options of every breaker a tune step changed, as they were
+ * before the run's first tune of it (r->tuned), and prints a line each.
+ * Returns true when every one was put back. The run calls it after its
+ * rollbacks, whatever happened. */
+bool chaos_tune_restore(chaos_run *r);
+
 #endif

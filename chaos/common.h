@@ -63,6 +63,7 @@ typedef enum chaos_field {
     CHAOS_FIELD_COMMAND,    /* "command": a non-empty shell command -> command */
     CHAOS_FIELD_FAULTS,     /* "faults": a non-empty object, the body of PUT /chaos -> faults */
     CHAOS_FIELD_SETTINGS,   /* "settings": a non-empty object, the body of POST /retry -> settings */
+    CHAOS_FIELD_OPTIONS,    /* "options": a non-empty object, the body of POST /breaker/options -> options */
 } chaos_field;
 
 struct chaos_run;
@@ -112,6 +113,7 @@ typedef struct chaos_step {
     const char *command;    /* CHAOS_FIELD_COMMAND */
     const cJSON *faults;    /* CHAOS_FIELD_FAULTS */
     const cJSON *settings;  /* CHAOS_FIELD_SETTINGS */
+    const cJSON *options;   /* CHAOS_FIELD_OPTIONS */
     const chaos_measure *measure;   /* a measure's expectation ("amplification <= 1.3"), else NULL */
     chaos_op op;            /* with measure: the comparison */
     double bound;           /* with measure: the number it is compared with */
@@ -262,6 +264,7 @@ typedef struct chaos_run {
     char *ref_names[CHAOS_MAX_REFS]; /* the breaker's full name */
     int nrefs;
     cJSON *actions;
+    cJSON *tuned;           /* breakers a tune changed: [{"breaker", "options" as before}], for the restore */
     chaos_expectation *expects;
     int nexpects;
     chaos_probe probes[2];

@@ -11,7 +11,9 @@
 
 #include "act.h"
 #include "dynbuf.h"
+#include "faults_check.h"
 #include "measure.h"
+#include "premises.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -167,10 +169,15 @@ static int check_command(checker *c, const cJSON *v, const char *f, chaos_step *
     return 0;
 }
 
+/* faults: a body PUT /chaos takes, read by the services' own parser
+ * (common/svc/lab/faults.c), so a misspelt fault or field is named here. */
 static int check_faults(checker *c, const cJSON *v, const char *f, chaos_step *s)
 {
+    char why[400];
     if (!cJSON_IsObject(v) || !v->child)
         return bad(c, f, "an object of faults, as PUT /chaos takes");
+    if (chaos_faults_check(v, why, sizeof why))
+        return bad(c, f, "a body PUT /chaos takes, but the services say: %s", why);
     s->faults = v;
     return 0;
 }
@@ -181,6 +188,15 @@ static int check_settings(checker *c, const cJSON *v, const char *f, chaos_step 
         return bad(c, f, "an object of retry settings, as POST /retry takes, e.g. "
                          "{\"attempts\": 3, \"budget_tokens\": 0}");
     s->settings = v;
+    return 0;
+}
+
+static int check_options(checker *c, const cJSON *v, const char *f, chaos_step *s)
+{
+    if (!cJSON_IsObject(v) || !v->child)
+        return bad(c, f, "an object of breaker options, as POST /breaker/options takes, e.g. "
+                         "{\"backoff\": 2, \"reset_timeout_ms\": 3000}");
+    s->options = v;
     return 0;
 }
 
@@ -195,6 +211,7 @@ static const struct field_rule {
     [CHAOS_FIELD_COMMAND] = { "command", check_command },
     [CHAOS_FIELD_FAULTS] = { "faults", check_faults },
     [CHAOS_FIELD_SETTINGS] = { "settings", check_settings },
+    [CHAOS_FIELD_OPTIONS] = { "options", check_options },
 };
 
 /* Checks key of step j (named field) with check. Returns 0 or -1. */
@@ -430,6 +447,13 @@ static int check_top(checker *c, chaos_experiment *e)
         if (!ok)
             return bad(c, "requires",
                        "an object of the settings the stack must be started with, e.g. {\"CB_BACKOFF\": \"2\"}");
+        for (const cJSON *k = req->child; k; k = k->next) {
+            char f[80], names[300];
+            snprintf(f, sizeof f, "requires.%.60s", k->string);
+            if (!chaos_premise_known(k->string))
+                return bad(c, f, "a setting the runner can check on the running stack: one of %s",
+                           chaos_premise_names(names, sizeof names));
+        }
         e->requires = req;
     }
     const cJSON *load = cJSON_GetObjectItemCaseSensitive(d, "load");

@@ -16,6 +16,7 @@
  * not; 2: a bad file, flag or stack (named), nothing run.
  */
 #include "experiment.h"
+#include "premises.h"
 #include "run.h"
 
 #include <ctype.h>
@@ -211,7 +212,7 @@ static int run(chaos_run *r)
     mongoc_log_set_handler(NULL, NULL);     /* the probe says what went wrong itself */
     char err[1200];
     int rc;
-    if (chaos_discover(r, err, sizeof err)) {
+    if (chaos_discover(r, err, sizeof err) || chaos_premises_check(r, err, sizeof err)) {
         fprintf(stderr, "chaos: %s\n", err);
         rc = 2;
     } else {

@@ -15,6 +15,11 @@
  *                   the request's trace id (the runner's traceparent), so two
  *                   documents of one trace in one collection are a duplicate
  *                   (stored.c counts them after the load).
+ *   longest_open_s  the longest time, in seconds, a chain breaker (not a
+ *                   database one) stayed open in one piece in the span, from
+ *                   the state bands (events and the poll): with back-off the
+ *                   open periods grow (3, 6, 12 s), without it they stay at
+ *                   the reset timeout.
  */
 #include "measure.h"
 
@@ -83,6 +88,36 @@ static int measure_duplicates(const chaos_run *r, double lo, double hi, double *
     return 0;
 }
 
+/* longest_open_s: the longest unbroken "open" stretch of a chain breaker's band within [lo, hi]. */
+static int measure_longest_open(const chaos_run *r, double lo, double hi, double *value, char *why,
+                                size_t whylen)
+{
+    double longest = -1;
+    for (int i = 0; i < r->nbands; i++) {
+        const chaos_band *b = &r->bands[i];
+        size_t n = strlen(b->name);
+        if (n >= 9 && strcmp(b->name + n - 9, "->mongodb") == 0)
+            continue;
+        longest = longest < 0 ? 0 : longest;
+        for (int k = 0; k < b->n; k++) {
+            if (strcmp(b->pts[k].state, "open") != 0 || (k > 0 && strcmp(b->pts[k - 1].state, "open") == 0))
+                continue;
+            int end = k + 1;
+            while (end < b->n && strcmp(b->pts[end].state, "open") == 0)
+                end++;
+            double from = fmax(b->pts[k].t, lo), to = fmin(end < b->n ? b->pts[end].t : hi, hi);
+            if (to - from > longest)
+                longest = to - from;
+        }
+    }
+    if (longest < 0) {
+        snprintf(why, whylen, "no chain breaker was seen in the run");
+        return -1;
+    }
+    *value = longest;
+    return 0;
+}
+
 const chaos_measure chaos_measures[] = {
     { "amplification",
       "calls arriving at the last service per request arriving at the first (their GET /health "
@@ -90,6 +125,9 @@ const chaos_measure chaos_measures[] = {
     { "duplicates",
       "documents stored beyond one per hop for the requests sent in the span (read from the "
       "database with --mongo)", measure_duplicates },
+    { "longest_open_s",
+      "the longest time in seconds a chain breaker stayed open in one piece (open periods grow "
+      "with back-off)", measure_longest_open },
 };
 const size_t chaos_nmeasures = sizeof chaos_measures / sizeof chaos_measures[0];
 

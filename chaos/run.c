@@ -7,7 +7,8 @@
  *              an action failed / SIGINT, SIGTERM -> rollbacks (aborted)
  *   load end   the load's last answer came back   -> rollbacks  (the load thread says so)
  *              SIGINT, SIGTERM                    -> rollbacks (aborted)
- *   rollbacks  every rollback tried, in order     -> stop the threads, judge, write
+ *   rollbacks  every rollback tried, in order, then -> stop the threads, judge, write
+ *              the options of every tuned breaker put back
  *
  * Threads: one load thread drives every request of the load through one
  * libcurl multi handle (a request is sent at its due time whether or not
@@ -698,7 +699,7 @@ static void say_start(chaos_run *r)
         size_t n = strlen(need);
         snprintf(need + n, sizeof need - n, " %s=%s", k->string, k->valuestring);
     }
-    chaos_say(r, "this experiment needs a stack started with%s", need);
+    chaos_say(r, "the running stack has what this experiment requires:%s", need);
 }
 
 /* The method: each step at its time, an action carried out, an expectation
@@ -841,6 +842,7 @@ int chaos_run_experiment(chaos_run *r)
     /* the rollbacks run whatever happened */
     for (int i = 0; i < e->nrollbacks; i++)
         chaos_act(r, &e->rollbacks[i], "rollback");
+    chaos_tune_restore(r);
     stop_workers(r, &w);
     /* the threads are done: what follows reads the records without the lock */
     judge(r);
@@ -852,6 +854,7 @@ void chaos_run_free(chaos_run *r)
     free(r->reqs);
     cJSON_Delete(r->events);
     cJSON_Delete(r->actions);
+    cJSON_Delete(r->tuned);
     for (int i = 0; i < r->nbands; i++) {
         free(r->bands[i].name);
         free(r->bands[i].pts);

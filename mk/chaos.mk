@@ -17,7 +17,12 @@ CHAOS_SRCS := $(wildcard chaos/*.c)
 # services.h, the services of services.tsv as C rows (chaos/services.awk), is made
 # once for every flavour.
 CHAOS_GEN := $(BUILD)/gen/chaos
-CHAOS_HDRS := $(wildcard chaos/*.h) $(CHAOS_GEN)/services.h common/svc/base/dynbuf.h common/svc/base/monotime.h
+CHAOS_HDRS := $(wildcard chaos/*.h) $(CHAOS_GEN)/services.h common/svc/base/dynbuf.h common/svc/base/monotime.h \
+              common/svc/lab/faults_check.h
+# the services' own objects the runner links: the growable buffer, and the
+# fault table with its parser (lab/faults.c, on base/random.c), so that
+# --check reads every fault body as PUT /chaos does
+CHAOS_SVC_OBJS = $(addprefix $(BUILD)/$(1)/chaos/,base/dynbuf.o lab/faults.o base/random.o)
 CHAOS_BIN_rel  := $(BUILD)/bin/chaos
 CHAOS_BIN_asan := $(BUILD)/asan/bin/chaos
 CHAOS_BIN_tsan := $(BUILD)/tsan/bin/chaos
@@ -37,7 +42,16 @@ $(BUILD)/$(1)/chaos/base/dynbuf.o: common/svc/base/dynbuf.c common/svc/base/dynb
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -c $$< -o $$@
 
-$(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS)) $(BUILD)/$(1)/chaos/base/dynbuf.o
+# the fault table and parser (common/svc/lab/faults.c) and the random numbers it draws from
+$(BUILD)/$(1)/chaos/lab/faults.o: common/svc/lab/faults.c common/svc/lab/faults.h common/svc/lab/faults_check.h common/svc/lab/chaos.h
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $(PKG_CFLAGS) -c $$< -o $$@
+
+$(BUILD)/$(1)/chaos/base/random.o: common/svc/base/random.c common/svc/base/random.h
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) -c $$< -o $$@
+
+$(CHAOS_BIN_$(1)): $(patsubst chaos/%.c,$(BUILD)/$(1)/chaos/%.o,$(CHAOS_SRCS)) $(call CHAOS_SVC_OBJS,$(1))
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS) $(SAN_$(1)) -o $$@ $$^ $$(PKG_LIBS) -pthread -lm
 endef

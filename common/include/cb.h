@@ -293,6 +293,27 @@ typedef enum cb_force_mode { CB_FORCE_NONE = 0, CB_FORCE_OPEN, CB_FORCE_CLOSED }
  * returns it to closed. */
 int cb_force(cb_breaker *b, cb_force_mode mode);
 
+/* The options a running breaker can change (cb_get_tuning, cb_set_tuning);
+ * each means what the cb_options field of the same name means. */
+typedef struct cb_tuning {
+    int64_t reset_timeout_ms;         /* >= 0; open -> half-open after this */
+    double reset_backoff_multiplier;  /* >= 1.0, finite; 1.0 = no back-off */
+    int64_t reset_timeout_max_ms;     /* >= 0; 0 = no cap on the backed-off period */
+    int volume_threshold;             /* >= 0; fires in the window before it may open */
+    int error_threshold_percentage;   /* 0..100; opens when the error % exceeds it */
+} cb_tuning;
+
+/* Fills t with the tuning b runs with now (at creation, its options').
+ * Returns CB_OK or CB_EINVAL (NULL b or t). */
+int cb_get_tuning(cb_breaker *b, cb_tuning *t);
+/* Changes b's tuning while it runs, atomically as a whole (get, change the
+ * fields, set). The thresholds count from the next outcome; the reset timeout,
+ * back-off and cap from the next opening (an open period under way keeps its
+ * end; the back-off step, opens since the last close, is kept). Returns CB_OK,
+ * CB_EINVAL (NULL, or a field out of the range above: b unchanged) or
+ * CB_ESHUTDOWN. Thread-safe. */
+int cb_set_tuning(cb_breaker *b, const cb_tuning *t);
+
 /* Enables or disables the breaker. Disabled (CB_DISABLED), cb_fire() runs
  * the action on the caller's thread with no fallback, no capacity limit, no
  * deadline (call->deadline_ns is INT64_MAX) and no cache; the call is still
@@ -314,7 +335,8 @@ int cb_cache_clear(cb_breaker *b);
 
 cb_state cb_get_state(cb_breaker *b);
 const char *cb_name(const cb_breaker *b);
-/* The options the breaker runs with (its own copy). */
+/* The options the breaker was created with (its own copy); the tuning it
+ * runs with now is cb_get_tuning()'s. */
 const cb_options *cb_get_options(const cb_breaker *b);
 
 typedef struct cb_counts {

@@ -104,11 +104,11 @@ static double next_random(cb_breaker *b)
  * then spread by +-jitter. */
 static int64_t open_period_ns(cb_breaker *b)
 {
-    double p = (double)b->o.reset_timeout_ms * 1e6;
-    double cap = (double)b->o.reset_timeout_max_ms * 1e6;
+    double p = (double)b->tune.reset_timeout_ms * 1e6;
+    double cap = (double)b->tune.reset_timeout_max_ms * 1e6;
     for (int i = 0; i < b->backoff_step && p < 9e18; i++)
-        p *= b->o.reset_backoff_multiplier;
-    if (b->o.reset_timeout_max_ms > 0 && p > cap)
+        p *= b->tune.reset_backoff_multiplier;
+    if (b->tune.reset_timeout_max_ms > 0 && p > cap)
         p = cap;
     if (b->o.reset_jitter > 0)
         p *= 1.0 + b->o.reset_jitter * (2.0 * next_random(b) - 1.0);
@@ -236,6 +236,11 @@ int cb__breaker_new(const cb_options *o, cb_breaker **out)
     b->warm_up = o->allow_warm_up;
     b->warm_until_ns = now + o->rolling_count_timeout_ms * 1000000LL;
     b->current_reset_ns = o->reset_timeout_ms * 1000000LL;
+    b->tune = (cb_tuning){ o->reset_timeout_ms, o->reset_backoff_multiplier,
+                           o->reset_timeout_max_ms, o->volume_threshold,
+                           o->error_threshold_percentage };
+    atomic_init(&b->volume_threshold, o->volume_threshold);
+    atomic_init(&b->error_threshold, o->error_threshold_percentage);
     b->rng = o->seed ? o->seed : (uint64_t)now ^ (uint64_t)(uintptr_t)b;
     if (!b->rng)
         b->rng = 0x9E3779B97F4A7C15ull;
@@ -423,13 +428,14 @@ static void check_open(cb_breaker *b, int64_t now)
     cb__window_raw(&b->win, now, win, total);
     cb_counts c;
     cb__raw_to_counts(win, &c);
-    uint64_t vol = (uint64_t)b->o.volume_threshold;
+    uint64_t vol = (uint64_t)atomic_load_explicit(&b->volume_threshold, memory_order_relaxed);
+    int threshold = atomic_load_explicit(&b->error_threshold, memory_order_relaxed);
     uint64_t completed = win[C_SUCCESSES] + win[C_FAILED] + win[C_TIMEOUTS];
     /* failures with no fire left in the window (the calls started before it):
      * an infinite error rate, which opens as in opossum (failures / 0) */
     bool trip = c.fires >= vol && c.failures > 0 &&
                 (c.fires == 0 ||
-                 (double)c.failures / (double)c.fires * 100.0 > b->o.error_threshold_percentage);
+                 (double)c.failures / (double)c.fires * 100.0 > threshold);
     if (b->slow_ns && completed >= vol && completed > 0 &&
         (double)c.slow_calls / (double)completed * 100.0 > b->o.slow_call_rate_threshold)
         trip = true;
@@ -817,6 +823,32 @@ int cb_force(cb_breaker *b, cb_force_mode mode)
     /* forcing is an override, not a transition: listeners hear open or close
      * when what callers see changed */
     announce(b, before == after ? NO_EVENT : mode == CB_FORCE_OPEN ? CB_EV_OPEN : CB_EV_CLOSE);
+    return CB_OK;
+}
+
+/* Copies the tuning b runs with into t. See cb.h. */
+int cb_get_tuning(cb_breaker *b, cb_tuning *t)
+{
+    if (!b || !t)
+        return CB_EINVAL;
+    pthread_mutex_lock(&b->lock);
+    *t = b->tune;
+    pthread_mutex_unlock(&b->lock);
+    return CB_OK;
+}
+
+/* Replaces b's tuning with t, under b->lock as every other control. See cb.h. */
+int cb_set_tuning(cb_breaker *b, const cb_tuning *t)
+{
+    if (!b || cb__tuning_validate(t) != CB_OK)
+        return CB_EINVAL;
+    if (atomic_load_explicit(&b->shut, memory_order_acquire))
+        return CB_ESHUTDOWN;
+    pthread_mutex_lock(&b->lock);
+    b->tune = *t;
+    atomic_store_explicit(&b->volume_threshold, t->volume_threshold, memory_order_relaxed);
+    atomic_store_explicit(&b->error_threshold, t->error_threshold_percentage, memory_order_relaxed);
+    pthread_mutex_unlock(&b->lock);
     return CB_OK;
 }
 

@@ -97,12 +97,17 @@ struct cb_breaker {
     /* capacity */
     _Atomic int sem_used;
 
+    /* opening thresholds (cb_set_tuning), read on every failure without b->lock */
+    _Atomic int volume_threshold;
+    _Atomic int error_threshold;
+
     /* state machine, guarded by lock */
     pthread_mutex_t lock;
     uint64_t generation;            /* bumped on every transition */
     int64_t open_until_ns;          /* OPEN: when it may go half-open */
     int64_t current_reset_ns;       /* the open period last used */
     int backoff_step;               /* consecutive opens since the last close */
+    cb_tuning tune;                 /* cb_set_tuning(): reset timeout, back-off, cap */
     int ho_admitted, ho_successes;  /* half-open trials of this generation */
     int trials_in_flight;           /* trials running, of any generation */
     uint64_t rng;
@@ -142,6 +147,8 @@ static inline int64_t cb__now(const cb_breaker *b) { return b->o.clock.now_ns(b-
 
 /* ---- options.c ---- */
 int cb__options_validate(const cb_options *o);
+/* Returns CB_OK when t is a sound tuning (the ranges in cb.h), else CB_EINVAL. */
+int cb__tuning_validate(const cb_tuning *t);
 
 /* ---- stats.c ---- */
 int cb__window_init(cb__window *w, int nbuckets, int64_t window_ms, int64_t now_ns);

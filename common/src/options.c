@@ -85,3 +85,16 @@ int cb__options_validate(const cb_options *o)
         return CB_EINVAL;
     return CB_OK;
 }
+
+/* Returns CB_OK when every field of t is within the range cb.h gives it, else
+ * CB_EINVAL. */
+int cb__tuning_validate(const cb_tuning *t)
+{
+    if (!t || t->reset_timeout_ms < 0 || t->reset_timeout_max_ms < 0)
+        return CB_EINVAL;
+    if (!(t->reset_backoff_multiplier >= 1.0) || isinf(t->reset_backoff_multiplier))
+        return CB_EINVAL;
+    if (t->volume_threshold < 0 || !pct_ok(t->error_threshold_percentage))
+        return CB_EINVAL;
+    return CB_OK;
+}

@@ -3,8 +3,9 @@
 
     python3 tests/chaos/run_experiments.py [-k substring]
 
-Starts scripts/run.sh with PROFILE=classroom (and CB_BACKOFF=2, which the
-back-off lesson needs) on free ports with its data in a temporary folder,
+Starts scripts/run.sh with PROFILE=classroom (a stack per distinct
+"requires" of the experiments run; the shipped ones need none: the back-off
+lesson sets its back-off itself with a tune step) on free ports with its data in a temporary folder,
 then runs build/bin/chaos on each experiments/*.json (with --mongo, the
 stack's FerretDB) and checks: exit 0 and a passed verdict, every expectation
 met, breaker events in the journal, a request record for the whole load, the
@@ -16,7 +17,11 @@ expectation must exit 1 and be marked MISSED in its picture; the stored
 probe must fail (exit 1, documents missing) against a database that holds
 none of the run's documents and say SKIPPED when no database answers; a
 SIGINT in the middle must still run the rollbacks (the fault is gone from
-the stack) and exit 1; bad experiment files must exit 2 naming the field,
+the stack) and exit 1. The premises (with -k premises or 9-backoff): the
+back-off lesson's tune is put back at rollback, a copy of it tuned to back-off
+1 must fail (exit 1, the longest open period MISSED), and a lesson whose
+"requires" the stack does not have must exit 2 saying why with nothing
+applied (no fault on any /chaos, no request sent); bad experiment files must exit 2 naming the field,
 or the line of a JSON syntax error, with nothing run. Pictures go to
 build/chaos/<experiment>/timeline.svg. First of all, from the runner's objects
 (nm), that no file of chaos/ calls into a file that calls it back, and that
@@ -404,6 +409,17 @@ def check_runner_failures(res, stack, out_root, breakers):
              "method": [{"at": 5, "expect": "duplicates == 0", "within": 6}]}, "a measure is taken within the load"),
            ({"title": "x", "method": [{"at": 1, "action": "retry", "service": "payment"}]},
             "method[0].settings"),
+           ({"title": "x", "method": [{"at": 1, "action": "tune", "breaker": "payment"}]},
+            "method[0].options"),
+           # fault bodies are read by the services' own parser (common/svc/lab/faults.c)
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"eror": {"fraction": 1}}}]}, 'unknown fault "eror"'),
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"error": {"fracton": 1}}}]}, 'error has no field "fracton"'),
+           ({"title": "x", "method": [{"at": 1, "action": "fault", "service": "shipment",
+                                       "faults": {"latency": {"jitter_ms": 5}}}]}, "latency.ms is required"),
+           ({"title": "x", "requires": {"CB_BACKOF": "2"},
+             "method": [{"at": 1, "action": "clear", "service": "order"}]}, "requires.CB_BACKOF"),
            ("{\n  \"title\": \"x\",\n  oops\n}", ":3:"),
            ("{\n  \"title\": \"x\",\n  \"method\": [\n    {\"at\": 1, \"action\": \"clear\"},\n"
             "    {\"at\": 2 \"action\": \"clear\"}\n  ]\n}\n", "wrong.json:5:"),
@@ -415,6 +431,72 @@ def check_runner_failures(res, stack, out_root, breakers):
                   r.returncode == 2 and words in r.stderr and not r.stdout.strip()
                   and (":" not in words or "not valid JSON" in r.stderr),
                   f"exit {r.returncode}: {r.stderr[-300:]} {r.stdout[-300:]}")
+    # --check alone (no stack) names a misspelt fault or field as PUT /chaos would
+    for faults, words in (({"eror": {"fraction": 1}}, 'unknown fault "eror"'),
+                          ({"error": {"fracton": 1}}, 'error has no field "fracton"')):
+        wrong.write_text(json.dumps({"title": "x", "method": [
+            {"at": 1, "action": "fault", "service": "shipment", "faults": faults}]}))
+        r = subprocess.run([str(CHAOS["rel"]), str(wrong), "--check"], capture_output=True, text=True,
+                           timeout=30, env=stack.runner_env())
+        res.check(f"--check refuses a fault body naming {words!r} (exit 2)",
+                  r.returncode == 2 and words in r.stderr and "method[0].faults" in r.stderr,
+                  f"exit {r.returncode}: {r.stderr[-300:]}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def payment_options(stack):
+    """The options of payment's chain breaker as its /health shows them ({} when absent)."""
+    h = call("GET", stack.urls["payment"] + "/health")[1] or {}
+    return (h.get("breaker") or {}).get("options") or {}
+
+
+def check_premises(res, stack, out_root, ran_lesson9):
+    """Lesson 9 sets back-off at runtime and is put back; with back-off 1 it fails;
+    a lesson whose requires do not hold exits 2 with nothing applied."""
+    tmp = Path(tempfile.mkdtemp())
+    lesson = json.loads((ROOT / "experiments" / "9-backoff.json").read_text())
+    if ran_lesson9:
+        opts = payment_options(stack)
+        res.check(f"9-backoff.json: its tune is put back at rollback (backoff {opts.get('backoff')})",
+                  opts.get("backoff") == 1, json.dumps(opts))
+    # the same lesson with back-off off must fail: its point is the growing open period
+    off = json.loads(json.dumps(lesson))
+    for step in off["method"]:
+        if step.get("action") == "tune":
+            step["options"]["backoff"] = 1
+    path = tmp / "9-backoff-off.json"
+    path.write_text(json.dumps(off))
+    stack.calm()
+    r = stack.chaos(path, out_root / "9-backoff-off")
+    print(r.stdout, end="", flush=True)
+    j = read_journal(out_root / "9-backoff-off")
+    missed = [e for e in j.get("expectations", []) if e.get("measure") == "longest_open_s" and not e["met"]]
+    res.check("9-backoff with back-off 1 fails (exit 1, the longest open period MISSED: "
+              f"{[e.get('value') for e in missed]} s)",
+              r.returncode == 1 and "verdict: FAILED" in r.stdout and missed, r.stdout[-800:] + r.stderr[-300:])
+    # requires that the stack does not have: exit 2, the reason, nothing applied
+    needs = tmp / "needs.json"
+    needs.write_text(json.dumps({
+        "title": "Needs back-off", "requires": {"CB_BACKOFF": "2"}, "load": {"rate": 5, "seconds": 6},
+        "method": [{"at": 0, "action": "fault", "service": "shipment",
+                    "faults": {"error": {"fraction": 1, "expires_s": 60}}},
+                   {"at": 0, "action": "tune", "breaker": "order", "options": {"backoff": 3}}],
+        "rollbacks": [{"action": "clear", "service": "shipment"}]}))
+    stack.calm()
+    before = {s: (call("GET", stack.urls[s] + "/health")[1] or {}).get("requests", {}).get("arrived")
+              for s in SERVICES}
+    r = stack.chaos(needs, out_root / "needs")
+    faults = {s: (call("GET", stack.urls[s] + "/chaos")[1] or {}).get("faults") for s in SERVICES}
+    after = {s: (call("GET", stack.urls[s] + "/health")[1] or {}).get("requests", {}).get("arrived")
+             for s in SERVICES}
+    order_backoff = ((call("GET", stack.urls["order"] + "/health")[1] or {}).get("breaker") or {}) \
+        .get("options", {}).get("backoff")
+    res.check("requires that do not hold: exit 2 with the reason, nothing applied (no fault, no tune, "
+              "no request)",
+              r.returncode == 2 and "needs CB_BACKOFF=2; order's breaker has backoff 1" in r.stderr
+              and all(f == {} for f in faults.values()) and order_backoff == 1 and before == after
+              and not r.stdout.strip(),
+              f"exit {r.returncode}: {r.stderr[-400:]} faults {faults} arrivals {before} -> {after}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -441,6 +523,8 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
                 check_experiment(res, stack, path, out_root / f"asan-{path.stem}", breakers, "asan")
         if with_runner_checks and (not args.k or "wrong" in args.k):
             check_runner_failures(res, stack, out_root, breakers)
+        if with_runner_checks and (not args.k or "premises" in args.k or "9-backoff" in args.k):
+            check_premises(res, stack, out_root, any(p.stem == "9-backoff" for p in paths))
     finally:
         stack.close()
 

@@ -55,6 +55,58 @@ def chaos_admin_api_checks_token_and_every_field_and_never_half_applies(ctx):
 
 
 @test
+def breaker_options_change_at_runtime_behind_the_token_and_show_on_breaker_and_health(ctx):
+    st = ctx.stack()
+    ship = st.service("shipment")
+    pay = st.service("payment", env={"ADMIN_TOKEN": TOKEN, "CB_RESET_TIMEOUT_MS": "3000"}, chain=ship)
+    hop = http("GET", pay.url("/health")).json()["breaker"]["name"]
+    url = pay.url(f"/breaker/options?name={hop}")
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    before = http("GET", pay.url(f"/breaker?name={hop}")).json()["options"]
+    expect(before["backoff"] == 1 and before["reset_timeout_ms"] == 3000, f"/breaker before: {before}")
+    r = http("POST", url, {"backoff": 2}, headers={"Content-Type": "application/json"})
+    expect(r.status == 401, f"no token: {r}")
+    r = http("POST", url, {"backoff": 2}, headers=dict(auth, Authorization="Bearer wrong"))
+    expect(r.status == 401, f"a wrong token: {r}")
+    bad = [
+        ({"backof": 2}, 'unknown option "backof"'),
+        ({"backoff": 0.5}, "backoff must be"),
+        ({"backoff": "2"}, "backoff must be"),
+        ({"reset_timeout_ms": -1}, "reset_timeout_ms must be"),
+        ({"reset_timeout_ms": 1.5}, "reset_timeout_ms must be"),
+        ({"backoff_max_ms": -5}, "backoff_max_ms must be"),
+        ({"volume_threshold": -1}, "volume_threshold must be"),
+        ({"error_threshold": 101}, "error_threshold must be"),
+        # a good field beside a bad one: nothing of it may be applied
+        ({"backoff": 2, "error_threshold": 500}, "error_threshold must be"),
+        ([1], "must be a JSON object"),
+        (b"{nope", "not valid JSON"),
+    ]
+    for body, words in bad:
+        r = http("POST", url, body, headers=auth)
+        expect(r.status == 400 and words in r.json().get("error", ""), f"{body!r}: {r}")
+    after_bad = http("GET", pay.url(f"/breaker?name={hop}")).json()["options"]
+    expect(after_bad == before, f"a refused POST changed the options: {after_bad}")
+    expect(http("POST", pay.url("/breaker/options?name=nope"), {}, headers=auth).status == 404, "unknown breaker")
+    expect(http("GET", url, headers=auth).status == 405, "GET /breaker/options")
+    new = {"reset_timeout_ms": 1000, "backoff": 2, "backoff_max_ms": 60000,
+           "volume_threshold": 5, "error_threshold": 40}
+    r = http("POST", url, new, headers=auth)
+    expect(r.status == 200 and r.json() == {"name": hop, "options": new}, f"the answer: {r}")
+    expect(http("GET", pay.url(f"/breaker?name={hop}")).json()["options"] == new, "/breaker shows them")
+    health = http("GET", pay.url("/health")).json()
+    shown = {b["name"]: b["options"] for b in health["breakers"]}
+    expect(shown[hop] == new, f"/health shows them: {shown}")
+    db = [n for n in shown if n != hop][0]
+    expect(shown[db]["backoff"] == 1, f"the database breaker kept its own: {shown[db]}")
+    pay.wait_log(rf"breaker {re.escape(hop)}: options reset_timeout_ms 3000 -> 1000, backoff 1 -> 2, "
+                 r"backoff_max_ms \d+ -> 60000, volume_threshold \d+ -> 5, error_threshold \d+ -> 40", 5)
+    r = http("POST", url, {"backoff": 1}, headers=auth)
+    expect(r.status == 200 and r.json()["options"] == dict(new, backoff=1), f"a subset changes one: {r}")
+    expect(TOKEN not in pay.log(), "the admin token appears in the log")
+
+
+@test
 def chaos_kinds_describe_every_fault_as_the_readme_table_and_the_parser_do(ctx):
     """GET /chaos's "kinds" is the service's table of faults: each with its
     fields (type, range, default); the README's fault table, the unknown-fault

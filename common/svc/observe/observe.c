@@ -243,7 +243,8 @@ static const char *route_label(const obs_handler *h, struct mg_connection *conn)
 {
     const char *uri = mg_get_request_info(conn)->local_uri;
     if (h->fn == obs_handle_breaker && uri &&
-        (strcmp(uri, "/breaker/open") == 0 || strcmp(uri, "/breaker/close") == 0))
+        (strcmp(uri, "/breaker/open") == 0 || strcmp(uri, "/breaker/close") == 0 ||
+         strcmp(uri, "/breaker/options") == 0))
         return uri;
     if (h->fn == obs_handle_chaos) {
         const char *m = mg_get_request_info(conn)->request_method;

@@ -89,11 +89,10 @@ void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
  * detail ("live=3 openVotes=2 needed=2"). The strings are copied. Thread-safe. */
 void obs_shared_event(const char *name, const char *state, const char *detail);
 
-<<<<<<< HEAD
 /* The label of breaker cb (obs_source.labels), or its name when it has none
  * or is not one of the service's. */
 const char *obs_breaker_label(const cb_breaker *cb);
-=======
+
 /* Sets /health's "next": the service this one calls (name, its spec's
  * pass_on) and the base URL it calls it at (CHAIN_SVC's scheme, host and
  * port; its path is left out), so that a page
@@ -101,7 +100,6 @@ const char *obs_breaker_label(const cb_breaker *cb);
  * or "" leaves "next" out (the last service). The strings are copied (a
  * name over 31 bytes or a URL over 255 is cut). Call before obs_register(). */
 void obs_set_next(const char *name, const char *url);
->>>>>>> dash
 
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);

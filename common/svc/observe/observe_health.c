@@ -35,7 +35,8 @@ static void add_next(cJSON *root)
     cJSON_AddStringToObject(next, "url", next_url);
 }
 
-/* One breaker's part of /health: name, state and rolling stats; NULL when
+/* One breaker's part of /health: name, state, rolling stats and live
+ * options; NULL when
  * its stats cannot be read. */
 static cJSON *breaker_health(cb_breaker *cb)
 {
@@ -58,6 +59,7 @@ static cJSON *breaker_health(cb_breaker *cb)
     cJSON_AddNumberToObject(b, "resetTimeoutMs", (double)st.current_reset_timeout_ms);
     breaker_counts_json(b, "window", &st.window);
     breaker_counts_json(b, "total", &st.total);
+    obs_tuning_json(b, cb);
     return b;
 }
 

@@ -180,4 +180,10 @@ char *obs_hystrix_json(int i);
  * NULL when there is none. */
 obs_breaker *obs_breaker_named(const char *name);
 
+/* Adds cb's live options (cb_get_tuning) to parent as "options":
+ * {"reset_timeout_ms", "backoff", "backoff_max_ms", "volume_threshold",
+ * "error_threshold"}, the names POST /breaker/options takes. Returns the
+ * object, or NULL when they cannot be read (parent then lacks it). */
+cJSON *obs_tuning_json(cJSON *parent, cb_breaker *cb);
+
 #endif

@@ -72,12 +72,16 @@ static void add_rolling_counts(cJSON *o, const cb_stats *st)
     add_num(o, "rollingMaxConcurrentExecutionCount", st->in_flight);
 }
 
-static void add_properties(cJSON *o, const cb_options *op, const cb_stats *st)
+static void add_properties(cJSON *o, cb_breaker *cb, const cb_options *op, const cb_stats *st)
 {
-    add_num(o, "propertyValue_circuitBreakerRequestVolumeThreshold", op->volume_threshold);
+    cb_tuning t; /* the live thresholds (POST /breaker/options changes them) */
+    if (cb_get_tuning(cb, &t) != CB_OK)
+        t = (cb_tuning){ .volume_threshold = op->volume_threshold,
+                         .error_threshold_percentage = op->error_threshold_percentage };
+    add_num(o, "propertyValue_circuitBreakerRequestVolumeThreshold", t.volume_threshold);
     add_num(o, "propertyValue_circuitBreakerSleepWindowInMilliseconds",
             (double)st->current_reset_timeout_ms);
-    add_num(o, "propertyValue_circuitBreakerErrorThresholdPercentage", op->error_threshold_percentage);
+    add_num(o, "propertyValue_circuitBreakerErrorThresholdPercentage", t.error_threshold_percentage);
     cJSON_AddBoolToObject(o, "propertyValue_circuitBreakerForceOpen", st->state == CB_FORCED_OPEN);
     cJSON_AddBoolToObject(o, "propertyValue_circuitBreakerForceClosed", st->state == CB_FORCED_CLOSED);
     cJSON_AddBoolToObject(o, "propertyValue_circuitBreakerEnabled", st->state != CB_DISABLED);
@@ -119,7 +123,7 @@ char *obs_hystrix_json(int i)
     add_percentiles(o, "latencyExecute", &st);
     add_num(o, "latencyTotal_mean", mean);
     add_percentiles(o, "latencyTotal", &st);
-    add_properties(o, op, &st);
+    add_properties(o, cb, op, &st);
     add_num(o, "reportingHosts", 1);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

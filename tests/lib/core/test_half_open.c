@@ -183,6 +183,137 @@ static void backoff_multiplies_open_period_up_to_cap_and_resets_on_close(void **
     fixture_free(f);
 }
 
+static cb_tuning tuning_of(fixture *f)
+{
+    cb_tuning t;
+    assert_int_equal(cb_get_tuning(f->b, &t), CB_OK);
+    return t;
+}
+
+static void tuning_backoff_set_while_running_doubles_each_open_period(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.reset_timeout_ms = 1000;
+    fixture_start(f);
+    open_now(f);
+    reopen(f);
+    assert_int_equal(open_period_ms(f), 1000); /* no back-off: 1 s, 1 s */
+    cb_tuning t = tuning_of(f);
+    assert_true(t.reset_backoff_multiplier == 1.0);
+    t.reset_backoff_multiplier = 2.0;
+    t.reset_timeout_max_ms = 60000;
+    assert_int_equal(cb_set_tuning(f->b, &t), CB_OK);
+    cb_close(f->b);
+    open_now(f);
+    assert_int_equal(open_period_ms(f), 1000);
+    int64_t want[] = { 2000, 4000, 8000 };
+    for (int i = 0; i < 3; i++) {
+        reopen(f);
+        assert_int_equal(open_period_ms(f), want[i]);
+    }
+    t.reset_backoff_multiplier = 1.0; /* off again: the next period is the reset timeout */
+    assert_int_equal(cb_set_tuning(f->b, &t), CB_OK);
+    reopen(f);
+    assert_int_equal(open_period_ms(f), 1000);
+    fixture_free(f);
+}
+
+static void tuning_reset_timeout_counts_from_the_next_opening(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.reset_timeout_ms = 1000;
+    fixture_start(f);
+    open_now(f);
+    cb_tuning t = tuning_of(f);
+    t.reset_timeout_ms = 3000;
+    assert_int_equal(cb_set_tuning(f->b, &t), CB_OK);
+    cb_manual_clock_advance_ms(f->mc, 1000); /* the period under way keeps its end */
+    assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);
+    assert_int_equal(open_period_ms(f), 3000);
+    cb_manual_clock_advance_ms(f->mc, 2999);
+    assert_int_equal(fire_step(f, &OK_STEP), CB_EOPEN);
+    cb_manual_clock_advance_ms(f->mc, 1);
+    assert_int_equal(fire_step(f, &OK_STEP), CB_OK);
+    assert_int_equal(cb_get_state(f->b), CB_CLOSED);
+    fixture_free(f);
+}
+
+static void tuning_thresholds_apply_to_the_next_outcome(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    fixture_start(f);
+    cb_tuning t = tuning_of(f);
+    t.volume_threshold = 3;
+    t.error_threshold_percentage = 60;
+    assert_int_equal(cb_set_tuning(f->b, &t), CB_OK);
+    assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);   /* 1 fire < volume 3 */
+    assert_int_equal(fire_step(f, &OK_STEP), CB_OK);
+    assert_int_equal(fire_step(f, &OK_STEP), CB_OK);
+    assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);   /* 2 of 4 = 50% <= 60% */
+    assert_int_equal(cb_get_state(f->b), CB_CLOSED);
+    assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);   /* 3 of 5 = 60%: not above */
+    assert_int_equal(cb_get_state(f->b), CB_CLOSED);
+    assert_int_equal(fire_step(f, &FAIL_STEP), CB_EFAILED);   /* 4 of 6 = 67% > 60% */
+    assert_int_equal(cb_get_state(f->b), CB_OPEN);
+    fixture_free(f);
+}
+
+static void tuning_refuses_each_field_out_of_range_and_keeps_the_old(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    fixture_start(f);
+    cb_tuning good = tuning_of(f);
+    cb_tuning bad[5];
+    for (int i = 0; i < 5; i++)
+        bad[i] = good;
+    bad[0].reset_timeout_ms = -1;
+    bad[1].reset_backoff_multiplier = 0.5;
+    bad[2].reset_timeout_max_ms = -5;
+    bad[3].volume_threshold = -1;
+    bad[4].error_threshold_percentage = 101;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(cb_set_tuning(f->b, &bad[i]), CB_EINVAL);
+        cb_tuning now = tuning_of(f);
+        assert_memory_equal(&now, &good, sizeof now);
+    }
+    assert_int_equal(cb_set_tuning(NULL, &good), CB_EINVAL);
+    assert_int_equal(cb_set_tuning(f->b, NULL), CB_EINVAL);
+    assert_int_equal(cb_get_tuning(f->b, NULL), CB_EINVAL);
+    fixture_free(f);
+}
+
+/* Changes the tuning over and over while the main thread fires (TSan run). */
+static void *retune(void *arg)
+{
+    cb_breaker *b = arg;
+    cb_tuning t;
+    cb_get_tuning(b, &t);
+    for (int i = 0; i < 2000; i++) {
+        t.volume_threshold = i % 5;
+        t.reset_backoff_multiplier = 1.0 + (i % 3);
+        cb_set_tuning(b, &t);
+    }
+    return NULL;
+}
+
+static void tuning_changes_race_free_with_calls_on_other_threads(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->o.reset_timeout_ms = 0;
+    fixture_start(f);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, retune, f->b), 0);
+    for (int i = 0; i < 2000; i++)
+        (void)fire_step(f, i % 2 ? &FAIL_STEP : &OK_STEP);
+    pthread_join(th, NULL);
+    fixture_free(f);
+}
+
 static void backoff_jitter_stays_within_bounds_and_varies(void **state)
 {
     (void)state;
@@ -437,6 +568,11 @@ const struct CMUnitTest half_open_tests[] = {
     cmocka_unit_test(half_open_failure_after_successes_reopens),
     cmocka_unit_test(backoff_multiplies_open_period_up_to_cap_and_resets_on_close),
     cmocka_unit_test(backoff_jitter_stays_within_bounds_and_varies),
+    cmocka_unit_test(tuning_backoff_set_while_running_doubles_each_open_period),
+    cmocka_unit_test(tuning_reset_timeout_counts_from_the_next_opening),
+    cmocka_unit_test(tuning_thresholds_apply_to_the_next_outcome),
+    cmocka_unit_test(tuning_refuses_each_field_out_of_range_and_keeps_the_old),
+    cmocka_unit_test(tuning_changes_race_free_with_calls_on_other_threads),
     cmocka_unit_test(slow_calls_open_circuit_when_slow_percentage_exceeds_threshold),
     cmocka_unit_test(manual_clock_moves_only_when_advanced),
     cmocka_unit_test(system_clock_tracks_clock_monotonic_within_a_millisecond),
