@@ -597,9 +597,12 @@ function buildPanel(svc, name) {
   bname.title = `the breaker ${name}`;
   h3.append(bname, right);
   const settings = el('div', 'breaker');
+  const tuning = el('div', 'breaker tuning');
+  tuning.title = "The open period's back-off, from /health's options (CB_BACKOFF at start, " +
+    'POST /breaker/options or a lesson\'s tune step at runtime), and the reset timeout in force now.';
   const figs = el('div', 'figures');
   const p = {
-    name, panel, badge, settings, bname, samples: [],
+    name, panel, badge, settings, tuning, bname, samples: [],
     errPct: figure(figs, 'error % (opossum)', ERR_TIP),
     failPct: figure(figs, 'failed % of run', FAIL_TIP),
     rate: figure(figs, 'calls/s'),
@@ -608,7 +611,7 @@ function buildPanel(svc, name) {
   };
   p.pct = el('div', 'pct', 'latency p50 - · p90 - · p99 - · max - ms');
   p.canvas = el('canvas', 'chart');
-  panel.append(h3, settings, figs, p.pct, p.canvas);
+  panel.append(h3, settings, tuning, figs, p.pct, p.canvas);
   for (const b of [open, close]) {
     b.addEventListener('click', async () => {
       say(msg, '…', true);
@@ -713,6 +716,8 @@ function onService(svc, info) {
 function eventText(svc, ev, count, first) {
   const who = ev.breaker ? breakerLabel(svc, ev.breaker, ev.label) : svc.name;
   const times = count > 1 ? ` x${count}, ${clock(first)}-${clock(ev.time)}` : '';
+  // a change of the service's faults (PUT or DELETE /chaos, or one expired)
+  if (ev.event === 'chaos') return `${svc.name}: faults changed${times}: ${ev.detail || ''}`;
   let text = `${who}: ${ev.event}${times} (now ${ev.state})`;
   if (ev.latencyMs !== undefined) text += ` ${fmt(ev.latencyMs, 0)} ms`;
   if (ev.errorPercentage !== undefined) text += ` err ${fmt(ev.errorPercentage, 0)}%`;
@@ -979,8 +984,17 @@ function showHealthNames(svc, h) {
   if (h.next && h.next.name) svc.nextName = h.next.name;
   for (const b of h.breakers || []) {
     const p = svc.panels.get(b.name);
-    if (p) p.bname.textContent = breakerLabel(svc, b.name, b.label);
+    if (!p) continue;
+    p.bname.textContent = breakerLabel(svc, b.name, b.label);
+    if (b.options) p.tuning.textContent = tuningWords(b.options, b.resetTimeoutMs);
   }
+}
+
+// The live options in words: "back-off ×2 up to 60 s · open period now 6000 ms".
+function tuningWords(o, nowMs) {
+  const cap = o.backoff_max_ms ? ` up to ${fmt(o.backoff_max_ms / 1000, 0)} s` : ', no cap';
+  const backoff = o.backoff > 1 ? `back-off ×${fmt(o.backoff, 1)}${cap}` : 'back-off off (×1)';
+  return `${backoff} · open period now ${fmt(nowMs, 0)} ms`;
 }
 
 // The supervisor's row (make run only): a chip per process with its restarts,
