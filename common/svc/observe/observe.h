@@ -86,6 +86,13 @@ void obs_set_roster(cJSON *(*fn)(void *ctx), void *ctx);
  * detail ("live=3 openVotes=2 needed=2"). The strings are copied. Thread-safe. */
 void obs_shared_event(const char *name, const char *state, const char *detail);
 
+/* Puts a "chaos" event into the recent-events ring (and so on
+ * /events.stream): the service's faults changed, said in words ("PUT
+ * /chaos: error on 30% of requests for 60 s"). Its "breaker" is "" and the
+ * words are its "detail". chaos.c's listener (chaos_set_listener). Thread-safe;
+ * does nothing before obs_init(). */
+void obs_chaos_event(const char *words);
+
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);
 

@@ -3,7 +3,9 @@
  * /hystrix.stream sends one HystrixCommand JSON object ("data: {...}\n\n") per
  * interval, the format the Hystrix dashboard, Turbine and opossum-hystrix
  * use. /events.stream sends the same objects plus named events for the live
- * dashboard: "event: breaker" (one per entry of the recent-events ring) and
+ * dashboard: "event: breaker" (one per entry of the recent-events ring,
+ * whose "event" is a breaker's, a shared breaker's or "chaos": the faults
+ * changed, in words in "detail", with "breaker": "") and
  * "event: service" (name, uptime, its breakers and their states).
  *
  * Each client holds one civetweb worker thread for as long as it stays, so
@@ -165,7 +167,11 @@ static char *event_json(const obs_event *e)
     cJSON_AddStringToObject(o, "breaker", known ? cb_name(obs_g.breakers[e->breaker].cb) : "");
     if (obs_g.replica)
         cJSON_AddStringToObject(o, "replica", obs_g.replica);
-    if (e->shared_name[0]) {
+    if (e->chaos) {
+        cJSON_AddStringToObject(o, "event", "chaos");
+        cJSON_AddStringToObject(o, "state", "");
+        cJSON_AddStringToObject(o, "detail", e->detail);
+    } else if (e->shared_name[0]) {
         cJSON_AddStringToObject(o, "event", e->shared_name);
         cJSON_AddStringToObject(o, "state", e->shared_state);
         cJSON_AddBoolToObject(o, "shared", true);
