@@ -225,6 +225,15 @@ typedef struct chaos_stored {
     char count_error[1400]; /* why they could not be counted */
 } chaos_stored;
 
+/* The wall-clock span (ms) of one of the runner's own actions on a service
+ * (-1: on every service, a shell command), so that the fault changes it
+ * makes, which come back on the stream as "chaos" events, are not recorded
+ * a second time as changes from outside. hi_ms is INFINITY while it runs. */
+typedef struct chaos_own {
+    int svc;
+    double lo_ms, hi_ms;
+} chaos_own;
+
 typedef struct chaos_run {
     const chaos_experiment *exp;
     char urls[CHAOS_NSVC][256];
@@ -252,6 +261,10 @@ typedef struct chaos_run {
     int namplification;
     unsigned long long last_seq[CHAOS_NSVC];
     double last_time[CHAOS_NSVC];
+    cJSON *outside;         /* fault changes made from outside (curl, the dashboard), as action
+                               records with phase "outside"; moved into actions at the end */
+    chaos_own *own;         /* the runner's own actions on the services */
+    int nown, capown;
 
     /* the load thread's own lateness: how long after its due time a request
      * went out (written by the load thread, read after it is joined) */
@@ -275,7 +288,7 @@ typedef struct chaos_run {
 
 /* ---- helpers (common.c) ------------------------------------------------------------ */
 
-/* Set by the SIGINT / SIGTERM handler: the signal's number, 0 when none came. */
+/* Set by the SIGINT / SIGTERM / SIGHUP handler: the signal's number, 0 when none came. */
 extern volatile sig_atomic_t chaos_signal;
 
 /* Monotonic seconds. Can't fail. */

@@ -498,10 +498,17 @@ int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, si
 {
     checker c = { .path = path, .err = err, .errlen = errlen };
     memset(exp, 0, sizeof *exp);
-    exp->path = path;
     char *text = read_file(&c, path);
     if (!text)
         return -1;
+    return chaos_experiment_parse(path, text, exp, err, errlen);
+}
+
+int chaos_experiment_parse(const char *path, char *text, chaos_experiment *exp, char *err, size_t errlen)
+{
+    checker c = { .path = path, .err = err, .errlen = errlen };
+    memset(exp, 0, sizeof *exp);
+    exp->path = path;
     const char *end = NULL;
     exp->doc = cJSON_ParseWithOpts(text, &end, true);
     if (!exp->doc) {
@@ -513,8 +520,8 @@ int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, si
     int rc = check_top(&c, exp);
     if (rc == 0) {
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(exp->doc, "method");
-        if (!cJSON_IsArray(method) || !method->child)
-            rc = bad(&c, "method", "a non-empty list of steps");
+        if (!cJSON_IsArray(method))
+            rc = bad(&c, "method", "a list of steps ([] for a load only)");
         else
             rc = check_steps(&c, method, "method", exp->seconds, true, &exp->method, &exp->nmethod);
     }

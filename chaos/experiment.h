@@ -10,6 +10,11 @@
  * On error *exp holds nothing to free. */
 int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, size_t errlen);
 
+/* Checks the experiment in text (a malloc'd string, which it frees) as
+ * chaos_experiment_load() does a file's; path names it in messages (the
+ * load-only mode's made-up experiment). Returns 0 or -1 as that does. */
+int chaos_experiment_parse(const char *path, char *text, chaos_experiment *exp, char *err, size_t errlen);
+
 /* Frees what chaos_experiment_load() allocated. Safe on a zeroed struct. */
 void chaos_experiment_free(chaos_experiment *exp);
 

@@ -1,7 +1,18 @@
-/* main.c -- the chaos runner's command line: runs one experiment file against a running stack (make chaos EXP=...).
+/* main.c -- the chaos runner's command line: runs one experiment file against a running stack (make chaos EXP=...), a load alone, or the halt.
  *
  *   chaos EXPERIMENT.json [--order URL] [--payment URL] [--shipment URL]
  *         [--token T] [--out DIR] [--mongo URL] [--run-dir DIR] [--check]
+ *   chaos --load RATE[/s] [--for SECONDS] [the same flags]
+ *   chaos --halt [--order URL] [--payment URL] [--shipment URL] [--token T]
+ *
+ * --load runs no file: a load of RATE requests a second on order for
+ * SECONDS (default 60; 5..600), an experiment whose method is empty, so
+ * that a teacher can improvise (curl PUT /chaos, the dashboard): every
+ * breaker transition and every fault change made from outside is in the
+ * journal and the picture. --halt is the big red button: on every service
+ * it clears the faults (DELETE /chaos) and closes every breaker that is not
+ * closed (POST /breaker/close), and says what it cleared; exit 0 when every
+ * service answered, 2 naming one that did not.
  *
  * Base URLs from the flags or ORDER_URL, PAYMENT_URL, SHIPMENT_URL (default
  * http://127.0.0.1:<port> with the ports of services.tsv, make run's stack;
@@ -11,21 +22,32 @@
  * name from the URL's path or MONGO_DB (default "resilience"), as the
  * services take them. The folder of make run's pid files (the kill and
  * restart actions) from --run-dir or RUN_DIR, else from the services'
- * /health ("supervisor".run_dir). --out defaults to build/chaos/<experiment name>.
- * --check only checks the file. Exit 0: the experiment passed; 1: it did
- * not; 2: a bad file, flag or stack (named), nothing run.
+ * /health ("supervisor".run_dir). Each run keeps its own folder: by default
+ * build/chaos/<experiment name>/<YYYYmmdd-HHMMSS>/ (build/chaos/load/... for
+ * --load), with build/chaos/<experiment name>/latest a link to the newest;
+ * --out DIR writes into DIR itself, and no link. --check only checks the
+ * file. SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) end the
+ * run early: the rollbacks run, and the journal and picture of the run so
+ * far are written (exit 1). Exit 0: the experiment passed; 1: it did not,
+ * or was interrupted; 2: a bad file, flag or stack (named), nothing run.
  */
 #include "experiment.h"
 #include "premises.h"
 #include "run.h"
 
+#include "halt.h"
+
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <curl/curl.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Prints the usage line, a flag for each service of services.tsv, to f. */
 static void usage(FILE *f)
@@ -33,10 +55,12 @@ static void usage(FILE *f)
     fprintf(f, "usage: chaos EXPERIMENT.json");
     for (int s = 0; s < CHAOS_NSVC; s++)
         fprintf(f, " [--%s URL]", chaos_services[s].name);
-    fprintf(f, " [--token T]\n             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n");
+    fprintf(f, " [--token T]\n             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n"
+               "       chaos --load RATE/s [--for SECONDS] [the same flags]   a load alone\n"
+               "       chaos --halt [the URL and token flags]   clear every fault, close every breaker\n");
 }
 
-/* The handler of SIGINT and SIGTERM: notes the signal; the main thread rolls back. */
+/* The handler of SIGINT, SIGTERM and SIGHUP: notes the signal; the main thread rolls back. */
 static void on_signal(int sig)
 {
     chaos_signal = sig;
@@ -81,8 +105,8 @@ static int flag(int argc, char **argv, int *i, const char *name, const char **va
     return 1;
 }
 
-/* The default output folder: build/chaos/<file name without .json>. */
-static void default_out(const char *path, char *out, size_t len)
+/* The folder of an experiment's runs: build/chaos/<file name without .json>. */
+static void runs_folder(const char *path, char *out, size_t len)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -93,11 +117,50 @@ static void default_out(const char *path, char *out, size_t len)
     snprintf(out, len, "build/chaos/%.*s", (int)n, base);
 }
 
+/* This run's own folder in runs (build/chaos/<name>): runs/<YYYYmmdd-HHMMSS>,
+ * or with -2, -3, ... when a run of the same second has it already. The
+ * folder itself is made when the journal is written. */
+static void run_folder(const char *runs, char *out, size_t len)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime_r(&now, &tm));
+    snprintf(out, len, "%s/%s", runs, stamp);
+    struct stat st;
+    for (int k = 2; stat(out, &st) == 0 && k < 1000; k++)
+        snprintf(out, len, "%s/%s-%d", runs, stamp, k);
+}
+
+/* Points runs/latest at the run folder out (a link to its last part), in
+ * one step: the link is made under a temporary name and renamed over the
+ * old one. Does nothing when out was not written. Returns 0, or -1 with a
+ * message on stderr. */
+static int link_latest(const char *runs, const char *out)
+{
+    struct stat st;
+    if (stat(out, &st) != 0)
+        return 0;
+    const char *leaf = strrchr(out, '/');
+    leaf = leaf ? leaf + 1 : out;
+    char tmp[1100], latest[1100];
+    snprintf(tmp, sizeof tmp, "%s/.latest.%ld", runs, (long)getpid());
+    snprintf(latest, sizeof latest, "%s/latest", runs);
+    unlink(tmp);
+    if (symlink(leaf, tmp) != 0 || rename(tmp, latest) != 0) {
+        fprintf(stderr, "chaos: %s: cannot point it at %s (%s)\n", latest, leaf, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 /* The command line, with the environment's values where a flag is absent. */
 typedef struct options {
     const char *urls[CHAOS_NSVC];   /* NULL or "": the default */
     const char *token, *out, *mongo, *run_dir, *path;
-    bool check, help;
+    const char *load, *seconds;     /* --load RATE/s, --for SECONDS: a load alone */
+    bool check, help, halt;
 } options;
 
 /* The flags that take a value, and where each goes. */
@@ -113,6 +176,8 @@ static const char **value_flag(options *o, const char *arg, char *name, size_t l
         { "--out", offsetof(options, out) },
         { "--mongo", offsetof(options, mongo) },
         { "--run-dir", offsetof(options, run_dir) },
+        { "--load", offsetof(options, load) },
+        { "--for", offsetof(options, seconds) },
     };
     for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
         if (strncmp(arg, rows[k].flag, strlen(rows[k].flag)) == 0) {
@@ -120,6 +185,29 @@ static const char **value_flag(options *o, const char *arg, char *name, size_t l
             return (const char **)((char *)o + rows[k].offset);
         }
     return NULL;
+}
+
+/* The modes' rules: an experiment file, --load or --halt, one of them;
+ * --for only with --load; --check only with a file. Returns 0, or 2 with a
+ * message on stderr. */
+static int modes_ok(const options *o)
+{
+    const char *why = NULL;
+    if (o->halt && (o->path || o->load || o->seconds || o->check))
+        why = "--halt takes no experiment file, --load, --for or --check";
+    else if (o->load && o->path)
+        why = "--load runs without an experiment file (a file's load is its \"load\")";
+    else if (o->seconds && !o->load)
+        why = "--for goes with --load";
+    else if (o->load && o->check)
+        why = "--check checks an experiment file";
+    else if (!o->path && !o->load && !o->halt)
+        why = "the experiment file is missing (see experiments/), or give --load RATE/s or --halt";
+    if (!why)
+        return 0;
+    usage(stderr);
+    fprintf(stderr, "chaos: %s\n", why);
+    return 2;
 }
 
 /* Parses the command line into *o, starting from the environment (see the
@@ -144,6 +232,8 @@ static int parse_args(int argc, char **argv, options *o)
             continue;
         if (strcmp(argv[i], "--check") == 0) {
             o->check = true;
+        } else if (strcmp(argv[i], "--halt") == 0) {
+            o->halt = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             o->help = true;
             return 0;
@@ -159,18 +249,14 @@ static int parse_args(int argc, char **argv, options *o)
             o->path = argv[i];
         }
     }
-    if (!o->path) {
-        usage(stderr);
-        fprintf(stderr, "chaos: the experiment file is missing (see experiments/)\n");
-        return 2;
-    }
-    return 0;
+    return modes_ok(o);
 }
 
 /* Fills the run's settings from the options: base URLs (checked), token,
- * output folder (outbuf when defaulted), database, pid files. Returns 0, or
- * 2 with a message on stderr. */
-static int set_up_run(chaos_run *r, const options *o, char *outbuf, size_t outlen)
+ * output folder (outbuf when defaulted: a new folder in runs, the folder of
+ * the experiment's runs), database, pid files. Returns 0, or 2 with a
+ * message on stderr. */
+static int set_up_run(chaos_run *r, const options *o, char *outbuf, size_t outlen, char *runs, size_t runslen)
 {
     r->token = o->token ? o->token : "";
     for (int s = 0; s < CHAOS_NSVC; s++) {
@@ -186,10 +272,12 @@ static int set_up_run(chaos_run *r, const options *o, char *outbuf, size_t outle
             return 2;
         }
     }
+    runs[0] = '\0';
     if (o->out) {
         r->out = o->out;
     } else {
-        default_out(o->path, outbuf, outlen);
+        runs_folder(o->path ? o->path : "load", runs, runslen);
+        run_folder(runs, outbuf, outlen);
         r->out = outbuf;
     }
     r->mongo_url = o->mongo && *o->mongo ? o->mongo : "mongodb://127.0.0.1:27017";
@@ -200,14 +288,22 @@ static int set_up_run(chaos_run *r, const options *o, char *outbuf, size_t outle
 }
 
 /* Sets up signals, libcurl and libmongoc, finds the stack and runs the
- * experiment. Returns the exit status above. */
-static int run(chaos_run *r)
+ * experiment (or the halt). Returns the exit status above. */
+static int run(chaos_run *r, bool halt)
 {
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    static const int caught[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
+        sigaction(caught[i], &sa, NULL);
+    /* a terminal or pipe gone must not end the runner before its rollbacks */
+    signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (halt) {
+        int rc = chaos_halt(r);
+        curl_global_cleanup();
+        return rc;
+    }
     mongoc_init();
     mongoc_log_set_handler(NULL, NULL);     /* the probe says what went wrong itself */
     char err[1200];
@@ -223,6 +319,48 @@ static int run(chaos_run *r)
     return rc;
 }
 
+/* Reads a number with an optional unit (unit: "/s", "s") in [lo, hi] from
+ * text into *out. Returns 0, or 2 with a message naming flag on stderr. */
+static int number_flag(const char *flag, const char *text, const char *unit, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end != text && strcmp(end, unit) == 0)
+        end += strlen(unit);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        usage(stderr);
+        fprintf(stderr, "chaos: %s: expected a number in %g..%g%s, got \"%s\"\n", flag, lo, hi,
+                unit[0] == '/' ? " (requests a second, e.g. 10/s)" : " (seconds)", text);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The experiment of --load: its load and an empty method, checked like a
+ * file. Returns 0, or 2 with a message on stderr. */
+static int load_only(const options *o, chaos_experiment *exp)
+{
+    double rate, seconds = 60;
+    if (number_flag("--load", o->load, "/s", 1, 200, &rate) ||
+        (o->seconds && number_flag("--for", o->seconds, "s", 5, 600, &seconds)))
+        return 2;
+    char *text = malloc(400), err[1200];
+    if (!text) {
+        fprintf(stderr, "chaos: out of memory\n");
+        return 2;
+    }
+    snprintf(text, 400, "{\"title\": \"Load only: %g requests a second for %g s\", \"lesson\": \"Improvise: "
+             "change faults with curl or the dashboard; every change and transition is drawn.\", "
+             "\"load\": {\"rate\": %g, \"seconds\": %g}, \"method\": []}", rate, seconds, rate, seconds);
+    if (chaos_experiment_parse("--load", text, exp, err, sizeof err)) {
+        fprintf(stderr, "chaos: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 /* Parses the command line, checks the file, finds the stack, runs. Returns the exit status above. */
 int main(int argc, char **argv)
 {
@@ -233,9 +371,21 @@ int main(int argc, char **argv)
             usage(stdout);
         return rc;
     }
-    char err[1200];
+    char err[1200], outbuf[1024], runs[1024];
+    if (o.halt) {
+        chaos_run r = { 0 };
+        pthread_mutex_init(&r.lock, NULL);
+        rc = set_up_run(&r, &o, outbuf, sizeof outbuf, runs, sizeof runs);
+        if (rc == 0)
+            rc = run(&r, true);
+        chaos_run_free(&r);
+        return rc;
+    }
     chaos_experiment exp;
-    if (chaos_experiment_load(o.path, &exp, err, sizeof err)) {
+    if (o.load) {
+        if (load_only(&o, &exp))
+            return 2;
+    } else if (chaos_experiment_load(o.path, &exp, err, sizeof err)) {
         fprintf(stderr, "chaos: %s\n", err);
         return 2;
     }
@@ -246,10 +396,11 @@ int main(int argc, char **argv)
     }
     chaos_run r = { .exp = &exp };
     pthread_mutex_init(&r.lock, NULL);
-    char outbuf[1024];
-    rc = set_up_run(&r, &o, outbuf, sizeof outbuf);
+    rc = set_up_run(&r, &o, outbuf, sizeof outbuf, runs, sizeof runs);
     if (rc == 0)
-        rc = run(&r);
+        rc = run(&r, false);
+    if (runs[0] && link_latest(runs, r.out) && rc == 0)
+        rc = 2;
     chaos_run_free(&r);
     chaos_experiment_free(&exp);
     return rc;

@@ -4,9 +4,9 @@
  *
  *   discover   every /health answered            -> method     (a service silent: exit 2, nothing run)
  *   method     the last step is done             -> load end
- *              an action failed / SIGINT, SIGTERM -> rollbacks (aborted)
+ *              an action failed / SIGINT, SIGTERM, SIGHUP -> rollbacks (aborted)
  *   load end   the load's last answer came back   -> rollbacks  (the load thread says so)
- *              SIGINT, SIGTERM                    -> rollbacks (aborted)
+ *              SIGINT, SIGTERM, SIGHUP            -> rollbacks (aborted)
  *   rollbacks  every rollback tried, in order, then -> stop the threads, judge, write
  *              the options of every tuned breaker put back
  *
@@ -18,6 +18,12 @@
  * and finish when r->stop is set. Only the main thread acts, and it alone
  * sees the signals (the others block them): the handler sets chaos_signal,
  * the main thread's sleeps are short, and it then goes to the rollbacks.
+ *
+ * A change of a service's faults comes back on its stream as a "chaos"
+ * event; one made from outside (curl, the dashboard: not within one of the
+ * runner's own actions on that service, act_own()) is kept as an action
+ * with phase "outside" (note_outside()) and joins the actions at the end
+ * (merge_outside()), so the journal and the picture show it.
  */
 #include "run.h"
 
@@ -343,6 +349,47 @@ typedef struct reader {
     bool breaker_event;     /* the frame's "event:" is breaker */
 } reader;
 
+/* True when a fault change of service svc at wall time ms falls within one
+ * of the runner's own actions on it. Call with the lock held. */
+static bool own_change(const chaos_run *r, int svc, double ms)
+{
+    for (int i = 0; i < r->nown; i++)
+        if ((r->own[i].svc == svc || r->own[i].svc < 0) && ms >= r->own[i].lo_ms - 50 &&
+            ms <= r->own[i].hi_ms + 50)
+            return true;
+    return false;
+}
+
+/* Keeps a "chaos" event of service svc (its faults changed, the words in
+ * "detail"), seen at t, as an action from outside, unless the runner made
+ * the change itself; says it. Takes the lock. */
+static void note_outside(chaos_run *r, int svc, const cJSON *ev, double t)
+{
+    const char *detail = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "detail"));
+    double ms = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
+    char what[300];     /* a fault that ended by itself is no one's change */
+    bool by_itself = detail && (strncmp(detail, "expired ", 8) == 0 || strncmp(detail, "used up ", 8) == 0);
+    snprintf(what, sizeof what, "%s%s: %s", chaos_services[svc].name, by_itself ? "" : " (from outside)",
+             detail ? detail : "faults changed");
+    pthread_mutex_lock(&r->lock);
+    bool own = own_change(r, svc, ms);
+    cJSON *rec = own ? NULL : cJSON_CreateObject();
+    if (rec) {
+        cJSON_AddNumberToObject(rec, "t", round3(t));
+        cJSON_AddStringToObject(rec, "phase", "outside");
+        cJSON_AddStringToObject(rec, "action", "chaos");
+        cJSON_AddStringToObject(rec, "service", chaos_services[svc].name);
+        cJSON_AddNullToObject(rec, "breaker");
+        cJSON_AddStringToObject(rec, "what", what);
+        cJSON_AddNullToObject(rec, "why");
+        cJSON_AddBoolToObject(rec, "ok", true);
+        cJSON_AddItemToArray(r->outside, rec);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rec)
+        chaos_say(r, "%s", what);
+}
+
 /* Handles one breaker event (the JSON of a "data:" line). */
 static void reader_event(reader *rd, const char *json)
 {
@@ -373,6 +420,8 @@ static void reader_event(reader *rd, const char *json)
     if (!seen && kind && breaker && state &&
         (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
         note_state(r, breaker, state, t);
+    if (!seen && kind && strcmp(kind, "chaos") == 0)
+        note_outside(r, rd->svc, ev, t);
     cJSON_Delete(ev);
 }
 
@@ -637,9 +686,67 @@ static bool wait_until(chaos_run *r, double t)
 /* Sets r->aborted for the signal that came. */
 static void note_signal(chaos_run *r)
 {
-    snprintf(r->aborted, sizeof r->aborted, "interrupted (%s)",
-             chaos_signal == SIGINT ? "Ctrl-C" : chaos_signal == SIGTERM ? "SIGTERM" : "a signal");
+    static const struct { int sig; const char *words; } names[] = {
+        { SIGINT, "Ctrl-C" }, { SIGTERM, "SIGTERM" }, { SIGHUP, "SIGHUP: the terminal closed" },
+    };
+    const char *words = "a signal";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].sig == chaos_signal)
+            words = names[i].words;
+    snprintf(r->aborted, sizeof r->aborted, "interrupted (%s)", words);
     chaos_say(r, "%s", r->aborted);
+}
+
+/* Carries out step s (chaos_act) with its span noted as the runner's own on
+ * its service (every service for a shell command), so that the fault
+ * changes it makes are not taken for changes from outside. Returns what
+ * chaos_act() returns. */
+static bool act_own(chaos_run *r, const chaos_step *s, const char *phase)
+{
+    int svc = s->command ? -1 : chaos_service_index(s->service);
+    bool noted = false;
+    pthread_mutex_lock(&r->lock);
+    if (svc >= 0 || s->command) {
+        chaos_own *own = grow(r->own, r->nown, &r->capown, sizeof *r->own, 8);
+        if (own) {
+            r->own = own;
+            r->own[r->nown++] = (chaos_own){ .svc = svc, .lo_ms = (double)wall_ms(), .hi_ms = INFINITY };
+            noted = true;
+        }
+    }
+    int k = r->nown - 1;
+    pthread_mutex_unlock(&r->lock);
+    bool ok = chaos_act(r, s, phase);
+    if (noted) {
+        pthread_mutex_lock(&r->lock);
+        r->own[k].hi_ms = (double)wall_ms();
+        pthread_mutex_unlock(&r->lock);
+    }
+    return ok;
+}
+
+/* Moves the changes from outside into r->actions, each at its time among
+ * the method's actions (the threads are done). Can't fail. */
+static void merge_outside(chaos_run *r)
+{
+    cJSON *rec;
+    while ((rec = cJSON_DetachItemFromArray(r->outside, 0))) {
+        double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(rec, "t"));
+        cJSON *after = r->actions->child;
+        for (; after; after = after->next) {
+            const char *phase = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(after, "phase"));
+            if (!phase || strcmp(phase, "rollback") == 0 ||
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(after, "t")) > t)
+                break;
+        }
+        int at = 0;
+        for (cJSON *a = r->actions->child; a && a != after; a = a->next)
+            at++;
+        if (after)
+            cJSON_InsertItemInArray(r->actions, at, rec);
+        else
+            cJSON_AddItemToArray(r->actions, rec);
+    }
 }
 
 /* The run's worker threads, and which of them started. */
@@ -662,7 +769,7 @@ static void stop_workers(chaos_run *r, workers *w)
             pthread_join(w->readers[i], NULL);
 }
 
-/* Starts the worker threads with SIGINT and SIGTERM blocked, so that only the
+/* Starts the worker threads with SIGINT, SIGTERM and SIGHUP blocked, so that only the
  * main thread sees them. Returns 0, or -1 when one could not start (then
  * those that did are stopped again). */
 static int start_workers(chaos_run *r, workers *w)
@@ -671,6 +778,7 @@ static int start_workers(chaos_run *r, workers *w)
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     bool ok = true;
     for (int i = 0; i < CHAOS_NSVC; i++) {
@@ -721,7 +829,7 @@ static void run_method(chaos_run *r)
         }
         if (s->expect)
             r->expects[r->nexpects++] = (chaos_expectation){ .step = s };
-        else if (!chaos_act(r, s, "method"))
+        else if (!act_own(r, s, "method"))
             snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
     }
 }
@@ -827,12 +935,13 @@ int chaos_run_experiment(chaos_run *r)
     const chaos_experiment *e = r->exp;
     r->actions = cJSON_CreateArray();
     r->events = cJSON_CreateArray();
+    r->outside = cJSON_CreateArray();
     r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
     r->t0 = chaos_mono();
     r->wall0_ms = (double)wall_ms() - 50;
     r->trace_base = run_trace_base();
     workers w = { 0 };
-    if (!r->actions || !r->events || !r->expects || start_workers(r, &w)) {
+    if (!r->actions || !r->events || !r->outside || !r->expects || start_workers(r, &w)) {
         fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
         return 2;
     }
@@ -841,9 +950,10 @@ int chaos_run_experiment(chaos_run *r)
     wait_load(r);
     /* the rollbacks run whatever happened */
     for (int i = 0; i < e->nrollbacks; i++)
-        chaos_act(r, &e->rollbacks[i], "rollback");
+        act_own(r, &e->rollbacks[i], "rollback");
     chaos_tune_restore(r);
     stop_workers(r, &w);
+    merge_outside(r);
     /* the threads are done: what follows reads the records without the lock */
     judge(r);
     return write_verdict(r);
@@ -855,6 +965,8 @@ void chaos_run_free(chaos_run *r)
     cJSON_Delete(r->events);
     cJSON_Delete(r->actions);
     cJSON_Delete(r->tuned);
+    cJSON_Delete(r->outside);
+    free(r->own);
     for (int i = 0; i < r->nbands; i++) {
         free(r->bands[i].name);
         free(r->bands[i].pts);

@@ -1,4 +1,4 @@
-/* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines, each expectation from its start to its deadline, met or missed. */
+/* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines (with the fault changes made from outside), each expectation from its start to its deadline, met or missed. */
 #include "output.h"
 
 #include <errno.h>
@@ -208,10 +208,18 @@ static void draw_axis_actions(FILE *f, const chaos_run *r, const scale *s, doubl
         const char *svc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "service"));
         const char *br = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "breaker"));
         bool method = phase && strcmp(phase, "method") == 0;
-        double x = method ? X(s, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "t"))) : X(s, s->seconds);
+        /* a fault changed from outside (curl, the dashboard) or ended by itself: at its time, in its words */
+        const char *outside = phase && strcmp(phase, "outside") == 0
+            ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "what")) : NULL;
+        double x = method || outside ? X(s, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "t")))
+                                     : X(s, s->seconds);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>\n",
                 x, TOP - 12, x, ax - 8);
-        if (method) {
+        if (outside) {
+            fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#333\" class=\"outside\">", x + 3, TOP - 14);
+            esc(f, outside);
+            fputs("</text>\n", f);
+        } else if (method) {
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#333\">", x + 3, TOP - 14);
             esc(f, action);
             if (svc || br) {

@@ -5,6 +5,9 @@
 #                       (make run's by default; ORDER_URL, PAYMENT_URL, SHIPMENT_URL,
 #                       ADMIN_TOKEN and MONGO_URL, or CHAOS_ARGS="--order ... --token ...",
 #                       point it elsewhere)
+#   make chaos-load CHAOS_RATE=10/s CHAOS_FOR=120  a load alone on order (chaos --load): improvise with
+#                       curl PUT /chaos or the dashboard, every change is drawn
+#   make chaos-halt     clear every fault and close every breaker on every service (chaos --halt)
 #   make test-chaos     every shipped experiment against make run's stack (classroom profile)
 #                       on free ports, two of them again on the ASan+UBSan build, and the
 #                       runner's own failures
@@ -62,10 +65,18 @@ all: $(CHAOS_BIN_rel)
 
 TEST_SUITES += chaos
 
-.PHONY: chaos test-chaos
+.PHONY: chaos chaos-load chaos-halt test-chaos
 chaos: $(CHAOS_BIN_rel)
 	@test -n "$(EXP)" || { echo "make chaos EXP=experiments/<name>.json (see experiments/)"; exit 2; }
 	$(CHAOS_BIN_rel) "$(EXP)" $(CHAOS_ARGS)
+
+CHAOS_RATE ?= 10/s
+CHAOS_FOR ?= 60
+chaos-load: $(CHAOS_BIN_rel)
+	$(CHAOS_BIN_rel) --load "$(CHAOS_RATE)" --for "$(CHAOS_FOR)" $(CHAOS_ARGS)
+
+chaos-halt: $(CHAOS_BIN_rel)
+	$(CHAOS_BIN_rel) --halt $(CHAOS_ARGS)
 
 test-chaos: services-rel $(CHAOS_BIN_rel) $(CHAOS_BIN_asan)
 	@scripts/ferretdb.sh build >/dev/null

@@ -654,6 +654,7 @@ int svc_main(const svc_spec *spec, int argc, char **argv)
         log_set_replica(rt.cfg.replica);
     log_set_level(rt.cfg.log_level);
     chaos_init(rt.cfg.inject_err ? rt.cfg.err_rate : 0.0, rt.cfg.delay_ms);
+    chaos_set_listener(obs_chaos_event);    /* every change of the faults on /events.stream */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

@@ -17,13 +17,20 @@ expectation must exit 1 and be marked MISSED in its picture; the stored
 probe must fail (exit 1, documents missing) against a database that holds
 none of the run's documents and say SKIPPED when no database answers; a
 SIGINT in the middle must still run the rollbacks (the fault is gone from
-the stack) and exit 1. The premises (with -k premises or 9-backoff): the
-back-off lesson's tune is put back at rollback, a copy of it tuned to back-off
-1 must fail (exit 1, the longest open period MISSED), and a lesson whose
-"requires" the stack does not have must exit 2 saying why with nothing
-applied (no fault on any /chaos, no request sent); bad experiment files must exit 2 naming the field,
-or the line of a JSON syntax error, with nothing run. Pictures go to
-build/chaos/<experiment>/timeline.svg. First of all, from the runner's objects
+the stack) and exit 1; bad experiment files must exit 2 naming the field,
+or the line of a JSON syntax error, with nothing run. The premises (with -k
+premises or 9-backoff): the back-off lesson's tune is put back at rollback,
+a copy of it tuned to back-off 1 must fail (exit 1, the longest open period
+MISSED), and a lesson whose "requires" the stack does not have must exit 2
+saying why with nothing applied (no fault on any /chaos, no request sent).
+The lab's controls (-k control): SIGHUP in the middle runs the rollbacks (no
+fault left on any service) and writes the journal and picture; --halt clears
+a fault on each service and a breaker forced open, naming them, and says
+"nothing to clear" after; --load with a PUT /chaos made by the test
+meanwhile records the change from outside in the journal and the picture;
+two runs of one experiment without --out leave two folders and `latest`
+names the second. Pictures go to build/chaos/<experiment>/timeline.svg (each
+test run passes --out). First of all, from the runner's objects
 (nm), that no file of chaos/ calls into a file that calls it back, and that
 services.tsv agrees with the services' main.c and the runner refuses any other
 service. Ends with
@@ -68,6 +75,19 @@ def call(method, url, token=TOKEN):
         return e.code, None
     except OSError:
         return 0, None
+
+
+def put_json(url, body, token=TOKEN):
+    """PUT body as JSON to url with the admin token, as curl would; returns the status (0: no answer)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
 
 
 class StackRun:
@@ -500,6 +520,170 @@ def check_premises(res, stack, out_root, ran_lesson9):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def faults_in_force(stack):
+    """Each service's faults in force (GET /chaos), by service; None where it did not answer."""
+    return {svc: (call("GET", stack.urls[svc] + "/chaos")[1] or {}).get("faults") for svc in SERVICES}
+
+
+def breaker_states(stack):
+    """Every breaker's state from each service's /health, by breaker name."""
+    states = {}
+    for svc in SERVICES:
+        for b in (call("GET", stack.urls[svc] + "/health")[1] or {}).get("breakers", []):
+            states[b["name"]] = b["state"]
+    return states
+
+
+def check_sighup(res, stack, out_root, tmp):
+    """SIGHUP in the middle of a run: the rollbacks run on every service, the journal and picture are written."""
+    hup = tmp / "hup.json"
+    fault = {"error": {"fraction": 1, "expires_s": 120}}
+    hup.write_text(json.dumps({
+        "title": "Hung up", "load": {"rate": 5, "seconds": 30},
+        "method": [{"at": 1, "action": "fault", "service": s, "faults": fault} for s in SERVICES],
+        "rollbacks": [{"action": "clear", "service": s} for s in SERVICES]}))
+    stack.calm()
+    out = out_root / "hup"
+    shutil.rmtree(out, ignore_errors=True)
+    p = subprocess.Popen(stack.runner_argv(hup, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=stack.runner_env())
+    try:
+        faulted = harness.wait_until(lambda: p.poll() is not None or all(
+            "error" in (f or {}) for f in faults_in_force(stack).values()), 15, "the faults on every service")
+        faulted = faulted and p.poll() is None
+    except TimeoutError:
+        faulted = False
+    p.send_signal(signal.SIGHUP)
+    try:
+        text, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        text, err = p.communicate()
+    left = faults_in_force(stack)
+    j = read_journal(out)
+    svg = (out / "timeline.svg").read_text() if (out / "timeline.svg").exists() else ""
+    res.check("SIGHUP in the middle: the rollbacks run, no fault left on any service (GET /chaos), exit 1",
+              faulted and p.returncode == 1 and "interrupted (SIGHUP" in text
+              and all(f == {} for f in left.values()),
+              f"exit {p.returncode}, faults left {left}: {text[-600:]} {err[-300:]}")
+    res.check("SIGHUP in the middle: the journal and the picture of the run so far are written",
+              j.get("verdict", {}).get("aborted", "").startswith("interrupted (SIGHUP")
+              and len(j.get("requests", [])) > 0 and "<svg" in svg, str(j.get("verdict"))[:300])
+    own = [a for a in j.get("actions", []) if a.get("phase") == "outside" and "PUT /chaos" in a.get("what", "")]
+    res.check("the runner's own fault changes are not recorded again as changes from outside", not own, str(own))
+
+
+def check_halt(res, stack):
+    """--halt clears a fault on each service and a breaker forced open, and says what it cleared."""
+    argv = [str(CHAOS["rel"]), "--halt", "--token", TOKEN] + [f"--{s}={stack.urls[s]}" for s in SERVICES]
+    stack.calm()
+    put = {s: put_json(stack.urls[s] + "/chaos", {"error": {"fraction": 0.5}, "latency": {"ms": 20}})
+           for s in SERVICES}
+    chain = next(b["name"] for b in call("GET", stack.urls["payment"] + "/health")[1]["breakers"]
+                 if not b["name"].endswith("->mongodb"))
+    forced = call("POST", stack.urls["payment"] + "/breaker/open?name=" + urllib.parse.quote(chain))[0]
+    before = breaker_states(stack)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=stack.runner_env())
+    left, states = faults_in_force(stack), breaker_states(stack)
+    res.check(f"--halt: set up a fault on each service ({put}) and payment's chain breaker forced open "
+              f"({before.get(chain)})", all(v == 200 for v in put.values()) and forced == 200
+              and before.get(chain) == "forced-open")
+    res.check("--halt clears every fault (GET /chaos) and closes every breaker (/health), exit 0",
+              r.returncode == 0 and all(f == {} for f in left.values())
+              and all(st == "closed" for st in states.values()),
+              f"exit {r.returncode}, faults {left}, breakers {states}: {r.stdout} {r.stderr}")
+    res.check("--halt names what it cleared",
+              all(f"{s}: cleared error, latency" in r.stdout for s in SERVICES)
+              and "payment -> shipment: was forced-open, now closed" in r.stdout, r.stdout)
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=stack.runner_env())
+    res.check("--halt on a clean stack says nothing to clear for each service, exit 0",
+              again.returncode == 0 and all(f"{s}: nothing to clear" in again.stdout for s in SERVICES),
+              again.stdout + again.stderr)
+    dead = argv[:-1] + [f"--{SERVICES[-1]}=http://127.0.0.1:{harness.free_port()}"]
+    r = subprocess.run(dead, capture_output=True, text=True, timeout=60, env=stack.runner_env())
+    res.check("--halt exits 2 naming a service that does not answer, and clears the others",
+              r.returncode == 2 and f"{SERVICES[-1]} does not answer" in r.stderr
+              and all(f"{s}: nothing to clear" in r.stdout for s in SERVICES[:-1]), r.stdout + r.stderr)
+
+
+def check_load_only(res, stack, out_root):
+    """--load with a fault changed from outside meanwhile: the journal and the picture show the change."""
+    out = out_root / "load"
+    shutil.rmtree(out, ignore_errors=True)
+    stack.calm()
+    argv = [str(CHAOS["rel"]), "--load", "10/s", "--for", "8", "--out", str(out), "--token", TOKEN,
+            f"--mongo=mongodb://127.0.0.1:{stack.ports['ferretdb']}"] + [f"--{s}={stack.urls[s]}" for s in SERVICES]
+    arrived = lambda: ((call("GET", stack.urls["order"] + "/health")[1] or {}).get("requests") or {}).get("arrived", 0)
+    base = arrived()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack.runner_env())
+    try:
+        harness.wait_until(lambda: p.poll() is not None or arrived() >= base + 20, 15, "the load on order")
+    except TimeoutError:
+        pass
+    status = put_json(stack.urls["shipment"] + "/chaos", {"latency": {"ms": 40, "expires_s": 2}})
+    try:
+        text, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        text, err = p.communicate()
+    j = read_journal(out)
+    words = "PUT /chaos: latency 40±0 ms on 100% of requests for 2 s"
+    outside = [a for a in j.get("actions", []) if a.get("phase") == "outside"]
+    svg = (out / "timeline.svg").read_text() if (out / "timeline.svg").exists() else ""
+    res.check(f"--load 10/s --for 8: a load alone, every request recorded ({len(j.get('requests', []))}/80)",
+              p.returncode in (0, 1) and len(j.get("requests", [])) >= 76 and "Load only" in text,
+              f"exit {p.returncode}: {text[-600:]} {err[-300:]}")
+    res.check("--load: the PUT /chaos made from outside is in the journal, at its time, in words",
+              status == 200 and any(a.get("service") == "shipment" and words in a.get("what", "")
+                                    and 0 < a.get("t", 0) < 8 for a in outside), json.dumps(outside)[:600])
+    res.check("--load: the picture draws the change from outside with its words",
+              html.escape(words, quote=False) in svg or words in svg, svg[:300])
+    res.check("--load: the runner said the change as it came",
+              f"shipment (from outside): {words}" in text, text[-800:])
+    empty = Path(tempfile.mkdtemp()) / "empty.json"
+    empty.write_text(json.dumps({"title": "x", "load": {"seconds": 5}, "method": []}))
+    r = subprocess.run([str(CHAOS["rel"]), str(empty), "--check"], capture_output=True, text=True, timeout=30)
+    res.check('an experiment with "method": [] is accepted', r.returncode == 0, r.stdout + r.stderr)
+    shutil.rmtree(empty.parent, ignore_errors=True)
+
+
+def check_run_folders(res, stack, tmp):
+    """Two runs of one experiment without --out: two time-stamped folders, latest names the second."""
+    exp = tmp / "twice.json"
+    exp.write_text(json.dumps({"title": "Twice", "load": {"rate": 5, "seconds": 5}, "hypothesis": {"window_s": 2},
+                               "method": []}))
+    cwd = tmp / "cwd"
+    cwd.mkdir()
+    outs = []
+    for _ in range(2):
+        stack.calm()
+        argv = stack.runner_argv(exp, "-")
+        i = argv.index("--out")
+        del argv[i:i + 2]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=stack.runner_env(), cwd=cwd)
+        m = re.search(r"journal and picture in (\S+)", r.stdout)
+        outs.append(m.group(1) if m else None)
+    runs = cwd / "build" / "chaos" / "twice"
+    folders = sorted(d.name for d in runs.iterdir() if d.is_dir() and not d.is_symlink()) if runs.exists() else []
+    latest = runs / "latest"
+    res.check(f"two runs of one experiment leave two folders ({folders}), each with its journal and picture",
+              len(folders) == 2 and all((runs / f / "journal.json").exists() and (runs / f / "timeline.svg").exists()
+                                        for f in folders) and all(outs), str(outs))
+    res.check("latest points at the second run",
+              latest.is_symlink() and outs[1] and os.readlink(latest) == Path(outs[1]).name
+              and (latest / "journal.json").exists(), f"{os.readlink(latest) if latest.is_symlink() else None} {outs}")
+
+
+def check_control(res, stack, out_root):
+    """The lab's controls: SIGHUP, --halt, --load and a folder per run."""
+    tmp = Path(tempfile.mkdtemp())
+    check_sighup(res, stack, out_root, tmp)
+    check_halt(res, stack)
+    check_load_only(res, stack, out_root)
+    check_run_folders(res, stack, tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def read_journal(out):
     """The journal.json in out, or {} when there is none."""
     try:
@@ -525,6 +709,8 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
             check_runner_failures(res, stack, out_root, breakers)
         if with_runner_checks and (not args.k or "premises" in args.k or "9-backoff" in args.k):
             check_premises(res, stack, out_root, any(p.stem == "9-backoff" for p in paths))
+        if with_runner_checks and (not args.k or "control" in args.k):
+            check_control(res, stack, out_root)
     finally:
         stack.close()
 

@@ -47,8 +47,20 @@ static struct {
     atomic_uint hang_generation;        /* bumped on every change of the faults */
     atomic_uint_fast64_t changes;       /* PUT, DELETE and expiries */
     atomic_uint_fast64_t injected[CHAOS_KINDS];
+    chaos_listener_fn *listener;        /* told every change (chaos_set_listener) */
 } chaos_g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+void chaos_set_listener(chaos_listener_fn *fn)
+{
+    chaos_g.listener = fn;
+}
+
+/* Tells the listener, when there is one, the words of a change. Call with the lock held. */
+static void tell_locked(const char *words)
+{
+    if (chaos_g.listener)
+        chaos_g.listener(words);
+}
 
 /* The index of the row's field whose name, then '}', starts at p; -1 when none. */
 static int field_named(const chaos_fault_kind *row, const char *p)
@@ -117,6 +129,9 @@ static void switch_off_locked(int k, const char *why)
     char words[200];
     fault_words((chaos_kind)k, f, words, sizeof words);
     log_message(false, "chaos: %s %s", why, words);
+    char told[240];
+    snprintf(told, sizeof told, "%s %s", why, words);
+    tell_locked(told);
     memset(f, 0, sizeof *f);
     atomic_fetch_add(&chaos_g.changes, 1);
 }
@@ -387,6 +402,8 @@ static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
 {
     pthread_mutex_lock(&chaos_g.lock);
     int changed = 0;
+    char told[400];     /* every change in one line, for the listener */
+    snprintf(told, sizeof told, "%s", how);
     for (int k = 0; k < CHAOS_KINDS; k++) {
         chaos_fault *cur = &chaos_g.faults[k];
         if (!cur->on && !next[k].on)
@@ -396,13 +413,18 @@ static void chaos_apply(const chaos_fault next[CHAOS_KINDS], const char *how)
             fault_words((chaos_kind)k, &next[k], words, sizeof words);
             log_message(false, "chaos: %s %s", how, words);
         } else {
-            log_message(false, "chaos: %s %s (cleared)", how, chaos_faults[k].name);
+            snprintf(words, sizeof words, "%s (cleared)", chaos_faults[k].name);
+            log_message(false, "chaos: %s %s", how, words);
         }
+        size_t n = strlen(told);
+        snprintf(told + n, sizeof told - n, "%s %s", changed ? ";" : "", words);
         *cur = next[k];
         changed++;
     }
-    if (changed)
+    if (changed) {
         atomic_fetch_add(&chaos_g.hang_generation, 1);
+        tell_locked(told);
+    }
     if (!changed)
         log_message(false, "chaos: %s: no faults before or after", how);
     atomic_fetch_add(&chaos_g.changes, 1);

@@ -28,7 +28,8 @@
  * GET /chaos shows them; PUT /chaos (admin token) replaces them all with the
  * JSON body's; DELETE /chaos (admin token) clears them. INJECT_ERR/ERR_RATE
  * and DELAY_MS are the error and latency faults in force at start. Every
- * change and every expiry is a log line and counted in /metrics.
+ * change and every expiry is a log line, counted in /metrics and told to
+ * the listener (chaos_set_listener: a "chaos" event on /events.stream).
  */
 #ifndef SVC_CHAOS_H
 #define SVC_CHAOS_H
@@ -90,6 +91,18 @@ typedef struct chaos_draw {
  * delay_ms on every request (DELAY_MS; 0 = off). Call once before the
  * server starts. This function can't fail. */
 void chaos_init(double error_fraction, int delay_ms);
+
+/* Called with the words of every change of the faults in force ("PUT
+ * /chaos: error on 30% of requests for 60 s", "DELETE /chaos: error
+ * (cleared)", "expired latency 200 ms on 100% of requests for 5 s"): a PUT
+ * or DELETE that changed something, and each fault that switched itself off.
+ * It runs under the faults' lock, so it must not call back into chaos.c. */
+typedef void chaos_listener_fn(const char *words);
+
+/* Sets the one listener (NULL: none); svc.c hands it the event ring's
+ * obs_chaos_event, so /events.stream carries every change. Call before the
+ * server starts. This function can't fail. */
+void chaos_set_listener(chaos_listener_fn *fn);
 
 /* Rolls the dice for one request against the faults in force (expiring the
  * ones past their time) and counts each fault drawn. Thread-safe. */

@@ -100,6 +100,12 @@ const char *obs_breaker_label(const cb_breaker *cb);
  * or "" leaves "next" out (the last service). The strings are copied (a
  * name over 31 bytes or a URL over 255 is cut). Call before obs_register(). */
 void obs_set_next(const char *name, const char *url);
+/* Puts a "chaos" event into the recent-events ring (and so on
+ * /events.stream): the service's faults changed, said in words ("PUT
+ * /chaos: error on 30% of requests for 60 s"). Its "breaker" is "" and the
+ * words are its "detail". chaos.c's listener (chaos_set_listener). Thread-safe;
+ * does nothing before obs_init(). */
+void obs_chaos_event(const char *words);
 
 /* Ends every open stream and refuses new ones. Idempotent. */
 void obs_shutdown(void);

@@ -141,6 +141,16 @@ void obs_transitions_clear(void)
     memset(ntransitions, 0, sizeof ntransitions);
 }
 
+void obs_chaos_event(const char *words)
+{
+    if (!obs_g.initialised)
+        return;
+    obs_event e = { .breaker = -1, .wall_ms = wall_ms(), .latency_ms = -1, .error_percentage = -1,
+                    .chaos = true };
+    snprintf(e.detail, sizeof e.detail, "%s", words ? words : "");
+    ring_put(&e);
+}
+
 uint64_t obs_events_newest_seq(void)
 {
     pthread_mutex_lock(&obs_g.ring_lock);

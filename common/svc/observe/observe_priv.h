@@ -41,7 +41,8 @@ typedef struct obs_event {
     int error;               /* CB_E* or 0 */
     char shared_name[24];    /* a shared-breaker event: its name ("" = a cb_event) */
     char shared_state[16];   /* and the shared state word */
-    char detail[96];         /* and its figures */
+    char detail[192];        /* and its figures; a chaos event's words */
+    bool chaos;              /* a change of the service's faults (obs_chaos_event) */
 } obs_event;
 
 #define OBS_EVENT_RING 128

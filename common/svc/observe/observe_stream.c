@@ -5,8 +5,10 @@
  * use. /events.stream sends the same objects plus named events for the live
  * dashboard: "event: breaker" (one per entry of the recent-events ring,
  * after, on connect, each breaker's last state changes older than the last
- * EVENTS_ON_CONNECT events, marked "kept") and "event: service" (name,
- * uptime, its breakers and their states).
+ * EVENTS_ON_CONNECT events, marked "kept"), whose "event" is a breaker's, a
+ * shared breaker's or "chaos" (the faults changed, in words in "detail",
+ * with "breaker": "") and "event: service" (name, uptime, its breakers and
+ * their states).
  *
  * Each client holds one civetweb worker thread for as long as it stays, so
  * the number of open streams is capped (obs_g.stream_cap; 503 past it), a
@@ -177,7 +179,11 @@ static char *event_json(const obs_event *e, bool kept)
     cJSON_AddStringToObject(o, "label", known ? obs_g.breakers[e->breaker].label : "");
     if (obs_g.replica)
         cJSON_AddStringToObject(o, "replica", obs_g.replica);
-    if (e->shared_name[0]) {
+    if (e->chaos) {
+        cJSON_AddStringToObject(o, "event", "chaos");
+        cJSON_AddStringToObject(o, "state", "");
+        cJSON_AddStringToObject(o, "detail", e->detail);
+    } else if (e->shared_name[0]) {
         cJSON_AddStringToObject(o, "event", e->shared_name);
         cJSON_AddStringToObject(o, "state", e->shared_state);
         cJSON_AddBoolToObject(o, "shared", true);
