@@ -348,7 +348,9 @@ typedef struct reader {
 } reader;
 
 /* Says a breaker's change of state as it arrives: "payment -> shipment: open"
- * (the event's label, else one made from its service and name). */
+ * (the event's label, else one made from its service and name), with the
+ * run time the service gave it when it arrived 0.1 s or more later (the
+ * /health poll may have shown the state first). */
 static void say_transition(chaos_run *r, int svc, const cJSON *ev, const char *breaker, const char *state)
 {
     char label[128];
@@ -358,7 +360,12 @@ static void say_transition(chaos_run *r, int svc, const cJSON *ev, const char *b
     else
         chaos_label(svc, breaker, label, sizeof label);
     bool forced = strcmp(chaos_plain(state), state) != 0;
-    chaos_say(r, "%s: %s%s", label, chaos_plain(state), forced ? " (forced)" : "");
+    const cJSON *time = cJSON_GetObjectItemCaseSensitive(ev, "time");
+    double at = (time->valuedouble - r->wall0_ms - 50) / 1000, now = chaos_now(r);
+    char when[40] = "";
+    if (now - at >= 0.1 && at >= 0)
+        snprintf(when, sizeof when, " (at %.1f s)", at);
+    chaos_say(r, "%s: %s%s%s", label, chaos_plain(state), forced ? " (forced)" : "", when);
 }
 
 /* Handles one breaker event (the JSON of a "data:" line). */
