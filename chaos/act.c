@@ -427,8 +427,8 @@ static void number_words(const cJSON *v, char *buf, size_t len)
     }
 }
 
-/* A field of a fault or of retry settings said in words, when present: its
- * key and the words with %s for its value ("for %s s"). */
+/* A field of a fault said in words, when present: its key and the words
+ * with %s for its value (" (at most %s ms)"). */
 typedef struct field_words {
     const char *name;
     const char *words;
@@ -455,12 +455,12 @@ static const fault_row fault_rows[] = {
       { { "max_ms", " (at most %s ms)" }, { NULL, NULL } } },
     { "reset", "every connection is reset (100%)", "{pct} of connections are reset", { { NULL, NULL } } },
     { "database", "every database write fails (100%)", "{pct} of database writes fail", { { NULL, NULL } } },
-    { "no_deadlines", "callers' deadlines are ignored and none passed on",
+    { "no_deadlines", "callers' deadlines are ignored on every request, none passed on",
       "callers' deadlines are ignored on {pct} of requests", { { NULL, NULL } } },
     { "lose_answer", "every answer is lost after the work is stored",
       "{pct} of answers are lost after the work is stored",
       { { "times", " (the next %s requests only)" }, { NULL, NULL } } },
-    { "no_idempotency", "idempotency keys are ignored (a retry stores again)",
+    { "no_idempotency", "idempotency keys are ignored on every request (a retry stores again)",
       "idempotency keys are ignored on {pct} of requests", { { NULL, NULL } } },
 };
 
@@ -542,13 +542,19 @@ static void fault_words(const char *kind, const cJSON *body, char *buf, size_t l
         }
 }
 
-/* The retry settings of POST /retry in words: "3 attempts, back-off 20 ms up to 100 ms". */
-static const field_words retry_fields[] = {
-    { "attempts", "%s attempts" },
-    { "base_ms", "back-off from %s ms" },
-    { "cap_ms", "up to %s ms" },
-    { "budget_tokens", "a budget of %s tokens" },
-    { "budget_ratio", "budget ratio %s" },
+/* The retry settings of POST /retry in words: "3 attempts, back-off from 20
+ * ms, up to 100 ms": a field's key, its words with %s for its value and,
+ * when the value 1 needs other words ("1 attempt"), those. */
+static const struct {
+    const char *name;
+    const char *words;
+    const char *one;
+} retry_fields[] = {
+    { "attempts", "%s attempts", "1 attempt (no retries)" },
+    { "base_ms", "back-off from %s ms", NULL },
+    { "cap_ms", "up to %s ms", NULL },
+    { "budget_tokens", "a budget of %s tokens", NULL },
+    { "budget_ratio", "budget ratio %s", NULL },
 };
 
 /* Whether key is one of retry_fields. */
@@ -571,7 +577,10 @@ static void retry_words(const cJSON *settings, char *buf, size_t len)
         char value[48];
         number_words(v, value, sizeof value);
         add(buf, len, "%s", sep);
-        add(buf, len, retry_fields[i].words, value);
+        if (retry_fields[i].one && cJSON_IsNumber(v) && v->valuedouble == 1)
+            add(buf, len, "%s", retry_fields[i].one);
+        else
+            add(buf, len, retry_fields[i].words, value);
         sep = ", ";
     }
     const cJSON *f;
