@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,14 +484,264 @@ const chaos_action chaos_actions[] = {
 };
 const size_t chaos_nactions = sizeof chaos_actions / sizeof chaos_actions[0];
 
-/* Records the step's outcome in r->actions (taking answer) and prints its line. */
+/* ---- an action in words (act_describe) -------------------------------------------- */
+
+/* Appends printf-style words to buf (len bytes, kept NUL-terminated). */
+static void add(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void add(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    if (n + 1 >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, len - n, fmt, ap);
+    va_end(ap);
+}
+
+/* A number as words: 60, 0.5, 2000. */
+static void number_words(const cJSON *v, char *buf, size_t len)
+{
+    if (cJSON_IsNumber(v))
+        snprintf(buf, len, "%g", v->valuedouble);
+    else {
+        char *flat = cJSON_PrintUnformatted(v);
+        snprintf(buf, len, "%s", flat ? flat : "?");
+        free(flat);
+    }
+}
+
+/* A field of a fault said in words, when present: its key and the words
+ * with %s for its value (" (at most %s ms)"). */
+typedef struct field_words {
+    const char *name;
+    const char *words;
+} field_words;
+
+/* One kind of fault of PUT /chaos (the services' chaos_faults[] in
+ * common/svc/lab/chaos.c) in words: when it meets every request, when it
+ * meets a share ({pct} is that share, "30%"), and its own fields. The
+ * fields every fault takes (fraction, expires_s) are said by
+ * fault_words(); a kind or field missing here is said generically. */
+typedef struct fault_row {
+    const char *kind;
+    const char *all;
+    const char *some;
+    field_words fields[3];
+} fault_row;
+
+static const fault_row fault_rows[] = {
+    { "error", "errors (502) on 100% of requests", "errors (502) on {pct} of requests", { { NULL, NULL } } },
+    { "latency", "every request waits {ms} ms", "{pct} of requests wait {ms} ms",
+      { { "ms", NULL }, { "jitter_ms", " (± %s ms)" }, { NULL, NULL } } },
+    { "hang", "every request hangs, answering nothing, until the caller gives up",
+      "{pct} of requests hang, answering nothing, until the caller gives up",
+      { { "max_ms", " (at most %s ms)" }, { NULL, NULL } } },
+    { "reset", "every connection is reset (100%)", "{pct} of connections are reset", { { NULL, NULL } } },
+    { "database", "every database write fails (100%)", "{pct} of database writes fail", { { NULL, NULL } } },
+    { "no_deadlines", "callers' deadlines are ignored on every request, none passed on",
+      "callers' deadlines are ignored on {pct} of requests", { { NULL, NULL } } },
+    { "lose_answer", "every answer is lost after the work is stored",
+      "{pct} of answers are lost after the work is stored",
+      { { "times", " (the next %s requests only)" }, { NULL, NULL } } },
+    { "no_idempotency", "idempotency keys are ignored on every request (a retry stores again)",
+      "idempotency keys are ignored on {pct} of requests", { { NULL, NULL } } },
+};
+
+/* The row of fault kind, or NULL. */
+static const fault_row *fault_row_of(const char *kind)
+{
+    for (size_t i = 0; i < sizeof fault_rows / sizeof fault_rows[0]; i++)
+        if (strcmp(fault_rows[i].kind, kind) == 0)
+            return &fault_rows[i];
+    return NULL;
+}
+
+/* Whether key is one of the row's fields (or a field every fault takes). */
+static bool fault_field_known(const fault_row *row, const char *key)
+{
+    if (strcmp(key, "fraction") == 0 || strcmp(key, "expires_s") == 0)
+        return true;
+    for (int i = 0; row && row->fields[i].name; i++)
+        if (strcmp(row->fields[i].name, key) == 0)
+            return true;
+    return false;
+}
+
+/* Copies template into buf with {pct} and {<field>} replaced by their values. */
+static void fill_template(const char *template, const cJSON *body, const char *pct, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (const char *p = template; *p;) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (!close) {
+            add(buf, len, "%c", *p++);
+            continue;
+        }
+        char key[32], value[48];
+        snprintf(key, sizeof key, "%.*s", (int)(close - p - 1), p + 1);
+        if (strcmp(key, "pct") == 0)
+            snprintf(value, sizeof value, "%s", pct);
+        else if (cJSON_GetObjectItemCaseSensitive(body, key))
+            number_words(cJSON_GetObjectItemCaseSensitive(body, key), value, sizeof value);
+        else
+            snprintf(value, sizeof value, "?");
+        add(buf, len, "%s", value);
+        p = close + 1;
+    }
+}
+
+/* One fault of a PUT /chaos body in words: "errors on 30% of requests (502) for 60 s". */
+static void fault_words(const char *kind, const cJSON *body, char *buf, size_t len)
+{
+    const fault_row *row = fault_row_of(kind);
+    const cJSON *fraction = cJSON_GetObjectItemCaseSensitive(body, "fraction");
+    double share = cJSON_IsNumber(fraction) ? fraction->valuedouble : 1.0;
+    char pct[32];
+    snprintf(pct, sizeof pct, "%g%%", share * 100);
+    buf[0] = '\0';
+    if (row)
+        fill_template(share >= 1.0 ? row->all : row->some, body, pct, buf, len);
+    else
+        add(buf, len, "fault \"%s\" on %s of requests", kind, pct);
+    for (int i = 0; row && row->fields[i].name; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, row->fields[i].name);
+        if (v && row->fields[i].words) {
+            char value[48];
+            number_words(v, value, sizeof value);
+            add(buf, len, row->fields[i].words, value);
+        }
+    }
+    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(body, "expires_s");
+    if (cJSON_IsNumber(expires) && expires->valuedouble > 0)
+        add(buf, len, " for %g s", expires->valuedouble);
+    else
+        add(buf, len, " until cleared");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, body)     /* fields this table does not know, as they are */
+        if (!fault_field_known(row, f->string)) {
+            char value[48];
+            number_words(f, value, sizeof value);
+            add(buf, len, " (%s %s)", f->string, value);
+        }
+}
+
+/* The retry settings of POST /retry in words: "3 attempts, back-off from 20
+ * ms, up to 100 ms": a field's key, its words with %s for its value and,
+ * when the value 1 needs other words ("1 attempt"), those. */
+static const struct {
+    const char *name;
+    const char *words;
+    const char *one;
+} retry_fields[] = {
+    { "attempts", "%s attempts", "1 attempt (no retries)" },
+    { "base_ms", "back-off from %s ms", NULL },
+    { "cap_ms", "up to %s ms", NULL },
+    { "budget_tokens", "a budget of %s tokens", NULL },
+    { "budget_ratio", "budget ratio %s", NULL },
+};
+
+/* Whether key is one of retry_fields. */
+static bool retry_field_known(const char *key)
+{
+    for (size_t i = 0; i < sizeof retry_fields / sizeof retry_fields[0]; i++)
+        if (strcmp(retry_fields[i].name, key) == 0)
+            return true;
+    return false;
+}
+
+/* Adds the settings in words, known fields in the table's order, then the others. */
+static void retry_words(const cJSON *settings, char *buf, size_t len)
+{
+    const char *sep = "";
+    for (size_t i = 0; i < sizeof retry_fields / sizeof retry_fields[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, retry_fields[i].name);
+        if (!v)
+            continue;
+        char value[48];
+        number_words(v, value, sizeof value);
+        add(buf, len, "%s", sep);
+        if (retry_fields[i].one && cJSON_IsNumber(v) && v->valuedouble == 1)
+            add(buf, len, "%s", retry_fields[i].one);
+        else
+            add(buf, len, retry_fields[i].words, value);
+        sep = ", ";
+    }
+    const cJSON *f;
+    cJSON_ArrayForEach(f, settings)
+        if (!retry_field_known(f->string)) {
+            char value[48];
+            number_words(f, value, sizeof value);
+            add(buf, len, "%s%s %s", sep, f->string, value);
+            sep = ", ";
+        }
+}
+
+/* The words of the actions without a body, with %s for the step's service
+ * or breaker label (act_describe fills in fault and retry). */
+static const struct { const char *action; const char *words; } action_words[] = {
+    { "clear", "cleared every fault on %s" },
+    { "open", "%s: forced open" },
+    { "close", "%s: closed by hand (no longer forced, its window emptied)" },
+    { "stop", "%s: process stopped (SIGSTOP): it holds every connection, answering nothing" },
+    { "resume", "%s: process resumed (SIGCONT)" },
+    { "kill", "%s: killed (SIGKILL); make run's supervisor starts it again" },
+    { "restart", "%s: restarted (SIGTERM, then waiting until it answers again)" },
+};
+
+void act_describe(const chaos_step *s, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    char who[64];
+    if (s->breaker)
+        chaos_ref_label(s->breaker, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "%s", s->service ? s->service : "");
+    if (s->faults) {
+        add(buf, len, "%s: ", who);
+        const cJSON *f;
+        const char *sep = "";
+        cJSON_ArrayForEach(f, s->faults) {
+            char one[300];
+            fault_words(f->string, f, one, sizeof one);
+            add(buf, len, "%s%s", sep, one);
+            sep = "; ";
+        }
+        return;
+    }
+    if (s->settings) {
+        int i = chaos_service_index(s->service);
+        add(buf, len, "%s: its calls to %s retried with ", who,
+            i >= 0 && chaos_services[i].next[0] ? chaos_services[i].next : "the next hop");
+        retry_words(s->settings, buf, len);
+        return;
+    }
+    if (s->command) {
+        add(buf, len, "runs the command: %s", s->command);
+        return;
+    }
+    for (size_t i = 0; i < sizeof action_words / sizeof action_words[0]; i++)
+        if (strcmp(action_words[i].action, s->action) == 0) {
+            add(buf, len, action_words[i].words, who);
+            return;
+        }
+    add(buf, len, "%s %s", s->action, who);
+}
+
+/* ---- carrying out a step ------------------------------------------------------------ */
+
+/* Records the step's outcome in r->actions (taking answer) and prints its
+ * line: what it did in words, and its why. */
 static void record(chaos_run *r, const chaos_step *s, const char *phase, long status, cJSON *answer)
 {
     bool ok = status >= 200 && status < 300;
+    char what[600];
+    act_describe(s, what, sizeof what);
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddNumberToObject(rec, "t", r->t0 > 0 ? (double)(long long)(chaos_now(r) * 1000 + 0.5) / 1000 : 0.0);
     cJSON_AddStringToObject(rec, "phase", phase);
     cJSON_AddStringToObject(rec, "action", s->action);
+    cJSON_AddStringToObject(rec, "what", what);
     cJSON_AddItemToObject(rec, "service", s->service ? cJSON_CreateString(s->service) : cJSON_CreateNull());
     cJSON_AddItemToObject(rec, "breaker", s->breaker ? cJSON_CreateString(s->breaker) : cJSON_CreateNull());
     cJSON_AddItemToObject(rec, "why", s->why ? cJSON_CreateString(s->why) : cJSON_CreateNull());
@@ -506,11 +757,13 @@ static void record(chaos_run *r, const chaos_step *s, const char *phase, long st
     }
     cJSON_AddItemToObject(rec, "answer", answer ? answer : cJSON_CreateNull());
     cJSON_AddItemToArray(r->actions, rec);
-    const char *what = s->service ? s->service : s->breaker ? s->breaker : s->command ? s->command : "";
+    const char *prefix = strcmp(phase, "method") == 0 ? "" : "rollback: ";
     if (ok)
-        chaos_say(r, "%s: %s %s: done", phase, s->action, what);
+        chaos_say(r, "%s%s", prefix, what);
     else
-        chaos_say(r, "%s: %s %s: FAILED: %s", phase, s->action, what, shown);
+        chaos_say(r, "%sFAILED (answer %ld): %s: %s", prefix, status, what, shown);
+    if (s->why)
+        chaos_say(r, "    why: %s", s->why);
 }
 
 bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase)

@@ -10,6 +10,12 @@
 extern const chaos_action chaos_actions[];
 extern const size_t chaos_nactions;
 
+/* Says what action step s does, in words with its numbers, into buf:
+ * "shipment: errors on 30% of requests (502) for 60 s", "payment -> shipment:
+ * forced open", "cleared every fault on shipment". Every kind of fault and
+ * its fields are said; a kind or field it does not know, as written. */
+void act_describe(const chaos_step *s, char *buf, size_t len);
+
 /* Carries out step s in phase ("method" or "rollback"), records it in
  * r->actions and prints a line. Returns true when it succeeded. */
 bool chaos_act(chaos_run *r, const chaos_step *s, const char *phase);

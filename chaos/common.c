@@ -1,4 +1,4 @@
-/* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names; the tables of services (services.tsv), databases and states. Calls nothing of the runner. */
+/* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names and labels; the tables of services (services.tsv), databases and states. Calls nothing of the runner. */
 #include "common.h"
 
 #include <stdarg.h>
@@ -31,11 +31,67 @@ void chaos_say(const chaos_run *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    flockfile(stdout);
     if (r->t0 > 0)
         printf("chaos %6.1fs  %s\n", chaos_now(r), msg);
     else
         printf("chaos  %s\n", msg);
     fflush(stdout);
+    funlockfile(stdout);
+}
+
+void chaos_say_wrapped(const chaos_run *r, int indent, const char *text)
+{
+    /* the width left after "chaos  " (or "chaos  12.3s  ") and the indent */
+    int width = CHAOS_WRAP - (r->t0 > 0 ? 15 : 7) - indent;
+    if (width < 20)
+        width = 20;
+    flockfile(stdout);
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        int n = (int)strlen(p);
+        if (n > width) {            /* break at the last space that fits, else after the word */
+            int cut = width;
+            while (cut > 0 && p[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = (int)strcspn(p, " ");
+            n = cut;
+        }
+        if (n == 0)
+            break;
+        if (r->t0 > 0)
+            printf("chaos %6.1fs  %*s%.*s\n", chaos_now(r), indent, "", n, p);
+        else
+            printf("chaos  %*s%.*s\n", indent, "", n, p);
+        p += n;
+    }
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
+void chaos_label(int svc, const char *name, char *buf, size_t len)
+{
+    size_t n = name ? strlen(name) : 0;
+    bool db = n >= 9 && strcmp(name + n - 9, "->mongodb") == 0;
+    const char *from = svc >= 0 && svc < CHAOS_NSVC ? chaos_services[svc].name : "?";
+    const char *to = db ? "database" : svc >= 0 && svc < CHAOS_NSVC && chaos_services[svc].next[0]
+                                           ? chaos_services[svc].next : name ? name : "?";
+    snprintf(buf, len, "%s -> %s", from, to);
+}
+
+void chaos_ref_label(const char *ref, char *buf, size_t len)
+{
+    char svc[32];
+    snprintf(svc, sizeof svc, "%.*s", (int)strcspn(ref, "/"), ref);
+    int i = chaos_service_index(svc);
+    bool db = strchr(ref, '/') != NULL;
+    if (i < 0 || (!db && !chaos_services[i].next[0]))
+        snprintf(buf, len, "%s", ref);
+    else
+        snprintf(buf, len, "%s -> %s", svc, db ? "database" : chaos_services[i].next);
 }
 
 const char *chaos_plain(const char *state)

@@ -191,6 +191,9 @@ typedef struct chaos_expectation {
     double met_at;
     double value;           /* a measure's value over the expectation's span */
     char unmeasured[200];   /* why a measure could not be measured; "" when it was */
+    bool undecided;         /* the run stopped early, before its window closed, and it was not met */
+    bool told;              /* its result was already said while the run went on */
+    char missed[240];       /* a missed state's reason ("payment -> shipment stayed closed; ..."), else "" */
 } chaos_expectation;
 
 /* The hypothesis probe over one window. */
@@ -202,6 +205,7 @@ typedef struct chaos_probe {
     double p99_ms;          /* -1 when no request fell in the window */
     cJSON *states;          /* breaker name -> state */
     bool ok;
+    bool undecided;         /* the run stopped early, before its window ended */
 } chaos_probe;
 
 /* The documents-stored probe (stored.c). */
@@ -283,6 +287,9 @@ typedef struct chaos_run {
     chaos_probe probes[2];
     chaos_stored stored;
     char aborted[256];
+    double ended_at;        /* when an aborted run stopped acting (seconds from the start) */
+    double next_tally;      /* when the next load tally line is due */
+    int tally_from;         /* the first request answered since the last tally */
     bool passed;
 } chaos_run;
 
@@ -297,8 +304,23 @@ double chaos_mono(void);
 /* Seconds since the start of the load (0 before it started). */
 double chaos_now(const chaos_run *r);
 
-/* Prints a progress line "chaos   12.3s  msg" (printf-style). */
+/* Prints a progress line "chaos   12.3s  msg" (printf-style). Safe from any
+ * thread: a line is never mixed with another's. */
 void chaos_say(const chaos_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints text as progress lines indented by indent spaces, wrapped at
+ * CHAOS_WRAP columns (the lesson's text), all together. */
+void chaos_say_wrapped(const chaos_run *r, int indent, const char *text);
+#define CHAOS_WRAP 78
+
+/* A breaker's display label from its service (index in chaos_services) and
+ * full name: "payment -> database" for a name ending "->mongodb", else
+ * "payment -> shipment" (the service's next hop). */
+void chaos_label(int svc, const char *name, char *buf, size_t len);
+
+/* The label of an experiment's breaker ref: "payment" -> "payment -> shipment",
+ * "payment/db" -> "payment -> database"; the ref itself when it is neither. */
+void chaos_ref_label(const char *ref, char *buf, size_t len);
 
 /* "forced-open" -> "open": a circuit forced open is open. */
 const char *chaos_plain(const char *state);

@@ -105,6 +105,9 @@ static cJSON *expectation_json(const chaos_expectation *x)
         cJSON_AddStringToObject(o, "why", s->why);
     cJSON_AddItemToObject(o, "met_at", x->met ? cJSON_CreateNumber(x->met_at) : cJSON_CreateNull());
     cJSON_AddBoolToObject(o, "met", x->met);
+    /* met, missed, or undecided (the run stopped before its window closed) */
+    cJSON_AddStringToObject(o, "result", x->met ? "met" : x->undecided ? "undecided" : "missed");
+    cJSON_AddItemToObject(o, "reason", str_or_null(x->met || x->undecided ? NULL : x->missed));
     cJSON_AddStringToObject(o, "name", x->name);
     return o;
 }
@@ -122,6 +125,8 @@ static cJSON *probe_json(const chaos_probe *p)
     cJSON_AddItemToObject(o, "p99_ms", p->p99_ms >= 0 ? cJSON_CreateNumber(p->p99_ms) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "states", p->states ? cJSON_Duplicate(p->states, true) : cJSON_CreateObject());
     cJSON_AddBoolToObject(o, "ok", p->ok);
+    /* held, not held, or undecided (the run stopped before its window ended) */
+    cJSON_AddStringToObject(o, "result", p->undecided ? "undecided" : p->ok ? "held" : "not held");
     return o;
 }
 

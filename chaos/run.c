@@ -47,6 +47,11 @@
 #define POLL_INTERVAL_S 0.25
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
+/* a load tally line this often */
+#define TALLY_S 2.0
+/* an expectation not met is said missed this long after its window closed
+ * (a state seen just before the end may still be on its way to the records) */
+#define DECIDE_GRACE_S 0.3
 
 /* x rounded to 3 decimals, as the journal keeps times. */
 static double round3(double x)
@@ -390,6 +395,27 @@ static void note_outside(chaos_run *r, int svc, const cJSON *ev, double t)
         chaos_say(r, "%s", what);
 }
 
+/* Says a breaker's change of state as it arrives: "payment -> shipment: open"
+ * (the event's label, else one made from its service and name), with the
+ * run time the service gave it when it arrived 0.1 s or more later (the
+ * /health poll may have shown the state first). */
+static void say_transition(chaos_run *r, int svc, const cJSON *ev, const char *breaker, const char *state)
+{
+    char label[128];
+    const char *given = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "label"));
+    if (given)
+        snprintf(label, sizeof label, "%s", given);
+    else
+        chaos_label(svc, breaker, label, sizeof label);
+    bool forced = strcmp(chaos_plain(state), state) != 0;
+    const cJSON *time = cJSON_GetObjectItemCaseSensitive(ev, "time");
+    double at = (time->valuedouble - r->wall0_ms - 50) / 1000, now = chaos_now(r);
+    char when[40] = "";
+    if (now - at >= 0.1 && at >= 0)
+        snprintf(when, sizeof when, " (at %.1f s)", at);
+    chaos_say(r, "%s: %s%s%s", label, chaos_plain(state), forced ? " (forced)" : "", when);
+}
+
 /* Handles one breaker event (the JSON of a "data:" line). */
 static void reader_event(reader *rd, const char *json)
 {
@@ -418,8 +444,10 @@ static void reader_event(reader *rd, const char *json)
     const char *breaker = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "breaker"));
     const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "state"));
     if (!seen && kind && breaker && state &&
-        (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
+        (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0)) {
         note_state(r, breaker, state, t);
+        say_transition(r, rd->svc, ev, breaker, state);
+    }
     if (!seen && kind && strcmp(kind, "chaos") == 0)
         note_outside(r, rd->svc, ev, t);
     cJSON_Delete(ev);
@@ -591,6 +619,14 @@ static bool hypothesis(chaos_run *r, chaos_probe *p, const char *when)
         }
     }
     p->ok = n > 0 && p->ok_ratio >= e->ok_ratio && p->p99_ms <= e->p99_ms && !bad[0];
+    if (r->aborted[0] && r->ended_at < p->hi) {
+        /* the run stopped before this window ended: nothing to judge it by */
+        p->ok = false;
+        p->undecided = true;
+        chaos_say(r, "hypothesis %s (%.1f-%.1f s): not decided: the run stopped at %.1f s, before this window "
+                  "ended", when, p->lo, p->hi, r->ended_at);
+        return false;
+    }
     char p99[32], breakers[640];
     if (n)
         snprintf(p99, sizeof p99, "%.0f ms", p->p99_ms);
@@ -600,9 +636,9 @@ static bool hypothesis(chaos_run *r, chaos_probe *p, const char *when)
         snprintf(breakers, sizeof breakers, "{%s}", bad);
     else
         snprintf(breakers, sizeof breakers, "all %s", e->breakers);
-    chaos_say(r, "hypothesis %s: %s: whole answers %.0f%% (>= %.0f%%), p99 %s (<= %g ms), breakers %s",
-              when, p->ok ? "held" : "NOT held", p->ok_ratio * 100, e->ok_ratio * 100, p99, e->p99_ms,
-              breakers);
+    chaos_say(r, "hypothesis %s (%.1f-%.1f s): %s: whole answers %.0f%% of %d (>= %.0f%%), p99 %s (<= %g ms), "
+              "breakers %s", when, p->lo, p->hi, p->ok ? "held" : "NOT held", p->ok_ratio * 100, n,
+              e->ok_ratio * 100, p99, e->p99_ms, breakers);
     return p->ok;
 }
 
@@ -619,38 +655,169 @@ static void judge_measure(chaos_run *r, chaos_expectation *x)
     x->met_at = s->at + s->within;
 }
 
-/* Judges every expectation: a state from the bands, met when the breaker
- * was seen in the state between at and at + within (or was in it at at);
- * a measure over its span. */
+/* The band of breaker name, or NULL. Call with the lock held (or after the threads are done). */
+static const chaos_band *band_named(const chaos_run *r, const char *name)
+{
+    for (int k = 0; k < r->nbands; k++)
+        if (strcmp(r->bands[k].name, name) == 0)
+            return &r->bands[k];
+    return NULL;
+}
+
+/* Judges a state expectation from the bands recorded so far: met when the
+ * breaker was seen in the state between at and at + within (or was in it at
+ * at); when not, x->missed says what the breaker did in the window. Call
+ * with the lock held (or after the threads are done). Returns x->met. */
+static bool judge_state(const chaos_run *r, chaos_expectation *x)
+{
+    const chaos_step *s = x->step;
+    const char *name = chaos_ref_name(r, s->breaker);
+    x->name = name ? name : s->breaker;
+    x->met = false;
+    double lo = s->at, hi = s->at + s->within;
+    const chaos_band *b = band_named(r, x->name);
+    char label[128];
+    chaos_ref_label(s->breaker, label, sizeof label);
+    if (!b || b->n == 0) {
+        snprintf(x->missed, sizeof x->missed, "%s was never seen (no /health or event named it)", label);
+        return false;
+    }
+    for (int k = 0; k < b->n && !x->met; k++)
+        if (b->pts[k].t >= lo && b->pts[k].t <= hi && strcmp(chaos_plain(b->pts[k].state), s->expect) == 0) {
+            x->met = true;
+            x->met_at = b->pts[k].t;
+        }
+    if (!x->met && strcmp(chaos_plain(state_at(b, lo)), s->expect) == 0) {
+        x->met = true;
+        x->met_at = lo;
+    }
+    if (x->met) {
+        x->missed[0] = '\0';
+        return true;
+    }
+    /* what it did instead: its last state in the window, and whether it moved */
+    const chaos_point *last = &b->pts[0];
+    bool moved = false;
+    for (int k = 0; k < b->n && b->pts[k].t <= hi; k++) {
+        last = &b->pts[k];
+        moved = moved || b->pts[k].t > lo;
+    }
+    if (moved)
+        snprintf(x->missed, sizeof x->missed, "%s was never %s from %.1f s to %.1f s; last state %s since %.1f s",
+                 label, s->expect, lo, hi, chaos_plain(last->state), last->t);
+    else
+        snprintf(x->missed, sizeof x->missed, "%s stayed %s; last state %s since %.1f s", label,
+                 chaos_plain(last->state), chaos_plain(last->state), last->t);
+    return false;
+}
+
+/* Judges every expectation (the threads are done): a state from the bands,
+ * a measure over its span. One the run stopped before deciding is undecided:
+ * the run was aborted before its window closed, and it was not met. */
 static void judge_expectations(chaos_run *r)
 {
     for (int i = 0; i < r->nexpects; i++) {
         chaos_expectation *x = &r->expects[i];
         const chaos_step *s = x->step;
-        if (s->measure) {
+        if (s->measure)
             judge_measure(r, x);
+        else
+            judge_state(r, x);
+        x->undecided = r->aborted[0] && !x->met && s->at + s->within > r->ended_at;
+    }
+}
+
+/* An expectation's words with its window in run time: "payment -> shipment
+ * open (3.0-12.0 s)", "amplification <= 1.3 (4.0-24.0 s)". */
+static void expectation_words(const chaos_step *s, char *buf, size_t len)
+{
+    char label[128] = "";
+    if (!s->measure)
+        chaos_ref_label(s->breaker, label, sizeof label);
+    snprintf(buf, len, "%s%s%s (%.1f-%.1f s)", label, label[0] ? " " : "", s->expect, s->at, s->at + s->within);
+}
+
+/* Says how an expectation was judged, after prefix: met (when, and how far
+ * into its window), MISSED (why), or not decided. */
+static void say_result(chaos_run *r, const chaos_expectation *x, const char *prefix)
+{
+    const chaos_step *s = x->step;
+    char words[200];
+    expectation_words(s, words, sizeof words);
+    if (x->undecided)
+        chaos_say(r, "%s%s: not decided: the run stopped at %.1f s, before its window closed", prefix, words,
+                  r->ended_at);
+    else if (s->measure && x->unmeasured[0])
+        chaos_say(r, "%s%s: MISSED: not measured: %s", prefix, words, x->unmeasured);
+    else if (s->measure)
+        chaos_say(r, "%s%s: %s: %s was %.2f", prefix, words, x->met ? "met" : "MISSED", x->name, x->value);
+    else if (x->met && x->met_at <= s->at)
+        chaos_say(r, "%s%s: met: already %s when its window opened", prefix, words, s->expect);
+    else if (x->met)
+        chaos_say(r, "%s%s: met: %s at %.1f s, %.1f s into its window", prefix, words, s->expect, x->met_at,
+                  x->met_at - s->at);
+    else
+        chaos_say(r, "%s%s: MISSED: %s", prefix, words, x->missed);
+}
+
+/* Says each state expectation's result as soon as it is decided: met once
+ * the breaker is seen in the state, missed once its window has closed. The
+ * measures are decided after the load. Main thread. */
+static void decide_live(chaos_run *r)
+{
+    double now = chaos_now(r);
+    for (int i = 0; i < r->nexpects; i++) {
+        chaos_expectation *x = &r->expects[i];
+        if (x->told || x->step->measure)
             continue;
-        }
-        const char *name = chaos_ref_name(r, s->breaker);
-        x->name = name ? name : s->breaker;
-        x->met = false;
-        double lo = s->at, hi = s->at + s->within;
-        const chaos_band *b = NULL;
-        for (int k = 0; k < r->nbands; k++)
-            if (strcmp(r->bands[k].name, x->name) == 0)
-                b = &r->bands[k];
-        if (!b || b->n == 0)
-            continue;
-        for (int k = 0; k < b->n && !x->met; k++)
-            if (b->pts[k].t >= lo && b->pts[k].t <= hi && strcmp(chaos_plain(b->pts[k].state), s->expect) == 0) {
-                x->met = true;
-                x->met_at = b->pts[k].t;
-            }
-        if (!x->met && strcmp(chaos_plain(state_at(b, lo)), s->expect) == 0) {
-            x->met = true;
-            x->met_at = lo;
+        pthread_mutex_lock(&r->lock);
+        bool met = judge_state(r, x);
+        pthread_mutex_unlock(&r->lock);
+        if (met || now > x->step->at + x->step->within + DECIDE_GRACE_S) {
+            say_result(r, x, "");
+            x->told = true;
         }
     }
+}
+
+/* Says, every TALLY_S while the load runs, how its answers went so far:
+ * whole, degraded (a 200 with a degraded hop or a hop short), error (any
+ * other status, or none), and the p99 of those answered since the last tally. */
+static void tally(chaos_run *r)
+{
+    double now = chaos_now(r);
+    if (now < r->next_tally || atomic_load(&r->load_done))
+        return;
+    r->next_tally = now + TALLY_S;
+    int whole = 0, degraded = 0, errors = 0, n = 0, total;
+    pthread_mutex_lock(&r->lock);
+    total = r->nreqs;
+    double *lat = malloc(((size_t)(total - r->tally_from) + 1) * sizeof *lat);
+    for (int i = 0; i < total; i++) {
+        const chaos_request *q = &r->reqs[i];
+        whole += q->whole;
+        degraded += q->status == 200 && !q->whole;
+        errors += q->status != 200;
+        if (lat && i >= r->tally_from)
+            lat[n++] = q->ms;
+    }
+    r->tally_from = total;
+    pthread_mutex_unlock(&r->lock);
+    char p99[64] = "no answer";
+    if (n) {
+        qsort(lat, (size_t)n, sizeof *lat, by_double);
+        snprintf(p99, sizeof p99, "%.0f ms", lat[(int)(n * 0.99) < n - 1 ? (int)(n * 0.99) : n - 1]);
+    }
+    free(lat);
+    chaos_say(r, "load: %d answers so far: %d whole, %d degraded, %d errors; p99 of the last %g s: %s", total,
+              whole, degraded, errors, TALLY_S, p99);
+}
+
+/* What the main thread does while it waits: the tally, the expectations decided. */
+static void narrate(chaos_run *r)
+{
+    tally(r);
+    decide_live(r);
 }
 
 /* Sorts the requests by n (they are recorded as they answer). */
@@ -659,21 +826,11 @@ static int by_n(const void *a, const void *b)
     return ((const chaos_request *)a)->n - ((const chaos_request *)b)->n;
 }
 
-/* What the next step is, for the "next at" line. */
-static void step_words(const chaos_step *s, char *buf, size_t len)
-{
-    if (s->measure)
-        snprintf(buf, len, "expect %s over %g-%g s", s->expect, s->at, s->at + s->within);
-    else if (s->expect)
-        snprintf(buf, len, "expect %s %s within %g s", s->breaker, s->expect, s->within);
-    else
-        snprintf(buf, len, "%s %s", s->action, s->service ? s->service : s->breaker ? s->breaker : "");
-}
-
 /* Waits until chaos_now() reaches t or a signal comes. Returns false on a signal. */
 static bool wait_until(chaos_run *r, double t)
 {
     while (!chaos_signal) {
+        narrate(r);
         double left = t - chaos_now(r);
         if (left <= 0)
             return true;
@@ -694,6 +851,7 @@ static void note_signal(chaos_run *r)
         if (names[i].sig == chaos_signal)
             words = names[i].words;
     snprintf(r->aborted, sizeof r->aborted, "interrupted (%s)", words);
+    r->ended_at = chaos_now(r);
     chaos_say(r, "%s", r->aborted);
 }
 
@@ -794,11 +952,16 @@ static int start_workers(chaos_run *r, workers *w)
     return ok ? 0 : -1;
 }
 
-/* Says what the run does and, when the experiment names them, the settings the stack needs. */
+/* Says the lesson (its title and text), what the run does and, when the
+ * experiment names them, the settings the stack needs. Before the load starts. */
 static void say_start(chaos_run *r)
 {
     const chaos_experiment *e = r->exp;
-    chaos_say(r, "%s: load %g/s for %g s", e->title, e->rate, e->seconds);
+    chaos_say(r, "%s", e->title);
+    if (e->lesson)
+        chaos_say_wrapped(r, 2, e->lesson);
+    chaos_say(r, "load: %g requests a second for %g s; times below are seconds since the load started", e->rate,
+              e->seconds);
     if (!e->requires)
         return;
     char need[400] = "";
@@ -810,6 +973,19 @@ static void say_start(chaos_run *r)
     chaos_say(r, "the running stack has what this experiment requires:%s", need);
 }
 
+/* Announces an expectation as its window opens: "from 3.0 s to 12.0 s:
+ * expect payment -> shipment open", and its why. */
+static void announce(chaos_run *r, const chaos_step *s)
+{
+    char label[128] = "";
+    if (!s->measure)
+        chaos_ref_label(s->breaker, label, sizeof label);
+    chaos_say(r, "from %.1f s to %.1f s: expect %s%s%s%s", s->at, s->at + s->within, label, label[0] ? " " : "",
+              s->expect, s->measure ? " (measured after the load)" : "");
+    if (s->why)
+        chaos_say(r, "    why: %s", s->why);
+}
+
 /* The method: each step at its time, an action carried out, an expectation
  * noted for judging. Stops early (r->aborted says why) when an action fails
  * or a signal comes. */
@@ -818,19 +994,17 @@ static void run_method(chaos_run *r)
     const chaos_experiment *e = r->exp;
     for (int i = 0; i < e->nmethod && !r->aborted[0]; i++) {
         const chaos_step *s = &e->method[i];
-        if (s->at > chaos_now(r)) {
-            char words[200];
-            step_words(s, words, sizeof words);
-            chaos_say(r, "next at %g s: %s", s->at, words);
-            if (!wait_until(r, s->at)) {
-                note_signal(r);
-                break;
-            }
+        if (s->at > chaos_now(r) && !wait_until(r, s->at)) {
+            note_signal(r);
+            break;
         }
-        if (s->expect)
+        if (s->expect) {
             r->expects[r->nexpects++] = (chaos_expectation){ .step = s };
-        else if (!act_own(r, s, "method"))
+            announce(r, s);
+        } else if (!act_own(r, s, "method")) {
             snprintf(r->aborted, sizeof r->aborted, "action %s at %g s failed", s->action, s->at);
+            r->ended_at = chaos_now(r);
+        }
     }
 }
 
@@ -843,6 +1017,7 @@ static void wait_load(chaos_run *r)
             note_signal(r);
             break;
         }
+        narrate(r);
         struct timespec ts = { 0, 50 * 1000000L };
         nanosleep(&ts, NULL);
     }
@@ -879,20 +1054,8 @@ static void judge(chaos_run *r)
                   "that stall", r->late_sends, CHAOS_LATE_S, r->max_late_s, r->max_late_at);
     bool met = true;
     for (int i = 0; i < r->nexpects; i++) {
-        const chaos_expectation *x = &r->expects[i];
-        const chaos_step *s = x->step;
-        char when[40];
-        snprintf(when, sizeof when, "met at %.1f s", x->met_at);
-        if (s->measure && x->unmeasured[0])
-            chaos_say(r, "expectation: %s over %g-%g s: MISSED: not measured: %s", s->expect, s->at,
-                      s->at + s->within, x->unmeasured);
-        else if (s->measure)
-            chaos_say(r, "expectation: %s over %g-%g s: %s (%s was %.2f)", s->expect, s->at, s->at + s->within,
-                      x->met ? "met" : "MISSED", x->name, x->value);
-        else
-            chaos_say(r, "expectation: %s (%s) %s within %g s of %g s: %s", s->breaker, x->name, s->expect,
-                      s->within, s->at, x->met ? when : "MISSED");
-        met = met && x->met;
+        say_result(r, &r->expects[i], "expectation ");
+        met = met && r->expects[i].met;
     }
     r->passed = before && after && met && !r->aborted[0] && (!r->stored.asked || r->stored.result != 0);
 }
@@ -937,7 +1100,9 @@ int chaos_run_experiment(chaos_run *r)
     r->events = cJSON_CreateArray();
     r->outside = cJSON_CreateArray();
     r->expects = calloc((size_t)e->nmethod + 1, sizeof *r->expects);
+    say_start(r);
     r->t0 = chaos_mono();
+    r->next_tally = TALLY_S;
     r->wall0_ms = (double)wall_ms() - 50;
     r->trace_base = run_trace_base();
     workers w = { 0 };
@@ -945,7 +1110,6 @@ int chaos_run_experiment(chaos_run *r)
         fprintf(stderr, "chaos: cannot start the run's threads (out of memory)\n");
         return 2;
     }
-    say_start(r);
     run_method(r);
     wait_load(r);
     /* the rollbacks run whatever happened */

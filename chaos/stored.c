@@ -306,11 +306,12 @@ void chaos_stored_check(chaos_run *r)
     mongoc_client_destroy(client);
     st->result = st->answers > 0 && !st->missing && !st->wrong && !st->no_document;
     if (st->result)
-        chaos_say(r, "hypothesis stored: held: the %d answers 200 name %d documents, all stored with "
-                  "the outcome answered (database %s at %s)", st->answers, st->documents, st->db, st->url);
+        chaos_say(r, "hypothesis stored: held: %d answers (status 200) name %d documents; all %d stored with "
+                  "the outcome answered (database %s at %s)", st->answers, st->documents, st->found, st->db,
+                  st->url);
     else
-        chaos_say(r, "hypothesis stored: NOT held: %d answers 200, %d documents: %d stored, %d missing, "
-                  "%d with another outcome or id, %d answers naming no document (database %s at %s)%s%s",
+        chaos_say(r, "hypothesis stored: NOT held: %d answers (status 200) name %d documents: %d stored, "
+                  "%d missing, %d with another outcome or id; %d answers name no document (database %s at %s)%s%s",
                   st->answers, st->documents, st->found, st->missing, st->wrong, st->no_document, st->db,
                   st->url, st->nexamples ? "; first: " : "", st->nexamples ? st->examples[0] : "");
 }

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """run_experiments.py -- every shipped chaos experiment against `make run`'s stack with the C runner (build/bin/chaos), and the runner's own failures.
 
-    python3 tests/chaos/run_experiments.py [-k substring]
+    python3 tests/chaos/run_experiments.py [-k substring]...
+
+-k (repeatable) keeps the experiments whose file name contains one of the
+substrings; the runner's own failures run with no -k or with -k wrong.
 
 Starts scripts/run.sh with PROFILE=classroom (a stack per distinct
 "requires" of the experiments run; the shipped ones need none: the back-off
 lesson sets its back-off itself with a tune step) on free ports with its data in a temporary folder,
 then runs build/bin/chaos on each experiments/*.json (with --mongo, the
 stack's FerretDB) and checks: exit 0 and a passed verdict, every expectation
-met, breaker events in the journal, a request record for the whole load, the
+met, breaker events in the journal, the runner's narration on its output
+(the lesson, each action in words with its numbers and its why, each breaker
+transition with its time, each expectation announced and its result, the load
+tallies), a request record for the whole load, the
 documents-stored probe passed with every 200 answer's documents found, and a
 timeline picture with one band per breaker of the stack. Two experiments run
 again on the ASan+UBSan build (build/asan/bin/chaos): passed, and no
@@ -17,7 +23,8 @@ expectation must exit 1 and be marked MISSED in its picture; the stored
 probe must fail (exit 1, documents missing) against a database that holds
 none of the run's documents and say SKIPPED when no database answers; a
 SIGINT in the middle must still run the rollbacks (the fault is gone from
-the stack) and exit 1; bad experiment files must exit 2 naming the field,
+the stack) and exit 1, saying "not decided" (never MISSED) for what it
+could not judge; bad experiment files must exit 2 naming the field,
 or the line of a JSON syntax error, with nothing run. The premises (with -k
 premises or 9-backoff): the back-off lesson's tune is put back at rollback,
 a copy of it tuned to back-off 1 must fail (exit 1, the longest open period
@@ -249,7 +256,8 @@ def check_picture(res, name, svg_path, breakers):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("-k", default="")
+    ap.add_argument("-k", action="append", default=[],
+                    help="keep the experiments whose name contains this (repeatable); 'wrong': the runner's failures")
     args = ap.parse_args()
     res = harness.Checks()
     check_no_circles(res)
@@ -257,7 +265,7 @@ def main():
     out_root = ROOT / "build" / "chaos"
     groups = {}
     for path in sorted((ROOT / "experiments").glob("*.json")):
-        if args.k in path.name:
+        if not args.k or any(k in path.name for k in args.k):
             req = json.loads(path.read_text()).get("requires", {})
             groups.setdefault(json.dumps(req, sort_keys=True), []).append(path)
     # the stack the runner's own failures are tested on: the plain classroom one
@@ -328,7 +336,68 @@ def check_experiment(res, stack, path, out, breakers, flavour="rel"):
                   st.get("result") == "passed" and j["verdict"].get("stored") is True
                   and st.get("answers") == answered > 0
                   and st.get("found") == st.get("documents") >= answered, json.dumps(st)[:800])
+    check_narration(res, name, r.stdout, exp, j)
     check_picture(res, name, out / "timeline.svg", breakers)
+
+
+def breaker_label(ref):
+    """The display label of an experiment's breaker ref: payment -> "payment -> shipment",
+    payment/db -> "payment -> database"."""
+    svc, _, db = ref.partition("/")
+    nxt = {s["name"]: s["next"] for s in harness.SERVICES}[svc]
+    return f"{svc} -> {'database' if db else nxt}"
+
+
+def check_narration(res, name, out, exp, j):
+    """The runner tells the lesson as it runs: its title and text; each action in words
+    with its numbers (every fault's share as a percentage) and its why; each breaker
+    transition of the journal's events with its time; each expectation announced when
+    its window opens and its result with its window; the load tallied as it goes."""
+    problems = []
+    lesson_start = " ".join((exp.get("lesson") or "").split()[:4])
+    for words in (exp["title"], lesson_start):
+        if words not in out:
+            problems.append(f"no {words!r}")
+    for a in j["actions"]:
+        what = a.get("what")
+        if not what:
+            problems.append(f"action {a['action']} at {a['t']} s has no 'what' in the journal")
+            continue
+        if what not in out:
+            problems.append(f"no line saying {what!r}")
+        if a.get("why") and f"why: {a['why']}" not in out:
+            problems.append(f"no why {a['why']!r}")
+    for step in exp["method"]:
+        for kind, body in (step.get("faults") or {}).items():
+            # its share as a percentage ("every" when it meets every request)
+            share = f"{body.get('fraction', 1) * 100:g}%"
+            said = (share, "every") if share == "100%" else (share,)
+            if not any(w in a.get("what", "") for a in j["actions"] for w in said):
+                problems.append(f"the {kind} fault at {step['at']} s: its share {share} is said nowhere")
+    # each transition the readers saw, with the run time in front: "chaos    6.1s  payment -> shipment: open"
+    refs = {n: ref for ref, n in j["breakers"].items()}
+    for e in j["events"]:
+        if e.get("event") not in ("open", "halfOpen", "close") or e.get("breaker") not in refs:
+            continue
+        label = e.get("label") or breaker_label(refs[e["breaker"]])
+        state = e["state"].removeprefix("forced-")
+        if not re.search(rf"^chaos +\d+\.\ds  {re.escape(label)}: {re.escape(state)}\b", out, re.M):
+            problems.append(f"no transition line for {label}: {state} (event at {e['t']} s)")
+    for step in (s for s in exp["method"] if "expect" in s):
+        lo, hi = step["at"], step["at"] + step["within"]
+        who = "" if "breaker" not in step else breaker_label(step["breaker"]) + " "
+        announced = f"from {lo:.1f} s to {hi:.1f} s: expect {who}{step['expect']}"
+        judged = f"{who}{step['expect']} ({lo:.1f}-{hi:.1f} s): met"
+        if announced not in out:
+            problems.append(f"no announcement {announced!r}")
+        if judged not in out:
+            problems.append(f"no result {judged!r}")
+    if not re.search(r"load: \d+ answers so far: \d+ whole, \d+ degraded, \d+ errors; p99 of the last 2 s", out):
+        problems.append("no load tally")
+    if re.search(r"met at|within [\d.]+ s of", out):
+        problems.append("the old wording (a run time beside a relative window)")
+    res.check(f"{name}: the output narrates the lesson (actions in words, transitions, expectations, tallies)",
+              not problems, "; ".join(problems[:8]))
 
 
 def check_runner_failures(res, stack, out_root, breakers):
@@ -382,6 +451,7 @@ def check_runner_failures(res, stack, out_root, breakers):
         "title": "Interrupted", "load": {"rate": 5, "seconds": 30},
         "method": [{"at": 1, "action": "fault", "service": "shipment",
                     "faults": {"error": {"fraction": 1, "expires_s": 120}}},
+                   {"at": 1, "expect": "half-open", "breaker": "payment", "within": 25},
                    {"at": 20, "action": "clear", "service": "shipment"}],
         "rollbacks": [{"action": "clear", "service": "shipment"}]}))
     stack.calm()
@@ -402,9 +472,16 @@ def check_runner_failures(res, stack, out_root, breakers):
     j = read_journal(out_root / "interrupted")
     res.check("SIGINT in the middle: the rollbacks run, the fault is gone, exit 1, the journal says so",
               faulted and p.returncode == 1 and "interrupted (Ctrl-C)" in out
-              and "rollback: clear shipment: done" in out and faults.get("faults") == {}
+              and "rollback: cleared every fault on shipment" in out and faults.get("faults") == {}
               and j.get("verdict", {}).get("aborted") == "interrupted (Ctrl-C)",
               f"exit {p.returncode}, faults {faults}: {out[-600:]} {err[-300:]}")
+    # what it could not judge is not decided, never MISSED, on its output and in its journal
+    undecided = [e.get("result") for e in j.get("expectations", [])] + [p.get("result") for p in j.get("probes", [])[1:]]
+    res.check("SIGINT in the middle: the open expectation and the after-probe say \"not decided\", never MISSED "
+              f"(journal: {undecided})",
+              "payment -> shipment half-open (1.0-26.0 s): not decided: the run stopped at" in out
+              and "hypothesis after (27.0-30.0 s): not decided" in out and "MISSED" not in out
+              and undecided == ["undecided", "undecided"], out[-1200:])
 
     bad = [({"title": "x", "method": [{"at": 1, "action": "explode"}]}, "method[0].action"),
            ({"title": "x", "load": {"rate": 0}, "method": [{"at": 1, "action": "clear",
@@ -705,7 +782,7 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
             if path.stem in ASAN_RUNS:
                 stack.calm()
                 check_experiment(res, stack, path, out_root / f"asan-{path.stem}", breakers, "asan")
-        if with_runner_checks and (not args.k or "wrong" in args.k):
+        if with_runner_checks and (not args.k or any("wrong" in k for k in args.k)):
             check_runner_failures(res, stack, out_root, breakers)
         if with_runner_checks and (not args.k or "premises" in args.k or "9-backoff" in args.k):
             check_premises(res, stack, out_root, any(p.stem == "9-backoff" for p in paths))
