@@ -289,9 +289,20 @@ static void action_words(const chaos_run *r, const cJSON *a, const chaos_step *s
     }
 }
 
-/* Places each label in the first row where it overlaps no other; a label
- * that would run past the right edge is drawn to the left of its line.
- * Returns the number of rows. */
+/* Whether label a, in its row, collides with label b: their texts overlap in
+ * one row, or the line of the one in the upper row (drawn from its label
+ * down) crosses the other's text. */
+static bool clash(const label *a, const label *b)
+{
+    if (a->row == b->row)
+        return a->x0 < b->x1 + 8 && b->x0 < a->x1 + 8;
+    const label *up = a->row < b->row ? a : b, *down = a->row < b->row ? b : a;
+    return up->x > down->x0 - 4 && up->x < down->x1 + 4 && fabs(up->x - down->x) > 0.5;
+}
+
+/* Places each label in the first row where it collides with none placed
+ * before (at most one row per label); a label that would run past the right
+ * edge is drawn to the left of its line. Returns the number of rows. */
 static int place_labels(label *ls, int n)
 {
     int rows = 0;
@@ -300,11 +311,11 @@ static int place_labels(label *ls, int n)
         ls[i].end = ls[i].x + 3 + w > W - RIGHT;
         ls[i].x0 = ls[i].end ? ls[i].x - 3 - w : ls[i].x + 3;
         ls[i].x1 = ls[i].end ? ls[i].x - 3 : ls[i].x + 3 + w;
-        for (ls[i].row = 0;; ls[i].row++) {
-            bool clash = false;
-            for (int k = 0; k < i && !clash; k++)
-                clash = ls[k].row == ls[i].row && ls[i].x0 < ls[k].x1 + 8 && ls[k].x0 < ls[i].x1 + 8;
-            if (!clash)
+        for (ls[i].row = 0; ls[i].row < n; ls[i].row++) {
+            bool any = false;
+            for (int k = 0; k < i && !any; k++)
+                any = clash(&ls[i], &ls[k]);
+            if (!any)
                 break;
         }
         if (ls[i].row + 1 > rows)
