@@ -4,7 +4,8 @@
  * breaker states and answer outcomes have colours of their own (a legend says
  * which), every action line says what it did and how much ("shipment: errors
  * on 30% for 60 s"), labels that would collide are stacked in rows, a
- * half-open period is at least MIN_W px wide with a mark per trial call, each
+ * half-open period is at least MIN_W px wide with a mark per trial call
+ * (a failure while half-open, or the close that ends a half-open), each
  * open period carries its length, and the latency axis has ticks.
  */
 #include "output.h"
@@ -290,19 +291,35 @@ static void action_words(const chaos_run *r, const cJSON *a, const chaos_step *s
 }
 
 /* Whether label a, in its row, collides with label b: their texts overlap in
- * one row, or the line of the one in the upper row (drawn from its label
- * down) crosses the other's text. */
-static bool clash(const label *a, const label *b)
+ * one row, or (with lines) the line of the one in the upper row, drawn from
+ * its label down, crosses the other's text. */
+static bool clash(const label *a, const label *b, bool lines)
 {
     if (a->row == b->row)
         return a->x0 < b->x1 + 8 && b->x0 < a->x1 + 8;
     const label *up = a->row < b->row ? a : b, *down = a->row < b->row ? b : a;
-    return up->x > down->x0 - 4 && up->x < down->x1 + 4 && fabs(up->x - down->x) > 0.5;
+    return lines && up->x > down->x0 - 4 && up->x < down->x1 + 4 && fabs(up->x - down->x) > 0.5;
+}
+
+/* The first row up to rows (a new one) where label i collides with none of
+ * the labels before it (with lines or not), or -1. */
+static int free_row(label *ls, int i, int rows, bool lines)
+{
+    for (ls[i].row = 0; ls[i].row <= rows; ls[i].row++) {
+        bool any = false;
+        for (int k = 0; k < i && !any; k++)
+            any = clash(&ls[i], &ls[k], lines);
+        if (!any)
+            return ls[i].row;
+    }
+    return -1;
 }
 
 /* Places each label in the first row where it collides with none placed
- * before (at most one row per label); a label that would run past the right
- * edge is drawn to the left of its line. Returns the number of rows. */
+ * before, lines included, else in the first where no text overlaps (a label
+ * crowded against the right edge may then cross a line); a label that would
+ * run past the right edge is drawn to the left of its line. Returns the
+ * number of rows. */
 static int place_labels(label *ls, int n)
 {
     int rows = 0;
@@ -311,13 +328,8 @@ static int place_labels(label *ls, int n)
         ls[i].end = ls[i].x + 3 + w > W - RIGHT;
         ls[i].x0 = ls[i].end ? ls[i].x - 3 - w : ls[i].x + 3;
         ls[i].x1 = ls[i].end ? ls[i].x - 3 : ls[i].x + 3 + w;
-        for (ls[i].row = 0; ls[i].row < n; ls[i].row++) {
-            bool any = false;
-            for (int k = 0; k < i && !any; k++)
-                any = clash(&ls[i], &ls[k]);
-            if (!any)
-                break;
-        }
+        if (free_row(ls, i, rows, true) < 0)
+            free_row(ls, i, rows, false);
         if (ls[i].row + 1 > rows)
             rows = ls[i].row + 1;
     }
@@ -451,16 +463,20 @@ static void draw_open_length(FILE *f, const chaos_run *r, const char *name, cons
 }
 
 /* A mark per trial call of breaker name at the bottom of its band at y: a
- * failure while half-open (failed), a close event (succeeded). */
+ * failure while half-open (failed), a close event right after half-open
+ * (succeeded). */
 static void draw_trials(FILE *f, const chaos_run *r, const scale *s, const char *name, double y)
 {
     const cJSON *ev;
+    bool half = false;      /* the last transition was to half-open */
     cJSON_ArrayForEach(ev, r->events) {
         const char *b = str_of(ev, "breaker"), *kind = str_of(ev, "event"), *state = str_of(ev, "state");
         if (!b || !kind || !state || strcmp(b, name) != 0)
             continue;
         bool failed = strcmp(kind, "failure") == 0 && strcmp(state, "half-open") == 0;
-        bool closed = strcmp(kind, "close") == 0;
+        bool closed = strcmp(kind, "close") == 0 && half;   /* not a forced close */
+        if (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0)
+            half = strcmp(kind, "halfOpen") == 0;
         if (!failed && !closed)
             continue;
         fprintf(f, "<path class=\"trial\" d=\"M%.1f %.1f l5 -9 l5 9 z\" fill=\"%s\" stroke=\"%s\">"
