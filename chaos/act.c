@@ -626,50 +626,63 @@ static void fault_words(const char *kind, const cJSON *body, char *buf, size_t l
         }
 }
 
-/* The retry settings of POST /retry in words: "3 attempts, back-off from 20
- * ms, up to 100 ms": a field's key, its words with %s for its value and,
+/* A body's field in words: its key, its words with %s for its value and,
  * when the value 1 needs other words ("1 attempt"), those. */
-static const struct {
+typedef struct body_field {
     const char *name;
     const char *words;
     const char *one;
-} retry_fields[] = {
+} body_field;
+
+/* The retry settings of POST /retry: "3 attempts, back-off from 20 ms, up to 100 ms". */
+static const body_field retry_fields[] = {
     { "attempts", "%s attempts", "1 attempt (no retries)" },
     { "base_ms", "back-off from %s ms", NULL },
     { "cap_ms", "up to %s ms", NULL },
     { "budget_tokens", "a budget of %s tokens", NULL },
     { "budget_ratio", "budget ratio %s", NULL },
+    { NULL, NULL, NULL },
 };
 
-/* Whether key is one of retry_fields. */
-static bool retry_field_known(const char *key)
+/* A tune's options (POST /breaker/options): "open period doubles (x2), up to 60000 ms". */
+static const body_field tune_fields[] = {
+    { "reset_timeout_ms", "open period %s ms", NULL },
+    { "backoff", "open period grows x%s after each failed trial", "no back-off (x1)" },
+    { "backoff_max_ms", "up to %s ms", NULL },
+    { "volume_threshold", "needs %s calls in the window", NULL },
+    { "error_threshold", "opens at %s%% errors", NULL },
+    { NULL, NULL, NULL },
+};
+
+/* Whether key is one of the table's fields. */
+static bool body_field_known(const body_field *table, const char *key)
 {
-    for (size_t i = 0; i < sizeof retry_fields / sizeof retry_fields[0]; i++)
-        if (strcmp(retry_fields[i].name, key) == 0)
+    for (const body_field *f = table; f->name; f++)
+        if (strcmp(f->name, key) == 0)
             return true;
     return false;
 }
 
-/* Adds the settings in words, known fields in the table's order, then the others. */
-static void retry_words(const cJSON *settings, char *buf, size_t len)
+/* Adds the body in words, known fields in the table's order, then the others. */
+static void body_words(const body_field *table, const cJSON *body, char *buf, size_t len)
 {
     const char *sep = "";
-    for (size_t i = 0; i < sizeof retry_fields / sizeof retry_fields[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, retry_fields[i].name);
+    for (const body_field *t = table; t->name; t++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, t->name);
         if (!v)
             continue;
         char value[48];
         number_words(v, value, sizeof value);
         add(buf, len, "%s", sep);
-        if (retry_fields[i].one && cJSON_IsNumber(v) && v->valuedouble == 1)
-            add(buf, len, "%s", retry_fields[i].one);
+        if (t->one && cJSON_IsNumber(v) && v->valuedouble == 1)
+            add(buf, len, "%s", t->one);
         else
-            add(buf, len, retry_fields[i].words, value);
+            add(buf, len, t->words, value);
         sep = ", ";
     }
     const cJSON *f;
-    cJSON_ArrayForEach(f, settings)
-        if (!retry_field_known(f->string)) {
+    cJSON_ArrayForEach(f, body)
+        if (!body_field_known(table, f->string)) {
             char value[48];
             number_words(f, value, sizeof value);
             add(buf, len, "%s%s %s", sep, f->string, value);
@@ -713,7 +726,12 @@ void act_describe(const chaos_step *s, char *buf, size_t len)
         int i = chaos_service_index(s->service);
         add(buf, len, "%s: its calls to %s retried with ", who,
             i >= 0 && chaos_services[i].next[0] ? chaos_services[i].next : "the next hop");
-        retry_words(s->settings, buf, len);
+        body_words(retry_fields, s->settings, buf, len);
+        return;
+    }
+    if (s->options) {
+        add(buf, len, "%s: options set: ", who);
+        body_words(tune_fields, s->options, buf, len);
         return;
     }
     if (s->command) {

@@ -1,27 +1,64 @@
-/* svg.c -- timeline.svg: a band per breaker coloured by state, every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines (with the fault changes made from outside), each expectation from its start to its deadline, met or missed. */
+/* svg.c -- timeline.svg: a band per breaker that changed state (the others folded into one line), every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines labelled with what they did (the fault changes made from outside too), each expectation from its start to its deadline, met or missed.
+ *
+ * The picture is meant to be read by a student without the journal beside it:
+ * breaker states and answer outcomes have colours of their own (a legend says
+ * which), every action line says what it did and how much ("shipment: errors
+ * on 30% for 60 s"), labels that would collide are stacked in rows, a
+ * half-open period is at least MIN_W px wide with a mark per trial call
+ * (a failure while half-open, or the close that ends a half-open), each
+ * open period carries its length, and the latency axis has ticks.
+ */
 #include "output.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define W 1180
 #define LEFT 270
 #define RIGHT 20
 #define BAND_H 26
-#define TOP 96
+#define BAND_GAP 16         /* room above a band for an open period's length that does not fit on it */
+#define HEAD_H 108          /* title, verdict line, the two legend rows */
+#define ROW_H 15            /* one row of action labels */
 #define LAT_H 160
 #define AMP_H 100
+#define MIN_W 3.0           /* the narrowest state rectangle, so a short half-open shows */
+#define CHAR_W 6.4          /* a character's width at font-size 11, roughly, for fitting labels */
+/* answer outcomes (and expectations: met, missed) */
 #define GREEN "#2e9d4f"
 #define ORANGE "#f0a020"
 #define RED "#d33b2c"
+/* breaker states */
+#define CLOSED_C "#b9d3ea"
+#define HALF_C "#c2188f"
+#define OPEN_C "#1d3f72"
 
-/* The picture's scales. */
+/* A label of an action line: its text, where it is drawn and in which row. */
+typedef struct label {
+    double x;               /* the action line's x */
+    double x0, x1;          /* the text's extent */
+    bool end;               /* anchored at its end (left of the line), near the right edge */
+    int row;
+    char text[240];
+    const char *why;
+} label;
+
+/* The picture's layout and scales. */
 typedef struct scale {
     double seconds;
+    double band_top;        /* y of the first band */
+    int nshown;             /* bands drawn (breakers that changed state) */
+    int nfolded;            /* lines for the breakers that never changed, one per state they kept */
     double lat_top;
-    double max_ms;
+    double max_ms;          /* the latency axis' top, a multiple of lat_step */
+    double lat_step;
+    label *labels;          /* one per action of the method */
+    int nlabels;
+    int nrows;
 } scale;
 
 /* The x of time t (clamped to the load). */
@@ -51,12 +88,12 @@ static void esc(FILE *f, const char *text)
     }
 }
 
-/* The colour of a breaker state. */
+/* The colour of a breaker state (never one of the answers' colours). */
 static const char *state_colour(const char *state)
 {
     const char *s = chaos_plain(state);
-    return strcmp(s, "closed") == 0 ? GREEN : strcmp(s, "open") == 0 ? RED
-         : strcmp(s, "half-open") == 0 ? ORANGE : "#999";
+    return strcmp(s, "closed") == 0 ? CLOSED_C : strcmp(s, "open") == 0 ? OPEN_C
+         : strcmp(s, "half-open") == 0 ? HALF_C : "#999";
 }
 
 /* The colour of a request's outcome: whole, degraded (200), error. */
@@ -74,6 +111,291 @@ static const chaos_band *find_band(const chaos_run *r, const char *name)
     return NULL;
 }
 
+/* A band's points: its own, or "closed from 0" when it has none. Sets *n. */
+static const chaos_point *band_points(const chaos_band *b, int *n)
+{
+    static const chaos_point closed = { 0, "closed" };
+    *n = b && b->n ? b->n : 1;
+    return b && b->n ? b->pts : &closed;
+}
+
+/* Whether breaker name was ever in another state than its first. */
+static bool band_changed(const chaos_run *r, const char *name)
+{
+    int n;
+    const chaos_point *pts = band_points(find_band(r, name), &n);
+    for (int k = 1; k < n; k++)
+        if (strcmp(chaos_plain(pts[k].state), chaos_plain(pts[0].state)) != 0)
+            return true;
+    return false;
+}
+
+/* The string field key of object o, or NULL. */
+static const char *str_of(const cJSON *o, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* Writes breaker name's display label into buf: the "label" an event of it
+ * carries, else derived from the name ("payment->mongodb" is "payment ->
+ * database", "payment-><address>" is "payment -> <the next service>"). */
+static void breaker_label(const chaos_run *r, const char *name, char *buf, size_t len)
+{
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, r->events) {
+        const char *l = str_of(ev, "label"), *b = str_of(ev, "breaker");
+        if (l && b && strcmp(b, name) == 0) {
+            snprintf(buf, len, "%s", l);
+            return;
+        }
+    }
+    const char *arrow = strstr(name, "->");
+    if (!arrow) {
+        snprintf(buf, len, "%s", name);
+        return;
+    }
+    int svclen = (int)(arrow - name);
+    char svc[64];
+    snprintf(svc, sizeof svc, "%.*s", svclen, name);
+    int i = chaos_service_index(svc);
+    const char *to = strcmp(arrow + 2, "mongodb") == 0 ? "database"
+                   : i >= 0 && chaos_services[i].next[0] ? chaos_services[i].next : arrow + 2;
+    snprintf(buf, len, "%s -> %s", svc, to);
+}
+
+/* ---- the action labels ------------------------------------------------------------- */
+
+/* Appends printf-style text to buf (of len, holding a string); truncates. */
+__attribute__((format(printf, 3, 4)))
+static void add(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    if (used + 1 >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+/* A fault kind in words, and whether its share of requests is worth saying
+ * when it is all of them (an error on 100% is; "no deadlines" on 100% is not). */
+static const struct { const char *kind; const char *words; bool share; } fault_words[] = {
+    { "error", "errors", true },
+    { "latency", "latency", true },
+    { "hang", "hangs", true },
+    { "reset", "connection resets", true },
+    { "database", "database failures", true },
+    { "no_deadlines", "no deadlines", false },
+    { "lose_answer", "lost answers", true },
+    { "no_idempotency", "no idempotency keys", false },
+};
+
+/* A fault's fields said in words, in the order they are written: its key
+ * and how it reads ("%g" takes the number). */
+static const struct { const char *key; const char *words; } fault_fields[] = {
+    { "ms", " %g ms" },
+    { "jitter_ms", " ±%g ms" },
+    { "max_ms", " up to %g ms" },
+    { "times", " for the next %g requests" },
+};
+
+/* Writes one fault of a PUT /chaos body in words: "errors on 30% of requests for 60 s". */
+static void say_fault(char *buf, size_t len, const cJSON *fault)
+{
+    bool share = true;
+    size_t k = 0, nk = sizeof fault_words / sizeof fault_words[0];
+    while (k < nk && strcmp(fault_words[k].kind, fault->string) != 0)
+        k++;
+    if (k < nk)
+        add(buf, len, "%s", fault_words[k].words), share = fault_words[k].share;
+    else
+        for (const char *p = fault->string; *p; p++)
+            add(buf, len, "%c", *p == '_' ? ' ' : *p);
+    for (k = 0; k < sizeof fault_fields / sizeof fault_fields[0]; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(fault, fault_fields[k].key);
+        if (cJSON_IsNumber(v) && v->valuedouble > 0)
+            add(buf, len, fault_fields[k].words, v->valuedouble);
+    }
+    const cJSON *fraction = cJSON_GetObjectItemCaseSensitive(fault, "fraction");
+    double f = cJSON_IsNumber(fraction) ? fraction->valuedouble : 1;
+    if (share || f < 1)
+        add(buf, len, " on %g%% of requests", round(f * 1000) / 10);
+    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(fault, "expires_s");
+    if (cJSON_IsNumber(expires) && expires->valuedouble > 0)
+        add(buf, len, " for %g s", expires->valuedouble);
+}
+
+/* The method step an action record was made from: the first action step at
+ * or after *next with its name and target; advances *next past it. NULL when none. */
+static const chaos_step *step_of(const chaos_run *r, const cJSON *a, int *next)
+{
+    const char *action = str_of(a, "action"), *svc = str_of(a, "service"), *br = str_of(a, "breaker");
+    for (int i = *next; action && i < r->exp->nmethod; i++) {
+        const chaos_step *s = &r->exp->method[i];
+        if (!s->action || strcmp(s->action, action) != 0)
+            continue;
+        if ((svc && (!s->service || strcmp(s->service, svc) != 0)) ||
+            (br && (!s->breaker || strcmp(s->breaker, br) != 0)))
+            continue;
+        *next = i + 1;
+        return s;
+    }
+    return NULL;
+}
+
+/* Writes an action record's label into buf: its "what" when it has one, else
+ * words made from its fields and its step's fault or settings body. */
+static void action_words(const chaos_run *r, const cJSON *a, const chaos_step *s, char *buf, size_t len)
+{
+    const char *what = str_of(a, "what");
+    if (what && what[0]) {
+        snprintf(buf, len, "%s", what);
+        return;
+    }
+    const char *action = str_of(a, "action"), *svc = str_of(a, "service"), *br = str_of(a, "breaker");
+    const char *cmd = str_of(a, "command");
+    buf[0] = '\0';
+    if (br) {
+        const char *name = chaos_ref_name(r, br);
+        char lab[128];
+        breaker_label(r, name ? name : br, lab, sizeof lab);
+        add(buf, len, "%s: forced %s", lab, action ? action : "");
+        return;
+    }
+    add(buf, len, "%s: ", svc ? svc : action ? action : "");
+    const cJSON *body = s && s->faults ? s->faults : s && s->settings ? s->settings : NULL;
+    if (action && strcmp(action, "fault") == 0 && body) {
+        const cJSON *fault;
+        bool first = true;
+        cJSON_ArrayForEach(fault, body) {
+            add(buf, len, "%s", first ? "" : ", ");
+            say_fault(buf, len, fault);
+            first = false;
+        }
+    } else if (action && strcmp(action, "clear") == 0) {
+        add(buf, len, "faults cleared");
+    } else if (action && strcmp(action, "retry") == 0 && body) {
+        add(buf, len, "retry");
+        const cJSON *v;
+        cJSON_ArrayForEach(v, body) {
+            char *flat = cJSON_PrintUnformatted(v);
+            add(buf, len, " %s=%s", v->string, flat ? flat : "?");
+            free(flat);
+        }
+    } else if (cmd) {
+        add(buf, len, "%.60s%s", cmd, strlen(cmd) > 60 ? "..." : "");
+    } else {
+        add(buf, len, "%s", action ? action : "?");
+    }
+}
+
+/* Whether label a, in its row, collides with label b: their texts overlap in
+ * one row, or (with lines) the line of the one in the upper row, drawn from
+ * its label down, crosses the other's text. */
+static bool clash(const label *a, const label *b, bool lines)
+{
+    if (a->row == b->row)
+        return a->x0 < b->x1 + 8 && b->x0 < a->x1 + 8;
+    const label *up = a->row < b->row ? a : b, *down = a->row < b->row ? b : a;
+    return lines && up->x > down->x0 - 4 && up->x < down->x1 + 4 && fabs(up->x - down->x) > 0.5;
+}
+
+/* The first row up to rows (a new one) where label i collides with none of
+ * the labels before it (with lines or not), or -1. */
+static int free_row(label *ls, int i, int rows, bool lines)
+{
+    for (ls[i].row = 0; ls[i].row <= rows; ls[i].row++) {
+        bool any = false;
+        for (int k = 0; k < i && !any; k++)
+            any = clash(&ls[i], &ls[k], lines);
+        if (!any)
+            return ls[i].row;
+    }
+    return -1;
+}
+
+/* Places each label in the first row where it collides with none placed
+ * before, lines included, else in the first where no text overlaps (a label
+ * crowded against the right edge may then cross a line); a label that would
+ * run past the right edge is drawn to the left of its line. Returns the
+ * number of rows. */
+static int place_labels(label *ls, int n)
+{
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        double w = (double)strlen(ls[i].text) * CHAR_W;
+        ls[i].end = ls[i].x + 3 + w > W - RIGHT;
+        ls[i].x0 = ls[i].end ? ls[i].x - 3 - w : ls[i].x + 3;
+        ls[i].x1 = ls[i].end ? ls[i].x - 3 : ls[i].x + 3 + w;
+        if (free_row(ls, i, rows, true) < 0)
+            free_row(ls, i, rows, false);
+        if (ls[i].row + 1 > rows)
+            rows = ls[i].row + 1;
+    }
+    return rows;
+}
+
+/* Makes the labels of the method's actions, and of the fault changes made
+ * from outside (curl, the dashboard: "outside" records, in their words),
+ * into s. Returns 0, or -1 when out of memory. */
+static int make_labels(const chaos_run *r, scale *s)
+{
+    int n = cJSON_GetArraySize(r->actions), next = 0;
+    s->labels = calloc(n ? (size_t)n : 1, sizeof *s->labels);
+    if (!s->labels)
+        return -1;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, r->actions) {
+        const char *phase = str_of(a, "phase");
+        if (!phase || (strcmp(phase, "method") != 0 && strcmp(phase, "outside") != 0))
+            continue;
+        label *l = &s->labels[s->nlabels++];
+        l->x = X(s, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "t")));
+        l->why = str_of(a, "why");
+        action_words(r, a, step_of(r, a, &next), l->text, sizeof l->text);
+    }
+    s->nrows = place_labels(s->labels, s->nlabels);
+    return 0;
+}
+
+/* ---- the head --------------------------------------------------------------------- */
+
+/* One swatch of the legend at x, y: a rectangle of colour and its words. Returns the next x. */
+static int swatch(FILE *f, int x, int y, const char *colour, const char *words)
+{
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", x, y - 10, colour);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%s</text>\n", x + 16, y, words);
+    return x + 16 + (int)(strlen(words) * CHAR_W) + 18;
+}
+
+/* The legend: a row for the breaker states (and the trial marks), a row for
+ * the answers (and the expectations). */
+static void draw_legend(FILE *f)
+{
+    int y = 70, x = LEFT;
+    fprintf(f, "<g class=\"legend\">\n<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"11\" "
+            "font-weight=\"bold\">breaker state</text>\n", LEFT - 8, y);
+    x = swatch(f, x, y, CLOSED_C, "closed");
+    x = swatch(f, x, y, HALF_C, "half-open (trial calls let through)");
+    x = swatch(f, x, y, OPEN_C, "open (calls rejected)");
+    fprintf(f, "<path d=\"M%d %d l5 -9 l5 9 z\" fill=\"#000\"/><text x=\"%d\" y=\"%d\" font-size=\"11\">"
+            "trial call succeeded</text>\n", x, y, x + 14, y);
+    x += 14 + (int)(20 * CHAR_W) + 14;
+    fprintf(f, "<path d=\"M%d %d l5 -9 l5 9 z\" fill=\"#fff\" stroke=\"#000\"/><text x=\"%d\" y=\"%d\" "
+            "font-size=\"11\">trial call failed</text>\n", x, y, x + 14, y);
+    y += 20;
+    x = LEFT;
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"11\" font-weight=\"bold\">"
+            "answer (dots, strip)</text>\n", LEFT - 8, y);
+    x = swatch(f, x, y, GREEN, "whole");
+    x = swatch(f, x, y, ORANGE, "degraded (200, a hop's fallback)");
+    x = swatch(f, x, y, RED, "error");
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>"
+            "<text x=\"%d\" y=\"%d\" font-size=\"11\">action</text>\n", x, y - 12, x, y + 2, x + 6, y);
+    fputs("</g>\n", f);
+}
+
 /* The title, the verdict line and the legend. */
 static void draw_head(FILE *f, const chaos_run *r)
 {
@@ -88,47 +410,188 @@ static void draw_head(FILE *f, const chaos_run *r)
     else if (st->asked)
         fprintf(f, "; documents stored: %d/%d%s", st->found, st->documents, st->result ? "" : " (NOT held)");
     fputs("</text>\n", f);
-    static const char *const labels[3][2] = { { "breaker closed / whole answer", GREEN },
-                                              { "half-open / degraded answer", ORANGE },
-                                              { "open / error answer", RED } };
-    for (int k = 0; k < 3; k++) {
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/>\n", LEFT + k * 220,
-                TOP - 42, labels[k][1]);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%s</text>\n", LEFT + k * 220 + 14, TOP - 33,
-                labels[k][0]);
+    draw_legend(f);
+}
+
+/* ---- the bands -------------------------------------------------------------------- */
+
+/* The run time of an event: its "t" (when the runner read it). */
+static double event_t(const cJSON *ev)
+{
+    return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ev, "t"));
+}
+
+/* The length in seconds of breaker name's open period that the bands start
+ * at t (the service's own clock, from its open event to the next halfOpen or
+ * close event), or -1 when the events do not say. */
+static double open_length(const chaos_run *r, const char *name, double t)
+{
+    const cJSON *ev, *opened = NULL;
+    double best = 1.0;              /* an open event read at most this far from t */
+    cJSON_ArrayForEach(ev, r->events) {
+        const char *b = str_of(ev, "breaker"), *kind = str_of(ev, "event");
+        if (b && kind && strcmp(b, name) == 0 && strcmp(kind, "open") == 0 && fabs(event_t(ev) - t) < best) {
+            best = fabs(event_t(ev) - t);
+            opened = ev;
+        }
+    }
+    if (!opened)
+        return -1;
+    double from = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(opened, "time"));
+    for (ev = opened->next; ev; ev = ev->next) {
+        const char *b = str_of(ev, "breaker"), *kind = str_of(ev, "event");
+        double to = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ev, "time"));
+        if (b && kind && strcmp(b, name) == 0 && (strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0))
+            return to >= from ? (to - from) / 1000 : -1;
+    }
+    return -1;
+}
+
+/* Writes the length of an open period on its rectangle [x, x + w] at band y,
+ * or just above it when it does not fit. */
+static void draw_open_length(FILE *f, const chaos_run *r, const char *name, const chaos_point *pts, int n, int k,
+                             double x, double w, double y, double seconds)
+{
+    bool ended = k + 1 < n;
+    double len = ended ? open_length(r, name, pts[k].t) : -1;
+    if (len < 0)
+        len = (ended ? pts[k + 1].t : seconds) - pts[k].t;
+    char text[40];
+    snprintf(text, sizeof text, ended ? "%.1f s" : "%.1f s, still open", len);
+    bool fits = (double)strlen(text) * CHAR_W + 6 <= w;
+    fprintf(f, "<text class=\"open-length\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\" "
+            "fill=\"%s\">%s<title>open for %s</title></text>\n", x + w / 2, fits ? y + 17 : y - 3,
+            fits ? "#fff" : OPEN_C, text, text);
+}
+
+/* A mark per trial call of breaker name at the bottom of its band at y: a
+ * failure while half-open (failed), a close event right after half-open
+ * (succeeded). */
+static void draw_trials(FILE *f, const chaos_run *r, const scale *s, const char *name, double y)
+{
+    const cJSON *ev;
+    bool half = false;      /* the last transition was to half-open */
+    cJSON_ArrayForEach(ev, r->events) {
+        const char *b = str_of(ev, "breaker"), *kind = str_of(ev, "event"), *state = str_of(ev, "state");
+        if (!b || !kind || !state || strcmp(b, name) != 0)
+            continue;
+        bool failed = strcmp(kind, "failure") == 0 && strcmp(state, "half-open") == 0;
+        bool closed = strcmp(kind, "close") == 0 && half;   /* not a forced close */
+        if (strcmp(kind, "open") == 0 || strcmp(kind, "halfOpen") == 0 || strcmp(kind, "close") == 0)
+            half = strcmp(kind, "halfOpen") == 0;
+        if (!failed && !closed)
+            continue;
+        fprintf(f, "<path class=\"trial\" d=\"M%.1f %.1f l5 -9 l5 9 z\" fill=\"%s\" stroke=\"%s\">"
+                "<title>trial call %s at %.1f s</title></path>\n", X(s, event_t(ev)) - 5, y + BAND_H,
+                failed ? "#fff" : "#000", failed ? "#000" : "#fff", failed ? "failed" : "succeeded", event_t(ev));
     }
 }
 
-/* One band per breaker of the stack, a rectangle per state. */
-static void draw_bands(FILE *f, const chaos_run *r, const scale *s)
+/* One band: a rectangle per state (half-open ones drawn last, at least
+ * MIN_W wide), the lengths of the open periods, the trial marks. */
+static void draw_band(FILE *f, const chaos_run *r, const scale *s, const char *name, double y)
 {
-    for (int i = 0; i < r->nrefs; i++) {
-        const char *name = r->ref_names[i];
-        int y = TOP + i * (BAND_H + 8);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", LEFT - 8, y + 17);
-        esc(f, name);
-        fputs("</text>\n", f);
-        const chaos_band *b = find_band(r, name);
-        static const chaos_point closed = { 0, "closed" };
-        const chaos_point *pts = b && b->n ? b->pts : &closed;
-        int n = b && b->n ? b->n : 1;
+    char lab[128];
+    breaker_label(r, name, lab, sizeof lab);
+    fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", LEFT - 8, y + 17);
+    esc(f, lab);
+    fputs("<title>", f);
+    esc(f, name);
+    fputs("</title></text>\n", f);
+    int n;
+    const chaos_point *pts = band_points(find_band(r, name), &n);
+    for (int pass = 0; pass < 2; pass++) {
         for (int k = 0; k < n; k++) {
+            bool half = strcmp(chaos_plain(pts[k].state), "half-open") == 0;
+            if (half != (pass == 1))
+                continue;
             double t = pts[k].t, t1 = k + 1 < n ? pts[k + 1].t : s->seconds;
             double x = X(s, t), w = X(s, t1) - x;
-            fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>", x, y,
-                    w > 1.0 ? w : 1.0, BAND_H, state_colour(pts[k].state));
+            if (w < MIN_W)
+                w = MIN_W, x = x + MIN_W > W - RIGHT ? W - RIGHT - MIN_W : x;
+            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>", x, y, w,
+                    BAND_H, state_colour(pts[k].state));
             esc(f, name);
             fprintf(f, " %s from %.1f s</title></rect>\n", pts[k].state, t);
+            if (strcmp(chaos_plain(pts[k].state), "open") == 0)
+                draw_open_length(f, r, name, pts, n, k, x, w, y, s->seconds);
         }
+    }
+    draw_trials(f, r, s, name, y);
+}
+
+/* A band per breaker that changed state, then one line naming the others
+ * by the state they kept. */
+static void draw_bands(FILE *f, const chaos_run *r, const scale *s)
+{
+    int shown = 0;
+    for (int i = 0; i < r->nrefs; i++)
+        if (band_changed(r, r->ref_names[i]))
+            draw_band(f, r, s, r->ref_names[i], s->band_top + shown++ * (BAND_H + BAND_GAP));
+    if (!s->nfolded)
+        return;
+    double y = s->band_top + shown * (BAND_H + BAND_GAP) + 4;
+    for (int st = 0; st < 3; st++) {
+        bool any = false;
+        for (int i = 0; i < r->nrefs; i++) {
+            const char *name = r->ref_names[i];
+            int n;
+            const chaos_point *pts = band_points(find_band(r, name), &n);
+            if (band_changed(r, name) || strcmp(chaos_plain(pts[0].state), chaos_states[st]) != 0)
+                continue;
+            if (!any)
+                fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"15\" fill=\"#fff\"/>\n"
+                        "<text class=\"unchanged\" x=\"%d\" y=\"%.1f\" fill=\"#444\">"
+                        "<tspan font-weight=\"bold\">unchanged, %s throughout:</tspan>", LEFT, y - 11, W - LEFT - RIGHT,
+                        LEFT, y, chaos_states[st]);
+            char lab[128];
+            breaker_label(r, name, lab, sizeof lab);
+            fprintf(f, "%s<tspan>", any ? ", " : " ");
+            esc(f, lab);
+            fputs("<title>", f);
+            esc(f, name);
+            fprintf(f, " %s throughout</title></tspan>", chaos_states[st]);
+            any = true;
+        }
+        if (any) {
+            fputs("</text>\n", f);
+            y += 16;
+        }
+    }
+}
+
+/* ---- the requests, the amplification ---------------------------------------------- */
+
+/* A round step (1, 2, 2.5 or 5 times a power of ten) that cuts [0, top] into at most 5 parts. */
+static double nice_step(double top)
+{
+    double p = pow(10, floor(log10(top / 5)));
+    static const double m[] = { 1, 2, 2.5, 5, 10 };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (top / (m[i] * p) <= 5)
+            return m[i] * p;
+    return 10 * p;
+}
+
+/* The ticks of a vertical axis from 0 to top by step at [y0, y0 + h]: a
+ * light line across the plot and the number left of it. */
+static void draw_ticks(FILE *f, double y0, double h, double top, double step)
+{
+    for (double v = 0; v <= top + step / 1000; v += step) {
+        double y = y0 + h - v / top * h;
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eee\"/>\n", LEFT, y, W - RIGHT, y);
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\"/>\n", LEFT - 4, y, LEFT, y);
+        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\" font-size=\"10\" fill=\"#666\">"
+                "%g</text>\n", LEFT - 6, y + 3.5, v);
     }
 }
 
 /* Every request as a dot at its latency, then as a mark in the outcome strip. */
 static void draw_requests(FILE *f, const chaos_run *r, const scale *s, double out_top)
 {
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">latency (ms)</text>\n", LEFT - 8, s->lat_top + 12);
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">max %.0f</text>\n", LEFT - 8,
-            s->lat_top + 28, s->max_ms);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">latency (ms)</text>\n", LEFT - 40,
+            s->lat_top + LAT_H / 2 + 4);
+    draw_ticks(f, s->lat_top, LAT_H, s->max_ms, s->lat_step);
     fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT,
             s->lat_top, W - LEFT - RIGHT, LAT_H);
     for (int i = 0; i < r->nreqs; i++)
@@ -150,11 +613,12 @@ static void draw_amplification(FILE *f, const chaos_run *r, const scale *s, doub
         if (!isnan(r->amplification[i]) && r->amplification[i] > top)
             top = ceil(r->amplification[i]);
 #define AY(v) (y0 + AMP_H - ((v) < top ? (v) : top) / top * AMP_H)
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">amplification</text>\n", LEFT - 8, y0 + 12);
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">calls at %s per request "
-            "at %s</text>\n", LEFT - 8, y0 + 28, chaos_services[CHAOS_NSVC - 1].name, chaos_services[0].name);
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">max %.0f</text>\n", LEFT - 8,
-            y0 + 44, top);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">amplification</text>\n", LEFT - 30, y0 + 12);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">calls at %s per</text>\n", LEFT - 30,
+            y0 + 28, chaos_services[CHAOS_NSVC - 1].name);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\" fill=\"#666\">request at %s</text>\n", LEFT - 30,
+            y0 + 44, chaos_services[0].name);
+    draw_ticks(f, y0, AMP_H, top, top <= 5 ? 1 : nice_step(top));
     fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT, y0,
             W - LEFT - RIGHT, AMP_H);
     fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"2 3\">"
@@ -191,43 +655,47 @@ static void draw_amplification(FILE *f, const chaos_run *r, const scale *s, doub
 #undef AY
 }
 
-/* The time axis and the actions (rollbacks at the right edge, unlabelled). */
-static void draw_axis_actions(FILE *f, const chaos_run *r, const scale *s, double ax)
+/* ---- the axis, the actions, the expectations ---------------------------------------- */
+
+/* The time axis: a light line and the seconds every tenth of the load or so
+ * (drawn first, under everything). */
+static void draw_time_axis(FILE *f, const scale *s, double ax)
 {
     int secs = (int)s->seconds, step = secs / 10 > 1 ? secs / 10 : 1;
     for (int t = 0; t <= secs; t += step) {
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>\n", X(s, t), TOP - 6,
-                X(s, t), ax - 8);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#eee\"/>\n", X(s, t),
+                s->band_top - 6, X(s, t), ax - 8);
         fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" fill=\"#444\">%d s</text>\n", X(s, t),
                 ax + 4, t);
     }
+}
+
+/* The actions: each method action's line from its label's row down, the
+ * label in that row (rollbacks at the right edge, unlabelled). */
+static void draw_actions(FILE *f, const chaos_run *r, const scale *s, double ax)
+{
+    for (int i = 0; i < s->nlabels; i++) {
+        const label *l = &s->labels[i];
+        double y = HEAD_H + l->row * ROW_H;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>\n",
+                l->x, y - 10, l->x, ax - 8);
+        fprintf(f, "<text class=\"action\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#222\"%s>", l->end ? l->x1 : l->x0,
+                y, l->end ? " text-anchor=\"end\"" : "");
+        esc(f, l->text);
+        if (l->why) {
+            fputs("<title>", f);
+            esc(f, l->why);
+            fputs("</title>", f);
+        }
+        fputs("</text>\n", f);
+    }
     const cJSON *a;
     cJSON_ArrayForEach(a, r->actions) {
-        const char *phase = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "phase"));
-        const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "action"));
-        const char *svc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "service"));
-        const char *br = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "breaker"));
-        bool method = phase && strcmp(phase, "method") == 0;
-        /* a fault changed from outside (curl, the dashboard) or ended by itself: at its time, in its words */
-        const char *outside = phase && strcmp(phase, "outside") == 0
-            ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "what")) : NULL;
-        double x = method || outside ? X(s, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "t")))
-                                     : X(s, s->seconds);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>\n",
-                x, TOP - 12, x, ax - 8);
-        if (outside) {
-            fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#333\" class=\"outside\">", x + 3, TOP - 14);
-            esc(f, outside);
-            fputs("</text>\n", f);
-        } else if (method) {
-            fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#333\">", x + 3, TOP - 14);
-            esc(f, action);
-            if (svc || br) {
-                fputc(' ', f);
-                esc(f, svc ? svc : br);
-            }
-            fputs("</text>\n", f);
-        }
+        const char *phase = str_of(a, "phase");
+        if (phase && (strcmp(phase, "method") == 0 || strcmp(phase, "outside") == 0))
+            continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#333\" stroke-dasharray=\"4 3\"/>\n",
+                X(s, s->seconds), s->band_top - 6, X(s, s->seconds), ax - 8);
     }
 }
 
@@ -262,13 +730,38 @@ static void draw_expectations(FILE *f, const chaos_run *r, const scale *s, doubl
     }
 }
 
+/* Lays the picture out: the label rows, the bands shown, the latency axis. */
+static void lay_out(const chaos_run *r, scale *s)
+{
+    s->band_top = HEAD_H + s->nrows * ROW_H + BAND_GAP;
+    bool kept[3] = { false, false, false };
+    for (int i = 0; i < r->nrefs; i++) {
+        int n;
+        const chaos_point *pts = band_points(find_band(r, r->ref_names[i]), &n);
+        if (band_changed(r, r->ref_names[i]))
+            s->nshown++;
+        for (int st = 0; st < 3 && !band_changed(r, r->ref_names[i]); st++)
+            kept[st] |= strcmp(chaos_plain(pts[0].state), chaos_states[st]) == 0;
+    }
+    for (int st = 0; st < 3; st++)
+        s->nfolded += kept[st];
+    double top = 100;
+    for (int i = 0; i < r->nreqs; i++)
+        if (r->reqs[i].ms > top)
+            top = r->reqs[i].ms;
+    s->lat_step = nice_step(top);
+    s->max_ms = ceil(top / s->lat_step) * s->lat_step;
+    s->lat_top = s->band_top + s->nshown * (BAND_H + BAND_GAP) + s->nfolded * 16 + 14;
+}
+
 int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
 {
-    scale s = { .seconds = r->exp->seconds, .max_ms = 100 };
-    s.lat_top = TOP + r->nrefs * (BAND_H + 8) + 30;
-    for (int i = 0; i < r->nreqs; i++)
-        if (r->reqs[i].ms > s.max_ms)
-            s.max_ms = r->reqs[i].ms;
+    scale s = { .seconds = r->exp->seconds };
+    if (make_labels(r, &s)) {
+        snprintf(err, errlen, "%s/timeline.svg: out of memory", r->out);
+        return -1;
+    }
+    lay_out(r, &s);
     double amp_top = s.lat_top + LAT_H + 20;
     double out_top = r->namplification ? amp_top + AMP_H + 30 : s.lat_top + LAT_H + 30;
     double ax = out_top + 34;
@@ -278,18 +771,21 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     FILE *f = fopen(path, "w");
     if (!f) {
         snprintf(err, errlen, "%s: cannot be written (%s)", path, strerror(errno));
+        free(s.labels);
         return -1;
     }
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
             "font-size=\"12\">\n<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, h, W, h);
     draw_head(f, r);
+    draw_time_axis(f, &s, ax);
     draw_bands(f, r, &s);
     draw_requests(f, r, &s, out_top);
     if (r->namplification)
         draw_amplification(f, r, &s, amp_top);
-    draw_axis_actions(f, r, &s, ax);
+    draw_actions(f, r, &s, ax);
     draw_expectations(f, r, &s, ax + 24);
     fputs("</svg>\n", f);
+    free(s.labels);
     if (ferror(f) | fclose(f)) {
         snprintf(err, errlen, "%s: cannot be written (%s)", path, strerror(errno));
         return -1;

@@ -16,7 +16,11 @@ met, breaker events in the journal, the runner's narration on its output
 transition with its time, each expectation announced and its result, the load
 tallies), a request record for the whole load, the
 documents-stored probe passed with every 200 answer's documents found, and a
-timeline picture with one band per breaker of the stack. Two experiments run
+timeline picture that teaches: a band per breaker that changed state and the
+others on one "unchanged" line, a legend for breaker states and answers,
+each fault's label naming its size with no two labels overlapping, half-open
+at least 3 px wide with trial marks, each open period's length (3, 6, 12 s
+in the back-off lesson) and a latency axis with ticks. Two experiments run
 again on the ASan+UBSan build (build/asan/bin/chaos): passed, and no
 sanitizer report. Then the runner's own failures: a deliberately wrong
 expectation must exit 1 and be marked MISSED in its picture; the stored
@@ -244,13 +248,82 @@ def check_services_list(res):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_picture(res, name, svg_path, breakers):
+# a character's width at the picture's label size, as chaos/svg.c reckons it
+CHAR_W = 6.4
+
+
+def svg_texts(svg, cls):
+    """The <text class="cls"> elements of a picture: (x, y, anchor, words) each, the
+    words without their <title> and tags."""
+    out = []
+    for m in re.finditer(rf'<text class="{cls}" ([^>]*)>(.*?)</text>', svg):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', m.group(1)))
+        words = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<title>.*?</title>", "", m.group(2))))
+        out.append((float(attrs["x"]), float(attrs["y"]), attrs.get("text-anchor", "start"), words))
+    return out
+
+
+def fault_sizes(faults):
+    """The numbers an action's label must show for a PUT /chaos body: each fault's
+    share when it is not all requests ("30%"), and its milliseconds ("1000 ms")."""
+    sizes = []
+    for body in faults.values():
+        if isinstance(body.get("fraction"), (int, float)) and body["fraction"] < 1:
+            sizes.append(f"{body['fraction'] * 100:g}%")
+        if isinstance(body.get("ms"), (int, float)):
+            sizes.append(f"{body['ms']:g} ms")
+    return sizes
+
+
+def check_picture(res, name, svg_path, breakers, exp=None):
+    """A run's timeline picture: a band for each breaker that changed state and the
+    others named on the "unchanged" line, the legend, the action labels (the fault and
+    its size, none overlapping another), half-open at least 3 px wide, a mark per trial
+    call, each ended open period's length, the latency axis' ticks."""
     svg = svg_path.read_text() if svg_path.exists() else ""
     res.check(f"{name}: timeline picture written ({svg_path.relative_to(ROOT)})",
               svg.startswith("<svg") and svg.rstrip().endswith("</svg>"))
+    j = read_journal(svg_path.parent)
+    states = j.get("states", {})
+    changed = {b for b in breakers if len({s.replace("forced-", "") for _, s in states.get(b, [])}) > 1}
     bands = {b for b in breakers if re.search(rf'<title>{re.escape(html.escape(b))} \S+ from', svg)}
-    res.check(f"{name}: one band per breaker ({len(bands)}/{len(breakers)})", bands == set(breakers),
-              f"missing {set(breakers) - bands}")
+    folded = {b for b in breakers if re.search(rf'<title>{re.escape(html.escape(b))} \S+ throughout</title>', svg)}
+    res.check(f"{name}: a band per breaker that changed state ({sorted(changed)}), the other "
+              f"{len(breakers) - len(changed)} on the unchanged line",
+              bands == changed and folded == set(breakers) - changed and 'class="unchanged"' in svg
+              if folded else bands == changed == set(breakers),
+              f"bands {sorted(bands)}, folded {sorted(folded)}, changed {sorted(changed)}")
+    res.check(f"{name}: a legend for the breaker states and one for the answers",
+              re.search(r'<g class="legend">.*breaker state.*closed.*half-open.*open.*answer.*whole.*degraded.*error',
+                        svg, re.S) is not None)
+    ticks = [float(v) for v in re.findall(r'<text class="tick"[^>]*>([\d.]+)</text>', svg)]
+    res.check(f"{name}: the latency axis has ticks from 0 ({ticks[:6]})", len(ticks) >= 3 and 0 in ticks)
+    half = [float(w) for w in re.findall(r'width="([\d.]+)"[^>]*><title>[^<]* half-open from', svg)]
+    res.check(f"{name}: every half-open period at least 3 px wide ({len(half)})", all(w >= 3 for w in half),
+              str(half))
+    events = j.get("events", [])
+    if any(e.get("event") == "halfOpen" for e in events):
+        res.check(f"{name}: a mark per trial call", 'class="trial"' in svg)
+    reopened = any(e.get("event") == "open" for e in events) and any(e.get("event") in ("halfOpen", "close")
+                                                                     for e in events)
+    lengths = [w for _, _, _, w in svg_texts(svg, "open-length")]
+    if reopened:
+        res.check(f"{name}: each open period's length written on it ({lengths})",
+                  any(re.fullmatch(r"\d+\.\d s", w) for w in lengths))
+    labels = svg_texts(svg, "action")
+    if exp is not None:
+        method = [s for s in exp.get("method", []) if "action" in s]
+        res.check(f"{name}: a label per action of the method ({len(labels)}/{len(method)})",
+                  len(labels) == len(method))
+        missing = [(s.get("service"), size) for s in method if "faults" in s for size in fault_sizes(s["faults"])
+                   if not any(s.get("service", "") in w and size in w for _, _, _, w in labels)]
+        res.check(f"{name}: each fault's label names its service and size", not missing,
+                  f"missing {missing} in {[w for _, _, _, w in labels]}")
+    spans = [(y, x - len(w) * CHAR_W if a == "end" else x, x if a == "end" else x + len(w) * CHAR_W, w)
+             for x, y, a, w in labels]
+    clashes = [(p[3], q[3]) for i, p in enumerate(spans) for q in spans[i + 1:]
+               if abs(p[0] - q[0]) < 12 and p[1] < q[2] and q[1] < p[2]]
+    res.check(f"{name}: no two action labels overlap", not clashes, str(clashes))
     return svg
 
 
@@ -337,7 +410,11 @@ def check_experiment(res, stack, path, out, breakers, flavour="rel"):
                   and st.get("answers") == answered > 0
                   and st.get("found") == st.get("documents") >= answered, json.dumps(st)[:800])
     check_narration(res, name, r.stdout, exp, j)
-    check_picture(res, name, out / "timeline.svg", breakers)
+    svg = check_picture(res, name, out / "timeline.svg", breakers, exp)
+    if path.stem == "9-backoff":
+        lengths = [w for _, _, _, w in svg_texts(svg, "open-length")]
+        res.check(f"{name}: the open periods' lengths double in the picture ({lengths})",
+                  lengths[:3] == ["3.0 s", "6.0 s", "12.0 s"])
 
 
 def breaker_label(ref):
