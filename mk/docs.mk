@@ -4,9 +4,13 @@
 #                    (<!-- settings:service --> ... <!-- /settings -->) in
 #                    README.md, common/svc/README.md and docs/security.md
 #   make test-docs   fails when a table differs from svc_settings[], or the
-#                    table breaks its own rules; ends with "N passed, N failed"
+#                    table breaks its own rules; ends with "N passed, N failed";
+#                    then every relative link of README.md and docs/*.md must
+#                    resolve, to a file and to a heading (tests/tools/check_links.py,
+#                    "links: N passed, N failed")
 
 DOCS_FILES := README.md common/svc/README.md docs/security.md
+LINK_FILES := README.md $(wildcard docs/*.md)
 
 $(BUILD)/bin/settings_doc: tests/tools/settings_doc.c common/svc/core/config.c common/svc/core/config.h \
                           common/svc/svc.h common/svc/core/validate.h
@@ -19,4 +23,5 @@ docs: $(BUILD)/bin/settings_doc
 	SETTINGS_DOC=$(BUILD)/bin/settings_doc scripts/docs.sh $(DOCS_FILES)
 
 test-docs: $(BUILD)/bin/settings_doc
-	SETTINGS_DOC=$(BUILD)/bin/settings_doc scripts/docs.sh --check $(DOCS_FILES)
+	SETTINGS_DOC=$(BUILD)/bin/settings_doc scripts/docs.sh --check $(DOCS_FILES); \
+	rc=$$?; python3 tests/tools/check_links.py $(LINK_FILES) || rc=1; exit $$rc
