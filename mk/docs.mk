@@ -1,15 +1,15 @@
-# mk/docs.mk -- the README's settings tables, printed from svc_settings[] (config.c).
+# mk/docs.mk -- the settings tables, printed from svc_settings[] (config.c).
 #
 #   make docs        rewrites the tables between the marker comments
 #                    (<!-- settings:service --> ... <!-- /settings -->) in
-#                    README.md, common/svc/README.md and docs/security.md
+#                    docs/operations.md, common/svc/README.md and docs/security.md
 #   make test-docs   fails when a table differs from svc_settings[], or the
 #                    table breaks its own rules; ends with "N passed, N failed";
 #                    then every relative link of README.md and docs/*.md must
 #                    resolve, to a file and to a heading (tests/tools/check_links.py,
 #                    "links: N passed, N failed")
 
-DOCS_FILES := README.md common/svc/README.md docs/security.md
+DOCS_FILES := docs/operations.md common/svc/README.md docs/security.md
 LINK_FILES := README.md $(wildcard docs/*.md)
 
 $(BUILD)/bin/settings_doc: tests/tools/settings_doc.c common/svc/core/config.c common/svc/core/config.h \
