@@ -107,9 +107,9 @@ def breaker_options_change_at_runtime_behind_the_token_and_show_on_breaker_and_h
 
 
 @test
-def chaos_kinds_describe_every_fault_as_the_readme_table_and_the_parser_do(ctx):
+def chaos_kinds_describe_every_fault_as_the_lab_doc_table_and_the_parser_do(ctx):
     """GET /chaos's "kinds" is the service's table of faults: each with its
-    fields (type, range, default); the README's fault table, the unknown-fault
+    fields (type, range, default); docs/lab.md's fault table, the unknown-fault
     message, "injected" and /metrics name the same faults in the same order."""
     st = ctx.stack()
     ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
@@ -132,21 +132,21 @@ def chaos_kinds_describe_every_fault_as_the_readme_table_and_the_parser_do(ctx):
     metrics = http("GET", ship.url("/metrics")).text()
     expect(re.findall(r'chaos_fault_fraction\{service="shipment",fault="(\w+)"\}', metrics) == names,
            "chaos_fault_fraction per fault")
-    # the README's table: the same faults, each with its own fields and their defaults
-    readme = (ROOT / "README.md").read_text()
+    # docs/lab.md's table: the same faults, each with its own fields and their defaults
+    readme = (ROOT / "docs" / "lab.md").read_text()
     table = readme[readme.index("| fault | fields | what a request meets |"):]
     table = table[:table.index("\n\n")]
     rows = re.findall(r"^\| `(\w+)` \| ([^|]*) \|", table, re.M)
-    expect([n for n, _ in rows] == names, f"README's fault table {[n for n, _ in rows]} vs {names}")
+    expect([n for n, _ in rows] == names, f"docs/lab.md's fault table {[n for n, _ in rows]} vs {names}")
     for (name, cell), k in zip(rows, kinds):
         own = [f for f in k["fields"] if not f["common"]]
         expect(re.findall(r"`(\w+)`", cell) == [f["name"] for f in own] + ["fraction"],
-               f"README's fields of {name}: {cell!r} vs {[f['name'] for f in own]}")
+               f"docs/lab.md's fields of {name}: {cell!r} vs {[f['name'] for f in own]}")
         for f in own:
             said = re.search(rf"`{f['name']}` \(default (\d+)\)", cell)
             expect((said and float(said.group(1)) == f["default"]) or
                    (not said and f["default"] in (None, 0)),
-                   f"README's default of {name}.{f['name']}: {cell!r} vs {f['default']}")
+                   f"docs/lab.md's default of {name}.{f['name']}: {cell!r} vs {f['default']}")
 
 
 @test
