@@ -741,9 +741,11 @@ function push(list, li, max) {
   while (list.children.length > max) list.lastChild.remove();
 }
 
-// What makes two events "the same" in the feed: kind, breaker, reason, state, replica.
+// What makes two events "the same" in the feed: kind, breaker, reason, state,
+// replica, and a fault change's words (two different changes never fold).
 function eventKey(ev) {
-  return [ev.breaker, ev.event, ev.error || '', ev.state, ev.replica || ''].join('|');
+  const words = ev.event === 'chaos' ? ev.detail || '' : '';
+  return [ev.breaker, ev.event, ev.error || '', ev.state, ev.replica || '', words].join('|');
 }
 
 // Adds ev to the feed, joining it to a line of the same event among the
