@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,129 +164,17 @@ static void breaker_label(const chaos_run *r, const char *name, char *buf, size_
 
 /* ---- the action labels ------------------------------------------------------------- */
 
-/* Appends printf-style text to buf (of len, holding a string); truncates. */
-__attribute__((format(printf, 3, 4)))
-static void add(char *buf, size_t len, const char *fmt, ...)
-{
-    size_t used = strlen(buf);
-    if (used + 1 >= len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + used, len - used, fmt, ap);
-    va_end(ap);
-}
-
-/* A fault kind in words, and whether its share of requests is worth saying
- * when it is all of them (an error on 100% is; "no deadlines" on 100% is not). */
-static const struct { const char *kind; const char *words; bool share; } fault_words[] = {
-    { "error", "errors", true },
-    { "latency", "latency", true },
-    { "hang", "hangs", true },
-    { "reset", "connection resets", true },
-    { "database", "database failures", true },
-    { "no_deadlines", "no deadlines", false },
-    { "lose_answer", "lost answers", true },
-    { "no_idempotency", "no idempotency keys", false },
-};
-
-/* A fault's fields said in words, in the order they are written: its key
- * and how it reads ("%g" takes the number). */
-static const struct { const char *key; const char *words; } fault_fields[] = {
-    { "ms", " %g ms" },
-    { "jitter_ms", " ±%g ms" },
-    { "max_ms", " up to %g ms" },
-    { "times", " for the next %g requests" },
-};
-
-/* Writes one fault of a PUT /chaos body in words: "errors on 30% of requests for 60 s". */
-static void say_fault(char *buf, size_t len, const cJSON *fault)
-{
-    bool share = true;
-    size_t k = 0, nk = sizeof fault_words / sizeof fault_words[0];
-    while (k < nk && strcmp(fault_words[k].kind, fault->string) != 0)
-        k++;
-    if (k < nk)
-        add(buf, len, "%s", fault_words[k].words), share = fault_words[k].share;
-    else
-        for (const char *p = fault->string; *p; p++)
-            add(buf, len, "%c", *p == '_' ? ' ' : *p);
-    for (k = 0; k < sizeof fault_fields / sizeof fault_fields[0]; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(fault, fault_fields[k].key);
-        if (cJSON_IsNumber(v) && v->valuedouble > 0)
-            add(buf, len, fault_fields[k].words, v->valuedouble);
-    }
-    const cJSON *fraction = cJSON_GetObjectItemCaseSensitive(fault, "fraction");
-    double f = cJSON_IsNumber(fraction) ? fraction->valuedouble : 1;
-    if (share || f < 1)
-        add(buf, len, " on %g%% of requests", round(f * 1000) / 10);
-    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(fault, "expires_s");
-    if (cJSON_IsNumber(expires) && expires->valuedouble > 0)
-        add(buf, len, " for %g s", expires->valuedouble);
-}
-
-/* The method step an action record was made from: the first action step at
- * or after *next with its name and target; advances *next past it. NULL when none. */
-static const chaos_step *step_of(const chaos_run *r, const cJSON *a, int *next)
-{
-    const char *action = str_of(a, "action"), *svc = str_of(a, "service"), *br = str_of(a, "breaker");
-    for (int i = *next; action && i < r->exp->nmethod; i++) {
-        const chaos_step *s = &r->exp->method[i];
-        if (!s->action || strcmp(s->action, action) != 0)
-            continue;
-        if ((svc && (!s->service || strcmp(s->service, svc) != 0)) ||
-            (br && (!s->breaker || strcmp(s->breaker, br) != 0)))
-            continue;
-        *next = i + 1;
-        return s;
-    }
-    return NULL;
-}
-
-/* Writes an action record's label into buf: its "what" when it has one, else
- * words made from its fields and its step's fault or settings body. */
-static void action_words(const chaos_run *r, const cJSON *a, const chaos_step *s, char *buf, size_t len)
+/* Writes an action record's label into buf: its "what", the words act.c's
+ * act_describe() gave it when it was carried out (an outside change's own
+ * words), else its action and target as they are. */
+static void action_words(const cJSON *a, char *buf, size_t len)
 {
     const char *what = str_of(a, "what");
-    if (what && what[0]) {
-        snprintf(buf, len, "%s", what);
-        return;
-    }
     const char *action = str_of(a, "action"), *svc = str_of(a, "service"), *br = str_of(a, "breaker");
-    const char *cmd = str_of(a, "command");
-    buf[0] = '\0';
-    if (br) {
-        const char *name = chaos_ref_name(r, br);
-        char lab[128];
-        breaker_label(r, name ? name : br, lab, sizeof lab);
-        add(buf, len, "%s: forced %s", lab, action ? action : "");
-        return;
-    }
-    add(buf, len, "%s: ", svc ? svc : action ? action : "");
-    const cJSON *body = s && s->faults ? s->faults : s && s->settings ? s->settings : NULL;
-    if (action && strcmp(action, "fault") == 0 && body) {
-        const cJSON *fault;
-        bool first = true;
-        cJSON_ArrayForEach(fault, body) {
-            add(buf, len, "%s", first ? "" : ", ");
-            say_fault(buf, len, fault);
-            first = false;
-        }
-    } else if (action && strcmp(action, "clear") == 0) {
-        add(buf, len, "faults cleared");
-    } else if (action && strcmp(action, "retry") == 0 && body) {
-        add(buf, len, "retry");
-        const cJSON *v;
-        cJSON_ArrayForEach(v, body) {
-            char *flat = cJSON_PrintUnformatted(v);
-            add(buf, len, " %s=%s", v->string, flat ? flat : "?");
-            free(flat);
-        }
-    } else if (cmd) {
-        add(buf, len, "%.60s%s", cmd, strlen(cmd) > 60 ? "..." : "");
-    } else {
-        add(buf, len, "%s", action ? action : "?");
-    }
+    if (what && what[0])
+        snprintf(buf, len, "%s", what);
+    else
+        snprintf(buf, len, "%s %s", action ? action : "?", svc ? svc : br ? br : "");
 }
 
 /* Whether label a, in its row, collides with label b: their texts overlap in
@@ -341,7 +228,7 @@ static int place_labels(label *ls, int n)
  * into s. Returns 0, or -1 when out of memory. */
 static int make_labels(const chaos_run *r, scale *s)
 {
-    int n = cJSON_GetArraySize(r->actions), next = 0;
+    int n = cJSON_GetArraySize(r->actions);
     s->labels = calloc(n ? (size_t)n : 1, sizeof *s->labels);
     if (!s->labels)
         return -1;
@@ -353,7 +240,7 @@ static int make_labels(const chaos_run *r, scale *s)
         label *l = &s->labels[s->nlabels++];
         l->x = X(s, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(a, "t")));
         l->why = str_of(a, "why");
-        action_words(r, a, step_of(r, a, &next), l->text, sizeof l->text);
+        action_words(a, l->text, sizeof l->text);
     }
     s->nrows = place_labels(s->labels, s->nlabels);
     return 0;
