@@ -72,9 +72,11 @@ struct chaos_step;
 /* How a measure is compared with an expectation's bound. */
 typedef enum chaos_op { CHAOS_LE, CHAOS_LT, CHAOS_GE, CHAOS_GT, CHAOS_EQ } chaos_op;
 
-/* Computes a measure over [lo, hi] seconds of the run into *value. Returns 0,
- * or -1 with the reason it could not be measured in why. */
-typedef int chaos_measure_fn(const struct chaos_run *r, double lo, double hi, double *value, char *why,
+/* Computes a measure over [lo, hi] seconds of the run into *value; svc is
+ * the service a per-service measure is taken of ("order.health_p99_ms"),
+ * -1 for the others. Returns 0, or -1 with the reason it could not be
+ * measured in why. */
+typedef int chaos_measure_fn(const struct chaos_run *r, int svc, double lo, double hi, double *value, char *why,
                              size_t whylen);
 
 /* A measure an expectation can bound ("amplification <= 1.3"): one row of
@@ -83,6 +85,7 @@ typedef struct chaos_measure {
     const char *name;
     const char *about;      /* what it counts, in words, for --check's message and the docs */
     chaos_measure_fn *measure;
+    bool per_service;       /* written "<service>.<name>" ("order.health_p99_ms") */
 } chaos_measure;
 
 /* Carries out a checked step of its action. Returns the status: 200 when
@@ -115,6 +118,7 @@ typedef struct chaos_step {
     const cJSON *settings;  /* CHAOS_FIELD_SETTINGS */
     const cJSON *options;   /* CHAOS_FIELD_OPTIONS */
     const chaos_measure *measure;   /* a measure's expectation ("amplification <= 1.3"), else NULL */
+    int measure_svc;        /* with a per-service measure: its service (index in chaos_services), else -1 */
     chaos_op op;            /* with measure: the comparison */
     double bound;           /* with measure: the number it is compared with */
     const char *why;        /* optional words for the reader */
@@ -170,6 +174,22 @@ typedef struct chaos_sample {
     int svc;
     double arrived;
 } chaos_sample;
+
+/* The routes the poller times on every service while the load runs. */
+typedef enum chaos_route { CHAOS_ROUTE_HEALTH, CHAOS_ROUTE_ROOT } chaos_route;
+
+/* One timed probe of a service: GET /health (four times a second, the
+ * poll) or GET / (twice a second), with the bulkhead's counts a /health
+ * answer gave (its "workers"). */
+typedef struct chaos_timing {
+    double t;               /* sent, seconds from the start */
+    int svc;
+    chaos_route route;
+    double ms;              /* until the answer, or until the probe gave up (its timeout) */
+    int status;             /* 0: no answer */
+    double busy;            /* workers.busy: requests holding a worker; NAN when not given */
+    double in_use;          /* workers.chain.in_use: next-hop connections out on calls; NAN when not given */
+} chaos_timing;
 
 /* A breaker's state over time: (t, state) from the first sight on. */
 typedef struct chaos_point {
@@ -261,6 +281,8 @@ typedef struct chaos_run {
     int nbands, capbands;
     chaos_sample *samples;  /* every service's arrivals, from the /health poll */
     int nsamples, capsamples;
+    chaos_timing *timings;  /* every service's GET /health and GET / timed (the poll) */
+    int ntimings, captimings;
     double *amplification;  /* after the load, when an expectation measures it: per second, NAN when unknown */
     int namplification;
     unsigned long long last_seq[CHAOS_NSVC];

@@ -275,15 +275,17 @@ static int check_expectation(checker *c, const cJSON *j, const char *field, doub
     if (!in_method)
         return bad(c, f, "expectations belong in method");
     bool state = cJSON_IsString(expect) && one_of(expect->valuestring, chaos_states, 3);
+    s->measure_svc = -1;
     if (!state && (!cJSON_IsString(expect) ||
-                   chaos_measure_parse(expect->valuestring, &s->measure, &s->op, &s->bound))) {
-        char names[200] = "";
-        for (size_t i = 0; i < chaos_nmeasures; i++)
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
-                     chaos_measures[i].name);
+                   chaos_measure_parse(expect->valuestring, &s->measure, &s->measure_svc, &s->op, &s->bound))) {
+        char names[400], services[200] = "";
+        for (int i = 0; i < CHAOS_NSVC; i++)
+            snprintf(services + strlen(services), sizeof services - strlen(services), "%s%s", i ? ", " : "",
+                     chaos_services[i].name);
         return bad(c, f, "a breaker state (closed, open, half-open) or \"<measure> <op> <number>\" "
-                         "with a measure of %s and an op of <=, <, >=, >, == (\"amplification <= 1.3\")",
-                   names);
+                         "with a measure of %s (<service> one of %s) and an op of <=, <, >=, >, == "
+                         "(\"amplification <= 1.3\", \"order.health_p99_ms <= 50\")",
+                   chaos_measure_names(names, sizeof names), services);
     }
     s->expect = expect->valuestring;
     const cJSON *within = cJSON_GetObjectItemCaseSensitive(j, "within");

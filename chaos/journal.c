@@ -97,6 +97,8 @@ static cJSON *expectation_json(const chaos_expectation *x)
     cJSON_AddNumberToObject(o, "within", s->within);
     if (s->measure) {
         cJSON_AddStringToObject(o, "measure", s->measure->name);
+        if (s->measure_svc >= 0)
+            cJSON_AddStringToObject(o, "service", chaos_services[s->measure_svc].name);
         cJSON_AddItemToObject(o, "value", x->unmeasured[0] ? cJSON_CreateNull()
                                                            : cJSON_CreateNumber(round(x->value * 1000) / 1000));
         cJSON_AddItemToObject(o, "unmeasured", str_or_null(x->unmeasured));
@@ -128,6 +130,35 @@ static cJSON *probe_json(const chaos_probe *p)
     /* held, not held, or undecided (the run stopped before its window ended) */
     cJSON_AddStringToObject(o, "result", p->undecided ? "undecided" : p->ok ? "held" : "not held");
     return o;
+}
+
+/* The poll's timed probes, each service's: "probes": {"order": {"health":
+ * [[t, ms, status, busy, in_use], ...], "root": [[t, ms, status], ...]}}
+ * (busy and in_use null when /health did not give them). */
+static void add_probes(cJSON *j, const chaos_run *r)
+{
+    static const char *const routes[] = { [CHAOS_ROUTE_HEALTH] = "health", [CHAOS_ROUTE_ROOT] = "root" };
+    cJSON *all = cJSON_AddObjectToObject(j, "probes");
+    for (int svc = 0; svc < CHAOS_NSVC; svc++) {
+        cJSON *mine = cJSON_AddObjectToObject(all, chaos_services[svc].name);
+        for (int k = 0; k < 2; k++) {
+            cJSON *list = cJSON_AddArrayToObject(mine, routes[k]);
+            for (int i = 0; i < r->ntimings; i++) {
+                const chaos_timing *p = &r->timings[i];
+                if (p->svc != svc || (int)p->route != k)
+                    continue;
+                cJSON *pt = cJSON_CreateArray();
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(p->t));
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(p->ms));
+                cJSON_AddItemToArray(pt, cJSON_CreateNumber(p->status));
+                if (k == CHAOS_ROUTE_HEALTH) {
+                    cJSON_AddItemToArray(pt, isnan(p->busy) ? cJSON_CreateNull() : cJSON_CreateNumber(p->busy));
+                    cJSON_AddItemToArray(pt, isnan(p->in_use) ? cJSON_CreateNull() : cJSON_CreateNumber(p->in_use));
+                }
+                cJSON_AddItemToArray(list, pt);
+            }
+        }
+    }
 }
 
 /* The whole journal as a new cJSON tree. */
@@ -199,6 +230,7 @@ static cJSON *journal(const chaos_run *r)
                 cJSON_AddItemToArray(list, pt);
             }
     }
+    add_probes(j, r);
     cJSON_AddItemToObject(j, "events", cJSON_Duplicate(r->events, true));
     cJSON *reqs = cJSON_AddArrayToObject(j, "requests");
     for (int i = 0; i < r->nreqs; i++)

@@ -20,10 +20,24 @@
  *                   the state bands (events and the poll): with back-off the
  *                   open periods grow (3, 6, 12 s), without it they stay at
  *                   the reset timeout.
+ *
+ * The bulkhead's measures are each of one service, written
+ * "<service>.<measure>" ("order.health_p99_ms <= 50"), from the poll's
+ * timed probes (run.c): GET /health four times a second, GET / twice.
+ *
+ *   health_p99_ms   the p99 of the service's GET /health in ms; a probe that
+ *   root_p99_ms     got no answer counts as its 2 s timeout. Likewise GET /.
+ *   busy_max        the most requests holding one of its worker threads at
+ *                   once, from /health's workers.busy (THREADS bounds it;
+ *                   RESERVED_WORKERS of them only /health and /metrics take).
+ *   connections_max the most connections to its next hop out on calls at
+ *                   once, from /health's workers.chain.in_use (at most
+ *                   CHAIN_CONNECTIONS).
  */
 #include "measure.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +67,10 @@ static double arrived_at(const chaos_run *r, int svc, double t)
 }
 
 /* amplification: arrivals at the last service / arrivals at the first over [lo, hi]. */
-static int measure_amplification(const chaos_run *r, double lo, double hi, double *value, char *why,
+static int measure_amplification(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
                                  size_t whylen)
 {
+    (void)svc;
     int first = 0, last = CHAOS_NSVC - 1;
     double f0 = arrived_at(r, first, lo), f1 = arrived_at(r, first, hi);
     double l0 = arrived_at(r, last, lo), l1 = arrived_at(r, last, hi);
@@ -73,9 +88,10 @@ static int measure_amplification(const chaos_run *r, double lo, double hi, doubl
 }
 
 /* duplicates: the documents stored beyond one per hop for the requests sent in [lo, hi]. */
-static int measure_duplicates(const chaos_run *r, double lo, double hi, double *value, char *why,
+static int measure_duplicates(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
                               size_t whylen)
 {
+    (void)svc;
     if (!r->stored.counted) {
         snprintf(why, whylen, "%s", r->stored.count_error[0] ? r->stored.count_error : "not counted");
         return -1;
@@ -89,9 +105,10 @@ static int measure_duplicates(const chaos_run *r, double lo, double hi, double *
 }
 
 /* longest_open_s: the longest unbroken "open" stretch of a chain breaker's band within [lo, hi]. */
-static int measure_longest_open(const chaos_run *r, double lo, double hi, double *value, char *why,
+static int measure_longest_open(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
                                 size_t whylen)
 {
+    (void)svc;
     double longest = -1;
     for (int i = 0; i < r->nbands; i++) {
         const chaos_band *b = &r->bands[i];
@@ -118,32 +135,145 @@ static int measure_longest_open(const chaos_run *r, double lo, double hi, double
     return 0;
 }
 
+/* qsort order of doubles, smallest first. */
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The p99 of service svc's probes of route sent in [lo, hi] (a probe with
+ * no answer counts as the time it waited). Returns 0, or -1 with why. */
+static int probe_p99(const chaos_run *r, int svc, chaos_route route, double lo, double hi, double *value,
+                     char *why, size_t whylen)
+{
+    double *ms = malloc(((size_t)r->ntimings + 1) * sizeof *ms);
+    int n = 0;
+    for (int i = 0; ms && i < r->ntimings; i++) {
+        const chaos_timing *p = &r->timings[i];
+        if (p->svc == svc && p->route == route && p->t >= lo && p->t <= hi)
+            ms[n++] = p->ms;
+    }
+    if (n == 0) {
+        snprintf(why, whylen, "%s", ms ? "no probe of the service was sent in the span" : "out of memory");
+        free(ms);
+        return -1;
+    }
+    qsort(ms, (size_t)n, sizeof *ms, by_double);
+    *value = ms[(int)(n * 0.99) < n - 1 ? (int)(n * 0.99) : n - 1];
+    free(ms);
+    return 0;
+}
+
+/* <service>.health_p99_ms: the p99 of the poll's GET /health of the service. */
+static int measure_health_p99(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
+                              size_t whylen)
+{
+    return probe_p99(r, svc, CHAOS_ROUTE_HEALTH, lo, hi, value, why, whylen);
+}
+
+/* <service>.root_p99_ms: the p99 of the poll's GET / of the service. */
+static int measure_root_p99(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
+                            size_t whylen)
+{
+    return probe_p99(r, svc, CHAOS_ROUTE_ROOT, lo, hi, value, why, whylen);
+}
+
+/* The largest of a count the service's /health answers gave in [lo, hi]
+ * (busy or in_use, picked by the offset of its chaos_timing member).
+ * Returns 0, or -1 with why. */
+static int count_max(const chaos_run *r, int svc, size_t member, const char *what, double lo, double hi,
+                     double *value, char *why, size_t whylen)
+{
+    double most = -1;
+    for (int i = 0; i < r->ntimings; i++) {
+        const chaos_timing *p = &r->timings[i];
+        double v = *(const double *)((const char *)p + member);
+        if (p->svc == svc && p->t >= lo && p->t <= hi && !isnan(v) && v > most)
+            most = v;
+    }
+    if (most < 0) {
+        snprintf(why, whylen, "no GET /health of %s in the span gave %s (a service older than the runner, "
+                 "or one that calls no next hop?)", chaos_services[svc].name, what);
+        return -1;
+    }
+    *value = most;
+    return 0;
+}
+
+/* <service>.busy_max: the most requests holding a worker at once, as /health saw them. */
+static int measure_busy_max(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
+                            size_t whylen)
+{
+    return count_max(r, svc, offsetof(chaos_timing, busy), "workers.busy", lo, hi, value, why, whylen);
+}
+
+/* <service>.connections_max: the most next-hop connections out on calls at once. */
+static int measure_connections_max(const chaos_run *r, int svc, double lo, double hi, double *value,
+                                   char *why, size_t whylen)
+{
+    return count_max(r, svc, offsetof(chaos_timing, in_use), "workers.chain.in_use", lo, hi, value, why,
+                     whylen);
+}
+
 const chaos_measure chaos_measures[] = {
     { "amplification",
       "calls arriving at the last service per request arriving at the first (their GET /health "
-      "requests.arrived)", measure_amplification },
+      "requests.arrived)", measure_amplification, false },
     { "duplicates",
       "documents stored beyond one per hop for the requests sent in the span (read from the "
-      "database with --mongo)", measure_duplicates },
+      "database with --mongo)", measure_duplicates, false },
     { "longest_open_s",
       "the longest time in seconds a chain breaker stayed open in one piece (open periods grow "
-      "with back-off)", measure_longest_open },
+      "with back-off)", measure_longest_open, false },
+    { "health_p99_ms",
+      "the p99 in ms of the service's GET /health, timed four times a second (a probe with no answer "
+      "counts as its 2 s timeout)", measure_health_p99, true },
+    { "root_p99_ms",
+      "the p99 in ms of the service's GET /, timed twice a second (no answer: its 2 s timeout)",
+      measure_root_p99, true },
+    { "busy_max",
+      "the most requests holding one of the service's worker threads at once (its /health's "
+      "workers.busy)", measure_busy_max, true },
+    { "connections_max",
+      "the most connections to the service's next hop out on calls at once (its /health's "
+      "workers.chain.in_use, at most CHAIN_CONNECTIONS)", measure_connections_max, true },
 };
 const size_t chaos_nmeasures = sizeof chaos_measures / sizeof chaos_measures[0];
 
-int chaos_measure_parse(const char *text, const chaos_measure **m, chaos_op *op, double *bound)
+/* The row of name ("amplification", "order.health_p99_ms") into *m and its
+ * service into *svc (-1 for a measure of the run). Returns 0, or -1 when it
+ * names no row, a per-service row has no known service or another row has one. */
+static int measure_named(const char *name, const chaos_measure **m, int *svc)
+{
+    const char *dot = strchr(name, '.');
+    char service[32] = "";
+    if (dot)
+        snprintf(service, sizeof service, "%.*s", (int)(dot - name), name);
+    const char *row = dot ? dot + 1 : name;
+    *svc = dot ? chaos_service_index(service) : -1;
+    *m = NULL;
+    for (size_t i = 0; i < chaos_nmeasures; i++)
+        if (strcmp(chaos_measures[i].name, row) == 0)
+            *m = &chaos_measures[i];
+    if (*m && (*m)->per_service != (dot != NULL))
+        *m = NULL;
+    if (*m && dot && *svc < 0)
+        *m = NULL;
+    return *m ? 0 : -1;
+}
+
+int chaos_measure_parse(const char *text, const chaos_measure **m, int *svc, chaos_op *op, double *bound)
 {
     static const struct { const char *word; chaos_op op; } ops[] = {
         { "<=", CHAOS_LE }, { ">=", CHAOS_GE }, { "==", CHAOS_EQ }, { "<", CHAOS_LT }, { ">", CHAOS_GT },
     };
-    char name[32], word[4], rest[2];
+    char name[64], word[4], rest[2];
     double number;
-    if (!text || sscanf(text, " %31[a-z_] %3[<>=] %lf %1s", name, word, &number, rest) != 3 || !isfinite(number))
-        return -1;
     *m = NULL;
-    for (size_t i = 0; i < chaos_nmeasures; i++)
-        if (strcmp(chaos_measures[i].name, name) == 0)
-            *m = &chaos_measures[i];
+    if (!text || sscanf(text, " %63[a-z0-9_.] %3[<>=] %lf %1s", name, word, &number, rest) != 3 || !isfinite(number) ||
+        measure_named(name, m, svc))
+        return -1;
     for (size_t i = 0; *m && i < sizeof ops / sizeof ops[0]; i++)
         if (strcmp(ops[i].word, word) == 0) {
             *op = ops[i].op;
@@ -151,6 +281,15 @@ int chaos_measure_parse(const char *text, const chaos_measure **m, chaos_op *op,
             return 0;
         }
     return -1;
+}
+
+const char *chaos_measure_names(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < chaos_nmeasures; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s%s", i ? ", " : "",
+                 chaos_measures[i].per_service ? "<service>." : "", chaos_measures[i].name);
+    return buf;
 }
 
 bool chaos_op_holds(chaos_op op, double value, double bound)
@@ -169,6 +308,6 @@ void chaos_amplification_series(const chaos_run *r, double *out, int n)
 {
     char why[200];
     for (int i = 0; i < n; i++)
-        if (measure_amplification(r, i, i + 1, &out[i], why, sizeof why))
+        if (measure_amplification(r, -1, i, i + 1, &out[i], why, sizeof why))
             out[i] = NAN;
 }

@@ -9,9 +9,15 @@
 extern const chaos_measure chaos_measures[];
 extern const size_t chaos_nmeasures;
 
-/* Reads text as "<measure> <op> <number>" (op one of <=, <, >=, >, ==).
- * Returns 0, or -1 when it is not one. */
-int chaos_measure_parse(const char *text, const chaos_measure **m, chaos_op *op, double *bound);
+/* Reads text as "<measure> <op> <number>" (op one of <=, <, >=, >, ==); a
+ * per-service measure is written "<service>.<measure>" ("order.health_p99_ms
+ * <= 50"), and *svc is set to its service (-1 for the others). Returns 0,
+ * or -1 when it is not one. */
+int chaos_measure_parse(const char *text, const chaos_measure **m, int *svc, chaos_op *op, double *bound);
+
+/* Writes the measures' names for an error message, a per-service one as
+ * "<service>.<name>": "amplification, ..., <service>.health_p99_ms". Returns buf. */
+const char *chaos_measure_names(char *buf, size_t len);
 
 /* Whether value op bound holds. */
 bool chaos_op_holds(chaos_op op, double value, double bound);

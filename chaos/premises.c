@@ -6,7 +6,8 @@
  * it (POST /breaker/options changes it at runtime), and whether it is the
  * chain breakers' (CB_*) or the database breakers' (DB_CB_*). The run starts
  * only when every service's breakers of that kind show the value; else the
- * runner exits 2 with the reason and nothing applied. A lesson can also set
+ * runner exits 2 with the reason and nothing applied. THREADS and
+ * RESERVED_WORKERS are checked against /health's "workers" instead. A lesson can also set
  * what it needs itself with a tune step, and then needs no "requires".
  */
 #include "premises.h"
@@ -21,15 +22,19 @@ static const struct premise {
     const char *setting;    /* the service setting (config.c's name) */
     const char *option;     /* its name in /health's breakers[].options */
     bool db;                /* the database breakers' (DB_CB_*), else the chain breakers' */
+    const char *worker;     /* a setting of the worker threads: its name in /health's "workers"
+                               (then option is NULL) */
 } premises[] = {
-    { "CB_RESET_TIMEOUT_MS", "reset_timeout_ms", false },
-    { "CB_BACKOFF", "backoff", false },
-    { "CB_BACKOFF_MAX_MS", "backoff_max_ms", false },
-    { "CB_VOLUME_THRESHOLD", "volume_threshold", false },
-    { "CB_ERROR_THRESHOLD", "error_threshold", false },
-    { "DB_CB_RESET_TIMEOUT_MS", "reset_timeout_ms", true },
-    { "DB_CB_VOLUME_THRESHOLD", "volume_threshold", true },
-    { "DB_CB_ERROR_THRESHOLD", "error_threshold", true },
+    { "CB_RESET_TIMEOUT_MS", "reset_timeout_ms", false, NULL },
+    { "CB_BACKOFF", "backoff", false, NULL },
+    { "CB_BACKOFF_MAX_MS", "backoff_max_ms", false, NULL },
+    { "CB_VOLUME_THRESHOLD", "volume_threshold", false, NULL },
+    { "CB_ERROR_THRESHOLD", "error_threshold", false, NULL },
+    { "DB_CB_RESET_TIMEOUT_MS", "reset_timeout_ms", true, NULL },
+    { "DB_CB_VOLUME_THRESHOLD", "volume_threshold", true, NULL },
+    { "DB_CB_ERROR_THRESHOLD", "error_threshold", true, NULL },
+    { "THREADS", NULL, false, "threads" },
+    { "RESERVED_WORKERS", NULL, false, "reserved" },
 };
 #define NPREMISES (sizeof premises / sizeof premises[0])
 
@@ -62,11 +67,33 @@ static bool is_db_breaker(const char *name)
     return n >= 9 && strcmp(name + n - 9, "->mongodb") == 0;
 }
 
+/* Checks row p (a worker setting) = want against one /health answer h of
+ * service svc: its "workers". Returns 0, or -1 with the reason in err. */
+static int check_workers(const struct premise *p, const char *want, double v, const char *svc,
+                         const cJSON *h, char *err, size_t errlen)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h, "workers"), p->worker);
+    if (!cJSON_IsNumber(n)) {
+        snprintf(err, errlen, "needs %s=%s; %s's /health shows no workers.%s (a service older than the "
+                 "runner?), so it cannot be checked", p->setting, want, svc, p->worker);
+        return -1;
+    }
+    if (fabs(n->valuedouble - v) > 1e-9) {
+        snprintf(err, errlen, "needs %s=%s; %s runs with %g (restart the stack with %s=%s)", p->setting, want,
+                 svc, n->valuedouble, p->setting, want);
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks row p = want against the breakers of one /health answer h of
- * service svc. Returns 0, or -1 with the reason in err. */
+ * service svc (its workers for a worker setting). Returns 0, or -1 with the
+ * reason in err. */
 static int check_health(const struct premise *p, const char *want, double v, const char *svc,
                         const cJSON *h, char *err, size_t errlen)
 {
+    if (p->worker)
+        return check_workers(p, want, v, svc, h, err, errlen);
     const cJSON *b;
     cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(h, "breakers")) {
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "name"));

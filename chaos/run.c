@@ -45,6 +45,8 @@
 
 #define REQUEST_TIMEOUT_MS 10000L
 #define POLL_INTERVAL_S 0.25
+/* a probe of /health or / gives up after this; it then counts as this slow */
+#define PROBE_TIMEOUT_MS 2000L
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
 /* a load tally line this often */
@@ -543,25 +545,65 @@ static void note_arrivals(chaos_run *r, int svc, const cJSON *h, double t)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* The poller: every breaker's state, and each service's arrivals, from
- * /health four times a second. An arrivals count is dated halfway through
- * its request. */
+/* Records a timed probe of service svc's route, sent at t and answered
+ * (status, 0 for none) ms later; from a /health answer h (NULL for GET /),
+ * the bulkhead's counts in its "workers". Takes the lock. */
+static void note_timing(chaos_run *r, int svc, chaos_route route, double t, double ms, long status, const cJSON *h)
+{
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(h, "workers");
+    const cJSON *busy = cJSON_GetObjectItemCaseSensitive(w, "busy");
+    const cJSON *in_use = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(w, "chain"), "in_use");
+    pthread_mutex_lock(&r->lock);
+    chaos_timing *p = grow(r->timings, r->ntimings, &r->captimings, sizeof *r->timings, 256);
+    if (p) {
+        r->timings = p;
+        r->timings[r->ntimings++] = (chaos_timing){
+            .t = round3(t), .svc = svc, .route = route, .ms = round(ms * 10) / 10, .status = (int)status,
+            .busy = cJSON_IsNumber(busy) ? busy->valuedouble : NAN,
+            .in_use = cJSON_IsNumber(in_use) ? in_use->valuedouble : NAN,
+        };
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Times one GET / of service svc (a route that needs a worker thread like
+ * any other, but no next hop) and records it. */
+static void probe_root(chaos_run *r, int svc)
+{
+    char url[300];
+    snprintf(url, sizeof url, "%s/", r->urls[svc]);
+    net_answer a;
+    double asked = chaos_now(r);
+    long st = net_request("GET", url, NULL, NULL, PROBE_TIMEOUT_MS, &a);
+    note_timing(r, svc, CHAOS_ROUTE_ROOT, asked, (chaos_now(r) - asked) * 1000, st, NULL);
+    net_answer_free(&a);
+}
+
+/* The poller: every breaker's state, each service's arrivals and the
+ * bulkhead's counts, from /health four times a second, each /health timed;
+ * every other round a timed GET / of each service too. An arrivals count
+ * is dated halfway through its request. */
 static void *poll_main(void *arg)
 {
     chaos_run *r = arg;
-    while (!nap(r, POLL_INTERVAL_S)) {
+    for (int round = 0; !nap(r, POLL_INTERVAL_S); round++) {
         for (int i = 0; i < CHAOS_NSVC && !atomic_load(&r->stop); i++) {
             char url[300];
             snprintf(url, sizeof url, "%s/health", r->urls[i]);
             net_answer a;
             double asked = chaos_now(r);
-            cJSON *h = net_request("GET", url, NULL, NULL, 2000, &a) ? cJSON_Parse(a.body) : NULL;
+            long st = net_request("GET", url, NULL, NULL, PROBE_TIMEOUT_MS, &a);
+            double answered = chaos_now(r);
+            cJSON *h = st ? cJSON_Parse(a.body) : NULL;
+            note_timing(r, i, CHAOS_ROUTE_HEALTH, asked, (answered - asked) * 1000, st, h);
             if (cJSON_IsObject(h)) {
                 note_health(r, i, h, false);
-                note_arrivals(r, i, h, (asked + chaos_now(r)) / 2);
+                note_arrivals(r, i, h, (asked + answered) / 2);
             }
             cJSON_Delete(h);
             net_answer_free(&a);
+            if (round % 2 == 0 && !atomic_load(&r->stop))
+                probe_root(r, i);
         }
     }
     return NULL;
@@ -649,7 +691,8 @@ static void judge_measure(chaos_run *r, chaos_expectation *x)
     const chaos_step *s = x->step;
     x->name = s->measure->name;
     x->met = false;
-    if (s->measure->measure(r, s->at, s->at + s->within, &x->value, x->unmeasured, sizeof x->unmeasured))
+    if (s->measure->measure(r, s->measure_svc, s->at, s->at + s->within, &x->value, x->unmeasured,
+                            sizeof x->unmeasured))
         return;
     x->met = chaos_op_holds(s->op, x->value, s->bound);
     x->met_at = s->at + s->within;
@@ -750,7 +793,9 @@ static void say_result(chaos_run *r, const chaos_expectation *x, const char *pre
     else if (s->measure && x->unmeasured[0])
         chaos_say(r, "%s%s: MISSED: not measured: %s", prefix, words, x->unmeasured);
     else if (s->measure)
-        chaos_say(r, "%s%s: %s: %s was %.2f", prefix, words, x->met ? "met" : "MISSED", x->name, x->value);
+        chaos_say(r, "%s%s: %s: %s%s%s was %.2f", prefix, words, x->met ? "met" : "MISSED",
+                  s->measure_svc >= 0 ? chaos_services[s->measure_svc].name : "", s->measure_svc >= 0 ? "." : "",
+                  x->name, x->value);
     else if (x->met && x->met_at <= s->at)
         chaos_say(r, "%s%s: met: already %s when its window opened", prefix, words, s->expect);
     else if (x->met)
@@ -1137,6 +1182,7 @@ void chaos_run_free(chaos_run *r)
     }
     free(r->bands);
     free(r->samples);
+    free(r->timings);
     free(r->amplification);
     for (int i = 0; i < r->nrefs; i++) {
         free(r->refs[i]);

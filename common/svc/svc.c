@@ -385,6 +385,32 @@ static int svc_keys_start(svc_runtime *rt)
     return -1;
 }
 
+/* /health's "workers": the bulkhead's counts now. THREADS worker threads,
+ * RESERVED_WORKERS of them kept for /health and /metrics, busy the requests
+ * between begin_request and end_request, in_handlers those inside a
+ * handler; chain the next hop's pool (CHAIN_CONNECTIONS): its connections
+ * out on calls and the calls waiting for one. NULL when out of memory. */
+static cJSON *svc_workers_json(void *ctx)
+{
+    svc_runtime *rt = ctx;
+    cJSON *w = cJSON_CreateObject();
+    if (!w)
+        return NULL;
+    cJSON_AddNumberToObject(w, "threads", rt->cfg.threads);
+    cJSON_AddNumberToObject(w, "reserved", rt->cfg.reserved_workers);
+    cJSON_AddNumberToObject(w, "busy", atomic_load(&rt->busy));
+    cJSON_AddNumberToObject(w, "in_handlers", atomic_load(&rt->in_flight));
+    if (rt->cfg.chain_svc) {
+        int size, in_use, waiting;
+        chain_pool_counts(&size, &in_use, &waiting);
+        cJSON *c = cJSON_AddObjectToObject(w, "chain");
+        cJSON_AddNumberToObject(c, "connections", size);
+        cJSON_AddNumberToObject(c, "in_use", in_use);
+        cJSON_AddNumberToObject(c, "waiting", waiting);
+    }
+    return w;
+}
+
 /* Hands the runtime to the observability module. Returns 0 or -1. */
 static int svc_observe(svc_runtime *rt)
 {
@@ -406,6 +432,8 @@ static int svc_observe(svc_runtime *rt)
         .retry_report = rt->breaker ? hop_retry_json : NULL,
         .retry_stats = rt->breaker ? hop_retry_stats : NULL,
         .retry_set = rt->breaker ? hop_retry_set_json : NULL,
+        .workers_report = svc_workers_json,
+        .workers_ctx = rt,
     };
     if (obs_init(&src) != 0)
         return -1;

@@ -41,6 +41,7 @@ static struct {
     int nidle;
     int made;
     int size;
+    int waiting;   /* calls waiting for a handle now */
 } chain_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Frees a handle. */
@@ -108,7 +109,10 @@ static chain_handle *chain_handle_take(const struct timespec *deadline, int *tim
     *timed_out = 0;
     pthread_mutex_lock(&chain_pool.lock);
     while (chain_pool.nidle == 0 && chain_pool.made >= chain_pool.size) {
-        if (pthread_cond_timedwait(&chain_pool.freed, &chain_pool.lock, deadline)) {
+        chain_pool.waiting++;
+        int rc = pthread_cond_timedwait(&chain_pool.freed, &chain_pool.lock, deadline);
+        chain_pool.waiting--;
+        if (rc) {
             if (chain_pool.nidle == 0 && chain_pool.made >= chain_pool.size) {
                 pthread_mutex_unlock(&chain_pool.lock);
                 *timed_out = 1;
@@ -139,6 +143,15 @@ static void chain_handle_put(chain_handle *h)
     pthread_mutex_lock(&chain_pool.lock);
     chain_pool.idle[chain_pool.nidle++] = h;
     pthread_cond_signal(&chain_pool.freed);
+    pthread_mutex_unlock(&chain_pool.lock);
+}
+
+void chain_pool_counts(int *size, int *in_use, int *waiting)
+{
+    pthread_mutex_lock(&chain_pool.lock);
+    *size = chain_pool.size;
+    *in_use = chain_pool.made - chain_pool.nidle;
+    *waiting = chain_pool.waiting;
     pthread_mutex_unlock(&chain_pool.lock);
 }
 

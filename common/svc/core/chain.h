@@ -31,6 +31,11 @@ int chain_global_init(int connections);
 /* Releases what chain_global_init() took. Call after every worker thread ended. */
 void chain_global_cleanup(void);
 
+/* The pool now: its size (CHAIN_CONNECTIONS), the handles out on calls
+ * (each a connection to the next hop held by a worker thread) and the calls
+ * waiting for one. Thread-safe; can't fail. */
+void chain_pool_counts(int *size, int *in_use, int *waiting);
+
 /* POSTs c->body to c->url, waiting at most timeout_ms (>= 1). Fills status,
  * curl_rc and response. Returns 0 on a 2xx answer; the HTTP status for any
  * other answer; CHAIN_ETIMEDOUT, CHAIN_ECONNECT or CHAIN_ETRANSFER when no

@@ -170,6 +170,8 @@ int obs_init(const obs_source *src)
     obs_g.retry_report = src->retry_report;
     obs_g.retry_stats = src->retry_stats;
     obs_g.retry_set = src->retry_set;
+    obs_g.workers_report = src->workers_report;
+    obs_g.workers_ctx = src->workers_ctx;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
         (src->run_status_file && !obs_g.run_status_file) ||

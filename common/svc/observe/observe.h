@@ -51,6 +51,11 @@ typedef struct obs_source {
     cJSON *(*retry_report)(void);
     void (*retry_stats)(cb_retry_stats *st);
     int (*retry_set)(const char *body, size_t len, char *err, size_t errlen);
+    /* The bulkhead's counts for /health's "workers" (the worker threads, the
+     * reserve, those busy now, the next-hop connections in use), a new cJSON
+     * object; NULL = none. Thread-safe and cheap: it reads counters. */
+    cJSON *(*workers_report)(void *ctx);
+    void *workers_ctx;
 } obs_source;
 
 /* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */

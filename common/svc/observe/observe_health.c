@@ -151,6 +151,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *requests = obs_requests_json();
     if (requests)
         cJSON_AddItemToObject(root, "requests", requests);
+    cJSON *workers = obs_g.workers_report ? obs_g.workers_report(obs_g.workers_ctx) : NULL;
+    if (workers)
+        cJSON_AddItemToObject(root, "workers", workers);
     cJSON *shared = obs_g.shared_report ? obs_g.shared_report(obs_g.shared_ctx) : NULL;
     if (shared)
         cJSON_AddItemToObject(root, "shared", shared);

@@ -88,6 +88,8 @@ typedef struct obs_global {
     cJSON *(*retry_report)(void);         /* obs_source's; NULL = no retry policy */
     void (*retry_stats)(cb_retry_stats *st);
     int (*retry_set)(const char *body, size_t len, char *err, size_t errlen);
+    cJSON *(*workers_report)(void *ctx);  /* obs_source's; NULL = none */
+    void *workers_ctx;
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
