@@ -40,7 +40,7 @@
 #define HALF_C "#c2188f"
 #define OPEN_C "#1d3f72"
 /* the load panel's lines */
-#define OFFERED_C "#777777"
+#define OFFERED_C "#9a9a9a"
 #define GOODPUT_C GREEN
 #define SHED_C ORANGE
 #define P99_C "#8e44ad"
@@ -689,9 +689,9 @@ static double VY(double y0, double h, double top, double v)
 
 /* One value a second as a polyline through each second's middle in the plot
  * [y0, y0 + h] over [0, top], broken where a value is NAN, each point with
- * its title ("12-13 s: goodput 57 /s"); dashed when dash. */
+ * its title ("12-13 s: goodput 57 requests/s"), width px wide, dashed when dash. */
 static void draw_series(FILE *f, const scale *s, double y0, double h, double top, const double *v, int n,
-                        const char *colour, const char *what, const char *unit, bool dash)
+                        const char *colour, const char *what, const char *unit, int width, bool dash)
 {
     bool open = false;
     for (int i = 0; i < n; i++) {
@@ -702,8 +702,8 @@ static void draw_series(FILE *f, const scale *s, double y0, double h, double top
             continue;
         }
         if (!open)
-            fprintf(f, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", what,
-                    colour, dash ? " stroke-dasharray=\"5 3\"" : "");
+            fprintf(f, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"%d\"%s points=\"", what,
+                    colour, width, dash ? " stroke-dasharray=\"5 3\"" : "");
         fprintf(f, "%s%.1f,%.1f", open ? " " : "", X(s, i + 0.5), VY(y0, h, top, v[i]));
         open = true;
     }
@@ -784,11 +784,11 @@ static int draw_load_panel(FILE *f, const chaos_run *r, const scale *s, double y
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"2 3\">"
                 "<title>capacity: %g requests a second</title></line>\n", LEFT, VY(y0, RATE_H, top, r->exp->capacity),
                 W - RIGHT, VY(y0, RATE_H, top, r->exp->capacity), r->exp->capacity);
-    draw_series(f, s, y0, RATE_H, top, asked, n, OFFERED_C, "asked", "requests/s", true);
-    draw_series(f, s, y0, RATE_H, top, offered, n, OFFERED_C, "offered", "requests/s", false);
+    draw_series(f, s, y0, RATE_H, top, asked, n, OFFERED_C, "asked", "requests/s", 1, true);
+    draw_series(f, s, y0, RATE_H, top, offered, n, OFFERED_C, "offered", "requests/s", 5, false);
     if (sheds)
-        draw_series(f, s, y0, RATE_H, top, shed, n, SHED_C, "shed", "503/s", false);
-    draw_series(f, s, y0, RATE_H, top, goodput, n, GOODPUT_C, "goodput", "requests/s", false);
+        draw_series(f, s, y0, RATE_H, top, shed, n, SHED_C, "shed", "503/s", 2, false);
+    draw_series(f, s, y0, RATE_H, top, goodput, n, GOODPUT_C, "goodput", "requests/s", 2, false);
     draw_bounds(f, r, s, y0, RATE_H, top, "goodput");
     draw_bounds(f, r, s, y0, RATE_H, top, "shed");
     double py = y0 + RATE_H + 16, pstep, ptop = plot_top(p99, n, 10, &pstep);
@@ -803,7 +803,7 @@ static int draw_load_panel(FILE *f, const chaos_run *r, const scale *s, double y
     draw_ticks(f, py, P99_H, ptop, pstep);
     fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT, py,
             W - LEFT - RIGHT, P99_H);
-    draw_series(f, s, py, P99_H, ptop, p99, n, P99_C, "p99", "ms", false);
+    draw_series(f, s, py, P99_H, ptop, p99, n, P99_C, "p99", "ms", 2, false);
     draw_bounds(f, r, s, py, P99_H, ptop, "p99_ms");
     fputs("</g>\n", f);
     free(v);
@@ -918,7 +918,7 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     }
     lay_out(r, &s);
     double amp_top = s.lat_top + LAT_H + 20;
-    double load_top = r->namplification ? amp_top + AMP_H + 20 : amp_top;
+    double load_top = (r->namplification ? amp_top + AMP_H + 20 : amp_top) + 10;
     bool panel = load_panel_shown(r);
     double out_top = panel ? load_top + LOAD_H + 30 : r->namplification ? amp_top + AMP_H + 30
                                                                          : s.lat_top + LAT_H + 30;
