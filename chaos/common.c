@@ -1,6 +1,7 @@
 /* common.c -- the helpers every part of the runner uses: the clock, progress lines, breaker names and labels; the tables of services (services.tsv), databases and states. Calls nothing of the runner. */
 #include "common.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,27 @@ double chaos_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double chaos_rate_at(const chaos_experiment *e, double t)
+{
+    double c = t < 0 ? 0 : t > e->seconds ? e->seconds : t;
+    return e->rate + (e->ramp_to - e->rate) * c / e->seconds;
+}
+
+int chaos_load_total(const chaos_experiment *e)
+{
+    return (int)floor((e->rate + e->ramp_to) / 2 * e->seconds + 1e-9);
+}
+
+double chaos_due(const chaos_experiment *e, int n)
+{
+    /* a t^2 + rate t - n = 0 with a = (ramp_to - rate) / (2 seconds), in the
+     * form 2n / (rate + sqrt(rate^2 + 4an)) that holds for a = 0 (n / rate,
+     * exactly) and for a ramp down alike */
+    double a = (e->ramp_to - e->rate) / (2 * e->seconds);
+    double disc = e->rate * e->rate + 4 * a * n;
+    return 2.0 * n / (e->rate + sqrt(disc > 0 ? disc : 0));
 }
 
 double chaos_now(const chaos_run *r)

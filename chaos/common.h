@@ -33,6 +33,13 @@
 #define CHAOS_MAX_REFS 8
 /* A request sent this much after its due time says the machine stalled the runner. */
 #define CHAOS_LATE_S 0.5
+/* The load's rates, requests a second. */
+#define CHAOS_MIN_RATE 1
+#define CHAOS_MAX_RATE 1000
+/* At most this many of the load's requests are on the wire at once (the
+ * multi handle's connections); more wait in libcurl's queue, their time
+ * counted from their due time. */
+#define CHAOS_MAX_INFLIGHT 512
 
 /* One service of services.tsv. */
 typedef struct chaos_service {
@@ -125,17 +132,23 @@ typedef struct chaos_step {
 } chaos_step;
 
 /* A checked experiment. Defaults are filled in: load.rate 10, load.seconds 20,
- * ok_ratio 0.9, p99_ms 1000, breakers "closed", window_s 3, stored false. */
+ * load.ramp_to the rate (no ramp), load.timeout_ms 10000, no capacity,
+ * ok_ratio 0.9, p99_ms 1000, goodput_ms the p99_ms, breakers "closed",
+ * window_s 3, stored false. */
 typedef struct chaos_experiment {
     cJSON *doc;             /* the parsed file, owning every string below */
     const char *path;
     const char *title;
     const char *lesson;     /* NULL when absent */
     const cJSON *requires;  /* an object of settings, or NULL */
-    double rate;            /* requests a second, 1..200 */
+    double rate;            /* requests a second at the start, CHAOS_MIN_RATE..CHAOS_MAX_RATE */
+    double ramp_to;         /* requests a second at the end (linear from rate); == rate: no ramp */
+    double capacity;        /* requests a second the rates "<k>x" are multiples of; 0: none given */
+    double timeout_ms;      /* each request of the load gives up after this, 100..60000 */
     double seconds;         /* the load's length, 5..600 */
     double ok_ratio;        /* share of whole answers, 0..1 */
     double p99_ms;          /* positive */
+    double goodput_ms;      /* a 2xx answer counts as goodput when it came within this; positive */
     const char *breakers;   /* the state every breaker should be in */
     double window_s;        /* 1..seconds/2 */
     bool stored;            /* check that every 200 answer's documents are stored */
@@ -190,6 +203,13 @@ typedef struct chaos_timing {
     double busy;            /* workers.busy: requests holding a worker; NAN when not given */
     double in_use;          /* workers.chain.in_use: next-hop connections out on calls; NAN when not given */
 } chaos_timing;
+/* One second of the load, [t, t+1), by when each request was sent. */
+typedef struct chaos_second {
+    int offered;            /* requests sent */
+    int goodput;            /* of them, 2xx answers (whole or degraded) within goodput_ms */
+    int shed;               /* of them, 503 answers */
+    double p99_ms;          /* of them (answered or not); NAN when none was sent */
+} chaos_second;
 
 /* A breaker's state over time: (t, state) from the first sight on. */
 typedef struct chaos_point {
@@ -285,6 +305,8 @@ typedef struct chaos_run {
     int ntimings, captimings;
     double *amplification;  /* after the load, when an expectation measures it: per second, NAN when unknown */
     int namplification;
+    chaos_second *per_second;   /* after the load: each second's offered, goodput, shed, p99 */
+    int nper_second;
     unsigned long long last_seq[CHAOS_NSVC];
     double last_time[CHAOS_NSVC];
     cJSON *outside;         /* fault changes made from outside (curl, the dashboard), as action
@@ -319,6 +341,20 @@ typedef struct chaos_run {
 
 /* Set by the SIGINT / SIGTERM / SIGHUP handler: the signal's number, 0 when none came. */
 extern volatile sig_atomic_t chaos_signal;
+
+/* The load's rate (requests a second) at t seconds from its start: linear
+ * from e->rate at 0 to e->ramp_to at e->seconds. Can't fail. */
+double chaos_rate_at(const chaos_experiment *e, double t);
+
+/* How many requests the load sends in all: the integral of the rate,
+ * (rate + ramp_to) / 2 * seconds, rounded down. Can't fail. */
+int chaos_load_total(const chaos_experiment *e);
+
+/* The due time (seconds from the start) of request n (from 0): the t at
+ * which the integral of the rate from 0 reaches n, i.e. the root of
+ * rate t + (ramp_to - rate) t^2 / (2 seconds) = n; n / rate without a ramp.
+ * Can't fail. */
+double chaos_due(const chaos_experiment *e, int n);
 
 /* Monotonic seconds. Can't fail. */
 double chaos_mono(void);

@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +424,66 @@ static void syntax_error(checker *c, const char *text, const char *where)
                  col);
 }
 
+/* What a rate of the load may be, for the messages. */
+#define RATE_WHAT "a rate: requests a second in 1..1000, or a multiple of the capacity such as \"0.5x\" " \
+                  "or \"4x\" (with load.capacity or --capacity)"
+
+/* Reads rate field key of load (absent: def): a number of requests a
+ * second, or "<k>x", k times capacity (0: none given); either must come to
+ * CHAOS_MIN_RATE..CHAOS_MAX_RATE. Returns 0, or -1 naming load.<key>. */
+static int load_rate(checker *c, const cJSON *load, const char *key, double def, double capacity, double *out)
+{
+    char f[64];
+    snprintf(f, sizeof f, "load.%s", key);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(load, key);
+    double rate = def;
+    if (cJSON_IsNumber(v)) {
+        rate = v->valuedouble;
+    } else if (cJSON_IsString(v)) {
+        char *end = NULL;
+        double k = strtod(v->valuestring, &end);
+        if (end == v->valuestring || strcmp(end, "x") != 0 || !(k > 0) || !isfinite(k))
+            return bad(c, f, RATE_WHAT "; got \"%s\"", v->valuestring);
+        if (capacity <= 0)
+            return bad(c, f, "\"%s\" is a multiple of the capacity, but no capacity is given: add "
+                             "load.capacity (requests a second) or --capacity N", v->valuestring);
+        rate = k * capacity;
+    } else if (v) {
+        return bad(c, f, RATE_WHAT);
+    }
+    if (!(rate >= CHAOS_MIN_RATE && rate <= CHAOS_MAX_RATE))
+        return bad(c, f, RATE_WHAT "; this one comes to %g requests a second", rate);
+    *out = rate;
+    return 0;
+}
+
+/* Checks "load": seconds, capacity (the command line's --capacity, already
+ * in e->capacity, wins over the file's), rate, ramp_to, timeout_ms.
+ * Returns 0 or -1. */
+static int check_load(checker *c, const cJSON *load, chaos_experiment *e)
+{
+    if (load && !cJSON_IsObject(load))
+        return bad(c, "load", "must be an object");
+    static const char *const keys[] = { "rate", "ramp_to", "seconds", "capacity", "timeout_ms" };
+    if (load && only_known(c, load, "load.", keys, 5,
+                           "unknown field; the fields are rate, ramp_to, seconds, capacity, timeout_ms"))
+        return -1;
+    double file_capacity = 0;
+    if (number(c, load, "seconds", "load.seconds", 20, 5, 600, false, "a number in 5..600", &e->seconds) ||
+        number(c, load, "capacity", "load.capacity", 0, 1, 1e6, false,
+               "requests a second the chain sustains (make bench-services measures it), a number in 1..1000000",
+               &file_capacity) ||
+        number(c, load, "timeout_ms", "load.timeout_ms", 10000, 100, 60000, false,
+               "ms each request of the load waits for its answer, a number in 100..60000", &e->timeout_ms))
+        return -1;
+    if (e->capacity <= 0)
+        e->capacity = file_capacity;
+    if (load_rate(c, load, "rate", 10, e->capacity, &e->rate) ||
+        load_rate(c, load, "ramp_to", e->rate, e->capacity, &e->ramp_to))
+        return -1;
+    return 0;
+}
+
 /* Checks the top level: fields, title, requires, load, hypothesis. Returns 0 or -1. */
 static int check_top(checker *c, chaos_experiment *e)
 {
@@ -458,26 +519,21 @@ static int check_top(checker *c, chaos_experiment *e)
         }
         e->requires = req;
     }
-    const cJSON *load = cJSON_GetObjectItemCaseSensitive(d, "load");
-    if (load && !cJSON_IsObject(load))
-        return bad(c, "load", "must be an object");
-    static const char *const load_keys[] = { "rate", "seconds" };
-    if (load && only_known(c, load, "load.", load_keys, 2, "unknown field; the fields are rate, seconds"))
-        return -1;
-    if (number(c, load, "rate", "load.rate", 10, 1, 200, false, "a number in 1..200", &e->rate) ||
-        number(c, load, "seconds", "load.seconds", 20, 5, 600, false, "a number in 5..600", &e->seconds))
+    if (check_load(c, cJSON_GetObjectItemCaseSensitive(d, "load"), e))
         return -1;
     const cJSON *hyp = cJSON_GetObjectItemCaseSensitive(d, "hypothesis");
     if (hyp && !cJSON_IsObject(hyp))
         return bad(c, "hypothesis", "must be an object");
-    static const char *const probes[] = { "ok_ratio", "p99_ms", "breakers", "window_s", "stored" };
-    if (hyp && only_known(c, hyp, "hypothesis.", probes, 5,
-                          "unknown probe; the probes are ok_ratio, p99_ms, breakers, window_s, stored"))
+    static const char *const probes[] = { "ok_ratio", "p99_ms", "breakers", "window_s", "stored", "goodput_ms" };
+    if (hyp && only_known(c, hyp, "hypothesis.", probes, 6,
+                          "unknown probe; the probes are ok_ratio, p99_ms, breakers, window_s, stored, goodput_ms"))
         return -1;
     if (number(c, hyp, "ok_ratio", "hypothesis.ok_ratio", 0.9, 0, 1, false, "a number in 0..1",
                &e->ok_ratio) ||
         number(c, hyp, "p99_ms", "hypothesis.p99_ms", 1000, 1e-9, 1e12, false, "a positive number",
                &e->p99_ms) ||
+        number(c, hyp, "goodput_ms", "hypothesis.goodput_ms", e->p99_ms, 1e-9, 1e12, false,
+               "a positive number of ms: a 2xx answer within it counts as goodput", &e->goodput_ms) ||
         number(c, hyp, "window_s", "hypothesis.window_s", 3, 1, e->seconds / 2, false,
                "a number of seconds, at most half the load", &e->window_s))
         return -1;
@@ -496,21 +552,23 @@ static int check_top(checker *c, chaos_experiment *e)
     return 0;
 }
 
-int chaos_experiment_load(const char *path, chaos_experiment *exp, char *err, size_t errlen)
+int chaos_experiment_load(const char *path, double capacity, chaos_experiment *exp, char *err, size_t errlen)
 {
     checker c = { .path = path, .err = err, .errlen = errlen };
     memset(exp, 0, sizeof *exp);
     char *text = read_file(&c, path);
     if (!text)
         return -1;
-    return chaos_experiment_parse(path, text, exp, err, errlen);
+    return chaos_experiment_parse(path, text, capacity, exp, err, errlen);
 }
 
-int chaos_experiment_parse(const char *path, char *text, chaos_experiment *exp, char *err, size_t errlen)
+int chaos_experiment_parse(const char *path, char *text, double capacity, chaos_experiment *exp, char *err,
+                           size_t errlen)
 {
     checker c = { .path = path, .err = err, .errlen = errlen };
     memset(exp, 0, sizeof *exp);
     exp->path = path;
+    exp->capacity = capacity;
     const char *end = NULL;
     exp->doc = cJSON_ParseWithOpts(text, &end, true);
     if (!exp->doc) {

@@ -179,6 +179,10 @@ static cJSON *journal(const chaos_run *r)
     cJSON_AddItemToObject(v, "stored", stored_verdict(&r->stored));
     cJSON *load = cJSON_AddObjectToObject(j, "load");
     cJSON_AddNumberToObject(load, "rate", e->rate);
+    cJSON_AddNumberToObject(load, "ramp_to", e->ramp_to);
+    cJSON_AddItemToObject(load, "capacity", e->capacity > 0 ? cJSON_CreateNumber(e->capacity) : cJSON_CreateNull());
+    cJSON_AddNumberToObject(load, "timeout_ms", e->timeout_ms);
+    cJSON_AddNumberToObject(load, "goodput_ms", e->goodput_ms);
     cJSON_AddNumberToObject(load, "seconds", e->seconds);
     cJSON_AddNumberToObject(load, "requests", r->nreqs);
     cJSON_AddNumberToObject(load, "max_late_s", round(r->max_late_s * 1000) / 1000);
@@ -217,6 +221,20 @@ static cJSON *journal(const chaos_run *r)
         for (int i = 0; i < r->namplification; i++)
             cJSON_AddItemToArray(a, isnan(r->amplification[i]) ? cJSON_CreateNull()
                                      : cJSON_CreateNumber(round(r->amplification[i] * 100) / 100));
+    }
+    /* per second of the load, by when each request was sent: requests sent,
+     * 2xx answers within goodput_ms, 503 answers, the p99 of their latency */
+    cJSON *ps = cJSON_AddArrayToObject(j, "per_second");
+    for (int i = 0; i < r->nper_second; i++) {
+        const chaos_second *sec = &r->per_second[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "t", i);
+        cJSON_AddNumberToObject(o, "rate", round(chaos_rate_at(e, i + 0.5) * 100) / 100);
+        cJSON_AddNumberToObject(o, "offered", sec->offered);
+        cJSON_AddNumberToObject(o, "goodput", sec->goodput);
+        cJSON_AddNumberToObject(o, "shed", sec->shed);
+        cJSON_AddItemToObject(o, "p99_ms", isnan(sec->p99_ms) ? cJSON_CreateNull() : cJSON_CreateNumber(sec->p99_ms));
+        cJSON_AddItemToArray(ps, o);
     }
     cJSON *arr = cJSON_AddObjectToObject(j, "arrivals");
     for (int svc = 0; svc < CHAOS_NSVC; svc++) {

@@ -2,14 +2,20 @@
  *
  *   chaos EXPERIMENT.json [--order URL] [--payment URL] [--shipment URL]
  *         [--token T] [--out DIR] [--mongo URL] [--run-dir DIR] [--check]
- *   chaos --load RATE[/s] [--for SECONDS] [the same flags]
+ *   chaos --load RATE[/s] [--ramp-to RATE[/s]] [--for SECONDS] [the same flags]
  *   chaos --halt [--order URL] [--payment URL] [--shipment URL] [--token T]
  *
  * --load runs no file: a load of RATE requests a second on order for
  * SECONDS (default 60; 5..600), an experiment whose method is empty, so
  * that a teacher can improvise (curl PUT /chaos, the dashboard): every
  * breaker transition and every fault change made from outside is in the
- * journal and the picture. --halt is the big red button: on every service
+ * journal and the picture. --ramp-to makes that load ramp, linearly from
+ * RATE at the start to this at the end (open loop: each request at its due
+ * time). A rate is 1..1000 requests a second, or "<k>x": k times the
+ * capacity of --capacity N (requests a second the chain sustains, which
+ * make bench-services measures), which also sets the capacity of an
+ * experiment file's "<k>x" rates before the file's own load.capacity.
+ * --halt is the big red button: on every service
  * it clears the faults (DELETE /chaos) and closes every breaker that is not
  * closed (POST /breaker/close), and says what it cleared; exit 0 when every
  * service answered, 2 naming one that did not.
@@ -39,6 +45,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <curl/curl.h>
 #include <mongoc/mongoc.h>
@@ -56,7 +63,8 @@ static void usage(FILE *f)
     for (int s = 0; s < CHAOS_NSVC; s++)
         fprintf(f, " [--%s URL]", chaos_services[s].name);
     fprintf(f, " [--token T]\n             [--out DIR] [--mongo URL] [--run-dir DIR] [--check]\n"
-               "       chaos --load RATE/s [--for SECONDS] [the same flags]   a load alone\n"
+               "       chaos --load RATE/s [--ramp-to RATE/s] [--for SECONDS] [the same flags]   a load alone\n"
+               "       (a RATE may be \"<k>x\", k times --capacity N; --capacity N also sets a file's)\n"
                "       chaos --halt [the URL and token flags]   clear every fault, close every breaker\n");
 }
 
@@ -160,6 +168,8 @@ typedef struct options {
     const char *urls[CHAOS_NSVC];   /* NULL or "": the default */
     const char *token, *out, *mongo, *run_dir, *path;
     const char *load, *seconds;     /* --load RATE/s, --for SECONDS: a load alone */
+    const char *ramp_to;            /* --ramp-to RATE/s: the load alone ramps to this */
+    const char *capacity;           /* --capacity N: what the rates "<k>x" multiply */
     bool check, help, halt;
 } options;
 
@@ -178,6 +188,8 @@ static const char **value_flag(options *o, const char *arg, char *name, size_t l
         { "--run-dir", offsetof(options, run_dir) },
         { "--load", offsetof(options, load) },
         { "--for", offsetof(options, seconds) },
+        { "--ramp-to", offsetof(options, ramp_to) },
+        { "--capacity", offsetof(options, capacity) },
     };
     for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
         if (strncmp(arg, rows[k].flag, strlen(rows[k].flag)) == 0) {
@@ -199,6 +211,10 @@ static int modes_ok(const options *o)
         why = "--load runs without an experiment file (a file's load is its \"load\")";
     else if (o->seconds && !o->load)
         why = "--for goes with --load";
+    else if (o->ramp_to && !o->load)
+        why = "--ramp-to goes with --load (a file's ramp is its load.ramp_to)";
+    else if (o->capacity && o->halt)
+        why = "--capacity goes with --load or an experiment file";
     else if (o->load && o->check)
         why = "--check checks an experiment file";
     else if (!o->path && !o->load && !o->halt)
@@ -338,23 +354,59 @@ static int number_flag(const char *flag, const char *text, const char *unit, dou
     return 0;
 }
 
-/* The experiment of --load: its load and an empty method, checked like a
- * file. Returns 0, or 2 with a message on stderr. */
-static int load_only(const options *o, chaos_experiment *exp)
+/* Writes a rate flag's text as a JSON value into buf: "<k>x" as a string
+ * (experiment.c multiplies it by the capacity), else a number of requests
+ * a second checked here. Returns 0, or 2 with a message on stderr. */
+static int rate_value(const char *flag, const char *text, char *buf, size_t len)
 {
-    double rate, seconds = 60;
-    if (number_flag("--load", o->load, "/s", 1, 200, &rate) ||
+    char *end = NULL;
+    double k = strtod(text, &end);
+    if (end != text && strcmp(end, "x") == 0 && k > 0 && isfinite(k)) {
+        snprintf(buf, len, "\"%.17gx\"", k);
+        return 0;
+    }
+    double rate;
+    if (number_flag(flag, text, "/s", CHAOS_MIN_RATE, CHAOS_MAX_RATE, &rate))
+        return 2;
+    snprintf(buf, len, "%.17g", rate);
+    return 0;
+}
+
+/* The --capacity flag's number (0 when absent). Returns 0, or 2 with a message on stderr. */
+static int capacity_flag(const options *o, double *capacity)
+{
+    *capacity = 0;
+    return o->capacity ? number_flag("--capacity", o->capacity, "/s", 1, 1e6, capacity) : 0;
+}
+
+/* The experiment of --load: its load (with --ramp-to, a ramp) and an empty
+ * method, checked like a file. Returns 0, or 2 with a message on stderr. */
+static int load_only(const options *o, double capacity, chaos_experiment *exp)
+{
+    double seconds = 60;
+    char rate[64], ramp[64] = "";
+    if (rate_value("--load", o->load, rate, sizeof rate) ||
+        (o->ramp_to && rate_value("--ramp-to", o->ramp_to, ramp, sizeof ramp)) ||
         (o->seconds && number_flag("--for", o->seconds, "s", 5, 600, &seconds)))
         return 2;
-    char *text = malloc(400), err[1200];
+    char *text = malloc(600), err[1200], what[160];
     if (!text) {
         fprintf(stderr, "chaos: out of memory\n");
         return 2;
     }
-    snprintf(text, 400, "{\"title\": \"Load only: %g requests a second for %g s\", \"lesson\": \"Improvise: "
+    if (ramp[0])
+        snprintf(what, sizeof what, "a ramp from %s to %s requests a second over %g s", o->load, o->ramp_to,
+                 seconds);
+    else
+        snprintf(what, sizeof what, "%s requests a second for %g s", o->load, seconds);
+    for (char *q = what; *q; q++)   /* the flags' words go into a JSON string */
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20)
+            *q = '?';
+    snprintf(text, 600, "{\"title\": \"Load only: %s\", \"lesson\": \"Improvise: "
              "change faults with curl or the dashboard; every change and transition is drawn.\", "
-             "\"load\": {\"rate\": %g, \"seconds\": %g}, \"method\": []}", rate, seconds, rate, seconds);
-    if (chaos_experiment_parse("--load", text, exp, err, sizeof err)) {
+             "\"load\": {\"rate\": %s%s%s, \"seconds\": %g}, \"method\": []}", what, rate,
+             ramp[0] ? ", \"ramp_to\": " : "", ramp, seconds);
+    if (chaos_experiment_parse("--load", text, capacity, exp, err, sizeof err)) {
         fprintf(stderr, "chaos: %s\n", err);
         return 2;
     }
@@ -382,10 +434,13 @@ int main(int argc, char **argv)
         return rc;
     }
     chaos_experiment exp;
+    double capacity;
+    if (capacity_flag(&o, &capacity))
+        return 2;
     if (o.load) {
-        if (load_only(&o, &exp))
+        if (load_only(&o, capacity, &exp))
             return 2;
-    } else if (chaos_experiment_load(o.path, &exp, err, sizeof err)) {
+    } else if (chaos_experiment_load(o.path, capacity, &exp, err, sizeof err)) {
         fprintf(stderr, "chaos: %s\n", err);
         return 2;
     }

@@ -33,6 +33,22 @@
  *   connections_max the most connections to its next hop out on calls at
  *                   once, from /health's workers.chain.in_use (at most
  *                   CHAIN_CONNECTIONS).
+ *
+ * The load's own measures, over the requests sent in [at, at + within) (by
+ * when each went out; a request that got no answer counts with the time
+ * until it failed, at most the load's timeout_ms):
+ *
+ *   goodput         2xx answers (whole or degraded: a degraded answer is
+ *                   still an answer) that came within the hypothesis's
+ *                   goodput_ms (default its p99_ms), per second of the span.
+ *                   Under overload a busy chain answers late: its goodput
+ *                   falls although it works as hard as it can.
+ *   goodput_ratio   those answers per request sent in the span (0..1):
+ *                   goodput over the offered rate.
+ *   p99_ms          the 99th percentile of the latency of the requests sent
+ *                   in the span (answered or not), as the hypothesis takes it.
+ *   shed            503 answers per second of the span (the load shedding's
+ *                   refusals).
  */
 #include "measure.h"
 
@@ -216,6 +232,97 @@ static int measure_connections_max(const chaos_run *r, int svc, double lo, doubl
                      whylen);
 }
 
+/* Whether request q is goodput: a 2xx answer within goodput_ms. */
+static bool is_goodput(const chaos_run *r, const chaos_request *q)
+{
+    return q->status >= 200 && q->status < 300 && q->ms <= r->exp->goodput_ms;
+}
+
+/* The tally of the requests sent in [lo, hi): how many, the goodput among
+ * them, the 503s and the p99 of their latency (NAN when none). Returns 0,
+ * or -1 when out of memory. */
+static int span_tally(const chaos_run *r, double lo, double hi, chaos_second *out)
+{
+    double *lat = malloc(((size_t)r->nreqs + 1) * sizeof *lat);
+    if (!lat)
+        return -1;
+    *out = (chaos_second){ .p99_ms = NAN };
+    for (int i = 0; i < r->nreqs; i++) {
+        const chaos_request *q = &r->reqs[i];
+        if (q->t < lo || q->t >= hi)
+            continue;
+        lat[out->offered++] = q->ms;
+        out->goodput += is_goodput(r, q);
+        out->shed += q->status == 503;
+    }
+    if (out->offered) {
+        int n = out->offered, k = (int)(n * 0.99);
+        qsort(lat, (size_t)n, sizeof *lat, by_double);
+        out->p99_ms = lat[k < n - 1 ? k : n - 1];
+    }
+    free(lat);
+    return 0;
+}
+
+/* The tally of [lo, hi), or -1 with why when nothing was sent in it. */
+static int span_sent(const chaos_run *r, double lo, double hi, chaos_second *t, char *why, size_t whylen)
+{
+    if (span_tally(r, lo, hi, t)) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    if (t->offered == 0) {
+        snprintf(why, whylen, "the load sent no request between %g s and %g s", lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+/* goodput: 2xx answers within goodput_ms per second of [lo, hi). */
+static int measure_goodput(const chaos_run *r, int svc, double lo, double hi, double *value, char *why, size_t whylen)
+{
+    (void)svc;
+    chaos_second t;
+    if (span_sent(r, lo, hi, &t, why, whylen))
+        return -1;
+    *value = t.goodput / (hi - lo);
+    return 0;
+}
+
+/* goodput_ratio: 2xx answers within goodput_ms per request sent in [lo, hi). */
+static int measure_goodput_ratio(const chaos_run *r, int svc, double lo, double hi, double *value, char *why,
+                                 size_t whylen)
+{
+    (void)svc;
+    chaos_second t;
+    if (span_sent(r, lo, hi, &t, why, whylen))
+        return -1;
+    *value = (double)t.goodput / t.offered;
+    return 0;
+}
+
+/* p99_ms: the 99th percentile of the latency of the requests sent in [lo, hi). */
+static int measure_p99(const chaos_run *r, int svc, double lo, double hi, double *value, char *why, size_t whylen)
+{
+    (void)svc;
+    chaos_second t;
+    if (span_sent(r, lo, hi, &t, why, whylen))
+        return -1;
+    *value = t.p99_ms;
+    return 0;
+}
+
+/* shed: 503 answers per second of [lo, hi). */
+static int measure_shed(const chaos_run *r, int svc, double lo, double hi, double *value, char *why, size_t whylen)
+{
+    (void)svc;
+    chaos_second t;
+    if (span_sent(r, lo, hi, &t, why, whylen))
+        return -1;
+    *value = t.shed / (hi - lo);
+    return 0;
+}
+
 const chaos_measure chaos_measures[] = {
     { "amplification",
       "calls arriving at the last service per request arriving at the first (their GET /health "
@@ -238,6 +345,15 @@ const chaos_measure chaos_measures[] = {
     { "connections_max",
       "the most connections to the service's next hop out on calls at once (its /health's "
       "workers.chain.in_use, at most CHAIN_CONNECTIONS)", measure_connections_max, true },
+    { "goodput",
+      "2xx answers (whole or degraded) within the hypothesis's goodput_ms (default its p99_ms) per second, "
+      "of the requests sent in the span", measure_goodput, false },
+    { "goodput_ratio",
+      "those answers per request sent in the span (goodput over the offered rate, 0..1)", measure_goodput_ratio, false },
+    { "p99_ms",
+      "the 99th percentile latency in ms of the requests sent in the span (answered or not)", measure_p99, false },
+    { "shed",
+      "503 answers per second (the load shedding's refusals) to the requests sent in the span", measure_shed, false },
 };
 const size_t chaos_nmeasures = sizeof chaos_measures / sizeof chaos_measures[0];
 
@@ -310,4 +426,12 @@ void chaos_amplification_series(const chaos_run *r, double *out, int n)
     for (int i = 0; i < n; i++)
         if (measure_amplification(r, -1, i, i + 1, &out[i], why, sizeof why))
             out[i] = NAN;
+}
+
+int chaos_per_second(const chaos_run *r, chaos_second *out, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (span_tally(r, i, i + 1, &out[i]))
+            return -1;
+    return 0;
 }

@@ -26,4 +26,9 @@ bool chaos_op_holds(chaos_op op, double value, double bound);
  * out; NAN for a second in which no request arrived at the first service. */
 void chaos_amplification_series(const chaos_run *r, double *out, int n);
 
+/* Each second [i, i+1) of the load, i < n, into out: the requests sent in
+ * it, the goodput and the 503s among them, and their p99 (NAN when none
+ * was sent). Returns 0, or -1 when out of memory. */
+int chaos_per_second(const chaos_run *r, chaos_second *out, int n);
+
 #endif

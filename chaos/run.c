@@ -43,7 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REQUEST_TIMEOUT_MS 10000L
 #define POLL_INTERVAL_S 0.25
 /* a probe of /health or / gives up after this; it then counts as this slow */
 #define PROBE_TIMEOUT_MS 2000L
@@ -235,7 +234,7 @@ static int load_send(chaos_run *r, CURLM *m, int n)
     snprintf(url, sizeof url, "%s/create", r->urls[0]);
     xfer *x = calloc(1, sizeof *x);
     CURL *h = x ? curl_easy_init() : NULL;
-    if (!h || net_setup(h, &x->t, "POST", url, body, NULL, REQUEST_TIMEOUT_MS)) {
+    if (!h || net_setup(h, &x->t, "POST", url, body, NULL, (long)r->exp->timeout_ms)) {
         if (h)
             curl_slist_free_all(x->t.headers);
         curl_easy_cleanup(h);
@@ -303,7 +302,31 @@ static void load_reap(chaos_run *r, CURLM *m)
     }
 }
 
-/* The load thread: rate requests a second for seconds, each at its due time. */
+/* Sends every request of the load that is due by now (chaos_due), noting
+ * how late each went out; *n is the next request's number. */
+static void load_due(chaos_run *r, CURLM *m, int *n, int total)
+{
+    const chaos_experiment *e = r->exp;
+    while (*n < total && chaos_due(e, *n) <= chaos_now(r)) {
+        double due = chaos_due(e, *n), late = chaos_now(r) - due;
+        if (late > r->max_late_s) {
+            r->max_late_s = late;
+            r->max_late_at = due;
+        }
+        r->late_sends += late > CHAOS_LATE_S;
+        if (load_send(r, m, *n)) {
+            chaos_request q = { .n = *n, .t = round3(chaos_now(r)), .duplicates = -1 };
+            load_record(r, &q);
+        }
+        (*n)++;
+    }
+}
+
+/* The load thread: chaos_load_total() requests, each at its due time
+ * (chaos_due: the rate, or a linear ramp from rate to ramp_to), whether or
+ * not the earlier ones have answered. At most CHAOS_MAX_INFLIGHT are on the
+ * wire at once; the rest wait in libcurl's queue, their latency counted
+ * from when they were due, and each gives up after the load's timeout_ms. */
 static void *load_main(void *arg)
 {
     chaos_run *r = arg;
@@ -313,31 +336,21 @@ static void *load_main(void *arg)
         atomic_store(&r->load_done, true);
         return NULL;
     }
-    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 32L);
-    int n = 0, running = 0;
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)CHAOS_MAX_INFLIGHT);
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)CHAOS_MAX_INFLIGHT);
+    int n = 0, running = 0, total = chaos_load_total(e);
     for (;;) {
         bool stopping = atomic_load(&r->stop);
-        while (!stopping && n < e->rate * e->seconds && n / e->rate <= chaos_now(r)) {
-            double late = chaos_now(r) - n / e->rate;
-            if (late > r->max_late_s) {
-                r->max_late_s = late;
-                r->max_late_at = n / e->rate;
-            }
-            r->late_sends += late > CHAOS_LATE_S;
-            if (load_send(r, m, n)) {
-                chaos_request q = { .n = n, .t = round3(chaos_now(r)), .duplicates = -1 };
-                load_record(r, &q);
-            }
-            n++;
-        }
+        if (!stopping)
+            load_due(r, m, &n, total);
         curl_multi_perform(m, &running);
         load_reap(r, m);
-        bool sending = !stopping && n < e->rate * e->seconds;
+        bool sending = !stopping && n < total;
         if (!sending && running == 0)
             break;
         int wait_ms = 50;
         if (sending) {
-            double due = n / e->rate - chaos_now(r);
+            double due = chaos_due(e, n) - chaos_now(r);
             wait_ms = due <= 0 ? 0 : due < 0.05 ? (int)(due * 1000) + 1 : 50;
         }
         curl_multi_poll(m, NULL, 0, wait_ms, NULL);
@@ -1005,8 +1018,15 @@ static void say_start(chaos_run *r)
     chaos_say(r, "%s", e->title);
     if (e->lesson)
         chaos_say_wrapped(r, 2, e->lesson);
-    chaos_say(r, "load: %g requests a second for %g s; times below are seconds since the load started", e->rate,
-              e->seconds);
+    if (e->ramp_to != e->rate)
+        chaos_say(r, "load: a ramp from %g to %g requests a second over %g s (%d requests, open loop); times "
+                  "below are seconds since the load started", e->rate, e->ramp_to, e->seconds, chaos_load_total(e));
+    else
+        chaos_say(r, "load: %g requests a second for %g s; times below are seconds since the load started",
+                  e->rate, e->seconds);
+    if (e->capacity > 0)
+        chaos_say(r, "capacity: %g requests a second (the rates \"<k>x\" are multiples of it): the load goes from "
+                  "%.2fx to %.2fx", e->capacity, e->rate / e->capacity, e->ramp_to / e->capacity);
     if (!e->requires)
         return;
     char need[400] = "";
@@ -1087,6 +1107,10 @@ static void judge(chaos_run *r)
         r->namplification = (int)e->seconds;
         chaos_amplification_series(r, r->amplification, r->namplification);
     }
+    int secs = (int)ceil(e->seconds);
+    if ((r->per_second = calloc((size_t)secs + 1, sizeof *r->per_second)) &&
+        chaos_per_second(r, r->per_second, secs) == 0)
+        r->nper_second = secs;
     judge_expectations(r);
     bool before = hypothesis(r, &r->probes[0], "before");
     bool after = hypothesis(r, &r->probes[1], "after");
@@ -1184,6 +1208,7 @@ void chaos_run_free(chaos_run *r)
     free(r->samples);
     free(r->timings);
     free(r->amplification);
+    free(r->per_second);
     for (int i = 0; i < r->nrefs; i++) {
         free(r->refs[i]);
         free(r->ref_names[i]);

@@ -1,4 +1,4 @@
-/* svg.c -- timeline.svg: a band per breaker that changed state (the others folded into one line), every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the actions as dashed lines labelled with what they did (the fault changes made from outside too), each expectation from its start to its deadline, met or missed.
+/* svg.c -- timeline.svg: a band per breaker that changed state (the others folded into one line), every request at its latency and in an outcome strip, the retry amplification per second when an expectation bounds it, the load panel (offered load, goodput, shed and p99 per second) when the load ramps or an expectation bounds one of those, the actions as dashed lines labelled with what they did (the fault changes made from outside too), each expectation from its start to its deadline, met or missed.
  *
  * The picture is meant to be read by a student without the journal beside it:
  * breaker states and answer outcomes have colours of their own (a legend says
@@ -25,6 +25,9 @@
 #define ROW_H 15            /* one row of action labels */
 #define LAT_H 160
 #define AMP_H 100
+#define RATE_H 110          /* the load panel's requests a second */
+#define P99_H 80            /* the load panel's p99 per second */
+#define LOAD_H (RATE_H + 16 + P99_H)
 #define MIN_W 3.0           /* the narrowest state rectangle, so a short half-open shows */
 #define CHAR_W 6.4          /* a character's width at font-size 11, roughly, for fitting labels */
 /* answer outcomes (and expectations: met, missed) */
@@ -35,6 +38,11 @@
 #define CLOSED_C "#b9d3ea"
 #define HALF_C "#c2188f"
 #define OPEN_C "#1d3f72"
+/* the load panel's lines */
+#define OFFERED_C "#9a9a9a"
+#define GOODPUT_C GREEN
+#define SHED_C ORANGE
+#define P99_C "#8e44ad"
 
 /* A label of an action line: its text, where it is drawn and in which row. */
 typedef struct label {
@@ -542,6 +550,153 @@ static void draw_amplification(FILE *f, const chaos_run *r, const scale *s, doub
 #undef AY
 }
 
+/* ---- the load panel: offered load, goodput, shed and p99 per second ---------------- */
+
+/* Whether the picture has the load panel: the load ramps, or an
+ * expectation bounds one of the load's measures. */
+static bool load_panel_shown(const chaos_run *r)
+{
+    static const char *const load_measures[] = { "goodput", "goodput_ratio", "p99_ms", "shed" };
+    if (r->nper_second == 0)
+        return false;
+    if (r->exp->ramp_to != r->exp->rate)
+        return true;
+    for (int k = 0; k < r->nexpects; k++)
+        for (size_t i = 0; r->expects[k].step->measure && i < sizeof load_measures / sizeof load_measures[0]; i++)
+            if (strcmp(r->expects[k].step->measure->name, load_measures[i]) == 0)
+                return true;
+    return false;
+}
+
+/* The y of v in a plot of [0, top] at [y0, y0 + h] (clamped to top). */
+static double VY(double y0, double h, double top, double v)
+{
+    return y0 + h - (v < top ? v : top) / top * h;
+}
+
+/* One value a second as a polyline through each second's middle in the plot
+ * [y0, y0 + h] over [0, top], broken where a value is NAN, each point with
+ * its title ("12-13 s: goodput 57 requests/s"), width px wide, dashed when dash. */
+static void draw_series(FILE *f, const scale *s, double y0, double h, double top, const double *v, int n,
+                        const char *colour, const char *what, const char *unit, int width, bool dash)
+{
+    bool open = false;
+    for (int i = 0; i < n; i++) {
+        if (isnan(v[i])) {
+            if (open)
+                fputs("\"/>\n", f);
+            open = false;
+            continue;
+        }
+        if (!open)
+            fprintf(f, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"%d\"%s points=\"", what,
+                    colour, width, dash ? " stroke-dasharray=\"5 3\"" : "");
+        fprintf(f, "%s%.1f,%.1f", open ? " " : "", X(s, i + 0.5), VY(y0, h, top, v[i]));
+        open = true;
+    }
+    if (open)
+        fputs("\"/>\n", f);
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i]))
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\"><title>%d-%d s: %s %.0f %s</title>"
+                    "</circle>\n", X(s, i + 0.5), VY(y0, h, top, v[i]), colour, i, i + 1, what, v[i], unit);
+}
+
+/* Each expectation on measure name (of the plot [y0, y0 + h] over
+ * [0, top]) as a dashed line at its bound across its span, green when met,
+ * red when missed (a goodput_ratio has no line: it is a share, not a rate). */
+static void draw_bounds(FILE *f, const chaos_run *r, const scale *s, double y0, double h, double top,
+                        const char *name)
+{
+    for (int k = 0; k < r->nexpects; k++) {
+        const chaos_step *st = r->expects[k].step;
+        if (!st->measure || strcmp(st->measure->name, name) != 0)
+            continue;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"6 3\">"
+                "<title>", X(s, st->at), VY(y0, h, top, st->bound), X(s, st->at + st->within),
+                VY(y0, h, top, st->bound), r->expects[k].met ? GREEN : RED);
+        esc(f, st->expect);
+        fputs("</title></line>\n", f);
+    }
+}
+
+/* The top of a plot of values v (at least floor), a multiple of its tick step *step. */
+static double plot_top(const double *v, int n, double floor_, double *step)
+{
+    double top = floor_;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i]) && v[i] > top)
+            top = v[i];
+    *step = nice_step(top);
+    return ceil(top / *step) * *step;
+}
+
+/* The load panel at y0: requests a second (offered, goodput, shed when any,
+ * the asked rate dashed) over the load, then the p99 of each second's
+ * requests, each plot with its axis ticks, its words and a legend on the
+ * left, and the expectations' bounds. Returns -1 when out of memory. */
+static int draw_load_panel(FILE *f, const chaos_run *r, const scale *s, double y0)
+{
+    int n = r->nper_second;
+    double *v = malloc((size_t)n * 5 * sizeof *v + 1);
+    if (!v)
+        return -1;
+    double *offered = v, *goodput = v + n, *shed = v + 2 * n, *p99 = v + 3 * n, *asked = v + 4 * n;
+    int sheds = 0;
+    for (int i = 0; i < n; i++) {
+        offered[i] = r->per_second[i].offered;
+        goodput[i] = r->per_second[i].goodput;
+        shed[i] = r->per_second[i].shed;
+        sheds += r->per_second[i].shed;
+        p99[i] = r->per_second[i].p99_ms;
+        asked[i] = chaos_rate_at(r->exp, i + 0.5);
+    }
+    double rstep, top = plot_top(offered, n, 10, &rstep);
+    top = fmax(top, plot_top(asked, n, 10, &rstep));
+    rstep = nice_step(top);
+    top = ceil(top / rstep) * rstep;
+    fputs("<g class=\"load-panel\">\n", f);
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">load (requests/s)</text>\n", LEFT - 36, y0 + 12);
+    int ly = (int)y0 + 30;
+    swatch(f, LEFT - 190, ly, OFFERED_C, "offered (sent)");
+    swatch(f, LEFT - 190, ly + 16, GOODPUT_C, "goodput (2xx in time)");
+    if (sheds)
+        swatch(f, LEFT - 190, ly + 32, SHED_C, "shed (503)");
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" fill=\"#666\">in time: within %g ms</text>\n",
+            LEFT - 190, ly + (sheds ? 48 : 32), r->exp->goodput_ms);
+    draw_ticks(f, y0, RATE_H, top, rstep);
+    fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT, y0,
+            W - LEFT - RIGHT, RATE_H);
+    if (r->exp->capacity > 0)
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"2 3\">"
+                "<title>capacity: %g requests a second</title></line>\n", LEFT, VY(y0, RATE_H, top, r->exp->capacity),
+                W - RIGHT, VY(y0, RATE_H, top, r->exp->capacity), r->exp->capacity);
+    draw_series(f, s, y0, RATE_H, top, asked, n, OFFERED_C, "asked", "requests/s", 1, true);
+    draw_series(f, s, y0, RATE_H, top, offered, n, OFFERED_C, "offered", "requests/s", 5, false);
+    if (sheds)
+        draw_series(f, s, y0, RATE_H, top, shed, n, SHED_C, "shed", "503/s", 2, false);
+    draw_series(f, s, y0, RATE_H, top, goodput, n, GOODPUT_C, "goodput", "requests/s", 2, false);
+    draw_bounds(f, r, s, y0, RATE_H, top, "goodput");
+    draw_bounds(f, r, s, y0, RATE_H, top, "shed");
+    double py = y0 + RATE_H + 16, pstep, ptop = plot_top(p99, n, 10, &pstep);
+    for (int k = 0; k < r->nexpects; k++)   /* a p99 bound in sight */
+        if (r->expects[k].step->measure && strcmp(r->expects[k].step->measure->name, "p99_ms") == 0 &&
+            r->expects[k].step->bound > ptop) {
+            pstep = nice_step(r->expects[k].step->bound);
+            ptop = ceil(r->expects[k].step->bound / pstep) * pstep;
+        }
+    fprintf(f, "<text x=\"%d\" y=\"%.0f\" text-anchor=\"end\">p99 (ms)</text>\n", LEFT - 36, py + 12);
+    swatch(f, LEFT - 190, (int)py + 30, P99_C, "p99 of each second");
+    draw_ticks(f, py, P99_H, ptop, pstep);
+    fprintf(f, "<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#ccc\"/>\n", LEFT, py,
+            W - LEFT - RIGHT, P99_H);
+    draw_series(f, s, py, P99_H, ptop, p99, n, P99_C, "p99", "ms", 2, false);
+    draw_bounds(f, r, s, py, P99_H, ptop, "p99_ms");
+    fputs("</g>\n", f);
+    free(v);
+    return 0;
+}
+
 /* ---- the axis, the actions, the expectations ---------------------------------------- */
 
 /* The time axis: a light line and the seconds every tenth of the load or so
@@ -650,7 +805,10 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     }
     lay_out(r, &s);
     double amp_top = s.lat_top + LAT_H + 20;
-    double out_top = r->namplification ? amp_top + AMP_H + 30 : s.lat_top + LAT_H + 30;
+    double load_top = (r->namplification ? amp_top + AMP_H + 20 : amp_top) + 10;
+    bool panel = load_panel_shown(r);
+    double out_top = panel ? load_top + LOAD_H + 30 : r->namplification ? amp_top + AMP_H + 30
+                                                                         : s.lat_top + LAT_H + 30;
     double ax = out_top + 34;
     int h = (int)out_top + 40 + 70 + 20 * r->nexpects;
     char path[1100];
@@ -669,6 +827,12 @@ int chaos_svg_write(const chaos_run *r, char *err, size_t errlen)
     draw_requests(f, r, &s, out_top);
     if (r->namplification)
         draw_amplification(f, r, &s, amp_top);
+    if (panel && draw_load_panel(f, r, &s, load_top)) {
+        fclose(f);
+        free(s.labels);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
     draw_actions(f, r, &s, ax);
     draw_expectations(f, r, &s, ax + 24);
     fputs("</svg>\n", f);

@@ -96,7 +96,7 @@ $(BUILD)/rel/bench/db_bench: tests/bench/db_bench.c
 	@$(CC) $(CFLAGS_BASE) -O2 -g $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
 
 .PHONY: bench-services
-bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench
+bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/bin/chaos $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench
 	@scripts/setup.sh >/dev/null
 	@python3 tests/bench/bench_services.py $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
 

@@ -20,9 +20,27 @@ committed and rows written per request, from its own counters, and the CPU
 time per request of the database (FerretDB and every PostgreSQL process)
 and of the three services.
 
-    tests/bench/bench_services.py [--seconds S] [--keep] [--only chain] [--build DIR]
+Last, the chain's capacity on this machine (case_capacity): the highest
+rate of POST /create on order that an open-loop load (the chaos runner,
+build/bin/chaos, each request sent at its due time whether or not the
+earlier ones answered) sustains for CAPACITY_STEP_S seconds with every
+answer 200 and whole and the p99 at most --capacity-p99 ms (default 250).
+The rate doubles from 25 requests a second until a step fails, then halves
+the gap between the highest that held and the lowest that did not while
+the gap is over 10% (and the search under CAPACITY_BUDGET_S, ~1.5 min); between
+steps every breaker is closed and nothing is in flight. It prints
+
+    capacity <N> req/s (p99 <= <bound> ms)
+
+and writes build/results/capacity.json (capacity, the bound, every step's
+rate, p99, answers and verdict), so that a lesson's rates can be set as
+multiples of it (chaos --capacity N, a load's "rate": "0.5x").
+
+    tests/bench/bench_services.py [--seconds S] [--keep] [--only chain|capacity] [--build DIR]
+                                  [--capacity-p99 MS]
 
 --only chain runs the chain's case alone (and the RSS figures), ~1 min in all;
+--only capacity the capacity alone (under 2 min);
 --build DIR runs the services of another build (DIR/bin/order, ...) under
 this tree's scripts/run.sh, which is how `make bench-compare` measures an
 older commit with the same yardstick.
@@ -49,6 +67,11 @@ TOKEN = "bench-services-token"
 CHAIN_BODY = ('{"id":"1","items":[],"payment":{"amount":0,"id":"1",'
               '"shipment":{"id":"1","directions":"home"}}}')
 SHIPMENT_BODY = '{"id":"1","directions":"home"}'
+# the capacity search: each step's length, the rates tried, and its time budget
+CAPACITY_STEP_S = 5
+CAPACITY_FIRST = 25
+CAPACITY_MAX = 1000     # the runner's highest rate
+CAPACITY_BUDGET_S = 90
 
 
 def free_port() -> int:
@@ -574,6 +597,78 @@ class Bench:
         self.figure("db_request_writes_p50_ms_c1", statistics.median(writes), "ms")
         self.figure("chain_beyond_lone_client_writes_ms_c1", statistics.median(beyond), "ms")
 
+    def quiet(self):
+        """Closes every breaker that is not closed and waits until no breaker has a call in flight."""
+        def breakers(svc):
+            status, body = http("GET", self.url(svc, "/health"))
+            return json.loads(body).get("breakers", []) if status == 200 else None
+        for svc in ("order", "payment", "shipment"):
+            for b in breakers(svc) or []:
+                if b.get("state") != "closed":
+                    http("POST", self.url(svc, f"/breaker/close?name={b['name']}"), b"",
+                         {"Authorization": f"Bearer {TOKEN}"})
+        wait_until(lambda: all((bs := breakers(svc)) is not None and
+                               all(b.get("state") == "closed" and not b.get("inFlight") for b in bs)
+                               for svc in ("order", "payment", "shipment")),
+                   30, "every breaker closed with no call in flight")
+
+    def capacity_step(self, rate: int, bound_ms: float) -> dict:
+        """One open-loop step of the chaos runner at rate for CAPACITY_STEP_S: its p99 (ms), answers and verdict."""
+        self.quiet()
+        exp = self.tmp / f"capacity-{rate}.json"
+        exp.write_text(json.dumps({
+            "title": f"capacity step: {rate} requests a second",
+            "load": {"rate": rate, "seconds": CAPACITY_STEP_S, "timeout_ms": max(1000, 4 * bound_ms)},
+            "hypothesis": {"ok_ratio": 0, "p99_ms": 1e9, "window_s": 2}, "method": []}))
+        out = self.tmp / f"capacity-{rate}"
+        argv = [str(BUILD / "bin" / "chaos"), str(exp), "--out", str(out), "--token", TOKEN,
+                f"--mongo={self.mongo}"] + [f"--{n}={self.url(n, '')}" for n in ("order", "payment", "shipment")]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=CAPACITY_STEP_S + 60)
+        try:
+            j = json.loads((out / "journal.json").read_text())
+        except (OSError, ValueError):
+            fail(f"chaos at {rate}/s wrote no journal (exit {r.returncode}): {r.stderr[-500:]}")
+        reqs = j["requests"]
+        lat = sorted(q["ms"] for q in reqs)
+        p99 = lat[min(int(len(lat) * 0.99), len(lat) - 1)] if lat else float("inf")
+        whole = sum(1 for q in reqs if q["status"] == 200 and q["whole"])
+        held = bool(reqs) and whole == len(reqs) and p99 <= bound_ms and len(reqs) >= 0.98 * rate * CAPACITY_STEP_S
+        step = {"rate": rate, "p99_ms": p99, "requests": len(reqs), "whole": whole, "held": held,
+                "late_sends": j["load"].get("late_sends", 0)}
+        say(f"bench-services capacity step {rate} req/s: p99 {p99:.0f} ms, {whole}/{len(reqs)} whole: "
+            f"{'held' if held else 'not held'}")
+        return step
+
+    def case_capacity(self, bound_ms: float):
+        """The highest open-loop rate with every answer whole and p99 <= bound_ms (see the top of the file)."""
+        started = time.monotonic()
+        steps, good, bad = [], 0, None
+        rate = CAPACITY_FIRST
+        while rate <= CAPACITY_MAX and time.monotonic() - started < CAPACITY_BUDGET_S:
+            step = self.capacity_step(rate, bound_ms)
+            steps.append(step)
+            if not step["held"]:
+                bad = rate
+                break
+            good = rate
+            rate *= 2
+        while bad and bad - good > max(2, 0.1 * bad) and time.monotonic() - started < CAPACITY_BUDGET_S:
+            rate = (good + bad) // 2
+            step = self.capacity_step(rate, bound_ms)
+            steps.append(step)
+            good, bad = (rate, bad) if step["held"] else (good, rate)
+        self.quiet()
+        result = {"capacity_rps": good, "p99_bound_ms": bound_ms, "first_failing_rps": bad,
+                  "step_seconds": CAPACITY_STEP_S, "cores": os.cpu_count(), "steps": steps,
+                  "seconds_taken": round(time.monotonic() - started, 1),
+                  "how": "open-loop POST /create on order (build/bin/chaos), each step's answers all 200 and "
+                         "whole with p99 <= the bound"}
+        results = ROOT / "build" / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "capacity.json").write_text(json.dumps(result, indent=2) + "\n")
+        self.figures["capacity_rps"] = good
+        say(f"capacity {good} req/s (p99 <= {bound_ms:g} ms)")
+
     def rss(self, when: str):
         for name, pid in self.pids.items():
             self.figure(f"rss_{when}_mb_{name}", rss_mb(pid), "MB")
@@ -618,7 +713,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 6)),
                     help="length of each measured load (default 6)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and data")
-    ap.add_argument("--only", choices=("chain",), help="run only this case (and the RSS figures)")
+    ap.add_argument("--only", choices=("chain", "capacity"), help="run only this case (and the RSS figures)")
+    ap.add_argument("--capacity-p99", type=float, default=250.0, metavar="MS",
+                    help="the p99 bound of the capacity (default 250 ms)")
     ap.add_argument("--build", type=Path, metavar="DIR",
                     help="run the services of this build (DIR/bin/<service>) under this tree's scripts/run.sh")
     args = ap.parse_args()
@@ -629,11 +726,16 @@ def main() -> int:
         missing = [n for n in ("order", "payment", "shipment") if not (args.build / "bin" / n).is_file()]
         if missing:
             ap.error(f"--build {args.build}: no bin/{', bin/'.join(missing)}")
+    if not (BUILD / "bin" / "chaos").is_file():
+        fail(f"{BUILD / 'bin' / 'chaos'} is missing (make {BUILD}/bin/chaos): the capacity's load")
+    if not 1 <= args.capacity_p99 <= 10000:
+        ap.error("--capacity-p99 must be 1..10000 ms")
     if not shutil.which("wrk"):
         fail("wrk is not installed (scripts/setup.sh installs it)")
     b = Bench(args.seconds, args.keep, args.build)
-    cases = [b.case_chain] if args.only == "chain" else [
-        b.case_hello, b.case_chain, b.case_shipment, b.case_open_circuit, b.case_database]
+    capacity = lambda: b.case_capacity(args.capacity_p99)
+    cases = {"chain": [b.case_chain], "capacity": [capacity]}.get(args.only, [
+        b.case_hello, b.case_chain, b.case_shipment, b.case_open_circuit, b.case_database, capacity])
     try:
         b.start(hello=b.case_hello in cases)
         say(f"bench-services machine {os.cpu_count()} cores; {b.seconds:g} s per load; "

@@ -40,7 +40,12 @@ a fault on each service and a breaker forced open, naming them, and says
 "nothing to clear" after; --load with a PUT /chaos made by the test
 meanwhile records the change from outside in the journal and the picture;
 two runs of one experiment without --out leave two folders and `latest`
-names the second. Pictures go to build/chaos/<experiment>/timeline.svg (each
+names the second. The ramp (-k ramp): an experiment whose load ramps from
+10 to 60 requests a second over 10 s sends, second by second, what the ramp
+asks (within 15%), passes its expectations on goodput and p99, records
+offered, goodput and p99 per second in its journal and draws the load panel;
+a bad ramp exits 2 naming load.ramp_to; --check accepts the new measures
+and refuses an unknown one. Pictures go to build/chaos/<experiment>/timeline.svg (each
 test run passes --out). First of all, from the runner's objects
 (nm), that no file of chaos/ calls into a file that calls it back, and that
 services.tsv agrees with the services' main.c and the runner refuses any other
@@ -847,6 +852,72 @@ def check_control(res, stack, out_root):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_ramp(res, stack, out_root):
+    """A ramped load: the offered load rises as asked, goodput and p99 per second in the journal and the picture."""
+    tmp = Path(tempfile.mkdtemp())
+    exp = tmp / "ramp.json"
+    exp.write_text(json.dumps({
+        "title": "Ramp 10 to 60 requests a second", "load": {"rate": 10, "ramp_to": 60, "seconds": 10},
+        "hypothesis": {"ok_ratio": 0.9, "p99_ms": 2000, "window_s": 2},
+        "method": [{"at": 1, "within": 8, "expect": "goodput >= 20"},
+                   {"at": 1, "within": 8, "expect": "goodput_ratio >= 0.9"},
+                   {"at": 1, "within": 8, "expect": "p99_ms <= 2000"},
+                   {"at": 1, "within": 8, "expect": "shed <= 0"}]}))
+    out = out_root / "ramp"
+    shutil.rmtree(out, ignore_errors=True)
+    stack.calm()
+    r = stack.chaos(exp, out)
+    j = read_journal(out)
+    per = j.get("per_second", [])
+    asked = [10 + 50 * (t + 0.5) / 10 for t in range(10)]
+    offered = [p.get("offered", 0) for p in per]
+    res.check(f"ramp 10->60/s over 10 s: it ran and passed (exit {r.returncode}), {len(j.get('requests', []))} "
+              "requests (350 asked)", r.returncode == 0 and 340 <= len(j.get("requests", [])) <= 350,
+              r.stdout[-1500:] + r.stderr[-500:])
+    res.check(f"ramp: each second's offered load is the ramp's rate within 15% ({offered} for "
+              f"{[round(a, 1) for a in asked]})",
+              len(per) == 10 and all(abs(o - a) <= 0.15 * a + 1 for o, a in zip(offered, asked))
+              and offered[-1] > 3 * offered[0], json.dumps(per)[:800])
+    res.check("ramp: goodput, shed and p99 of every second are in the journal",
+              len(per) == 10 and all(isinstance(p.get("goodput"), int) and p.get("p99_ms") is not None
+                                     and "shed" in p for p in per)
+              and sum(p["goodput"] for p in per) > 0.9 * sum(offered), json.dumps(per)[:800])
+    measures = {x.get("measure"): x for x in j.get("expectations", [])}
+    res.check("ramp: the expectations on goodput, goodput_ratio, p99_ms and shed are measured and met",
+              all(measures.get(m, {}).get("met") and measures[m].get("value") is not None
+                  for m in ("goodput", "goodput_ratio", "p99_ms", "shed")), json.dumps(j.get("expectations"))[:800])
+    svg = (out / "timeline.svg").read_text() if (out / "timeline.svg").exists() else ""
+    panel = svg[svg.find('<g class="load-panel">'):]
+    res.check("ramp: the picture has the load panel: offered, goodput and p99 lines, their legend and ticks",
+              '<g class="load-panel">' in svg and all(f'class="{c}"' in panel for c in ("offered", "goodput", "p99"))
+              and "offered (sent)" in panel and "goodput (2xx in time)" in panel and "p99 (ms)" in panel
+              and panel.count('class="tick"') >= 4, panel[:600])
+    res.check("ramp: the runner says the ramp as it starts",
+              "load: a ramp from 10 to 60 requests a second over 10 s (350 requests, open loop)" in r.stdout,
+              r.stdout[:800])
+    bad = tmp / "bad-ramp.json"
+    bad.write_text(json.dumps({"title": "bad", "load": {"rate": 10, "ramp_to": "fast", "seconds": 10}, "method": []}))
+    b = subprocess.run(stack.runner_argv(bad, tmp / "bad-out"), capture_output=True, text=True, timeout=60,
+                       env=stack.runner_env())
+    res.check("a bad ramp exits 2 naming load.ramp_to, nothing run",
+              b.returncode == 2 and "load.ramp_to" in b.stderr and not (tmp / "bad-out").exists(), b.stderr)
+    bad.write_text(json.dumps({"title": "bad", "load": {"rate": "0.5x", "ramp_to": "4x", "seconds": 10}, "method": []}))
+    b = subprocess.run([str(CHAOS["rel"]), str(bad), "--check"], capture_output=True, text=True, timeout=30)
+    c = subprocess.run([str(CHAOS["rel"]), str(bad), "--check", "--capacity", "40"], capture_output=True, text=True,
+                       timeout=30)
+    res.check('rates "0.5x" and "4x" need a capacity: refused without one (naming load.rate), accepted with '
+              "--capacity 40", b.returncode == 2 and "load.rate" in b.stderr and "capacity" in b.stderr
+              and c.returncode == 0, b.stderr + c.stderr)
+    for expect, code in (("goodput >= 80", 0), ("goodput_ratio >= 0.8", 0), ("p99_ms <= 250", 0),
+                         ("shed <= 5", 0), ("goodness >= 80", 2)):
+        exp.write_text(json.dumps({"title": "m", "load": {"rate": 10, "seconds": 10},
+                                   "method": [{"at": 1, "within": 5, "expect": expect}]}))
+        m = subprocess.run([str(CHAOS["rel"]), str(exp), "--check"], capture_output=True, text=True, timeout=30)
+        res.check(f'--check {"accepts" if code == 0 else "refuses"} "{expect}"',
+                  m.returncode == code and (code == 0 or "method[0].expect" in m.stderr), m.stdout + m.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def read_journal(out):
     """The journal.json in out, or {} when there is none."""
     try:
@@ -874,6 +945,8 @@ def run_group(res, req, paths, args, out_root, with_runner_checks):
             check_premises(res, stack, out_root, any(p.stem == "9-backoff" for p in paths))
         if with_runner_checks and (not args.k or "control" in args.k):
             check_control(res, stack, out_root)
+        if with_runner_checks and (not args.k or "ramp" in args.k):
+            check_ramp(res, stack, out_root)
     finally:
         stack.close()
 
