@@ -330,7 +330,7 @@ const svc_setting svc_settings[] = {
                  "retry-exhausted, budget-exhausted, deadline); `events`: every breaker event" },
     { .name = "ADMIN_TOKEN", .kind = SETTING_STRING, FIELD(admin_token), SERVICE,
       .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open`, "
-                 "`/breaker/close` and `/retry`" },
+                 "`/breaker/close`, `/breaker/options`, `/retry` and `/shed`" },
     { .name = "ADMIN_ALLOWED_ORIGIN", .kind = SETTING_STRING, FIELD(admin_origin),
       .valid = origins_valid,
       .expect = "origins such as \"https://admin.example\" separated by commas (never \"*\")",
