@@ -46,6 +46,7 @@ extern "C" {
 #define CB_EPARSE     -8  /* an exported state could not be parsed */
 #define CB_ENOTFOUND  -9  /* no such listener / cache entry */
 #define CB_ETHREAD   -10  /* a thread could not be started */
+#define CB_ELIMIT    -11  /* rejected: the concurrency limit is reached (cb_limit.h) */
 
 /* Returns a sentence describing err ("circuit is open"). Never NULL; an
  * unknown code yields "unknown error". This function can't fail. */

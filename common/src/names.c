@@ -16,6 +16,7 @@ const char *cb_strerror(int err)
     case CB_EPARSE: return "not an exported breaker state";
     case CB_ENOTFOUND: return "not found";
     case CB_ETHREAD: return "a thread could not be started";
+    case CB_ELIMIT: return "concurrency limit reached";
     default: return "unknown error";
     }
 }
@@ -35,6 +36,7 @@ const char *cb_err_name(int err)
     case CB_EPARSE: return "CB_EPARSE";
     case CB_ENOTFOUND: return "CB_ENOTFOUND";
     case CB_ETHREAD: return "CB_ETHREAD";
+    case CB_ELIMIT: return "CB_ELIMIT";
     default: return "CB_EUNKNOWN";
     }
 }

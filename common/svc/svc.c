@@ -29,6 +29,7 @@
 #include "dbwatch.h"
 #include "guard.h"
 #include "hop_retry.h"
+#include "shed.h"
 #include "idem.h"
 #include "log.h"
 #include "monotime.h"
@@ -434,6 +435,9 @@ static int svc_observe(svc_runtime *rt)
         .retry_set = rt->breaker ? hop_retry_set_json : NULL,
         .workers_report = svc_workers_json,
         .workers_ctx = rt,
+        .shed_report = shed_json,
+        .shed_stats = shed_stats,
+        .shed_set = shed_set_json,
     };
     if (obs_init(&src) != 0)
         return -1;
@@ -596,7 +600,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
                svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                (!rt->breaker || hop_retry_init(&rt->cfg, rt->cfg.log_level) == 0) &&
-               svc_observe(rt) == 0) {
+               shed_init(&rt->cfg, rt->cfg.log_level) == 0 && svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);
         } else if (svc_roster_start(rt) == 0 &&
@@ -613,6 +617,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     }
     dbwatch_stop();
     hop_retry_free();
+    shed_free();
     cb_destroy(rt->breaker);
     cb_destroy(rt->db_breaker);
     store_close(rt->db);

@@ -1,10 +1,13 @@
 /* cb_bench.c -- the breaker library's benchmark: cost per call of cb_fire()
  * in each state, next to a bare call of the same action, and of a successful
- * call through a retry policy and a closed breaker (cb_retry_fire()). Prints
+ * call through a retry policy and a closed breaker (cb_retry_fire()), and of
+ * an adaptive concurrency limit's admission (cb_limit_acquire() and
+ * cb_limit_release() of a success sample) and refusal (CB_ELIMIT). Prints
  * one line per case: "bench <case> <ns> ns/call" (the best of 9 interleaved
  * rounds).
  */
 #include "cb.h"
+#include "cb_limit.h"
 #include "cb_retry.h"
 
 #include <pthread.h>
@@ -82,6 +85,50 @@ static double run_retry_fires(cb_breaker *b)
     return ns;
 }
 
+/* An admitted call through a limiter with its defaults (system clock):
+ * acquire, then release as a success sample, which runs the Vegas step. */
+static double run_limit_admit(void)
+{
+    cb_limit_options o;
+    cb_limit_options_init(&o);
+    cb_limit *l;
+    int rc = cb_limit_create(&o, &l);
+    if (rc != CB_OK)
+        die("cb_limit_create", rc);
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++) {
+        cb_limit_token t;
+        if ((rc = cb_limit_acquire(l, &t)) != CB_OK ||
+            (rc = cb_limit_release(l, &t, CB_LIMIT_SUCCESS)) != CB_OK)
+            die("limit_acquire_release", rc);
+    }
+    double ns = (now_s() - t0) * 1e9 / CALLS;
+    cb_limit_destroy(l);
+    return ns;
+}
+
+/* A refused call: a limiter of 1 whose one place is taken. */
+static double run_limit_shed(void)
+{
+    cb_limit_options o;
+    cb_limit_options_init(&o);
+    o.initial_limit = o.min_limit = o.max_limit = 1;
+    cb_limit *l;
+    int rc = cb_limit_create(&o, &l);
+    if (rc != CB_OK)
+        die("cb_limit_create", rc);
+    cb_limit_token held, t;
+    cb_limit_acquire(l, &held);
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++)
+        if ((rc = cb_limit_acquire(l, &t)) != CB_ELIMIT)
+            die("limit_shed", rc);
+    double ns = (now_s() - t0) * 1e9 / CALLS;
+    cb_limit_release(l, &held, CB_LIMIT_IGNORED);
+    cb_limit_destroy(l);
+    return ns;
+}
+
 static double run_baseline(void)
 {
     double t0 = now_s();
@@ -115,11 +162,12 @@ static double run_two_threads(cb_breaker *b)
 }
 
 typedef enum { CASE_BASELINE, CASE_CLOSED, CASE_CLOSED_NO_TIMEOUT, CASE_OPEN, CASE_HALF_OPEN,
-               CASE_TWO_THREADS, CASE_RETRY, CASE_COUNT } bench_case;
+               CASE_TWO_THREADS, CASE_RETRY, CASE_LIMIT, CASE_LIMIT_SHED, CASE_COUNT } bench_case;
 
 static const char *const case_names[CASE_COUNT] = {
     "baseline_call", "closed_success", "closed_success_no_timeout", "open_reject",
     "half_open_trial", "closed_success_2threads", "retry_closed_success",
+    "limit_acquire_release", "limit_shed",
 };
 
 static double run_case(bench_case c)
@@ -128,6 +176,8 @@ static double run_case(bench_case c)
     double ns = 0;
     switch (c) {
     case CASE_BASELINE: return run_baseline();
+    case CASE_LIMIT: return run_limit_admit();
+    case CASE_LIMIT_SHED: return run_limit_shed();
     case CASE_CLOSED: b = make(10000, 30000, 1); ns = run_fires(b, CB_OK); break;
     case CASE_CLOSED_NO_TIMEOUT: b = make(0, 30000, 1); ns = run_fires(b, CB_OK); break;
     case CASE_OPEN:

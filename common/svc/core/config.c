@@ -283,6 +283,17 @@ static int finish_cb_buckets(svc_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* finish() of SHED_MAX_LIMIT: the bounds must not cross. */
+static int finish_shed_limits(svc_config *c, char *err, size_t errlen)
+{
+    if (c->shed_min_limit > c->shed_max_limit) {
+        snprintf(err, errlen, "SHED_MIN_LIMIT: expected at most SHED_MAX_LIMIT (%d), got %d",
+                 c->shed_max_limit, c->shed_min_limit);
+        return -1;
+    }
+    return 0;
+}
+
 static const svc_word log_formats[] = { { "human", 0 }, { "json", 1 }, { NULL, 0 } };
 static const svc_word log_levels[] = { { "transitions", 0 }, { "requests", 1 },
                                        { "events", 2 }, { NULL, 0 } };
@@ -319,7 +330,7 @@ const svc_setting svc_settings[] = {
                  "retry-exhausted, budget-exhausted, deadline); `events`: every breaker event" },
     { .name = "ADMIN_TOKEN", .kind = SETTING_STRING, FIELD(admin_token), SERVICE,
       .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open`, "
-                 "`/breaker/close`, `/breaker/options` and `/retry`" },
+                 "`/breaker/close`, `/breaker/options`, `/retry` and `/shed`" },
     { .name = "ADMIN_ALLOWED_ORIGIN", .kind = SETTING_STRING, FIELD(admin_origin),
       .valid = origins_valid,
       .expect = "origins such as \"https://admin.example\" separated by commas (never \"*\")",
@@ -512,6 +523,22 @@ const svc_setting svc_settings[] = {
                  "0 = no budget" },
     { .name = "RETRY_BUDGET_RATIO", NUMBER(0.001, 1000.0), FIELD(retry_budget_ratio),
       .dflt = "0.1", SERVICE, .meaning = "tokens a successful attempt gives back to the budget" },
+    { .name = "SHED", .kind = SETTING_WORDS, FIELD(shed), .dflt = "off", .words = on_off, SERVICE,
+      .meaning = "`on`: an adaptive concurrency limit (TCP Vegas, libcb's `cb_limit.h`) guards "
+                 "`POST /create` before its body is read; a request over the limit gets 503 "
+                 "with `Retry-After: 1` at once, nothing stored. The limit grows while latency "
+                 "stays near the no-load latency and shrinks when it rises or a request ends "
+                 "5xx. `/`, `/health`, `/metrics`, the streams and the admin routes are never "
+                 "shed. `POST /shed` changes the `SHED*` settings at runtime" },
+    { .name = "SHED_INITIAL_LIMIT", INTEGER(1, 100000), FIELD(shed_initial_limit), .dflt = "20",
+      SERVICE, .meaning = "requests in flight the limit starts from (and starts again from on "
+                          "each `POST /shed`), kept within the bounds below" },
+    { .name = "SHED_MIN_LIMIT", INTEGER(1, 100000), FIELD(shed_min_limit), .dflt = "1", SERVICE,
+      .meaning = "the concurrency limit never falls below this many requests" },
+    { .name = "SHED_MAX_LIMIT", INTEGER(1, 100000), FIELD(shed_max_limit), .dflt = "100",
+      .finish = finish_shed_limits, SERVICE,
+      .meaning = "the concurrency limit never grows above this many requests; at least "
+                 "`SHED_MIN_LIMIT`" },
     { .name = "DB_CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(db_cb_reset_timeout_ms),
       .dflt = "5000", SERVICE, .meaning = "database breaker: open → half-open after this" },
     { .name = "DB_CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(db_cb_error_threshold),

@@ -74,6 +74,12 @@ typedef struct svc_config {
     int retry_budget_tokens;     /* RETRY_BUDGET_TOKENS; 0 = no budget */
     double retry_budget_ratio;   /* RETRY_BUDGET_RATIO */
 
+    /* load shedding of POST /create (shed.h); off by default */
+    bool shed;                   /* SHED=on */
+    int shed_initial_limit;      /* SHED_INITIAL_LIMIT */
+    int shed_min_limit;          /* SHED_MIN_LIMIT */
+    int shed_max_limit;          /* SHED_MAX_LIMIT */
+
     /* replicas and the shared breaker (docs/scale-out.md) */
     char replica[64];            /* REPLICA_ID, else the host name */
     bool replica_given;          /* REPLICA_ID was set */

@@ -42,6 +42,7 @@
 #include "monotime.h"
 #include "observe.h"
 #include "request_parse.h"
+#include "shed.h"
 #include "trace.h"
 #include "validate.h"
 #include "wire.h"
@@ -1115,6 +1116,12 @@ static bool request_is_health_check(const struct mg_request_info *ri)
            (!strcmp(ri->local_uri, "/health") || !strcmp(ri->local_uri, "/metrics"));
 }
 
+/* Is this request one the load shedder guards (POST /create, shed.h)? */
+static bool request_is_create(const struct mg_request_info *ri)
+{
+    return ri->local_uri && !strcmp(ri->request_method, "POST") && !strcmp(ri->local_uri, "/create");
+}
+
 /* Set by request_admit_in_place() for this thread's next request_begin(). */
 static __thread bool request_in_place;
 
@@ -1185,13 +1192,20 @@ int request_begin(struct mg_connection *conn)
         request_done(conn, "busy", 503, t0);
         return 503;
     }
+    if (request_is_create(ri) && !shed_admit()) {
+        http_retry_after(1);
+        http_send_error(conn, 503, rt->cfg.id, true,
+                        "%s is over its concurrency limit (load shedding); try again", rt->cfg.id);
+        request_done(conn, "shed", 503, t0);
+        return 503;
+    }
     return 0;
 }
 
 void request_end(const struct mg_connection *conn, int status)
 {
     (void)conn;
-    (void)status;
+    shed_end(status);
     if (request_counted) {
         atomic_fetch_sub(&request_counted->busy, 1);
         request_counted = NULL;

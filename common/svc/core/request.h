@@ -28,11 +28,14 @@ void request_admit_in_place(void);
  * form (400). OPTIONS * is answered here (200, Allow). An absolute-form
  * target naming this service is routed as its path. Any request but GET or
  * HEAD /health and /metrics gets 503 while all but RESERVED_WORKERS workers
- * are busy. Returns the status sent, or 0 to let civetweb route the request. */
+ * are busy; a POST /create over the concurrency limit (SHED=on, shed.h)
+ * gets 503 with Retry-After: 1, its body unread. Returns the status sent,
+ * or 0 to let civetweb route the request. */
 int request_begin(struct mg_connection *conn);
 
 /* civetweb's end_request callback: counts out a request request_begin()
- * counted in (the workers' reserve). */
+ * counted in (the workers' reserve) and gives back its concurrency-limit
+ * token with its status (shed_end()). */
 void request_end(const struct mg_connection *conn, int status);
 
 /* civetweb's http_error callback: the errors civetweb finds itself (a

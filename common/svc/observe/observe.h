@@ -12,6 +12,7 @@
 #include <civetweb.h>
 #include <cJSON.h>
 #include "cb.h"
+#include "cb_limit.h"
 #include "cb_retry.h"
 
 #define OBS_MAX_BREAKERS 4
@@ -56,6 +57,14 @@ typedef struct obs_source {
      * object; NULL = none. Thread-safe and cheap: it reads counters. */
     cJSON *(*workers_report)(void *ctx);
     void *workers_ctx;
+    /* Load shedding of POST /create (core/shed.h); NULL functions = none.
+     * shed_report: its settings and counts as a new cJSON object (/health,
+     * POST /shed's answer); shed_stats: on or off and the limiter's counts
+     * (/metrics), 0 or -1; shed_set: POST /shed's body applied, 0 or an
+     * HTTP status with err. Thread-safe. */
+    cJSON *(*shed_report)(void);
+    int (*shed_stats)(bool *enabled, cb_limit_stats *st);
+    int (*shed_set)(const char *body, size_t len, char *err, size_t errlen);
 } obs_source;
 
 /* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */

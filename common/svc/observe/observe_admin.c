@@ -1,4 +1,4 @@
-/* observe_admin.c -- GET /breaker, the admin routes POST /breaker/open, /breaker/close, /breaker/options and /retry, and /chaos.
+/* observe_admin.c -- GET /breaker, the admin routes POST /breaker/open, /breaker/close, /breaker/options, /retry and /shed, and /chaos.
  *
  * Every admin route passes admin_gate(): the token (ADMIN_TOKEN), compared
  * in constant time, a per-address limit on wrong tokens (authlimit.c), and
@@ -465,6 +465,43 @@ int obs_handle_retry(struct mg_connection *conn, void *cbdata)
     cJSON *retry = obs_g.retry_report();
     char *answer = retry ? cJSON_PrintUnformatted(retry) : NULL;
     cJSON_Delete(retry);
+    return send_admin(conn, 200, answer);
+}
+
+/* POST /shed (admin token, CORS as /breaker/open): switches load shedding
+ * of POST /create on or off and sets its limits from the JSON body's fields
+ * (any of enabled, initial_limit, min_limit, max_limit) and answers the
+ * settings in force with the limiter's counts. /health shows them too. */
+int obs_handle_shed(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (strcmp(ri->local_uri ? ri->local_uri : "", "/shed") != 0)
+        return obs_send_error(conn, 404, "no such route; try POST /shed");
+    int gate = admin_gate(conn, "POST, OPTIONS");
+    if (gate)
+        return gate;
+    if (strcmp(ri->request_method, "POST") != 0)
+        return send_admin_error(conn, 405, "use POST; /health shows the shedding settings");
+    if (!obs_g.shed_set || !obs_g.shed_report)
+        return send_admin_error(conn, 404, "this service has no load shedding");
+    if (!http_is_json(mg_get_header(conn, "Content-Type")))
+        return send_admin_error(conn, 415, "Content-Type must be application/json");
+    char *text = NULL;
+    size_t len = 0;
+    int rc = http_read_body(conn, RETRY_MAX_BODY, RETRY_BODY_TIMEOUT_MS, &text, &len);
+    if (rc == 413)
+        return send_admin_error(conn, 413, "the body is larger than 4096 bytes");
+    if (rc)
+        return send_admin_error(conn, rc, "the body could not be read in time");
+    char err[300];
+    rc = obs_g.shed_set(text, len, err, sizeof err);
+    free(text);
+    if (rc)
+        return send_admin_error(conn, rc, err);
+    cJSON *shed = obs_g.shed_report();
+    char *answer = shed ? cJSON_PrintUnformatted(shed) : NULL;
+    cJSON_Delete(shed);
     return send_admin(conn, 200, answer);
 }
 

@@ -160,6 +160,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *retry = obs_g.retry_report ? obs_g.retry_report() : NULL;
     if (retry)
         cJSON_AddItemToObject(root, "retry", retry);
+    cJSON *shed = obs_g.shed_report ? obs_g.shed_report() : NULL;
+    if (shed)
+        cJSON_AddItemToObject(root, "shed", shed);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);

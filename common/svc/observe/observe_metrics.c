@@ -233,12 +233,33 @@ static void put_retry_metrics(FILE *f)
     fprintf(f, "} %.3f\n", st.budget_tokens);
 }
 
+/* Load shedding of POST /create: requests shed, the concurrency limit and
+ * the requests holding a place under it (present whether shedding is on or
+ * off, so a graph does not lose its series when it is switched). */
+static void put_shed_metrics(FILE *f, const char *service)
+{
+    bool enabled;
+    cb_limit_stats st;
+    if (!obs_g.shed_stats || obs_g.shed_stats(&enabled, &st))
+        return;
+    put_header(f, "service_shed_total", "counter",
+               "POST /create requests shed (503 with Retry-After) over the concurrency limit.");
+    fprintf(f, "service_shed_total{service=\"%s\"} %llu\n", service, (unsigned long long)st.shed);
+    put_header(f, "service_concurrency_limit", "gauge",
+               "The adaptive concurrency limit of POST /create; 0 while shedding is off.");
+    fprintf(f, "service_concurrency_limit{service=\"%s\"} %d\n", service, enabled ? st.limit : 0);
+    put_header(f, "service_in_flight", "gauge",
+               "POST /create requests admitted under the concurrency limit and not yet answered.");
+    fprintf(f, "service_in_flight{service=\"%s\"} %d\n", service, st.in_flight);
+}
+
 static void put_service_metrics(FILE *f)
 {
     char buf[128];
     const char *service = label_value(buf, sizeof buf, obs_g.service);
     put_header(f, "service_uptime_seconds", "gauge", "Seconds since the service started.");
     fprintf(f, "service_uptime_seconds{service=\"%s\"} %.3f\n", service, obs_uptime_s());
+    put_shed_metrics(f, service);
     put_header(f, "service_event_streams", "gauge", "Open /hystrix.stream and /events.stream clients.");
     fprintf(f, "service_event_streams{service=\"%s\"} %d\n", service,
             atomic_load(&obs_g.streams_open));

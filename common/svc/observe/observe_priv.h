@@ -90,6 +90,9 @@ typedef struct obs_global {
     int (*retry_set)(const char *body, size_t len, char *err, size_t errlen);
     cJSON *(*workers_report)(void *ctx);  /* obs_source's; NULL = none */
     void *workers_ctx;
+    cJSON *(*shed_report)(void);          /* obs_source's; NULL = no load shedding */
+    int (*shed_stats)(bool *enabled, cb_limit_stats *st);
+    int (*shed_set)(const char *body, size_t len, char *err, size_t errlen);
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
@@ -171,6 +174,7 @@ int obs_handle_replicas(struct mg_connection *conn, void *cbdata); /* observe_he
 int obs_handle_breaker(struct mg_connection *conn, void *cbdata);  /* observe_admin.c */
 int obs_handle_chaos(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_retry(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
+int obs_handle_shed(struct mg_connection *conn, void *cbdata);     /* observe_admin.c */
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
 int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
 int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);

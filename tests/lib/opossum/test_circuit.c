@@ -298,7 +298,7 @@ static void error_and_state_names_are_words(void **state)
     (void)state;
     const int codes[] = { CB_OK, CB_EOPEN, CB_ETIMEDOUT, CB_EFAILED, CB_ESEMLOCKED,
                           CB_ESHUTDOWN, CB_EINVAL, CB_ENOMEM, CB_EPARSE, CB_ENOTFOUND,
-                          CB_ETHREAD, -12345 };
+                          CB_ETHREAD, CB_ELIMIT, -12345 };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_non_null(cb_strerror(codes[i]));
         assert_non_null(cb_err_name(codes[i]));

@@ -251,14 +251,44 @@ function buildCard(svc) {
   replicas.hidden = true;
   const panels = el('div', 'panels');
   const retry = buildRetry();
+  const shed = buildShed();
   const chaos = buildChaos(svc);
   const statesHead = el('div', 'feedhead', 'state changes');
   const states = el('ul', 'log states');
   const feedHead = el('div', 'feedhead', 'events');
   const feed = el('ul', 'log feed');
-  card.append(h2, info, replicas, panels, retry.box, chaos.box, statesHead, states, feedHead, feed);
+  card.append(h2, info, replicas, panels, retry.box, shed, chaos.box, statesHead, states, feedHead, feed);
   document.getElementById('cards').append(card);
-  return { card, badge, db, info, replicas, panels, retry, chaos, states, feed };
+  return { card, badge, db, info, replicas, panels, retry, shed, chaos, states, feed };
+}
+
+// ---- load shedding ------------------------------------------------------------------
+
+// The shed line of a card: one line with the concurrency limit, the
+// requests in flight under it and the requests shed. Hidden until /health
+// has a "shed" object (a service older than load shedding has none).
+function buildShed() {
+  const line = el('div', 'shed');
+  line.hidden = true;
+  line.title = 'Load shedding of POST /create (shed.c): an adaptive concurrency limit (TCP Vegas) ' +
+    'asked before the body is read; over it, 503 with Retry-After: 1. SHED* at start, POST /shed ' +
+    "(admin token) at runtime; shown from /health's shed, read every 2 s (also /metrics " +
+    'service_concurrency_limit, service_in_flight, service_shed_total).';
+  return line;
+}
+
+// Shows /health's "shed" (s) on the card's shed line, or hides it when there is none.
+function showShed(svc, s) {
+  const line = svc.ui.shed;
+  if (!s || typeof s !== 'object') {
+    line.hidden = true;
+    return;
+  }
+  line.hidden = false;
+  line.classList.toggle('off', !s.enabled);
+  line.textContent = s.enabled
+    ? `shedding: limit ${s.limit} · in flight ${s.in_flight} · shed ${s.shed}`
+    : `shedding off · shed ${s.shed}`;
 }
 
 // ---- the retry policy ---------------------------------------------------------------
@@ -970,6 +1000,7 @@ async function poll(svc) {
     if (!svc.ui.chaos.kinds) await loadKinds(svc);
     if (h.chaos) showChaos(svc, h.chaos, false);
     showRetry(svc, h.retry);
+    showShed(svc, h.shed);
     if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
