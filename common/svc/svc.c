@@ -28,6 +28,7 @@
 #include "chaos.h"
 #include "dbwatch.h"
 #include "guard.h"
+#include "hop_hedge.h"
 #include "hop_retry.h"
 #include "idem.h"
 #include "log.h"
@@ -118,6 +119,16 @@ static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **ou
     return 0;
 }
 
+/* The chain breaker's error filter: a hedged call's copy cancelled because
+ * another copy won is not a failure of the next hop (it counts as a
+ * success, and no fallback runs for it). */
+static bool svc_cancelled_copy(int action_rc, void *arg, void *user)
+{
+    (void)arg;
+    (void)user;
+    return action_rc == CHAIN_ECANCELLED;
+}
+
 /* Creates rt->breaker for CHAIN_SVC from the configured options. Returns 0,
  * or -1 after logging why. */
 static int svc_breaker_create(svc_runtime *rt)
@@ -135,6 +146,7 @@ static int svc_breaker_create(svc_runtime *rt)
     o.action = chain_action;
     o.user = rt;
     o.fallback = request_fallback;
+    o.error_filter = svc_cancelled_copy;
     o.timeout_ms = c->cb_timeout_ms;
     o.reset_timeout_ms = c->cb_reset_timeout_ms;
     o.error_threshold_percentage = c->cb_error_threshold;
@@ -406,6 +418,8 @@ static int svc_observe(svc_runtime *rt)
         .retry_report = rt->breaker ? hop_retry_json : NULL,
         .retry_stats = rt->breaker ? hop_retry_stats : NULL,
         .retry_set = rt->breaker ? hop_retry_set_json : NULL,
+        .hedge_report = rt->breaker ? hop_hedge_json : NULL,
+        .hedge_set = rt->breaker ? hop_hedge_set_json : NULL,
     };
     if (obs_init(&src) != 0)
         return -1;
@@ -568,6 +582,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
                svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                (!rt->breaker || hop_retry_init(&rt->cfg, rt->cfg.log_level) == 0) &&
+               (!rt->breaker || hop_hedge_init(&rt->cfg) == 0) &&
                svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);
@@ -585,6 +600,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     }
     dbwatch_stop();
     hop_retry_free();
+    hop_hedge_free();
     cb_destroy(rt->breaker);
     cb_destroy(rt->db_breaker);
     store_close(rt->db);

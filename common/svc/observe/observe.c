@@ -170,6 +170,8 @@ int obs_init(const obs_source *src)
     obs_g.retry_report = src->retry_report;
     obs_g.retry_stats = src->retry_stats;
     obs_g.retry_set = src->retry_set;
+    obs_g.hedge_report = src->hedge_report;
+    obs_g.hedge_set = src->hedge_set;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
         (src->run_status_file && !obs_g.run_status_file) ||
@@ -236,6 +238,7 @@ static const obs_handler obs_handlers[] = {
     { "/dashboard", "/dashboard", obs_handle_dashboard, NULL },
     { "/chaos", "/chaos", obs_handle_chaos, NULL },
     { "/retry", "/retry", obs_handle_retry, NULL },
+    { "/hedge", "/hedge", obs_handle_hedge, NULL },
 };
 
 /* The route label of a request to h: the admin routes are told apart. */

@@ -431,23 +431,31 @@ int obs_handle_breaker(struct mg_connection *conn, void *cbdata)
 #define RETRY_MAX_BODY 4096
 #define RETRY_BODY_TIMEOUT_MS 10000
 
-/* POST /retry (admin token, CORS as /breaker/open): replaces the retry
- * settings of the call to the next hop with the JSON body's fields (any of
- * attempts, base_ms, cap_ms, budget_tokens, budget_ratio) and answers the
- * settings in force. GET /breaker shows them. */
-int obs_handle_retry(struct mg_connection *conn, void *cbdata)
+/* A policy of the call to the next hop that an admin route replaces: its
+ * route, what to say when it is missing, and its two functions. */
+typedef struct policy_route {
+    const char *uri;
+    const char *shown;   /* where its settings are shown */
+    const char *missing; /* the 404 when the service has no next hop */
+    int (*set)(const char *body, size_t len, char *err, size_t errlen);
+    cJSON *(*report)(void);
+} policy_route;
+
+/* POST <uri> (admin token, CORS as /breaker/open): replaces the settings of
+ * pr's policy with the JSON body's fields and answers the settings in force. */
+static int handle_policy(struct mg_connection *conn, const policy_route *pr)
 {
-    (void)cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (strcmp(ri->local_uri ? ri->local_uri : "", "/retry") != 0)
-        return obs_send_error(conn, 404, "no such route; try POST /retry");
+    if (strcmp(ri->local_uri ? ri->local_uri : "", pr->uri) != 0)
+        return obs_send_error(conn, 404, strcmp(pr->uri, "/retry") ? "no such route; try POST /hedge"
+                                                                   : "no such route; try POST /retry");
     int gate = admin_gate(conn, "POST, OPTIONS");
     if (gate)
         return gate;
     if (strcmp(ri->request_method, "POST") != 0)
-        return send_admin_error(conn, 405, "use POST; GET /breaker shows the retry settings");
-    if (!obs_g.retry_set || !obs_g.retry_report)
-        return send_admin_error(conn, 404, "this service has no next hop, so nothing to retry");
+        return send_admin_error(conn, 405, pr->shown);
+    if (!pr->set || !pr->report)
+        return send_admin_error(conn, 404, pr->missing);
     if (!http_is_json(mg_get_header(conn, "Content-Type")))
         return send_admin_error(conn, 415, "Content-Type must be application/json");
     char *text = NULL;
@@ -458,14 +466,37 @@ int obs_handle_retry(struct mg_connection *conn, void *cbdata)
     if (rc)
         return send_admin_error(conn, rc, "the body could not be read in time");
     char err[300];
-    rc = obs_g.retry_set(text, len, err, sizeof err);
+    rc = pr->set(text, len, err, sizeof err);
     free(text);
     if (rc)
         return send_admin_error(conn, rc, err);
-    cJSON *retry = obs_g.retry_report();
-    char *answer = retry ? cJSON_PrintUnformatted(retry) : NULL;
-    cJSON_Delete(retry);
+    cJSON *now = pr->report();
+    char *answer = now ? cJSON_PrintUnformatted(now) : NULL;
+    cJSON_Delete(now);
     return send_admin(conn, 200, answer);
+}
+
+/* POST /retry: the retry settings of the call to the next hop (any of
+ * attempts, base_ms, cap_ms, budget_tokens, budget_ratio). GET /breaker
+ * shows them. */
+int obs_handle_retry(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    policy_route pr = { "/retry", "use POST; GET /breaker shows the retry settings",
+                        "this service has no next hop, so nothing to retry", obs_g.retry_set,
+                        obs_g.retry_report };
+    return handle_policy(conn, &pr);
+}
+
+/* POST /hedge: the hedging settings of the call to the next hop (any of
+ * max_copies, delay_ms, percentile, budget_ratio). GET /health shows them. */
+int obs_handle_hedge(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    policy_route pr = { "/hedge", "use POST; GET /health shows the hedging settings",
+                        "this service has no next hop, so nothing to hedge", obs_g.hedge_set,
+                        obs_g.hedge_report };
+    return handle_policy(conn, &pr);
 }
 
 /* GET /chaos (open to all, like GET /breaker); PUT and DELETE behind the

@@ -157,6 +157,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *retry = obs_g.retry_report ? obs_g.retry_report() : NULL;
     if (retry)
         cJSON_AddItemToObject(root, "retry", retry);
+    cJSON *hedge = obs_g.hedge_report ? obs_g.hedge_report() : NULL;
+    if (hedge)
+        cJSON_AddItemToObject(root, "hedge", hedge);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);

@@ -88,6 +88,8 @@ typedef struct obs_global {
     cJSON *(*retry_report)(void);         /* obs_source's; NULL = no retry policy */
     void (*retry_stats)(cb_retry_stats *st);
     int (*retry_set)(const char *body, size_t len, char *err, size_t errlen);
+    cJSON *(*hedge_report)(void);         /* obs_source's; NULL = no hedging policy */
+    int (*hedge_set)(const char *body, size_t len, char *err, size_t errlen);
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
@@ -169,6 +171,7 @@ int obs_handle_replicas(struct mg_connection *conn, void *cbdata); /* observe_he
 int obs_handle_breaker(struct mg_connection *conn, void *cbdata);  /* observe_admin.c */
 int obs_handle_chaos(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_retry(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
+int obs_handle_hedge(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
 int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
 int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);
