@@ -4,7 +4,7 @@
 # Users link:  $(BUILD)/<flavour>/libcb.a $(LIBCB_LIBS)   (i.e. -lcb -lcjson -pthread)
 
 LIBCB_SRCS   := $(wildcard common/src/*.c)
-LIBCB_HDRS   := common/include/cb.h common/include/cb_quorum.h common/include/cb_retry.h common/include/cb_limit.h $(wildcard common/src/*.h)
+LIBCB_HDRS   := common/include/cb.h common/include/cb_quorum.h common/include/cb_retry.h common/include/cb_limit.h common/include/cb_hedge.h $(wildcard common/src/*.h)
 LIBCB_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 LIBCB_LIBS   := -lcjson -pthread
 CMOCKA_LIBS  := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -34,6 +34,11 @@ $(BUILD)/$(1)/tests/lib_limit: $(wildcard tests/lib/limit/*.c) $(BUILD)/$(1)/lib
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
 	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
 
+$(BUILD)/$(1)/tests/lib_hedge: $(wildcard tests/lib/hedge/*.c) $(BUILD)/$(1)/libcb.a
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
+	    $(BUILD)/$(1)/libcb.a $(LIBCB_LIBS) $(CMOCKA_LIBS) -o $$@
+
 $(BUILD)/$(1)/tests/lib_stress: $(wildcard tests/lib/stress/*.c) $(BUILD)/$(1)/libcb.a
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(SAN_$(1)) $$(filter %.c,$$^) \
@@ -49,10 +54,10 @@ libcb: $(BUILD)/rel/libcb.a $(BUILD)/asan/libcb.a $(BUILD)/tsan/libcb.a
 TEST_SUITES += lib-unit lib-stress
 
 # Unit tests of the breaker (tests/lib/core), of the retry policy
-# (tests/lib/retry) and of the concurrency limit (tests/lib/limit), plain, under ASan+UBSan (with LeakSanitizer) and under
+# (tests/lib/retry), of the concurrency limit (tests/lib/limit) and of the hedging policy (tests/lib/hedge), plain, under ASan+UBSan (with LeakSanitizer) and under
 # TSan (several tests run real threads: coalescing, the issue-385 storm,
-# ticker, pool, threads sharing a retry policy or a limiter).
-LIB_UNIT := lib_core lib_retry lib_limit
+# ticker, pool, threads sharing a retry policy or a limiter, every hedged call).
+LIB_UNIT := lib_core lib_retry lib_limit lib_hedge
 test-lib-unit: $(foreach f,rel asan tsan,$(foreach t,$(LIB_UNIT),$(BUILD)/$(f)/tests/$(t)))
 	@rc=0; for t in $(LIB_UNIT); do \
 	    echo "-- lib-unit $$t (rel)"; $(BUILD)/rel/tests/$$t || rc=1; \

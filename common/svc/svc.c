@@ -28,6 +28,7 @@
 #include "chaos.h"
 #include "dbwatch.h"
 #include "guard.h"
+#include "hop_hedge.h"
 #include "hop_retry.h"
 #include "shed.h"
 #include "idem.h"
@@ -119,6 +120,16 @@ static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **ou
     return 0;
 }
 
+/* The chain breaker's error filter: a hedged call's copy cancelled because
+ * another copy won is not a failure of the next hop (it counts as a
+ * success, and no fallback runs for it). */
+static bool svc_cancelled_copy(int action_rc, void *arg, void *user)
+{
+    (void)arg;
+    (void)user;
+    return action_rc == CHAIN_ECANCELLED;
+}
+
 /* Creates rt->breaker for CHAIN_SVC from the configured options. Returns 0,
  * or -1 after logging why. */
 static int svc_breaker_create(svc_runtime *rt)
@@ -136,6 +147,7 @@ static int svc_breaker_create(svc_runtime *rt)
     o.action = chain_action;
     o.user = rt;
     o.fallback = request_fallback;
+    o.error_filter = svc_cancelled_copy;
     o.timeout_ms = c->cb_timeout_ms;
     o.reset_timeout_ms = c->cb_reset_timeout_ms;
     o.error_threshold_percentage = c->cb_error_threshold;
@@ -438,6 +450,8 @@ static int svc_observe(svc_runtime *rt)
         .shed_report = shed_json,
         .shed_stats = shed_stats,
         .shed_set = shed_set_json,
+        .hedge_report = rt->breaker ? hop_hedge_json : NULL,
+        .hedge_set = rt->breaker ? hop_hedge_set_json : NULL,
     };
     if (obs_init(&src) != 0)
         return -1;
@@ -600,7 +614,9 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
                svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                (!rt->breaker || hop_retry_init(&rt->cfg, rt->cfg.log_level) == 0) &&
-               shed_init(&rt->cfg, rt->cfg.log_level) == 0 && svc_observe(rt) == 0) {
+               shed_init(&rt->cfg, rt->cfg.log_level) == 0 &&
+               (!rt->breaker || hop_hedge_init(&rt->cfg) == 0) &&
+               svc_observe(rt) == 0) {
         if (!rt->cfg.cb_shared) {
             code = svc_serve(rt, set);
         } else if (svc_roster_start(rt) == 0 &&
@@ -618,6 +634,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     dbwatch_stop();
     hop_retry_free();
     shed_free();
+    hop_hedge_free();
     cb_destroy(rt->breaker);
     cb_destroy(rt->db_breaker);
     store_close(rt->db);

@@ -24,6 +24,7 @@ import test_http  # noqa: E402,F401
 import test_lab  # noqa: E402,F401
 import test_retry  # noqa: E402,F401
 import test_shed  # noqa: E402,F401
+import test_hedge  # noqa: E402,F401
 import test_cluster  # noqa: E402,F401
 import test_run  # noqa: E402,F401
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -30,6 +31,7 @@
 /* A handle and the headers it sends. */
 typedef struct chain_handle {
     CURL *curl;
+    CURLM *multi;              /* for cancellable transfers; made at the first */
     struct curl_slist *headers;
 } chain_handle;
 
@@ -50,6 +52,8 @@ static void chain_handle_free(chain_handle *h)
     if (!h)
         return;
     curl_easy_cleanup(h->curl);
+    if (h->multi)
+        curl_multi_cleanup(h->multi);
     curl_slist_free_all(h->headers);
     free(h);
 }
@@ -195,6 +199,8 @@ static int chain_code(const chain_call *c)
         return (c->status >= 200 && c->status < 300) ? 0 : (int)c->status;
     case CURLE_OPERATION_TIMEDOUT:
         return CHAIN_ETIMEDOUT;
+    case CURLE_ABORTED_BY_CALLBACK:
+        return CHAIN_ECANCELLED;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_GOT_NOTHING:
@@ -242,6 +248,37 @@ static int chain_call_headers(const chain_handle *h, const chain_call *c, struct
     return 0;
 }
 
+/* The transfer on h's multi handle, polled every CHAIN_CANCEL_POLL_MS for
+ * *cancel: curl_easy_perform() would notice a cancel only at its progress
+ * callback, about once a second while it waits for an answer. Returns the
+ * transfer's CURLcode, CURLE_ABORTED_BY_CALLBACK when cancelled (the
+ * connection is then closed). */
+#define CHAIN_CANCEL_POLL_MS 2
+static CURLcode chain_perform_cancellable(chain_handle *h, _Atomic int *cancel)
+{
+    if (!h->multi && !(h->multi = curl_multi_init()))
+        return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(h->multi, h->curl) != CURLM_OK)
+        return CURLE_FAILED_INIT;
+    CURLcode rc = CURLE_ABORTED_BY_CALLBACK;
+    int running = 1;
+    while (running && !atomic_load(cancel)) {
+        if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (running)
+            curl_multi_poll(h->multi, NULL, 0, CHAIN_CANCEL_POLL_MS, NULL);
+    }
+    int queued;
+    CURLMsg *m;
+    while (!running && (m = curl_multi_info_read(h->multi, &queued)))
+        if (m->msg == CURLMSG_DONE)
+            rc = m->data.result;
+    curl_multi_remove_handle(h->multi, h->curl);
+    return rc;
+}
+
 /* Runs the transfer of c on h with headers (h's own when NULL) and at most
  * timeout_ms: sets c's curl_rc, status, response and next_db_ns, then
  * leaves h as it found it, for the next call. */
@@ -265,7 +302,7 @@ static void chain_perform(chain_handle *h, chain_call *c, struct curl_slist *hea
     curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, chain_header);
     curl_easy_setopt(k, CURLOPT_HEADERDATA, c);
     c->next_db_ns = 0;
-    c->curl_rc = curl_easy_perform(k);
+    c->curl_rc = c->cancel ? chain_perform_cancellable(h, c->cancel) : curl_easy_perform(k);
     c->status = 0;
     curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &c->status);
     c->response = dynbuf_take(&body, &c->response_len);
@@ -336,6 +373,8 @@ const char *chain_reason(int action_rc, char *buf, size_t len)
         snprintf(buf, len, "timeout");
     else if (action_rc == CHAIN_ECONNECT)
         snprintf(buf, len, "failure(connect)");
+    else if (action_rc == CHAIN_ECANCELLED)
+        snprintf(buf, len, "cancelled");
     else
         snprintf(buf, len, "failure(transfer)");
     return buf;

@@ -2,6 +2,7 @@
 #ifndef SVC_CHAIN_H
 #define SVC_CHAIN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "cb.h"
@@ -12,6 +13,9 @@ typedef struct chain_call {
     const char *body;      /* JSON, sent as application/json */
     const char *headers;   /* more header lines, each ending in '\n'; NULL = none */
     int64_t deadline_ns;   /* CLOCK_MONOTONIC; the call ends by then; 0 = none */
+    _Atomic int *cancel;   /* NULL, or a flag polled during the transfer: once it
+                              is non-zero the transfer is aborted (CHAIN_ECANCELLED);
+                              a hedged call's copies have one each (hop_hedge.h) */
     long status;           /* the HTTP status, 0 when none arrived */
     int curl_rc;           /* CURLcode of the transfer */
     char *response;        /* the response body, NUL-terminated; free() it */
@@ -23,6 +27,7 @@ typedef struct chain_call {
 #define CHAIN_ETIMEDOUT -1 /* no answer before the deadline */
 #define CHAIN_ECONNECT  -2 /* nobody listening, or the connection broke */
 #define CHAIN_ETRANSFER -3 /* any other transport failure */
+#define CHAIN_ECANCELLED -4 /* aborted: another copy of a hedged call won */
 
 /* Initialises libcurl and the pool of at most connections (>= 1) handles,
  * so at most that many connections to the next hop. Call once, before any

@@ -330,7 +330,7 @@ const svc_setting svc_settings[] = {
                  "retry-exhausted, budget-exhausted, deadline); `events`: every breaker event" },
     { .name = "ADMIN_TOKEN", .kind = SETTING_STRING, FIELD(admin_token), SERVICE,
       .meaning = "enables the admin routes: `PUT`/`DELETE /chaos`, `POST /breaker/open`, "
-                 "`/breaker/close`, `/breaker/options`, `/retry` and `/shed`" },
+                 "`/breaker/close`, `/breaker/options`, `/retry`, `/hedge` and `/shed`" },
     { .name = "ADMIN_ALLOWED_ORIGIN", .kind = SETTING_STRING, FIELD(admin_origin),
       .valid = origins_valid,
       .expect = "origins such as \"https://admin.example\" separated by commas (never \"*\")",
@@ -539,6 +539,22 @@ const svc_setting svc_settings[] = {
       .finish = finish_shed_limits, SERVICE,
       .meaning = "the concurrency limit never grows above this many requests; at least "
                  "`SHED_MIN_LIMIT`" },
+    { .name = "HEDGE_MAX_COPIES", INTEGER(1, 8), FIELD(hedge_max_copies), .dflt = "1", SERVICE,
+      .meaning = "copies of each call to the next hop, the first included; 1 = no hedging. A copy "
+                 "starts when the earlier ones have not answered after the hedging delay; the first "
+                 "success wins and the others are cancelled; every copy carries the call's "
+                 "Idempotency-Key and is one call of the breaker. `POST /hedge` changes the "
+                 "`HEDGE_*` settings at runtime" },
+    { .name = "HEDGE_DELAY_MS", INTEGER(0, 600000), FIELD(hedge_delay_ms), .dflt = "50",
+      SERVICE, .meaning = "the hedging delay, or its floor when `HEDGE_PERCENTILE` is set" },
+    { .name = "HEDGE_PERCENTILE", NUMBER(0.0, 99.9), FIELD(hedge_percentile), .dflt = "0",
+      SERVICE, .meaning = "0 = the fixed `HEDGE_DELAY_MS`; else 1..99.9: the delay is this "
+                 "percentile of the last 100 winning calls' latencies (after 20), at least "
+                 "`HEDGE_DELAY_MS`" },
+    { .name = "HEDGE_BUDGET_RATIO", NUMBER(0.001, 1.0), FIELD(hedge_budget_ratio),
+      .dflt = "0.1", SERVICE,
+      .meaning = "hedges may be at most this fraction of calls: a token bucket of 10 tokens, a "
+                 "call adds this many, a hedge takes one" },
     { .name = "DB_CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(db_cb_reset_timeout_ms),
       .dflt = "5000", SERVICE, .meaning = "database breaker: open → half-open after this" },
     { .name = "DB_CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(db_cb_error_threshold),

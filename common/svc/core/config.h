@@ -73,6 +73,11 @@ typedef struct svc_config {
     int64_t retry_cap_ms;        /* RETRY_CAP_MS */
     int retry_budget_tokens;     /* RETRY_BUDGET_TOKENS; 0 = no budget */
     double retry_budget_ratio;   /* RETRY_BUDGET_RATIO */
+    /* hedging of the call to the next hop (hop_hedge.h); off by default */
+    int hedge_max_copies;        /* HEDGE_MAX_COPIES; 1 = off */
+    int64_t hedge_delay_ms;      /* HEDGE_DELAY_MS */
+    double hedge_percentile;     /* HEDGE_PERCENTILE; 0 = the fixed delay */
+    double hedge_budget_ratio;   /* HEDGE_BUDGET_RATIO */
 
     /* load shedding of POST /create (shed.h); off by default */
     bool shed;                   /* SHED=on */

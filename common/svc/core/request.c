@@ -29,12 +29,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "chain.h"
 #include "chaos.h"
 #include "dbwatch.h"
+#include "hop_hedge.h"
 #include "hop_retry.h"
 #include "http.h"
 #include "idem.h"
@@ -78,6 +80,7 @@ typedef struct create_req {
     char key[IDEM_KEY_MAX + 1];       /* the idempotency key; "" when keys are off */
     char body_hash[IDEM_HASH_HEX + 1]; /* the digest of the body as received */
     bool key_held;         /* key is held in idem's table until the request ends */
+    bool latency_cut;      /* the latency fault's wait was cut by the caller's deadline */
     chaos_draw chaos;      /* the runtime faults drawn for this request */
     bool db_fault;         /* the database fault: the writes fail as if it were down */
     bool no_deadlines;     /* the no_deadlines fault: no deadline honoured or passed on */
@@ -531,6 +534,34 @@ static int answer_spent(create_req *r, hop_call *hop)
     return answer_send(r, o, "degraded", "deadline");
 }
 
+
+/* Calls the next hop through the hedging policy (hop_hedge.h): one hop_call
+ * per copy, each with its own cancel flag and answer, all with hop's URL,
+ * body and headers (the same Idempotency-Key). The returned copy's answer
+ * is moved into hop; the others' are freed. Returns the cb_fire() result. */
+static int hop_fire_hedged(hop_call *hop, cb_result *res)
+{
+    hop_call copies[CB_HEDGE_MAX_COPIES];
+    _Atomic int cancel[CB_HEDGE_MAX_COPIES];
+    void *args[CB_HEDGE_MAX_COPIES];
+    for (int i = 0; i < CB_HEDGE_MAX_COPIES; i++) {
+        copies[i] = *hop;
+        copies[i].http.cancel = &cancel[i];
+        atomic_init(&cancel[i], 0);
+        args[i] = &copies[i];
+    }
+    int winner;
+    int rc = hop_hedge_fire(hop->rt->breaker, args, cancel, CB_HEDGE_MAX_COPIES, res, &winner);
+    for (int i = 0; i < CB_HEDGE_MAX_COPIES; i++)
+        if (i != winner)
+            free(copies[i].http.response);
+    *hop = copies[winner];
+    hop->http.cancel = NULL;
+    if (rc == CB_OK && !res->fallback)
+        res->value = &hop->http;   /* not the copy's, which is gone */
+    return rc;
+}
+
 /* Calls the next service through the breaker and answers. */
 static int create_chain(create_req *r)
 {
@@ -586,6 +617,8 @@ static int create_chain(create_req *r)
         rc = cb_retry_fire(retry, r->rt->breaker, &hop, &res, &call);
         hop.attempts = call.attempts;
         hop.stop = call.stop;
+    } else if (hop_hedge_on()) {
+        rc = hop_fire_hedged(&hop, &res);
     } else {
         rc = cb_fire(r->rt->breaker, &hop, &res);
     }
@@ -808,10 +841,14 @@ static int fault_database(create_req *r, int amount)
     return 0;
 }
 
-/* latency: wait ms, within the caller's deadline. */
+/* latency: wait ms, within the caller's deadline. It waits before the
+ * idempotency key is taken (as a slow network or queue would), so that a
+ * hedged copy with the same key, sent while this one waits, is not refused
+ * as "in progress"; a wait cut by the deadline is answered at ON_WORK. */
 static int fault_latency(create_req *r, int ms)
 {
-    return wait_within_deadline(ms) ? create_late(r, "during the latency fault") : 0;
+    r->latency_cut = wait_within_deadline(ms);
+    return 0;
 }
 
 /* hang: hold until the caller gives up, max_ms or the caller's deadline. */
@@ -845,7 +882,7 @@ static const struct fault_hook {
     { CHAOS_NO_DEADLINES, ON_ARRIVAL, fault_no_deadlines },
     { CHAOS_RESET,        ON_ARRIVAL, fault_reset },
     { CHAOS_DATABASE,     ON_WRITE,   fault_database },
-    { CHAOS_LATENCY,      ON_WORK,    fault_latency },
+    { CHAOS_LATENCY,      ON_KEY,     fault_latency },
     { CHAOS_HANG,         ON_WORK,    fault_hang },
     { CHAOS_ERROR,        ON_WORK,    fault_error },
     { CHAOS_LOSE_ANSWER,  ON_ANSWER,  fault_lose_answer },
@@ -870,7 +907,7 @@ static int meet_faults(create_req *r, fault_stage stage)
 
 /* With IDEMPOTENCY_KEYS: takes the request's Idempotency-Key (400 when
  * malformed), or makes one when its call to the next hop may be retried
- * (RETRY_ATTEMPTS > 1), and holds it while the request runs: 409 when a
+ * (RETRY_ATTEMPTS > 1) or hedged (HEDGE_MAX_COPIES > 1), and holds it while the request runs: 409 when a
  * request with the same key and body is running here, 422 when one with
  * another body is. A request with no key, made or given, runs as without
  * keys. Returns 0 or the status sent. */
@@ -888,8 +925,8 @@ static int take_key(create_req *r)
          * next hop: elsewhere nobody would ever send it again, and a
          * document without a key costs the database less. */
         hop_retry_settings retry;
-        if (!r->rt->breaker || r->count >= cfg->jumps || !hop_retry_current(&retry) ||
-            retry.attempts <= 1)
+        bool retried = hop_retry_current(&retry) && retry.attempts > 1;
+        if (!r->rt->breaker || r->count >= cfg->jumps || (!retried && !hop_hedge_on()))
             return 0;
         idem_new(r->key);
     }
@@ -932,6 +969,8 @@ static int create(create_req *r)
         status = meet_faults(r, ON_WRITE);
     if (!status)
         status = database_refuses(r);
+    if (!status && r->latency_cut)
+        status = create_late(r, "during the latency fault");
     if (!status)
         status = meet_faults(r, ON_WORK);
     if (status)

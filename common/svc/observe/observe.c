@@ -175,6 +175,8 @@ int obs_init(const obs_source *src)
     obs_g.shed_report = src->shed_report;
     obs_g.shed_stats = src->shed_stats;
     obs_g.shed_set = src->shed_set;
+    obs_g.hedge_report = src->hedge_report;
+    obs_g.hedge_set = src->hedge_set;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||
         (src->run_status_file && !obs_g.run_status_file) ||
@@ -242,6 +244,7 @@ static const obs_handler obs_handlers[] = {
     { "/chaos", "/chaos", obs_handle_chaos, NULL },
     { "/retry", "/retry", obs_handle_retry, NULL },
     { "/shed", "/shed", obs_handle_shed, NULL },
+    { "/hedge", "/hedge", obs_handle_hedge, NULL },
 };
 
 /* The route label of a request to h: the admin routes are told apart. */

@@ -65,6 +65,11 @@ typedef struct obs_source {
     cJSON *(*shed_report)(void);
     int (*shed_stats)(bool *enabled, cb_limit_stats *st);
     int (*shed_set)(const char *body, size_t len, char *err, size_t errlen);
+    /* The hedging policy of the call to the next hop (core/hop_hedge.h), as
+     * the retry's: hedge_report for /health and POST /hedge's answer,
+     * hedge_set applies POST /hedge's body. NULL = none. Thread-safe. */
+    cJSON *(*hedge_report)(void);
+    int (*hedge_set)(const char *body, size_t len, char *err, size_t errlen);
 } obs_source;
 
 /* Copies src and starts the uptime clock. Returns 0, or -1 when out of memory. */

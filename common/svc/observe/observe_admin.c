@@ -427,27 +427,38 @@ int obs_handle_breaker(struct mg_connection *conn, void *cbdata)
     return ob ? send_export(conn, ob, 200) : status;
 }
 
-/* The largest POST /retry body, and how long it may take to arrive. */
+/* The largest POST /retry, /hedge or /shed body, and how long it may take to arrive. */
 #define RETRY_MAX_BODY 4096
 #define RETRY_BODY_TIMEOUT_MS 10000
 
-/* POST /retry (admin token, CORS as /breaker/open): replaces the retry
- * settings of the call to the next hop with the JSON body's fields (any of
- * attempts, base_ms, cap_ms, budget_tokens, budget_ratio) and answers the
- * settings in force. GET /breaker shows them. */
-int obs_handle_retry(struct mg_connection *conn, void *cbdata)
+/* A policy that an admin route replaces (the retry and the hedging of the
+ * call to the next hop, the shedding of POST /create): its route, what to
+ * say when it is missing, and its two functions. */
+typedef struct policy_route {
+    const char *uri;
+    const char *shown;   /* where its settings are shown */
+    const char *missing; /* the 404 when the service has none */
+    int (*set)(const char *body, size_t len, char *err, size_t errlen);
+    cJSON *(*report)(void);
+} policy_route;
+
+/* POST <uri> (admin token, CORS as /breaker/open): replaces the settings of
+ * pr's policy with the JSON body's fields and answers the settings in force. */
+static int handle_policy(struct mg_connection *conn, const policy_route *pr)
 {
-    (void)cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (strcmp(ri->local_uri ? ri->local_uri : "", "/retry") != 0)
-        return obs_send_error(conn, 404, "no such route; try POST /retry");
+    if (strcmp(ri->local_uri ? ri->local_uri : "", pr->uri) != 0) {
+        char words[64];
+        snprintf(words, sizeof words, "no such route; try POST %s", pr->uri);
+        return obs_send_error(conn, 404, words);
+    }
     int gate = admin_gate(conn, "POST, OPTIONS");
     if (gate)
         return gate;
     if (strcmp(ri->request_method, "POST") != 0)
-        return send_admin_error(conn, 405, "use POST; GET /breaker shows the retry settings");
-    if (!obs_g.retry_set || !obs_g.retry_report)
-        return send_admin_error(conn, 404, "this service has no next hop, so nothing to retry");
+        return send_admin_error(conn, 405, pr->shown);
+    if (!pr->set || !pr->report)
+        return send_admin_error(conn, 404, pr->missing);
     if (!http_is_json(mg_get_header(conn, "Content-Type")))
         return send_admin_error(conn, 415, "Content-Type must be application/json");
     char *text = NULL;
@@ -458,51 +469,48 @@ int obs_handle_retry(struct mg_connection *conn, void *cbdata)
     if (rc)
         return send_admin_error(conn, rc, "the body could not be read in time");
     char err[300];
-    rc = obs_g.retry_set(text, len, err, sizeof err);
+    rc = pr->set(text, len, err, sizeof err);
     free(text);
     if (rc)
         return send_admin_error(conn, rc, err);
-    cJSON *retry = obs_g.retry_report();
-    char *answer = retry ? cJSON_PrintUnformatted(retry) : NULL;
-    cJSON_Delete(retry);
+    cJSON *now = pr->report();
+    char *answer = now ? cJSON_PrintUnformatted(now) : NULL;
+    cJSON_Delete(now);
     return send_admin(conn, 200, answer);
 }
 
-/* POST /shed (admin token, CORS as /breaker/open): switches load shedding
- * of POST /create on or off and sets its limits from the JSON body's fields
- * (any of enabled, initial_limit, min_limit, max_limit) and answers the
+/* POST /retry: the retry settings of the call to the next hop (any of
+ * attempts, base_ms, cap_ms, budget_tokens, budget_ratio). GET /breaker
+ * shows them. */
+int obs_handle_retry(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    policy_route pr = { "/retry", "use POST; GET /breaker shows the retry settings",
+                        "this service has no next hop, so nothing to retry", obs_g.retry_set,
+                        obs_g.retry_report };
+    return handle_policy(conn, &pr);
+}
+
+/* POST /hedge: the hedging settings of the call to the next hop (any of
+ * max_copies, delay_ms, percentile, budget_ratio). GET /health shows them. */
+int obs_handle_hedge(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    policy_route pr = { "/hedge", "use POST; GET /health shows the hedging settings",
+                        "this service has no next hop, so nothing to hedge", obs_g.hedge_set,
+                        obs_g.hedge_report };
+    return handle_policy(conn, &pr);
+}
+
+/* POST /shed: switches load shedding of POST /create on or off and sets its
+ * limits (any of enabled, initial_limit, min_limit, max_limit); answers the
  * settings in force with the limiter's counts. /health shows them too. */
 int obs_handle_shed(struct mg_connection *conn, void *cbdata)
 {
     (void)cbdata;
-    const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (strcmp(ri->local_uri ? ri->local_uri : "", "/shed") != 0)
-        return obs_send_error(conn, 404, "no such route; try POST /shed");
-    int gate = admin_gate(conn, "POST, OPTIONS");
-    if (gate)
-        return gate;
-    if (strcmp(ri->request_method, "POST") != 0)
-        return send_admin_error(conn, 405, "use POST; /health shows the shedding settings");
-    if (!obs_g.shed_set || !obs_g.shed_report)
-        return send_admin_error(conn, 404, "this service has no load shedding");
-    if (!http_is_json(mg_get_header(conn, "Content-Type")))
-        return send_admin_error(conn, 415, "Content-Type must be application/json");
-    char *text = NULL;
-    size_t len = 0;
-    int rc = http_read_body(conn, RETRY_MAX_BODY, RETRY_BODY_TIMEOUT_MS, &text, &len);
-    if (rc == 413)
-        return send_admin_error(conn, 413, "the body is larger than 4096 bytes");
-    if (rc)
-        return send_admin_error(conn, rc, "the body could not be read in time");
-    char err[300];
-    rc = obs_g.shed_set(text, len, err, sizeof err);
-    free(text);
-    if (rc)
-        return send_admin_error(conn, rc, err);
-    cJSON *shed = obs_g.shed_report();
-    char *answer = shed ? cJSON_PrintUnformatted(shed) : NULL;
-    cJSON_Delete(shed);
-    return send_admin(conn, 200, answer);
+    policy_route pr = { "/shed", "use POST; /health shows the shedding settings",
+                        "this service has no load shedding", obs_g.shed_set, obs_g.shed_report };
+    return handle_policy(conn, &pr);
 }
 
 /* GET /chaos (open to all, like GET /breaker); PUT and DELETE behind the

@@ -163,6 +163,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *shed = obs_g.shed_report ? obs_g.shed_report() : NULL;
     if (shed)
         cJSON_AddItemToObject(root, "shed", shed);
+    cJSON *hedge = obs_g.hedge_report ? obs_g.hedge_report() : NULL;
+    if (hedge)
+        cJSON_AddItemToObject(root, "hedge", hedge);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);

@@ -93,6 +93,8 @@ typedef struct obs_global {
     cJSON *(*shed_report)(void);          /* obs_source's; NULL = no load shedding */
     int (*shed_stats)(bool *enabled, cb_limit_stats *st);
     int (*shed_set)(const char *body, size_t len, char *err, size_t errlen);
+    cJSON *(*hedge_report)(void);         /* obs_source's; NULL = no hedging policy */
+    int (*hedge_set)(const char *body, size_t len, char *err, size_t errlen);
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
 
@@ -175,6 +177,7 @@ int obs_handle_breaker(struct mg_connection *conn, void *cbdata);  /* observe_ad
 int obs_handle_chaos(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_retry(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_shed(struct mg_connection *conn, void *cbdata);     /* observe_admin.c */
+int obs_handle_hedge(struct mg_connection *conn, void *cbdata);    /* observe_admin.c */
 int obs_handle_metrics(struct mg_connection *conn, void *cbdata);
 int obs_handle_hystrix_stream(struct mg_connection *conn, void *cbdata);
 int obs_handle_dashboard(struct mg_connection *conn, void *cbdata);
