@@ -849,7 +849,29 @@ def check_control(res, stack, out_root):
     check_halt(res, stack)
     check_load_only(res, stack, out_root)
     check_run_folders(res, stack, tmp)
+    check_admin_origin(res, stack)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def admin_allow_origin(url, origin):
+    """The Access-Control-Allow-Origin of an admin answer (DELETE /chaos with the token, on a
+    calm stack: nothing to clear) to a page of origin; None when the service names none."""
+    req = urllib.request.Request(url + "/chaos", method="DELETE",
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Origin": origin})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.headers.get("Access-Control-Allow-Origin")
+
+
+def check_admin_origin(res, stack):
+    """make run derives ADMIN_ALLOWED_ORIGIN from the ports it used (the classroom profile's
+    "from-ports"): the dashboard served by order, on this stack's own port, may steer payment
+    and shipment; a page on port 3000, which this stack does not use, may not."""
+    own = f"http://127.0.0.1:{stack.ports[SERVICES[0]]}"
+    got = {svc: admin_allow_origin(stack.urls[svc], own) for svc in SERVICES[1:]}
+    res.check(f"make run allows the admin routes from order's own origin {own}", all(v == own for v in got.values()),
+              str(got))
+    other = {svc: admin_allow_origin(stack.urls[svc], "http://127.0.0.1:3000") for svc in SERVICES[1:]}
+    res.check("and not from port 3000, which this stack does not use", not any(other.values()), str(other))
 
 
 def check_ramp(res, stack, out_root):
