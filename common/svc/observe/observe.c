@@ -344,6 +344,5 @@ void obs_free(void)
     free(obs_g.admin_origin);
     free(obs_g.run_status_file);
     free(obs_g.replica);
-    obs_transitions_clear();
     memset(&obs_g, 0, sizeof obs_g);
 }

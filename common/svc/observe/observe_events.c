@@ -26,10 +26,6 @@ static bool event_is_feed_worthy(cb_event_kind k)
     }
 }
 
-/* Each breaker's last state changes, oldest first, under obs_g.ring_lock. */
-static obs_event transitions[OBS_MAX_BREAKERS][OBS_TRANSITIONS];
-static int ntransitions[OBS_MAX_BREAKERS];
-
 /* Whether e is a state change of a breaker (kept apart from the ring). */
 static bool event_is_transition(const obs_event *e)
 {
@@ -41,8 +37,8 @@ static bool event_is_transition(const obs_event *e)
  * Called with ring_lock held. */
 static void transition_put(const obs_event *e)
 {
-    obs_event *list = transitions[e->breaker];
-    int *n = &ntransitions[e->breaker];
+    obs_event *list = obs_g.transitions[e->breaker];
+    int *n = &obs_g.ntransitions[e->breaker];
     if (*n == OBS_TRANSITIONS) {
         memmove(list, list + 1, sizeof *list * (OBS_TRANSITIONS - 1));
         (*n)--;
@@ -121,9 +117,9 @@ size_t obs_transitions_upto(uint64_t upto, obs_event *out, size_t max)
     size_t n = 0;
     pthread_mutex_lock(&obs_g.ring_lock);
     for (int b = 0; b < OBS_MAX_BREAKERS; b++)
-        for (int i = 0; i < ntransitions[b] && n < max; i++)
-            if (transitions[b][i].seq <= upto)
-                out[n++] = transitions[b][i];
+        for (int i = 0; i < obs_g.ntransitions[b] && n < max; i++)
+            if (obs_g.transitions[b][i].seq <= upto)
+                out[n++] = obs_g.transitions[b][i];
     pthread_mutex_unlock(&obs_g.ring_lock);
     /* oldest first: a few dozen at most, so an insertion sort */
     for (size_t i = 1; i < n; i++) {
@@ -134,11 +130,6 @@ size_t obs_transitions_upto(uint64_t upto, obs_event *out, size_t max)
         out[j] = e;
     }
     return n;
-}
-
-void obs_transitions_clear(void)
-{
-    memset(ntransitions, 0, sizeof ntransitions);
 }
 
 void obs_chaos_event(const char *words)

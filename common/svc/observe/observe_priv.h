@@ -101,6 +101,9 @@ typedef struct obs_global {
     pthread_mutex_t ring_lock;
     obs_event ring[OBS_EVENT_RING];
     uint64_t next_seq;          /* seq the next event gets; starts at 1 */
+    /* each breaker's last state changes, oldest first, also under ring_lock */
+    obs_event transitions[OBS_MAX_BREAKERS][OBS_TRANSITIONS];
+    int ntransitions[OBS_MAX_BREAKERS];
 
     pthread_mutex_t route_lock;
     obs_route routes[OBS_ROUTES];
@@ -144,9 +147,6 @@ size_t obs_events_since(uint64_t after, obs_event *out, size_t max);
  * the ring, so that a page opened late still sees each breaker's last
  * changes. Returns how many were copied. Thread-safe. */
 size_t obs_transitions_upto(uint64_t upto, obs_event *out, size_t max);
-/* Forgets the kept state changes (obs_free(), so that a new obs_init()
- * starts with none). Only when no listener or stream runs any more. */
-void obs_transitions_clear(void);
 /* The seq of the newest event, 0 when there was none. Thread-safe. */
 uint64_t obs_events_newest_seq(void);
 
