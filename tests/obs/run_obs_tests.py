@@ -144,6 +144,42 @@ def health_answers_200_with_database_and_breaker(s):
                 assert k in b, (k, h)
 
 
+def dashboard_shows_hedging_and_shedding(s):
+    """Each card's hedge and shed lines, from the /health the page polls: payment's hedge line
+    says off, then, after POST /hedge at runtime, the copies and delay in force; its shed line
+    says off, then the limit after POST /shed; shipment (the last hop) has no hedge line."""
+    admin = {"ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_AUTH_BURST": "1000"}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ship = s.stack.service("shipment", env=admin, label="shipment-hedge")
+    pay = s.stack.service("payment", chain=ship, env=admin, label="payment-hedge")
+    order = s.stack.service("order", chain=pay, label="order-hedge")
+    trio = {"order": order, "payment": pay, "shipment": ship}
+    lines_js = ("const c = Array.from(document.querySelectorAll('.card')).find("
+                "e => e.querySelector('h2').textContent.startsWith(arguments[0]));"
+                "return c ? Array.from(c.querySelectorAll('div.shed')).map("
+                "e => e.hidden ? null : e.textContent) : null;")
+    try:
+        services = ",".join(f"{name}@http://127.0.0.1:{v.port}" for name, v in trio.items())
+        with Browser() as b:
+            b.get(f"{order.url('/dashboard')}?services={services}")
+            got = wait_until(lambda: (lambda l: l if l and l[0] and l[1] else None)(
+                b.script(lines_js, "payment")), 10, "payment's shed and hedge lines")
+            assert got[0].startswith("shedding off") and got[1].startswith("hedging off"), got
+            ship_lines = wait_until(lambda: b.script(lines_js, "shipment"), 10, "shipment's card")
+            assert ship_lines[1] is None, f"shipment calls no next hop: {ship_lines}"
+            r = http("POST", pay.url("/hedge"), {"max_copies": 2, "delay_ms": 30}, auth)
+            assert r.status == 200, r
+            r = http("POST", pay.url("/shed"), {"enabled": True, "max_limit": 7, "initial_limit": 5}, auth)
+            assert r.status == 200, r
+            got = wait_until(lambda: (lambda l: l if l[1].startswith("hedging: 2 copies after 30 ms")
+                                      and l[0].startswith("shedding: limit 5") else None)(
+                b.script(lines_js, "payment")), 6, "payment's lines to show the new settings")
+            print(f"    payment: {got}")
+    finally:
+        for svc in (order, pay, ship):
+            svc.stop()
+
+
 def health_answers_503_while_database_is_down_and_recovers(s):
     s.db.stop()
     try:
@@ -1199,6 +1235,7 @@ TESTS = [
     calm_button_clears_a_fault_and_a_forced_breaker,
     health_and_dashboard_show_make_runs_restarts,
     dashboard_shows_the_retry_policy,
+    dashboard_shows_hedging_and_shedding,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,
 ]

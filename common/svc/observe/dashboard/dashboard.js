@@ -252,14 +252,15 @@ function buildCard(svc) {
   const panels = el('div', 'panels');
   const retry = buildRetry();
   const shed = buildShed();
+  const hedge = buildHedge();
   const chaos = buildChaos(svc);
   const statesHead = el('div', 'feedhead', 'state changes');
   const states = el('ul', 'log states');
   const feedHead = el('div', 'feedhead', 'events');
   const feed = el('ul', 'log feed');
-  card.append(h2, info, replicas, panels, retry.box, shed, chaos.box, statesHead, states, feedHead, feed);
+  card.append(h2, info, replicas, panels, retry.box, shed, hedge, chaos.box, statesHead, states, feedHead, feed);
   document.getElementById('cards').append(card);
-  return { card, badge, db, info, replicas, panels, retry, shed, chaos, states, feed };
+  return { card, badge, db, info, replicas, panels, retry, shed, hedge, chaos, states, feed };
 }
 
 // ---- load shedding ------------------------------------------------------------------
@@ -289,6 +290,37 @@ function showShed(svc, s) {
   line.textContent = s.enabled
     ? `shedding: limit ${s.limit} · in flight ${s.in_flight} · shed ${s.shed}`
     : `shedding off · shed ${s.shed}`;
+}
+
+// ---- hedged calls --------------------------------------------------------------------
+
+// The hedge line of a card (order and payment): the hedging settings in force
+// and the extra calls they cost. Hidden until /health has a "hedge" object.
+function buildHedge() {
+  const line = el('div', 'shed');
+  line.hidden = true;
+  line.title = 'Hedged calls to the next hop (hop_hedge.c): when a call has not answered after the ' +
+    'delay, a copy goes with the same Idempotency-Key; the first success wins, the rest are ' +
+    "cancelled; a budget caps hedges at a share of calls. HEDGE_* at start, POST /hedge (admin " +
+    "token) at runtime; shown from /health's hedge, read every 2 s.";
+  return line;
+}
+
+// Shows /health's "hedge" (h) on the card's hedge line, or hides it when there is none.
+function showHedge(svc, h) {
+  const line = svc.ui.hedge;
+  if (!h || typeof h !== 'object') {
+    line.hidden = true;
+    return;
+  }
+  const st = h.stats || {};
+  const extra = st.calls ? ` (${fmt((st.hedges / st.calls) * 100, 0)}% extra)` : '';
+  line.hidden = false;
+  line.classList.toggle('off', !h.on);
+  line.textContent = h.on
+    ? `hedging: ${h.max_copies} copies after ${fmt(st.delay_ms, 0)} ms · hedges ${st.hedges}${extra} · ` +
+      `won ${st.hedge_wins} · cancelled ${st.cancelled}`
+    : `hedging off · hedges ${st.hedges || 0}`;
 }
 
 // ---- the retry policy ---------------------------------------------------------------
@@ -1001,6 +1033,7 @@ async function poll(svc) {
     if (h.chaos) showChaos(svc, h.chaos, false);
     showRetry(svc, h.retry);
     showShed(svc, h.shed);
+    showHedge(svc, h.hedge);
     if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
