@@ -451,6 +451,7 @@ static int svc_observe(svc_runtime *rt)
         .shed_stats = shed_stats,
         .shed_set = shed_set_json,
         .hedge_report = rt->breaker ? hop_hedge_json : NULL,
+        .hedge_stats = rt->breaker ? hop_hedge_stats : NULL,
         .hedge_set = rt->breaker ? hop_hedge_set_json : NULL,
     };
     if (obs_init(&src) != 0)

@@ -63,6 +63,11 @@ def hedging_cuts_payments_p99_under_a_latency_tail_and_stores_once(ctx):
     expect(calls == REQUESTS and hedges > 0 and after["copies"] == after["calls"] + after["hedges"],
            f"hedges counted in /health: {after}")
     expect(after["hedge_wins"] > 0 and after["cancelled"] > 0, f"wins and cancels: {after}")
+    metrics = http("GET", pay.url("/metrics")).text()
+    for name, key in (("hedge_calls_total", "calls"), ("hedge_hedges_total", "hedges"),
+                      ("hedge_wins_total", "hedge_wins"), ("hedge_cancelled_total", "cancelled")):
+        m = re.search(rf"^{name}{{[^}}]*}} (\d+)$", metrics, re.M)
+        expect(m and int(m.group(1)) == after[key], f"/metrics {name} against /health's {key} {after[key]}")
     for t in traces:
         n = len(st.find("shipments", {"_meta.trace": t}))
         expect(n == 1, f"{n} shipment documents for trace {t}")

@@ -176,6 +176,7 @@ int obs_init(const obs_source *src)
     obs_g.shed_stats = src->shed_stats;
     obs_g.shed_set = src->shed_set;
     obs_g.hedge_report = src->hedge_report;
+    obs_g.hedge_stats = src->hedge_stats;
     obs_g.hedge_set = src->hedge_set;
     if (!obs_g.service || (src->replica && !obs_g.replica) || (src->db_name && !obs_g.db_name) ||
         (src->admin_origin && !obs_g.admin_origin) ||

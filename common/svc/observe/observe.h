@@ -13,6 +13,7 @@
 #include <cJSON.h>
 #include "cb.h"
 #include "cb_limit.h"
+#include "cb_hedge.h"
 #include "cb_retry.h"
 
 #define OBS_MAX_BREAKERS 4
@@ -69,6 +70,7 @@ typedef struct obs_source {
      * the retry's: hedge_report for /health and POST /hedge's answer,
      * hedge_set applies POST /hedge's body. NULL = none. Thread-safe. */
     cJSON *(*hedge_report)(void);
+    void (*hedge_stats)(cb_hedge_stats *st);  /* its counts since the start (/metrics) */
     int (*hedge_set)(const char *body, size_t len, char *err, size_t errlen);
 } obs_source;
 

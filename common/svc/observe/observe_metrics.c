@@ -233,6 +233,40 @@ static void put_retry_metrics(FILE *f)
     fprintf(f, "} %.3f\n", st.budget_tokens);
 }
 
+/* A hedging counter family: its name, help, and where it sits in cb_hedge_stats. */
+static const breaker_counter hedge_counters[] = {
+    { "hedge_calls_total", "Calls to the next hop made through the hedging policy.",
+      offsetof(cb_hedge_stats, calls) },
+    { "hedge_copies_total", "Copies (breaker calls) those calls sent, the first included.",
+      offsetof(cb_hedge_stats, copies) },
+    { "hedge_hedges_total", "Copies sent after a call's first (the extra calls).",
+      offsetof(cb_hedge_stats, hedges) },
+    { "hedge_wins_total", "Calls won by a copy other than the first.",
+      offsetof(cb_hedge_stats, hedge_wins) },
+    { "hedge_cancelled_total", "Copies cancelled because another copy won.",
+      offsetof(cb_hedge_stats, cancelled) },
+    { "hedge_budget_refused_total", "Hedges due that the budget refused.",
+      offsetof(cb_hedge_stats, budget_refused) },
+};
+
+/* The hedging policy of the call to the next hop: its counters since the
+ * start, labelled with the next hop's breaker. */
+static void put_hedge_metrics(FILE *f)
+{
+    if (!obs_g.hedge_stats || !obs_g.nbreakers)
+        return;
+    cb_hedge_stats st;
+    obs_g.hedge_stats(&st);
+    for (size_t i = 0; i < sizeof hedge_counters / sizeof hedge_counters[0]; i++) {
+        const breaker_counter *c = &hedge_counters[i];
+        put_header(f, c->name, "counter", c->help);
+        fprintf(f, "%s", c->name);
+        put_breaker_labels(f, obs_g.breakers[0].cb);
+        fprintf(f, "} %llu\n",
+                (unsigned long long)*(const uint64_t *)((const char *)&st + c->offset));
+    }
+}
+
 /* Load shedding of POST /create: requests shed, the concurrency limit and
  * the requests holding a place under it (present whether shedding is on or
  * off, so a graph does not lose its series when it is switched). */
@@ -356,6 +390,7 @@ int obs_handle_metrics(struct mg_connection *conn, void *cbdata)
         return obs_send_json(conn, 500, NULL);
     put_breaker_metrics(f);
     put_retry_metrics(f);
+    put_hedge_metrics(f);
     put_request_metrics(f);
     put_service_metrics(f);
     fclose(f);

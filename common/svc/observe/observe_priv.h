@@ -94,6 +94,7 @@ typedef struct obs_global {
     int (*shed_stats)(bool *enabled, cb_limit_stats *st);
     int (*shed_set)(const char *body, size_t len, char *err, size_t errlen);
     cJSON *(*hedge_report)(void);         /* obs_source's; NULL = no hedging policy */
+    void (*hedge_stats)(cb_hedge_stats *st);
     int (*hedge_set)(const char *body, size_t len, char *err, size_t errlen);
     void *roster_ctx;
     int64_t start_ns;           /* CLOCK_MONOTONIC at obs_init() */
