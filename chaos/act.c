@@ -1,4 +1,4 @@
-/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced or tuned, a process stopped or resumed, one of make run's processes killed or restarted, a shell command, the retries of a call to the next hop set.
+/* act.c -- the actions of an experiment: a fault set or cleared over /chaos, a breaker forced or tuned, a process stopped or resumed, one of make run's processes killed or restarted, a shell command, the retries or the hedging of a call to the next hop or the load shedding of POST /create set.
  *
  * chaos_actions, at the end, is their one table: each row names an action,
  * the fields it takes (experiment.c checks them, a check per kind of field)
@@ -297,15 +297,17 @@ static long act_clear(chaos_run *r, const chaos_step *s, cJSON **answer)
     return act_chaos(r, s, "DELETE", NULL, answer);
 }
 
-/* retry: POST /retry on the service with the step's settings as the body
- * (the admin token's route: the retries of its call to the next hop). */
-static long act_retry(chaos_run *r, const chaos_step *s, cJSON **answer)
+/* retry, shed, hedge: POST /<action> on the service with the step's
+ * settings as the body (the admin token's routes: the retries of its call to
+ * the next hop, the load shedding of its POST /create, the hedging of its
+ * call to the next hop). */
+static long act_settings(chaos_run *r, const chaos_step *s, cJSON **answer)
 {
     const char *base = service_url(r, s, answer);
     long status = 0;
     if (base) {
         char url[600];
-        snprintf(url, sizeof url, "%s/retry", base);
+        snprintf(url, sizeof url, "%s/%s", base, s->action);
         act_http(r, "POST", url, s->settings, &status, answer);
     }
     return status;
@@ -479,7 +481,9 @@ const chaos_action chaos_actions[] = {
     { "kill", { CHAOS_FIELD_PROCESS }, act_kill },
     { "restart", { CHAOS_FIELD_PROCESS }, act_restart },
     { "run", { CHAOS_FIELD_COMMAND }, act_run },
-    { "retry", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_retry },
+    { "retry", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_settings },
+    { "shed", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_settings },
+    { "hedge", { CHAOS_FIELD_SERVICE, CHAOS_FIELD_SETTINGS }, act_settings },
     { "tune", { CHAOS_FIELD_BREAKER, CHAOS_FIELD_OPTIONS }, act_tune },
 };
 const size_t chaos_nactions = sizeof chaos_actions / sizeof chaos_actions[0];
@@ -499,11 +503,13 @@ static void add(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A number as words: 60, 0.5, 2000. */
+/* A number as words: 60, 0.5, 2000; true and false as on and off. */
 static void number_words(const cJSON *v, char *buf, size_t len)
 {
     if (cJSON_IsNumber(v))
         snprintf(buf, len, "%g", v->valuedouble);
+    else if (cJSON_IsBool(v))
+        snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "on" : "off");
     else {
         char *flat = cJSON_PrintUnformatted(v);
         snprintf(buf, len, "%s", flat ? flat : "?");
@@ -654,6 +660,24 @@ static const body_field tune_fields[] = {
     { NULL, NULL, NULL },
 };
 
+/* The load shedding of POST /shed: "on, limit from 8 (between 1 and 8)". */
+static const body_field shed_fields[] = {
+    { "enabled", "%s", NULL },
+    { "initial_limit", "limit from %s", NULL },
+    { "min_limit", "at least %s", NULL },
+    { "max_limit", "at most %s", NULL },
+    { NULL, NULL, NULL },
+};
+
+/* The hedging of POST /hedge: "up to 3 copies, the next after 50 ms". */
+static const body_field hedge_fields[] = {
+    { "max_copies", "up to %s copies", "1 copy (no hedging)" },
+    { "delay_ms", "the next after %s ms", NULL },
+    { "percentile", "or the p%s of recent calls", NULL },
+    { "budget_ratio", "hedges at most %s of calls", NULL },
+    { NULL, NULL, NULL },
+};
+
 /* Whether key is one of the table's fields. */
 static bool body_field_known(const body_field *table, const char *key)
 {
@@ -690,6 +714,29 @@ static void body_words(const body_field *table, const cJSON *body, char *buf, si
         }
 }
 
+/* The actions with a settings body (POST /<action>) in words: %s for the
+ * step's service, then %s for its next hop, then the body's fields. */
+typedef struct settings_row {
+    const char *action;
+    const char *words;
+    const body_field *fields;
+} settings_row;
+
+static const settings_row settings_rows[] = {
+    { "retry", "%s: its calls to %s retried with ", retry_fields },
+    { "shed", "%s: load shedding of its POST /create: ", shed_fields },
+    { "hedge", "%s: its calls to %s hedged: ", hedge_fields },
+};
+
+/* The row of a settings action; the first (retry) for one it does not know. */
+static const settings_row *settings_row_of(const char *action)
+{
+    for (size_t i = 0; i < sizeof settings_rows / sizeof settings_rows[0]; i++)
+        if (strcmp(settings_rows[i].action, action) == 0)
+            return &settings_rows[i];
+    return &settings_rows[0];
+}
+
 /* The words of the actions without a body, with %s for the step's service
  * or breaker label (act_describe fills in fault and retry). */
 static const struct { const char *action; const char *words; } action_words[] = {
@@ -723,10 +770,11 @@ void act_describe(const chaos_step *s, char *buf, size_t len)
         return;
     }
     if (s->settings) {
+        const settings_row *row = settings_row_of(s->action);
         int i = chaos_service_index(s->service);
-        add(buf, len, "%s: its calls to %s retried with ", who,
+        add(buf, len, row->words, who,
             i >= 0 && chaos_services[i].next[0] ? chaos_services[i].next : "the next hop");
-        body_words(retry_fields, s->settings, buf, len);
+        body_words(row->fields, s->settings, buf, len);
         return;
     }
     if (s->options) {

@@ -69,7 +69,7 @@ typedef enum chaos_field {
     CHAOS_FIELD_BREAKER,    /* "breaker": "<service>" or "<service>/db" -> breaker */
     CHAOS_FIELD_COMMAND,    /* "command": a non-empty shell command -> command */
     CHAOS_FIELD_FAULTS,     /* "faults": a non-empty object, the body of PUT /chaos -> faults */
-    CHAOS_FIELD_SETTINGS,   /* "settings": a non-empty object, the body of POST /retry -> settings */
+    CHAOS_FIELD_SETTINGS,   /* "settings": a non-empty object, the body of POST /retry, /shed or /hedge -> settings */
     CHAOS_FIELD_OPTIONS,    /* "options": a non-empty object, the body of POST /breaker/options -> options */
 } chaos_field;
 

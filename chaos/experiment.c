@@ -186,8 +186,9 @@ static int check_faults(checker *c, const cJSON *v, const char *f, chaos_step *s
 static int check_settings(checker *c, const cJSON *v, const char *f, chaos_step *s)
 {
     if (!cJSON_IsObject(v) || !v->child)
-        return bad(c, f, "an object of retry settings, as POST /retry takes, e.g. "
-                         "{\"attempts\": 3, \"budget_tokens\": 0}");
+        return bad(c, f, "an object of settings, the body of POST /retry, /shed or /hedge, e.g. "
+                         "{\"attempts\": 3, \"budget_tokens\": 0}, {\"enabled\": true, \"max_limit\": 8}, "
+                         "{\"max_copies\": 2, \"delay_ms\": 50}");
     s->settings = v;
     return 0;
 }

@@ -6,8 +6,10 @@
  * it (POST /breaker/options changes it at runtime), and whether it is the
  * chain breakers' (CB_*) or the database breakers' (DB_CB_*). The run starts
  * only when every service's breakers of that kind show the value; else the
- * runner exits 2 with the reason and nothing applied. THREADS and
- * RESERVED_WORKERS are checked against /health's "workers" instead. A lesson can also set
+ * runner exits 2 with the reason and nothing applied. THREADS,
+ * RESERVED_WORKERS and CHAIN_CONNECTIONS (the pool of connections to the next
+ * hop: "workers.chain.connections", absent on the last service, which calls
+ * no one) are checked against /health's "workers" instead. A lesson can also set
  * what it needs itself with a tune step, and then needs no "requires".
  */
 #include "premises.h"
@@ -35,6 +37,7 @@ static const struct premise {
     { "DB_CB_ERROR_THRESHOLD", "error_threshold", true, NULL },
     { "THREADS", NULL, false, "threads" },
     { "RESERVED_WORKERS", NULL, false, "reserved" },
+    { "CHAIN_CONNECTIONS", NULL, false, "chain.connections" },
 };
 #define NPREMISES (sizeof premises / sizeof premises[0])
 
@@ -72,7 +75,17 @@ static bool is_db_breaker(const char *name)
 static int check_workers(const struct premise *p, const char *want, double v, const char *svc,
                          const cJSON *h, char *err, size_t errlen)
 {
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h, "workers"), p->worker);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(h, "workers");
+    const char *dot = strchr(p->worker, '.');
+    if (dot) {              /* "chain.connections": only a service with a next hop has a pool */
+        char group[32];
+        snprintf(group, sizeof group, "%.*s", (int)(dot - p->worker), p->worker);
+        int i = chaos_service_index(svc);
+        if (i >= 0 && !chaos_services[i].next[0])
+            return 0;
+        w = cJSON_GetObjectItemCaseSensitive(w, group);
+    }
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(w, dot ? dot + 1 : p->worker);
     if (!cJSON_IsNumber(n)) {
         snprintf(err, errlen, "needs %s=%s; %s's /health shows no workers.%s (a service older than the "
                  "runner?), so it cannot be checked", p->setting, want, svc, p->worker);
