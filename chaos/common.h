@@ -31,6 +31,8 @@
 #define CHAOS_NDB 2
 #define CHAOS_MAX_HOPS 8
 #define CHAOS_MAX_REFS 8
+/* How long a timed probe of a service (GET /health, GET /) waits for its answer. */
+#define CHAOS_PROBE_TIMEOUT_MS 2000L
 /* A request sent this much after its due time says the machine stalled the runner. */
 #define CHAOS_LATE_S 0.5
 /* The load's rates, requests a second. */

@@ -132,13 +132,13 @@ static cJSON *probe_json(const chaos_probe *p)
     return o;
 }
 
-/* The poll's timed probes, each service's: "probes": {"order": {"health":
+/* The poll's timed probes, each service's: "timings": {"order": {"health":
  * [[t, ms, status, busy, in_use], ...], "root": [[t, ms, status], ...]}}
  * (busy and in_use null when /health did not give them). */
-static void add_probes(cJSON *j, const chaos_run *r)
+static void add_timings(cJSON *j, const chaos_run *r)
 {
     static const char *const routes[] = { [CHAOS_ROUTE_HEALTH] = "health", [CHAOS_ROUTE_ROOT] = "root" };
-    cJSON *all = cJSON_AddObjectToObject(j, "probes");
+    cJSON *all = cJSON_AddObjectToObject(j, "timings");
     for (int svc = 0; svc < CHAOS_NSVC; svc++) {
         cJSON *mine = cJSON_AddObjectToObject(all, chaos_services[svc].name);
         for (int k = 0; k < 2; k++) {
@@ -248,7 +248,7 @@ static cJSON *journal(const chaos_run *r)
                 cJSON_AddItemToArray(list, pt);
             }
     }
-    add_probes(j, r);
+    add_timings(j, r);
     cJSON_AddItemToObject(j, "events", cJSON_Duplicate(r->events, true));
     cJSON *reqs = cJSON_AddArrayToObject(j, "requests");
     for (int i = 0; i < r->nreqs; i++)

@@ -26,7 +26,8 @@
  * timed probes (run.c): GET /health four times a second, GET / twice.
  *
  *   health_p99_ms   the p99 of the service's GET /health in ms; a probe that
- *   root_p99_ms     got no answer counts as its 2 s timeout. Likewise GET /.
+ *   root_p99_ms     got no answer, or a refusal (not 2xx), counts as its 2 s
+ *                   timeout. Likewise GET /.
  *   busy_max        the most requests holding one of its worker threads at
  *                   once, from /health's workers.busy (THREADS bounds it;
  *                   RESERVED_WORKERS of them only /health and /metrics take).
@@ -158,8 +159,10 @@ static int by_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The p99 of service svc's probes of route sent in [lo, hi] (a probe with
- * no answer counts as the time it waited). Returns 0, or -1 with why. */
+/* The p99 of service svc's probes of route sent in [lo, hi]. A probe with
+ * no answer, or with one other than 2xx (a refusal: 503 at the connection
+ * limit or with no worker to spare), counts as its whole timeout: a health
+ * check that failed, however fast the refusal. Returns 0, or -1 with why. */
 static int probe_p99(const chaos_run *r, int svc, chaos_route route, double lo, double hi, double *value,
                      char *why, size_t whylen)
 {
@@ -168,7 +171,7 @@ static int probe_p99(const chaos_run *r, int svc, chaos_route route, double lo, 
     for (int i = 0; ms && i < r->ntimings; i++) {
         const chaos_timing *p = &r->timings[i];
         if (p->svc == svc && p->route == route && p->t >= lo && p->t <= hi)
-            ms[n++] = p->ms;
+            ms[n++] = p->status >= 200 && p->status < 300 ? p->ms : (double)CHAOS_PROBE_TIMEOUT_MS;
     }
     if (n == 0) {
         snprintf(why, whylen, "%s", ms ? "no probe of the service was sent in the span" : "out of memory");
@@ -334,10 +337,10 @@ const chaos_measure chaos_measures[] = {
       "the longest time in seconds a chain breaker stayed open in one piece (open periods grow "
       "with back-off)", measure_longest_open, false },
     { "health_p99_ms",
-      "the p99 in ms of the service's GET /health, timed four times a second (a probe with no answer "
-      "counts as its 2 s timeout)", measure_health_p99, true },
+      "the p99 in ms of the service's GET /health, timed four times a second (a probe with no answer, "
+      "or a refusal, counts as its 2 s timeout)", measure_health_p99, true },
     { "root_p99_ms",
-      "the p99 in ms of the service's GET /, timed twice a second (no answer: its 2 s timeout)",
+      "the p99 in ms of the service's GET /, timed twice a second (no answer or a refusal: its 2 s timeout)",
       measure_root_p99, true },
     { "busy_max",
       "the most requests holding one of the service's worker threads at once (its /health's "

@@ -45,7 +45,6 @@
 
 #define POLL_INTERVAL_S 0.25
 /* a probe of /health or / gives up after this; it then counts as this slow */
-#define PROBE_TIMEOUT_MS 2000L
 #define SSE_STALL_S 3L
 #define SSE_MAX_LINE (1u << 20)
 /* a load tally line this often */
@@ -587,7 +586,7 @@ static void probe_root(chaos_run *r, int svc)
     snprintf(url, sizeof url, "%s/", r->urls[svc]);
     net_answer a;
     double asked = chaos_now(r);
-    long st = net_request("GET", url, NULL, NULL, PROBE_TIMEOUT_MS, &a);
+    long st = net_request("GET", url, NULL, NULL, CHAOS_PROBE_TIMEOUT_MS, &a);
     note_timing(r, svc, CHAOS_ROUTE_ROOT, asked, (chaos_now(r) - asked) * 1000, st, NULL);
     net_answer_free(&a);
 }
@@ -605,7 +604,7 @@ static void *poll_main(void *arg)
             snprintf(url, sizeof url, "%s/health", r->urls[i]);
             net_answer a;
             double asked = chaos_now(r);
-            long st = net_request("GET", url, NULL, NULL, PROBE_TIMEOUT_MS, &a);
+            long st = net_request("GET", url, NULL, NULL, CHAOS_PROBE_TIMEOUT_MS, &a);
             double answered = chaos_now(r);
             cJSON *h = st ? cJSON_Parse(a.body) : NULL;
             note_timing(r, i, CHAOS_ROUTE_HEALTH, asked, (answered - asked) * 1000, st, h);
