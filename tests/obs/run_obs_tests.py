@@ -881,10 +881,15 @@ def dashboard_follows_the_chain_from_its_own_origin(s):
         chain = b.script("return document.body.dataset.chain")
         want = ",".join(f"{n}@http://127.0.0.1:{p}" for n, p in ports.items())
         assert chain == want, (chain, want)
-        labels = b.script("return Array.from(document.querySelectorAll('.panel .bname'))"
-                          ".map(e => e.textContent)")
-        assert labels == ["order -> payment", "order -> database", "payment -> shipment",
-                          "payment -> database", "shipment -> database"], labels
+        # every breaker by what it protects, in each service's own order (the next hop's
+        # first), whichever event made its panel first
+        want_labels = ["order -> payment", "order -> database", "payment -> shipment",
+                       "payment -> database", "shipment -> database"]
+        labels_js = "return Array.from(document.querySelectorAll('.panel .bname')).map(e => e.textContent)"
+        try:
+            wait_until(lambda: b.script(labels_js) == want_labels, 6, "the panels' labels in order")
+        except TimeoutError:
+            raise AssertionError(b.script(labels_js)) from None
         errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
         assert not errors, f"console errors: {errors}"
     print(f"chain found: {chain} (ports 3000-3002 in use here: {busy or 'none'})")

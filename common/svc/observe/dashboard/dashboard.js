@@ -762,6 +762,7 @@ function onService(svc, info) {
     p.bname.textContent = breakerLabel(svc, b.name, b.label);
     if (p.panel.dataset.state !== b.state) setPanelState(svc, p, b.state);
   }
+  orderPanels(svc, info.breakers);
   // Replicas: which one this stream reaches, and the shared circuit's state
   // as it sees it (CB_SHARED=on, docs/scale-out.md).
   const sh = info.shared;
@@ -1045,6 +1046,15 @@ async function poll(svc) {
   }
 }
 
+// Puts the card's breaker panels in the service's own order (the next hop's
+// first, the database's last), whichever event made each panel first.
+function orderPanels(svc, breakers) {
+  for (const b of breakers || []) {
+    const p = svc.panels.get(b.name);
+    if (p) svc.ui.panels.append(p.panel);
+  }
+}
+
 // Takes the next hop's name and the breakers' labels from /health.
 function showHealthNames(svc, h) {
   if (h.next && h.next.name) svc.nextName = h.next.name;
@@ -1054,6 +1064,7 @@ function showHealthNames(svc, h) {
     p.bname.textContent = breakerLabel(svc, b.name, b.label);
     if (b.options) p.tuning.textContent = tuningWords(b.options, b.resetTimeoutMs);
   }
+  orderPanels(svc, h.breakers);
 }
 
 // The live options in words: "back-off ×2 up to 60 s · open period now 6000 ms".
