@@ -586,3 +586,44 @@ int config_load(svc_config *c, const svc_spec *spec, char *err, size_t errlen)
             return -1;
     return 0;
 }
+
+/* The row of svc_settings[] named name, or NULL. */
+static const svc_setting *setting_named(const char *name)
+{
+    for (size_t i = 0; i < svc_settings_count; i++)
+        if (!strcmp(svc_settings[i].name, name))
+            return &svc_settings[i];
+    return NULL;
+}
+
+int setting_field_set(const setting_field *fields, size_t n, const char *name, bool is_number,
+                      double value, void *out, const char *others, char *err, size_t errlen)
+{
+    size_t i = 0;
+    while (i < n && strcmp(name, fields[i].json))
+        i++;
+    if (i == n) {
+        int used = snprintf(err, errlen, "unknown field \"%.64s\"; the fields are %s%s", name,
+                            others ? others : "", others ? ", " : "");
+        for (size_t k = 0; k < n && used >= 0 && (size_t)used < errlen; k++)
+            used += snprintf(err + used, errlen - (size_t)used, "%s%s", fields[k].json, k + 1 < n ? ", " : "");
+        return -1;
+    }
+    const setting_field *f = &fields[i];
+    const svc_setting *row = setting_named(f->setting);
+    bool whole = f->type != 'd';
+    if (!row || !is_number || !isfinite(value) || value < row->lo || value > row->hi ||
+        (whole && value != floor(value))) {
+        snprintf(err, errlen, "%s must be %s in %g..%g (as %s)", f->json, whole ? "an integer" : "a number",
+                 row ? row->lo : 0, row ? row->hi : 0, f->setting);
+        return -1;
+    }
+    char *field = (char *)out + f->offset;
+    if (f->type == 'i')
+        *(int *)field = (int)value;
+    else if (f->type == 'l')
+        *(int64_t *)field = (int64_t)value;
+    else
+        *(double *)field = value;
+    return 0;
+}

@@ -155,4 +155,23 @@ typedef struct svc_setting {
 extern const svc_setting svc_settings[];
 extern const size_t svc_settings_count;
 
+/* A field of an admin route's JSON body that changes a setting at runtime
+ * (POST /retry, /hedge, /shed): its JSON name, the svc_settings[] row whose
+ * range it must keep, where it goes in the caller's struct and its type. */
+typedef struct setting_field {
+    const char *json;
+    const char *setting;
+    size_t offset;
+    char type;              /* 'i' int, 'l' int64_t, 'd' double */
+} setting_field;
+
+/* Sets the field named name of the struct at out from value, when name is
+ * one of fields (n of them) and value is a number in its row's range (whole
+ * for 'i' and 'l'). Returns 0, or -1 with err naming the field: "attempts
+ * must be an integer in 1..100 (as RETRY_ATTEMPTS)", or "unknown field \"x\";
+ * the fields are ..." listing others (a field the caller reads itself, such
+ * as "enabled"; NULL = none) and then fields. */
+int setting_field_set(const setting_field *fields, size_t n, const char *name, bool is_number,
+                      double value, void *out, const char *others, char *err, size_t errlen);
+
 #endif

@@ -150,27 +150,12 @@ int hop_hedge_fire(cb_breaker *b, void **args, _Atomic int *cancel, int ncopies,
 }
 
 /* The fields of POST /hedge: the JSON name, its HEDGE_* row, where it goes. */
-static const struct hedge_field {
-    const char *json;
-    const char *setting;
-    size_t offset;
-    char type;   /* 'i' int, 'l' int64_t, 'd' double */
-} hedge_fields[] = {
+static const setting_field hedge_fields[] = {
     { "max_copies", "HEDGE_MAX_COPIES", offsetof(hop_hedge_settings, max_copies), 'i' },
     { "delay_ms", "HEDGE_DELAY_MS", offsetof(hop_hedge_settings, delay_ms), 'l' },
     { "percentile", "HEDGE_PERCENTILE", offsetof(hop_hedge_settings, percentile), 'd' },
     { "budget_ratio", "HEDGE_BUDGET_RATIO", offsetof(hop_hedge_settings, budget_ratio), 'd' },
 };
-#define HEDGE_FIELDS (sizeof hedge_fields / sizeof hedge_fields[0])
-
-/* The row of svc_settings[] named name. */
-static const svc_setting *setting_named(const char *name)
-{
-    for (size_t i = 0; i < svc_settings_count; i++)
-        if (!strcmp(svc_settings[i].name, name))
-            return &svc_settings[i];
-    return NULL;
-}
 
 /* Reads body's fields over s, each checked against its row's range.
  * Returns 0, or -1 with err set. */
@@ -181,33 +166,10 @@ static int hedge_parse(const cJSON *body, hop_hedge_settings *s, char *err, size
                  "\"delay_ms\": 50, \"percentile\": 0, \"budget_ratio\": 0.1}");
         return -1;
     }
-    for (const cJSON *x = body->child; x; x = x->next) {
-        size_t i = 0;
-        while (i < HEDGE_FIELDS && strcmp(x->string, hedge_fields[i].json))
-            i++;
-        if (i == HEDGE_FIELDS) {
-            snprintf(err, errlen, "unknown field \"%.64s\"; the fields are max_copies, delay_ms, "
-                     "percentile, budget_ratio", x->string);
+    for (const cJSON *x = body->child; x; x = x->next)
+        if (setting_field_set(hedge_fields, sizeof hedge_fields / sizeof hedge_fields[0], x->string,
+                              cJSON_IsNumber(x), x->valuedouble, s, NULL, err, errlen))
             return -1;
-        }
-        const struct hedge_field *f = &hedge_fields[i];
-        const svc_setting *row = setting_named(f->setting);
-        double v = cJSON_IsNumber(x) ? x->valuedouble : NAN;
-        bool whole = f->type != 'd';
-        if (!row || !isfinite(v) || v < row->lo || v > row->hi || (whole && v != floor(v))) {
-            snprintf(err, errlen, "%s must be %s in %g..%g (as %s)", f->json,
-                     whole ? "an integer" : "a number", row ? row->lo : 0, row ? row->hi : 0,
-                     f->setting);
-            return -1;
-        }
-        char *field = (char *)s + f->offset;
-        if (f->type == 'i')
-            *(int *)field = (int)v;
-        else if (f->type == 'l')
-            *(int64_t *)field = (int64_t)v;
-        else
-            *(double *)field = v;
-    }
     return 0;
 }
 

@@ -140,28 +140,13 @@ cb_retry *hop_retry_current(hop_retry_settings *s)
 }
 
 /* The fields of POST /retry: the JSON name, its RETRY_* row, where it goes. */
-static const struct hop_field {
-    const char *json;
-    const char *setting;
-    size_t offset;
-    char type;   /* 'i' int, 'l' int64_t, 'd' double */
-} hop_fields[] = {
+static const setting_field hop_fields[] = {
     { "attempts", "RETRY_ATTEMPTS", offsetof(hop_retry_settings, attempts), 'i' },
     { "base_ms", "RETRY_BASE_MS", offsetof(hop_retry_settings, base_ms), 'l' },
     { "cap_ms", "RETRY_CAP_MS", offsetof(hop_retry_settings, cap_ms), 'l' },
     { "budget_tokens", "RETRY_BUDGET_TOKENS", offsetof(hop_retry_settings, budget_tokens), 'i' },
     { "budget_ratio", "RETRY_BUDGET_RATIO", offsetof(hop_retry_settings, budget_ratio), 'd' },
 };
-#define HOP_FIELDS (sizeof hop_fields / sizeof hop_fields[0])
-
-/* The row of svc_settings[] named name (it exists: see hop_fields). */
-static const svc_setting *setting_named(const char *name)
-{
-    for (size_t i = 0; i < svc_settings_count; i++)
-        if (!strcmp(svc_settings[i].name, name))
-            return &svc_settings[i];
-    return NULL;
-}
 
 /* Reads body's fields over s, each checked against its row's range.
  * Returns 0, or -1 with err set. */
@@ -172,33 +157,10 @@ static int hop_parse(const cJSON *body, hop_retry_settings *s, char *err, size_t
                  "\"base_ms\": 100, \"cap_ms\": 1000, \"budget_tokens\": 10, \"budget_ratio\": 0.1}");
         return -1;
     }
-    for (const cJSON *x = body->child; x; x = x->next) {
-        size_t i = 0;
-        while (i < HOP_FIELDS && strcmp(x->string, hop_fields[i].json))
-            i++;
-        if (i == HOP_FIELDS) {
-            snprintf(err, errlen, "unknown field \"%.64s\"; the fields are attempts, base_ms, "
-                     "cap_ms, budget_tokens, budget_ratio", x->string);
+    for (const cJSON *x = body->child; x; x = x->next)
+        if (setting_field_set(hop_fields, sizeof hop_fields / sizeof hop_fields[0], x->string,
+                              cJSON_IsNumber(x), x->valuedouble, s, NULL, err, errlen))
             return -1;
-        }
-        const struct hop_field *f = &hop_fields[i];
-        const svc_setting *row = setting_named(f->setting);
-        double v = cJSON_IsNumber(x) ? x->valuedouble : NAN;
-        bool whole = f->type != 'd';
-        if (!row || !isfinite(v) || v < row->lo || v > row->hi || (whole && v != floor(v))) {
-            snprintf(err, errlen, "%s must be %s in %g..%g (as %s)", f->json,
-                     whole ? "an integer" : "a number", row ? row->lo : 0, row ? row->hi : 0,
-                     f->setting);
-            return -1;
-        }
-        char *field = (char *)s + f->offset;
-        if (f->type == 'i')
-            *(int *)field = (int)v;
-        else if (f->type == 'l')
-            *(int64_t *)field = (int64_t)v;
-        else
-            *(double *)field = v;
-    }
     return 0;
 }
 

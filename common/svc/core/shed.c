@@ -100,48 +100,12 @@ void shed_end(int status)
         cb_limit_release(shed_g.limit, &shed_token, shed_outcome(status));
 }
 
-/* The fields of POST /shed: the JSON name, its SHED_* row, where it goes. */
-static const struct shed_field {
-    const char *json;
-    const char *setting;
-    size_t offset;
-} shed_fields[] = {
-    { "initial_limit", "SHED_INITIAL_LIMIT", offsetof(cb_limit_options, initial_limit) },
-    { "min_limit", "SHED_MIN_LIMIT", offsetof(cb_limit_options, min_limit) },
-    { "max_limit", "SHED_MAX_LIMIT", offsetof(cb_limit_options, max_limit) },
+/* The fields of POST /shed beside "enabled": the JSON name, its SHED_* row, where it goes. */
+static const setting_field shed_fields[] = {
+    { "initial_limit", "SHED_INITIAL_LIMIT", offsetof(cb_limit_options, initial_limit), 'i' },
+    { "min_limit", "SHED_MIN_LIMIT", offsetof(cb_limit_options, min_limit), 'i' },
+    { "max_limit", "SHED_MAX_LIMIT", offsetof(cb_limit_options, max_limit), 'i' },
 };
-#define SHED_FIELDS (sizeof shed_fields / sizeof shed_fields[0])
-
-/* The row of svc_settings[] named name. */
-static const svc_setting *setting_named(const char *name)
-{
-    for (size_t i = 0; i < svc_settings_count; i++)
-        if (!strcmp(svc_settings[i].name, name))
-            return &svc_settings[i];
-    return NULL;
-}
-
-/* Reads one integer field x into o. Returns 0, or -1 with err set. */
-static int shed_parse_limit(const cJSON *x, cb_limit_options *o, char *err, size_t errlen)
-{
-    size_t i = 0;
-    while (i < SHED_FIELDS && strcmp(x->string, shed_fields[i].json))
-        i++;
-    if (i == SHED_FIELDS) {
-        snprintf(err, errlen, "unknown field \"%.64s\"; the fields are enabled, initial_limit, "
-                 "min_limit, max_limit", x->string);
-        return -1;
-    }
-    const svc_setting *row = setting_named(shed_fields[i].setting);
-    double v = cJSON_IsNumber(x) ? x->valuedouble : NAN;
-    if (!row || !isfinite(v) || v < row->lo || v > row->hi || v != floor(v)) {
-        snprintf(err, errlen, "%s must be an integer in %g..%g (as %s)", shed_fields[i].json,
-                 row ? row->lo : 0, row ? row->hi : 0, shed_fields[i].setting);
-        return -1;
-    }
-    *(int *)((char *)o + shed_fields[i].offset) = (int)v;
-    return 0;
-}
 
 /* Reads body's fields over o and *enabled. Returns 0, or -1 with err set. */
 static int shed_parse(const cJSON *body, cb_limit_options *o, bool *enabled, char *err,
@@ -154,7 +118,8 @@ static int shed_parse(const cJSON *body, cb_limit_options *o, bool *enabled, cha
     }
     for (const cJSON *x = body->child; x; x = x->next) {
         if (strcmp(x->string, "enabled")) {
-            if (shed_parse_limit(x, o, err, errlen))
+            if (setting_field_set(shed_fields, sizeof shed_fields / sizeof shed_fields[0], x->string,
+                                  cJSON_IsNumber(x), x->valuedouble, o, "enabled", err, errlen))
                 return -1;
         } else if (cJSON_IsBool(x)) {
             *enabled = cJSON_IsTrue(x);
