@@ -51,6 +51,8 @@ typedef struct label {
     bool end;               /* anchored at its end (left of the line), near the right edge */
     int row;
     char text[240];
+    bool cut;               /* text was shortened to fit; full holds it whole */
+    char full[240];
     const char *why;
 } label;
 
@@ -210,15 +212,34 @@ static int free_row(label *ls, int i, int rows, bool lines)
     return -1;
 }
 
+/* The margin a label keeps from the picture's left edge. */
+#define LABEL_EDGE 4.0
+
+/* Shortens l's text to at most room px, ending it with "..." (the whole
+ * text stays in l->full, the label's tooltip). */
+static void fit_label(label *l, double room)
+{
+    size_t keep = room > 4 * CHAR_W ? (size_t)(room / CHAR_W) - 3 : 1;
+    if (strlen(l->text) <= keep + 3)
+        return;
+    snprintf(l->full, sizeof l->full, "%s", l->text);
+    snprintf(l->text + keep, sizeof l->text - keep, "...");
+    l->cut = true;
+}
+
 /* Places each label in the first row where it collides with none placed
  * before, lines included, else in the first where no text overlaps (a label
  * crowded against the right edge may then cross a line); a label that would
- * run past the right edge is drawn to the left of its line. Returns the
- * number of rows. */
+ * run past the right edge is drawn to the left of its line, and one that
+ * fits on neither side is shortened to the larger side. Returns the number
+ * of rows. */
 static int place_labels(label *ls, int n)
 {
     int rows = 0;
     for (int i = 0; i < n; i++) {
+        double right = W - RIGHT - (ls[i].x + 3), left = ls[i].x - 3 - LABEL_EDGE;
+        if ((double)strlen(ls[i].text) * CHAR_W > (right > left ? right : left))
+            fit_label(&ls[i], right > left ? right : left);
         double w = (double)strlen(ls[i].text) * CHAR_W;
         ls[i].end = ls[i].x + 3 + w > W - RIGHT;
         ls[i].x0 = ls[i].end ? ls[i].x - 3 - w : ls[i].x + 3;
@@ -724,9 +745,11 @@ static void draw_actions(FILE *f, const chaos_run *r, const scale *s, double ax)
         fprintf(f, "<text class=\"action\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#222\"%s>", l->end ? l->x1 : l->x0,
                 y, l->end ? " text-anchor=\"end\"" : "");
         esc(f, l->text);
-        if (l->why) {
+        if (l->why || l->cut) {
             fputs("<title>", f);
-            esc(f, l->why);
+            esc(f, l->cut ? l->full : "");
+            fputs(l->cut && l->why ? ": " : "", f);
+            esc(f, l->why ? l->why : "");
             fputs("</title>", f);
         }
         fputs("</text>\n", f);
