@@ -35,6 +35,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "observe.h"
+#include "otel.h"
 #include "request.h"
 #include "runtime.h"
 #include "roster.h"
@@ -117,6 +118,33 @@ static int svc_breaker_start(const svc_config *c, cb_options *o, cb_breaker **ou
         return -1;
     }
     cb_on(*out, log_breaker_mask(c->log_level, c->log_snapshots), log_breaker_event, (void *)label);
+    if (otel_on())
+        cb_on(*out, CB_EV_ALL, otel_breaker_event, NULL);
+    return 0;
+}
+
+/* Starts the span exporter when a collector is set (OTEL_*). Returns 0, or
+ * -1 after logging why. */
+static int svc_tracing_start(const svc_config *c)
+{
+    static char url[1024];
+    const char *base = c->otel_endpoint;
+    if (c->otel_traces_endpoint)
+        snprintf(url, sizeof url, "%s", c->otel_traces_endpoint);
+    else if (base)
+        snprintf(url, sizeof url, "%.*s/v1/traces",
+                 (int)(strlen(base) - (base[strlen(base) - 1] == '/')), base);
+    otel_config o = { .url = url[0] ? url : NULL, .query_url = c->traces_query_url, .service = c->otel_service ? c->otel_service : c->id,
+                      .instance = c->replica[0] ? c->replica : NULL,
+                      .sampler = c->otel_sampler, .ratio = c->otel_sampler_arg,
+                      .queue_size = c->otel_queue, .batch_size = c->otel_batch,
+                      .delay_ms = c->otel_delay_ms, .timeout_ms = c->otel_timeout_ms };
+    if (otel_start(&o)) {
+        log_message(true, "cannot start the span exporter's thread");
+        return -1;
+    }
+    if (o.url)
+        log_message(false, "tracing: spans to %s as %s", url, o.service);
     return 0;
 }
 
@@ -613,7 +641,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
     } else if (dbwatch_start(rt->db)) {
         log_message(true, "cannot start the database watch's thread");
     } else if ((authlimit_init(rt->cfg.admin_auth_rate, rt->cfg.admin_auth_burst), 1) &&
-               svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
+               svc_tracing_start(&rt->cfg) == 0 && svc_breaker_create(rt) == 0 && svc_db_breaker_create(rt) == 0 &&
                (!rt->breaker || hop_retry_init(&rt->cfg, rt->cfg.log_level) == 0) &&
                shed_init(&rt->cfg, rt->cfg.log_level) == 0 &&
                (!rt->breaker || hop_hedge_init(&rt->cfg) == 0) &&
@@ -632,6 +660,7 @@ static int svc_run(svc_runtime *rt, const sigset_t *set)
         rt->roster = NULL;
         obs_free();
     }
+    otel_stop();    /* every request has ended: what is queued is sent */
     dbwatch_stop();
     hop_retry_free();
     shed_free();

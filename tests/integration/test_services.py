@@ -27,6 +27,7 @@ import test_shed  # noqa: E402,F401
 import test_hedge  # noqa: E402,F401
 import test_cluster  # noqa: E402,F401
 import test_run  # noqa: E402,F401
+import test_tracing  # noqa: E402,F401
 
 
 

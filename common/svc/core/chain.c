@@ -233,17 +233,19 @@ static int chain_call_headers(const chain_handle *h, const chain_call *c, struct
 {
     struct curl_slist *extra = NULL;
     *out = NULL;
-    if (!c->headers || !*c->headers)
+    if ((!c->headers || !*c->headers) && !c->traceparent[0])
         return 0;
     for (const struct curl_slist *x = h->headers; x; x = x->next)
         if (!(extra = chain_append(extra, x->data, strlen(x->data))))
             return -1;
-    for (const char *p = c->headers; *p;) {
+    for (const char *p = c->headers ? c->headers : ""; *p;) {
         size_t n = strcspn(p, "\n");
         if (!(extra = chain_append(extra, p, n)))
             return -1;
         p += n + (p[n] == '\n');
     }
+    if (c->traceparent[0] && !(extra = chain_append(extra, c->traceparent, strlen(c->traceparent))))
+        return -1;
     *out = extra;
     return 0;
 }
@@ -340,6 +342,48 @@ int chain_post(chain_call *c, long timeout_ms)
     return chain_code(c);
 }
 
+/* The client span of one attempt of c: OpenTelemetry's HTTP client
+ * attributes, the host and port read from the URL. */
+static otel_span *chain_span_begin(chain_call *c)
+{
+    otel_span *s = otel_child(c->span, "POST", OTEL_CLIENT);
+    if (!s)
+        return NULL;
+    otel_breaker_listen(c->span);   /* a hedged copy runs on a thread of its own */
+    otel_str(s, "http.request.method", "POST");
+    otel_str(s, "url.full", c->url);
+    const char *host = strstr(c->url, "://");
+    host = host ? host + 3 : c->url;
+    size_t n = strcspn(host, ":/?#");
+    char name[96];
+    snprintf(name, sizeof name, "%.*s", (int)n, host);
+    otel_str(s, "server.address", name);
+    otel_int(s, "server.port", host[n] == ':' ? atoi(host + n + 1)
+                                              : !strncmp(c->url, "https", 5) ? 443 : 80);
+    if (c->attempt)
+        otel_int(s, "http.request.resend_count", c->attempt);
+    if (c->copy)
+        otel_int(s, "app.hedge.copy", c->copy);
+    return s;
+}
+
+/* Ends it with what the attempt got (rc: chain_post()'s). */
+static void chain_span_end(otel_span *s, const chain_call *c, int rc)
+{
+    if (!s)
+        return;
+    if (c->status)
+        otel_int(s, "http.response.status_code", c->status);
+    if (!rc) {
+        otel_end(s);
+        return;
+    }
+    char why[32];
+    chain_reason(rc, why, sizeof why);
+    otel_str(s, "error.type", rc == CHAIN_ETIMEDOUT ? "timeout" : why);
+    otel_fail(s, why);
+}
+
 int chain_action(const cb_call *call, void **result)
 {
     chain_call *c = call->arg;
@@ -362,7 +406,13 @@ int chain_action(const cb_call *call, void **result)
         timeout_ms = left_ns <= 0 ? 1 : (long)((left_ns + 999999) / 1000000) + 1;
     }
     *result = c;
-    return chain_post(c, timeout_ms);
+    otel_span *span = chain_span_begin(c);
+    trace_parent_line(c->traceparent, sizeof c->traceparent, c->trace_id, otel_span_id(span),
+                      c->sampled);
+    c->attempt++;
+    int rc = chain_post(c, timeout_ms);
+    chain_span_end(span, c, rc);
+    return rc;
 }
 
 const char *chain_reason(int action_rc, char *buf, size_t len)

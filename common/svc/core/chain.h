@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cb.h"
+#include "otel.h"
 
 /* One downstream call: what to send and what came back. */
 typedef struct chain_call {
@@ -21,6 +22,14 @@ typedef struct chain_call {
     char *response;        /* the response body, NUL-terminated; free() it */
     size_t response_len;
     int64_t next_db_ns;    /* the db-chain of the answer's Server-Timing; 0 = none */
+    /* tracing: each attempt is a client span, child of span (the breaker
+     * call's; NULL = not sampled), and sends a traceparent naming it */
+    otel_span *span;
+    char trace_id[33];     /* the request's W3C trace id; "" = none (no traceparent) */
+    bool sampled;
+    int attempt;           /* attempts made so far on this chain_call */
+    int copy;              /* a hedged call's copy, from 1; 0 = not hedged */
+    char traceparent[80];  /* this attempt's header line */
 } chain_call;
 
 /* Action codes other than HTTP statuses (which are >= 100). */

@@ -298,6 +298,11 @@ static const svc_word log_formats[] = { { "human", 0 }, { "json", 1 }, { NULL, 0
 static const svc_word log_levels[] = { { "transitions", 0 }, { "requests", 1 },
                                        { "events", 2 }, { NULL, 0 } };
 static const svc_word on_off[] = { { "on", 1 }, { "off", 0 }, { NULL, 0 } };
+/* OTEL_TRACES_SAMPLER: OpenTelemetry's names, the OTEL_* values of otel.h's order */
+static const svc_word samplers[] = {
+    { "always_on", 0 }, { "always_off", 1 }, { "traceidratio", 2 },
+    { "parentbased_always_on", 3 }, { "parentbased_always_off", 4 },
+    { "parentbased_traceidratio", 5 }, { NULL, 0 } };
 
 #define FIELD(f) .offset = offsetof(svc_config, f), .size = sizeof(((svc_config *)0)->f)
 #define INTEGER(l, h) .kind = SETTING_INTEGER, .lo = (l), .hi = (h)
@@ -555,6 +560,41 @@ const svc_setting svc_settings[] = {
       .dflt = "0.1", SERVICE,
       .meaning = "hedges may be at most this fraction of calls: a token bucket of 10 tokens, a "
                  "call adds this many, a hedge takes one" },
+    { .name = "OTEL_EXPORTER_OTLP_ENDPOINT", .kind = SETTING_STRING, FIELD(otel_endpoint),
+      .valid = chain_url_valid, .expect = "an http:// or https:// URL", SERVICE,
+      .meaning = "tracing: the OpenTelemetry collector (Jaeger) that spans are sent to, as OTLP "
+                 "over HTTP with JSON, at `<url>/v1/traces`, e.g. `http://127.0.0.1:4318`; none = "
+                 "no spans (`make run TRACES=on` sets it; see docs/tracing.md)" },
+    { .name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", .kind = SETTING_STRING,
+      FIELD(otel_traces_endpoint), .valid = chain_url_valid,
+      .expect = "an http:// or https:// URL", SERVICE,
+      .meaning = "tracing: the whole URL spans are POSTed to, instead of the one above's "
+                 "`/v1/traces`" },
+    { .name = "OTEL_SERVICE_NAME", .kind = SETTING_STRING, FIELD(otel_service), SERVICE,
+      .doc_default = "`ID`", .meaning = "tracing: the spans' `service.name`" },
+    { .name = "OTEL_TRACES_SAMPLER", .kind = SETTING_WORDS, FIELD(otel_sampler),
+      .dflt = "parentbased_always_on", .words = samplers, SERVICE,
+      .meaning = "tracing: which requests record spans: `always_on`, `always_off`, "
+                 "`traceidratio` (a share of trace ids, `OTEL_TRACES_SAMPLER_ARG`), or "
+                 "`parentbased_...` of each: a request whose caller sent a `traceparent` "
+                 "follows the caller's sampled flag" },
+    { .name = "OTEL_TRACES_SAMPLER_ARG", NUMBER(0.0, 1.0), FIELD(otel_sampler_arg), .dflt = "1",
+      SERVICE, .meaning = "tracing: the share of traces the ratio samplers record" },
+    { .name = "OTEL_BSP_MAX_QUEUE_SIZE", INTEGER(1, 1000000), FIELD(otel_queue), .dflt = "2048",
+      SERVICE, .meaning = "tracing: ended spans waiting to be sent at most; when the collector "
+                          "is slow or gone, more are dropped and counted "
+                          "(`otel_spans_dropped_total`), never waited for" },
+    { .name = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", INTEGER(1, 100000), FIELD(otel_batch),
+      .dflt = "512", SERVICE, .meaning = "tracing: spans sent in one POST at most" },
+    { .name = "OTEL_BSP_SCHEDULE_DELAY", INTEGER(1, 600000), FIELD(otel_delay_ms),
+      .dflt = "1000", SERVICE,
+      .meaning = "tracing: ms between two sends of what has ended (a full batch leaves at once)" },
+    { .name = "OTEL_EXPORTER_OTLP_TIMEOUT", INTEGER(1, 600000), FIELD(otel_timeout_ms),
+      .dflt = "10000", SERVICE, .meaning = "tracing: ms one send may take" },
+    { .name = "TRACES_QUERY_URL", .kind = SETTING_STRING, FIELD(traces_query_url),
+      .valid = chain_url_valid, .expect = "an http:// or https:// URL", SERVICE,
+      .meaning = "tracing: the base URL of Jaeger's query API (`http://localhost:16686`), shown "
+                 "on `/health` so that the dashboard draws a request's trace from it" },
     { .name = "DB_CB_RESET_TIMEOUT_MS", INTEGER(1, 86400000), FIELD(db_cb_reset_timeout_ms),
       .dflt = "5000", SERVICE, .meaning = "database breaker: open → half-open after this" },
     { .name = "DB_CB_ERROR_THRESHOLD", INTEGER(0, 100), FIELD(db_cb_error_threshold),

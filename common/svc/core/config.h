@@ -84,6 +84,16 @@ typedef struct svc_config {
     int shed_initial_limit;      /* SHED_INITIAL_LIMIT */
     int shed_min_limit;          /* SHED_MIN_LIMIT */
     int shed_max_limit;          /* SHED_MAX_LIMIT */
+    const char *otel_endpoint;   /* OTEL_EXPORTER_OTLP_ENDPOINT; NULL = tracing off */
+    const char *otel_traces_endpoint; /* OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; NULL = the above's /v1/traces */
+    const char *otel_service;    /* OTEL_SERVICE_NAME; NULL = ID */
+    int otel_sampler;            /* OTEL_TRACES_SAMPLER: OTEL_* of otel.h */
+    double otel_sampler_arg;     /* OTEL_TRACES_SAMPLER_ARG */
+    int otel_queue;              /* OTEL_BSP_MAX_QUEUE_SIZE */
+    int otel_batch;              /* OTEL_BSP_MAX_EXPORT_BATCH_SIZE */
+    int otel_delay_ms;           /* OTEL_BSP_SCHEDULE_DELAY */
+    int otel_timeout_ms;         /* OTEL_EXPORTER_OTLP_TIMEOUT */
+    const char *traces_query_url; /* TRACES_QUERY_URL; NULL = none */
 
     /* replicas and the shared breaker (docs/scale-out.md) */
     char replica[64];            /* REPLICA_ID, else the host name */

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "observe.h"
+#include "otel.h"
 #include "request_parse.h"
 #include "shed.h"
 #include "trace.h"
@@ -204,6 +205,7 @@ typedef struct store_call {
     svc_runtime *rt;
     store_doc doc;
     bool fault;            /* the database fault: fail as an unreachable database */
+    otel_span *span;       /* the breaker call's span; NULL = not sampled */
     char err[512];
 } store_call;
 
@@ -228,7 +230,12 @@ static int write_doc(create_req *r, const char *outcome, const char *reason, int
                                  .trace = t ? t->id : NULL, .key = r->key[0] ? r->key : NULL,
                                  .body_hash = r->key[0] ? r->body_hash : NULL,
                                  .answer = r->key[0] ? answer : NULL } };
+    otel_span *request = otel_request_span();
+    otel_str(request, "app.outcome", outcome);
+    otel_str(request, "app.degraded.reason", reason);
+    sc->span = otel_breaker_begin(r->rt->db_breaker, r->rt->db_label);
     int rc = cb_fire(r->rt->db_breaker, sc, res);
+    otel_breaker_end(sc->span, r->rt->db_breaker, rc, res);
     free(json);
     if (r->key_held) {
         /* stored: a request with this key now meets the unique index and
@@ -547,6 +554,7 @@ static int hop_fire_hedged(hop_call *hop, cb_result *res)
     for (int i = 0; i < CB_HEDGE_MAX_COPIES; i++) {
         copies[i] = *hop;
         copies[i].http.cancel = &cancel[i];
+        copies[i].http.copy = i + 1;
         atomic_init(&cancel[i], 0);
         args[i] = &copies[i];
     }
@@ -605,6 +613,12 @@ static int create_chain(create_req *r)
         snprintf(headers + used, sizeof headers - used, "Idempotency-Key: %s\n", next_key);
     }
     cb_result res = { 0 };
+    const trace_ctx *t = trace_current();
+    if (t && t->w3c) {
+        memcpy(hop.http.trace_id, t->id, sizeof hop.http.trace_id);
+        hop.http.sampled = t->sampled;
+    }
+    hop.http.span = otel_breaker_begin(r->rt->breaker, r->rt->breaker_label);
     int64_t called = mono_ns();
     r->called_next = true;
     hop_retry_settings retry_settings;
@@ -623,6 +637,7 @@ static int create_chain(create_req *r)
         rc = cb_fire(r->rt->breaker, &hop, &res);
     }
     trace_time_next(mono_ns() - called, rc == CB_OK ? hop.http.next_db_ns : 0);
+    otel_breaker_end(hop.http.span, r->rt->breaker, rc, &res);
     int status;
     if (rc == CB_OK) {
         cJSON *answer = answer_new(r, "ok");
@@ -665,17 +680,47 @@ static int create_injected(create_req *r)
     return status;
 }
 
+/* The span of a request's write: OpenTelemetry's database attributes (the
+ * current names and the older ones, which viewers still read). */
+static otel_span *store_span_begin(const store_call *sc)
+{
+    const char *coll = sc->rt->spec->collection;
+    char name[96];
+    snprintf(name, sizeof name, "insert %s", coll);
+    otel_span *s = otel_child(sc->span, name, OTEL_CLIENT);
+    if (s) {
+        otel_str(s, "db.system.name", "mongodb");
+        otel_str(s, "db.system", "mongodb");
+        otel_str(s, "db.operation.name", "insert");
+        otel_str(s, "db.operation", "insert");
+        otel_str(s, "db.collection.name", coll);
+        otel_str(s, "db.mongodb.collection", coll);
+        otel_str(s, "db.namespace", store_db_name(sc->rt->db));
+        otel_str(s, "app.document", sc->doc.id_hex);
+    }
+    return s;
+}
+
 int request_store_action(const cb_call *call, void **result)
 {
     store_call *sc = call->arg;
     *result = NULL;
+    otel_span *span = store_span_begin(sc);
     if (sc->fault) {
         snprintf(sc->err, sizeof sc->err, "unreachable (the database fault is on: DELETE /chaos)");
+        otel_str(span, "error.type", "fault");
+        otel_fail(span, sc->err);
         return STORE_EUNAVAILABLE;
     }
     int64_t t0 = mono_ns();
     int rc = store_insert(sc->rt->db, &sc->doc, sc->err, sizeof sc->err);
     trace_time_db(mono_ns() - t0);
+    if (rc == STORE_OK) {
+        otel_end(span);
+    } else {
+        otel_str(span, "error.type", rc == STORE_EUNAVAILABLE ? "unavailable" : "refused");
+        otel_fail(span, sc->err);
+    }
     if (rc == STORE_OK)
         dbwatch_write_ok();
     return rc;
@@ -1047,6 +1092,26 @@ static int serve_root(svc_runtime *rt, struct mg_connection *conn, const char **
     return http_send_text(conn, 200, hello);
 }
 
+/* Starts the request's server span (when it is sampled): "<method> <route>"
+ * and OpenTelemetry's HTTP server attributes. */
+static void request_span_begin(struct mg_connection *conn, const svc_runtime *rt, const char *route)
+{
+    if (!otel_on())
+        return;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char name[64];
+    snprintf(name, sizeof name, "%.16s %s", ri->request_method, route);
+    otel_span *s = otel_request_begin(name);
+    if (!s)
+        return;
+    otel_str(s, "http.request.method", ri->request_method);
+    otel_str(s, "http.route", route);
+    otel_str(s, "url.path", ri->local_uri);
+    otel_str(s, "client.address", ri->remote_addr);
+    otel_int(s, "server.port", rt->cfg.port);
+    otel_str(s, "service.name", rt->cfg.id);
+}
+
 /* Handler for /create (and anything under it). */
 static int handle_create(struct mg_connection *conn, void *cbdata)
 {
@@ -1055,11 +1120,13 @@ static int handle_create(struct mg_connection *conn, void *cbdata)
     const char *route = "/create";
     int status;
     bool bad_deadline = trace_begin(conn, rt->cfg.deadlines) != 0;
+    request_span_begin(conn, rt, route);
     if (request_enter(rt, conn, &status))
         status = bad_deadline
             ? http_send_error(conn, 400, rt->cfg.id, false,
                               "X-Deadline-Ms must be whole milliseconds in 0..86400000")
             : serve_create(rt, conn, &route);
+    otel_request_end(status);   /* the answer has left */
     request_leave(rt);
     request_done(conn, route, status, t0);
     trace_end();
@@ -1074,8 +1141,10 @@ static int handle_root(struct mg_connection *conn, void *cbdata)
     const char *route = "/";
     int status;
     trace_begin(conn, false);
+    request_span_begin(conn, rt, route);
     if (request_enter(rt, conn, &status))
         status = serve_root(rt, conn, &route);
+    otel_request_end(status);
     request_leave(rt);
     request_done(conn, route, status, t0);
     trace_end();

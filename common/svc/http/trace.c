@@ -30,6 +30,13 @@ static bool all_zero(const char *s, size_t n)
 
 bool trace_parse_traceparent(const char *v, char id[33])
 {
+    char parent[17];
+    bool sampled;
+    return trace_parse_parent(v, id, parent, &sampled);
+}
+
+bool trace_parse_parent(const char *v, char id[33], char parent[17], bool *sampled)
+{
     /* 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>, 55 characters */
     if (!v || strlen(v) != 55 || strncmp(v, "00-", 3) || v[35] != '-' || v[52] != '-')
         return false;
@@ -38,6 +45,10 @@ bool trace_parse_traceparent(const char *v, char id[33])
         return false;
     memcpy(id, v + 3, 32);
     id[32] = '\0';
+    memcpy(parent, v + 36, 16);
+    parent[16] = '\0';
+    int flags = (v[54] >= 'a' ? v[54] - 'a' + 10 : v[54] - '0');
+    *sampled = flags & 1;
     return true;
 }
 
@@ -95,7 +106,8 @@ int trace_begin(struct mg_connection *conn, bool deadlines)
     t->start_ns = mono_ns();
     char id[33];
     const char *rid = mg_get_header(conn, "X-Request-Id");
-    if (trace_parse_traceparent(mg_get_header(conn, "traceparent"), id)) {
+    t->sampled = true;
+    if (trace_parse_parent(mg_get_header(conn, "traceparent"), id, t->parent, &t->sampled)) {
         memcpy(t->id, id, sizeof id);
         t->w3c = true;
     } else if (trace_valid_request_id(rid)) {
@@ -226,13 +238,33 @@ char *trace_next_headers(char *buf, size_t len, int64_t budget_ms)
     buf[0] = '\0';
     if (t) {
         o += (size_t)snprintf(buf + o, len - o, "X-Request-Id: %s\n", t->id);
-        if (t->w3c && o < len) {
-            char span[17];
-            random_hex(span, 8);
-            o += (size_t)snprintf(buf + o, len - o, "traceparent: 00-%s-%s-01\n", t->id, span);
-        }
     }
     if (budget_ms >= 0 && o < len)
         snprintf(buf + o, len - o, "X-Deadline-Ms: %lld\n", (long long)budget_ms);
     return buf;
+}
+
+char *trace_parent_line(char *buf, size_t len, const char *trace_id, const char *span, bool sampled)
+{
+    buf[0] = '\0';
+    if (!trace_id || !*trace_id)
+        return buf;
+    char made[17];
+    if (!span || !*span) {
+        random_hex(made, 8);
+        span = made;
+    }
+    snprintf(buf, len, "traceparent: 00-%s-%s-%s", trace_id, span, sampled ? "01" : "00");
+    return buf;
+}
+
+void trace_set_sampled(bool sampled)
+{
+    if (trace_active)
+        trace_tls.sampled = sampled;
+}
+
+void trace_new_span_id(char out[17])
+{
+    random_hex(out, 8);
 }

@@ -39,12 +39,17 @@ typedef struct trace_ctx {
     int64_t db_ns;         /* this hop's database writes so far */
     int64_t next_ns;       /* the call to the next hop; 0 = none made */
     int64_t next_db_ns;    /* the next hop's reported db-chain; 0 = none reported */
+    char parent[17];       /* the caller's span id from its traceparent; "" = none */
+    bool sampled;          /* the caller's sampled flag (true when it sent none), then
+                              the sampler's decision (otel.h) */
 } trace_ctx;
 
 /* Reads a trace id from a traceparent header value into id (33 bytes).
  * Returns true when it is a valid version-00 traceparent with a non-zero
  * trace-id. */
 bool trace_parse_traceparent(const char *value, char id[33]);
+/* The same, also giving its parent-id (17 bytes) and its sampled flag. */
+bool trace_parse_parent(const char *value, char id[33], char parent[17], bool *sampled);
 
 /* Returns true when value is usable as an X-Request-Id. */
 bool trace_valid_request_id(const char *value);
@@ -91,8 +96,21 @@ size_t trace_server_timing(char *buf, size_t len);
 bool trace_parse_db_chain(const char *value, size_t len, int64_t *ns);
 
 /* Writes the headers for a call to the next hop into buf (CRLF-free lines
- * separated by '\n'): X-Request-Id, traceparent when the id is W3C, and
- * X-Deadline-Ms when budget_ms >= 0. Returns buf. */
+ * separated by '\n'): X-Request-Id and X-Deadline-Ms when budget_ms >= 0.
+ * Returns buf. The traceparent is trace_next_parent()'s, one per attempt. */
 char *trace_next_headers(char *buf, size_t len, int64_t budget_ms);
+
+/* Writes the traceparent header line for one call to the next hop into buf
+ * (at least 72 bytes), without its line end: trace_id (32 lowercase hex
+ * digits), span (the caller's client span id, 16 hex digits; a random one
+ * when NULL or "") and the sampled flag. "" when trace_id is NULL or "".
+ * Returns buf. */
+char *trace_parent_line(char *buf, size_t len, const char *trace_id, const char *span, bool sampled);
+
+/* Sets the current request's sampled flag (the sampler's decision). */
+void trace_set_sampled(bool sampled);
+
+/* 16 random lowercase hex digits (a span id) into out (17 bytes). */
+void trace_new_span_id(char out[17]);
 
 #endif

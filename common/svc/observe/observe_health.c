@@ -1,6 +1,7 @@
 /* observe_health.c -- GET /health (the service, its database, breakers, shared state, faults and supervisor) and GET /replicas. */
 #include "observe.h"
 #include "observe_priv.h"
+#include "otel.h"
 #include "breaker_json.h"
 #include "chaos.h"
 
@@ -166,6 +167,9 @@ int obs_handle_health(struct mg_connection *conn, void *cbdata)
     cJSON *hedge = obs_g.hedge_report ? obs_g.hedge_report() : NULL;
     if (hedge)
         cJSON_AddItemToObject(root, "hedge", hedge);
+    cJSON *tracing = otel_report();
+    if (tracing)
+        cJSON_AddItemToObject(root, "tracing", tracing);
     cJSON *chaos = chaos_to_json();
     if (chaos)
         cJSON_AddItemToObject(root, "chaos", chaos);

@@ -10,6 +10,7 @@
 #include "guard.h"
 #include "wire.h"
 #include "observe_priv.h"
+#include "otel.h"
 #include "chaos.h"
 
 #include <stdatomic.h>
@@ -287,6 +288,31 @@ static void put_shed_metrics(FILE *f, const char *service)
     fprintf(f, "service_in_flight{service=\"%s\"} %d\n", service, st.in_flight);
 }
 
+/* The span exporter's counters (present with tracing off too, at 0). */
+static void put_tracing_metrics(FILE *f, const char *service)
+{
+    otel_stats st;
+    otel_get_stats(&st);
+    static const struct { const char *name, *type, *help; size_t off; } rows[] = {
+        { "otel_spans_started_total", "counter", "Spans recorded by sampled requests.",
+          offsetof(otel_stats, started) },
+        { "otel_spans_exported_total", "counter", "Spans the collector accepted.",
+          offsetof(otel_stats, exported) },
+        { "otel_spans_dropped_total", "counter",
+          "Spans lost: the queue was full (the collector slow or gone) or their batch failed.",
+          offsetof(otel_stats, dropped) },
+        { "otel_exports_failed_total", "counter", "Batches of spans the collector did not take.",
+          offsetof(otel_stats, failed_exports) },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        put_header(f, rows[i].name, rows[i].type, rows[i].help);
+        fprintf(f, "%s{service=\"%s\"} %llu\n", rows[i].name, service,
+                (unsigned long long)*(const uint64_t *)((const char *)&st + rows[i].off));
+    }
+    put_header(f, "otel_spans_queued", "gauge", "Ended spans waiting to be sent.");
+    fprintf(f, "otel_spans_queued{service=\"%s\"} %d\n", service, st.queued);
+}
+
 static void put_service_metrics(FILE *f)
 {
     char buf[128];
@@ -294,6 +320,7 @@ static void put_service_metrics(FILE *f)
     put_header(f, "service_uptime_seconds", "gauge", "Seconds since the service started.");
     fprintf(f, "service_uptime_seconds{service=\"%s\"} %.3f\n", service, obs_uptime_s());
     put_shed_metrics(f, service);
+    put_tracing_metrics(f, service);
     put_header(f, "service_event_streams", "gauge", "Open /hystrix.stream and /events.stream clients.");
     fprintf(f, "service_event_streams{service=\"%s\"} %d\n", service,
             atomic_load(&obs_g.streams_open));
