@@ -42,7 +42,7 @@ include mk/*.mk
 # Every suite, in order, each allowed to fail without stopping the others;
 # the script prints one summary line at the end and fails if any suite did.
 # Foundations first: the library, then the services, then what builds on them.
-SUITE_ORDER := docs lib-unit lib-stress lib-opossum lib-model lib-quorum fuzz-replay integration soak chaos obs e2e e2e-swarm
+SUITE_ORDER := docs prometheus lib-unit lib-stress lib-opossum lib-model lib-quorum fuzz-replay integration soak chaos obs e2e e2e-swarm
 test:
 	@scripts/setup.sh
 	@scripts/run-tests.sh $(filter $(TEST_SUITES),$(SUITE_ORDER)) $(filter-out $(SUITE_ORDER),$(TEST_SUITES))

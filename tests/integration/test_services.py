@@ -25,6 +25,7 @@ import test_lab  # noqa: E402,F401
 import test_retry  # noqa: E402,F401
 import test_shed  # noqa: E402,F401
 import test_hedge  # noqa: E402,F401
+import test_prometheus  # noqa: E402,F401
 import test_cluster  # noqa: E402,F401
 import test_run  # noqa: E402,F401
 import test_tracing  # noqa: E402,F401

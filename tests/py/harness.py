@@ -20,6 +20,8 @@ what is documented here is kept stable:
 Readiness is always checked (the port answers, the database pings), never
 slept for. Every wait is bounded in time. Each process's output goes to a log
 file (Proc.log_path) that Proc.log() reads; Proc.wait_log() waits for a line.
+Ports are free ones the kernel picks; TEST_PORTS=LOW-HIGH confines every port
+the tests pick to that range (free_port()).
 
 Services get a unique MONGO_DB per Stack, so tests can share one FerretDB.
 For the asan flavour, ASan/UBSan/LSan are on; Proc.sanitizer_report() returns
@@ -120,11 +122,46 @@ class Skip(Exception):
     """Raised when something a test needs is missing; the runner counts a skip."""
 
 
+def port_range():
+    """TEST_PORTS=LOW-HIGH from the environment as (low, high), or None when
+    unset; raises ValueError when it is not two ports in order."""
+    v = os.environ.get("TEST_PORTS", "").strip()
+    if not v:
+        return None
+    m = re.fullmatch(r"(\d+)-(\d+)", v)
+    if not m or not 1024 <= int(m[1]) <= int(m[2]) <= 65535:
+        raise ValueError(f"TEST_PORTS: expected LOW-HIGH within 1024-65535, got {v!r}")
+    return int(m[1]), int(m[2])
+
+
+_next_port = 0   # TEST_PORTS: the next port of the range to try, as an offset
+
+
 def free_port() -> int:
-    """Returns a TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Returns a TCP port that was free on 127.0.0.1 a moment ago: one the
+    kernel picks or, with TEST_PORTS=LOW-HIGH set (a machine shared by
+    several test runs, each with its range), the next port of that range that
+    binds, going round it, so that ports handed out one after another differ
+    before the processes that will listen on them have started. Raises
+    RuntimeError when no port of the range is free."""
+    rng = port_range()
+    if rng is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    global _next_port
+    low, high = rng
+    size = high - low + 1
+    for _ in range(size):
+        port = low + _next_port % size
+        _next_port += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"TEST_PORTS={low}-{high}: no free port in the range")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
