@@ -27,6 +27,7 @@ service:
       level: warn
 extensions:
   jaeger_query:
+    enable_tracing: false
     storage:
       traces: memstore
     http:
@@ -309,3 +310,47 @@ def tracing_shutdown_sends_the_spans_still_queued(ctx):
         expect(svc.stop() == 0, f"{svc.name} stopped cleanly")
     for tid in ids:
         expect(len(j.trace(tid, CHAIN_SPANS, timeout=10)) == CHAIN_SPANS, f"trace {tid} whole after shutdown")
+
+
+@test
+def tracing_each_attempt_of_a_retried_or_hedged_call_is_a_client_span_of_its_own(ctx):
+    st = ctx.stack()
+    j = Jaeger(st)
+    ship = st.service("shipment", env=j.env(ADMIN_TOKEN=TOKEN))
+    pay = st.service("payment", chain=ship, env=j.env(
+        ADMIN_TOKEN=TOKEN, RETRY_ATTEMPTS=3, RETRY_BASE_MS=0, CB_VOLUME_THRESHOLD=1000))
+    expect(chaos(ship, "PUT", {"error": {"fraction": 1}}).status == 200, "shipment fails every call")
+    r = http("POST", pay.url("/create"), PAYMENT)
+    expect(r.status == 200 and r.json()["status"] == "degraded" and r.json()["retry"]["attempts"] == 3,
+           f"three attempts, then the fallback: {r}")
+    # payment: server, breaker, 3 client, database breaker, insert; shipment: 3 x (server,
+    # database breaker, insert) -- each attempt stored its injected outcome
+    spans = j.trace(r.json()["trace"], 7 + 9)
+    hop = one(spans, "payment", "breaker payment -> shipment")
+    clients = sorted((s for s in spans if s["service"] == "payment" and s["operationName"] == "POST"),
+                     key=lambda s: s["startTime"])
+    expect(len(clients) == 3 and all(c["parent"] == hop["spanID"] for c in clients),
+           f"three client spans under the breaker call: {len(clients)}")
+    expect([c["tags"].get("http.request.resend_count") for c in clients] == [None, 1, 2] and
+           all(c["tags"]["http.response.status_code"] == 502 for c in clients),
+           f"attempts numbered, each 502: {[c['tags'] for c in clients]}")
+    servers = [s for s in spans if s["service"] == "shipment" and s["operationName"] == "POST /create"]
+    expect(sorted(s["parent"] for s in servers) == sorted(c["spanID"] for c in clients),
+           "each of shipment's server spans is the child of the attempt that reached it")
+    expect([e["event"] for e in hop["events"]].count("failure") == 3 and
+           hop["tags"]["breaker.outcome"] == "fallback", f"three failures, the fallback: {hop['events']}")
+    chaos(ship, "DELETE")
+    # hedged: shipment slow on every call, two copies 50 ms apart, the first wins
+    expect(http("POST", pay.url("/retry"), {"attempts": 1},
+                headers={"Authorization": f"Bearer {TOKEN}"}).status == 200, "retries off")
+    expect(http("POST", pay.url("/hedge"), {"max_copies": 2, "delay_ms": 50, "budget_ratio": 1},
+                headers={"Authorization": f"Bearer {TOKEN}"}).status == 200, "hedging on")
+    expect(chaos(ship, "PUT", {"latency": {"ms": 200}}).status == 200, "shipment waits 200 ms")
+    r = http("POST", pay.url("/create"), PAYMENT)
+    expect(r.status == 200 and r.json()["status"] == "ok", f"hedged call answered: {r}")
+    spans = j.trace(r.json()["trace"], 7 + 1)
+    hop = one(spans, "payment", "breaker payment -> shipment")
+    clients = [s for s in spans if s["service"] == "payment" and s["operationName"] == "POST"]
+    expect(sorted(c["tags"].get("app.hedge.copy") for c in clients) == [1, 2] and
+           all(c["parent"] == hop["spanID"] for c in clients), f"two copies: {[c['tags'] for c in clients]}")
+    chaos(ship, "DELETE")
