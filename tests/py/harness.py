@@ -120,11 +120,37 @@ class Skip(Exception):
     """Raised when something a test needs is missing; the runner counts a skip."""
 
 
+_PORTS_GIVEN = set()     # the ports of TEST_PORTS free_port() handed out, until the range is used up
+
+
 def free_port() -> int:
-    """Returns a TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Returns a TCP port that was free on 127.0.0.1 a moment ago: one the kernel
+    picks, or, with TEST_PORTS=<first>-<last> (a machine where several runs
+    share the ports, each given a range), the first free port of that range
+    this process has not handed out yet (once every port was, they are handed
+    out again). Raises OSError when no port of the range is free."""
+    spec = os.environ.get("TEST_PORTS", "")
+    if not spec:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    m = re.fullmatch(r"(\d+)-(\d+)", spec)
+    if not m or not 0 < int(m.group(1)) <= int(m.group(2)) < 65536:
+        raise ValueError(f"TEST_PORTS: expected <first>-<last>, got {spec!r}")
+    ports = range(int(m.group(1)), int(m.group(2)) + 1)
+    for _ in range(2):
+        for port in ports:
+            if port in _PORTS_GIVEN:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _PORTS_GIVEN.add(port)
+            return port
+        _PORTS_GIVEN.difference_update(ports)
+    raise OSError(f"no free port in TEST_PORTS={spec}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
