@@ -36,7 +36,8 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
   8. the database scaled to 0: every payment replica says local-only
      (fell-back in its log, /health), then back to 1: every replica rejoins
      with no restart;
-  9. teardown: stack removed, nothing of it left, the Swarm left if created.
+  9. teardown: stack removed, its volumes too, nothing of it left, the Swarm
+     left if created.
 
 Prints "SKIP: <reason>" when no Docker engine answers. Ends with
 "N passed, N failed, N skipped"; exit 1 when a check failed.
@@ -122,7 +123,8 @@ class Swarm:
         for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
                           ("network", ["docker", "network", "ls", "-q", "--filter", label]),
                           ("service", ["docker", "service", "ls", "-q", "--filter", label]),
-                          ("config", ["docker", "config", "ls", "-q", "--filter", label])):
+                          ("config", ["docker", "config", "ls", "-q", "--filter", label]),
+                          ("volume", ["docker", "volume", "ls", "-q", "--filter", label])):
             found += [f"{kind} {x}" for x in run(cmd, 30).stdout.split()]
         return found
 
@@ -613,9 +615,14 @@ def teardown(c, sw):
                 f.write(sw.logs(s))
         print(f"service logs saved to {path}", flush=True)
     p = run(["scripts/docker/stack.sh", "down"], 300, env=sw.env)
+    # docker stack rm keeps a stack's volumes (data outlives a deployment); the test's go
+    volumes = run(["docker", "volume", "ls", "-q", "--filter",
+                   f"label=com.docker.stack.namespace={sw.name}"], 30).stdout.split()
+    if volumes:
+        run(["docker", "volume", "rm"] + volumes, 120)
     left = sw.leftovers()
-    c.check("stack-down leaves no service, container, network or config of the stack",
-            p.returncode == 0 and not left, f"{p.stderr[-500:]} left: {left}")
+    c.check("stack-down leaves no service, container, network or config of the stack, and its volumes "
+            f"({', '.join(volumes)}) are removed", p.returncode == 0 and not left, f"{p.stderr[-500:]} left: {left}")
     if sw.swarm_created:
         state = run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip()
         c.check("the Swarm the test created is left", state == "inactive", state)
