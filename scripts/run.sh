@@ -16,12 +16,27 @@
 # the data with DATA_DIR (default .data; `make bench-services` uses a temporary one);
 # FERRETDB_LOG_LEVEL (default error) shows more of the database server's log.
 # PROFILE=classroom applies scripts/profiles/classroom.env (a calm baseline,
-# admin routes on with a random ADMIN_TOKEN, printed at start); any variable set by hand wins.
+# admin routes on with a random ADMIN_TOKEN, printed at start, traces and metrics
+# on); any variable set by hand wins.
+#
+# TRACES=on (off by default) also starts Jaeger v2 (scripts/jaeger.sh builds it;
+# scripts/jaeger/config.yaml: spans in memory): OTLP/HTTP on 127.0.0.1:JAEGER_OTLP_PORT
+# (4318), its query API and / on 127.0.0.1:JAEGER_PORT (16686), open to the dashboard's
+# origin (CORS). Each service gets OTEL_EXPORTER_OTLP_ENDPOINT (that OTLP address),
+# OTEL_SERVICE_NAME (its name) and TRACES_QUERY_URL (the query API, which the
+# dashboard reads traces from); OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+# pass through. JAEGER_LOG_LEVEL (default warn) shows more of its log.
+# METRICS=on (off by default) also starts Debian's Prometheus on
+# 127.0.0.1:PROMETHEUS_PORT (9090), data in $DATA_DIR/prometheus, with a
+# configuration written at each start to $DATA_DIR/run/prometheus.yml: the
+# services scraped every 5 s (job "resilience") and the rules of
+# scripts/prometheus/rules.yml when that file is there (said at start when it
+# is not). PROMETHEUS_LOG_LEVEL (default warn) shows more of its log.
 # Any other variable the services read (JUMPS, ERR_RATE, CB_*, LOG_FORMAT, ...) is
 # passed through. Logs are interleaved with a [name] prefix. Ctrl-C stops everything.
 #
 # Supervision (as docker-compose's `restart: always`): every process (PostgreSQL,
-# FerretDB, shipment, payment, order) runs under a keeper that restarts it when it
+# FerretDB, Jaeger, shipment, payment, order, Prometheus) runs under a keeper that restarts it when it
 # exits, whatever its status, after a back-off of 0.5 s doubling to at most 10 s,
 # back to 0.5 s once a run has stayed up 10 s. Each exit is logged with its status
 # or signal, each restart with its count. A watchdog pings FerretDB every 2 s
@@ -32,7 +47,8 @@
 # process), <name>.ready (its pid once it answers), status.json (per process: pid,
 # restarts, watchdog kills, last exit and when), which the services read for
 # /health's "supervisor" (RUN_STATUS_FILE). Ctrl-C, SIGTERM and SIGHUP stop
-# everything: order, payment, shipment, FerretDB, PostgreSQL in that order.
+# everything: Prometheus, order, payment, shipment, Jaeger, FerretDB, PostgreSQL
+# in that order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -48,6 +64,11 @@ while read -r svc port _ next; do
     var="${svc^^}_PORT"; printf -v "$var" '%s' "${!var:-$port}"
 done < services.tsv
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
+JAEGER_PORT="${JAEGER_PORT:-16686}"
+JAEGER_OTLP_PORT="${JAEGER_OTLP_PORT:-4318}"
+PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+# Prometheus's rules (scripts/prometheus/rules.yml), used when the file is there.
+PROMETHEUS_RULES="$ROOT/scripts/prometheus/rules.yml"
 DATA_DIR="$(mkdir -p "${DATA_DIR:-.data}" && cd "${DATA_DIR:-.data}" && pwd)"
 RUN_DIR="$DATA_DIR/run"
 STATUS_FILE="$RUN_DIR/status.json"
@@ -64,7 +85,7 @@ WATCHDOG_TIMEOUT_S=2
 WATCHDOG_MISSES=3
 READY_LIMIT_S=30
 # The processes, in start order; names are the log prefixes and the pid files'.
-SUPERVISED="postgres ferretdb $SERVICES_LAST_FIRST"
+SUPERVISED="postgres ferretdb jaeger $SERVICES_LAST_FIRST prometheus"
 KEEPERS=()          # "name:pid" of each keeper (and the watchdog), in start order
 
 # Prints a line from this script.
@@ -88,11 +109,14 @@ iso_now() { local us=${EPOCHREALTIME/./}; printf -v "$1" '%(%Y-%m-%dT%H:%M:%S)T.
 ms_as_s() { printf -v "$1" '%d.%d' $(($2 / 1000)) $(($2 % 1000 / 100)); }
 
 # True when process name answers: PostgreSQL accepts on its socket, FerretDB
-# accepts TCP, a service answers GET / with 200.
+# accepts TCP, Jaeger answers its query API's list of services, Prometheus its
+# readiness route, a service answers GET / with 200.
 is_ready() {
     case "$1" in
     postgres) pg_isready -q -h "$DATA_DIR/postgres" -U postgres -d postgres ;;
     ferretdb) (exec 3<>"/dev/tcp/127.0.0.1/$FERRETDB_PORT") 2>/dev/null ;;
+    jaeger) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$JAEGER_PORT/api/services" ;;
+    prometheus) curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" ;;
     *) local port="${1^^}_PORT"; curl -fs -m 2 -o /dev/null "http://127.0.0.1:${!port}/" ;;
     esac
 }
@@ -132,12 +156,16 @@ status_write() {
 # pid. The services write the prefix themselves (LOG_PREFIX) straight to this
 # terminal; anything else goes through awk, which ignores Ctrl-C so that the
 # last lines of a stopping process still show, and reads what the pipe holds
-# in one go (sed -u would read it a byte at a time).
+# in one go (sed -u would read it a byte at a time). mawk (Debian's awk) waits
+# for a full buffer of a pipe, or its end, before its first line, unless told
+# -W interactive: a process's few lines at start showed only when it stopped.
+AWK_LINES=(awk)
+if awk -W version 2>/dev/null | grep -q '^mawk'; then AWK_LINES=(awk -W interactive); fi
 launch() {
     local name=$1; shift
     case " $SERVICES " in
     *" $name "*) LOG_PREFIX="[$name] " "$@" 2>&1 & ;;
-    *) "$@" > >(trap '' INT; exec awk -v p="[$name] " '{ print p $0; fflush() }') 2>&1 & ;;
+    *) "$@" > >(trap '' INT; exec "${AWK_LINES[@]}" -v p="[$name] " '{ print p $0; fflush() }') 2>&1 & ;;
     esac
 }
 
@@ -325,14 +353,22 @@ if [ -n "${PROFILE:-}" ]; then
         export ADMIN_TOKEN
         say "admin token: $ADMIN_TOKEN  (dashboard: http://127.0.0.1:$ORDER_PORT/dashboard)"
     fi
-    say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL"
+    say "profile $PROFILE ($PROFILE_FILE): INJECT_ERR=$INJECT_ERR CB_VOLUME_THRESHOLD=$CB_VOLUME_THRESHOLD CB_RESET_TIMEOUT_MS=$CB_RESET_TIMEOUT_MS LOG_LEVEL=$LOG_LEVEL TRACES=${TRACES:-off} METRICS=${METRICS:-off}"
 fi
+# TRACES and METRICS: on, or off (the default).
+for switch in TRACES METRICS; do
+    case "${!switch:-off}" in
+    on|off) printf -v "$switch" '%s' "${!switch:-off}" ;;
+    *) say "$switch: expected on or off, got \"${!switch}\""; exit 1 ;;
+    esac
+done
+# The port of the first service, which serves the dashboard (/dashboard).
+DASHBOARD_PORT="${SERVICES%% *}"; DASHBOARD_PORT="${DASHBOARD_PORT^^}_PORT"; DASHBOARD_PORT="${!DASHBOARD_PORT}"
 # ADMIN_ALLOWED_ORIGIN=from-ports (the classroom profile's): the origin of the page the first
 # service serves (/dashboard), at the port it runs on here, so that its controls may call the
 # other services' admin routes whichever ports they were moved to.
 if [ "${ADMIN_ALLOWED_ORIGIN:-}" = from-ports ]; then
-    first_port="${SERVICES%% *}"; first_port="${first_port^^}_PORT"
-    ADMIN_ALLOWED_ORIGIN="http://localhost:${!first_port},http://127.0.0.1:${!first_port}"
+    ADMIN_ALLOWED_ORIGIN="http://localhost:$DASHBOARD_PORT,http://127.0.0.1:$DASHBOARD_PORT"
     export ADMIN_ALLOWED_ORIGIN
     say "admin routes open to the dashboard at $ADMIN_ALLOWED_ORIGIN"
 fi
@@ -344,6 +380,15 @@ done
 DBTOOL="$BIN/dbtool"; [ -x "$DBTOOL" ] || DBTOOL=build/bin/dbtool
 [ -n "${MONGO_URL:-}" ] || [ -x "$DBTOOL" ] || { say "$DBTOOL is missing: run make"; exit 1; }
 for svc in $SERVICES; do var="${svc^^}_PORT"; need_free_port "${!var}" "$svc" "$var"; done
+if [ "$TRACES" = on ]; then
+    need_free_port "$JAEGER_PORT" "Jaeger's query API" JAEGER_PORT
+    need_free_port "$JAEGER_OTLP_PORT" "Jaeger's OTLP receiver" JAEGER_OTLP_PORT
+    JAEGER="$(scripts/jaeger.sh build)"
+fi
+if [ "$METRICS" = on ]; then
+    need_free_port "$PROMETHEUS_PORT" prometheus PROMETHEUS_PORT
+    command -v prometheus >/dev/null || { say "METRICS=on: prometheus is not installed (scripts/setup.sh installs Debian's package)"; exit 1; }
+fi
 if [ -f "$RUN_DIR/supervisor.pid" ] && kill -0 "$(cat "$RUN_DIR/supervisor.pid")" 2>/dev/null; then
     say "another run.sh (pid $(cat "$RUN_DIR/supervisor.pid")) uses DATA_DIR=$DATA_DIR: stop it, or set DATA_DIR"
     exit 1
@@ -378,15 +423,60 @@ fi
 export JUMPS="${JUMPS:-4}"
 export RUN_STATUS_FILE="$STATUS_FILE"
 
+# Jaeger before the services, so that their first spans have somewhere to go;
+# the services' tracing settings (OTEL_SERVICE_NAME is added per service).
+TRACE_ENV=()
+if [ "$TRACES" = on ]; then
+    start jaeger TERM env JAEGER_HOST=127.0.0.1 JAEGER_PORT="$JAEGER_PORT" JAEGER_OTLP_PORT="$JAEGER_OTLP_PORT" \
+        DASHBOARD_PORT="$DASHBOARD_PORT" JAEGER_LOG_LEVEL="${JAEGER_LOG_LEVEL:-warn}" \
+        "$JAEGER" --config="$ROOT/scripts/jaeger/config.yaml"
+    TRACE_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$JAEGER_OTLP_PORT"
+               TRACES_QUERY_URL="http://127.0.0.1:$JAEGER_PORT")
+fi
+
 # the last of the chain first, each wired to the next (the last injects errors, INJECT_ERR)
 for svc in $SERVICES_LAST_FIRST; do
     var="${svc^^}_PORT"; next="${NEXT[$svc]}"; next_port="${next^^}_PORT"
+    svc_env=(ID="$svc" PORT="${!var}")
+    [ "$TRACES" = off ] || svc_env+=("${TRACE_ENV[@]}" OTEL_SERVICE_NAME="$svc")
     if [ "$next" = - ]; then
-        start "$svc" TERM env ID="$svc" PORT="${!var}" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/$svc"
+        start "$svc" TERM env "${svc_env[@]}" INJECT_ERR="${INJECT_ERR:-1}" "$BIN/$svc"
     else
-        start "$svc" TERM env ID="$svc" PORT="${!var}" CHAIN_SVC="http://127.0.0.1:${!next_port}/create" "$BIN/$svc"
+        start "$svc" TERM env "${svc_env[@]}" CHAIN_SVC="http://127.0.0.1:${!next_port}/create" "$BIN/$svc"
     fi
 done
+
+# Prometheus's configuration for this run (METRICS=on): every service of
+# services.tsv at its port here, every 5 s, and the rules file when it is there.
+prometheus_config() {
+    local svc var
+    echo "# prometheus.yml -- written by scripts/run.sh (METRICS=on) at each start: the services of this run."
+    echo "global:"
+    echo "  scrape_interval: 5s"
+    echo "  evaluation_interval: 5s"
+    if [ -f "$PROMETHEUS_RULES" ]; then
+        echo "rule_files:"
+        echo "  - \"$PROMETHEUS_RULES\""
+    fi
+    echo "scrape_configs:"
+    echo "  - job_name: resilience"
+    echo "    static_configs:"
+    echo "      - targets:"
+    for svc in $SERVICES; do var="${svc^^}_PORT"; echo "          - \"127.0.0.1:${!var}\""; done
+}
+
+if [ "$METRICS" = on ]; then
+    if [ -f "$PROMETHEUS_RULES" ]; then
+        say "prometheus: rules from ${PROMETHEUS_RULES#"$ROOT"/}"
+    else
+        say "prometheus: ${PROMETHEUS_RULES#"$ROOT"/} is missing: Prometheus runs with no alerting or recording rules"
+    fi
+    prometheus_config > "$RUN_DIR/prometheus.yml"
+    mkdir -p "$DATA_DIR/prometheus"
+    start prometheus TERM prometheus --config.file="$RUN_DIR/prometheus.yml" \
+        --storage.tsdb.path="$DATA_DIR/prometheus" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+        --log.level="${PROMETHEUS_LOG_LEVEL:-warn}"
+fi
 
 for svc in $SERVICES; do
     var="${svc^^}_PORT"; note=""
@@ -394,6 +484,13 @@ for svc in $SERVICES; do
     [ "${NEXT[$svc]}" != - ] || note="  (INJECT_ERR=${INJECT_ERR:-1})"
     say "$(printf '%-9s' "$svc") http://127.0.0.1:${!var}/$note"
 done
+if [ "$TRACES" = on ]; then
+    say "jaeger    http://127.0.0.1:$JAEGER_PORT/  (traces: /api/traces/<id>, /api/services; spans in: OTLP/HTTP on 127.0.0.1:$JAEGER_OTLP_PORT)"
+    say "          a Jaeger built from its Go module serves a placeholder page at /, not Jaeger's UI; the dashboard draws traces itself"
+fi
+if [ "$METRICS" = on ]; then
+    say "prometheus http://127.0.0.1:$PROMETHEUS_PORT/  (targets: /targets; scraping every 5 s; config $RUN_DIR/prometheus.yml)"
+fi
 say "every process is restarted when it exits; state in $RUN_DIR (status.json, <name>.pid)"
 say "send order/tests.http (VS Code REST Client or JetBrains HTTP client); Ctrl-C stops everything"
 # The keepers run until stop_all; wait returns on a signal (its trap runs) or,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh -- installs what building and testing this project needs on Debian 12:
-# Debian's packages (only those missing) and, through scripts/ferretdb.sh, the
-# FerretDB server the tests and `make run` use. Safe to run again: it skips
-# what is already there.
+# Debian's packages (only those missing) and, through scripts/ferretdb.sh and
+# scripts/jaeger.sh, the FerretDB server the tests and `make run` use and the
+# Jaeger server of `make run TRACES=on` (its first build takes many minutes,
+# then it is cached). Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +35,7 @@ fi
 
 if [ -x scripts/ferretdb.sh ]; then
     scripts/ferretdb.sh build
+fi
+if [ -x scripts/jaeger.sh ]; then
+    scripts/jaeger.sh build
 fi

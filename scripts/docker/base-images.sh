@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# base-images.sh -- makes the images this project's containers need without a registry: debian:bookworm-slim and the FerretDB image.
+# base-images.sh -- makes the images this project's containers need without a registry: debian:bookworm-slim, FerretDB, Jaeger, Prometheus.
 #
-#   scripts/docker/base-images.sh            both images, each only if missing
-#   scripts/docker/base-images.sh debian     debian:bookworm-slim only
-#   scripts/docker/base-images.sh ferretdb   resilience-ferretdb:1.24 only
-#   FORCE=1 scripts/docker/base-images.sh    rebuild even when present
+#   scripts/docker/base-images.sh              every image, each only if missing
+#   scripts/docker/base-images.sh debian       debian:bookworm-slim only
+#   scripts/docker/base-images.sh ferretdb     resilience-ferretdb:1.24 only
+#   scripts/docker/base-images.sh jaeger       resilience-jaeger:2.12.0 only
+#   scripts/docker/base-images.sh prometheus   resilience-prometheus:2.42 only
+#   FORCE=1 scripts/docker/base-images.sh      rebuild even when present
 #
 # debian:bookworm-slim: debootstrap --variant=minbase of Debian 12 from
 # deb.debian.org, trimmed like the official slim image (no docs, man pages or
@@ -15,10 +17,18 @@
 # resilience-ferretdb:1.24: the static FerretDB from scripts/ferretdb.sh in a
 # FROM-scratch image (scripts/docker/ferretdb.Dockerfile); the e2e test puts it
 # in place of the official mongo image through a compose override.
+#
+# resilience-jaeger:2.12.0: the static Jaeger from scripts/jaeger.sh in a
+# FROM-scratch image (scripts/docker/jaeger.Dockerfile); resilience-prometheus:2.42:
+# Debian's prometheus package on debian:bookworm-slim (scripts/docker/prometheus.Dockerfile).
+# They stand in for jaegertracing/jaeger and prom/prometheus through
+# JAEGER_IMAGE and PROMETHEUS_IMAGE (docker-compose.yaml, docker-stack.yaml).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DEBIAN_IMAGE=debian:bookworm-slim
 FERRETDB_IMAGE=resilience-ferretdb:1.24
+JAEGER_IMAGE=resilience-jaeger:2.12.0
+PROMETHEUS_IMAGE=resilience-prometheus:2.42
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SCRATCH_DIRS=()
 trap 'rm -rf "${SCRATCH_DIRS[@]}"' EXIT
@@ -101,9 +111,44 @@ build_ferretdb() {
     echo "base-images: $FERRETDB_IMAGE built"
 }
 
+# Builds the Jaeger image from the static binary, unless present and made from
+# this binary and this Dockerfile (the label org.resilience-suite.source).
+build_jaeger() {
+    local bin; bin="$("$ROOT/scripts/jaeger.sh" build)"
+    local source; source="$(cat "$bin" "$ROOT/scripts/docker/jaeger.Dockerfile" | sha256sum | cut -c1-16)"
+    if have_image "$JAEGER_IMAGE" && [ "$(docker image inspect -f \
+            '{{index .Config.Labels "org.resilience-suite.source"}}' "$JAEGER_IMAGE")" = "$source" ]; then
+        echo "base-images: $JAEGER_IMAGE present"; return 0
+    fi
+    local ctx; ctx="$(mktemp -d /tmp/jaeger-image.XXXXXX)"
+    SCRATCH_DIRS+=("$ctx")
+    cp "$bin" "$ctx/jaeger"
+    docker build -q --label "org.resilience-suite.source=$source" -t "$JAEGER_IMAGE" \
+        -f "$ROOT/scripts/docker/jaeger.Dockerfile" "$ctx" >/dev/null
+    echo "base-images: $JAEGER_IMAGE built"
+}
+
+# Builds the Prometheus image (Debian's package, installed from the mirror by
+# apt in the build), unless present and made from this Dockerfile.
+build_prometheus() {
+    build_debian
+    local source; source="$(sha256sum < "$ROOT/scripts/docker/prometheus.Dockerfile" | cut -c1-16)"
+    if have_image "$PROMETHEUS_IMAGE" && [ "$(docker image inspect -f \
+            '{{index .Config.Labels "org.resilience-suite.source"}}' "$PROMETHEUS_IMAGE")" = "$source" ]; then
+        echo "base-images: $PROMETHEUS_IMAGE present"; return 0
+    fi
+    local ctx; ctx="$(mktemp -d /tmp/prometheus-image.XXXXXX)"
+    SCRATCH_DIRS+=("$ctx")
+    docker build -q --label "org.resilience-suite.source=$source" -t "$PROMETHEUS_IMAGE" \
+        -f "$ROOT/scripts/docker/prometheus.Dockerfile" "$ctx" >/dev/null
+    echo "base-images: $PROMETHEUS_IMAGE built"
+}
+
 case "${1:-all}" in
-    debian)   build_debian ;;
-    ferretdb) build_ferretdb ;;
-    all)      build_debian; build_ferretdb ;;
-    *) echo "usage: $0 [all|debian|ferretdb]" >&2; exit 2 ;;
+    debian)     build_debian ;;
+    ferretdb)   build_ferretdb ;;
+    jaeger)     build_jaeger ;;
+    prometheus) build_prometheus ;;
+    all)        build_debian; build_ferretdb; build_jaeger; build_prometheus ;;
+    *) echo "usage: $0 [all|debian|ferretdb|jaeger|prometheus]" >&2; exit 2 ;;
 esac

@@ -10,6 +10,12 @@
 # in place of the mongo image, for machines that reach no registry), and the
 # variables docker-stack.yaml reads (replicas, ports, CB_SHARED, DB_PORT;
 # ENDPOINT_MODE is vip when the kernel has IPVS, else dnsrr, unless set).
+# JAEGER_IMAGE=resilience-jaeger:2.12.0 and PROMETHEUS_IMAGE=resilience-prometheus:2.42
+# use the images scripts/docker/base-images.sh builds here (made when missing)
+# in place of the official ones. Prometheus's rules are PROMETHEUS_RULES
+# (default scripts/prometheus/rules.yml); when that file is missing, `up` says
+# so and gives Prometheus an empty rules file ($BUILD/prometheus-no-rules.yml).
+# CONFIG_SUM, a checksum of the configuration files, names their Swarm configs.
 # `up` records a Swarm it created in $BUILD/swarm-created; only then does
 # `down` leave it, so a Swarm that was there before is never touched.
 set -euo pipefail
@@ -59,8 +65,26 @@ up() {
         *) echo "stack: the engine's Swarm state is $(swarm_state); fix that first" >&2; exit 1 ;;
     esac
     if [ "$STACK_DB" = ferretdb ]; then
-        scripts/docker/base-images.sh
+        scripts/docker/base-images.sh debian
+        scripts/docker/base-images.sh ferretdb
     fi
+    case "${JAEGER_IMAGE:-}" in resilience-jaeger:*) scripts/docker/base-images.sh jaeger ;; esac
+    case "${PROMETHEUS_IMAGE:-}" in resilience-prometheus:*) scripts/docker/base-images.sh prometheus ;; esac
+    # Prometheus's rules: the file named, or an empty one (said) when scripts/prometheus/rules.yml is missing
+    if [ -z "${PROMETHEUS_RULES:-}" ]; then
+        if [ -f scripts/prometheus/rules.yml ]; then
+            export PROMETHEUS_RULES=scripts/prometheus/rules.yml
+        else
+            mkdir -p "${BUILD:-build}"
+            export PROMETHEUS_RULES="${BUILD:-build}/prometheus-no-rules.yml"
+            echo "groups: []" > "$PROMETHEUS_RULES"
+            echo "stack: scripts/prometheus/rules.yml is missing: Prometheus runs with no alerting or recording rules"
+        fi
+    fi
+    [ -f "$PROMETHEUS_RULES" ] || { echo "stack: PROMETHEUS_RULES=$PROMETHEUS_RULES: no such file" >&2; exit 1; }
+    # Swarm's configs cannot change: a new checksum of the files, new configs
+    CONFIG_SUM="$(cat scripts/jaeger/config.yaml scripts/prometheus/stack.yml "$PROMETHEUS_RULES" | sha256sum | cut -c1-12)"
+    export CONFIG_SUM STACK_NAME
     docker-compose -f docker-compose.yaml build order payment shipment
     docker build -q -t resilience-gateway:1 -f scripts/docker/gateway.Dockerfile scripts/docker >/dev/null
     # Swarm's virtual IPs need the kernel's IPVS; without it, DNS round robin.
@@ -75,6 +99,8 @@ up() {
     # shellcheck disable=SC2046
     docker stack deploy --resolve-image never $(stack_files) "$STACK_NAME"
     wait_replicas
+    echo "stack: jaeger http://127.0.0.1:${JAEGER_PORT:-16686}/ (traces: /api/traces/<id>)," \
+         "prometheus http://127.0.0.1:${PROMETHEUS_PORT:-9090}/ (rules: $PROMETHEUS_RULES)"
 }
 
 down() {

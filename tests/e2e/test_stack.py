@@ -6,9 +6,18 @@ scripts/docker/compose.ferretdb.yaml and compose.e2e.yaml over
 docker-compose.yaml: FerretDB in place of mongo (no registry here), breakers
 that reset after 2 s, and host ports picked free at start. Steps, each one or more checks:
 
-  1. base images (debian:bookworm-slim by debootstrap, FerretDB), only if missing;
+  1. base images (debian:bookworm-slim by debootstrap, FerretDB, Jaeger,
+     Prometheus), only if missing;
+  0. without Docker: the configuration of jaeger and prometheus (docker-compose
+     config read back: images, mounts, ports, the services' OTEL_* settings,
+     with ports moved and with the classroom file) and `promtool check config`
+     of scripts/prometheus/compose.yml (with rules.yml when it is there);
   2. build the three service images, `up -d`, wait for every healthcheck;
      each service runs as a non-root user and its image holds no build tools;
+     Jaeger and Prometheus (images built here, JAEGER_IMAGE and
+     PROMETHEUS_IMAGE: no registry) run: Prometheus scrapes the three
+     services, a span POSTed to jaeger:4318 from a container on the network
+     comes back from the published query API with the dashboard's CORS header;
   3. send every request of order/, payment/, shipment/tests.http to the
      published ports and check the answers;
   4. read the documents from the database container (tests/tools/dbtool);
@@ -35,9 +44,10 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
-import socket
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.error
@@ -45,6 +55,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
 import harness  # noqa: E402
+import yaml_subset  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 COMPOSE_FILES = ["docker-compose.yaml", "scripts/docker/compose.ferretdb.yaml", "scripts/docker/compose.e2e.yaml"]
@@ -55,6 +66,12 @@ BREAKER_TIMEOUT_MS = 300     # CB_TIMEOUT_MS, the demo's default the stack runs 
 LATENCY_SLACK_MS = 250       # HTTP and database time around the breaker's budget
 DB_NAME = "resilience"
 COLLECTIONS = {"order": "orders", "payment": "payments", "shipment": "shipments"}
+# The official images the stacks name, and the images scripts/docker/base-images.sh builds
+# here in their place (JAEGER_IMAGE, PROMETHEUS_IMAGE): no registry answers on this machine.
+JAEGER_IMAGE = "jaegertracing/jaeger:2.12.0"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.6.0"
+LOCAL_IMAGES = {"JAEGER_IMAGE": "resilience-jaeger:2.12.0", "PROMETHEUS_IMAGE": "resilience-prometheus:2.42"}
+PROMETHEUS_DIR = os.path.join(ROOT, "scripts", "prometheus")
 
 
 Checks = harness.Checks
@@ -85,10 +102,8 @@ def run(cmd, timeout, env=None, check=False):
 
 
 def free_port():
-    """A TCP port free on this host right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on this host right now (in TEST_PORTS when set: harness.free_port)."""
+    return harness.free_port()
 
 
 def engine_problem():
@@ -111,13 +126,15 @@ class Stack:
 
     def __init__(self):
         self.project = f"e2e{os.getpid()}{random.randrange(16**6):06x}"
-        self.ports = {"order": free_port(), "payment": free_port(), "shipment": free_port()}
+        self.ports = {n: free_port() for n in ("order", "payment", "shipment", "jaeger", "prometheus")}
         self.db_port = free_port()
         self.ids = {}
         self.env = dict(os.environ, ORDER_PORT=str(self.ports["order"]),
                         PAYMENT_PORT=str(self.ports["payment"]),
                         SHIPMENT_PORT=str(self.ports["shipment"]),
-                        DB_PORT=str(self.db_port))
+                        JAEGER_PORT=str(self.ports["jaeger"]),
+                        PROMETHEUS_PORT=str(self.ports["prometheus"]),
+                        DB_PORT=str(self.db_port), **LOCAL_IMAGES)
 
     def compose(self, args, timeout, check=False):
         """Runs docker-compose with this project's name and files."""
@@ -258,6 +275,235 @@ def breaker_events(logs, event):
     return len(re.findall(rf" breaker \S+ event={re.escape(event)} ", logs))
 
 
+def env_of(service):
+    """A service's environment from a parsed compose or stack file: a dict whatever its form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env if "=" in e)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def check_prometheus_config(c, name):
+    """promtool check config of scripts/prometheus/<name>, whose rule_files name rules.yml
+    beside it: checked in place (the rules with it) when that file is there; else a copy
+    without rule_files is checked and the rules are reported skipped."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        c.skip(f"promtool check config scripts/prometheus/{name}",
+               "promtool is not installed (scripts/setup.sh installs Debian's prometheus)")
+        return
+    path = os.path.join(PROMETHEUS_DIR, name)
+    if os.path.exists(os.path.join(PROMETHEUS_DIR, "rules.yml")):
+        p = run([promtool, "check", "config", path], 60)
+        c.check(f"promtool check config scripts/prometheus/{name}, with rules.yml",
+                p.returncode == 0 and "SUCCESS: 1 rule files found" in p.stdout, (p.stdout + p.stderr)[-1500:])
+        return
+    c.skip(f"scripts/prometheus/{name} with its rules", "scripts/prometheus/rules.yml is missing: "
+           "the configuration is checked without its rule_files")
+    with open(path) as f:
+        text = f.read()
+    bare = re.sub(r"^rule_files:\n(?:[ ]+- .*\n)+", "", text, flags=re.M)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, name)
+        with open(copy, "w") as f:
+            f.write(bare)
+        p = run([promtool, "check", "config", copy], 60)
+    c.check(f"promtool check config scripts/prometheus/{name}, without rule_files",
+            bare != text and p.returncode == 0 and "SUCCESS" in p.stdout, (p.stdout + p.stderr)[-1500:])
+
+
+def compose_config(env, files):
+    """`docker-compose config` of files (parsed), or (None, why)."""
+    cmd = ["docker-compose", "-p", "e2econfig"]
+    for f in files:
+        cmd += ["-f", f]
+    p = run(cmd + ["config"], 60, env=env)
+    if p.returncode != 0:
+        return None, (p.stdout + p.stderr)[-1500:]
+    try:
+        return yaml_subset.load(p.stdout), ""
+    except ValueError as e:
+        return None, f"cannot read docker-compose config's output: {e}"
+
+
+def check_compose_observability(c, cfg, where, order_port, jaeger_port, prometheus_port):
+    """The jaeger and prometheus services of a docker-compose config, and the services' tracing settings."""
+    services = cfg.get("services", {})
+    jaeger, prom = services.get("jaeger", {}), services.get("prometheus", {})
+    c.check(f"{where}: jaeger from the image {jaeger.get('image')}, prometheus from {prom.get('image')}",
+            jaeger.get("image") == JAEGER_IMAGE and prom.get("image") == PROMETHEUS_IMAGE, str(list(services)))
+    jenv = env_of(jaeger)
+    mounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}" for v in jaeger.get("volumes", [])]
+    c.check(f"{where}: jaeger reads scripts/jaeger/config.yaml, OTLP/HTTP on 4318 and its query API on 16686 "
+            f"on every address, CORS for the dashboard at port {order_port}",
+            jaeger.get("command") == ["--config=/etc/jaeger/config.yaml"]
+            and any(m.startswith(os.path.join(ROOT, "scripts", "jaeger", "config.yaml") + ":/etc/jaeger/config.yaml")
+                    for m in mounts)
+            and jenv.get("JAEGER_HOST") == "0.0.0.0" and jenv.get("JAEGER_OTLP_PORT") == "4318"
+            and jenv.get("JAEGER_PORT") == "16686" and jenv.get("DASHBOARD_PORT") == str(order_port),
+            f"{jaeger.get('command')} {mounts} {jenv}")
+    published = {str(p.get("target")): str(p.get("published")) for p in jaeger.get("ports", [])}
+    c.check(f"{where}: Jaeger's query API published on {jaeger_port}, its OTLP port only inside the network",
+            published == {"16686": str(jaeger_port)}, str(jaeger.get("ports")))
+    pmounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}" for v in prom.get("volumes", [])]
+    pports = {str(p.get("target")): str(p.get("published")) for p in prom.get("ports", [])}
+    c.check(f"{where}: prometheus reads scripts/prometheus/compose.yml (its rules.yml beside it), published on "
+            f"{prometheus_port}",
+            (prom.get("command") or [None])[0] == "--config.file=/etc/prometheus/compose.yml"
+            and any(m.startswith(PROMETHEUS_DIR + ":/etc/prometheus") for m in pmounts)
+            and pports == {"9090": str(prometheus_port)}, f"{prom.get('command')} {pmounts} {pports}")
+    net = set(jaeger.get("networks") or {}) & set(prom.get("networks") or {})
+    for name in SERVICES:
+        env = env_of(services.get(name, {}))
+        want = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_SERVICE_NAME": name,
+                "TRACES_QUERY_URL": f"http://localhost:{jaeger_port}"}
+        got = {k: env.get(k) for k in want}
+        c.check(f"{where}: {name} sends spans to jaeger:4318 as {name}, the dashboard reads traces from "
+                f"localhost:{jaeger_port}; on jaeger's and prometheus's network",
+                got == want and net and net <= set(services.get(name, {}).get("networks") or {}), f"{got} {net}")
+
+
+def step_config(c):
+    """The configuration of the compose stack's jaeger and prometheus, without running them:
+    promtool check config of scripts/prometheus/compose.yml, and docker-compose config
+    (defaults, moved ports, the classroom file over it) read back."""
+    check_prometheus_config(c, "compose.yml")
+    with open(os.path.join(PROMETHEUS_DIR, "compose.yml")) as f:
+        prom = yaml_subset.load(f.read())
+    targets = [t for sc in prom.get("scrape_configs", []) for g in sc.get("static_configs", [])
+               for t in g.get("targets", [])]
+    if not shutil.which("docker-compose"):
+        c.skip("docker-compose config of the stack's jaeger and prometheus", "docker-compose is not installed")
+        return
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORDER_PORT", "JAEGER_PORT", "PROMETHEUS_PORT", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")}
+    cfg, why = compose_config(env, ["docker-compose.yaml"])
+    if not c.check("docker-compose config of docker-compose.yaml", cfg, why):
+        return
+    check_compose_observability(c, cfg, "docker-compose.yaml", 3000, 16686, 9090)
+    services = cfg["services"]
+    want = sorted(f"{n}:{env_of(services[n]).get('PORT')}" for n in SERVICES)
+    c.check(f"scripts/prometheus/compose.yml scrapes every service at its name and PORT ({', '.join(want)}), "
+            "job resilience", sorted(targets) == want
+            and [sc.get("job_name") for sc in prom.get("scrape_configs", [])] == ["resilience"], str(targets))
+    moved = dict(env, ORDER_PORT="5198", JAEGER_PORT="5197", PROMETHEUS_PORT="5196")
+    cfg, why = compose_config(moved, ["docker-compose.yaml"])
+    if c.check("docker-compose config with ORDER_PORT, JAEGER_PORT and PROMETHEUS_PORT moved", cfg, why):
+        check_compose_observability(c, cfg, "moved ports", 5198, 5197, 5196)
+    cfg, why = compose_config(dict(env, ADMIN_TOKEN="e2e"), ["docker-compose.yaml", "docker-compose.classroom.yaml"])
+    if c.check("docker-compose config with docker-compose.classroom.yaml", cfg, why):
+        check_compose_observability(c, cfg, "classroom", 3000, 16686, 9090)
+    cfg, why = compose_config(dict(env, **LOCAL_IMAGES), ["docker-compose.yaml"])
+    if c.check("docker-compose config with JAEGER_IMAGE and PROMETHEUS_IMAGE", cfg, why):
+        c.check("JAEGER_IMAGE and PROMETHEUS_IMAGE name the images of jaeger and prometheus",
+                cfg["services"]["jaeger"].get("image") == LOCAL_IMAGES["JAEGER_IMAGE"]
+                and cfg["services"]["prometheus"].get("image") == LOCAL_IMAGES["PROMETHEUS_IMAGE"])
+
+
+def otlp_span(trace_id, service):
+    """One server span of service in OTLP/HTTP JSON, ending now (as the services will send)."""
+    end = time.time_ns()
+    return json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "e2e"}, "spans": [{
+            "traceId": trace_id, "spanId": os.urandom(8).hex(), "name": "POST /create", "kind": 2,
+            "startTimeUnixNano": str(end - 2_000_000), "endTimeUnixNano": str(end)}]}]}]})
+
+
+def post_span_in_network(network, trace_id, service):
+    """POSTs a span to http://jaeger:4318/v1/traces from a throw-away container on network
+    (debian:bookworm-slim, bash's /dev/tcp); returns (the status line, output)."""
+    body = otlp_span(trace_id, service)
+    script = ('exec 3<>/dev/tcp/jaeger/4318 && printf "POST /v1/traces HTTP/1.1\\r\\nHost: jaeger:4318\\r\\n'
+              'Content-Type: application/json\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" '
+              '"${#BODY}" "$BODY" >&3 && head -n 1 <&3')
+    p = run(["docker", "run", "--rm", "--network", network, "-e", f"BODY={body}", "debian:bookworm-slim",
+             "bash", "-c", script], 120)
+    return p.stdout.strip(), (p.stdout + p.stderr)[-800:]
+
+
+def check_trace_readable(c, jaeger_url, trace_id, service, dashboard_origin, where):
+    """Waits for trace_id in Jaeger's query API; checks its service and the dashboard's CORS header."""
+    found = {}
+
+    def trace():
+        status, text, _ = http("GET", f"{jaeger_url}/api/traces/{trace_id}", None, {"Origin": dashboard_origin})
+        if status == 200:
+            found["data"] = json.loads(text)["data"][0]
+        return status == 200
+
+    ok, waited = wait_until(f"trace {trace_id}", trace, 30)
+    procs = found.get("data", {}).get("processes", {})
+    c.check(f"{where}: the span comes back from Jaeger's query API by its trace id ({waited:.1f}s), "
+            f"service {service}", ok and [p.get("serviceName") for p in procs.values()] == [service], str(found))
+    req = urllib.request.Request(f"{jaeger_url}/api/traces/{trace_id}", headers={"Origin": dashboard_origin})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            allowed = r.headers.get("Access-Control-Allow-Origin")
+    except (urllib.error.URLError, OSError) as e:
+        allowed = str(e)
+    c.check(f"{where}: Jaeger lets the dashboard ({dashboard_origin}) read it (CORS)", allowed == dashboard_origin,
+            str(allowed))
+
+
+def prometheus_targets(url):
+    """Prometheus's active targets: {scrapeUrl: health}, or {} when it does not answer."""
+    status, text, _ = http("GET", url + "/api/v1/targets")
+    if status != 200:
+        return {}
+    return {t["scrapeUrl"]: t["health"] for t in json.loads(text)["data"]["activeTargets"]}
+
+
+def check_prometheus_rules(c, url, where):
+    """Prometheus's loaded rule groups: some when scripts/prometheus/rules.yml is there, none when it is not."""
+    status, text, _ = http("GET", url + "/api/v1/rules")
+    groups = json.loads(text)["data"]["groups"] if status == 200 else None
+    if os.path.exists(os.path.join(PROMETHEUS_DIR, "rules.yml")):
+        c.check(f"{where}: Prometheus loaded the rules of scripts/prometheus/rules.yml ({len(groups or [])} groups)",
+                groups, text[:500])
+    else:
+        c.check(f"{where}: Prometheus runs with no rules (scripts/prometheus/rules.yml is missing)", groups == [],
+                text[:500])
+        c.skip(f"{where}: Prometheus with the rules of scripts/prometheus/rules.yml", "that file is missing")
+
+
+def step_traces_and_metrics(c, stack, metrics):
+    """The running stack's jaeger and prometheus: Prometheus scrapes the three services by
+    name, a span sent to jaeger:4318 inside the network comes back from the published query
+    API (CORS for the dashboard), the services' containers carry the tracing settings."""
+    jaeger_url = f"http://127.0.0.1:{stack.ports['jaeger']}"
+    prom_url = f"http://127.0.0.1:{stack.ports['prometheus']}"
+    ok, waited = wait_until("Jaeger's query API", lambda: http("GET", jaeger_url + "/api/services")[0] == 200, 60)
+    c.check(f"Jaeger's query API answers on the published port ({waited:.1f}s)", ok)
+    want = {f"http://{n}:3000/metrics" for n in SERVICES}
+    start = time.monotonic()
+    up, _ = wait_until("Prometheus's three targets up", lambda: (lambda t: t if set(t) == want and all(
+        h == "up" for h in t.values()) else None)(prometheus_targets(prom_url)), 60, 0.5)
+    metrics["prometheus_targets_up_s"] = round(time.monotonic() - start, 1)
+    c.check(f"Prometheus scrapes order, payment and shipment by name, every target up "
+            f"({metrics['prometheus_targets_up_s']}s)", up, str(prometheus_targets(prom_url)))
+    status, text, _ = http("GET", prom_url + "/api/v1/query?query=service_uptime_seconds")
+    series = json.loads(text)["data"]["result"] if status == 200 else []
+    c.check("their samples are in Prometheus (service_uptime_seconds of the three, job resilience)",
+            sorted(x["metric"].get("service") for x in series) == sorted(SERVICES)
+            and all(x["metric"].get("job") == "resilience" for x in series), text[:500])
+    check_prometheus_rules(c, prom_url, "compose")
+    trace_id = os.urandom(16).hex()
+    line, out = post_span_in_network(f"{stack.project}_circuitbreaker", trace_id, "order")
+    c.check(f"a span POSTed to http://jaeger:4318/v1/traces from a container on the network: {line}",
+            line.startswith("HTTP/1.1 200"), out)
+    check_trace_readable(c, jaeger_url, trace_id, "order", f"http://localhost:{stack.ports['order']}", "compose")
+    p = run(["docker", "port", stack.container("jaeger")], 30)
+    c.check("jaeger publishes its query API only (OTLP's 4318 stays inside the network)",
+            p.returncode == 0 and "16686/tcp" in p.stdout and "4318" not in p.stdout, p.stdout)
+    for name in SERVICES:
+        env = dict(e.split("=", 1) for e in json.loads(stack.inspect(name, "{{json .Config.Env}}") or "[]"))
+        got = {k: env.get(k) for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "TRACES_QUERY_URL")}
+        c.check(f"{name}'s container has the tracing settings", got == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_SERVICE_NAME": name,
+            "TRACES_QUERY_URL": f"http://localhost:{stack.ports['jaeger']}"}, str(got))
+
+
 # ---- the steps ---------------------------------------------------------------
 
 
@@ -274,6 +520,9 @@ def base_image_problem():
     if not have("resilience-ferretdb:1.24") and run(["sh", "-c", "command -v go"], 30).returncode != 0 \
             and run(["scripts/ferretdb.sh", "path"], 30).returncode != 0:
         return "resilience-ferretdb:1.24 is missing and Go is not installed to build FerretDB"
+    if not have(LOCAL_IMAGES["JAEGER_IMAGE"]) and run(["sh", "-c", "command -v go"], 30).returncode != 0 \
+            and run(["scripts/jaeger.sh", "path"], 30).returncode != 0:
+        return f"{LOCAL_IMAGES['JAEGER_IMAGE']} is missing and Go is not installed to build Jaeger"
     return None
 
 
@@ -282,8 +531,8 @@ def step_base_images(c):
     start = time.monotonic()
     p = run(["scripts/docker/base-images.sh"], 1200)
     print(p.stdout + p.stderr, flush=True)
-    c.check("base images debian:bookworm-slim and resilience-ferretdb:1.24 exist", p.returncode == 0,
-            p.stderr[-500:])
+    c.check("base images debian:bookworm-slim, resilience-ferretdb:1.24, " + ", ".join(LOCAL_IMAGES.values())
+            + " exist", p.returncode == 0, p.stderr[-500:])
     if p.returncode != 0:
         raise StepFailed("base images")
     return time.monotonic() - start
@@ -600,7 +849,7 @@ def image_sizes():
     """The size in MB of each image the stack uses."""
     sizes = {}
     for image in ["order:breaker", "payment:breaker", "shipment:breaker", "resilience-ferretdb:1.24",
-                  "debian:bookworm-slim"]:
+                  "debian:bookworm-slim"] + list(LOCAL_IMAGES.values()):
         p = run(["docker", "image", "inspect", "-f", "{{.Size}}", image], 30)
         if p.returncode == 0:
             sizes[image] = round(int(p.stdout.strip()) / 1e6, 1)
@@ -630,6 +879,7 @@ def teardown(c, stack):
 def main():
     """Runs the steps; returns the exit status."""
     c = Checks()
+    step_config(c)
     problem = engine_problem()
     if problem:
         c.skip("e2e docker stack", problem)
@@ -652,6 +902,7 @@ def main():
             step_build_and_up(c, stack, metrics)
             metrics["image_sizes_mb"] = image_sizes()
             step_image_contents(c, stack)
+            step_traces_and_metrics(c, stack, metrics)
             documents = step_tests_http(c, stack)
             step_documents(c, stack, documents)
             step_stop_shipment(c, stack, metrics)

@@ -7,10 +7,16 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
      FerretDB in place of mongo (scripts/docker/stack.ferretdb.yaml), free
      host ports, breakers that reset after 2 s, buckets of 1 s; a Swarm is
      created (and later left) only when the engine is in none;
+  0. without Docker: the configuration of jaeger and prometheus (docker stack
+     config read back: images, Swarm configs, host-mode ports, the services'
+     OTEL_* settings) and `promtool check config` of scripts/prometheus/stack.yml;
   2. identity: /health through each service's VIP answers from every
      replica, each with its own REPLICA_ID (<service>.<task slot>), and
      the dashboard (headless Chromium, through order's gateway) lists every
-     replica of each service from GET /replicas;
+     replica of each service from GET /replicas; Prometheus (an image built
+     here) scrapes every replica, found through tasks.<service>, and a span
+     POSTed to jaeger:4318 from a container on the overlay network comes
+     back from Jaeger's published query API (CORS for the dashboard);
   3. tests.http: every request of the three files through the VIPs;
   4. outage with sharing on: shipment scaled to 0, then (every window
      empty) an open-loop load on payment (20 calls/s for 40 s through the
@@ -30,7 +36,8 @@ Steps, each one or more checks (figures go to build/results/e2e-swarm-metrics.js
   8. the database scaled to 0: every payment replica says local-only
      (fell-back in its log, /health), then back to 1: every replica rejoins
      with no restart;
-  9. teardown: stack removed, nothing of it left, the Swarm left if created.
+  9. teardown: stack removed, its volumes too, nothing of it left, the Swarm
+     left if created.
 
 Prints "SKIP: <reason>" when no Docker engine answers. Ends with
 "N passed, N failed, N skipped"; exit 1 when a check failed.
@@ -66,9 +73,11 @@ class Swarm:
         self.name = f"e2esw{os.getpid()}{random.randrange(16**4):04x}"
         self.ports = {s: ts.free_port() for s in REPLICAS}
         self.db_port = ts.free_port()
-        self.env = dict(os.environ, STACK_NAME=self.name, STACK_DB="ferretdb",
+        self.ports.update(jaeger=ts.free_port(), prometheus=ts.free_port())
+        self.env = dict(os.environ, STACK_NAME=self.name, STACK_DB="ferretdb", **ts.LOCAL_IMAGES,
                         ORDER_PORT=str(self.ports["order"]), PAYMENT_PORT=str(self.ports["payment"]),
                         SHIPMENT_PORT=str(self.ports["shipment"]), DB_PORT=str(self.db_port),
+                        JAEGER_PORT=str(self.ports["jaeger"]), PROMETHEUS_PORT=str(self.ports["prometheus"]),
                         ORDER_REPLICAS=str(REPLICAS["order"]), PAYMENT_REPLICAS=str(REPLICAS["payment"]),
                         SHIPMENT_REPLICAS=str(REPLICAS["shipment"]), CB_SHARED="on",
                         CB_RESET_TIMEOUT_MS=str(RESET_MS), SHIPMENT_ERR_RATE="0",
@@ -77,6 +86,7 @@ class Swarm:
                         # a single slow call in a fresh window must not open a breaker
                         CB_VOLUME_THRESHOLD="5")
         self.swarm_created = False
+        self.deploy_out = ""
 
     def url(self, service, path):
         """path on service's published port: Swarm's routing mesh to its VIP."""
@@ -112,7 +122,9 @@ class Swarm:
         found = []
         for kind, cmd in (("container", ["docker", "ps", "-aq", "--filter", label]),
                           ("network", ["docker", "network", "ls", "-q", "--filter", label]),
-                          ("service", ["docker", "service", "ls", "-q", "--filter", label])):
+                          ("service", ["docker", "service", "ls", "-q", "--filter", label]),
+                          ("config", ["docker", "config", "ls", "-q", "--filter", label]),
+                          ("volume", ["docker", "volume", "ls", "-q", "--filter", label])):
             found += [f"{kind} {x}" for x in run(cmd, 30).stdout.split()]
         return found
 
@@ -238,6 +250,107 @@ def outage(c, sw, label, limit_s=40.0, rate=20.0):
     return out
 
 
+def step_config(c):
+    """The configuration of the Swarm stack's jaeger and prometheus, without deploying it:
+    promtool check config of scripts/prometheus/stack.yml (with rules.yml when it is
+    there), and docker stack config of docker-stack.yaml read back."""
+    ts.check_prometheus_config(c, "stack.yml")
+    with open(os.path.join(ts.PROMETHEUS_DIR, "stack.yml")) as f:
+        prom_cfg = ts.yaml_subset.load(f.read())
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "ORDER_PORT", "JAEGER_PORT", "PROMETHEUS_PORT", "JAEGER_IMAGE", "PROMETHEUS_IMAGE", "STACK_NAME",
+        "CONFIG_SUM", "PROMETHEUS_RULES")}
+    p = run(["docker", "stack", "config", "-c", "docker-stack.yaml"], 60, env=dict(env, CONFIG_SUM="abc123"))
+    if p.returncode != 0:
+        c.skip("docker stack config of docker-stack.yaml", f"docker stack config failed: {p.stderr.strip()[:300]}")
+        return
+    try:
+        cfg = ts.yaml_subset.load(p.stdout)
+    except ValueError as e:
+        c.check("docker stack config's output is readable", False, str(e))
+        return
+    services, configs = cfg.get("services", {}), cfg.get("configs", {})
+    jaeger, prom = services.get("jaeger", {}), services.get("prometheus", {})
+    c.check(f"docker-stack.yaml: jaeger from {jaeger.get('image')}, prometheus from {prom.get('image')}",
+            jaeger.get("image") == ts.JAEGER_IMAGE and prom.get("image") == ts.PROMETHEUS_IMAGE)
+
+    def given(service):
+        """{target: (config name, its file)} of a service's Swarm configs."""
+        return {x.get("target"): (configs.get(x.get("source"), {}).get("name"),
+                                  configs.get(x.get("source"), {}).get("file")) for x in service.get("configs", [])}
+    want = {"/etc/jaeger/config.yaml": ("resilience-jaeger-config-abc123",
+                                        os.path.join(ROOT, "scripts", "jaeger", "config.yaml"))}
+    c.check("docker-stack.yaml: jaeger's configuration is scripts/jaeger/config.yaml, a Swarm config named with "
+            "CONFIG_SUM", given(jaeger) == want and jaeger.get("command") == ["--config=/etc/jaeger/config.yaml"],
+            str(given(jaeger)))
+    want = {"/etc/prometheus/stack.yml": ("resilience-prometheus-config-abc123", os.path.join(ts.PROMETHEUS_DIR, "stack.yml")),
+            "/etc/prometheus/rules.yml": ("resilience-prometheus-rules-abc123", os.path.join(ts.PROMETHEUS_DIR, "rules.yml"))}
+    c.check("docker-stack.yaml: prometheus reads scripts/prometheus/stack.yml with rules.yml beside it (Swarm configs)",
+            given(prom) == want and (prom.get("command") or [None])[0] == "--config.file=/etc/prometheus/stack.yml",
+            str(given(prom)))
+    jenv = ts.env_of(jaeger)
+    c.check("docker-stack.yaml: jaeger listens on every address, OTLP/HTTP on 4318, query API on 16686, "
+            "CORS for the dashboard at port 3000",
+            {k: jenv.get(k) for k in ("JAEGER_HOST", "JAEGER_OTLP_PORT", "JAEGER_PORT", "DASHBOARD_PORT")} ==
+            {"JAEGER_HOST": "0.0.0.0", "JAEGER_OTLP_PORT": "4318", "JAEGER_PORT": "16686", "DASHBOARD_PORT": "3000"},
+            str(jenv))
+    for name, svc, target, published in (("jaeger", jaeger, "16686", "16686"), ("prometheus", prom, "9090", "9090")):
+        ports = [(str(x.get("target")), str(x.get("published")), x.get("mode")) for x in svc.get("ports", [])]
+        c.check(f"docker-stack.yaml: {name} publishes {target} only, in host mode (no routing mesh), one replica "
+                "with the services' endpoint_mode",
+                ports == [(target, published, "host")] and str(svc.get("deploy", {}).get("replicas")) == "1"
+                and svc.get("deploy", {}).get("endpoint_mode") == services["order"].get("deploy", {}).get("endpoint_mode"),
+                f"{ports} {svc.get('deploy')}")
+    for name in REPLICAS:
+        env_svc = ts.env_of(services.get(name, {}))
+        want = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_SERVICE_NAME": name,
+                "TRACES_QUERY_URL": "http://localhost:16686"}
+        got = {k: env_svc.get(k) for k in want}
+        c.check(f"docker-stack.yaml: every {name} replica sends spans to jaeger:4318 as {name}", got == want, str(got))
+    sd = [x for sc in prom_cfg.get("scrape_configs", []) for x in sc.get("dns_sd_configs", [])]
+    ports = {ts.env_of(services[n]).get("PORT") for n in REPLICAS}
+    c.check("scripts/prometheus/stack.yml finds every task of order, payment and shipment (tasks.<service>, "
+            "A records) at their PORT, job resilience",
+            len(sd) == 1 and sorted(sd[0].get("names", [])) == sorted(f"tasks.{n}" for n in REPLICAS)
+            and sd[0].get("type") == "A" and ports == {str(sd[0].get("port"))}
+            and [sc.get("job_name") for sc in prom_cfg["scrape_configs"]] == ["resilience"], str(sd))
+
+
+def step_traces_and_metrics(c, sw, deploy_out):
+    """The deployed jaeger and prometheus: Prometheus scrapes every replica (found through
+    tasks.<service>), a span POSTed to jaeger:4318 from a container on the overlay network
+    comes back from the published query API with the dashboard's CORS header."""
+    prom_url = sw.url("prometheus", "")
+    jaeger_url = sw.url("jaeger", "")
+    total = sum(REPLICAS.values())
+
+    def all_up():
+        t = ts.prometheus_targets(prom_url)
+        return t if len(t) == total and all(h == "up" for h in t.values()) else None
+    start = time.monotonic()
+    up, _ = ts.wait_until("Prometheus's targets: every replica up", all_up, 90, 0.5)
+    METRICS["prometheus_targets_up_s"] = round(time.monotonic() - start, 1)
+    c.check(f"Prometheus finds every replica ({total} targets, all up, "
+            f"{METRICS['prometheus_targets_up_s']}s)", up, str(ts.prometheus_targets(prom_url)))
+    status, text, _ = http("GET", prom_url + "/api/v1/query?query=count%20by%20(service)%20(service_uptime_seconds)")
+    counts = {x["metric"].get("service"): x["value"][1] for x in json.loads(text)["data"]["result"]} \
+        if status == 200 else {}
+    c.check(f"each replica's samples are in Prometheus ({counts})",
+            counts == {s: str(n) for s, n in REPLICAS.items()}, text[:500])
+    ts.check_prometheus_rules(c, prom_url, "swarm")
+    if not os.path.exists(os.path.join(ts.PROMETHEUS_DIR, "rules.yml")):
+        c.check("stack-up says that scripts/prometheus/rules.yml is missing",
+                "stack: scripts/prometheus/rules.yml is missing: Prometheus runs with no alerting or recording rules"
+                in deploy_out, deploy_out[-1500:])
+    ok, waited = ts.wait_until("Jaeger's query API", lambda: http("GET", jaeger_url + "/api/services")[0] == 200, 60)
+    c.check(f"Jaeger's query API answers on the published port ({waited:.1f}s)", ok)
+    trace_id = os.urandom(16).hex()
+    line, out = ts.post_span_in_network(f"{sw.name}_circuitbreaker", trace_id, "payment")
+    c.check(f"a span POSTed to http://jaeger:4318/v1/traces from a container on the overlay network: {line}",
+            line.startswith("HTTP/1.1 200"), out)
+    ts.check_trace_readable(c, jaeger_url, trace_id, "payment", f"http://localhost:{sw.ports['order']}", "swarm")
+
+
 def step_deploy(c, sw):
     state = run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip()
     sw.swarm_created = state == "inactive"
@@ -247,10 +360,13 @@ def step_deploy(c, sw):
     if not c.check(f"make stack-up: every replica running ({METRICS['deploy_s']}s)", p.returncode == 0,
                    p.stdout[-2000:] + p.stderr[-2000:]):
         raise StepFailed("deploy")
+    sw.deploy_out = p.stdout
     ls = run(["docker", "service", "ls", "--filter", f"label=com.docker.stack.namespace={sw.name}",
               "--format", "{{.Name}} {{.Replicas}}"], 30).stdout
     for s, n in REPLICAS.items():
         c.check(f"{s} runs {n} replicas", f"{sw.service(s)} {n}/{n}" in ls, ls)
+    for s in ("jaeger", "prometheus"):
+        c.check(f"{s} runs (1 replica)", f"{sw.service(s)} 1/1" in ls, ls)
 
 
 def step_identity(c, sw):
@@ -499,9 +615,14 @@ def teardown(c, sw):
                 f.write(sw.logs(s))
         print(f"service logs saved to {path}", flush=True)
     p = run(["scripts/docker/stack.sh", "down"], 300, env=sw.env)
+    # docker stack rm keeps a stack's volumes (data outlives a deployment); the test's go
+    volumes = run(["docker", "volume", "ls", "-q", "--filter",
+                   f"label=com.docker.stack.namespace={sw.name}"], 30).stdout.split()
+    if volumes:
+        run(["docker", "volume", "rm"] + volumes, 120)
     left = sw.leftovers()
-    c.check("stack-down leaves no service, container or network of the stack",
-            p.returncode == 0 and not left, f"{p.stderr[-500:]} left: {left}")
+    c.check("stack-down leaves no service, container, network or config of the stack, and its volumes "
+            f"({', '.join(volumes)}) are removed", p.returncode == 0 and not left, f"{p.stderr[-500:]} left: {left}")
     if sw.swarm_created:
         state = run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], 30).stdout.strip()
         c.check("the Swarm the test created is left", state == "inactive", state)
@@ -509,6 +630,7 @@ def teardown(c, sw):
 
 def main():
     c = Checks()
+    step_config(c)
     problem = ts.engine_problem() or ts.base_image_problem()
     if problem:
         c.skip("e2e docker swarm", problem)
@@ -526,6 +648,7 @@ def main():
     try:
         step_deploy(c, sw)
         step_identity(c, sw)
+        step_traces_and_metrics(c, sw, sw.deploy_out)
         step_warm(c, sw)
         step_dashboard(c, sw)
         ts.step_tests_http(c, sw)

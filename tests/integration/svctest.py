@@ -646,24 +646,35 @@ WATCHDOG_LIMIT_S = 25.0
 
 class RunSh:
     """scripts/run.sh as a subprocess in its own session: FERRETDB_BACKEND=postgresql,
-    INJECT_ERR=0, free ports, DATA_DIR in a temporary folder, its output in run.log."""
+    INJECT_ERR=0, free ports, DATA_DIR in a temporary folder, its output in run.log.
+    With traces=True / metrics=True it runs with TRACES=on / METRICS=on, Jaeger's and
+    Prometheus's ports free ones too (ports["jaeger"], ["jaeger_otlp"], ["prometheus"])."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, traces=False, metrics=False):
         if not shutil.which("pg_isready") or not harness.DBTOOL.exists():
             raise Skip("make run needs PostgreSQL (scripts/setup.sh) and build/bin/dbtool")
         self.tmp = Path(tempfile.mkdtemp(prefix="run-sh-", dir="/tmp"))
         self.tmp.chmod(0o755)      # PostgreSQL runs as its own user and must reach its folder
         ctx.logs.mkdir(parents=True, exist_ok=True)
         self.log_path = ctx.logs / "run.log"
-        self.ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb")}
+        names = ["order", "payment", "shipment", "ferretdb"]
+        names += ["jaeger", "jaeger_otlp"] if traces else []
+        names += ["prometheus"] if metrics else []
+        self.ports = {n: harness.free_port() for n in names}
         self.run_dir = self.tmp / "data" / "run"
         self.mongo = f"mongodb://127.0.0.1:{self.ports['ferretdb']}"
         env = {k: v for k, v in os.environ.items()
-               if k not in ("MONGO_URL", "MONGO_DB", "PROFILE", "JUMPS", "ADMIN_TOKEN", "LOG_LEVEL")}
+               if k not in ("MONGO_URL", "MONGO_DB", "PROFILE", "JUMPS", "ADMIN_TOKEN", "LOG_LEVEL",
+                            "TRACES", "METRICS", "OTEL_EXPORTER_OTLP_ENDPOINT", "TRACES_QUERY_URL")}
         env.update(FERRETDB_BACKEND="postgresql", INJECT_ERR="0", DATA_DIR=str(self.tmp / "data"),
                    BUILD=str(harness.binary("order", ctx.flavour).parent.parent),
                    ORDER_PORT=str(self.ports["order"]), PAYMENT_PORT=str(self.ports["payment"]),
-                   SHIPMENT_PORT=str(self.ports["shipment"]), FERRETDB_PORT=str(self.ports["ferretdb"]))
+                   SHIPMENT_PORT=str(self.ports["shipment"]), FERRETDB_PORT=str(self.ports["ferretdb"]),
+                   TRACES="on" if traces else "off", METRICS="on" if metrics else "off")
+        if traces:
+            env.update(JAEGER_PORT=str(self.ports["jaeger"]), JAEGER_OTLP_PORT=str(self.ports["jaeger_otlp"]))
+        if metrics:
+            env.update(PROMETHEUS_PORT=str(self.ports["prometheus"]))
         env.update(CB_RESET_TIMEOUT_MS="2000")
         env.update(harness.flavour_env(ctx.flavour))
         if ctx.flavour == "tsan":
@@ -680,6 +691,15 @@ class RunSh:
 
     def url(self, name, path="/"):
         return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def environ(self, name) -> dict:
+        """The environment of process name (its pid file), from /proc/<pid>/environ; {} when it is gone."""
+        pid = self.pid(name)
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes() if pid else b""
+        except OSError:
+            return {}
+        return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

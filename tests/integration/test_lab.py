@@ -332,13 +332,23 @@ def classroom_profile_starts_calm_with_admin_routes_on_behind_a_random_token(ctx
         raise Skip("make run's script starts the rel build; the profile is checked in the rel flavour")
     tmp = Path(tempfile.mkdtemp(prefix="classroom-", dir="/tmp"))
     tmp.chmod(0o755)   # PostgreSQL runs as its own user and must reach its folder
-    ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb")}
+    ports = {n: harness.free_port() for n in ("order", "payment", "shipment", "ferretdb",
+                                               "jaeger", "jaeger_otlp", "prometheus")}
     env = dict(os.environ, PROFILE="classroom", DATA_DIR=str(tmp / "data"),
                ORDER_PORT=str(ports["order"]), PAYMENT_PORT=str(ports["payment"]),
-               SHIPMENT_PORT=str(ports["shipment"]), FERRETDB_PORT=str(ports["ferretdb"]))
+               SHIPMENT_PORT=str(ports["shipment"]), FERRETDB_PORT=str(ports["ferretdb"]),
+               JAEGER_PORT=str(ports["jaeger"]), JAEGER_OTLP_PORT=str(ports["jaeger_otlp"]),
+               PROMETHEUS_PORT=str(ports["prometheus"]))
     for k in ("MONGO_URL", "INJECT_ERR", "ADMIN_TOKEN", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
-              "CB_RESET_TIMEOUT_MS"):
+              "CB_RESET_TIMEOUT_MS", "TRACES", "METRICS"):
         env.pop(k, None)
+    # the profile turns traces and metrics on (Jaeger and Prometheus: scripts/jaeger.sh, Debian's prometheus)
+    observed = subprocess.run([str(ROOT / "scripts" / "jaeger.sh"), "path"], capture_output=True).returncode == 0 \
+        and shutil.which("prometheus")
+    if not observed:
+        print("    SKIP (part): Jaeger is not built or prometheus is not installed: the profile runs with "
+              "TRACES=off METRICS=off here", flush=True)
+        env.update(TRACES="off", METRICS="off")
     log_path = tmp / "run.log"
     proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
@@ -372,6 +382,15 @@ def classroom_profile_starts_calm_with_admin_routes_on_behind_a_random_token(ctx
         expect("profile classroom" in log and not re.search(r" request POST ", log),
                f"classroom log (transitions only):\n{log[-1500:]}")
         expect(re.search(r"\[payment\] .* event=open state=open", log), "the open line")
+        if observed:
+            wait_until(lambda: "Ctrl-C stops everything" in log_path.read_text(), 30, "run.sh's last line at start")
+            log = log_path.read_text()
+            expect("TRACES=on METRICS=on" in log and f"[run] jaeger    http://127.0.0.1:{ports['jaeger']}/" in log
+                   and f"[run] prometheus http://127.0.0.1:{ports['prometheus']}/" in log,
+                   f"the profile's traces and metrics, their URLs printed:\n{log[-1500:]}")
+            expect(http("GET", f"http://127.0.0.1:{ports['jaeger']}/api/services").status == 200
+                   and http("GET", f"http://127.0.0.1:{ports['prometheus']}/-/ready").status == 200,
+                   "Jaeger's query API and Prometheus answer")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
