@@ -12,45 +12,6 @@ from svctest import *  # noqa: F401,F403 -- the shared helpers, constants and @t
 import os
 import subprocess
 
-JAEGER_CONFIG = """\
-service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-    logs:
-      level: warn
-extensions:
-  jaeger_query:
-    enable_tracing: false
-    storage:
-      traces: memstore
-    http:
-      endpoint: 127.0.0.1:{query}
-    grpc:
-      endpoint: 127.0.0.1:{grpc}
-  jaeger_storage:
-    backends:
-      memstore:
-        memory:
-          max_traces: 100000
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp}
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memstore
-"""
 
 # the spans of one whole chain request: per service a server span, its database
 # breaker call and the write; order and payment also a breaker call and a client span
@@ -70,14 +31,15 @@ def jaeger_binary() -> str:
 
 
 class Jaeger:
-    """A Jaeger all-in-one on free ports, in-memory, stopped with the stack."""
+    """A Jaeger all-in-one on free ports with the project's configuration
+    (scripts/jaeger/config.yaml: in memory), stopped with the stack."""
 
     def __init__(self, st):
-        self.otlp, self.query, self.grpc = harness.free_port(), harness.free_port(), harness.free_port()
-        cfg = st.tmp / f"jaeger-{self.otlp}.yaml"
-        cfg.write_text(JAEGER_CONFIG.format(otlp=self.otlp, query=self.query, grpc=self.grpc))
-        self.proc = harness.Proc(f"jaeger-{self.otlp}", [jaeger_binary(), "--config", cfg],
-                                 dict(os.environ, OTEL_TRACES_EXPORTER="none"), st.tmp)
+        self.otlp, self.query = harness.free_port(), harness.free_port()
+        env = dict(os.environ, JAEGER_HOST="127.0.0.1", JAEGER_OTLP_PORT=str(self.otlp),
+                   JAEGER_PORT=str(self.query), JAEGER_LOG_LEVEL="warn")
+        self.proc = harness.Proc(f"jaeger-{self.otlp}", [jaeger_binary(), "--config",
+                                 ROOT / "scripts" / "jaeger" / "config.yaml"], env, st.tmp)
         st.procs.append(self.proc)
         self.endpoint = f"http://127.0.0.1:{self.otlp}"
         self.start()
