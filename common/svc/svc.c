@@ -566,6 +566,7 @@ static int svc_serve(svc_runtime *rt, const sigset_t *set)
     svc_drain(rt);
     obs_shutdown();
     ticker_stop(slow.ticker);
+    wire_close_idle();   /* kept-alive connections: their workers stop now, not in 2 s */
     svc_http_stop(ctx, rt->cfg.port);
     wire_free();
     log_message(false, "stopped");

@@ -292,6 +292,32 @@ def sigterm_with_requests_in_flight_loses_none_and_exits_0(ctx):
 
 
 @test
+def sigterm_closes_kept_alive_idle_connections_at_once(ctx):
+    # a scraper or a browser keeps its connection open between requests; its
+    # worker waits in civetweb's poll, which looks at the stop flag every 2 s
+    st = ctx.stack()
+    ship = st.service("shipment")
+    idle = []
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", ship.port), timeout=5)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(65536)
+        expect(head.startswith(b"HTTP/1.1 200") and b"close" not in head.lower().split(b"\r\n\r\n")[0],
+               f"a kept-alive answer: {head[:200]!r}")
+        idle.append(c)
+    t0 = time.monotonic()
+    ship.popen.send_signal(15)
+    rc = ship.wait_exit(20)
+    took = time.monotonic() - t0
+    for c in idle:
+        c.close()
+    print(f"    stopped {took * 1000:.0f} ms after SIGTERM with {len(idle)} idle kept-alive connections")
+    expect(rc == 0 and took < 1.0, f"exit {rc} after {took:.2f} s (civetweb alone waits up to 2 s)")
+
+
+@test
 def json_logs_carry_breaker_events_and_requests(ctx):
     st = ctx.stack()
     ship = st.service("shipment", env={"INJECT_ERR": "1", "ERR_RATE": "1"})

@@ -817,6 +817,22 @@ long wire_sweep(void)
     return wire_cuts();
 }
 
+int wire_close_idle(void)
+{
+    wire_table *t = atomic_load(&wire_tracked);
+    int closed = 0;
+    pthread_mutex_lock(&wire_lock);
+    int high = atomic_load(&wire_fd_high);
+    for (int fd = 0; t && fd < high && fd < t->n; fd++) {
+        struct wire_conn *c = atomic_load(&t->slot[fd]);
+        if (c && !atomic_load(&c->cut) && !atomic_load(&c->owed_since) && !wire_unread(fd) &&
+            shutdown(fd, SHUT_RD) == 0)
+            closed++;
+    }
+    pthread_mutex_unlock(&wire_lock);
+    return closed;
+}
+
 int wire_cut_slowest(bool body)
 {
     wire_table *t = atomic_load(&wire_tracked);
