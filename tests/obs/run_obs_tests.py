@@ -1258,6 +1258,23 @@ def row(t, service, name):
     return found[0]
 
 
+def recent(b, choice):
+    """Opens the trace view's recent list with filter choice; waits for it and returns its
+    rows, [trace id, words] each."""
+    if b.script("return document.getElementById('trace-view').hidden"):
+        b.click("#trace-recent")
+    else:
+        b.click("#trace-back")
+    wait_until(lambda: b.script("return document.querySelector('button[data-filter]') !== null"), 10,
+               "the recent list's filters")
+    b.click(f"button[data-filter={choice}]")
+    wait_until(lambda: b.script("const v = document.getElementById('trace-view');"
+                                "return v.dataset.state === 'recent' && v.dataset.filter === arguments[0]", choice),
+               10, f"the recent list of {choice}")
+    return b.script("return Array.from(document.querySelectorAll('a.recent-row'))"
+                    ".map(a => [a.dataset.trace, a.innerText])")
+
+
 def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
     """A real Jaeger, the three services sending it their spans (TRACES_QUERY_URL naming its
     query API) and the cascade lesson's shape: shipment 1 s slow, payment waits 300 ms
@@ -1266,7 +1283,8 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
     parent, payment's client span failed at about 300 ms, payment's breaker span failed with
     its timeout and fallback marks on its bar, the answer's outcome on order's row; all of it
     on one 1400x1000 screen. The recent list links to it; "Send one" opens a new request's
-    trace."""
+    trace; a half-open trial that failed is among the recent list's trials, and its breaker
+    span says half-open → open."""
     order_port = harness.free_port()
     origins = [f"http://127.0.0.1:{order_port}", f"http://localhost:{order_port}"]
     j = Jaeger(s.stack, cors_origins=origins)
@@ -1281,7 +1299,8 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
     ship = s.stack.service("shipment", env={**env, **admin}, label="shipment-trace")
     # a volume threshold, so that the two timed-out calls leave payment's breaker closed
     pay = s.stack.service("payment", chain=ship, env={**env, "CB_TIMEOUT_MS": "300", "CB_VOLUME_THRESHOLD": "5",
-                                                      "DEADLINE_PROPAGATION": "0"}, label="payment-trace")
+                                                      "CB_RESET_TIMEOUT_MS": "1000", "DEADLINE_PROPAGATION": "0"},
+                          label="payment-trace")
     order = s.stack.service("order", chain=pay, port=order_port, env={**env, "CB_TIMEOUT_MS": "3000"},
                             label="order-trace")
     try:
@@ -1344,12 +1363,9 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
             print(f"    trace {tid}: {len(t['rows'])} spans, payment's call {client['ms']:.0f} ms "
                   f"({client['text'].splitlines()[-1]}), marks {hop['labels']}; screenshot {shot}")
             # the recent list links to it
-            b.click("#trace-back")
-            wait_until(lambda: b.script("return document.querySelector(arguments[0]) !== null",
-                                        f"a.recent-row[data-trace='{tid}']"), 10, "the recent list to list it")
-            b.click("button[data-filter=degraded]")
-            listed = b.script("return Array.from(document.querySelectorAll('a.recent-row'))"
-                              ".map(a => [a.dataset.trace, a.innerText])")
+            listed = recent(b, "all")
+            assert tid in [x[0] for x in listed], listed
+            listed = recent(b, "degraded")
             assert listed and listed[0][0] == tid and "payment degraded (timeout)" in listed[0][1], listed
             b.click(f"a.recent-row[data-trace='{tid}']")
             trace_rows(b, tid, 13)
@@ -1369,6 +1385,31 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
             state = b.script("return document.getElementById('trace-state').textContent")
             assert "order answered 200 ok, payment degraded (timeout)" in state, state
             assert b.script("return location.hash") == f"#trace={t['trace']}"
+            # a half-open trial: more timed-out calls open payment's breaker (its volume threshold
+            # is 5); after its reset timeout its next call is a trial, which times out and opens
+            # it again; the recent list finds it among the half-open trials
+            hop_name = http("GET", pay.url("/health")).json()["breakers"][0]["name"]
+
+            def hop_state():
+                return next(x["state"] for x in http("GET", pay.url("/health")).json()["breakers"]
+                            if x["name"] == hop_name)
+            for i in range(8):
+                http("POST", order.url("/create"), order_body(910 + i))
+                if hop_state() == "open":
+                    break
+            assert hop_state() == "open", hop_state()
+            wait_until(lambda: hop_state() == "half-open", 10, "payment's breaker to turn half-open")
+            a = http("POST", order.url("/create"), order_body(920))
+            assert a.json()["next"]["status"] == "degraded", a
+            trial = a.json()["trace"]
+            j.trace(trial, 13)
+            listed = recent(b, "trials")
+            assert [x for x in listed if x[0] == trial and "trial of payment -> shipment: fallback (timeout), "
+                    "now open" in x[1]], (trial, listed)
+            b.click(f"a.recent-row[data-trace='{trial}']")
+            t = trace_rows(b, trial, 13)
+            hop = row(t, "payment", "breaker payment -> shipment")
+            assert "half-open → open" in hop["text"] and "open" in hop["marks"][-1]["events"].split(","), hop
             b.click("#trace-close")
             assert b.script("return [document.getElementById('trace-view').hidden, "
                             "document.getElementById('cards').hidden, location.hash]") == [True, False, ""]

@@ -1318,7 +1318,9 @@ function plainSpans(trace) {
 
 // The spans in waterfall order: each parent before its children, children
 // by start time; each with its depth. A span whose parent is not in the
-// trace starts a tree of its own (marked orphan).
+// trace starts a tree of its own: the first of them is the request's root
+// (its parent, if any, is the caller's: the chaos runner's traceparent names
+// one), the others are marked orphan (a span lost or still on its way).
 function waterfallOrder(spans) {
   const ids = new Set(spans.map((s) => s.id));
   const kids = new Map();
@@ -1328,11 +1330,11 @@ function waterfallOrder(spans) {
       if (!kids.has(s.parent)) kids.set(s.parent, []);
       kids.get(s.parent).push(s);
     } else {
-      s.orphan = !!s.parent;
       roots.push(s);
     }
   }
   const byStart = (a, b) => a.start - b.start || a.duration - b.duration;
+  roots.sort(byStart).forEach((s, i) => { s.orphan = i > 0 && !!s.parent; });
   const out = [];
   const walk = (s, depth) => {
     if (out.length > spans.length) return;    // a loop in bad data: each span once
@@ -1549,23 +1551,84 @@ async function readTrace(id) {
     '(it keeps traces in memory).');
 }
 
+// Whether span s is a breaker call made as a half-open trial: the circuit was
+// half-open when it began (or turned half-open at it), and the call was not
+// refused (a call that finds the trial slot taken is rejected).
+function isTrial(s) {
+  const events = s.events.map((e) => e.name);
+  return (s.tags['breaker.state.before'] === 'half-open' || events.includes('halfOpen')) &&
+    !events.includes('reject');
+}
+
 // One trace of a search, summed up: its root span's service, outcome and
-// status, its length, its failed spans.
+// status, its length, its failed spans, its degraded server spans and the
+// breaker calls made as half-open trials.
 function traceSummary(trace) {
   const spans = plainSpans(trace);
   const ids = new Set(spans.map((s) => s.id));
   const root = spans.filter((s) => !s.parent || !ids.has(s.parent)).sort((a, b) => a.start - b.start)[0];
   const t0 = Math.min(...spans.map((s) => s.start));
   const end = Math.max(...spans.map((s) => s.start + s.duration));
-  const degraded = spans.filter((s) => s.tags['app.outcome'] === 'degraded').sort((a, b) => a.start - b.start);
-  return { id: trace.traceID, start: t0, total: end - t0, spans: spans.length, root,
-    failed: spans.filter((s) => s.failed).length, degraded,
+  const byStart = (a, b) => a.start - b.start;
+  return { id: trace.traceID, start: t0, total: end - t0, spans: spans.length, spansList: spans, root,
+    failed: spans.filter((s) => s.failed).length,
+    degraded: spans.filter((s) => s.tags['app.outcome'] === 'degraded').sort(byStart),
+    trials: spans.filter(isTrial).sort(byStart),
+    copies: spans.filter((s) => s.tags['http.request.resend_count'] > 0 || s.tags['app.hedge.copy'] > 1).length,
     services: new Set(spans.map((s) => s.service)).size };
 }
 
-// The recent list: the last RECENT_LIMIT POST /create traces Jaeger holds for
-// the chain's first service, filtered (all, degraded, failed) and sorted
-// (newest, slowest) as chosen; each a link to #trace=<id>.
+// The recent list's choices: what Jaeger is asked (the chain's first
+// service's POST /create, or, on every service of the chain, each of a few
+// tag searches) and which of the traces found are shown.
+const RECENT_FILTERS = [
+  { key: 'all', words: 'all', tip: "the chain's first service's last requests", searches: null, keep: () => true },
+  { key: 'degraded', words: 'degraded', tip: 'requests with a hop that answered its fallback (app.outcome degraded), ' +
+    'searched on every service', searches: [{ 'app.outcome': 'degraded' }], keep: (t) => t.degraded.length > 0 },
+  { key: 'failed', words: 'with a failed span', tip: "of the first service's last requests, those with a span " +
+    'marked error', searches: null, keep: (t) => t.failed > 0 },
+  { key: 'trials', words: 'half-open trials', tip: 'requests whose call was a half-open trial of a breaker ' +
+    '(breaker.state.before half-open), searched on every service',
+  searches: [{ 'breaker.state.before': 'half-open' }], keep: (t) => t.trials.length > 0 },
+  { key: 'copies', words: 'retried or hedged', tip: 'requests with a call made more than once: a retry ' +
+    '(http.request.resend_count) or a hedged copy (app.hedge.copy), searched on every service',
+  searches: [{ 'http.request.resend_count': '1' }, { 'app.hedge.copy': '2' }], keep: (t) => t.copies > 0 },
+];
+
+// Asks Jaeger for the traces of filter f: one search, or each of f's tag
+// searches on every service of the chain; resolves to their summaries, each
+// trace once.
+async function recentTraces(f) {
+  const first = traceUi.services[0] ? traceUi.services[0].name : 'order';
+  const searches = f.searches
+    ? traceUi.services.flatMap((s) => f.searches.map((tags) =>
+      `service=${encodeURIComponent(s.name)}&tags=${encodeURIComponent(JSON.stringify(tags))}`))
+    : [`service=${encodeURIComponent(first)}&operation=${encodeURIComponent('POST /create')}`];
+  const found = new Map();
+  for (const q of searches) {
+    const got = await jaeger(`/api/traces?${q}&limit=${RECENT_LIMIT}&lookback=1h`);
+    for (const t of (got && got.data) || []) if (!found.has(t.traceID)) found.set(t.traceID, traceSummary(t));
+  }
+  return [...found.values()].filter(f.keep);
+}
+
+// A trace of the list in words: the degraded hops, the trials, the failed spans.
+function recentWords(t) {
+  const w = t.degraded.map((s) => `${s.service} degraded (${s.tags['app.degraded.reason'] || '?'})`);
+  for (const s of t.trials)
+    w.push(`trial of ${s.tags['breaker.label'] || s.name}: ${s.tags['breaker.outcome'] || '?'}` +
+      (s.tags['breaker.cause'] ? ` (${s.tags['breaker.cause']})` : '') + `, now ${s.tags['breaker.state.after'] || '?'}`);
+  const retries = Math.max(0, ...t.spansList.map((s) => s.tags['http.request.resend_count'] || 0));
+  const copies = Math.max(0, ...t.spansList.map((s) => s.tags['app.hedge.copy'] || 0));
+  if (retries) w.push(`retried (${retries + 1} attempts)`);
+  if (copies > 1) w.push(`hedged (${copies} copies)`);
+  if (!w.length) w.push(t.root.tags['app.outcome'] || t.root.name);
+  if (t.failed) w.push(`${t.failed} failed span(s)`);
+  return w.join(' · ');
+}
+
+// The recent list: the traces of the chosen filter (RECENT_FILTERS), newest
+// or slowest first; each a link to #trace=<id>.
 async function showRecent() {
   const mine = ++traceUi.reading;
   traceUi.openId = '';
@@ -1574,30 +1637,18 @@ async function showRecent() {
   document.getElementById('trace-title').textContent = 'Recent requests';
   document.getElementById('trace-legend').replaceChildren();
   document.getElementById('trace-json').hidden = true;
-  const first = traceUi.services[0] ? traceUi.services[0].name : 'order';
-  document.getElementById('trace-summary').textContent = `${first}'s POST /create, from ${traceUi.queryUrl}`;
-  traceMessage('loading', `Asking Jaeger for ${first}'s last requests…`);
-  let got;
-  try {
-    got = await jaeger(`/api/traces?service=${encodeURIComponent(first)}&operation=${encodeURIComponent('POST /create')}` +
-      `&limit=${RECENT_LIMIT}&lookback=1h`);
-  } catch (e) {
-    if (mine === traceUi.reading) traceMessage('error', e.message);
-    return;
-  }
-  if (mine !== traceUi.reading) return;
-  const all = ((got && got.data) || []).map(traceSummary);
-  view.dataset.state = 'recent';
+  const f = RECENT_FILTERS.find((x) => x.key === traceUi.recentFilter) || RECENT_FILTERS[0];
+  document.getElementById('trace-summary').textContent = `${f.tip}, from ${traceUi.queryUrl} (the last hour)`;
   const body = document.getElementById('trace-body');
   const bar = el('div', 'recent-bar');
   const list = el('div', 'recent');
-  const chips = [['all', 'all'], ['degraded', 'degraded'], ['failed', 'with a failed span']]
-    .map(([key, words]) => {
-      const b = el('button', `chip-btn${traceUi.recentFilter === key ? ' on' : ''}`, words);
-      b.dataset.filter = key;
-      b.addEventListener('click', () => { traceUi.recentFilter = key; fill(); });
-      return b;
-    });
+  const chips = RECENT_FILTERS.map((x) => {
+    const b = el('button', `chip-btn${x === f ? ' on' : ''}`, x.words);
+    b.dataset.filter = x.key;
+    b.title = x.tip;
+    b.addEventListener('click', () => { traceUi.recentFilter = x.key; showRecent(); });
+    return b;
+  });
   const sorts = [['newest', 'newest first'], ['slowest', 'slowest first']].map(([key, words]) => {
     const b = el('button', `chip-btn${traceUi.recentSort === key ? ' on' : ''}`, words);
     b.dataset.sort = key;
@@ -1606,30 +1657,36 @@ async function showRecent() {
   });
   bar.append(el('span', 'flabel', 'show'), ...chips, el('span', 'flabel', 'order'), ...sorts);
   body.replaceChildren(bar, list);
+  view.dataset.state = 'loading';
+  list.append(el('p', 'trace-msg', 'Asking Jaeger…'));
+  let all;
+  try {
+    all = await recentTraces(f);
+  } catch (e) {
+    if (mine === traceUi.reading) traceMessage('error', e.message);
+    return;
+  }
+  if (mine !== traceUi.reading) return;
+  view.dataset.state = 'recent';
+  view.dataset.filter = f.key;
   function fill() {
-    chips.forEach((b) => b.classList.toggle('on', b.dataset.filter === traceUi.recentFilter));
     sorts.forEach((b) => b.classList.toggle('on', b.dataset.sort === traceUi.recentSort));
-    const keep = all.filter((t) => traceUi.recentFilter === 'all' ||
-      (traceUi.recentFilter === 'degraded' ? t.degraded.length > 0 : t.failed > 0));
-    keep.sort(traceUi.recentSort === 'slowest' ? (a, b) => b.total - a.total : (a, b) => b.start - a.start);
+    const keep = [...all].sort(traceUi.recentSort === 'slowest' ? (a, b) => b.total - a.total
+      : (a, b) => b.start - a.start);
     list.replaceChildren();
     if (!keep.length) {
-      list.append(el('p', 'trace-msg', all.length ? 'None of them.' : `Jaeger holds no POST /create of ${first} ` +
-        'from the last hour: send one (the button at the top), or run a lesson.'));
+      list.append(el('p', 'trace-msg', `Jaeger holds none from the last hour: send one (the button at the top), ` +
+        'or run a lesson.'));
       return;
     }
     for (const t of keep) {
       const a = el('a', `recent-row${t.failed ? ' failed' : ''}`);
       a.href = `#trace=${t.id}`;
       a.dataset.trace = t.id;
-      const r = t.root;
-      const st = r.tags['http.response.status_code'];
-      const deg = t.degraded.map((s) => `${s.service} degraded (${s.tags['app.degraded.reason'] || '?'})`);
+      const st = t.root.tags['http.response.status_code'];
       a.append(el('span', 't', clock(t.start / 1000)), el('span', 'r-ms', spanTime(t.total)),
         el('span', `r-status${st >= 500 ? ' bad' : ''}`, st === undefined ? '-' : String(st)),
-        el('span', 'r-what', (deg.length ? deg.join(', ') : r.tags['app.outcome'] || r.name) +
-          (t.failed ? ` · ${t.failed} failed span(s)` : '')),
-        el('span', 'r-id', `${t.spans} spans · ${t.id}`));
+        el('span', 'r-what', recentWords(t)), el('span', 'r-id', `${t.spans} spans · ${t.id}`));
       list.append(a);
     }
   }
