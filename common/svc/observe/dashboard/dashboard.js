@@ -1546,9 +1546,9 @@ async function readTrace(id) {
     }
   }
   if (count) view.dataset.whole = 'true';
-  else traceMessage('missing', `Jaeger at ${traceUi.queryUrl} has no trace ${id}: the request was not sampled ` +
-    '(OTEL_TRACES_SAMPLER), its spans were dropped (/health tracing.dropped), or Jaeger was restarted ' +
-    '(it keeps traces in memory).');
+  else traceMessage('missing', `Jaeger at ${traceUi.queryUrl} has no trace ${id}: the request was refused at ` +
+    "the door (load shedding's or a full worker pool's 503 records no span), not sampled (OTEL_TRACES_SAMPLER), " +
+    'its spans were dropped (/health tracing.dropped), or Jaeger was restarted (it keeps traces in memory).');
 }
 
 // Whether span s is a breaker call made as a half-open trial: the circuit was
