@@ -8,11 +8,12 @@
  *   act.c  stored.c  measure.c  journal.c  svg.c   an action (and the table
  *                                 of actions the checker walks), the stored
  *                                 probe and duplicates count, the measures, the output
+ *   traces.c                      the traces worth opening, and their links
  *   net.c  common.c               HTTP; the clock, progress lines, breaker names,
  *                                 the services (services.tsv, through services.h)
  *
  * Each part declares its entry points in its own header (experiment.h, act.h,
- * stored.h, measure.h, output.h, run.h, net.h); this one holds the types they share.
+ * stored.h, measure.h, output.h, traces.h, run.h, net.h); this one holds the types they share.
  * Records that several threads add to (requests, events, the state bands)
  * live in chaos_run under its lock.
  */
@@ -183,6 +184,13 @@ typedef struct chaos_request {
     int duplicates;         /* documents stored beyond one per hop for it; -1 when not counted */
 } chaos_request;
 
+/* The traces worth opening after a run, one per row of traces.c's table:
+ * the first degraded answer, the first degraded by an open circuit, the
+ * last degraded answer, the first request without a 2xx answer, the first
+ * stored twice, the slowest. */
+enum { CHAOS_PICK_FIRST_DEGRADED, CHAOS_PICK_FIRST_REFUSED, CHAOS_PICK_LAST_DEGRADED, CHAOS_PICK_FIRST_ERROR,
+       CHAOS_PICK_FIRST_DUPLICATED, CHAOS_PICK_SLOWEST, CHAOS_NPICKS };
+
 /* A service's count of POST /create arrivals (GET /health's requests.arrived) at time t. */
 typedef struct chaos_sample {
     double t;
@@ -289,6 +297,7 @@ typedef struct chaos_run {
     const char *mongo_db;
     char run_dir[512];      /* make run's $DATA_DIR/run (pid files); "" when unknown */
     unsigned long long trace_base;  /* the run's own trace ids: this, then the request's n */
+    char traces_url[256];   /* Jaeger's query API, from the first service's /health; "" when it does not trace */
 
     double t0;              /* monotonic seconds at the start of the load; 0 before */
     double wall0_ms;        /* wall-clock ms at the start, minus 50 (older events are history) */
@@ -332,6 +341,7 @@ typedef struct chaos_run {
     int nexpects;
     chaos_probe probes[2];
     chaos_stored stored;
+    int picks[CHAOS_NPICKS];    /* the request (index in reqs) of each trace worth opening; -1: none */
     char aborted[256];
     double ended_at;        /* when an aborted run stopped acting (seconds from the start) */
     double next_tally;      /* when the next load tally line is due */

@@ -1,5 +1,6 @@
 /* journal.c -- journal.json: every action, probe, breaker event and request of a run, with times in seconds from the start of the load. */
 #include "output.h"
+#include "traces.h"
 
 #include <errno.h>
 #include <math.h>
@@ -249,6 +250,8 @@ static cJSON *journal(const chaos_run *r)
             }
     }
     add_timings(j, r);
+    /* the requests whose traces tell the run best, with links to them */
+    cJSON_AddItemToObject(j, "traces", chaos_traces_json(r));
     cJSON_AddItemToObject(j, "events", cJSON_Duplicate(r->events, true));
     cJSON *reqs = cJSON_AddArrayToObject(j, "requests");
     for (int i = 0; i < r->nreqs; i++)

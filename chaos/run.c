@@ -35,6 +35,7 @@
 #include "net.h"
 #include "output.h"
 #include "stored.h"
+#include "traces.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -153,6 +154,8 @@ int chaos_discover(chaos_run *r, char *err, size_t errlen)
             snprintf(err, errlen, "%s: /health answered %ld without JSON", chaos_services[i].name, st);
         else
             note_health(r, i, h, true);
+        if (i == 0 && cJSON_IsObject(h))
+            chaos_traces_note(r, h);    /* the dashboard's trace view is on the first service */
         /* make run's supervisor says where its pid files are (kill, restart) */
         const cJSON *sup = cJSON_IsObject(h) ? cJSON_GetObjectItemCaseSensitive(h, "supervisor") : NULL;
         const char *run_dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sup, "run_dir"));
@@ -1111,6 +1114,7 @@ static void judge(chaos_run *r)
         chaos_per_second(r, r->per_second, secs) == 0)
         r->nper_second = secs;
     judge_expectations(r);
+    chaos_traces_pick(r);
     bool before = hypothesis(r, &r->probes[0], "before");
     bool after = hypothesis(r, &r->probes[1], "after");
     r->stored.asked = e->stored;
@@ -1138,6 +1142,7 @@ static int write_verdict(chaos_run *r)
         fprintf(stderr, "chaos: %s\n", err);
         return 2;
     }
+    chaos_traces_say(r);
     char note[700] = "";
     if (r->aborted[0])
         snprintf(note, sizeof note, " (%s)", r->aborted);

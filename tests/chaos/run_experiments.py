@@ -20,7 +20,15 @@ timeline picture that teaches: a band per breaker that changed state and the
 others on one "unchanged" line, a legend for breaker states and answers,
 each fault's label naming its size with no two labels overlapping, half-open
 at least 3 px wide with trial marks, each open period's length (3, 6, 12 s
-in the back-off lesson) and a latency axis with ticks. Two experiments run
+in the back-off lesson) and a latency axis with ticks; and the traces worth
+opening, each the request of the journal its rule picks (a run with a
+degraded answer records its first one's trace). The experiments of
+TRACED_RUNS run on a stack that sends its spans to a real Jaeger
+(tests/py/jaeger.py; SKIP, and run untraced, when it is not built): there
+each trace worth opening has its links to the dashboard's trace view and to
+Jaeger, said on the output, and Jaeger holds the first degraded answer's
+trace with the degraded hop's span saying why; elsewhere the output says
+tracing is off. Two experiments run
 again on the ASan+UBSan build (build/asan/bin/chaos): passed, and no
 sanitizer report. Then the runner's own failures: a deliberately wrong
 expectation must exit 1 and be marked MISSED in its picture; the stored
@@ -70,11 +78,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "py"))
 import harness  # noqa: E402
+from jaeger import Jaeger, jaeger_binary  # noqa: E402
 
 TOKEN = "classroom"
 CHAOS = {"rel": harness.BUILD / "bin" / "chaos", "asan": harness.BUILD / "asan" / "bin" / "chaos"}
 # the experiments run a second time on the ASan+UBSan build of the runner
 ASAN_RUNS = ("2-fallback", "6-forced")
+# the experiments run on a stack that sends its spans to a real Jaeger (TRACES_QUERY_URL
+# naming its query API), so that the runner links the traces worth opening; the
+# others run on a stack that does not trace
+TRACED_RUNS = ("2-fallback", "7-cascade")
+# the settings of tracing, which a stack without it must not take from the environment
+TRACING_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "TRACES_QUERY_URL")
+# the runner's traces worth opening (chaos/traces.c): for each, the request of the
+# journal's (sorted by n) it must name, or None
+PICKS = {
+    "first_degraded": lambda reqs: next((q for q in reqs if q["degraded"]), None),
+    "first_refused": lambda reqs: next((q for q in reqs if (q["degraded"] or "").endswith(":open")), None),
+    "last_degraded": lambda reqs: next((q for q in reversed(reqs) if q["degraded"]), None),
+    "first_error": lambda reqs: next((q for q in reqs if not 200 <= q["status"] <= 299), None),
+    "first_duplicated": lambda reqs: next((q for q in reqs if (q.get("duplicates") or 0) > 0), None),
+    "slowest": lambda reqs: max(reqs, key=lambda q: q["ms"], default=None),
+}
 # what the runner reads from the environment: the test gives everything as flags
 # the services of services.tsv, in chain order, and those that call the next
 SERVICES = harness.SERVICE_NAMES
@@ -107,20 +132,34 @@ def put_json(url, body, token=TOKEN):
 
 
 class StackRun:
-    def __init__(self, extra_env=None):
+    """make run's stack (scripts/run.sh, PROFILE=classroom) on free ports; traced: with a real
+    Jaeger (self.jaeger) its services send their spans to, named in TRACES_QUERY_URL."""
+
+    def __init__(self, extra_env=None, traced=False):
         self.tmp = Path(tempfile.mkdtemp(prefix="chaos-lab-", dir="/tmp"))
         self.tmp.chmod(0o755)    # PostgreSQL runs as its own user and must reach its folder
+        self.procs = []          # Jaeger, when traced
+        self.proc = None
         self.ports = {n: harness.free_port() for n in SERVICES + ("ferretdb",)}
         self.urls = {n: f"http://127.0.0.1:{p}" for n, p in self.ports.items()}
         env = dict(os.environ, PROFILE="classroom", **(extra_env or {}), DATA_DIR=str(self.tmp / "data"),
                    **{f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()})
         for k in ("MONGO_URL", "INJECT_ERR", "ADMIN_TOKEN", "LOG_LEVEL", "CB_VOLUME_THRESHOLD",
-                  "CB_RESET_TIMEOUT_MS", "DELAY_MS"):
+                  "CB_RESET_TIMEOUT_MS", "DELAY_MS") + TRACING_ENV:
             env.pop(k, None)
         env["ADMIN_TOKEN"] = TOKEN   # the profile would make a random one
         # the profile's Jaeger and Prometheus are not part of any lesson's checks: left out,
-        # they take no ports or CPU from the stacks the lessons measure
+        # they take no ports or CPU from the stacks the lessons measure; a traced run
+        # gets a Jaeger of its own, allowed to be read from order's dashboard
         env.update(TRACES="off", METRICS="off")
+        self.jaeger = None
+        if traced:
+            try:
+                self.jaeger = Jaeger(self, cors_origins=[self.urls[SERVICES[0]]])
+            except BaseException:
+                self.close()
+                raise
+            env.update(self.jaeger.env(TRACES_QUERY_URL=self.jaeger.query_url))
         self.log = self.tmp / "run.log"
         self.proc = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], env=env, cwd=ROOT,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
@@ -182,12 +221,14 @@ class StackRun:
                               timeout=300, env=self.runner_env(flavour, env))
 
     def close(self):
-        if self.proc.poll() is None:
+        if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        for p in self.procs:
+            p.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -344,17 +385,33 @@ def main():
     check_no_circles(res)
     check_services_list(res)
     out_root = ROOT / "build" / "chaos"
+    chosen = [path for path in sorted((ROOT / "experiments").glob("*.json"))
+              if not args.k or any(k in path.name for k in args.k)]
+    tracing = any(path.stem in TRACED_RUNS for path in chosen)
+    if tracing:
+        try:
+            jaeger_binary()
+        except harness.Skip as e:
+            tracing = False
+            res.skip(f"the traced runs ({', '.join(p.stem for p in chosen if p.stem in TRACED_RUNS)}) with "
+                     f"Jaeger's links", f"{e}; they run untraced")
+    # a stack per distinct "requires" and whether it traces
     groups = {}
-    for path in sorted((ROOT / "experiments").glob("*.json")):
-        if not args.k or any(k in path.name for k in args.k):
-            req = json.loads(path.read_text()).get("requires", {})
-            groups.setdefault(json.dumps(req, sort_keys=True), []).append(path)
-    # the stack the runner's own failures are tested on: the plain classroom one
-    groups.setdefault("{}", [])
-    for req, paths in sorted(groups.items(), key=lambda kv: kv[0] != "{}"):
-        print(f"---- make run PROFILE=classroom {' '.join(f'{k}={v}' for k, v in json.loads(req).items())}",
-              flush=True)
-        run_group(res, json.loads(req), paths, args, out_root, with_runner_checks=req == "{}")
+    for path in chosen:
+        req = json.loads(path.read_text()).get("requires", {})
+        traced = tracing and path.stem in TRACED_RUNS
+        groups.setdefault((json.dumps(req, sort_keys=True), traced), []).append(path)
+    # the stack the runner's own failures are tested on: the plain classroom one,
+    # when they are asked for
+    runner_checks = (not args.k or any("wrong" in k for k in args.k)
+                     or any(k in ("premises", "control", "ramp") for k in args.k))
+    if runner_checks:
+        groups.setdefault(("{}", False), [])
+    for (req, traced), paths in sorted(groups.items(), key=lambda kv: kv[0] != ("{}", False)):
+        print(f"---- make run PROFILE=classroom {' '.join(f'{k}={v}' for k, v in json.loads(req).items())}"
+              f"{' with tracing (a Jaeger)' if traced else ''}", flush=True)
+        run_group(res, json.loads(req), paths, args, out_root,
+                  with_runner_checks=(req, traced) == ("{}", False), traced=traced)
     print(res.summary())
     return 1 if res.failed else 0
 
@@ -418,6 +475,7 @@ def check_experiment(res, stack, path, out, breakers, flavour="rel"):
                   and st.get("answers") == answered > 0
                   and st.get("found") == st.get("documents") >= answered, json.dumps(st)[:800])
     check_narration(res, name, r.stdout, exp, j)
+    check_traces(res, name, stack, r.stdout, j)
     svg = check_picture(res, name, out / "timeline.svg", breakers, exp)
     if path.stem == "9-backoff":
         lengths = [w for _, _, _, w in svg_texts(svg, "open-length")]
@@ -483,6 +541,67 @@ def check_narration(res, name, out, exp, j):
         problems.append("the old wording (a run time beside a relative window)")
     res.check(f"{name}: the output narrates the lesson (actions in words, transitions, expectations, tallies)",
               not problems, "; ".join(problems[:8]))
+
+
+def check_traces(res, name, stack, out, j):
+    """The traces worth opening: each of the runner's picks names the request of the
+    journal its rule picks (a run with a degraded answer names its first degraded answer);
+    on a traced stack each has its links, said as "open this trace: ...", and Jaeger holds
+    the first degraded answer's trace, with the degraded hop's server span saying degraded
+    and why; on a stack that does not trace, the links are null and the output says so,
+    with each trace id."""
+    t = j.get("traces") or {}
+    picks = t.get("picks") or {}
+    reqs = [q for q in j["requests"] if q.get("trace")]
+    problems = []
+    if set(picks) != set(PICKS):
+        problems.append(f"picks {sorted(picks)}, want {sorted(PICKS)}")
+    for key, rule in PICKS.items():
+        want, got = rule(reqs), picks.get(key)
+        if (want is None) != (got is None) or (want and (got["trace"], got["n"]) != (want["trace"], want["n"])):
+            problems.append(f"{key}: {got and (got['n'], got['trace'])}, want {want and (want['n'], want['trace'])}")
+    res.check(f"{name}: the traces worth opening are the journal's requests its rules pick "
+              f"({', '.join(k for k in PICKS if picks.get(k))})", not problems, "; ".join(problems))
+    first = picks.get("first_degraded")
+    if any(q["degraded"] for q in reqs):
+        res.check(f"{name}: a degraded answer happened: its first one's trace ({first and first['trace']}) is "
+                  f"recorded and is one of the journal's requests",
+                  bool(first) and first["trace"] in {q["trace"] for q in reqs}, json.dumps(first))
+    named = [p for p in picks.values() if p]
+    order = stack.urls[SERVICES[0]]
+    if stack.jaeger:
+        q = stack.jaeger.query_url
+        bad = [p for p in named if p["dashboard"] != f"{order}/dashboard#trace={p['trace']}"
+               or p["jaeger"] != f"{q}/api/traces/{p['trace']}"
+               or f"open this trace: {p['what']} (request {p['n']} sent at" not in out
+               or not re.search(rf"open this trace: .*: {re.escape(p['dashboard'])}\n.*its spans in Jaeger: "
+                                rf"{re.escape(p['jaeger'])}", out)]
+        res.check(f"{name}: each trace worth opening linked to the dashboard's trace view and Jaeger, and said "
+                  f"(query_url {t.get('query_url')})", t.get("query_url") == q and named and not bad,
+                  json.dumps(bad or t)[:800])
+        if first:
+            svc, _, reason = first["degraded"].partition(":")
+            seen = []
+
+            def degraded_span():
+                r = harness.http("GET", first["jaeger"], timeout=5)
+                spans = stack.jaeger.spans(first["trace"]) if r.status == 200 else []
+                seen[:] = [(s["service"], s["operationName"], s["tags"].get("app.outcome")) for s in spans]
+                return any(s["service"] == svc and s["operationName"] == "POST /create"
+                           and s["tags"].get("app.outcome") == "degraded"
+                           and s["tags"].get("app.degraded.reason") == reason for s in spans)
+            try:
+                harness.wait_until(degraded_span, 20, "the first degraded answer's trace in Jaeger")
+                ok = True
+            except TimeoutError:
+                ok = False
+            res.check(f"{name}: Jaeger holds the first degraded answer's trace ({first['trace']}), {svc}'s "
+                      f"server span degraded ({reason}), at its link", ok, str(seen)[:800])
+    else:
+        bad = [p for p in named if p["dashboard"] is not None or p["jaeger"] is not None or p["trace"] not in out]
+        res.check(f"{name}: without tracing, no links, and the output says tracing is off with each trace id",
+                  t.get("query_url") is None and not bad and (not named or "tracing is off" in out),
+                  json.dumps(bad)[:600])
 
 
 def check_runner_failures(res, stack, out_root, breakers):
@@ -951,8 +1070,8 @@ def read_journal(out):
         return {}
 
 
-def run_group(res, req, paths, args, out_root, with_runner_checks):
-    stack = StackRun(req)
+def run_group(res, req, paths, args, out_root, with_runner_checks, traced=False):
+    stack = StackRun(req, traced)
     try:
         breakers = []
         for svc in SERVICES:

@@ -9,83 +9,11 @@ Registered with svctest's @test when imported; run by test_services.py.
 """
 from svctest import *  # noqa: F401,F403 -- the shared helpers, constants and @test
 
-import os
-import subprocess
-
+from jaeger import Jaeger  # noqa: E402 -- tests/py/jaeger.py: the real Jaeger these tests read
 
 # the spans of one whole chain request: per service a server span, its database
 # breaker call and the write; order and payment also a breaker call and a client span
 CHAIN_SPANS = 13
-
-
-def jaeger_binary() -> str:
-    """Jaeger's all-in-one, as scripts/jaeger.sh built it (JAEGER_BIN overrides)."""
-    if os.environ.get("JAEGER_BIN"):
-        return os.environ["JAEGER_BIN"]
-    script = ROOT / "scripts" / "jaeger.sh"
-    r = subprocess.run([str(script), "path"], capture_output=True, text=True) \
-        if script.exists() else None
-    if not r or r.returncode != 0:
-        raise Skip("Jaeger is not built (run scripts/jaeger.sh build; scripts/setup.sh does)")
-    return r.stdout.strip()
-
-
-class Jaeger:
-    """A Jaeger all-in-one on free ports with the project's configuration
-    (scripts/jaeger/config.yaml: in memory), stopped with the stack."""
-
-    def __init__(self, st):
-        self.otlp, self.query = harness.free_port(), harness.free_port()
-        env = dict(os.environ, JAEGER_HOST="127.0.0.1", JAEGER_OTLP_PORT=str(self.otlp),
-                   JAEGER_PORT=str(self.query), JAEGER_LOG_LEVEL="warn")
-        self.proc = harness.Proc(f"jaeger-{self.otlp}", [jaeger_binary(), "--config",
-                                 ROOT / "scripts" / "jaeger" / "config.yaml"], env, st.tmp)
-        st.procs.append(self.proc)
-        self.endpoint = f"http://127.0.0.1:{self.otlp}"
-        self.start()
-
-    def start(self):
-        self.proc.start()
-        harness.wait_until(lambda: self.answers() and harness.port_open(self.otlp), 60,
-                           "Jaeger's query API and OTLP receiver")
-        return self
-
-    def answers(self) -> bool:
-        try:
-            return http("GET", f"http://127.0.0.1:{self.query}/api/services", timeout=2).status == 200
-        except OSError:
-            return False
-
-    def env(self, **more):
-        """The services' settings for this collector, sending every 100 ms."""
-        e = {"OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-        e.update({k: str(v) for k, v in more.items()})
-        return e
-
-    def spans(self, trace_id):
-        """The trace's spans as Jaeger's query API gives them ([] when unknown), each
-        with its service name in "service" and tags and references made dicts."""
-        r = http("GET", f"http://127.0.0.1:{self.query}/api/traces/{trace_id}", timeout=5)
-        if r.status == 404:
-            return []
-        expect(r.status == 200, f"Jaeger's /api/traces: {r}")
-        data = r.json().get("data") or []
-        out = []
-        for t in data:
-            for s in t["spans"]:
-                s["service"] = t["processes"][s["processID"]]["serviceName"]
-                s["tags"] = {x["key"]: x["value"] for x in s.get("tags", [])}
-                s["parent"] = next((x["spanID"] for x in s.get("references", [])
-                                    if x["refType"] == "CHILD_OF"), None)
-                s["events"] = [{f["key"]: f["value"] for f in log["fields"]}
-                               for log in s.get("logs", [])]
-                out.append(s)
-        return out
-
-    def trace(self, trace_id, count, timeout=20.0):
-        """Waits until the trace has count spans (its spans)."""
-        return harness.wait_until(lambda: (lambda s: s if len(s) >= count else None)(
-            self.spans(trace_id)), timeout, f"{count} spans of trace {trace_id} in Jaeger")
 
 
 def one(spans, service, name):

@@ -28,6 +28,7 @@ import harness  # noqa: E402
 from harness import ROOT, BUILD, Skip, Stack, binary, http, wait_until  # noqa: E402
 from sse import SSEClient  # noqa: E402
 from webdriver import Browser  # noqa: E402
+from jaeger import Jaeger  # noqa: E402
 
 RESULTS = BUILD / "results"
 ADMIN_TOKEN = "obs-test-token-5f1c"
@@ -1210,6 +1211,237 @@ def dashboard_shows_the_retry_policy(s):
     assert all(rc == 0 for rc in codes.values()), f"exit codes on SIGTERM: {codes}"
 
 
+# ---- the trace view --------------------------------------------------------------
+
+# What the trace view shows: its state and, per row, the span it draws with the
+# geometry of its bar and of its event marks (CSS pixels).
+TRACE_JS = """
+const v = document.getElementById('trace-view');
+const box = (e) => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,
+                                                                  bottom: r.bottom}; };
+const body = document.getElementById('trace-body');
+return {hidden: v.hidden, state: v.dataset.state || '', trace: v.dataset.trace || '', whole: v.dataset.whole || '',
+  cardsHidden: document.getElementById('cards').hidden,
+  summary: document.getElementById('trace-summary').textContent,
+  message: (body.querySelector('.trace-msg') || {}).textContent || '',
+  bodyScroll: body.scrollHeight - body.clientHeight,
+  pageScroll: document.scrollingElement.scrollHeight - innerHeight,
+  rows: Array.from(document.querySelectorAll('.wf-row:not(.wf-axis)')).map(r => ({
+    service: r.dataset.service, name: r.dataset.name, ms: +r.dataset.ms, failed: r.dataset.failed === 'true',
+    depth: +r.dataset.depth, text: r.querySelector('.wf-name').innerText,
+    badge: !!r.querySelector('.wf-failed'), bar: box(r.querySelector('.wf-bar')),
+    colour: getComputedStyle(r.querySelector('.wf-bar')).backgroundColor,
+    marks: Array.from(r.querySelectorAll('.wf-mark')).map(m => ({events: m.dataset.events, ...box(m)})),
+    labels: Array.from(r.querySelectorAll('.wf-evlabel')).map(l => l.textContent)})),
+  ticks: Array.from(document.querySelectorAll('.wf-ticklabel')).map(t => t.textContent)};
+"""
+
+
+def trace_rows(b, tid, count):
+    """Waits until the trace view shows trace tid whole, with count rows or more; returns TRACE_JS."""
+    seen = []
+
+    def shown():
+        t = b.script(TRACE_JS)
+        seen[:] = [t]
+        return t if t["state"] == "shown" and t["trace"] == tid and t["whole"] == "true" \
+            and len(t["rows"]) >= count else None
+    try:
+        return wait_until(shown, 20, f"the trace view to draw trace {tid} whole")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; the view: {json.dumps(seen)[:1500]}") from None
+
+
+def row(t, service, name):
+    found = [r for r in t["rows"] if r["service"] == service and r["name"] == name]
+    assert len(found) == 1, f"one row {service} {name!r}: {[(r['service'], r['name']) for r in t['rows']]}"
+    return found[0]
+
+
+def recent(b, choice):
+    """Opens the trace view's recent list with filter choice; waits for it and returns its
+    rows, [trace id, words] each."""
+    if b.script("return document.getElementById('trace-view').hidden"):
+        b.click("#trace-recent")
+    else:
+        b.click("#trace-back")
+    wait_until(lambda: b.script("return document.querySelector('button[data-filter]') !== null"), 10,
+               "the recent list's filters")
+    b.click(f"button[data-filter={choice}]")
+    wait_until(lambda: b.script("const v = document.getElementById('trace-view');"
+                                "return v.dataset.state === 'recent' && v.dataset.filter === arguments[0]", choice),
+               10, f"the recent list of {choice}")
+    return b.script("return Array.from(document.querySelectorAll('a.recent-row'))"
+                    ".map(a => [a.dataset.trace, a.innerText])")
+
+
+def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
+    """A real Jaeger, the three services sending it their spans (TRACES_QUERY_URL naming its
+    query API) and the cascade lesson's shape: shipment 1 s slow, payment waits 300 ms
+    (CB_TIMEOUT_MS=300, deadlines not passed on), order 3 s. The degraded request's
+    /dashboard#trace=<id> draws its 13 spans on the three services: each row under its
+    parent, payment's client span failed at about 300 ms, payment's breaker span failed with
+    its timeout and fallback marks on its bar, the answer's outcome on order's row; all of it
+    on one 1400x1000 screen. The recent list links to it; "Send one" opens a new request's
+    trace; a half-open trial that failed is among the recent list's trials, and its breaker
+    span says half-open → open."""
+    order_port = harness.free_port()
+    origins = [f"http://127.0.0.1:{order_port}", f"http://localhost:{order_port}"]
+    j = Jaeger(s.stack, cors_origins=origins)
+    # Jaeger answers the page's origin, and no other
+    r = http("GET", f"{j.query_url}/api/services", headers={"Origin": origins[0]})
+    assert r.headers.get("access-control-allow-origin") == origins[0], r.headers
+    r = http("GET", f"{j.query_url}/api/services", headers={"Origin": "http://127.0.0.1:1"})
+    assert "access-control-allow-origin" not in r.headers, r.headers
+    admin = {"ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_AUTH_BURST": "1000"}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    env = j.env(TRACES_QUERY_URL=j.query_url)
+    ship = s.stack.service("shipment", env={**env, **admin}, label="shipment-trace")
+    # a volume threshold, so that the two timed-out calls leave payment's breaker closed
+    pay = s.stack.service("payment", chain=ship, env={**env, "CB_TIMEOUT_MS": "300", "CB_VOLUME_THRESHOLD": "5",
+                                                      "CB_RESET_TIMEOUT_MS": "1000", "DEADLINE_PROPAGATION": "0"},
+                          label="payment-trace")
+    order = s.stack.service("order", chain=pay, port=order_port, env={**env, "CB_TIMEOUT_MS": "3000"},
+                            label="order-trace")
+    try:
+        assert http("GET", order.url("/health")).json()["tracing"]["query_url"] == j.query_url
+        r = http("PUT", ship.url("/chaos"), {"latency": {"ms": 1000, "expires_s": 120}}, auth)
+        assert r.status == 200, r
+        a = http("POST", order.url("/create"), order_body(900))
+        assert a.status == 200 and a.json()["status"] == "ok" and a.json()["next"]["status"] == "degraded" \
+            and a.json()["next"]["reason"] == "timeout", a
+        tid = a.json()["trace"]
+        j.trace(tid, 13)     # every span in Jaeger before the page asks
+        with Browser() as b:
+            assert b.set_viewport(1400, 1000) == [1400, 1000]
+            b.get(f"{order.url('/dashboard')}#trace={tid}")
+            t = trace_rows(b, tid, 13)
+            assert t["cardsHidden"] and not t["hidden"], t
+            assert len(t["rows"]) == 13, [(r["service"], r["name"]) for r in t["rows"]]
+            assert {r["service"] for r in t["rows"]} == {"order", "payment", "shipment"}, t["rows"]
+            # indented by parent: order's server span, its breaker, its client, payment's server...
+            depth = {(r["service"], r["name"]): r["depth"] for r in t["rows"]}
+            assert depth[("order", "POST /create")] == 0 and depth[("order", "breaker order -> payment")] == 1 \
+                and depth[("order", "POST")] == 2 and depth[("payment", "POST /create")] == 3 \
+                and depth[("payment", "breaker payment -> shipment")] == 4 and depth[("payment", "POST")] == 5 \
+                and depth[("shipment", "POST /create")] == 6, depth
+            assert t["rows"][0]["service"] == "order" and t["rows"][0]["name"] == "POST /create", t["rows"][0]
+            # a colour per service
+            colours = {r["service"]: r["colour"] for r in t["rows"]}
+            assert len(set(colours.values())) == 3, colours
+            # payment's call to shipment: failed, ended by the 300 ms timeout
+            client = row(t, "payment", "POST")
+            assert client["failed"] and client["badge"] and 290 <= client["ms"] <= 600, client
+            assert "error timeout" in client["text"], client["text"]
+            hop = row(t, "payment", "breaker payment -> shipment")
+            assert hop["failed"] and "breaker fallback (cause timeout)" in hop["text"], hop
+            names = [e for m in hop["marks"] for e in m["events"].split(",")]
+            assert "timeout" in names and "fallback" in names, hop["marks"]
+            assert any("timeout" in label and "fallback" in label for label in hop["labels"]), hop["labels"]
+            # the marks sit on their span's bar: at its end, where the timeout ended the call
+            for m in hop["marks"]:
+                assert hop["bar"]["left"] - 2 <= m["left"] <= hop["bar"]["right"] + 2, (m, hop["bar"])
+                assert m["top"] <= hop["bar"]["top"] and m["bottom"] >= hop["bar"]["bottom"], (m, hop["bar"])
+            timeout_mark = next(m for m in hop["marks"] if "timeout" in m["events"].split(","))
+            assert abs(timeout_mark["left"] - hop["bar"]["right"]) <= 4, (timeout_mark, hop["bar"])
+            # the bars share one time axis: payment's client bar is about 300 ms of order's
+            root = t["rows"][0]
+            share = (client["bar"]["right"] - client["bar"]["left"]) / (root["bar"]["right"] - root["bar"]["left"])
+            assert abs(share - client["ms"] / root["ms"]) <= 0.02, (share, client["ms"], root["ms"])
+            assert t["ticks"][0] == "0 ms" and len(t["ticks"]) >= 4, t["ticks"]
+            srv = row(t, "payment", "POST /create")
+            assert not srv["failed"] and "outcome degraded (timeout)" in srv["text"], srv
+            assert "status 200" in t["rows"][0]["text"] and "outcome ok" in t["rows"][0]["text"], t["rows"][0]
+            assert not row(t, "order", "breaker order -> payment")["failed"], "order's call succeeded"
+            assert "order POST /create answered 200, ok" in t["summary"], t["summary"]
+            # readable at 1400x1000: every row on the screen, no scrolling
+            assert t["bodyScroll"] <= 0 and t["pageScroll"] <= 0, (t["bodyScroll"], t["pageScroll"])
+            shot = RESULTS / "dashboard-trace.png"
+            b.screenshot(shot)
+            errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+            assert not errors, f"console errors: {errors}"
+            print(f"    trace {tid}: {len(t['rows'])} spans, payment's call {client['ms']:.0f} ms "
+                  f"({client['text'].splitlines()[-1]}), marks {hop['labels']}; screenshot {shot}")
+            # the recent list links to it
+            listed = recent(b, "all")
+            assert tid in [x[0] for x in listed], listed
+            listed = recent(b, "degraded")
+            assert listed and listed[0][0] == tid and "payment degraded (timeout)" in listed[0][1], listed
+            b.click(f"a.recent-row[data-trace='{tid}']")
+            trace_rows(b, tid, 13)
+            # Send one: a new order, and its trace opened
+            b.click("#trace-send")
+            seen = []
+
+            def sent():
+                t = b.script(TRACE_JS)
+                seen[:] = [t]
+                return t if t["trace"] not in ("", tid) and t["state"] == "shown" and t["whole"] == "true" \
+                    and len(t["rows"]) >= 13 else None
+            try:
+                t = wait_until(sent, 20, "the trace of the order sent from the page")
+            except TimeoutError as e:
+                raise AssertionError(f"{e}: {json.dumps(seen)[:800]}") from None
+            state = b.script("return document.getElementById('trace-state').textContent")
+            assert "order answered 200 ok, payment degraded (timeout)" in state, state
+            assert b.script("return location.hash") == f"#trace={t['trace']}"
+            # a half-open trial: more timed-out calls open payment's breaker (its volume threshold
+            # is 5); after its reset timeout its next call is a trial, which times out and opens
+            # it again; the recent list finds it among the half-open trials
+            hop_name = http("GET", pay.url("/health")).json()["breakers"][0]["name"]
+
+            def hop_state():
+                return next(x["state"] for x in http("GET", pay.url("/health")).json()["breakers"]
+                            if x["name"] == hop_name)
+            for i in range(8):
+                http("POST", order.url("/create"), order_body(910 + i))
+                if hop_state() == "open":
+                    break
+            assert hop_state() == "open", hop_state()
+            wait_until(lambda: hop_state() == "half-open", 10, "payment's breaker to turn half-open")
+            a = http("POST", order.url("/create"), order_body(920))
+            assert a.json()["next"]["status"] == "degraded", a
+            trial = a.json()["trace"]
+            j.trace(trial, 13)
+            listed = recent(b, "trials")
+            assert [x for x in listed if x[0] == trial and "trial of payment -> shipment: fallback (timeout), "
+                    "now open" in x[1]], (trial, listed)
+            b.click(f"a.recent-row[data-trace='{trial}']")
+            t = trace_rows(b, trial, 13)
+            hop = row(t, "payment", "breaker payment -> shipment")
+            assert "half-open → open" in hop["text"] and "open" in hop["marks"][-1]["events"].split(","), hop
+            b.click("#trace-close")
+            assert b.script("return [document.getElementById('trace-view').hidden, "
+                            "document.getElementById('cards').hidden, location.hash]") == [True, False, ""]
+    finally:
+        http("DELETE", ship.url("/chaos"), None, auth)
+        codes = {v.name: v.stop() for v in (order, pay, ship)}
+        j.proc.stop()
+    assert all(rc == 0 for rc in codes.values()), f"exit codes on SIGTERM: {codes}"
+
+
+def dashboard_says_in_one_line_that_tracing_is_off(s):
+    """The suite's services send no spans (no OTEL_EXPORTER_OTLP_ENDPOINT, no
+    TRACES_QUERY_URL): the trace box is one line saying so and how to turn it on, and
+    #trace=<id> says the same in the view instead of reading anything."""
+    s.ensure_running()
+    assert http("GET", s.order.url("/health")).json()["tracing"] == {"on": False}
+    with Browser() as b:
+        assert b.set_viewport(1400, 1000) == [1400, 1000]
+        b.get(f"http://127.0.0.1:{s.order.port}/dashboard#trace=0123456789abcdef0123456789abcdef")
+        got = wait_until(lambda: (lambda v: v if v["state"] == "off" else None)(b.script(
+            "const t = document.getElementById('traces'); return {state: t.dataset.state, text: t.innerText,"
+            " input: document.getElementById('trace-id').hidden,"
+            " view: document.getElementById('trace-view').dataset.state,"
+            " message: document.getElementById('trace-body').innerText}")), 10, "the trace box to say off")
+        assert got["input"] is True, got
+        assert got["text"].strip() == "tracing off: no service sends spans; start with make run TRACES=on", got
+        assert got["view"] == "off" and "make run TRACES=on" in got["message"], got
+        check_fit(b, "with tracing off")
+        errors = [e for e in b.logs() if e.get("level") == "SEVERE"]
+        assert not errors, f"console errors: {errors}"
+
+
 TESTS = [
     health_answers_200_with_database_and_breaker,
     metrics_pass_promtool_on_every_service,
@@ -1241,6 +1473,8 @@ TESTS = [
     health_and_dashboard_show_make_runs_restarts,
     dashboard_shows_the_retry_policy,
     dashboard_shows_hedging_and_shedding,
+    dashboard_draws_a_degraded_requests_trace_from_jaeger,
+    dashboard_says_in_one_line_that_tracing_is_off,
     health_answers_503_while_database_is_down_and_recovers,
     shutdown_ends_open_streams_at_once,
 ]

@@ -27,6 +27,12 @@
 // next, on whatever ports and hosts they run (findChain). "Calm everything"
 // clears every fault and closes every breaker that is not closed, on every
 // service (calmEverything).
+//
+// With tracing on (/health's "tracing": spans sent, and query_url, where
+// Jaeger's query API answers), the trace box at the top opens a request's
+// trace by its id, the last requests Jaeger holds, or sends one order and
+// opens its trace; the trace view (#trace=<id> in the address) draws its
+// spans as a waterfall in the cards' place (showTracing, drawTrace).
 'use strict';
 
 const HISTORY_MS = 5 * 60 * 1000;
@@ -1035,6 +1041,8 @@ async function poll(svc) {
     showRetry(svc, h.retry);
     showShed(svc, h.shed);
     showHedge(svc, h.hedge);
+    svc.tracing = h.tracing || null;
+    showTracing();
     if (h.supervisor) showSupervisor(h.supervisor);
     if (h.roster) await pollReplicas(svc);
     else showReplicas(svc, null);
@@ -1144,6 +1152,594 @@ async function pollReplicas(svc) {
   }
 }
 
+// ---- traces: a request's spans, read from Jaeger and drawn as a waterfall ----------
+//
+// /health's "tracing" says whether the service sends spans ("on") and where
+// Jaeger's query API answers ("query_url", the TRACES_QUERY_URL setting).
+// The page reads <query_url>/api/traces/<id> (Jaeger's JSON: data[0].spans
+// and processes) and draws one row per span, indented under its parent
+// (the CHILD_OF reference), its bar from start to end on the trace's time
+// axis in its service's colour, a failed span (tag error=true) marked, the
+// span's events (the breaker's: timeout, failure, fallback, open...) as
+// marks with their names on its bar, and a line of its key attributes. The
+// trace view takes the cards' place; #trace=<id> in the address opens it.
+// Spans reach Jaeger in batches (OTEL_BSP_SCHEDULE_DELAY, a second by
+// default), so a trace is read again until its span count holds still.
+
+const TRACE_READS = 10;             // reads of one trace at most
+const TRACE_READ_EVERY_MS = 1000;   // between two reads
+const TRACE_HOLD_READS = 3;         // reads with the same span count that make a trace whole
+const TRACE_TIMEOUT_MS = 8000;      // one read of Jaeger's API
+const RECENT_LIMIT = 40;            // traces the recent list asks for
+const TRACE_ID_RE = /^[0-9a-f]{1,32}$/;
+// service colours, in chain order (order, payment, shipment, then any other);
+// red stays for failures
+const SERVICE_COLOURS = ['#4ea1ff', '#b48cff', '#2dd4bf', '#f5c87a', '#f0abfc', '#93c5fd', '#a3e635'];
+// the sample order "Send one" posts (order's required fields, as order/tests.http)
+const SAMPLE_ORDER = { id: 'dashboard', items: ['book'], payment: { id: 'dashboard', amount: 12.5,
+  shipment: { id: 'dashboard', directions: 'north' } } };
+
+const traceUi = { services: [], queryUrl: null, offWords: '', known: false, reading: 0, openId: null, recentFilter: 'all',
+  recentSort: 'newest', colours: new Map() };  // colours: other services' places
+
+// Shows the tracing settings of the page's services (each /health's "tracing",
+// svc.tracing): the controls when one names a query_url with spans on, else one
+// line on how to turn tracing on. Opens the trace in the address once it can.
+function showTracing() {
+  const box = document.getElementById('traces');
+  const state = document.getElementById('trace-state');
+  const all = traceUi.services.filter((s) => s.tracing !== undefined);
+  if (!all.length) return;            // no /health answered yet
+  const withUrl = all.find((s) => s.tracing && s.tracing.on && s.tracing.query_url);
+  const sending = all.find((s) => s.tracing && s.tracing.on);
+  const named = all.find((s) => s.tracing && s.tracing.query_url);
+  traceUi.queryUrl = withUrl ? withUrl.tracing.query_url.replace(/\/+$/, '') : null;
+  traceUi.known = true;
+  document.getElementById('trace-from').textContent = traceUi.queryUrl || 'none (tracing is off)';
+  box.dataset.state = traceUi.queryUrl ? 'on' : 'off';
+  for (const id of ['trace-label', 'trace-id', 'trace-open', 'trace-recent', 'trace-send'])
+    document.getElementById(id).hidden = !traceUi.queryUrl;
+  if (traceUi.queryUrl) {
+    if (state.dataset.off) { state.textContent = ''; delete state.dataset.off; }
+  } else {
+    const why = sending ? `${sending.name} sends spans, but no service names where to read them ` +
+      '(TRACES_QUERY_URL)' : named ? 'no service sends spans (OTEL_EXPORTER_OTLP_ENDPOINT)'
+      : 'no service sends spans';
+    traceUi.offWords = `${why}; start with make run TRACES=on`;
+    state.textContent = `tracing off: ${traceUi.offWords}`;
+    state.className = 'msg off';
+    state.dataset.off = 'true';
+  }
+  const wanted = hashTrace();
+  if (wanted !== null && traceUi.openId === null) openFromHash();
+}
+
+// The trace id in the address (#trace=<id>), '' for #trace, null without one.
+function hashTrace() {
+  const m = /^#trace(?:=([^&]*))?/.exec(window.location.hash);
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1] || '').trim().toLowerCase();
+  } catch (e) {
+    return m[1];                      // a stray %: shown as not a trace id
+  }
+}
+
+// Opens what the address names: a trace (#trace=<id>), the recent list
+// (#trace), or the cards (no fragment). What is open already is read again
+// only when again is set (Reload; the same fragment asked for again).
+function openFromHash(again) {
+  const id = hashTrace();
+  if (id === null) { closeTraceView(); return; }
+  if (!traceUi.known) return;         // showTracing() opens it once /health answered
+  if (again !== true && id === traceUi.openId && !document.getElementById('trace-view').hidden) return;
+  showTraceView();
+  if (!traceUi.queryUrl) {
+    traceMessage('off', `No trace to read: tracing is off (${traceUi.offWords}).`);
+    return;
+  }
+  if (id === '') { showRecent(); return; }
+  document.getElementById('trace-id').value = id;
+  if (!TRACE_ID_RE.test(id)) {
+    traceMessage('error', `"${id}" is not a trace id: 32 hex digits, the "trace" of an answer of POST /create.`);
+    return;
+  }
+  readTrace(id);
+}
+
+function showTraceView() {
+  document.getElementById('cards').hidden = true;
+  document.getElementById('trace-view').hidden = false;
+}
+
+function closeTraceView() {
+  traceUi.reading++;                  // a read still going stops
+  traceUi.openId = null;
+  document.getElementById('trace-view').hidden = true;
+  document.getElementById('cards').hidden = false;
+}
+
+// Says what the view shows instead of a trace (loading, missing, an error).
+function traceMessage(state, text) {
+  const view = document.getElementById('trace-view');
+  view.dataset.state = state;
+  document.getElementById('trace-body').replaceChildren(el('p', `trace-msg ${state}`, text));
+}
+
+// Puts #<value> in the address (null: none) and opens what it names; the
+// same fragment again reads it again.
+function setHash(value) {
+  const want = value === null ? '' : `#${value}`;
+  if (window.location.hash === want) openFromHash(true);
+  else if (value === null) {
+    history.pushState(null, '', window.location.pathname + window.location.search);
+    openFromHash();
+  } else window.location.hash = value;   // hashchange opens it
+}
+
+// GETs a path of Jaeger's query API; resolves to its JSON, null on 404;
+// rejects with a sentence.
+async function jaeger(path) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), TRACE_TIMEOUT_MS);
+  let r;
+  try {
+    r = await fetch(`${traceUi.queryUrl}${path}`, { cache: 'no-store', signal: ctl.signal });
+  } catch (e) {
+    throw new Error(`Jaeger's query API at ${traceUi.queryUrl} did not answer this page: it is down, ` +
+      `or it does not allow this page's origin (${window.location.origin}) in its cors allowed_origins`);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(`Jaeger answered ${r.status} to ${path}`);
+  return r.json();
+}
+
+// Jaeger's trace (one element of "data") as spans with their service, tags and
+// parent made plain: [{id, parent, service, name, start, duration (µs), tags
+// {key: value}, events [{t, name, fields}], failed}].
+function plainSpans(trace) {
+  const procs = trace.processes || {};
+  return (trace.spans || []).map((s) => {
+    const tags = {};
+    for (const t of s.tags || []) tags[t.key] = t.value;
+    const ref = (s.references || []).find((r) => r.refType === 'CHILD_OF');
+    const events = (s.logs || []).map((l) => {
+      const fields = {};
+      for (const f of l.fields || []) fields[f.key] = f.value;
+      return { t: l.timestamp, name: String(fields.event || 'event'), fields };
+    });
+    const failed = tags.error === true || tags.error === 'true' || tags['otel.status_code'] === 'ERROR';
+    return { id: s.spanID, parent: ref ? ref.spanID : null, service: (procs[s.processID] || {}).serviceName || '?',
+      name: s.operationName, start: s.startTime, duration: s.duration, tags, events, failed };
+  });
+}
+
+// The spans in waterfall order: each parent before its children, children
+// by start time; each with its depth. A span whose parent is not in the
+// trace starts a tree of its own: the first of them is the request's root
+// (its parent, if any, is the caller's: the chaos runner's traceparent names
+// one), the others are marked orphan (a span lost or still on its way).
+function waterfallOrder(spans) {
+  const ids = new Set(spans.map((s) => s.id));
+  const kids = new Map();
+  const roots = [];
+  for (const s of spans) {
+    if (s.parent && ids.has(s.parent)) {
+      if (!kids.has(s.parent)) kids.set(s.parent, []);
+      kids.get(s.parent).push(s);
+    } else {
+      roots.push(s);
+    }
+  }
+  const byStart = (a, b) => a.start - b.start || a.duration - b.duration;
+  roots.sort(byStart).forEach((s, i) => { s.orphan = i > 0 && !!s.parent; });
+  const out = [];
+  const walk = (s, depth) => {
+    if (out.length > spans.length) return;    // a loop in bad data: each span once
+    s.depth = depth;
+    out.push(s);
+    for (const k of (kids.get(s.id) || []).sort(byStart)) walk(k, depth + 1);
+  };
+  roots.sort((a, b) => (a.orphan - b.orphan) || byStart(a, b)).forEach((s) => walk(s, 0));
+  return out;
+}
+
+// A service's colour: its place in the chain's, then one per other service as met.
+function serviceColour(name) {
+  const chain = traceUi.services.map((s) => s.name);
+  let i = chain.indexOf(name);
+  if (i < 0) {
+    if (!traceUi.colours.has(name)) traceUi.colours.set(name, chain.length + traceUi.colours.size);
+    i = traceUi.colours.get(name);
+  }
+  return SERVICE_COLOURS[i % SERVICE_COLOURS.length];
+}
+
+// A duration in µs as a person reads it: 0.42 ms, 4.5 ms, 312 ms, 1.23 s.
+function spanTime(us) {
+  const ms = us / 1000;
+  if (ms < 1) return `${ms.toFixed(2)} ms`;
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${ms.toFixed(0)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+// The span's key attributes in a few words: the server's status and
+// outcome, the breaker's outcome and states, the client's target, status and
+// error, the database write.
+function spanWords(s) {
+  const t = s.tags;
+  const w = [];
+  if (t['http.response.status_code'] !== undefined) w.push(`status ${t['http.response.status_code']}`);
+  if (t['app.outcome']) w.push(`outcome ${t['app.outcome']}` + (t['app.degraded.reason'] ? ` (${t['app.degraded.reason']})` : ''));
+  if (t['breaker.outcome']) w.push(`breaker ${t['breaker.outcome']}` + (t['breaker.cause'] ? ` (cause ${t['breaker.cause']})` : ''));
+  if (t['breaker.state.before'] && t['breaker.state.after'])
+    w.push(t['breaker.state.before'] === t['breaker.state.after'] ? `stayed ${t['breaker.state.after']}`
+      : `${t['breaker.state.before']} → ${t['breaker.state.after']}`);
+  if (t['span.kind'] === 'client' && t['server.address'])
+    w.push(`to ${t['server.address']}${t['server.port'] !== undefined ? `:${t['server.port']}` : ''}`);
+  if (t['http.request.resend_count'] !== undefined) w.push(`retry ${t['http.request.resend_count']}`);
+  if (t['app.hedge.copy'] !== undefined) w.push(`hedge copy ${t['app.hedge.copy']}`);
+  if (t['db.system']) w.push(`${t['db.system']} ${t['db.operation'] || ''} ${t['db.collection.name'] || ''}`.trim());
+  if (t['error.type']) w.push(`error ${t['error.type']}`);
+  return w.join(' · ');
+}
+
+// Tick step (ms) for a span of total ms: 1, 2 or 5 times a power of ten, about 8 ticks.
+function traceStep(totalMs) {
+  const raw = Math.max(totalMs / 8, 0.001);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((k) => k * p).find((v) => v >= raw);
+}
+
+// The events of one span grouped where their marks would touch (within
+// about 10 px of a track `width` px wide): [{at (0..1), names}].
+function eventGroups(s, t0, total, width) {
+  const groups = [];
+  for (const e of [...s.events].sort((a, b) => a.t - b.t)) {
+    const at = Math.min(1, Math.max(0, (e.t - t0) / total));
+    const last = groups[groups.length - 1];
+    if (last && (at - last.at) * width < 10) last.events.push(e);
+    else groups.push({ at, events: [e] });
+  }
+  return groups;
+}
+
+// Draws the trace (Jaeger's JSON trace object) in the view.
+function drawTrace(id, trace) {
+  const spans = waterfallOrder(plainSpans(trace));
+  const view = document.getElementById('trace-view');
+  const body = document.getElementById('trace-body');
+  if (!spans.length) { traceMessage('missing', `Trace ${id} has no spans.`); return; }
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const end = Math.max(...spans.map((s) => s.start + s.duration));
+  const total = Math.max(1, end - t0);
+  const services = [...new Set(spans.map((s) => s.service))];
+  const root = spans[0];
+  const failed = spans.filter((s) => s.failed).length;
+  view.dataset.state = 'shown';
+  view.dataset.trace = id;
+  view.dataset.spans = String(spans.length);
+  document.getElementById('trace-title').textContent = `Trace ${id}`;
+  const outcome = root.tags['app.outcome'] ? `, ${root.tags['app.outcome']}` +
+    (root.tags['app.degraded.reason'] ? ` (${root.tags['app.degraded.reason']})` : '') : '';
+  const status = root.tags['http.response.status_code'] !== undefined ? ` ${root.tags['http.response.status_code']}` : '';
+  document.getElementById('trace-summary').textContent = `${clock(t0 / 1000)} · ${spanTime(total)} · ` +
+    `${spans.length} spans on ${services.length} service(s) · ${failed} failed · ${root.service} ` +
+    `${root.name} answered${status}${outcome}`;
+  const legend = document.getElementById('trace-legend');
+  legend.replaceChildren(...services.map((n) => {
+    const c = el('span', 'svc-key', n);
+    c.style.setProperty('--svc', serviceColour(n));
+    return c;
+  }));
+  const json = document.getElementById('trace-json');
+  json.href = `${traceUi.queryUrl}/api/traces/${id}`;
+  json.hidden = false;
+
+  const wf = el('div', 'wf');
+  const head = el('div', 'wf-row wf-axis');
+  const axis = el('div', 'wf-track');
+  head.append(el('div', 'wf-name', 'span (service) · duration'), axis);
+  wf.append(head);
+  const grid = el('div', 'wf-grid');
+  const stepMs = traceStep(total / 1000);
+  for (let ms = 0; ms <= total / 1000 + 1e-9; ms += stepMs) {
+    const x = `${((ms * 1000) / total) * 100}%`;
+    const line = el('span', 'wf-tick');
+    line.style.left = x;
+    grid.append(line);
+    const label = el('span', 'wf-ticklabel', `${+ms.toPrecision(6)} ms`);
+    label.style.left = x;
+    if (ms * 1000 > total * 0.93) label.classList.add('end');
+    axis.append(label);
+  }
+  wf.append(grid);
+  body.replaceChildren(wf);
+  const width = Math.max(200, body.clientWidth - 490);   // the track: the body less the name column (--namew)
+  for (const s of spans) {
+    const row = el('div', `wf-row${s.failed ? ' failed' : ''}`);
+    row.dataset.service = s.service;
+    row.dataset.name = s.name;
+    row.dataset.spanId = s.id;
+    row.dataset.ms = (s.duration / 1000).toFixed(3);
+    row.dataset.failed = String(s.failed);
+    row.dataset.depth = String(s.depth);
+    row.dataset.events = s.events.map((e) => e.name).join(',');
+    row.style.setProperty('--svc', serviceColour(s.service));
+    row.title = `${s.service}: ${s.name}, ${spanTime(s.duration)} from ${spanTime(s.start - t0)}` +
+      (s.orphan ? '\n(its parent span is not in the trace)' : '') + '\n' +
+      Object.entries(s.tags).map(([k, v]) => `${k} = ${v}`).join('\n') +
+      (s.events.length ? '\nevents: ' + s.events.map((e) => `${e.name} at ${spanTime(e.t - t0)}` +
+        (e.fields['breaker.state'] ? ` (${e.fields['breaker.state']})` : '') +
+        (e.fields['error.type'] ? ` ${e.fields['error.type']}` : '')).join(', ') : '');
+    const name = el('div', 'wf-name');
+    name.style.paddingLeft = `${6 + s.depth * 12}px`;
+    const line1 = el('div', 'wf-line1');
+    const nm = el('span', 'wf-span', s.name);
+    line1.append(el('span', 'wf-dot'), nm, el('span', 'wf-svc', s.service));
+    if (s.failed) line1.append(el('span', 'wf-failed', 'failed'));
+    line1.append(el('span', 'wf-dur', spanTime(s.duration)));
+    const words = spanWords(s);
+    name.append(line1, el('div', 'wf-attrs', (s.orphan ? '(parent not in the trace) ' : '') + words));
+    const track = el('div', 'wf-track');
+    const bar = el('div', 'wf-bar');
+    bar.style.left = `${((s.start - t0) / total) * 100}%`;
+    bar.style.width = `max(2px, ${(s.duration / total) * 100}%)`;
+    track.append(bar);
+    for (const g of eventGroups(s, t0, total, width)) {
+      const mark = el('span', `wf-mark ev-${g.events[0].name}`);
+      mark.style.left = `${g.at * 100}%`;
+      mark.dataset.events = g.events.map((e) => e.name).join(',');
+      const label = el('span', `wf-evlabel ev-${g.events[0].name}`, g.events.map((e) => e.name).join(' · '));
+      label.style.left = `${g.at * 100}%`;
+      if (g.at > 0.75) label.classList.add('left');
+      label.dataset.events = mark.dataset.events;
+      track.append(mark, label);
+    }
+    row.append(name, track);
+    wf.append(row);
+  }
+}
+
+// Reads trace id from Jaeger and draws it; reads it again every
+// TRACE_READ_EVERY_MS, drawing it anew when its span count changed, until the
+// count held for TRACE_HOLD_READS reads (then it is marked whole) or after
+// TRACE_READS reads; stops when another trace is opened or the view is closed.
+async function readTrace(id) {
+  const mine = ++traceUi.reading;
+  traceUi.openId = id;
+  const view = document.getElementById('trace-view');
+  view.dataset.trace = id;
+  view.dataset.whole = 'false';
+  document.getElementById('trace-title').textContent = `Trace ${id}`;
+  document.getElementById('trace-summary').textContent = '';
+  document.getElementById('trace-legend').replaceChildren();
+  document.getElementById('trace-json').hidden = true;
+  traceMessage('loading', `Reading trace ${id} from ${traceUi.queryUrl}…`);
+  let count = 0;
+  let held = 0;
+  for (let i = 0; i < TRACE_READS && held < TRACE_HOLD_READS; i++) {
+    if (i) await new Promise((ok) => setTimeout(ok, TRACE_READ_EVERY_MS));
+    if (mine !== traceUi.reading) return;
+    let got;
+    try {
+      got = await jaeger(`/api/traces/${id}`);
+    } catch (e) {
+      if (mine === traceUi.reading) traceMessage('error', e.message);
+      return;
+    }
+    if (mine !== traceUi.reading) return;
+    const trace = got && Array.isArray(got.data) && got.data[0];
+    const n = trace ? (trace.spans || []).length : 0;
+    if (n && n !== count) {
+      drawTrace(id, trace);
+      count = n;
+      held = 1;
+    } else if (n) {
+      held++;
+    } else {
+      traceMessage('loading', `Jaeger has no span of trace ${id} yet (read ${i + 1} of ${TRACE_READS}); ` +
+        'spans leave each service every second or so…');
+    }
+  }
+  if (count) view.dataset.whole = 'true';
+  else traceMessage('missing', `Jaeger at ${traceUi.queryUrl} has no trace ${id}: the request was refused at ` +
+    "the door (load shedding's or a full worker pool's 503 records no span), not sampled (OTEL_TRACES_SAMPLER), " +
+    'its spans were dropped (/health tracing.dropped), or Jaeger was restarted (it keeps traces in memory).');
+}
+
+// Whether span s is a breaker call made as a half-open trial: the circuit was
+// half-open when it began (or turned half-open at it), and the call was not
+// refused (a call that finds the trial slot taken is rejected).
+function isTrial(s) {
+  const events = s.events.map((e) => e.name);
+  return (s.tags['breaker.state.before'] === 'half-open' || events.includes('halfOpen')) &&
+    !events.includes('reject');
+}
+
+// One trace of a search, summed up: its root span's service, outcome and
+// status, its length, its failed spans, its degraded server spans and the
+// breaker calls made as half-open trials.
+function traceSummary(trace) {
+  const spans = plainSpans(trace);
+  const ids = new Set(spans.map((s) => s.id));
+  const root = spans.filter((s) => !s.parent || !ids.has(s.parent)).sort((a, b) => a.start - b.start)[0];
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const end = Math.max(...spans.map((s) => s.start + s.duration));
+  const byStart = (a, b) => a.start - b.start;
+  return { id: trace.traceID, start: t0, total: end - t0, spans: spans.length, spansList: spans, root,
+    failed: spans.filter((s) => s.failed).length,
+    degraded: spans.filter((s) => s.tags['app.outcome'] === 'degraded').sort(byStart),
+    trials: spans.filter(isTrial).sort(byStart),
+    copies: spans.filter((s) => s.tags['http.request.resend_count'] > 0 || s.tags['app.hedge.copy'] > 1).length,
+    services: new Set(spans.map((s) => s.service)).size };
+}
+
+// The recent list's choices: what Jaeger is asked (the chain's first
+// service's POST /create, or, on every service of the chain, each of a few
+// tag searches) and which of the traces found are shown.
+const RECENT_FILTERS = [
+  { key: 'all', words: 'all', tip: "the chain's first service's last requests", searches: null, keep: () => true },
+  { key: 'degraded', words: 'degraded', tip: 'requests with a hop that answered its fallback (app.outcome degraded), ' +
+    'searched on every service', searches: [{ 'app.outcome': 'degraded' }], keep: (t) => t.degraded.length > 0 },
+  { key: 'failed', words: 'with a failed span', tip: "of the first service's last requests, those with a span " +
+    'marked error', searches: null, keep: (t) => t.failed > 0 },
+  { key: 'trials', words: 'half-open trials', tip: 'requests whose call was a half-open trial of a breaker ' +
+    '(breaker.state.before half-open), searched on every service',
+  searches: [{ 'breaker.state.before': 'half-open' }], keep: (t) => t.trials.length > 0 },
+  { key: 'copies', words: 'retried or hedged', tip: 'requests with a call made more than once: a retry ' +
+    '(http.request.resend_count) or a hedged copy (app.hedge.copy), searched on every service',
+  searches: [{ 'http.request.resend_count': '1' }, { 'app.hedge.copy': '2' }], keep: (t) => t.copies > 0 },
+];
+
+// Asks Jaeger for the traces of filter f: one search, or each of f's tag
+// searches on every service of the chain; resolves to their summaries, each
+// trace once.
+async function recentTraces(f) {
+  const first = traceUi.services[0] ? traceUi.services[0].name : 'order';
+  const searches = f.searches
+    ? traceUi.services.flatMap((s) => f.searches.map((tags) =>
+      `service=${encodeURIComponent(s.name)}&tags=${encodeURIComponent(JSON.stringify(tags))}`))
+    : [`service=${encodeURIComponent(first)}&operation=${encodeURIComponent('POST /create')}`];
+  const found = new Map();
+  for (const q of searches) {
+    const got = await jaeger(`/api/traces?${q}&limit=${RECENT_LIMIT}&lookback=1h`);
+    for (const t of (got && got.data) || []) if (!found.has(t.traceID)) found.set(t.traceID, traceSummary(t));
+  }
+  return [...found.values()].filter(f.keep);
+}
+
+// A trace of the list in words: the degraded hops, the trials, the failed spans.
+function recentWords(t) {
+  const w = t.degraded.map((s) => `${s.service} degraded (${s.tags['app.degraded.reason'] || '?'})`);
+  for (const s of t.trials)
+    w.push(`trial of ${s.tags['breaker.label'] || s.name}: ${s.tags['breaker.outcome'] || '?'}` +
+      (s.tags['breaker.cause'] ? ` (${s.tags['breaker.cause']})` : '') + `, now ${s.tags['breaker.state.after'] || '?'}`);
+  const retries = Math.max(0, ...t.spansList.map((s) => s.tags['http.request.resend_count'] || 0));
+  const copies = Math.max(0, ...t.spansList.map((s) => s.tags['app.hedge.copy'] || 0));
+  if (retries) w.push(`retried (${retries + 1} attempts)`);
+  if (copies > 1) w.push(`hedged (${copies} copies)`);
+  if (!w.length) w.push(t.root.tags['app.outcome'] || t.root.name);
+  if (t.failed) w.push(`${t.failed} failed span(s)`);
+  return w.join(' · ');
+}
+
+// The recent list: the traces of the chosen filter (RECENT_FILTERS), newest
+// or slowest first; each a link to #trace=<id>.
+async function showRecent() {
+  const mine = ++traceUi.reading;
+  traceUi.openId = '';
+  const view = document.getElementById('trace-view');
+  delete view.dataset.trace;
+  document.getElementById('trace-title').textContent = 'Recent requests';
+  document.getElementById('trace-legend').replaceChildren();
+  document.getElementById('trace-json').hidden = true;
+  const f = RECENT_FILTERS.find((x) => x.key === traceUi.recentFilter) || RECENT_FILTERS[0];
+  document.getElementById('trace-summary').textContent = `${f.tip}, from ${traceUi.queryUrl} (the last hour)`;
+  const body = document.getElementById('trace-body');
+  const bar = el('div', 'recent-bar');
+  const list = el('div', 'recent');
+  const chips = RECENT_FILTERS.map((x) => {
+    const b = el('button', `chip-btn${x === f ? ' on' : ''}`, x.words);
+    b.dataset.filter = x.key;
+    b.title = x.tip;
+    b.addEventListener('click', () => { traceUi.recentFilter = x.key; showRecent(); });
+    return b;
+  });
+  const sorts = [['newest', 'newest first'], ['slowest', 'slowest first']].map(([key, words]) => {
+    const b = el('button', `chip-btn${traceUi.recentSort === key ? ' on' : ''}`, words);
+    b.dataset.sort = key;
+    b.addEventListener('click', () => { traceUi.recentSort = key; fill(); });
+    return b;
+  });
+  bar.append(el('span', 'flabel', 'show'), ...chips, el('span', 'flabel', 'order'), ...sorts);
+  body.replaceChildren(bar, list);
+  view.dataset.state = 'loading';
+  list.append(el('p', 'trace-msg', 'Asking Jaeger…'));
+  let all;
+  try {
+    all = await recentTraces(f);
+  } catch (e) {
+    if (mine === traceUi.reading) traceMessage('error', e.message);
+    return;
+  }
+  if (mine !== traceUi.reading) return;
+  view.dataset.state = 'recent';
+  view.dataset.filter = f.key;
+  function fill() {
+    sorts.forEach((b) => b.classList.toggle('on', b.dataset.sort === traceUi.recentSort));
+    const keep = [...all].sort(traceUi.recentSort === 'slowest' ? (a, b) => b.total - a.total
+      : (a, b) => b.start - a.start);
+    list.replaceChildren();
+    if (!keep.length) {
+      list.append(el('p', 'trace-msg', `Jaeger holds none from the last hour: send one (the button at the top), ` +
+        'or run a lesson.'));
+      return;
+    }
+    for (const t of keep) {
+      const a = el('a', `recent-row${t.failed ? ' failed' : ''}`);
+      a.href = `#trace=${t.id}`;
+      a.dataset.trace = t.id;
+      const st = t.root.tags['http.response.status_code'];
+      a.append(el('span', 't', clock(t.start / 1000)), el('span', 'r-ms', spanTime(t.total)),
+        el('span', `r-status${st >= 500 ? ' bad' : ''}`, st === undefined ? '-' : String(st)),
+        el('span', 'r-what', recentWords(t)), el('span', 'r-id', `${t.spans} spans · ${t.id}`));
+      list.append(a);
+    }
+  }
+  fill();
+}
+
+// "Send one": POSTs SAMPLE_ORDER to the chain's first service and opens the
+// answer's trace.
+async function sendOne() {
+  const state = document.getElementById('trace-state');
+  const svc = traceUi.services[0];
+  if (!svc) return;
+  say(state, `sending to ${svc.name}…`, true);
+  try {
+    const r = await fetch(`${svc.base}/create`, { method: 'POST', cache: 'no-store',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(SAMPLE_ORDER) });
+    const a = await r.json();
+    let words = `${r.status} ${a.status || ''}`;
+    for (let hop = a.next; hop && typeof hop === 'object'; hop = hop.next)
+      if (hop.status === 'degraded') words += `, ${hop.service} degraded (${hop.reason})`;
+    if (a.status === 'degraded') words += ` (${a.reason})`;
+    say(state, `${svc.name} answered ${words}`, r.ok);
+    if (a.trace) setHash(`trace=${a.trace}`);
+  } catch (e) {
+    say(state, `${svc.name} could not be reached`, false);
+  }
+}
+
+// Wires the trace controls (the id box, Open, Recent, Send one; the view's
+// Reload, Recent and Close; Esc; the address's #trace=) for the page's services.
+function setupTraces(services) {
+  traceUi.services = services;
+  const input = document.getElementById('trace-id');
+  const open = () => {
+    const id = input.value.trim().toLowerCase();
+    if (id) setHash(`trace=${encodeURIComponent(id)}`);
+  };
+  document.getElementById('trace-open').addEventListener('click', open);
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
+  const recent = () => setHash('trace');
+  document.getElementById('trace-recent').addEventListener('click', recent);
+  document.getElementById('trace-back').addEventListener('click', recent);
+  document.getElementById('trace-send').addEventListener('click', sendOne);
+  document.getElementById('trace-close').addEventListener('click', () => setHash(null));
+  document.getElementById('trace-reload').addEventListener('click', () => openFromHash(true));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !document.getElementById('trace-view').hidden) setHash(null);
+  });
+  // going back and forth in the tab's history: either event may come, or both
+  window.addEventListener('hashchange', () => openFromHash(false));
+  window.addEventListener('popstate', () => openFromHash(false));
+}
+
 // ---- "Calm everything" ---------------------------------------------------------
 
 // Calms one service: reads its faults (GET /chaos) and breakers (/health),
@@ -1214,6 +1810,7 @@ async function main() {
   const services = [];
   window.dashboardServices = services;
   setupCalm(services);
+  setupTraces(services);
   setInterval(() => services.forEach((svc) => {
     svc.panels.forEach((p) => { trimSamples(p); drawChart(p); });
     renderInForce(svc.ui.chaos);
