@@ -9,6 +9,8 @@ Registered with svctest's @test when imported; run by test_services.py.
 """
 from svctest import *  # noqa: F401,F403 -- the shared helpers, constants and @test
 
+import uuid
+
 from jaeger import Jaeger  # noqa: E402 -- tests/py/jaeger.py: the real Jaeger these tests read
 
 # the spans of one whole chain request: per service a server span, its database
@@ -95,6 +97,7 @@ def tracing_a_degraded_requests_trace_shows_the_timed_out_call_and_the_fallback(
     env = j.env(ADMIN_TOKEN=TOKEN, CB_TIMEOUT_MS=300, DEADLINE_PROPAGATION=0)
     order, pay, ship = chain(st, dict(env, CB_TIMEOUT_MS="3000"), env, env)
     expect(chaos(ship, "PUT", {"latency": {"ms": 1000}}).status == 200, "shipment waits 1 s")
+    tap = StreamTap(pay)
     r = http("POST", order.url("/create"), ORDER)
     expect(r.status == 200 and r.json()["next"]["status"] == "degraded" and
            r.json()["next"]["reason"] == "timeout", f"payment degraded: {r}")
@@ -114,6 +117,34 @@ def tracing_a_degraded_requests_trace_shows_the_timed_out_call_and_the_fallback(
            f"payment's server span says degraded: {srv['tags']}")
     expect(one(spans, "order", "breaker order -> payment")["tags"]["breaker.outcome"] == "success",
            "order's call succeeded (a degraded answer is an answer)")
+    # the feed's timeout event names the request, so the dashboard links it to this trace
+    tid = r.json()["trace"]
+    expect(tap.holds(b'"event":"timeout"') and tap.holds(f'"trace":"{tid}"'.encode()),
+           f"payment's /events.stream timeout event carries trace {tid}")
+    tap.close()
+    chaos(ship, "DELETE")
+
+
+@test
+def tracing_a_write_that_fails_is_a_failed_database_span_and_the_request_says_not_stored(ctx):
+    st = ctx.stack()
+    j = Jaeger(st)
+    ship = st.service("shipment", env=j.env(ADMIN_TOKEN=TOKEN))
+    expect(chaos(ship, "PUT", {"database": {"fraction": 1}}).status == 200, "the database fault")
+    tid = uuid.uuid4().hex   # the 503 names no trace: the caller's traceparent does
+    r = http("POST", ship.url("/create"), SHIPMENT,
+             headers={"traceparent": f"00-{tid}-{uuid.uuid4().hex[:16]}-01"})
+    expect(r.status == 503, f"nothing stored: {r}")
+    spans = j.trace(tid, 3)
+    srv = one(spans, "shipment", "POST /create")
+    expect(srv["tags"]["app.outcome"] == "not stored" and srv["tags"]["http.response.status_code"] == 503
+           and srv["tags"].get("error") is True, f"the server span: {srv['tags']}")
+    dbb = one(spans, "shipment", "breaker shipment -> database")
+    expect(dbb["tags"]["breaker.outcome"] == "failure" and [e["event"] for e in dbb["events"]] == ["failure"],
+           f"the database breaker call failed: {dbb['tags']} {dbb['events']}")
+    ins = one(spans, "shipment", "insert shipments")
+    expect(ins["tags"]["error.type"] == "fault" and ins["tags"].get("error") is True,
+           f"the write's span failed by the fault: {ins['tags']}")
     chaos(ship, "DELETE")
 
 

@@ -230,12 +230,12 @@ static int write_doc(create_req *r, const char *outcome, const char *reason, int
                                  .trace = t ? t->id : NULL, .key = r->key[0] ? r->key : NULL,
                                  .body_hash = r->key[0] ? r->body_hash : NULL,
                                  .answer = r->key[0] ? answer : NULL } };
-    otel_span *request = otel_request_span();
-    otel_str(request, "app.outcome", outcome);
-    otel_str(request, "app.degraded.reason", reason);
     sc->span = otel_breaker_begin(r->rt->db_breaker, r->rt->db_label);
     int rc = cb_fire(r->rt->db_breaker, sc, res);
     otel_breaker_end(sc->span, r->rt->db_breaker, rc, res);
+    otel_span *request = otel_request_span();   /* the outcome stored, or why none was */
+    otel_str(request, "app.outcome", rc == CB_OK ? outcome : "not stored");
+    otel_str(request, "app.degraded.reason", rc == CB_OK ? reason : NULL);
     free(json);
     if (r->key_held) {
         /* stored: a request with this key now meets the unique index and

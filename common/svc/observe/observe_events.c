@@ -7,6 +7,7 @@
  * ring_lock, so an event has one seq in both. */
 #include "observe.h"
 #include "observe_priv.h"
+#include "trace.h"
 #include "monotime.h"
 
 #include <stdio.h>
@@ -73,6 +74,9 @@ static void ring_push(const obs_breaker *ob, const cb_event *ev)
     };
     if (ev->kind == CB_EV_FAILURE || ev->kind == CB_EV_TIMEOUT)
         e.latency_ms = ev->latency_ms;
+    const trace_ctx *t = trace_current();   /* the calling thread's request, if any */
+    if (t && t->w3c)
+        memcpy(e.trace, t->id, sizeof e.trace);
     ring_put(&e);
 }
 

@@ -43,6 +43,7 @@ typedef struct obs_event {
     char shared_state[16];   /* and the shared state word */
     char detail[192];        /* and its figures; a chaos event's words */
     bool chaos;              /* a change of the service's faults (obs_chaos_event) */
+    char trace[33];          /* the W3C trace id of the request whose call it was; "" = none */
 } obs_event;
 
 #define OBS_EVENT_RING 128

@@ -193,6 +193,8 @@ static char *event_json(const obs_event *e, bool kept)
         cJSON_AddStringToObject(o, "state", cb_state_name(e->state));
     }
     cJSON_AddNumberToObject(o, "time", (double)e->wall_ms);
+    if (e->trace[0])
+        cJSON_AddStringToObject(o, "trace", e->trace);
     if (e->latency_ms >= 0)
         cJSON_AddNumberToObject(o, "latencyMs", e->latency_ms);
     if (e->error_percentage >= 0)

@@ -44,6 +44,7 @@ struct otel_span {
     int nattrs;
     otel_attr attrs[OTEL_MAX_ATTRS];
     atomic_int nevents;               /* copies of a hedged call add from their threads */
+    _Atomic(const char *) verdict;    /* a breaker call's last success/failure/timeout/reject event */
     otel_event events[OTEL_MAX_EVENTS];
     otel_span *next;                  /* in the queue */
 };
@@ -140,6 +141,7 @@ static otel_span *span_new(const char *trace, const char *parent, const char *na
     s->message[0] = '\0';
     s->nattrs = 0;
     atomic_init(&s->nevents, 0);
+    atomic_init(&s->verdict, NULL);
     s->next = NULL;
     atomic_fetch_add(&ex.started, 1);
     return s;
@@ -308,15 +310,20 @@ void otel_breaker_end(otel_span *s, cb_breaker *b, int rc, const cb_result *res)
     listening = NULL;
     if (!s)
         return;
-    const char *outcome = rc == CB_OK ? "success" : rc == CB_ETIMEDOUT ? "timeout"
-                        : rc == CB_EOPEN || rc == CB_ESEMLOCKED ? "reject" : "failure";
+    /* the breaker's own verdict when its event came on this span: an error
+     * its filter does not count (a document the database refused) is a
+     * success to the breaker, though the call returned CB_EFAILED */
+    const char *outcome = atomic_load(&s->verdict);
+    if (!outcome)
+        outcome = rc == CB_OK ? "success" : rc == CB_ETIMEDOUT ? "timeout"
+                : rc == CB_EOPEN || rc == CB_ESEMLOCKED ? "reject" : "failure";
     if (res && res->fallback) {
         otel_str(s, "breaker.cause", outcome);   /* what the fallback answered for */
         outcome = "fallback";
     }
     otel_str(s, "breaker.outcome", outcome);
     otel_str(s, "breaker.state.after", cb_state_name(cb_get_state(b)));
-    if (rc == CB_OK)
+    if (rc == CB_OK || !strcmp(outcome, "success"))
         otel_end(s);
     else
         otel_fail(s, outcome);
@@ -347,6 +354,10 @@ void otel_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
     const char *name = s ? event_name(ev->kind) : NULL;
     if (!name)
         return;
+    if (ev->kind == CB_EV_SUCCESS || ev->kind == CB_EV_TIMEOUT || ev->kind == CB_EV_REJECT)
+        atomic_store(&s->verdict, name);
+    else if (ev->kind == CB_EV_FAILURE && ev->error != CB_ETIMEDOUT)   /* not a timeout's echo */
+        atomic_store(&s->verdict, name);
     int i = atomic_fetch_add(&s->nevents, 1);
     if (i >= OTEL_MAX_EVENTS)
         return;
