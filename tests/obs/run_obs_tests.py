@@ -1413,6 +1413,14 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
             b.click("#trace-close")
             assert b.script("return [document.getElementById('trace-view').hidden, "
                             "document.getElementById('cards').hidden, location.hash]") == [True, False, ""]
+            # the feed: payment's timeout events link to the traces of their requests
+            links = wait_until(lambda: b.script(
+                "return Array.from(document.querySelectorAll('li.ev-timeout a.ev-trace'))"
+                ".map(a => a.getAttribute('href'))") or None, 10, "a timeout line's trace link")
+            assert f"#trace={trial}" in links, (trial, links)
+            b.click(f"li.ev-timeout a.ev-trace[href='#trace={trial}']")
+            t = trace_rows(b, trial, 13)
+            assert t["trace"] == trial, t["trace"]
     finally:
         http("DELETE", ship.url("/chaos"), None, auth)
         codes = {v.name: v.stop() for v in (order, pay, ship)}

@@ -801,8 +801,18 @@ function eventLine(svc, ev) {
   li.dataset.event = ev.event;
   li.dataset.count = '1';
   li.dataset.first = String(ev.time);
-  li.append(el('span', 't', clock(ev.time)), document.createTextNode(eventText(svc, ev, 1, ev.time)));
+  li.append(el('span', 't', clock(ev.time)));
+  // the request whose call it was: a link to its trace (the newest, when lines fold)
+  if (ev.trace) li.append(traceLink(ev.trace));
+  li.append(document.createTextNode(eventText(svc, ev, 1, ev.time)));
   return li;
+}
+
+function traceLink(id) {
+  const a = el('a', 'ev-trace', 'trace');
+  a.href = `#trace=${id}`;
+  a.title = `open the trace of the request this event was part of (${id})`;
+  return a;
 }
 
 function push(list, li, max) {
@@ -834,6 +844,9 @@ function feedAdd(svc, ev) {
       li.dataset.count = String(count);
       li.firstChild.textContent = clock(first);
       li.lastChild.textContent = eventText(svc, ev, count, first);
+      const link = li.querySelector('a.ev-trace');
+      if (ev.trace && link) link.href = `#trace=${ev.trace}`;
+      else if (ev.trace) li.insertBefore(traceLink(ev.trace), li.lastChild);
       feed.prepend(li);
       return;
     }
