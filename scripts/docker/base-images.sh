@@ -91,41 +91,37 @@ build_debian() {
     echo "base-images: $DEBIAN_IMAGE imported in $((SECONDS - start))s"
 }
 
-# Builds the FerretDB image from the static binary, unless present and made
-# from this binary and this Dockerfile (the label org.resilience-suite.source
-# holds their hash: an image from an older wrapper, whose healthcheck only
-# connected, is rebuilt).
-build_ferretdb() {
-    local bin; bin="$("$ROOT/scripts/ferretdb.sh" build)"
-    local source; source="$(cat "$bin" "$ROOT/scripts/docker/ferretdb.Dockerfile" | sha256sum | cut -c1-16)"
-    if have_image "$FERRETDB_IMAGE" && [ "$(docker image inspect -f \
-            '{{index .Config.Labels "org.resilience-suite.source"}}' "$FERRETDB_IMAGE")" = "$source" ]; then
-        echo "base-images: $FERRETDB_IMAGE present"; return 0
+# Builds image from the static binary bin and dockerfile, unless present and
+# made from this binary and this Dockerfile (the label
+# org.resilience-suite.source holds their hash: an image from an older binary or
+# Dockerfile is rebuilt). More arguments are folders made in the build context.
+build_static_image() {
+    local image="$1" bin="$2" dockerfile="$3"; shift 3
+    local name; name="$(basename "$bin")"
+    local source; source="$(cat "$bin" "$dockerfile" | sha256sum | cut -c1-16)"
+    if have_image "$image" && [ "$(docker image inspect -f \
+            '{{index .Config.Labels "org.resilience-suite.source"}}' "$image")" = "$source" ]; then
+        echo "base-images: $image present"; return 0
     fi
-    local ctx; ctx="$(mktemp -d /tmp/ferretdb-image.XXXXXX)"
+    local ctx; ctx="$(mktemp -d "/tmp/$name-image.XXXXXX")"
     SCRATCH_DIRS+=("$ctx")
-    cp "$bin" "$ctx/ferretdb"
-    mkdir -p "$ctx/data/db"
-    docker build -q --label "org.resilience-suite.source=$source" -t "$FERRETDB_IMAGE" \
-        -f "$ROOT/scripts/docker/ferretdb.Dockerfile" "$ctx" >/dev/null
-    echo "base-images: $FERRETDB_IMAGE built"
+    cp "$bin" "$ctx/$name"
+    local dir
+    for dir in "$@"; do mkdir -p "$ctx/$dir"; done
+    docker build -q --label "org.resilience-suite.source=$source" -t "$image" -f "$dockerfile" "$ctx" >/dev/null
+    echo "base-images: $image built"
 }
 
-# Builds the Jaeger image from the static binary, unless present and made from
-# this binary and this Dockerfile (the label org.resilience-suite.source).
+# The FerretDB image (an empty data/db in its context: the image's volume) and
+# the Jaeger image, from the static binaries the scripts build.
+build_ferretdb() {
+    local bin; bin="$("$ROOT/scripts/ferretdb.sh" build)"
+    build_static_image "$FERRETDB_IMAGE" "$bin" "$ROOT/scripts/docker/ferretdb.Dockerfile" data/db
+}
+
 build_jaeger() {
     local bin; bin="$("$ROOT/scripts/jaeger.sh" build)"
-    local source; source="$(cat "$bin" "$ROOT/scripts/docker/jaeger.Dockerfile" | sha256sum | cut -c1-16)"
-    if have_image "$JAEGER_IMAGE" && [ "$(docker image inspect -f \
-            '{{index .Config.Labels "org.resilience-suite.source"}}' "$JAEGER_IMAGE")" = "$source" ]; then
-        echo "base-images: $JAEGER_IMAGE present"; return 0
-    fi
-    local ctx; ctx="$(mktemp -d /tmp/jaeger-image.XXXXXX)"
-    SCRATCH_DIRS+=("$ctx")
-    cp "$bin" "$ctx/jaeger"
-    docker build -q --label "org.resilience-suite.source=$source" -t "$JAEGER_IMAGE" \
-        -f "$ROOT/scripts/docker/jaeger.Dockerfile" "$ctx" >/dev/null
-    echo "base-images: $JAEGER_IMAGE built"
+    build_static_image "$JAEGER_IMAGE" "$bin" "$ROOT/scripts/docker/jaeger.Dockerfile"
 }
 
 # Builds the Prometheus image (Debian's package, installed from the mirror by
