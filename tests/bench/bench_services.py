@@ -26,9 +26,11 @@ settings -- tracing off; every request sampled, its spans sent to a real
 Jaeger (JAEGER_BIN, else scripts/jaeger.sh path; without it the two Jaeger
 variants are skipped, said loudly); sampled at 0.1 to the same Jaeger; and
 every request sampled, its spans sent to otlp_sink, a collector that throws
-them away (what the services alone pay) -- run in turn in 5 rounds, so that
-the machine's drift meets them all. It prints each one's req/s, p50 and p99,
-its cost in % against off (the median of the rounds' own ratios), the spans
+them away (what the services alone pay) -- in 6 rounds of loads a third of
+--seconds long (2 s by default), each load of a variant between two of off, so that the machine's drift
+meets them all alike. It prints each one's req/s, p50 and p99, its cost in
+% against off (the median over the rounds of its loss against the mean of
+the two loads of off around it), the spans
 started, exported and dropped (from the services' /metrics; drops mean the
 collector did not keep up), and the CPU per request of the services, the
 collector and the database; the goal: under 5% at sampling 1.
@@ -53,7 +55,7 @@ multiples of it (chaos --capacity N, a load's "rate": "0.5x").
                                   [--build DIR] [--capacity-p99 MS]
 
 --only chain runs the chain's case alone (and the RSS figures), ~1 min in all;
---only tracing the tracing case alone (~2 min);
+--only tracing the tracing case alone (~2.5 min);
 --only capacity the capacity alone (under 2 min);
 --build DIR runs the services of another build (DIR/bin/order, ...) under
 this tree's scripts/run.sh, which is how `make bench-compare` measures an
@@ -95,12 +97,12 @@ CAPACITY_BUDGET_S = 90
 # The tracing case (case_tracing): its variants of the chain, each a chain of
 # its own differing only in its spans (name, the sampler's ratio, where the
 # spans go: none, a real Jaeger, a sink that throws them away), measured in
-# TRACING_ROUNDS rounds of TRACING_CONNS connections, each round every
-# variant in turn for half the load's seconds, starting one further along
-# the list each round.
+# TRACING_ROUNDS rounds at TRACING_CONNS connections, each round every
+# variant once, each load (a third of the load's seconds) followed by one of
+# off, the order of the others rotated by one each round.
 TRACING_VARIANTS = (("off", None, None), ("on", 1.0, "jaeger"), ("ratio01", 0.1, "jaeger"),
                     ("sink", 1.0, "sink"))
-TRACING_ROUNDS = 5
+TRACING_ROUNDS = 6
 TRACING_CONNS = 16
 TRACING_METRICS = ("otel_spans_started_total", "otel_spans_exported_total", "otel_spans_dropped_total",
                    "otel_exports_failed_total", "otel_spans_queued", "circuit_breaker_fallbacks_total",
@@ -611,9 +613,11 @@ class Bench:
         and every request sampled to otlp_sink, a collector that reads each
         batch and throws it away (what the services alone pay). Each variant
         is a chain of its own started alike (start_chain), so they run in
-        the same rounds: the machine's drift, and the database's, meet them
-        all. Per variant: the median of the rounds' req/s, p50 and p99; the
-        cost in % of each against off, the median of the rounds' own ratios;
+        the same rounds, each load of a variant between two of off: the
+        machine's drift, and the database's, meet them all. Per variant: the
+        median of its loads' req/s, p50 and p99; the cost in % of each
+        against off, the median over the rounds of its loss against the mean
+        of the two loads of off around it;
         the spans started, exported and dropped (the services' /metrics,
         over every round: drops mean the queue was full, the collector not
         keeping up); CPU per request of the services, of the collector and
@@ -708,40 +712,53 @@ class Bench:
         totals = {n: dict.fromkeys(TRACING_METRICS + ("requests", "svc_ticks", "coll_ticks", "db_ticks"), 0.0)
                   for n in names}
         sink_before = http("GET", f"http://127.0.0.1:{sink_port}/stats")[1].decode().split()
-        for rnd in range(TRACING_ROUNDS):
-            for name in names[rnd % len(names):] + names[:rnd % len(names)]:
-                ports, svc_pids = chains[name], pids[name]
-                coll_pid = collector[to[name]][1] if to[name] else 0
-                m0 = self.chain_metrics(ports)
-                c0 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
-                      meter.cpu()["db"])
-                r = wrk(f"http://127.0.0.1:{ports['order']}/create?count=0", TRACING_CONNS,
-                        self.seconds / 2, lua)
-                require_whole(r, f"tracing {name}, round {rnd + 1}")
-                drained(name)
-                c1 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
-                      meter.cpu()["db"])
-                m1 = self.chain_metrics(ports)
-                if m1["circuit_breaker_fallbacks_total"] > m0["circuit_breaker_fallbacks_total"] or \
-                        m1["circuit_breaker_rejects_total"] > m0["circuit_breaker_rejects_total"]:
-                    fail(f"tracing {name}, round {rnd + 1}: "
-                         f"{m1['circuit_breaker_fallbacks_total'] - m0['circuit_breaker_fallbacks_total']:.0f} "
-                         f"answers degraded, "
-                         f"{m1['circuit_breaker_rejects_total'] - m0['circuit_breaker_rejects_total']:.0f} "
-                         "calls rejected (the chain must answer whole)")
-                t = totals[name]
-                for k in TRACING_METRICS:
-                    t[k] += m1[k] - m0[k]
-                t["requests"] += r["requests"]
-                for k, a, b in zip(("svc_ticks", "coll_ticks", "db_ticks"), c0, c1):
-                    t[k] += b - a
-                runs[name].append(r)
-                say(f"bench-services tracing round {rnd + 1} {name}: {r['rps']:.0f} req/s, "
-                    f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, spans started "
-                    f"{m1['otel_spans_started_total'] - m0['otel_spans_started_total']:.0f}, dropped "
-                    f"{m1['otel_spans_dropped_total'] - m0['otel_spans_dropped_total']:.0f}; CPU ms a request: "
-                    f"services {(c1[0] - c0[0]) * tick_ms / r['requests']:.3f}"
-                    + (f", {to[name]} {(c1[1] - c0[1]) * tick_ms / r['requests']:.3f}" if coll_pid else ""))
+        def load(name, rnd):
+            """One load of chain name (a wrk run, then its spans sent), added to totals."""
+            ports, svc_pids = chains[name], pids[name]
+            coll_pid = collector[to[name]][1] if to[name] else 0
+            m0 = self.chain_metrics(ports)
+            c0 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
+                  meter.cpu()["db"])
+            r = wrk(f"http://127.0.0.1:{ports['order']}/create?count=0", TRACING_CONNS,
+                    self.seconds / 3, lua)
+            require_whole(r, f"tracing {name}, round {rnd}")
+            drained(name)
+            c1 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
+                  meter.cpu()["db"])
+            m1 = self.chain_metrics(ports)
+            if m1["circuit_breaker_fallbacks_total"] > m0["circuit_breaker_fallbacks_total"] or \
+                    m1["circuit_breaker_rejects_total"] > m0["circuit_breaker_rejects_total"]:
+                fail(f"tracing {name}, round {rnd}: "
+                     f"{m1['circuit_breaker_fallbacks_total'] - m0['circuit_breaker_fallbacks_total']:.0f} "
+                     f"answers degraded, "
+                     f"{m1['circuit_breaker_rejects_total'] - m0['circuit_breaker_rejects_total']:.0f} "
+                     "calls rejected (the chain must answer whole)")
+            t = totals[name]
+            for k in TRACING_METRICS:
+                t[k] += m1[k] - m0[k]
+            t["requests"] += r["requests"]
+            for k, a, b in zip(("svc_ticks", "coll_ticks", "db_ticks"), c0, c1):
+                t[k] += b - a
+            runs[name].append(r)
+            say(f"bench-services tracing round {rnd} {name}: {r['rps']:.0f} req/s, "
+                f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, spans started "
+                f"{m1['otel_spans_started_total'] - m0['otel_spans_started_total']:.0f}, dropped "
+                f"{m1['otel_spans_dropped_total'] - m0['otel_spans_dropped_total']:.0f}; CPU ms a request: "
+                f"services {(c1[0] - c0[0]) * tick_ms / r['requests']:.3f}"
+                + (f", {to[name]} {(c1[1] - c0[1]) * tick_ms / r['requests']:.3f}" if coll_pid else ""))
+            return r
+
+        # off, then each other variant followed by off again: every load of a
+        # variant lies between two loads of off, and its cost is against their mean
+        others = [n for n in names if n != "off"]
+        costs = {n: [] for n in others}
+        before = load("off", 1)
+        for rnd in range(1, TRACING_ROUNDS + 1):
+            for name in others[rnd % len(others):] + others[:rnd % len(others)]:
+                r = load(name, rnd)
+                after = load("off", rnd)
+                costs[name].append(100.0 * (1.0 - 2.0 * r["rps"] / (before["rps"] + after["rps"])))
+                before = after
         meter.quiet_since = time.monotonic()
         sink_after = http("GET", f"http://127.0.0.1:{sink_port}/stats")[1].decode().split()
         c = TRACING_CONNS
@@ -751,9 +768,7 @@ class Bench:
             self.figure(f"tracing_{name}_p50_ms_c{c}", statistics.median(r["p50"] for r in rs), "ms")
             self.figure(f"tracing_{name}_p99_ms_c{c}", statistics.median(r["p99"] for r in rs), "ms")
             if name != "off":
-                cost = statistics.median(100.0 * (1.0 - r["rps"] / off["rps"])
-                                         for r, off in zip(rs, runs["off"]))
-                self.figure(f"tracing_{name}_cost_pct_c{c}", cost, "%")
+                self.figure(f"tracing_{name}_cost_pct_c{c}", statistics.median(costs[name]), "%")
             n = t["requests"]
             self.figure(f"tracing_{name}_services_cpu_ms_per_request_c{c}", t["svc_ticks"] * tick_ms / n, "ms")
             self.figure(f"tracing_{name}_db_cpu_ms_per_request_c{c}", t["db_ticks"] * tick_ms / n, "ms")
