@@ -27,7 +27,8 @@ Jaeger (JAEGER_BIN, else scripts/jaeger.sh path; without it the two Jaeger
 variants are skipped, said loudly); sampled at 0.1 to the same Jaeger; and
 every request sampled, its spans sent to otlp_sink, a collector that throws
 them away (what the services alone pay) -- in 6 rounds of loads a third of
---seconds long (2 s by default), each load of a variant between two of off, so that the machine's drift
+--seconds long (2 s by default), each starting 1.5 s or more after the one
+before ended, each load of a variant between two of off, so that the machine's drift
 meets them all alike. It prints each one's req/s, p50 and p99, its cost in
 % against off (the median over the rounds of its loss against the mean of
 the two loads of off around it), the spans
@@ -55,7 +56,7 @@ multiples of it (chaos --capacity N, a load's "rate": "0.5x").
                                   [--build DIR] [--capacity-p99 MS]
 
 --only chain runs the chain's case alone (and the RSS figures), ~1 min in all;
---only tracing the tracing case alone (~2.5 min);
+--only tracing the tracing case alone (~3 min);
 --only capacity the capacity alone (under 2 min);
 --build DIR runs the services of another build (DIR/bin/order, ...) under
 this tree's scripts/run.sh, which is how `make bench-compare` measures an
@@ -103,6 +104,10 @@ CAPACITY_BUDGET_S = 90
 TRACING_VARIANTS = (("off", None, None), ("on", 1.0, "jaeger"), ("ratio01", 0.1, "jaeger"),
                     ("sink", 1.0, "sink"))
 TRACING_ROUNDS = 6
+# Every load starts at least this long after the one before ended (spans sent
+# included): a load that followed the one before at once met the database still
+# busy with it, and only loads of off did (a traced load waits for its spans).
+TRACING_GAP_S = 1.5
 TRACING_CONNS = 16
 TRACING_METRICS = ("otel_spans_started_total", "otel_spans_exported_total", "otel_spans_dropped_total",
                    "otel_exports_failed_total", "otel_spans_queued", "circuit_breaker_fallbacks_total",
@@ -620,8 +625,9 @@ class Bench:
         of the two loads of off around it;
         the spans started, exported and dropped (the services' /metrics,
         over every round: drops mean the queue was full, the collector not
-        keeping up); CPU per request of the services, of the collector and
-        of the database, from load start until every span was sent. Every
+        keeping up); CPU per request of the services and of the collector
+        from load start until every span was sent, of the database over the
+        load. Every
         answer must be 2xx with no breaker fallback (not degraded), and at
         ratio 1 a request must have recorded its 13 spans."""
         try:
@@ -712,8 +718,11 @@ class Bench:
         totals = {n: dict.fromkeys(TRACING_METRICS + ("requests", "svc_ticks", "coll_ticks", "db_ticks"), 0.0)
                   for n in names}
         sink_before = http("GET", f"http://127.0.0.1:{sink_port}/stats")[1].decode().split()
+        last_end = [0.0]
+
         def load(name, rnd):
             """One load of chain name (a wrk run, then its spans sent), added to totals."""
+            time.sleep(max(0.0, last_end[0] + TRACING_GAP_S - time.monotonic()))
             ports, svc_pids = chains[name], pids[name]
             coll_pid = collector[to[name]][1] if to[name] else 0
             m0 = self.chain_metrics(ports)
@@ -721,10 +730,13 @@ class Bench:
                   meter.cpu()["db"])
             r = wrk(f"http://127.0.0.1:{ports['order']}/create?count=0", TRACING_CONNS,
                     self.seconds / 3, lua)
+            # the database's work ends with the load (an answer leaves after its write);
+            # read past it, its CPU would count the stack's own pings while spans are sent
+            db1 = meter.cpu()["db"]
             require_whole(r, f"tracing {name}, round {rnd}")
             drained(name)
-            c1 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
-                  meter.cpu()["db"])
+            c1 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0, db1)
+            last_end[0] = time.monotonic()
             m1 = self.chain_metrics(ports)
             if m1["circuit_breaker_fallbacks_total"] > m0["circuit_breaker_fallbacks_total"] or \
                     m1["circuit_breaker_rejects_total"] > m0["circuit_breaker_rejects_total"]:
