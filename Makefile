@@ -5,7 +5,7 @@
 #                   ends with "N passed, N failed, N skipped"
 #   make run        the whole suite on this machine: FerretDB + order, payment, shipment
 #   make bench      the breaker library's benchmark
-#   make bench-services  the services under keep-alive load (wrk), beside a bare civetweb and the database alone
+#   make bench-services  the services under keep-alive load (wrk), beside a bare civetweb and the database alone, and what tracing costs
 #   make bench-compare REF=<commit> [ROUNDS=3]  the chain's benchmark on REF's services and on this tree's, side by side
 #   make soak       a steady load while faults play, then every acknowledged write accounted for
 #   make chaos EXP=experiments/<name>.json   one chaos experiment against a running stack

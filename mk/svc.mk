@@ -86,8 +86,13 @@ test-integration-tsan: services-tsan $(BUILD)/bin/dbtool
 	timeout $(SVC_TEST_LIMIT_S) python3 tests/integration/test_services.py --flavour tsan
 
 # The services under keep-alive load (wrk), side by side with a bare civetweb
-# server and with the database alone: tests/bench/bench_services.py.
+# server and with the database alone, and with tracing on and off: tests/bench/bench_services.py.
 $(BUILD)/rel/bench/civetweb_hello: tests/bench/civetweb_hello.c
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS_BASE) -O2 -g $< -o $@ -lcivetweb -pthread
+
+# the tracing case's collector that throws spans away
+$(BUILD)/rel/bench/otlp_sink: tests/bench/otlp_sink.c
 	@mkdir -p $(@D)
 	@$(CC) $(CFLAGS_BASE) -O2 -g $< -o $@ -lcivetweb -pthread
 
@@ -96,7 +101,8 @@ $(BUILD)/rel/bench/db_bench: tests/bench/db_bench.c
 	@$(CC) $(CFLAGS_BASE) -O2 -g $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
 
 .PHONY: bench-services
-bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/bin/chaos $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench
+bench-services: services-rel $(BUILD)/bin/dbtool $(BUILD)/bin/chaos $(BUILD)/rel/bench/civetweb_hello $(BUILD)/rel/bench/db_bench \
+                $(BUILD)/rel/bench/otlp_sink
 	@scripts/setup.sh >/dev/null
 	@python3 tests/bench/bench_services.py $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
 

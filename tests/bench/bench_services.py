@@ -20,6 +20,22 @@ committed and rows written per request, from its own counters, and the CPU
 time per request of the database (FerretDB and every PostgreSQL process)
 and of the three services.
 
+Then what tracing costs the chain at 16 connections (case_tracing): four
+chains of its own on the same database, alike but for their OTEL_*
+settings -- tracing off; every request sampled, its spans sent to a real
+Jaeger (JAEGER_BIN, else scripts/jaeger.sh path; without it the two Jaeger
+variants are skipped, said loudly); sampled at 0.1 to the same Jaeger; and
+every request sampled, its spans sent to otlp_sink, a collector that throws
+them away (what the services alone pay) -- in 6 rounds of loads a third of
+--seconds long (2 s by default), each starting 1.5 s or more after the one
+before ended, each load of a variant between two of off, so that the machine's drift
+meets them all alike. It prints each one's req/s, p50 and p99, its cost in
+% against off (the median over the rounds of its loss against the mean of
+the two loads of off around it), the spans
+started, exported and dropped (from the services' /metrics; drops mean the
+collector did not keep up), and the CPU per request of the services, the
+collector and the database; the goal: under 5% at sampling 1.
+
 Last, the chain's capacity on this machine (case_capacity): the highest
 rate of POST /create on order that an open-loop load (the chaos runner,
 build/bin/chaos, each request sent at its due time whether or not the
@@ -36,14 +52,16 @@ and writes build/results/capacity.json (capacity, the bound, every step's
 rate, p99, answers and verdict), so that a lesson's rates can be set as
 multiples of it (chaos --capacity N, a load's "rate": "0.5x").
 
-    tests/bench/bench_services.py [--seconds S] [--keep] [--only chain|capacity] [--build DIR]
-                                  [--capacity-p99 MS]
+    tests/bench/bench_services.py [--seconds S] [--keep] [--only chain|tracing|capacity]
+                                  [--build DIR] [--capacity-p99 MS]
 
 --only chain runs the chain's case alone (and the RSS figures), ~1 min in all;
+--only tracing the tracing case alone (~3 min);
 --only capacity the capacity alone (under 2 min);
 --build DIR runs the services of another build (DIR/bin/order, ...) under
 this tree's scripts/run.sh, which is how `make bench-compare` measures an
-older commit with the same yardstick.
+older commit with the same yardstick. TEST_PORTS=LOW-HIGH keeps every port
+it picks within that range (as the tests' harness does).
 """
 import argparse
 import concurrent.futures
@@ -52,17 +70,23 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / os.environ.get("BUILD", "build")
+# the tests' harness (free ports within TEST_PORTS=LOW-HIGH) and the tracing
+# tests' Jaeger (its configuration, where its binary is)
+sys.path[:0] = [str(ROOT / "tests" / "py"), str(ROOT / "tests" / "integration")]
+import harness  # noqa: E402
+import jaeger as jaeger_py  # noqa: E402 -- tests/py/jaeger.py
+import test_tracing  # noqa: E402
 TOKEN = "bench-services-token"
 CHAIN_BODY = ('{"id":"1","items":[],"payment":{"amount":0,"id":"1",'
               '"shipment":{"id":"1","directions":"home"}}}')
@@ -72,12 +96,28 @@ CAPACITY_STEP_S = 5
 CAPACITY_FIRST = 25
 CAPACITY_MAX = 1000     # the runner's highest rate
 CAPACITY_BUDGET_S = 90
+# The tracing case (case_tracing): its variants of the chain, each a chain of
+# its own differing only in its spans (name, the sampler's ratio, where the
+# spans go: none, a real Jaeger, a sink that throws them away), measured in
+# TRACING_ROUNDS rounds at TRACING_CONNS connections, each round every
+# variant once, each load (a third of the load's seconds) followed by one of
+# off, the order of the others rotated by one each round.
+TRACING_VARIANTS = (("off", None, None), ("on", 1.0, "jaeger"), ("ratio01", 0.1, "jaeger"),
+                    ("sink", 1.0, "sink"))
+TRACING_ROUNDS = 6
+# Every load starts at least this long after the one before ended (spans sent
+# included): a load that followed the one before at once met the database still
+# busy with it, and only loads of off did (a traced load waits for its spans).
+TRACING_GAP_S = 1.5
+TRACING_CONNS = 16
+TRACING_METRICS = ("otel_spans_started_total", "otel_spans_exported_total", "otel_spans_dropped_total",
+                   "otel_exports_failed_total", "otel_spans_queued", "circuit_breaker_fallbacks_total",
+                   "circuit_breaker_rejects_total")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port: one the kernel picks, or one of TEST_PORTS=LOW-HIGH (harness.free_port)."""
+    return harness.free_port()
 
 
 def say(line: str):
@@ -531,6 +571,243 @@ class Bench:
                 fail(f"{degraded} {c} answers were degraded (the chain must answer whole)")
         self.figure("chain_documents_checked", 3 * total, "documents")
 
+    def start_chain(self, name: str, env: dict) -> dict:
+        """Starts a chain order -> payment -> shipment of its own on free
+        ports and the stack's database, as scripts/run.sh starts the three
+        (the same binaries and settings; its output in chain-<name>.log),
+        with env besides and no OTEL_* setting of the bench's environment.
+        Returns {service: port}; the processes are in self.procs."""
+        ports = {n: free_port() for n in ("order", "payment", "shipment")}
+        bindir = (self.build or BUILD) / "bin"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        base.update(MONGO_URL=self.mongo, JUMPS="4", INJECT_ERR="0", ADMIN_TOKEN=TOKEN,
+                    LOG_LEVEL="requests")
+        with open(self.tmp / f"chain-{name}.log", "ab") as log:
+            for svc, nxt in (("shipment", None), ("payment", "shipment"), ("order", "payment")):
+                e = dict(base, ID=svc, PORT=str(ports[svc]), LOG_PREFIX=f"[{name} {svc}] ", **env)
+                if nxt:
+                    e["CHAIN_SVC"] = f"http://127.0.0.1:{ports[nxt]}/create"
+                p = subprocess.Popen([str(bindir / svc)], env=e, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+                self.procs.append(p)
+                url = f"http://127.0.0.1:{ports[svc]}/"
+                wait_until(lambda: p.poll() is not None or http("GET", url)[0] == 200, 30,
+                           f"{name}'s {svc} to answer on {url}")
+                if p.poll() is not None:
+                    fail(f"{name}'s {svc} exited: {(self.tmp / f'chain-{name}.log').read_text()[-2000:]}")
+        return ports
+
+    @staticmethod
+    def chain_metrics(ports: dict) -> dict:
+        """TRACING_METRICS summed over the chain's three services (each over its labels)."""
+        sums = dict.fromkeys(TRACING_METRICS, 0.0)
+        for port in ports.values():
+            status, body = http("GET", f"http://127.0.0.1:{port}/metrics")
+            if status != 200:
+                fail(f"GET /metrics on port {port} answered {status}")
+            for m in re.finditer(r"^([a-z_]+)(?:\{[^}]*\})? (\S+)$", body.decode(), re.M):
+                if m.group(1) in sums:
+                    sums[m.group(1)] += float(m.group(2))
+        return sums
+
+    def case_tracing(self):
+        """What recording and sending spans costs the chain at TRACING_CONNS
+        connections (POST /create, keep-alive, as case_chain's load): the
+        chain with tracing off, with every request sampled and its spans sent
+        to a real Jaeger (in memory, on this machine's CPUs as a collector
+        next to the services would be), sampled at 0.1 to the same Jaeger,
+        and every request sampled to otlp_sink, a collector that reads each
+        batch and throws it away (what the services alone pay). Each variant
+        is a chain of its own started alike (start_chain), so they run in
+        the same rounds, each load of a variant between two of off: the
+        machine's drift, and the database's, meet them all. Per variant: the
+        median of its loads' req/s, p50 and p99; the cost in % of each
+        against off, the median over the rounds of its loss against the mean
+        of the two loads of off around it;
+        the spans started, exported and dropped (the services' /metrics,
+        over every round: drops mean the queue was full, the collector not
+        keeping up); CPU per request of the services and of the collector
+        from load start until every span was sent, of the database over the
+        load. Every
+        answer must be 2xx with no breaker fallback (not degraded), and at
+        ratio 1 a request must have recorded its 13 spans."""
+        try:
+            jaeger_bin = jaeger_py.jaeger_binary()
+        except harness.Skip as e:
+            jaeger_bin = None
+            say(f"bench-services SKIP: tracing to Jaeger (on, ratio01) is not measured: {e}; "
+                "set JAEGER_BIN=<jaeger> to measure it. Only off and sink are")
+        variants = [v for v in TRACING_VARIANTS if v[2] != "jaeger" or jaeger_bin]
+        first = len(self.procs)         # what this case starts, stopped when it ends
+        jaeger_stack = types.SimpleNamespace(tmp=self.tmp, procs=[])   # as jaeger_py.Jaeger wants
+        try:
+            collector = {}
+            if jaeger_bin:
+                os.environ.setdefault("JAEGER_BIN", jaeger_bin)
+                try:
+                    jaeger = jaeger_py.Jaeger(jaeger_stack)
+                except (TimeoutError, OSError) as e:
+                    fail(f"Jaeger ({jaeger_bin}) did not start: {e}; its log is in {self.tmp}")
+                collector["jaeger"] = (jaeger.endpoint, jaeger.proc.pid)
+            sink_port = free_port()
+            sink = subprocess.Popen([str(BUILD / "rel" / "bench" / "otlp_sink"), str(sink_port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self.procs.append(sink)
+            wait_until(lambda: sink.poll() is not None or
+                       http("GET", f"http://127.0.0.1:{sink_port}/stats")[0] == 200, 20, "the OTLP sink")
+            if sink.poll() is not None:
+                fail(f"otlp_sink exited ({sink.returncode}) on port {sink_port}")
+            collector["sink"] = (f"http://127.0.0.1:{sink_port}", sink.pid)
+            chains = {}
+            for name, ratio, to in variants:
+                chains[name] = self.start_chain(name, {} if not to else {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": collector[to][0],
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}"})
+            self.measure_tracing(variants, chains, collector, sink_port)
+        finally:
+            # the chains first, each sending what it still holds, then the collectors
+            started = self.procs[first:]
+            del self.procs[first:]
+            for p in reversed(started):
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(timeout=10)
+            for p in jaeger_stack.procs:
+                p.stop()
+
+    def measure_tracing(self, variants, chains: dict, collector: dict, sink_port: int):
+        """case_tracing's rounds and figures (see there)."""
+        names = [v[0] for v in variants]
+        ratio = {v[0]: v[1] for v in variants}
+        to = {v[0]: v[2] for v in variants}
+        lua = self.chain_lua
+        meter = self.meter
+        tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
+
+        def drained(name):
+            """Waits until the chain has sent every span it holds and its
+            collector has stopped working on them (its CPU time still for 0.3 s)."""
+            if not to[name]:
+                return
+            wait_until(lambda: self.chain_metrics(chains[name])["otel_spans_queued"] == 0, 60,
+                       f"{name}'s spans sent")
+            pid, last, still_since = collector[to[name]][1], -1, time.monotonic()
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                now = cpu_ticks(pid)
+                if now != last:
+                    last, still_since = now, time.monotonic()
+                elif time.monotonic() - still_since >= 0.3:
+                    return
+                time.sleep(0.05)
+            say(f"bench-services note: {to[name]} still busy 10 s after {name}'s load; measuring on")
+
+        for name in names:                       # warm-up: connections, pools, the collector
+            r = wrk(f"http://127.0.0.1:{chains[name]['order']}/create?count=0", TRACING_CONNS, 2, lua)
+            require_whole(r, f"tracing {name}: warm-up")
+            drained(name)
+        pids = {n: [pid_of(svc, port) for svc, port in chains[n].items()] for n in names}
+        if not all(all(p) for p in pids.values()):
+            fail(f"cannot find the tracing chains' processes: {pids}")
+        runs = {n: [] for n in names}
+        totals = {n: dict.fromkeys(TRACING_METRICS + ("requests", "svc_ticks", "coll_ticks", "db_ticks"), 0.0)
+                  for n in names}
+        sink_before = http("GET", f"http://127.0.0.1:{sink_port}/stats")[1].decode().split()
+        last_end = [0.0]
+
+        def load(name, rnd):
+            """One load of chain name (a wrk run, then its spans sent), added to totals."""
+            time.sleep(max(0.0, last_end[0] + TRACING_GAP_S - time.monotonic()))
+            ports, svc_pids = chains[name], pids[name]
+            coll_pid = collector[to[name]][1] if to[name] else 0
+            m0 = self.chain_metrics(ports)
+            c0 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0,
+                  meter.cpu()["db"])
+            r = wrk(f"http://127.0.0.1:{ports['order']}/create?count=0", TRACING_CONNS,
+                    self.seconds / 3, lua)
+            # the database's work ends with the load (an answer leaves after its write);
+            # read past it, its CPU would count the stack's own pings while spans are sent
+            db1 = meter.cpu()["db"]
+            require_whole(r, f"tracing {name}, round {rnd}")
+            drained(name)
+            c1 = (sum(cpu_ticks(p) for p in svc_pids), cpu_ticks(coll_pid) if coll_pid else 0, db1)
+            last_end[0] = time.monotonic()
+            m1 = self.chain_metrics(ports)
+            if m1["circuit_breaker_fallbacks_total"] > m0["circuit_breaker_fallbacks_total"] or \
+                    m1["circuit_breaker_rejects_total"] > m0["circuit_breaker_rejects_total"]:
+                fail(f"tracing {name}, round {rnd}: "
+                     f"{m1['circuit_breaker_fallbacks_total'] - m0['circuit_breaker_fallbacks_total']:.0f} "
+                     f"answers degraded, "
+                     f"{m1['circuit_breaker_rejects_total'] - m0['circuit_breaker_rejects_total']:.0f} "
+                     "calls rejected (the chain must answer whole)")
+            t = totals[name]
+            for k in TRACING_METRICS:
+                t[k] += m1[k] - m0[k]
+            t["requests"] += r["requests"]
+            for k, a, b in zip(("svc_ticks", "coll_ticks", "db_ticks"), c0, c1):
+                t[k] += b - a
+            runs[name].append(r)
+            say(f"bench-services tracing round {rnd} {name}: {r['rps']:.0f} req/s, "
+                f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, spans started "
+                f"{m1['otel_spans_started_total'] - m0['otel_spans_started_total']:.0f}, dropped "
+                f"{m1['otel_spans_dropped_total'] - m0['otel_spans_dropped_total']:.0f}; CPU ms a request: "
+                f"services {(c1[0] - c0[0]) * tick_ms / r['requests']:.3f}"
+                + (f", {to[name]} {(c1[1] - c0[1]) * tick_ms / r['requests']:.3f}" if coll_pid else ""))
+            return r
+
+        # off, then each other variant followed by off again: every load of a
+        # variant lies between two loads of off, and its cost is against their mean
+        others = [n for n in names if n != "off"]
+        costs = {n: [] for n in others}
+        before = load("off", 1)
+        for rnd in range(1, TRACING_ROUNDS + 1):
+            for name in others[rnd % len(others):] + others[:rnd % len(others)]:
+                r = load(name, rnd)
+                after = load("off", rnd)
+                costs[name].append(100.0 * (1.0 - 2.0 * r["rps"] / (before["rps"] + after["rps"])))
+                before = after
+        meter.quiet_since = time.monotonic()
+        sink_after = http("GET", f"http://127.0.0.1:{sink_port}/stats")[1].decode().split()
+        c = TRACING_CONNS
+        for name in names:
+            rs, t = runs[name], totals[name]
+            self.figure(f"tracing_{name}_rps_c{c}", statistics.median(r["rps"] for r in rs), "req/s")
+            self.figure(f"tracing_{name}_p50_ms_c{c}", statistics.median(r["p50"] for r in rs), "ms")
+            self.figure(f"tracing_{name}_p99_ms_c{c}", statistics.median(r["p99"] for r in rs), "ms")
+            if name != "off":
+                self.figure(f"tracing_{name}_cost_pct_c{c}", statistics.median(costs[name]), "%")
+            n = t["requests"]
+            self.figure(f"tracing_{name}_services_cpu_ms_per_request_c{c}", t["svc_ticks"] * tick_ms / n, "ms")
+            self.figure(f"tracing_{name}_db_cpu_ms_per_request_c{c}", t["db_ticks"] * tick_ms / n, "ms")
+            if not to[name]:
+                continue
+            self.figure(f"tracing_{name}_collector_cpu_ms_per_request_c{c}", t["coll_ticks"] * tick_ms / n, "ms")
+            for k, what in (("started", "otel_spans_started_total"), ("exported", "otel_spans_exported_total"),
+                            ("dropped", "otel_spans_dropped_total")):
+                self.figure(f"tracing_{name}_spans_{k}", int(t[what]), "spans")
+            self.figure(f"tracing_{name}_exports_failed", int(t["otel_exports_failed_total"]), "batches")
+            self.figure(f"tracing_{name}_spans_per_request", t["otel_spans_started_total"] / n, "spans")
+            if t["otel_spans_dropped_total"]:
+                say(f"bench-services tracing {name}: {t['otel_spans_dropped_total']:.0f} of "
+                    f"{t['otel_spans_started_total']:.0f} spans DROPPED "
+                    f"({100.0 * t['otel_spans_dropped_total'] / t['otel_spans_started_total']:.1f}%): "
+                    f"the {to[name]} did not keep up (or a batch failed)")
+            if ratio[name] >= 1.0 and t["otel_spans_started_total"] < test_tracing.CHAIN_SPANS * n:
+                fail(f"tracing {name}: {t['otel_spans_started_total']:.0f} spans for {n:.0f} requests, "
+                     f"fewer than {test_tracing.CHAIN_SPANS} a request: not every request was traced")
+        if "sink" in names:
+            posts = int(sink_after[1]) - int(sink_before[1])
+            body = int(sink_after[3]) - int(sink_before[3])
+            spans = totals["sink"]["otel_spans_exported_total"]
+            self.figure("tracing_sink_bytes_per_span", body / spans if spans else 0.0, "bytes")
+            self.figure("tracing_sink_spans_per_post", spans / posts if posts else 0.0, "spans")
+
     def case_shipment(self):
         url = self.url("shipment", "/create?count=0")
         for conns in (1, 4, 16):
@@ -688,6 +965,7 @@ class Bench:
             ("chain_beyond_db_ms_c1", ("chain_beyond_db_ms_c1",), lambda a: a, "<", 1.0),
             ("shipment_c16_vs_c1", ("shipment_rps_c16", "shipment_rps_c1"), lambda a, b: a / b, ">=", 0.9),
             ("open_circuit_vs_last_hop", ("open_circuit_ms", "last_hop_ms"), lambda a, b: a / b, "<=", 1.10),
+            ("tracing_cost_pct_c16", ("tracing_on_cost_pct_c16",), lambda a: a, "<=", 5.0),
         ]
         missed = 0
         # each goal whose figures this run measured (--only leaves some out)
@@ -719,7 +997,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 6)),
                     help="length of each measured load (default 6)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and data")
-    ap.add_argument("--only", choices=("chain", "capacity"), help="run only this case (and the RSS figures)")
+    ap.add_argument("--only", choices=("chain", "tracing", "capacity"), help="run only this case (and the RSS figures)")
     ap.add_argument("--capacity-p99", type=float, default=250.0, metavar="MS",
                     help="the p99 bound of the capacity (default 250 ms)")
     ap.add_argument("--build", type=Path, metavar="DIR",
@@ -734,14 +1012,17 @@ def main() -> int:
             ap.error(f"--build {args.build}: no bin/{', bin/'.join(missing)}")
     if not (BUILD / "bin" / "chaos").is_file():
         fail(f"{BUILD / 'bin' / 'chaos'} is missing (make {BUILD}/bin/chaos): the capacity's load")
+    if args.only in (None, "tracing") and not (BUILD / "rel" / "bench" / "otlp_sink").is_file():
+        fail(f"{BUILD / 'rel' / 'bench' / 'otlp_sink'} is missing (make {BUILD}/rel/bench/otlp_sink): "
+             "the tracing case's sink")
     if not 1 <= args.capacity_p99 <= 10000:
         ap.error("--capacity-p99 must be 1..10000 ms")
     if not shutil.which("wrk"):
         fail("wrk is not installed (scripts/setup.sh installs it)")
     b = Bench(args.seconds, args.keep, args.build)
     capacity = lambda: b.case_capacity(args.capacity_p99)
-    cases = {"chain": [b.case_chain], "capacity": [capacity]}.get(args.only, [
-        b.case_hello, b.case_chain, b.case_shipment, b.case_open_circuit, b.case_database, capacity])
+    cases = {"chain": [b.case_chain], "tracing": [b.case_tracing], "capacity": [capacity]}.get(args.only, [
+        b.case_hello, b.case_chain, b.case_tracing, b.case_shipment, b.case_open_circuit, b.case_database, capacity])
     try:
         b.start(hello=b.case_hello in cases)
         say(f"bench-services machine {os.cpu_count()} cores; {b.seconds:g} s per load; "

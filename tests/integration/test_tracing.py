@@ -275,3 +275,19 @@ def tracing_each_attempt_of_a_retried_or_hedged_call_is_a_client_span_of_its_own
     expect(sorted(c["tags"].get("app.hedge.copy") for c in clients) == [1, 2] and
            all(c["parent"] == hop["spanID"] for c in clients), f"two copies: {[c['tags'] for c in clients]}")
     chaos(ship, "DELETE")
+
+
+@test
+def tracing_a_value_with_quotes_backslashes_and_control_characters_arrives_as_sent(ctx):
+    # the exporter writes OTLP's JSON itself (otel.c, encode_span): a value that needs
+    # escaping must reach Jaeger whole, or the collector refuses the batch it is in
+    st = ctx.stack()
+    j = Jaeger(st)
+    name = 'ship "one" \\ two\x01\x1f\x7f é'
+    ship = st.service("shipment", env=j.env(INJECT_ERR="0", OTEL_SERVICE_NAME=name))
+    tid = os.urandom(16).hex()
+    r = http("POST", ship.url("/create"), SHIPMENT, headers={"traceparent": f"00-{tid}-00f067aa0ba902b7-01"})
+    expect(r.status == 200, f"shipment answered: {r}")
+    spans = j.trace(tid, 3)
+    expect({s["service"] for s in spans} == {name}, f"the service's name as sent: {[s['service'] for s in spans]!r}")
+    expect(metric_total(ship, "otel_spans_dropped_total") == 0, "nothing dropped")

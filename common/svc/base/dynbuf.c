@@ -77,6 +77,13 @@ char *dynbuf_take(dynbuf *d, size_t *len)
     return text;
 }
 
+void dynbuf_clear(dynbuf *d)
+{
+    d->len = 0;
+    if (d->buf)
+        d->buf[0] = '\0';
+}
+
 void dynbuf_free(dynbuf *d)
 {
     free(d->buf);

@@ -40,6 +40,10 @@ int dynbuf_printf(dynbuf *d, const char *fmt, ...) __attribute__((format(printf,
  * function can't fail. */
 char *dynbuf_take(dynbuf *d, size_t *len);
 
+/* Empties the text and keeps its memory for the next appends (a buffer
+ * filled again and again). This function can't fail. */
+void dynbuf_clear(dynbuf *d);
+
 /* Frees the text and leaves d empty with the same cap. */
 void dynbuf_free(dynbuf *d);
 

@@ -3,6 +3,7 @@
 
 #include <cJSON.h>
 #include <curl/curl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "dynbuf.h"
 #include "log.h"
+#include "strbuf.h"
 #include "timedwait.h"
 #include "trace.h"
 
@@ -123,6 +125,15 @@ static int64_t wall_ns(void)
 
 /* ---- spans ----------------------------------------------------------------- */
 
+/* Copies src into dst[size], cut to fit, NUL-terminated: what snprintf's
+ * "%s" does, without its cost on a request's path. */
+static void copy_cut(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static otel_span *span_new(const char *trace, const char *parent, const char *name, otel_kind kind)
 {
     otel_span *s = malloc(sizeof *s);
@@ -132,8 +143,8 @@ static otel_span *span_new(const char *trace, const char *parent, const char *na
     }
     memcpy(s->trace, trace, 33);
     trace_new_span_id(s->id);
-    snprintf(s->parent, sizeof s->parent, "%s", parent ? parent : "");
-    snprintf(s->name, sizeof s->name, "%s", name);
+    copy_cut(s->parent, sizeof s->parent, parent ? parent : "");
+    copy_cut(s->name, sizeof s->name, name);
     s->kind = kind;
     s->start_ns = wall_ns();
     s->end_ns = 0;
@@ -222,7 +233,7 @@ void otel_str(otel_span *s, const char *key, const char *value)
     otel_attr *a = s && value ? attr_slot(s, key) : NULL;
     if (a) {
         a->type = A_STR;
-        snprintf(a->s, sizeof a->s, "%s", value);
+        copy_cut(a->s, sizeof a->s, value);
     }
 }
 
@@ -279,7 +290,7 @@ void otel_fail(otel_span *s, const char *message)
     if (!s)
         return;
     s->status = 2;
-    snprintf(s->message, sizeof s->message, "%s", message ? message : "");
+    copy_cut(s->message, sizeof s->message, message ? message : "");
     otel_end(s);
 }
 
@@ -372,96 +383,187 @@ void otel_breaker_event(cb_breaker *b, const cb_event *ev, void *ctx)
 
 /* ---- OTLP JSON ----------------------------------------------------------------- */
 
-#define ADD_LIT(d, lit) dynbuf_add((d), (lit), sizeof(lit) - 1)
+/* A span's JSON at most: every attribute and event at its longest, each
+ * character of a value escaped as \u00XX (6 bytes), with room to spare. A
+ * span that would not fit (it cannot) is dropped, never sent cut. */
+#define SPAN_JSON_MAX (OTEL_MAX_ATTRS * (128 + 6 * OTEL_VALUE_MAX) + OTEL_MAX_EVENTS * 512 + \
+                       6 * (64 + OTEL_VALUE_MAX) + 1024)
 
-static void json_str(dynbuf *d, const char *s)
+/* Appends s as a JSON string: runs of plain characters in one copy. */
+static void json_str(strbuf *b, const char *s)
 {
-    ADD_LIT(d, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    sb_lit(b, "\"");
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s;; p++) {
+        if (*p && *p != '"' && *p != '\\' && *p >= 0x20)
+            continue;
+        sb_mem(b, run, (size_t)((const char *)p - run));
+        if (!*p)
+            break;
         if (*p == '"' || *p == '\\') {
             char esc[2] = { '\\', (char)*p };
-            dynbuf_add(d, esc, 2);
-        } else if (*p < 0x20) {
-            dynbuf_printf(d, "\\u%04x", *p);
+            sb_mem(b, esc, 2);
         } else {
-            dynbuf_add(d, p, 1);
+            static const char hex[] = "0123456789abcdef";
+            char esc[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
+            sb_mem(b, esc, 6);
         }
+        run = (const char *)p + 1;
     }
-    ADD_LIT(d, "\"");
+    sb_lit(b, "\"");
 }
 
-static void json_kv_str(dynbuf *d, const char *key, const char *value)
+/* Appends v in decimal, its sign too. */
+static void json_int(strbuf *b, int64_t v)
 {
-    dynbuf_printf(d, "{\"key\":\"%s\",\"value\":{\"stringValue\":", key);
-    json_str(d, value);
-    ADD_LIT(d, "}}");
+    if (v < 0) {
+        sb_lit(b, "-");
+        sb_uint(b, (unsigned long long)0 - (unsigned long long)v, 1);
+    } else {
+        sb_uint(b, (unsigned long long)v, 1);
+    }
 }
 
-static void encode_span(dynbuf *d, const otel_span *s)
+/* Appends v as "%.3f" does: directly for 0 <= v < 1e15, else through
+ * snprintf; 0 for NaN and the infinities, which JSON cannot say. */
+static void json_thousandths(strbuf *b, double v)
 {
-    dynbuf_printf(d, "{\"traceId\":\"%s\",\"spanId\":\"%s\"", s->trace, s->id);
-    if (s->parent[0])
-        dynbuf_printf(d, ",\"parentSpanId\":\"%s\"", s->parent);
-    ADD_LIT(d, ",\"name\":");
-    json_str(d, s->name);
-    dynbuf_printf(d, ",\"kind\":%d,\"startTimeUnixNano\":\"%lld\",\"endTimeUnixNano\":\"%lld\","
-                  "\"attributes\":[", (int)s->kind, (long long)s->start_ns, (long long)s->end_ns);
+    if (!isfinite(v)) {
+        sb_lit(b, "0");
+        return;
+    }
+    if (!(v >= 0 && v < 1e15)) {
+        char t[400];
+        snprintf(t, sizeof t, "%.3f", v);
+        sb_str(b, t, sizeof t);
+        return;
+    }
+    unsigned long long m = (unsigned long long)(v * 1000.0 + 0.5);
+    sb_uint(b, m / 1000, 1);
+    sb_lit(b, ".");
+    sb_uint(b, m % 1000, 3);
+}
+
+/* {"key":"<key>","value":{"stringValue":"<value>"}}; key is a literal of ours. */
+static void json_kv_str(strbuf *b, const char *key, const char *value)
+{
+    sb_lit(b, "{\"key\":\"");
+    sb_str(b, key, 64);
+    sb_lit(b, "\",\"value\":{\"stringValue\":");
+    json_str(b, value);
+    sb_lit(b, "}}");
+}
+
+/* Appends one span's JSON: no printf, so that encoding costs little next
+ * to recording (with printf it was most of the exporter's time). */
+static void encode_span(strbuf *b, const otel_span *s)
+{
+    sb_lit(b, "{\"traceId\":\"");
+    sb_str(b, s->trace, 32);
+    sb_lit(b, "\",\"spanId\":\"");
+    sb_str(b, s->id, 16);
+    sb_lit(b, "\"");
+    if (s->parent[0]) {
+        sb_lit(b, ",\"parentSpanId\":\"");
+        sb_str(b, s->parent, 16);
+        sb_lit(b, "\"");
+    }
+    sb_lit(b, ",\"name\":");
+    json_str(b, s->name);
+    sb_lit(b, ",\"kind\":");
+    sb_uint(b, (unsigned)s->kind, 1);
+    sb_lit(b, ",\"startTimeUnixNano\":\"");
+    json_int(b, s->start_ns);
+    sb_lit(b, "\",\"endTimeUnixNano\":\"");
+    json_int(b, s->end_ns);
+    sb_lit(b, "\",\"attributes\":[");
     for (int i = 0; i < s->nattrs; i++) {
         const otel_attr *a = &s->attrs[i];
         if (i)
-            ADD_LIT(d, ",");
-        if (a->type == A_STR)
-            json_kv_str(d, a->key, a->s);
-        else if (a->type == A_INT)
-            dynbuf_printf(d, "{\"key\":\"%s\",\"value\":{\"intValue\":\"%lld\"}}", a->key,
-                          (long long)a->i);
-        else
-            dynbuf_printf(d, "{\"key\":\"%s\",\"value\":{\"boolValue\":%s}}", a->key,
-                          a->i ? "true" : "false");
+            sb_lit(b, ",");
+        if (a->type == A_STR) {
+            json_kv_str(b, a->key, a->s);
+            continue;
+        }
+        sb_lit(b, "{\"key\":\"");
+        sb_str(b, a->key, 64);
+        if (a->type == A_INT) {
+            sb_lit(b, "\",\"value\":{\"intValue\":\"");
+            json_int(b, a->i);
+            sb_lit(b, "\"}}");
+        } else if (a->i) {
+            sb_lit(b, "\",\"value\":{\"boolValue\":true}}");
+        } else {
+            sb_lit(b, "\",\"value\":{\"boolValue\":false}}");
+        }
     }
-    ADD_LIT(d, "],\"events\":[");
+    sb_lit(b, "],\"events\":[");
     int n = atomic_load(&s->nevents);
     if (n > OTEL_MAX_EVENTS)
         n = OTEL_MAX_EVENTS;
     for (int i = 0; i < n; i++) {
         const otel_event *e = &s->events[i];
-        dynbuf_printf(d, "%s{\"timeUnixNano\":\"%lld\",\"name\":\"%s\",\"attributes\":[",
-                      i ? "," : "", (long long)e->time_ns, e->name);
-        json_kv_str(d, "breaker.state", e->state);
-        if (e->latency_ms >= 0)
-            dynbuf_printf(d, ",{\"key\":\"breaker.latency_ms\",\"value\":{\"doubleValue\":%.3f}}",
-                          e->latency_ms);
-        if (e->error) {
-            ADD_LIT(d, ",");
-            json_kv_str(d, "error.type", e->error);
+        sb_str(b, i ? ",{\"timeUnixNano\":\"" : "{\"timeUnixNano\":\"", 32);
+        json_int(b, e->time_ns);
+        sb_lit(b, "\",\"name\":\"");
+        sb_str(b, e->name, 32);
+        sb_lit(b, "\",\"attributes\":[");
+        json_kv_str(b, "breaker.state", e->state);
+        if (e->latency_ms >= 0) {
+            sb_lit(b, ",{\"key\":\"breaker.latency_ms\",\"value\":{\"doubleValue\":");
+            json_thousandths(b, e->latency_ms);
+            sb_lit(b, "}}");
         }
-        ADD_LIT(d, "]}");
+        if (e->error) {
+            sb_lit(b, ",");
+            json_kv_str(b, "error.type", e->error);
+        }
+        sb_lit(b, "]}");
     }
-    ADD_LIT(d, "]");
+    sb_lit(b, "]");
     if (s->status) {
-        ADD_LIT(d, ",\"status\":{\"code\":2,\"message\":");
-        json_str(d, s->message);
-        ADD_LIT(d, "}");
+        sb_lit(b, ",\"status\":{\"code\":2,\"message\":");
+        json_str(b, s->message);
+        sb_lit(b, "}");
     }
-    ADD_LIT(d, "}");
+    sb_lit(b, "}");
 }
 
-/* The body of one POST: every span of the list from head, n of them. */
-static void encode_batch(dynbuf *d, const otel_span *head)
+/* The body of one POST in d (emptied first): every span of the list from
+ * head, each encoded in span (SPAN_JSON_MAX bytes). Returns the spans
+ * encoded; a span that did not fit is left out and counted in *lost. On
+ * -1 (d's cap or memory) nothing is to be sent. */
+static int encode_batch(dynbuf *d, char *span, const otel_span *head, int *lost)
 {
-    ADD_LIT(d, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-    json_kv_str(d, "service.name", ex.c.service);
+    char head_buf[512];
+    strbuf b;
+    sb_init(&b, head_buf, sizeof head_buf);
+    sb_lit(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    json_kv_str(&b, "service.name", ex.c.service);
     if (ex.c.instance) {
-        ADD_LIT(d, ",");
-        json_kv_str(d, "service.instance.id", ex.c.instance);
+        sb_lit(&b, ",");
+        json_kv_str(&b, "service.instance.id", ex.c.instance);
     }
-    ADD_LIT(d, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"resilience-suite\"},\"spans\":[");
-    for (const otel_span *s = head; s; s = s->next) {
-        encode_span(d, s);
-        if (s->next)
-            ADD_LIT(d, ",");
+    sb_lit(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"resilience-suite\"},\"spans\":[");
+    dynbuf_clear(d);
+    int rc = sb_full(&b) ? -1 : dynbuf_add(d, head_buf, sb_len(&b));
+    int n = 0;
+    *lost = 0;
+    for (const otel_span *s = head; s && !rc; s = s->next) {
+        sb_init(&b, span, SPAN_JSON_MAX);
+        if (n)
+            sb_lit(&b, ",");
+        encode_span(&b, s);
+        if (sb_full(&b)) {
+            ++*lost;
+            continue;
+        }
+        rc = dynbuf_add(d, span, sb_len(&b));
+        n++;
     }
-    ADD_LIT(d, "]}]}]}");
+    if (!rc)
+        rc = dynbuf_add(d, "]}]}]}", 6);
+    return rc ? -1 : n;
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *user)
@@ -471,36 +573,48 @@ static size_t discard(char *p, size_t size, size_t n, void *user)
     return size * n;
 }
 
-/* POSTs the spans from head (n of them) and frees them. */
-static void export_batch(CURL *k, otel_span *head, int n)
+static void free_spans(otel_span *head)
 {
-    dynbuf d;
-    dynbuf_init(&d, (size_t)64 << 20);
-    encode_batch(&d, head);
-    long status = 0;
-    CURLcode rc = CURLE_OUT_OF_MEMORY;
-    if (dynbuf_text(&d)) {
-        curl_easy_setopt(k, CURLOPT_POSTFIELDS, dynbuf_text(&d));
-        curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE, (long)dynbuf_len(&d));
-        rc = curl_easy_perform(k);
-        curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
-    }
-    if (rc == CURLE_OK && status >= 200 && status < 300) {
-        atomic_fetch_add(&ex.exported, (uint64_t)n);
-    } else {
-        atomic_fetch_add(&ex.failed, 1);
-        atomic_fetch_add(&ex.dropped, (uint64_t)n);
-        if (atomic_load(&ex.failed) == 1)   /* said once: a collector that is gone stays gone */
-            log_message(true, "spans could not be sent to %s (%s); they are dropped and counted "
-                        "(otel_spans_dropped_total)", ex.c.url,
-                        rc != CURLE_OK ? curl_easy_strerror(rc) : "refused by the collector");
-    }
-    dynbuf_free(&d);
     while (head) {
         otel_span *next = head->next;
         free(head);
         head = next;
     }
+}
+
+/* POSTs the spans from head (n of them) and frees them; d and span are the
+ * exporter's buffers, kept from one batch to the next. */
+static void export_batch(CURL *k, dynbuf *d, char *span, otel_span *head, int n)
+{
+    int lost = 0;
+    int sent = encode_batch(d, span, head, &lost);
+    free_spans(head);
+    long status = 0;
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
+    if (sent > 0) {
+        curl_easy_setopt(k, CURLOPT_POSTFIELDS, dynbuf_text(d));
+        curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE, (long)dynbuf_len(d));
+        rc = curl_easy_perform(k);
+        curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
+    }
+    if (lost)
+        atomic_fetch_add(&ex.dropped, (uint64_t)lost);
+    if (sent == 0)
+        return;
+    if (sent > 0 && rc == CURLE_OK && status >= 200 && status < 300) {
+        atomic_fetch_add(&ex.exported, (uint64_t)sent);
+    } else {
+        atomic_fetch_add(&ex.failed, 1);
+        atomic_fetch_add(&ex.dropped, (uint64_t)(sent > 0 ? sent : n - lost));
+        if (atomic_load(&ex.failed) == 1)   /* said once: a collector that is gone stays gone */
+            log_message(true, "spans could not be sent to %s (%s); they are dropped and counted "
+                        "(otel_spans_dropped_total)", ex.c.url,
+                        sent < 0 ? "the batch is too big to encode (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"
+                        : rc != CURLE_OK ? curl_easy_strerror(rc) : "refused by the collector");
+    }
+    /* a batch far above the usual keeps no more than 4 MB held between sends */
+    if (d->alloc > ((size_t)4 << 20))
+        dynbuf_free(d);
 }
 
 /* Takes up to batch_size spans off the queue; *n gets how many. */
@@ -528,6 +642,13 @@ static void *exporter(void *arg)
     (void)arg;
     CURL *k = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    dynbuf body;                      /* a batch's JSON, its memory kept between batches */
+    dynbuf_init(&body, (size_t)64 << 20);
+    char *span = malloc(SPAN_JSON_MAX);
+    if (k && !span) {
+        curl_easy_cleanup(k);
+        k = NULL;
+    }
     if (k) {
         curl_easy_setopt(k, CURLOPT_URL, ex.c.url);
         curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
@@ -547,21 +668,19 @@ static void *exporter(void *arg)
         if (!batch)
             continue;
         pthread_mutex_unlock(&ex.lock);
-        if (k)
-            export_batch(k, batch, n);
-        else {
+        if (k) {
+            export_batch(k, &body, span, batch, n);
+        } else {
             atomic_fetch_add(&ex.dropped, (uint64_t)n);
-            while (batch) {
-                otel_span *next = batch->next;
-                free(batch);
-                batch = next;
-            }
+            free_spans(batch);
         }
         pthread_mutex_lock(&ex.lock);
     }
     pthread_mutex_unlock(&ex.lock);
     curl_easy_cleanup(k);
     curl_slist_free_all(h);
+    dynbuf_free(&body);
+    free(span);
     return NULL;
 }
 
