@@ -87,12 +87,12 @@ test-integration-tsan: services-tsan $(BUILD)/bin/dbtool
 
 # The services under keep-alive load (wrk), side by side with a bare civetweb
 # server and with the database alone, and with tracing on and off: tests/bench/bench_services.py.
-$(BUILD)/rel/bench/civetweb_hello: tests/bench/civetweb_hello.c
+$(BUILD)/rel/bench/civetweb_hello: tests/bench/civetweb_hello.c tests/bench/bench_server.h
 	@mkdir -p $(@D)
 	@$(CC) $(CFLAGS_BASE) -O2 -g $< -o $@ -lcivetweb -pthread
 
 # the tracing case's collector that throws spans away
-$(BUILD)/rel/bench/otlp_sink: tests/bench/otlp_sink.c
+$(BUILD)/rel/bench/otlp_sink: tests/bench/otlp_sink.c tests/bench/bench_server.h
 	@mkdir -p $(@D)
 	@$(CC) $(CFLAGS_BASE) -O2 -g $< -o $@ -lcivetweb -pthread
 

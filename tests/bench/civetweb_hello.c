@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "bench_server.h"
+
 static int hello(struct mg_connection *conn, void *data)
 {
     (void)data;
@@ -28,22 +30,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT\n", argv[0]);
         return 2;
     }
-    const char *options[] = { "listening_ports", argv[1], "num_threads", "32",
-                              "enable_keep_alive", "yes", "tcp_nodelay", "1", NULL };
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    struct mg_callbacks callbacks = { 0 };
-    struct mg_context *ctx = mg_start(&callbacks, NULL, options);
-    if (!ctx) {
-        fprintf(stderr, "civetweb_hello: cannot listen on %s\n", argv[1]);
-        return 1;
-    }
-    mg_set_request_handler(ctx, "/$", hello, NULL);
-    int sig;
-    sigwait(&set, &sig);
-    mg_stop(ctx);
-    return 0;
+    static const bench_route routes[] = { { "/$", hello } };
+    return bench_serve("civetweb_hello", argv[1], "32", routes, sizeof routes / sizeof routes[0]);
 }

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_server.h"
+
 static atomic_ullong posts, bytes;
 
 static int take(struct mg_connection *conn, void *data)
@@ -57,23 +59,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT\n", argv[0]);
         return 2;
     }
-    const char *options[] = { "listening_ports", argv[1], "num_threads", "8",
-                              "enable_keep_alive", "yes", "tcp_nodelay", "1", NULL };
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    struct mg_callbacks callbacks = { 0 };
-    struct mg_context *ctx = mg_start(&callbacks, NULL, options);
-    if (!ctx) {
-        fprintf(stderr, "otlp_sink: cannot listen on %s\n", argv[1]);
-        return 1;
-    }
-    mg_set_request_handler(ctx, "/v1/traces$", take, NULL);
-    mg_set_request_handler(ctx, "/stats$", stats, NULL);
-    int sig;
-    sigwait(&set, &sig);
-    mg_stop(ctx);
-    return 0;
+    static const bench_route routes[] = { { "/v1/traces$", take }, { "/stats$", stats } };
+    return bench_serve("otlp_sink", argv[1], "8", routes, sizeof routes / sizeof routes[0]);
 }

@@ -63,19 +63,27 @@ static inline void sb_uint(strbuf *b, unsigned long long v, int width)
     sb_mem(b, d + sizeof d - n, n);
 }
 
-/* Appends v as "%.1f" does: directly for 0 <= v < 1e15, else through snprintf. */
-static inline void sb_tenths(strbuf *b, double v)
+/* Appends v as "%.<digits>f" does (digits 1..3): directly for 0 <= v < 1e15,
+ * else through snprintf. */
+static inline void sb_decimals(strbuf *b, double v, int digits)
 {
     if (!(v >= 0 && v < 1e15)) {
         char t[400];
-        snprintf(t, sizeof t, "%.1f", v);
+        snprintf(t, sizeof t, "%.*f", digits, v);
         sb_str(b, t, sizeof t);
         return;
     }
-    unsigned long long tenths = (unsigned long long)(v * 10.0 + 0.5);
-    sb_uint(b, tenths / 10, 1);
+    unsigned long long scale = digits >= 3 ? 1000 : digits == 2 ? 100 : 10;
+    unsigned long long m = (unsigned long long)(v * (double)scale + 0.5);
+    sb_uint(b, m / scale, 1);
     sb_str(b, ".", 1);
-    sb_uint(b, tenths % 10, 1);
+    sb_uint(b, m % scale, digits >= 3 ? 3 : digits == 2 ? 2 : 1);
+}
+
+/* Appends v as "%.1f" does. */
+static inline void sb_tenths(strbuf *b, double v)
+{
+    sb_decimals(b, v, 1);
 }
 
 /* The length of b's text. */

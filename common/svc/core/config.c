@@ -10,6 +10,7 @@
  * tables from the same rows (tests/tools/settings_doc.c), and `make
  * test-docs` fails when they differ. */
 #include "config.h"
+#include "otel.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -298,11 +299,12 @@ static const svc_word log_formats[] = { { "human", 0 }, { "json", 1 }, { NULL, 0
 static const svc_word log_levels[] = { { "transitions", 0 }, { "requests", 1 },
                                        { "events", 2 }, { NULL, 0 } };
 static const svc_word on_off[] = { { "on", 1 }, { "off", 0 }, { NULL, 0 } };
-/* OTEL_TRACES_SAMPLER: OpenTelemetry's names, the OTEL_* values of otel.h's order */
+/* OTEL_TRACES_SAMPLER: OpenTelemetry's names for otel.h's samplers */
 static const svc_word samplers[] = {
-    { "always_on", 0 }, { "always_off", 1 }, { "traceidratio", 2 },
-    { "parentbased_always_on", 3 }, { "parentbased_always_off", 4 },
-    { "parentbased_traceidratio", 5 }, { NULL, 0 } };
+    { "always_on", OTEL_ALWAYS_ON }, { "always_off", OTEL_ALWAYS_OFF },
+    { "traceidratio", OTEL_RATIO }, { "parentbased_always_on", OTEL_PARENT_ALWAYS_ON },
+    { "parentbased_always_off", OTEL_PARENT_ALWAYS_OFF },
+    { "parentbased_traceidratio", OTEL_PARENT_RATIO }, { NULL, 0 } };
 
 #define FIELD(f) .offset = offsetof(svc_config, f), .size = sizeof(((svc_config *)0)->f)
 #define INTEGER(l, h) .kind = SETTING_INTEGER, .lo = (l), .hi = (h)

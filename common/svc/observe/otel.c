@@ -424,24 +424,13 @@ static void json_int(strbuf *b, int64_t v)
     }
 }
 
-/* Appends v as "%.3f" does: directly for 0 <= v < 1e15, else through
- * snprintf; 0 for NaN and the infinities, which JSON cannot say. */
+/* Appends v as "%.3f" does; 0 for NaN and the infinities, which JSON cannot say. */
 static void json_thousandths(strbuf *b, double v)
 {
-    if (!isfinite(v)) {
+    if (isfinite(v))
+        sb_decimals(b, v, 3);
+    else
         sb_lit(b, "0");
-        return;
-    }
-    if (!(v >= 0 && v < 1e15)) {
-        char t[400];
-        snprintf(t, sizeof t, "%.3f", v);
-        sb_str(b, t, sizeof t);
-        return;
-    }
-    unsigned long long m = (unsigned long long)(v * 1000.0 + 0.5);
-    sb_uint(b, m / 1000, 1);
-    sb_lit(b, ".");
-    sb_uint(b, m % 1000, 3);
 }
 
 /* {"key":"<key>","value":{"stringValue":"<value>"}}; key is a literal of ours. */
