@@ -365,7 +365,8 @@ static bool copy_start(hcall *c)
     return true;
 }
 
-/* Waits on c->cv until the monotonic clock passes ns from now (c->mu held). */
+/* Waits on c->cv (made on CLOCK_MONOTONIC) until that clock passes ns from
+ * now, or a copy signals (c->mu held). */
 static void wait_for(hcall *c, int64_t ns)
 {
     struct timespec ts;
@@ -398,12 +399,13 @@ static bool hedge_due(hcall *c, bool *budget_refused)
     return ev.kind == CB_HEV_HEDGE;
 }
 
-/* The coordinator: starts copies as they fall due until one wins or every
+/* The coordinator: starts copies as they fall due (the first delay counted
+ * from first_ns, when the first copy was started) until one wins or every
  * started copy has failed, then joins them all. c->started >= 1. */
-static void coordinate(hcall *c, int max, bool *budget_refused)
+static void coordinate(hcall *c, int max, bool *budget_refused, int64_t first_ns)
 {
     cb_hedge *h = c->h;
-    int64_t next = now_ns(h) + c->delay_ns;
+    int64_t next = first_ns + c->delay_ns;
     bool more = c->started < max;
     pthread_mutex_lock(&c->mu);
     while (c->winner < 0 && c->done < c->started) {
@@ -454,12 +456,20 @@ int cb_hedge_fire(cb_hedge *h, cb_breaker *b, cb_result *res, cb_hedge_call *cal
     hcall c = { .h = h, .b = b, .call = call, .winner = -1, .last = 0 };
     c.delay_ns = max > 1 ? cb_hedge_delay_ns(h) : 0;
     pthread_mutex_init(&c.mu, NULL);
-    pthread_cond_init(&c.cv, NULL);
+    /* wait_for() reads CLOCK_MONOTONIC: the condition variable must wait on
+     * it too (on the default, CLOCK_REALTIME, every wait would return at once
+     * and the coordinator would spin through the delay) */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int64_t first_ns = now_ns(h);
     pthread_mutex_lock(&c.mu);
     bool threaded = max > 1 && copy_start(&c);
     pthread_mutex_unlock(&c.mu);
     if (threaded) {
-        coordinate(&c, max, &call->budget_refused);
+        coordinate(&c, max, &call->budget_refused, first_ns);
     } else {
         /* no hedging, or no thread: the one copy runs here */
         atomic_store(&call->cancel[0], 0);

@@ -1,6 +1,6 @@
 /* test_hedge.c -- the hedging policy of cb_hedge.h (cmocka): options, first
  * success wins and the loser sees its cancel flag, no hedge before the delay
- * (manual clock), max copies, the budget against a table computed by hand,
+ * (manual clock) and no CPU spent waiting for it, max copies, the budget against a table computed by hand,
  * all copies failing returns the last failure, the percentile delay, and
  * threads sharing one policy.
  *
@@ -16,9 +16,11 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cb.h"
 #include "cb_hedge.h"
@@ -31,8 +33,10 @@ typedef struct copy {
     behaviour does;
     int rc;                  /* FAIL: the action's return */
     _Atomic int *cancel;     /* its flag (cb_hedge_call.cancel[i]) */
-    _Atomic int *wait_for;   /* FAIL: returns only once this is non-zero (NULL: at once) */
-    _Atomic int *set_when_done; /* set to 1 when the action returns (NULL: none) */
+    struct copy *after;      /* FAIL: returns only once this copy's thread has ended,
+                                its outcome recorded (NULL: at once) */
+    struct copy *started;    /* FAIL: returns only once this copy has run (NULL: at once) */
+    _Atomic int tid;         /* the thread it ran on */
     _Atomic int ran;
     _Atomic int saw_cancel;
 } copy;
@@ -58,16 +62,35 @@ static bool wait_flag(_Atomic int *flag)
     return false;
 }
 
+/* Polls until copy c has run and its thread has ended, for at most 5 s: the
+ * policy records a copy's outcome on its thread after the action returns, so
+ * only the thread's end (its task gone from /proc/self/task) says it is
+ * recorded. */
+static void wait_thread_end(copy *c)
+{
+    char path[64];
+    for (int i = 0; i < 5000; i++) {
+        int tid = atomic_load(&c->tid);
+        snprintf(path, sizeof path, "/proc/self/task/%d", tid);
+        if (tid && access(path, F_OK) != 0)
+            return;
+        tick();
+    }
+}
+
 /* The action: does what its copy record says. */
 static int copy_action(const cb_call *call, void **result)
 {
     copy *c = call->arg;
     *result = c;
+    atomic_store(&c->tid, (int)gettid());
     atomic_store(&c->ran, 1);
     int rc = 0;
     if (c->does == FAIL) {
-        if (c->wait_for)
-            wait_flag(c->wait_for);
+        if (c->started)
+            wait_flag(&c->started->ran);
+        if (c->after)
+            wait_thread_end(c->after);
         rc = c->rc;
     } else if (c->does == BLOCK) {
         for (int i = 0; i < 5000 && !atomic_load(c->cancel) && !atomic_load(&release); i++)
@@ -75,8 +98,6 @@ static int copy_action(const cb_call *call, void **result)
         if (atomic_load(c->cancel))
             atomic_store(&c->saw_cancel, 1);
     }
-    if (c->set_when_done)
-        atomic_store(c->set_when_done, 1);
     return rc;
 }
 
@@ -302,6 +323,36 @@ static void no_hedge_starts_before_the_delay_has_passed_on_the_clock(void **stat
     fixture_free(f);
 }
 
+/* The thread waiting for a hedge's delay sleeps: over 300 ms of real time
+ * with a 50 ms delay never reached on the clock, the firing thread uses
+ * under 30 ms of CPU (a wait on the wrong clock returns at once and spins). */
+static void waiting_for_the_delay_costs_no_cpu(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new();
+    f->ho.delay_ms = 50;
+    fixture_start(f);
+    f->copies[0].does = BLOCK;
+    firing x = { .f = f, .call = call_of(f, 2) };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fire_thread, &x), 0);
+    assert_true(wait_flag(&f->copies[0].ran));
+    clockid_t cpu;
+    assert_int_equal(pthread_getcpuclockid(t, &cpu), 0);
+    struct timespec a, b;
+    assert_int_equal(clock_gettime(cpu, &a), 0);
+    for (int i = 0; i < 300; i++)
+        tick();
+    assert_int_equal(clock_gettime(cpu, &b), 0);
+    int64_t used_ns = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    assert_int_equal(atomic_load(&f->copies[1].ran), 0);
+    atomic_store(&release, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(x.rc, CB_OK);
+    assert_true(used_ns < 30 * MS);
+    fixture_free(f);
+}
+
 /* ---- max copies ------------------------------------------------------------------------ */
 
 static void at_most_max_copies_start(void **state)
@@ -383,11 +434,9 @@ static void when_every_copy_fails_the_last_failure_is_returned(void **state)
     (void)state;
     fixture *f = fixture_new();
     fixture_start(f);
-    _Atomic int second_done = 0;
-    /* copy 1 fails only after copy 2 has failed: copy 1's failure is the last */
-    f->copies[0] = (copy){ .does = FAIL, .rc = 7, .cancel = &f->cancel[0], .wait_for = &second_done };
-    f->copies[1] = (copy){ .does = FAIL, .rc = 5, .cancel = &f->cancel[1],
-                           .set_when_done = &second_done };
+    /* copy 1 fails only after copy 2's failure is recorded: copy 1's is the last */
+    f->copies[0] = (copy){ .does = FAIL, .rc = 7, .cancel = &f->cancel[0], .after = &f->copies[1] };
+    f->copies[1] = (copy){ .does = FAIL, .rc = 5, .cancel = &f->cancel[1] };
     cb_hedge_call call = call_of(f, 2);
     cb_result res;
     assert_int_equal(cb_hedge_fire(f->h, f->b, &res, &call), CB_EFAILED);
@@ -395,11 +444,11 @@ static void when_every_copy_fails_the_last_failure_is_returned(void **state)
     assert_int_equal(call.winner, 0);
     assert_int_equal(call.copies, 2);
     assert_int_equal(call.cancelled, 0);
-    /* and the other way round */
-    _Atomic int first_done = 0;
-    f->copies[0] = (copy){ .does = FAIL, .rc = 7, .cancel = &f->cancel[0],
-                           .set_when_done = &first_done };
-    f->copies[1] = (copy){ .does = FAIL, .rc = 5, .cancel = &f->cancel[1], .wait_for = &first_done };
+    /* and the other way round; copy 1 fails only after copy 0 has, and copy 0
+     * only once copy 1 has started (a copy that failed before the hedge was
+     * due would end the call with no hedge) */
+    f->copies[0] = (copy){ .does = FAIL, .rc = 7, .cancel = &f->cancel[0], .started = &f->copies[1] };
+    f->copies[1] = (copy){ .does = FAIL, .rc = 5, .cancel = &f->cancel[1], .after = &f->copies[0] };
     assert_int_equal(cb_hedge_fire(f->h, f->b, &res, &call), CB_EFAILED);
     assert_int_equal(res.action_rc, 5);
     assert_int_equal(call.winner, 1);
@@ -520,6 +569,7 @@ int main(void)
         cmocka_unit_test(first_success_wins_and_the_loser_sees_its_cancel_flag),
         cmocka_unit_test(a_fast_first_copy_sends_no_hedge),
         cmocka_unit_test(no_hedge_starts_before_the_delay_has_passed_on_the_clock),
+        cmocka_unit_test(waiting_for_the_delay_costs_no_cpu),
         cmocka_unit_test(at_most_max_copies_start),
         cmocka_unit_test(the_budget_follows_the_table),
         cmocka_unit_test(when_every_copy_fails_the_last_failure_is_returned),
