@@ -599,7 +599,7 @@ def poison_spread(doc, keys=100000, per_object=200):
 def expect_refused(svc, name, body, status, words, failures, limit=None):
     """Sends body to svc; appends to failures unless the answer is status with an error
     containing every one of words (and, given limit, "limit" and "value" naming it and its
-    default). Returns the seconds the answer took."""
+    default) and the request's trace id in "trace". Returns the seconds the answer took."""
     got, answer, took = post_raw(svc.port, body)
     err = (answer or {}).get("error", "")
     where = name
@@ -607,6 +607,8 @@ def expect_refused(svc, name, body, status, words, failures, limit=None):
         failures.append(f"{where} answered {got} {answer} (wanted {status} naming {words})")
     elif limit and (answer.get("limit") != limit or answer.get("value") != SHAPE_LIMITS[limit]):
         failures.append(f"{where}: the answer does not name {limit}={SHAPE_LIMITS[limit]}: {answer}")
+    elif not re.fullmatch(r"[0-9a-f]{32}", str(answer.get("trace"))):
+        failures.append(f"{where}: the refusal names no trace: {answer}")
     return took
 
 

@@ -131,10 +131,10 @@ def tracing_a_write_that_fails_is_a_failed_database_span_and_the_request_says_no
     j = Jaeger(st)
     ship = st.service("shipment", env=j.env(ADMIN_TOKEN=TOKEN))
     expect(chaos(ship, "PUT", {"database": {"fraction": 1}}).status == 200, "the database fault")
-    tid = uuid.uuid4().hex   # the 503 names no trace: the caller's traceparent does
+    tid = uuid.uuid4().hex
     r = http("POST", ship.url("/create"), SHIPMENT,
              headers={"traceparent": f"00-{tid}-{uuid.uuid4().hex[:16]}-01"})
-    expect(r.status == 503, f"nothing stored: {r}")
+    expect(r.status == 503 and r.json().get("trace") == tid, f"nothing stored, the trace named: {r}")
     spans = j.trace(tid, 3)
     srv = one(spans, "shipment", "POST /create")
     expect(srv["tags"]["app.outcome"] == "not stored" and srv["tags"]["http.response.status_code"] == 503
@@ -146,6 +146,42 @@ def tracing_a_write_that_fails_is_a_failed_database_span_and_the_request_says_no
     expect(ins["tags"]["error.type"] == "fault" and ins["tags"].get("error") is True,
            f"the write's span failed by the fault: {ins['tags']}")
     chaos(ship, "DELETE")
+
+
+@test
+def tracing_a_request_turned_away_is_a_span_and_every_error_answer_names_its_trace(ctx):
+    # shed: payment admits one /create at a time while shipment takes 300 ms
+    st = ctx.stack()
+    j = Jaeger(st)
+    ship = st.service("shipment", env={"ADMIN_TOKEN": TOKEN})
+    pay = st.service("payment", chain=ship, env=j.env(
+        SHED="on", SHED_MAX_LIMIT="1", SHED_INITIAL_LIMIT="1", SHED_MIN_LIMIT="1"))
+    expect(chaos(ship, "PUT", {"latency": {"ms": 300}}).status == 200, "shipment waits 300 ms")
+    answers = []
+    threads = [threading.Thread(target=lambda i=i: answers.append(
+        http("POST", pay.url("/create"), dict(PAYMENT, id=f"shed-{i}"), timeout=10)), daemon=True)
+        for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    chaos(ship, "DELETE")
+    shed = [r for r in answers if r.status == 503]
+    expect(len(answers) == 4 and len(shed) >= 1 and any(r.status == 200 for r in answers),
+           f"one admitted, the others shed: {[r.status for r in answers]}")
+    for r in shed:
+        tid = r.json().get("trace")
+        expect(tid and r.headers.get("x-request-id") == tid and "load shedding" in r.json()["error"],
+               f"a shed answer names its trace: {r} {r.headers}")
+        srv = one(j.trace(tid, 1), "payment", "POST /create")
+        expect(srv["parent"] is None and srv["tags"]["app.refused"] == "shed" and
+               srv["tags"]["http.response.status_code"] == 503 and srv["tags"].get("error") is True,
+               f"the refused request's span: {srv['tags']}")
+    expect(metric_total(pay, "otel_spans_dropped_total") == 0, "nothing dropped")
+    # a refused body: the 400 names the trace its X-Request-Id header carries
+    r = http("POST", pay.url("/create"), {"id": 1})
+    expect(r.status == 400 and r.json().get("trace") and r.json()["trace"] == r.headers.get("x-request-id"),
+           f"a 400 names its trace: {r} {r.headers}")
 
 
 @test

@@ -172,17 +172,10 @@ static int send_refusal(struct mg_connection *conn, const char *service,
     cJSON_AddStringToObject(o, "service", service);
     cJSON_AddStringToObject(o, "limit", why->limit);
     cJSON_AddNumberToObject(o, "value", why->value);
+    http_add_trace(o);
     int status = http_send_json(conn, why->status, o, false);
     cJSON_Delete(o);
     return status;
-}
-
-/* Adds "trace" (the request's trace id) to o, when there is one. */
-static void add_trace(cJSON *o)
-{
-    const trace_ctx *t = trace_current();
-    if (t)
-        cJSON_AddStringToObject(o, "trace", t->id);
 }
 
 /* Builds the answer's common fields. */
@@ -196,7 +189,7 @@ static cJSON *answer_new(const create_req *r, const char *status)
     cJSON_AddStringToObject(o, "status", status);
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    add_trace(o);
+    http_add_trace(o);
     return o;
 }
 
@@ -267,7 +260,7 @@ static int send_error_object(create_req *r, int status, cJSON *o)
 {
     if (!o)
         return http_send_error(r->conn, 500, r->rt->cfg.id, true, "out of memory");
-    add_trace(o);
+    http_add_trace(o);
     int sent = http_send_json(r->conn, status, o, false);
     cJSON_Delete(o);
     return sent;
@@ -428,7 +421,7 @@ static char *error_text(create_req *r, int status, const char *msg)
     if (!o)
         return NULL;
     cJSON_AddStringToObject(o, "document", r->doc_id);
-    add_trace(o);
+    http_add_trace(o);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
@@ -517,7 +510,7 @@ static int answer_degraded(create_req *r, hop_call *hop, int rc, cb_result *res)
                               cJSON_CreateString(cb_state_name(cb_get_state(r->rt->breaker))));
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    add_trace(o);
+    http_add_trace(o);
     hop_retry_put(o, hop);
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
     char reason[32];
@@ -537,7 +530,7 @@ static int answer_spent(create_req *r, hop_call *hop)
         "the caller's deadline left no time to call the next service; this is the fallback"));
     if (r->doc_id[0])
         cJSON_AddStringToObject(o, "document", r->doc_id);
-    add_trace(o);
+    http_add_trace(o);
     return answer_send(r, o, "degraded", "deadline");
 }
 
@@ -1230,6 +1223,27 @@ static bool request_is_create(const struct mg_request_info *ri)
     return ri->local_uri && !strcmp(ri->request_method, "POST") && !strcmp(ri->local_uri, "/create");
 }
 
+/* Refuses a well-formed request before its handler, 503 with Retry-After
+ * (reason: "busy" or "shed", its route on /metrics). It is traced as its
+ * handler would have traced it: the answer names its trace, and a refused
+ * POST /create is a server span of its own with app.refused = reason, so
+ * that a trace of the overload lessons shows what was turned away. */
+static int request_refuse(struct mg_connection *conn, svc_runtime *rt, const char *reason,
+                          const char *why, double t0)
+{
+    trace_begin(conn, false);
+    if (request_is_create(mg_get_request_info(conn))) {
+        request_span_begin(conn, rt, "/create");
+        otel_str(otel_request_span(), "app.refused", reason);
+    }
+    http_retry_after(1);
+    http_send_error(conn, 503, rt->cfg.id, true, "%s", why);
+    otel_request_end(503);
+    request_done(conn, reason, 503, t0);
+    trace_end();
+    return 503;
+}
+
 /* Set by request_admit_in_place() for this thread's next request_begin(). */
 static __thread bool request_in_place;
 
@@ -1293,19 +1307,14 @@ int request_begin(struct mg_connection *conn)
     request_in_place = false;
     if (busy > rt->cfg.threads - rt->cfg.reserved_workers && !request_is_health_check(ri) &&
         !in_place) {
-        http_retry_after(1);
-        http_send_error(conn, 503, rt->cfg.id, true,
-                        "%s is busy: all but the %d workers kept for /health and /metrics are serving; "
-                        "try again", rt->cfg.id, rt->cfg.reserved_workers);
-        request_done(conn, "busy", 503, t0);
-        return 503;
+        snprintf(why, sizeof why, "%s is busy: all but the %d workers kept for /health and /metrics "
+                 "are serving; try again", rt->cfg.id, rt->cfg.reserved_workers);
+        return request_refuse(conn, rt, "busy", why, t0);
     }
     if (request_is_create(ri) && !shed_admit()) {
-        http_retry_after(1);
-        http_send_error(conn, 503, rt->cfg.id, true,
-                        "%s is over its concurrency limit (load shedding); try again", rt->cfg.id);
-        request_done(conn, "shed", 503, t0);
-        return 503;
+        snprintf(why, sizeof why, "%s is over its concurrency limit (load shedding); try again",
+                 rt->cfg.id);
+        return request_refuse(conn, rt, "shed", why, t0);
     }
     return 0;
 }

@@ -189,6 +189,13 @@ int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bo
     return http_send_json_cors(conn, status, body, close, "*");
 }
 
+void http_add_trace(cJSON *o)
+{
+    const trace_ctx *t = trace_current();
+    if (o && t && t->id[0])
+        cJSON_AddStringToObject(o, "trace", t->id);
+}
+
 /* http_send_error_cors() with its arguments in ap. */
 static int http_send_verror(struct mg_connection *conn, int status, const char *service, bool close,
                             const char *origin, const char *fmt, va_list ap)
@@ -200,6 +207,7 @@ static int http_send_verror(struct mg_connection *conn, int status, const char *
         cJSON_AddStringToObject(o, "error", msg);
         cJSON_AddNumberToObject(o, "status", status);
         cJSON_AddStringToObject(o, "service", service);
+        http_add_trace(o);
     }
     http_send_json_cors(conn, status, o, close, origin);
     cJSON_Delete(o);

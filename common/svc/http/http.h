@@ -32,8 +32,12 @@ int http_send_json(struct mg_connection *conn, int status, const cJSON *body, bo
 int http_send_json_cors(struct mg_connection *conn, int status, const cJSON *body, bool close,
                         const char *origin);
 
-/* Sends status with {"error": <message>, "status": status, "service": service}.
- * Returns status. */
+/* Adds "trace" (the calling thread's request's trace id, trace.h) to o, when
+ * it has one. */
+void http_add_trace(cJSON *o);
+
+/* Sends status with {"error": <message>, "status": status, "service": service,
+ * "trace": ...} ("trace" as http_add_trace() adds it). Returns status. */
 int http_send_error(struct mg_connection *conn, int status, const char *service, bool close,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
