@@ -273,6 +273,7 @@ def step_config(c):
     jaeger, prom = services.get("jaeger", {}), services.get("prometheus", {})
     c.check(f"docker-stack.yaml: jaeger from {jaeger.get('image')}, prometheus from {prom.get('image')}",
             jaeger.get("image") == ts.JAEGER_IMAGE and prom.get("image") == ts.PROMETHEUS_IMAGE)
+    ts.skip_official_images(c, "docker-stack.yaml")
 
     def given(service):
         """{target: (config name, its file)} of a service's Swarm configs."""
