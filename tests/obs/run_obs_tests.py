@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -927,7 +928,6 @@ def error_percentage_stays_at_most_100_under_a_100_percent_fault(s):
     """Under load with every call to shipment failing (after 300 ms, so that calls are in
     flight across the window's edge), payment's /health errorPercentage and the page's
     error % stay <= 100 for 14 s (longer than the 10 s window). Takes the screenshot."""
-    import threading
     s.ensure_running()
     close_payment_and_clear_faults(s)
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -1301,7 +1301,7 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
     pay = s.stack.service("payment", chain=ship, env={**env, "CB_TIMEOUT_MS": "300", "CB_VOLUME_THRESHOLD": "5",
                                                       "CB_RESET_TIMEOUT_MS": "1000", "DEADLINE_PROPAGATION": "0"},
                           label="payment-trace")
-    order = s.stack.service("order", chain=pay, port=order_port, env={**env, "CB_TIMEOUT_MS": "3000"},
+    order = s.stack.service("order", chain=pay, port=order_port, env={**env, **admin, "CB_TIMEOUT_MS": "3000"},
                             label="order-trace")
     try:
         assert http("GET", order.url("/health")).json()["tracing"]["query_url"] == j.query_url
@@ -1421,6 +1421,29 @@ def dashboard_draws_a_degraded_requests_trace_from_jaeger(s):
             b.click(f"li.ev-timeout a.ev-trace[href='#trace={trial}']")
             t = trace_rows(b, trial, 13)
             assert t["trace"] == trial, t["trace"]
+            # a request shed at order's door: one span, and the view says why
+            r = http("POST", order.url("/shed"), {"enabled": True, "max_limit": 1, "initial_limit": 1,
+                                                  "min_limit": 1}, auth)
+            assert r.status == 200, r
+            answers = []
+            senders = [threading.Thread(target=lambda i=i: answers.append(
+                http("POST", order.url("/create"), order_body(930 + i), timeout=10)), daemon=True)
+                for i in range(3)]
+            for x in senders:
+                x.start()
+            for x in senders:
+                x.join(timeout=15)
+            shed = [a for a in answers if a.status == 503]
+            assert len(answers) == 3 and shed, [a.status for a in answers]
+            tid = shed[0].json()["trace"]
+            j.trace(tid, 1)
+            b.get(f"{order.url('/dashboard')}#trace={tid}")
+            t = trace_rows(b, tid, 1)
+            assert len(t["rows"]) == 1 and "refused at the door (shed)" in t["rows"][0]["text"] \
+                and t["rows"][0]["failed"], t["rows"]
+            assert "order POST /create answered 503, refused at the door (shed)" in t["summary"], t["summary"]
+            b.screenshot(RESULTS / "dashboard-trace-shed.png")
+            print(f"    shed request {tid}: one span, {t['rows'][0]['text']!r}")
     finally:
         http("DELETE", ship.url("/chaos"), None, auth)
         codes = {v.name: v.stop() for v in (order, pay, ship)}

@@ -1387,6 +1387,7 @@ function spanWords(s) {
   const w = [];
   if (t['http.response.status_code'] !== undefined) w.push(`status ${t['http.response.status_code']}`);
   if (t['app.outcome']) w.push(`outcome ${t['app.outcome']}` + (t['app.degraded.reason'] ? ` (${t['app.degraded.reason']})` : ''));
+  if (t['app.refused']) w.push(`refused at the door (${t['app.refused']})`);
   if (t['breaker.outcome']) w.push(`breaker ${t['breaker.outcome']}` + (t['breaker.cause'] ? ` (cause ${t['breaker.cause']})` : ''));
   if (t['breaker.state.before'] && t['breaker.state.after'])
     w.push(t['breaker.state.before'] === t['breaker.state.after'] ? `stayed ${t['breaker.state.after']}`
@@ -1437,7 +1438,8 @@ function drawTrace(id, trace) {
   view.dataset.spans = String(spans.length);
   document.getElementById('trace-title').textContent = `Trace ${id}`;
   const outcome = root.tags['app.outcome'] ? `, ${root.tags['app.outcome']}` +
-    (root.tags['app.degraded.reason'] ? ` (${root.tags['app.degraded.reason']})` : '') : '';
+    (root.tags['app.degraded.reason'] ? ` (${root.tags['app.degraded.reason']})` : '')
+    : root.tags['app.refused'] ? `, refused at the door (${root.tags['app.refused']})` : '';
   const status = root.tags['http.response.status_code'] !== undefined ? ` ${root.tags['http.response.status_code']}` : '';
   document.getElementById('trace-summary').textContent = `${clock(t0 / 1000)} · ${spanTime(total)} · ` +
     `${spans.length} spans on ${services.length} service(s) · ${failed} failed · ${root.service} ` +
