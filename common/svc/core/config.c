@@ -300,11 +300,9 @@ static const svc_word log_levels[] = { { "transitions", 0 }, { "requests", 1 },
                                        { "events", 2 }, { NULL, 0 } };
 static const svc_word on_off[] = { { "on", 1 }, { "off", 0 }, { NULL, 0 } };
 /* OTEL_TRACES_SAMPLER: OpenTelemetry's names for otel.h's samplers */
-static const svc_word samplers[] = {
-    { "always_on", OTEL_ALWAYS_ON }, { "always_off", OTEL_ALWAYS_OFF },
-    { "traceidratio", OTEL_RATIO }, { "parentbased_always_on", OTEL_PARENT_ALWAYS_ON },
-    { "parentbased_always_off", OTEL_PARENT_ALWAYS_OFF },
-    { "parentbased_traceidratio", OTEL_PARENT_RATIO }, { NULL, 0 } };
+#define SAMPLER_WORD(value, name) { name, value },
+static const svc_word samplers[] = { OTEL_SAMPLERS(SAMPLER_WORD) { NULL, 0 } };
+#undef SAMPLER_WORD
 
 #define FIELD(f) .offset = offsetof(svc_config, f), .size = sizeof(((svc_config *)0)->f)
 #define INTEGER(l, h) .kind = SETTING_INTEGER, .lo = (l), .hi = (h)

@@ -86,10 +86,9 @@ void otel_get_stats(otel_stats *s)
     pthread_mutex_unlock(&ex.lock);
 }
 
-static const char *const sampler_names[] = {
-    "always_on", "always_off", "traceidratio", "parentbased_always_on",
-    "parentbased_always_off", "parentbased_traceidratio",
-};
+#define SAMPLER_NAME(value, name) [value] = name,
+static const char *const sampler_names[] = { OTEL_SAMPLERS(SAMPLER_NAME) };
+#undef SAMPLER_NAME
 
 cJSON *otel_report(void)
 {

@@ -28,11 +28,19 @@
 #include <stdint.h>
 #include "cb.h"
 
-/* OTEL_TRACES_SAMPLER's values. */
-enum {
-    OTEL_ALWAYS_ON, OTEL_ALWAYS_OFF, OTEL_RATIO,
-    OTEL_PARENT_ALWAYS_ON, OTEL_PARENT_ALWAYS_OFF, OTEL_PARENT_RATIO
-};
+/* OTEL_TRACES_SAMPLER's values and OpenTelemetry's names for them, once:
+ * X(value, name) per sampler, for the enum, config.c's words and /health. */
+#define OTEL_SAMPLERS(X)                                  \
+    X(OTEL_ALWAYS_ON, "always_on")                        \
+    X(OTEL_ALWAYS_OFF, "always_off")                      \
+    X(OTEL_RATIO, "traceidratio")                         \
+    X(OTEL_PARENT_ALWAYS_ON, "parentbased_always_on")     \
+    X(OTEL_PARENT_ALWAYS_OFF, "parentbased_always_off")   \
+    X(OTEL_PARENT_RATIO, "parentbased_traceidratio")
+
+#define OTEL_SAMPLER_ENUM(value, name) value,
+enum { OTEL_SAMPLERS(OTEL_SAMPLER_ENUM) };
+#undef OTEL_SAMPLER_ENUM
 
 typedef enum otel_kind { OTEL_INTERNAL = 1, OTEL_SERVER = 2, OTEL_CLIENT = 3 } otel_kind;
 
